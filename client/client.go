@@ -1,0 +1,267 @@
+// Package client is a Go client of the pub-sub protocol: it dials a
+// WebSocket endpoint and runs requests with sequence matching, so many
+// requests may be in flight at once on one connection.
+package client
+
+import (
+	"bufio"
+	"context"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"sync"
+
+	"github.com/gobwas/ws"
+	"github.com/gobwas/ws/wsutil"
+	"google.golang.org/protobuf/proto"
+
+	pb "github.com/envoy-pubsub/gateway/proto"
+)
+
+// ServerError is an error_resp from the server.
+type ServerError struct {
+	Code    int32
+	Message string
+}
+
+func (e *ServerError) Error() string { return e.Message }
+
+// ErrClosed is returned for requests on a closed client.
+var ErrClosed = errors.New("client: connection closed")
+
+// CloseError reports that the server closed the connection with a code.
+type CloseError = wsutil.ClosedError
+
+// Options configure Dial.
+type Options struct {
+	// Header is sent with the upgrade request.
+	Header http.Header
+	// TLSConfig is used for wss:// URLs.
+	TLSConfig *tls.Config
+	// NetDial, if set, opens the connection (e.g. to a unix socket).
+	NetDial func(ctx context.Context, network, addr string) (net.Conn, error)
+}
+
+// Client is one pub-sub connection. It is safe for concurrent use.
+type Client struct {
+	conn net.Conn
+	rd   io.Reader
+	wmu  sync.Mutex
+
+	mu      sync.Mutex
+	seq     int64
+	pending map[int64]chan *pb.PubSubResp
+	// unmatched receives replies whose sequence no request waits for
+	// (e.g. sequence 0 errors for undecodable frames).
+	unmatched chan *pb.PubSubResp
+	err       error
+	done      chan struct{}
+}
+
+// Dial connects to url (ws:// or wss://) and starts reading replies.
+func Dial(ctx context.Context, url string, opts Options) (*Client, error) {
+	d := ws.Dialer{TLSConfig: opts.TLSConfig, NetDial: opts.NetDial}
+	if opts.Header != nil {
+		d.Header = ws.HandshakeHeaderHTTP(opts.Header)
+	}
+	conn, br, _, err := d.Dial(ctx, url)
+	if err != nil {
+		return nil, fmt.Errorf("client: dial %s: %w", url, err)
+	}
+	return New(conn, br), nil
+}
+
+// New runs a client on conn, which is past the handshake; br holds bytes the
+// handshake read beyond the response (it may be nil).
+func New(conn net.Conn, br *bufio.Reader) *Client {
+	c := &Client{
+		conn:      conn,
+		rd:        conn,
+		pending:   make(map[int64]chan *pb.PubSubResp),
+		unmatched: make(chan *pb.PubSubResp, 16),
+		done:      make(chan struct{}),
+	}
+	if br != nil && br.Buffered() > 0 {
+		c.rd = io.MultiReader(br, conn)
+	}
+	go c.readLoop()
+	return c
+}
+
+// Do sends req with a fresh sequence and waits for its reply. An error_resp
+// comes back as a *ServerError.
+func (c *Client) Do(ctx context.Context, req *pb.PubSubReq) (*pb.PubSubResp, error) {
+	ch := make(chan *pb.PubSubResp, 1)
+	c.mu.Lock()
+	if c.err != nil {
+		c.mu.Unlock()
+		return nil, c.err
+	}
+	c.seq++
+	req.Sequence = c.seq
+	c.pending[req.Sequence] = ch
+	c.mu.Unlock()
+	defer func() {
+		c.mu.Lock()
+		delete(c.pending, req.Sequence)
+		c.mu.Unlock()
+	}()
+	if err := c.Send(req); err != nil {
+		return nil, err
+	}
+	select {
+	case resp := <-ch:
+		if e := resp.GetErrorResp(); e != nil {
+			return resp, &ServerError{Code: e.GetCode(), Message: e.GetMessage()}
+		}
+		return resp, nil
+	case <-c.done:
+		return nil, c.Err()
+	case <-ctx.Done():
+		return nil, ctx.Err()
+	}
+}
+
+// Send writes req as is, without waiting for a reply.
+func (c *Client) Send(req *pb.PubSubReq) error {
+	b, err := proto.Marshal(req)
+	if err != nil {
+		return fmt.Errorf("client: encode: %w", err)
+	}
+	return c.SendRaw(ws.OpBinary, b)
+}
+
+// SendRaw writes one masked frame with any opcode and payload (tests use it
+// to send what a well-behaved client would not).
+func (c *Client) SendRaw(op ws.OpCode, payload []byte) error {
+	c.wmu.Lock()
+	defer c.wmu.Unlock()
+	if err := wsutil.WriteClientMessage(c.conn, op, payload); err != nil {
+		return fmt.Errorf("client: write: %w", err)
+	}
+	return nil
+}
+
+// Unmatched returns replies that answer no pending request of this client.
+func (c *Client) Unmatched() <-chan *pb.PubSubResp { return c.unmatched }
+
+// Done is closed when the connection ends; Err then says why.
+func (c *Client) Done() <-chan struct{} { return c.done }
+
+// Err returns why the connection ended: a CloseError when the server sent a
+// close frame, or the read error.
+func (c *Client) Err() error {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.err
+}
+
+// Close sends a normal close frame and closes the connection.
+func (c *Client) Close() error {
+	c.wmu.Lock()
+	wsutil.WriteClientMessage(c.conn, ws.OpClose, ws.NewCloseFrameBody(ws.StatusNormalClosure, ""))
+	c.wmu.Unlock()
+	err := c.conn.Close()
+	<-c.done
+	return err
+}
+
+// Ping sends cmd_ping and returns the state echoed in pong_resp.
+func (c *Client) Ping(ctx context.Context, state []byte) ([]byte, error) {
+	resp, err := c.Do(ctx, &pb.PubSubReq{Req: &pb.PubSubReq_CmdPing{CmdPing: &pb.CmdPing{State: state}}})
+	if err != nil {
+		return nil, err
+	}
+	if resp.GetPongResp() == nil {
+		return nil, fmt.Errorf("client: unexpected reply %v", resp)
+	}
+	return resp.GetPongResp().GetState(), nil
+}
+
+// ListOffset runs cmd_kafka_list_offset: timestamp -2 earliest, -1 latest,
+// otherwise the first offset at or after timestamp (ms).
+func (c *Client) ListOffset(ctx context.Context, topic string, partition int32, timestamp int64) (int64, error) {
+	resp, err := c.Do(ctx, &pb.PubSubReq{Req: &pb.PubSubReq_CmdKafkaListOffset{
+		CmdKafkaListOffset: &pb.CmdKafkaListOffset{Topic: topic, Partition: partition, Timestamp: timestamp},
+	}})
+	if err != nil {
+		return 0, err
+	}
+	if resp.GetKafkaListOffsetResp() == nil {
+		return 0, fmt.Errorf("client: unexpected reply %v", resp)
+	}
+	return resp.GetKafkaListOffsetResp().GetOffset(), nil
+}
+
+// Fetch runs cmd_kafka_fetch and returns the records from offset on.
+func (c *Client) Fetch(ctx context.Context, topic string, partition int32, offset int64) ([]*pb.KafkaMessage, error) {
+	resp, err := c.Do(ctx, &pb.PubSubReq{Req: &pb.PubSubReq_CmdKafkaFetch{
+		CmdKafkaFetch: &pb.CmdKafkaFetch{Topic: topic, Partition: partition, Offset: offset},
+	}})
+	if err != nil {
+		return nil, err
+	}
+	if resp.GetKafkaFetchResp() == nil {
+		return nil, fmt.Errorf("client: unexpected reply %v", resp)
+	}
+	return resp.GetKafkaFetchResp().GetMessages(), nil
+}
+
+// readLoop delivers replies to their requests until the connection ends.
+func (c *Client) readLoop() {
+	var err error
+	defer func() {
+		c.mu.Lock()
+		if c.err == nil {
+			c.err = err
+		}
+		if c.err == nil {
+			c.err = ErrClosed
+		}
+		c.mu.Unlock()
+		close(c.done)
+	}()
+	rw := struct {
+		io.Reader
+		io.Writer
+	}{c.rd, lockedWriter{c}}
+	for {
+		var data []byte
+		data, err = wsutil.ReadServerBinary(rw)
+		if err != nil {
+			return
+		}
+		resp := &pb.PubSubResp{}
+		if err = proto.Unmarshal(data, resp); err != nil {
+			err = fmt.Errorf("client: decode reply: %w", err)
+			return
+		}
+		c.mu.Lock()
+		ch := c.pending[resp.GetSequence()]
+		c.mu.Unlock()
+		if ch != nil {
+			select {
+			case ch <- resp:
+				continue
+			default: // a second reply to the same request
+			}
+		}
+		select {
+		case c.unmatched <- resp:
+		default:
+		}
+	}
+}
+
+// lockedWriter serialises the control replies (pong, close) that the reader
+// writes with the client's own writes.
+type lockedWriter struct{ c *Client }
+
+func (w lockedWriter) Write(p []byte) (int, error) {
+	w.c.wmu.Lock()
+	defer w.c.wmu.Unlock()
+	return w.c.conn.Write(p)
+}

@@ -1,0 +1,285 @@
+package kafka
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"path"
+
+	"github.com/twmb/franz-go/pkg/kerr"
+	"github.com/twmb/franz-go/pkg/kgo"
+	"github.com/twmb/franz-go/pkg/kmsg"
+
+	pb "github.com/envoy-pubsub/gateway/proto"
+	"github.com/envoy-pubsub/gateway/pubsub"
+)
+
+// Register binds the Kafka commands of mux to the shared client k. Topics
+// is the session's allow-list (exact names and path.Match globs); nil
+// allows every topic, an empty non-nil list allows none.
+func Register(mux *pubsub.Mux, k *Cluster, topics []string) {
+	h := &handlers{k: k, topics: topics}
+	mux.On(pubsub.CmdKafkaListOffset, pubsub.HandlerFunc(h.listOffset))
+	mux.On(pubsub.CmdKafkaFetch, pubsub.HandlerFunc(h.fetch))
+}
+
+// handlers serve one session's Kafka commands.
+type handlers struct {
+	k      *Cluster
+	topics []string
+}
+
+// Causes of command failures that are not Kafka error codes.
+var (
+	ErrTopicNotAllowed   = errors.New("topic not allowed")
+	ErrTopicNotFound     = errors.New("not found topic")
+	ErrPartitionNotFound = errors.New("not found partition")
+	ErrBrokerUnreachable = errors.New("broker unreachable")
+	ErrAuthentication    = errors.New("authentication failed")
+	ErrTimeout           = errors.New("request timed out")
+)
+
+// CommandError is a failed Kafka command. Its text is in APISIX's format,
+// "failed to fetch message, topic: T, partition: P, err: CAUSE", so that
+// clients written for APISIX read it unchanged.
+type CommandError struct {
+	Op        string // "list offset" or "fetch message"
+	Topic     string
+	Partition int32
+	Cause     error
+}
+
+func (e *CommandError) Error() string {
+	return fmt.Sprintf("failed to %s, topic: %s, partition: %d, err: %s", e.Op, e.Topic, e.Partition, e.Cause)
+}
+
+// Unwrap returns the cause.
+func (e *CommandError) Unwrap() error { return e.Cause }
+
+const (
+	opListOffset = "list offset"
+	opFetch      = "fetch message"
+)
+
+// allowed reports whether topic passes the allow-list.
+func allowed(topics []string, topic string) bool {
+	if topics == nil {
+		return true
+	}
+	for _, p := range topics {
+		if ok, _ := path.Match(p, topic); ok {
+			return true
+		}
+	}
+	return false
+}
+
+func (h *handlers) listOffset(ctx context.Context, req *pubsub.Request) (*pb.PubSubResp, error) {
+	cmd := req.Msg.GetCmdKafkaListOffset()
+	topic, partition := cmd.GetTopic(), cmd.GetPartition()
+	fail := func(cause error) (*pb.PubSubResp, error) {
+		return nil, &CommandError{Op: opListOffset, Topic: topic, Partition: partition, Cause: cause}
+	}
+	if !allowed(h.topics, topic) {
+		return fail(ErrTopicNotAllowed)
+	}
+	ctx, cancel := context.WithTimeout(ctx, h.k.cfg.RequestTimeout.Duration())
+	defer cancel()
+	offset, err := h.k.ListOffset(ctx, topic, partition, cmd.GetTimestamp())
+	if err != nil {
+		return fail(err)
+	}
+	return &pb.PubSubResp{Resp: &pb.PubSubResp_KafkaListOffsetResp{
+		KafkaListOffsetResp: &pb.KafkaListOffsetResp{Offset: offset},
+	}}, nil
+}
+
+func (h *handlers) fetch(ctx context.Context, req *pubsub.Request) (*pb.PubSubResp, error) {
+	cmd := req.Msg.GetCmdKafkaFetch()
+	topic, partition := cmd.GetTopic(), cmd.GetPartition()
+	if !allowed(h.topics, topic) {
+		return nil, &CommandError{Op: opFetch, Topic: topic, Partition: partition, Cause: ErrTopicNotAllowed}
+	}
+	ctx, cancel := context.WithTimeout(ctx, h.k.cfg.RequestTimeout.Duration())
+	defer cancel()
+	records, err := h.k.Fetch(ctx, topic, partition, cmd.GetOffset())
+	if err != nil {
+		return nil, &CommandError{Op: opFetch, Topic: topic, Partition: partition, Cause: err}
+	}
+	msgs := make([]*pb.KafkaMessage, len(records))
+	backing := make([]pb.KafkaMessage, len(records))
+	for i, r := range records {
+		m := &backing[i]
+		m.Offset = r.Offset
+		m.Timestamp = r.Timestamp.UnixMilli()
+		m.Key = r.Key
+		m.Value = r.Value
+		msgs[i] = m
+	}
+	return &pb.PubSubResp{Resp: &pb.PubSubResp_KafkaFetchResp{
+		KafkaFetchResp: &pb.KafkaFetchResp{Messages: msgs},
+	}}, nil
+}
+
+// partitionInfo is what a command needs to know of a partition.
+type partitionInfo struct {
+	topicID [16]byte
+	leader  int32
+}
+
+// lookup finds topic/partition in (cached) metadata. fresh bypasses the
+// cache, after a broker said the cached view is stale.
+func (k *Cluster) lookup(ctx context.Context, topic string, partition int32, fresh bool) (partitionInfo, error) {
+	req := kmsg.NewPtrMetadataRequest()
+	rt := kmsg.NewMetadataRequestTopic()
+	rt.Topic = kmsg.StringPtr(topic)
+	req.Topics = []kmsg.MetadataRequestTopic{rt}
+	var (
+		resp *kmsg.MetadataResponse
+		err  error
+	)
+	if fresh {
+		var r kmsg.Response
+		r, err = k.cl.Request(ctx, req)
+		if err == nil {
+			resp = r.(*kmsg.MetadataResponse)
+		}
+	} else {
+		resp, err = k.cl.RequestCachedMetadata(ctx, req, 0)
+	}
+	if err != nil {
+		return partitionInfo{}, k.cause(ctx, err)
+	}
+	for _, t := range resp.Topics {
+		if t.Topic == nil || *t.Topic != topic {
+			continue
+		}
+		if err := kerr.ErrorForCode(t.ErrorCode); err != nil {
+			if errors.Is(err, kerr.UnknownTopicOrPartition) {
+				return partitionInfo{}, ErrTopicNotFound
+			}
+			return partitionInfo{}, k.cause(ctx, err)
+		}
+		for _, p := range t.Partitions {
+			if p.Partition != partition {
+				continue
+			}
+			if err := kerr.ErrorForCode(p.ErrorCode); err != nil && p.Leader < 0 {
+				return partitionInfo{}, k.cause(ctx, err)
+			}
+			return partitionInfo{topicID: t.TopicID, leader: p.Leader}, nil
+		}
+		return partitionInfo{}, ErrPartitionNotFound
+	}
+	return partitionInfo{}, ErrTopicNotFound
+}
+
+// ListOffset returns the offset of topic/partition for timestamp: -2 the
+// earliest, -1 the latest (the next offset to be written), otherwise the
+// first offset whose record timestamp is at or after timestamp (ms), or -1
+// when there is none.
+func (k *Cluster) ListOffset(ctx context.Context, topic string, partition int32, timestamp int64) (int64, error) {
+	for attempt := 0; ; attempt++ {
+		if _, err := k.lookup(ctx, topic, partition, attempt > 0); err != nil {
+			return 0, err
+		}
+		req := kmsg.NewPtrListOffsetsRequest()
+		req.ReplicaID = -1
+		rt := kmsg.NewListOffsetsRequestTopic()
+		rt.Topic = topic
+		rp := kmsg.NewListOffsetsRequestTopicPartition()
+		rp.Partition = partition
+		rp.Timestamp = timestamp
+		rt.Partitions = []kmsg.ListOffsetsRequestTopicPartition{rp}
+		req.Topics = []kmsg.ListOffsetsRequestTopic{rt}
+		r, err := k.cl.Request(ctx, req)
+		if err != nil {
+			return 0, k.cause(ctx, err)
+		}
+		resp := r.(*kmsg.ListOffsetsResponse)
+		if len(resp.Topics) != 1 || len(resp.Topics[0].Partitions) != 1 {
+			return 0, fmt.Errorf("malformed ListOffsets response")
+		}
+		p := resp.Topics[0].Partitions[0]
+		if err := kerr.ErrorForCode(p.ErrorCode); err != nil {
+			if attempt == 0 && stale(err) {
+				continue
+			}
+			return 0, k.cause(ctx, err)
+		}
+		if resp.Version == 0 {
+			if len(p.OldStyleOffsets) == 0 {
+				return -1, nil
+			}
+			return p.OldStyleOffsets[0], nil
+		}
+		return p.Offset, nil
+	}
+}
+
+// Fetch returns the records of topic/partition from offset on, as many as
+// one fetch of the cluster's byte limit returns. The first record returned
+// is the one at offset; at the end of the log the result is empty after at
+// most the cluster's fetch wait.
+func (k *Cluster) Fetch(ctx context.Context, topic string, partition int32, offset int64) ([]*kgo.Record, error) {
+	for attempt := 0; ; attempt++ {
+		info, err := k.lookup(ctx, topic, partition, attempt > 0)
+		if err != nil {
+			return nil, err
+		}
+		req := kmsg.NewPtrFetchRequest()
+		req.ReplicaID = -1
+		req.MaxWaitMillis = int32(k.cfg.FetchMaxWait.Duration().Milliseconds())
+		req.MinBytes = 1
+		req.MaxBytes = k.cfg.FetchMaxBytes
+		req.SessionEpoch = -1
+		rt := kmsg.NewFetchRequestTopic()
+		rt.Topic = topic
+		rt.TopicID = info.topicID
+		rp := kmsg.NewFetchRequestTopicPartition()
+		rp.Partition = partition
+		rp.FetchOffset = offset
+		rp.PartitionMaxBytes = k.cfg.FetchMaxBytes
+		rt.Partitions = []kmsg.FetchRequestTopicPartition{rp}
+		req.Topics = []kmsg.FetchRequestTopic{rt}
+		r, err := k.cl.Broker(int(info.leader)).Request(ctx, req)
+		if err != nil {
+			if attempt == 0 && ctx.Err() == nil {
+				continue // the leader may have moved or gone: look again
+			}
+			return nil, k.cause(ctx, err)
+		}
+		resp := r.(*kmsg.FetchResponse)
+		if err := kerr.ErrorForCode(resp.ErrorCode); err != nil {
+			return nil, k.cause(ctx, err)
+		}
+		if len(resp.Topics) != 1 || len(resp.Topics[0].Partitions) != 1 {
+			return nil, fmt.Errorf("malformed Fetch response")
+		}
+		fp, _ := kgo.ProcessFetchPartition(kgo.ProcessFetchPartitionOpts{
+			Offset:    offset,
+			Topic:     topic,
+			Partition: partition,
+		}, &resp.Topics[0].Partitions[0], decompressor, nil)
+		if fp.Err != nil {
+			if attempt == 0 && stale(fp.Err) {
+				continue
+			}
+			return nil, k.cause(ctx, fp.Err)
+		}
+		return fp.Records, nil
+	}
+}
+
+var decompressor = kgo.DefaultDecompressor()
+
+// stale reports whether err means the cached metadata is out of date, so a
+// fresh lookup and one retry may succeed.
+func stale(err error) bool {
+	return errors.Is(err, kerr.NotLeaderForPartition) ||
+		errors.Is(err, kerr.UnknownTopicOrPartition) ||
+		errors.Is(err, kerr.UnknownTopicID) ||
+		errors.Is(err, kerr.FencedLeaderEpoch) ||
+		errors.Is(err, kerr.LeaderNotAvailable) ||
+		errors.Is(err, kerr.InconsistentTopicID)
+}

@@ -1,0 +1,233 @@
+// Package kafka runs the pub-sub protocol's Kafka commands with franz-go:
+// cmd_kafka_list_offset and cmd_kafka_fetch. Sessions share one franz-go
+// client per distinct cluster configuration, taken from a Pool; Register
+// binds the command handlers of one session to a shared client.
+package kafka
+
+import (
+	"crypto/sha256"
+	"encoding/binary"
+	"fmt"
+	"log/slog"
+	"sync"
+	"time"
+
+	"github.com/twmb/franz-go/pkg/kgo"
+
+	"github.com/envoy-pubsub/gateway/config"
+)
+
+// DefaultIdleClientTimeout is how long a client nobody uses is kept before it
+// is closed.
+const DefaultIdleClientTimeout = 2 * time.Minute
+
+// PoolOption configures a Pool.
+type PoolOption func(*Pool)
+
+// IdleClientTimeout sets how long an unused client stays open, so that
+// sessions that come and go reuse its broker connections. Default 2m.
+func IdleClientTimeout(d time.Duration) PoolOption {
+	return func(p *Pool) { p.idle = d }
+}
+
+// ClientOptions adds franz-go options to every client the Pool creates
+// (e.g. hooks for metrics or tests).
+func ClientOptions(opts ...kgo.Opt) PoolOption {
+	return func(p *Pool) { p.extra = append(p.extra, opts...) }
+}
+
+// Logger sets the logger of the pool's clients. Default slog.Default().
+func Logger(l *slog.Logger) PoolOption {
+	return func(p *Pool) { p.log = l }
+}
+
+// Pool shares franz-go clients between sessions: one client per distinct
+// cluster configuration (brokers, TLS, SASL credentials and client tuning).
+// It is safe for concurrent use.
+type Pool struct {
+	idle    time.Duration
+	extra   []kgo.Opt
+	log     *slog.Logger
+	mu      sync.Mutex
+	clients map[[32]byte]*Cluster
+	closed  bool
+}
+
+// NewPool returns an empty Pool.
+func NewPool(opts ...PoolOption) *Pool {
+	p := &Pool{idle: DefaultIdleClientTimeout, log: slog.Default(), clients: make(map[[32]byte]*Cluster)}
+	for _, o := range opts {
+		o(p)
+	}
+	return p
+}
+
+// Cluster is a shared client for one cluster configuration. Each Acquire
+// must be paired with one Release.
+type Cluster struct {
+	pool  *Pool
+	key   [32]byte
+	cfg   config.KafkaCluster
+	cl    *kgo.Client
+	tls   *tlsState
+	refs  int
+	timer *time.Timer
+}
+
+// Acquire returns the shared client for c, creating it on first use. The
+// SASL password must already be resolved into c.SASL.Password.
+func (p *Pool) Acquire(c *config.KafkaCluster) (*Cluster, error) {
+	key := fingerprint(c)
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.closed {
+		return nil, fmt.Errorf("kafka: pool closed")
+	}
+	if k := p.clients[key]; k != nil {
+		k.refs++
+		if k.timer != nil {
+			k.timer.Stop()
+			k.timer = nil
+		}
+		return k, nil
+	}
+	k, err := newCluster(p, key, c)
+	if err != nil {
+		return nil, err
+	}
+	k.refs = 1
+	p.clients[key] = k
+	return k, nil
+}
+
+// Release gives back a client taken with Acquire. The last release closes
+// it after the pool's idle timeout unless it is acquired again.
+func (k *Cluster) Release() {
+	p := k.pool
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	k.refs--
+	if k.refs > 0 || p.closed {
+		return
+	}
+	k.timer = time.AfterFunc(p.idle, func() {
+		p.mu.Lock()
+		defer p.mu.Unlock()
+		if k.refs == 0 && p.clients[k.key] == k {
+			delete(p.clients, k.key)
+			go k.cl.Close()
+		}
+	})
+}
+
+// Client returns the franz-go client.
+func (k *Cluster) Client() *kgo.Client { return k.cl }
+
+// Config returns the cluster configuration the client was built from.
+func (k *Cluster) Config() *config.KafkaCluster { return &k.cfg }
+
+// Close closes every client of the pool; later Acquires fail.
+func (p *Pool) Close() {
+	p.mu.Lock()
+	clients := p.clients
+	p.clients = nil
+	p.closed = true
+	p.mu.Unlock()
+	for _, k := range clients {
+		if k.timer != nil {
+			k.timer.Stop()
+		}
+		k.cl.Close()
+	}
+}
+
+// Clients returns the number of open clients.
+func (p *Pool) Clients() int {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return len(p.clients)
+}
+
+func newCluster(p *Pool, key [32]byte, c *config.KafkaCluster) (*Cluster, error) {
+	k := &Cluster{pool: p, key: key, cfg: *c}
+	opts := []kgo.Opt{
+		kgo.SeedBrokers(c.Brokers...),
+		kgo.ClientID("envoy-pubsub"),
+		kgo.DialTimeout(c.RequestTimeout.Duration()),
+		kgo.RetryTimeout(c.RequestTimeout.Duration()),
+		kgo.RequestRetries(3),
+		kgo.RetryBackoffFn(func(tries int) time.Duration { return time.Duration(tries) * 50 * time.Millisecond }),
+		kgo.MetadataMinAge(time.Second),
+		kgo.WithLogger(kgoLogger{p.log}),
+	}
+	if c.TLS != nil && c.TLS.Enabled {
+		ts, err := newTLSState(c.TLS)
+		if err != nil {
+			return nil, err
+		}
+		k.tls = ts
+		opts = append(opts, kgo.Dialer(ts.dial(c.RequestTimeout.Duration())))
+	}
+	if c.SASL != nil {
+		m, err := saslMechanism(c.SASL)
+		if err != nil {
+			return nil, err
+		}
+		opts = append(opts, kgo.SASL(m))
+	}
+	opts = append(opts, p.extra...)
+	cl, err := kgo.NewClient(opts...)
+	if err != nil {
+		return nil, fmt.Errorf("kafka: %w", err)
+	}
+	k.cl = cl
+	return k, nil
+}
+
+// fingerprint identifies a cluster configuration, secrets included, without
+// keeping them in memory in clear.
+func fingerprint(c *config.KafkaCluster) [32]byte {
+	h := sha256.New()
+	field := func(s string) {
+		var n [8]byte
+		binary.BigEndian.PutUint64(n[:], uint64(len(s)))
+		h.Write(n[:])
+		h.Write([]byte(s))
+	}
+	for _, b := range c.Brokers {
+		field(b)
+	}
+	field("|")
+	if t := c.TLS; t != nil && t.Enabled {
+		field(fmt.Sprint(t.VerifyEnabled()))
+		field(t.CAFile)
+		field(t.CertFile)
+		field(t.KeyFile)
+		field(t.ServerName)
+	}
+	field("|")
+	if s := c.SASL; s != nil {
+		field(s.Mechanism)
+		field(s.Username)
+		field(s.Password.Reveal())
+	}
+	field("|")
+	field(c.RequestTimeout.Duration().String())
+	var sum [32]byte
+	h.Sum(sum[:0])
+	return sum
+}
+
+// kgoLogger sends franz-go's warnings and errors to slog.
+type kgoLogger struct{ l *slog.Logger }
+
+func (k kgoLogger) Level() kgo.LogLevel { return kgo.LogLevelWarn }
+
+func (k kgoLogger) Log(level kgo.LogLevel, msg string, keyvals ...any) {
+	switch level {
+	case kgo.LogLevelError:
+		k.l.Error("kafka: "+msg, keyvals...)
+	default:
+		k.l.Warn("kafka: "+msg, keyvals...)
+	}
+}

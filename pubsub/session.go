@@ -1,0 +1,456 @@
+package pubsub
+
+import (
+	"bufio"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"os"
+	"runtime/debug"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/gobwas/ws"
+	"google.golang.org/protobuf/proto"
+
+	pb "github.com/envoy-pubsub/gateway/proto"
+)
+
+// Options are the limits and hooks of a session. The zero value of a field
+// means its default.
+type Options struct {
+	// MaxFrameBytes bounds one WebSocket message, fragments included; a
+	// larger one closes the session with 1009. Default 1 MiB.
+	MaxFrameBytes int
+	// IdleTimeout closes a session whose client sent no frame for this long.
+	// Default 60s; negative disables it.
+	IdleTimeout time.Duration
+	// WriteTimeout closes a session whose client does not take a reply for
+	// this long. Default 30s; negative disables it.
+	WriteTimeout time.Duration
+	// MaxInFlight bounds the requests a session runs at once; while it is
+	// reached the session reads no further requests. Default 16.
+	MaxInFlight int
+	// Logger receives session events; default slog.Default().
+	Logger *slog.Logger
+	// OnCommand, if set, is called after each command with its name and the
+	// handler's error (nil on success), for metrics.
+	OnCommand func(command string, err error)
+}
+
+// Default limits.
+const (
+	DefaultMaxFrameBytes = 1 << 20
+	DefaultIdleTimeout   = 60 * time.Second
+	DefaultWriteTimeout  = 30 * time.Second
+	DefaultMaxInFlight   = 16
+)
+
+func (o Options) withDefaults() Options {
+	if o.MaxFrameBytes <= 0 {
+		o.MaxFrameBytes = DefaultMaxFrameBytes
+	}
+	if o.IdleTimeout == 0 {
+		o.IdleTimeout = DefaultIdleTimeout
+	}
+	if o.WriteTimeout == 0 {
+		o.WriteTimeout = DefaultWriteTimeout
+	}
+	if o.MaxInFlight <= 0 {
+		o.MaxInFlight = DefaultMaxInFlight
+	}
+	if o.Logger == nil {
+		o.Logger = slog.Default()
+	}
+	return o
+}
+
+// WebSocket close codes used by the engine (RFC 6455 section 7.4.1).
+const (
+	CloseNormal           = ws.StatusNormalClosure
+	CloseGoingAway        = ws.StatusGoingAway
+	CloseProtocolError    = ws.StatusProtocolError
+	CloseUnsupportedData  = ws.StatusUnsupportedData
+	CloseMessageTooBig    = ws.StatusMessageTooBig
+	CloseInternalError    = ws.StatusInternalServerError
+	ClosePolicyViolation  = ws.StatusPolicyViolation
+	closeReasonIdle       = "idle timeout"
+	closeReasonShutdown   = "server shutting down"
+	errMsgNoCommand       = "invalid request: no command"
+	errMsgUndecodable     = "invalid request: cannot decode PubSubReq"
+	errMsgInternalFailure = "internal error"
+)
+
+// ErrSessionClosed is returned by Request.Push after the session ended.
+var ErrSessionClosed = errors.New("pubsub: session closed")
+
+// Request is one decoded client request being served.
+type Request struct {
+	// Msg is the decoded request.
+	Msg *pb.PubSubReq
+	// Command is the name of the command set in Msg.
+	Command string
+	s       *session
+}
+
+// Sequence returns the request's sequence, which every reply echoes.
+func (r *Request) Sequence() int64 { return r.Msg.GetSequence() }
+
+// Push sends a server-initiated reply carrying this request's sequence, for
+// streaming commands. It blocks while the client does not read (the session's
+// write timeout bounds that) and fails once the session has ended.
+func (r *Request) Push(resp *pb.PubSubResp) error {
+	resp.Sequence = r.Msg.GetSequence()
+	return r.s.writeReply(resp)
+}
+
+// Serve runs one session on conn, which must be past the WebSocket handshake,
+// dispatching requests to h (typically a *Mux). It returns when the session
+// ends: the client closed, a protocol violation or limit closed it, or ctx was
+// canceled (the client then gets a 1001 close frame). conn is closed on
+// return. Serve never panics.
+func Serve(ctx context.Context, conn net.Conn, h Handler, opts Options) (err error) {
+	o := opts.withDefaults()
+	s := &session{
+		conn:     conn,
+		handler:  h,
+		opts:     o,
+		inflight: make(chan struct{}, o.MaxInFlight),
+	}
+	s.ctx, s.cancel = context.WithCancel(ctx)
+	stop := context.AfterFunc(ctx, func() {
+		// Unblock a writer stuck on a client that does not read, so that
+		// shutdown is prompt.
+		s.conn.SetWriteDeadline(time.Now().Add(time.Second))
+		s.closeWith(CloseGoingAway, closeReasonShutdown)
+	})
+	defer func() {
+		if p := recover(); p != nil {
+			o.Logger.Error("pubsub: session panic", "panic", p, "stack", string(debug.Stack()))
+			s.closeWith(CloseInternalError, errMsgInternalFailure)
+			err = fmt.Errorf("pubsub: session panic: %v", p)
+		}
+		stop()
+		s.cancel()
+		s.conn.Close()
+		s.handlers.Wait()
+	}()
+	return s.readLoop()
+}
+
+// session is the state of one served connection. An idle session holds only
+// this struct, its reader goroutine and the socket: read buffers are taken
+// per message and write buffers per burst of replies.
+type session struct {
+	conn     net.Conn
+	handler  Handler
+	opts     Options
+	ctx      context.Context
+	cancel   context.CancelFunc
+	inflight chan struct{}
+	handlers sync.WaitGroup
+	hdr      [ws.MaxHeaderSize - 2]byte
+
+	// Writers queue on wmu; pendingWrites counts those waiting so that only
+	// the last one of a burst flushes.
+	wmu           sync.Mutex
+	pendingWrites atomic.Int32
+	bw            *bufio.Writer
+	werr          error
+	closed        bool
+}
+
+var (
+	writerPool = sync.Pool{New: func() any { return bufio.NewWriterSize(nil, 16<<10) }}
+	bufPool    = sync.Pool{New: func() any { b := make([]byte, 0, 4<<10); return &b }}
+)
+
+// readLoop reads frames until the session ends.
+func (s *session) readLoop() error {
+	var msg *[]byte // reassembly buffer of the message being read
+	defer func() {
+		if msg != nil {
+			putBuf(msg)
+		}
+	}()
+	fragmented := false
+	for {
+		if s.opts.IdleTimeout > 0 {
+			s.conn.SetReadDeadline(time.Now().Add(s.opts.IdleTimeout))
+		}
+		h, err := ws.ReadHeaderBuffer(s.conn, s.hdr[:])
+		if err != nil {
+			return s.readFailed(err)
+		}
+		state := ws.StateServerSide
+		if fragmented {
+			state = state.Set(ws.StateFragmented)
+		}
+		if err := ws.CheckHeader(h, state); err != nil {
+			s.closeWith(CloseProtocolError, err.Error())
+			return err
+		}
+		if h.OpCode.IsControl() {
+			if done, err := s.control(h); done {
+				return err
+			}
+			continue
+		}
+		if h.OpCode == ws.OpText {
+			s.closeWith(CloseUnsupportedData, "text frames are not supported; send binary protobuf")
+			return errors.New("pubsub: text frame")
+		}
+		size := int64(0)
+		if msg != nil {
+			size = int64(len(*msg))
+		}
+		if size+h.Length > int64(s.opts.MaxFrameBytes) {
+			s.closeWith(CloseMessageTooBig, fmt.Sprintf("message exceeds %d bytes", s.opts.MaxFrameBytes))
+			return errors.New("pubsub: message too big")
+		}
+		if msg == nil {
+			msg = getBuf()
+		}
+		start := len(*msg)
+		*msg = grow(*msg, int(h.Length))
+		if _, err := io.ReadFull(s.conn, (*msg)[start:]); err != nil {
+			return s.readFailed(err)
+		}
+		ws.Cipher((*msg)[start:], h.Mask, 0)
+		if !h.Fin {
+			fragmented = true
+			continue
+		}
+		fragmented = false
+		if !s.dispatch(*msg) {
+			return s.ctx.Err()
+		}
+		putBuf(msg)
+		msg = nil
+	}
+}
+
+// readFailed ends the session after a failed read, closing with a reason a
+// client can act on.
+func (s *session) readFailed(err error) error {
+	if errors.Is(err, os.ErrDeadlineExceeded) {
+		s.closeWith(CloseNormal, closeReasonIdle)
+		return err
+	}
+	if errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) || errors.Is(err, net.ErrClosed) {
+		return nil
+	}
+	return err
+}
+
+// control handles a control frame; done reports that the session ends.
+func (s *session) control(h ws.Header) (done bool, err error) {
+	var buf [125]byte
+	p := buf[:h.Length]
+	if _, err := io.ReadFull(s.conn, p); err != nil {
+		return true, s.readFailed(err)
+	}
+	ws.Cipher(p, h.Mask, 0)
+	switch h.OpCode {
+	case ws.OpPing:
+		if err := s.writeFrame(ws.OpPong, p); err != nil {
+			return true, err
+		}
+	case ws.OpClose:
+		code, reason := ws.ParseCloseFrameData(p)
+		if err := ws.CheckCloseFrameData(code, reason); err != nil {
+			s.closeWith(CloseProtocolError, err.Error())
+			return true, err
+		}
+		if code.Empty() {
+			code = CloseNormal
+		}
+		s.closeWith(code, "")
+		return true, nil
+	}
+	return false, nil
+}
+
+// dispatch decodes one message and starts its handler. It blocks while the
+// session is at MaxInFlight, which stops reading from a client whose replies
+// cannot be written. It returns false once the session is over.
+func (s *session) dispatch(data []byte) bool {
+	req := &pb.PubSubReq{}
+	if err := proto.Unmarshal(data, req); err != nil {
+		s.reportCommand("", errors.New(errMsgUndecodable))
+		return s.writeError(0, errMsgUndecodable+": "+err.Error()) == nil
+	}
+	cmd := commandOf(req)
+	if cmd == "" {
+		s.reportCommand("", errors.New(errMsgNoCommand))
+		return s.writeError(req.GetSequence(), errMsgNoCommand) == nil
+	}
+	select {
+	case s.inflight <- struct{}{}:
+	case <-s.ctx.Done():
+		return false
+	}
+	s.handlers.Add(1)
+	go s.serve(&Request{Msg: req, Command: string(cmd), s: s})
+	return true
+}
+
+// serve runs one handler and writes its reply.
+func (s *session) serve(req *Request) {
+	defer func() {
+		if p := recover(); p != nil {
+			s.opts.Logger.Error("pubsub: handler panic", "command", req.Command, "panic", p, "stack", string(debug.Stack()))
+			s.writeError(req.Sequence(), errMsgInternalFailure)
+		}
+		<-s.inflight
+		s.handlers.Done()
+	}()
+	resp, err := s.handler.ServePubSub(s.ctx, req)
+	s.reportCommand(req.Command, err)
+	switch {
+	case err != nil:
+		s.writeError(req.Sequence(), err.Error())
+	case resp != nil:
+		resp.Sequence = req.Sequence()
+		s.writeReply(resp)
+	}
+}
+
+func (s *session) reportCommand(cmd string, err error) {
+	if s.opts.OnCommand != nil {
+		s.opts.OnCommand(cmd, err)
+	}
+}
+
+func (s *session) writeError(seq int64, msg string) error {
+	return s.writeReply(&pb.PubSubResp{Sequence: seq, Resp: &pb.PubSubResp_ErrorResp{
+		ErrorResp: &pb.ErrorResp{Code: 0, Message: msg},
+	}})
+}
+
+// writeReply encodes resp into a pooled buffer and writes it as one binary
+// message.
+func (s *session) writeReply(resp *pb.PubSubResp) error {
+	buf := getBuf()
+	defer putBuf(buf)
+	b, err := proto.MarshalOptions{}.MarshalAppend((*buf)[:0], resp)
+	if err != nil {
+		return fmt.Errorf("pubsub: encode reply: %w", err)
+	}
+	*buf = b
+	return s.writeFrame(ws.OpBinary, b)
+}
+
+// writeFrame writes one unfragmented frame. Writers are serialised; replies
+// that queue up behind each other share one buffer and one flush.
+func (s *session) writeFrame(op ws.OpCode, payload []byte) error {
+	s.pendingWrites.Add(1)
+	s.wmu.Lock()
+	defer s.wmu.Unlock()
+	last := s.pendingWrites.Add(-1) == 0
+	if s.closed {
+		return ErrSessionClosed
+	}
+	if s.werr != nil {
+		return s.werr
+	}
+	if s.bw == nil {
+		s.bw = writerPool.Get().(*bufio.Writer)
+		s.bw.Reset(s.conn)
+	}
+	if s.opts.WriteTimeout > 0 {
+		s.conn.SetWriteDeadline(time.Now().Add(s.opts.WriteTimeout))
+	}
+	err := ws.WriteHeader(s.bw, ws.Header{Fin: true, OpCode: op, Length: int64(len(payload))})
+	if err == nil {
+		_, err = s.bw.Write(payload)
+	}
+	if err == nil && (last || op == ws.OpClose) {
+		err = s.releaseWriter()
+	}
+	if err != nil {
+		s.failWrites(err)
+	}
+	return err
+}
+
+// releaseWriter flushes the buffered writer and returns it to the pool.
+// Callers hold wmu.
+func (s *session) releaseWriter() error {
+	err := s.bw.Flush()
+	s.bw.Reset(nil)
+	writerPool.Put(s.bw)
+	s.bw = nil
+	return err
+}
+
+// failWrites records a write failure and closes the connection, which ends
+// the reader too. Callers hold wmu.
+func (s *session) failWrites(err error) {
+	s.werr = err
+	if s.bw != nil {
+		s.bw.Reset(nil)
+		writerPool.Put(s.bw)
+		s.bw = nil
+	}
+	s.conn.Close()
+	if errors.Is(err, os.ErrDeadlineExceeded) {
+		s.opts.Logger.Warn("pubsub: closing session: client does not read its replies", "remote", s.conn.RemoteAddr())
+	}
+}
+
+// closeWith sends a close frame with code and reason (once) and closes the
+// connection. Later writes fail with ErrSessionClosed.
+func (s *session) closeWith(code ws.StatusCode, reason string) {
+	s.wmu.Lock()
+	defer s.wmu.Unlock()
+	if s.closed {
+		return
+	}
+	s.closed = true
+	if s.werr == nil {
+		if s.bw == nil {
+			s.bw = writerPool.Get().(*bufio.Writer)
+			s.bw.Reset(s.conn)
+		}
+		s.conn.SetWriteDeadline(time.Now().Add(time.Second))
+		body := ws.NewCloseFrameBody(code, reason)
+		if ws.WriteHeader(s.bw, ws.Header{Fin: true, OpCode: ws.OpClose, Length: int64(len(body))}) == nil {
+			s.bw.Write(body)
+		}
+		s.releaseWriter()
+	} else if s.bw != nil {
+		s.bw.Reset(nil)
+		writerPool.Put(s.bw)
+		s.bw = nil
+	}
+	s.cancel()
+	s.conn.Close()
+}
+
+func getBuf() *[]byte {
+	b := bufPool.Get().(*[]byte)
+	*b = (*b)[:0]
+	return b
+}
+
+// putBuf returns b to the pool unless it grew too large to keep.
+func putBuf(b *[]byte) {
+	if cap(*b) <= 1<<20 {
+		bufPool.Put(b)
+	}
+}
+
+// grow extends b by n bytes, reallocating when needed.
+func grow(b []byte, n int) []byte {
+	if cap(b)-len(b) >= n {
+		return b[:len(b)+n]
+	}
+	nb := make([]byte, len(b)+n, max(2*cap(b), len(b)+n))
+	copy(nb, b)
+	return nb
+}

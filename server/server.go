@@ -1,0 +1,308 @@
+// Package server accepts WebSocket upgrades over HTTP and runs a pub-sub
+// session for each: it is the front of both the standalone server (TCP) and
+// the in-process session server that Envoy reaches on a unix socket. Which
+// session an upgrade starts is decided by a Resolver.
+package server
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"runtime/debug"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/gobwas/ws"
+
+	"github.com/envoy-pubsub/gateway/config"
+	"github.com/envoy-pubsub/gateway/pubsub"
+)
+
+// Route is what a resolved upgrade is served with.
+type Route struct {
+	// Handler answers the session's commands.
+	Handler pubsub.Handler
+	// Release, if set, is called once when the session ends.
+	Release func()
+	// Attrs are logged with the session's events (never secrets).
+	Attrs []slog.Attr
+}
+
+// Resolver decides which session an upgrade request starts. It is called
+// before the upgrade and returns a *Error to refuse it with a status code.
+type Resolver interface {
+	Resolve(r *http.Request) (Route, error)
+}
+
+// EndpointChecker is implemented by resolvers that can tell, without
+// starting anything, whether a request names an endpoint: plain requests to
+// unknown paths then get 404 rather than 426.
+type EndpointChecker interface {
+	CheckEndpoint(r *http.Request) error
+}
+
+// Error refuses an HTTP request with a status code and a message.
+type Error struct {
+	Status  int
+	Message string
+}
+
+func (e *Error) Error() string { return fmt.Sprintf("%d %s", e.Status, e.Message) }
+
+// Observer receives the server's events, for metrics. Any method may be
+// called from many goroutines at once.
+type Observer interface {
+	SessionStarted()
+	SessionEnded()
+	Refused(status int)
+	Command(command string, err error)
+}
+
+// Options configure a Server.
+type Options struct {
+	// Session are the limits of every session.
+	Session pubsub.Options
+	// MaxSessions bounds concurrent sessions; upgrades beyond it get 503.
+	// Default 10000.
+	MaxSessions int
+	// Logger receives server events; default slog.Default().
+	Logger *slog.Logger
+	// Observer, if set, receives events for metrics.
+	Observer Observer
+}
+
+// DefaultMaxSessions is the default bound on concurrent sessions.
+const DefaultMaxSessions = 10000
+
+// Server serves pub-sub sessions over WebSocket.
+type Server struct {
+	resolver Resolver
+	opts     Options
+	log      *slog.Logger
+	active   atomic.Int64
+	ctx      context.Context
+	cancel   context.CancelFunc
+	sessions sync.WaitGroup
+	mu       sync.Mutex
+	https    []*http.Server
+}
+
+// New returns a Server that starts the sessions resolver picks.
+func New(resolver Resolver, opts Options) *Server {
+	if opts.MaxSessions <= 0 {
+		opts.MaxSessions = DefaultMaxSessions
+	}
+	if opts.Logger == nil {
+		opts.Logger = slog.Default()
+	}
+	if opts.Session.Logger == nil {
+		opts.Session.Logger = opts.Logger
+	}
+	if opts.Observer != nil && opts.Session.OnCommand == nil {
+		opts.Session.OnCommand = opts.Observer.Command
+	}
+	s := &Server{resolver: resolver, opts: opts, log: opts.Logger}
+	s.ctx, s.cancel = context.WithCancel(context.Background())
+	return s
+}
+
+// ActiveSessions returns the number of sessions being served.
+func (s *Server) ActiveSessions() int { return int(s.active.Load()) }
+
+// Serve accepts HTTP connections on ln until Shutdown or Close.
+func (s *Server) Serve(ln net.Listener) error {
+	hs := &http.Server{
+		Handler:           s,
+		ReadHeaderTimeout: 10 * time.Second,
+		ErrorLog:          slog.NewLogLogger(s.log.Handler(), slog.LevelWarn),
+	}
+	s.mu.Lock()
+	if s.ctx.Err() != nil {
+		s.mu.Unlock()
+		return http.ErrServerClosed
+	}
+	s.https = append(s.https, hs)
+	s.mu.Unlock()
+	return hs.Serve(ln)
+}
+
+// Shutdown stops accepting, sends every open session a 1001 close frame and
+// waits for them to end or ctx to expire.
+func (s *Server) Shutdown(ctx context.Context) error {
+	s.mu.Lock()
+	s.cancel()
+	hss := s.https
+	s.mu.Unlock()
+	var errs []error
+	for _, hs := range hss {
+		errs = append(errs, hs.Shutdown(ctx))
+	}
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		s.sessions.Wait()
+	}()
+	select {
+	case <-done:
+	case <-ctx.Done():
+		errs = append(errs, ctx.Err())
+	}
+	return errors.Join(errs...)
+}
+
+// ServeHTTP resolves the request, checks that it is a WebSocket upgrade and
+// that the session bound is not reached, upgrades and serves the session.
+func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	defer func() {
+		if p := recover(); p != nil && p != http.ErrAbortHandler {
+			s.log.Error("server: panic serving request", "panic", p, "stack", string(debug.Stack()))
+		}
+	}()
+	if s.ctx.Err() != nil {
+		s.refuse(w, &Error{Status: http.StatusServiceUnavailable, Message: "server is shutting down"})
+		return
+	}
+	if !IsUpgrade(r.Header) {
+		// Unknown paths get 404, not 426.
+		if c, ok := s.resolver.(EndpointChecker); ok {
+			if err := c.CheckEndpoint(r); err != nil {
+				s.refuse(w, err)
+				return
+			}
+		}
+		w.Header().Set("Upgrade", "websocket")
+		w.Header().Set("Connection", "Upgrade")
+		s.refuse(w, &Error{Status: http.StatusUpgradeRequired, Message: "this endpoint speaks the pub-sub protocol over WebSocket: send an Upgrade: websocket request"})
+		return
+	}
+	route, err := s.resolver.Resolve(r)
+	if err != nil {
+		s.refuse(w, err)
+		return
+	}
+	release := route.Release
+	if release == nil {
+		release = func() {}
+	}
+	if s.active.Add(1) > int64(s.opts.MaxSessions) {
+		s.active.Add(-1)
+		release()
+		s.refuse(w, &Error{Status: http.StatusServiceUnavailable, Message: "too many sessions"})
+		return
+	}
+	conn, rw, _, err := ws.UpgradeHTTP(r, w)
+	if err != nil {
+		s.active.Add(-1)
+		release()
+		s.log.Info("server: handshake failed", "remote", r.RemoteAddr, "err", err)
+		if s.opts.Observer != nil {
+			s.opts.Observer.Refused(http.StatusBadRequest)
+		}
+		return // UpgradeHTTP answered 400 itself.
+	}
+	if rw != nil && rw.Reader.Buffered() > 0 {
+		conn = &prefixedConn{Conn: conn, prefix: rw.Reader}
+	}
+	s.sessions.Add(1)
+	if s.opts.Observer != nil {
+		s.opts.Observer.SessionStarted()
+	}
+	log := s.log.With(attrsToArgs(route.Attrs)...)
+	log.Debug("server: session started", "remote", r.RemoteAddr)
+	go s.run(conn, route.Handler, release, log)
+}
+
+// run serves one upgraded connection; it owns its cleanup.
+func (s *Server) run(conn net.Conn, h pubsub.Handler, release func(), log *slog.Logger) {
+	defer func() {
+		if p := recover(); p != nil {
+			log.Error("server: session panic", "panic", p, "stack", string(debug.Stack()))
+			conn.Close()
+		}
+		release()
+		s.active.Add(-1)
+		if s.opts.Observer != nil {
+			s.opts.Observer.SessionEnded()
+		}
+		s.sessions.Done()
+	}()
+	opts := s.opts.Session
+	opts.Logger = log
+	err := pubsub.Serve(s.ctx, conn, h, opts)
+	log.Debug("server: session ended", "err", err)
+}
+
+func (s *Server) refuse(w http.ResponseWriter, err error) {
+	var e *Error
+	if !errors.As(err, &e) {
+		s.log.Error("server: resolving upgrade failed", "err", err)
+		e = &Error{Status: http.StatusInternalServerError, Message: "internal error"}
+	}
+	if s.opts.Observer != nil {
+		s.opts.Observer.Refused(e.Status)
+	}
+	w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+	w.WriteHeader(e.Status)
+	io.WriteString(w, e.Message+"\n")
+}
+
+// IsUpgrade reports whether h asks for a WebSocket upgrade.
+func IsUpgrade(h http.Header) bool {
+	for _, v := range h.Values("Upgrade") {
+		for _, token := range strings.Split(v, ",") {
+			if strings.EqualFold(strings.TrimSpace(token), "websocket") {
+				return true
+			}
+		}
+	}
+	return false
+}
+
+func attrsToArgs(attrs []slog.Attr) []any {
+	args := make([]any, len(attrs))
+	for i, a := range attrs {
+		args[i] = a
+	}
+	return args
+}
+
+// prefixedConn is a connection whose first bytes were already buffered by
+// the HTTP server (a client that sent frames right after its handshake).
+type prefixedConn struct {
+	net.Conn
+	prefix io.Reader
+	done   bool
+}
+
+func (c *prefixedConn) Read(p []byte) (int, error) {
+	if !c.done {
+		if b, ok := c.prefix.(interface{ Buffered() int }); ok && b.Buffered() > 0 {
+			return c.prefix.Read(p)
+		}
+		c.done = true
+		c.prefix = nil
+	}
+	return c.Conn.Read(p)
+}
+
+// OptionsFrom returns the server options that doc's session limits ask for.
+func OptionsFrom(doc *config.Document, log *slog.Logger) Options {
+	s := doc.Session
+	return Options{
+		MaxSessions: s.MaxSessions,
+		Logger:      log,
+		Session: pubsub.Options{
+			MaxFrameBytes: s.MaxFrameBytes,
+			IdleTimeout:   s.IdleTimeout.Duration(),
+			WriteTimeout:  s.WriteTimeout.Duration(),
+			MaxInFlight:   s.MaxInFlight,
+			Logger:        log,
+		},
+	}
+}

@@ -1,0 +1,421 @@
+package pubsub
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"io"
+	"log/slog"
+	"net"
+	"runtime"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/gobwas/ws"
+	"google.golang.org/protobuf/proto"
+
+	pb "github.com/envoy-pubsub/gateway/proto"
+)
+
+// peer is the client end of a session under test, speaking raw frames.
+type peer struct {
+	t    *testing.T
+	conn net.Conn
+	done chan error
+}
+
+// startSession serves h on one end of a pipe and returns the other end.
+func startSession(t *testing.T, ctx context.Context, h Handler, opts Options) *peer {
+	t.Helper()
+	srv, cli := net.Pipe()
+	if opts.Logger == nil {
+		opts.Logger = slog.New(slog.NewTextHandler(io.Discard, nil))
+	}
+	p := &peer{t: t, conn: cli, done: make(chan error, 1)}
+	go func() { p.done <- Serve(ctx, srv, h, opts) }()
+	t.Cleanup(func() {
+		cli.Close()
+		select {
+		case <-p.done:
+		case <-time.After(5 * time.Second):
+			t.Error("session did not end after the client closed")
+		}
+	})
+	return p
+}
+
+func (p *peer) writeFrame(f ws.Frame) {
+	p.t.Helper()
+	p.conn.SetWriteDeadline(time.Now().Add(5 * time.Second))
+	// One write per frame: net.Pipe blocks a zero-length write until the
+	// other side reads, which a server never does for an empty payload.
+	if _, err := p.conn.Write(ws.MustCompileFrame(f)); err != nil {
+		p.t.Fatalf("write frame: %v", err)
+	}
+}
+
+// writeAsync writes f without waiting; the server may hang up midway.
+func (p *peer) writeAsync(f ws.Frame) {
+	go func() {
+		p.conn.SetWriteDeadline(time.Now().Add(5 * time.Second))
+		ws.WriteFrame(p.conn, f)
+	}()
+}
+
+func (p *peer) send(req *pb.PubSubReq) {
+	p.t.Helper()
+	b, err := proto.Marshal(req)
+	if err != nil {
+		p.t.Fatal(err)
+	}
+	p.writeFrame(ws.MaskFrame(ws.NewBinaryFrame(b)))
+}
+
+func (p *peer) readFrame() ws.Frame {
+	p.t.Helper()
+	p.conn.SetReadDeadline(time.Now().Add(5 * time.Second))
+	f, err := ws.ReadFrame(p.conn)
+	if err != nil {
+		p.t.Fatalf("read frame: %v", err)
+	}
+	if f.Header.Masked {
+		p.t.Fatal("server frame is masked")
+	}
+	return f
+}
+
+func (p *peer) recv() *pb.PubSubResp {
+	p.t.Helper()
+	f := p.readFrame()
+	if f.Header.OpCode != ws.OpBinary {
+		p.t.Fatalf("got opcode %v, want binary", f.Header.OpCode)
+	}
+	resp := &pb.PubSubResp{}
+	if err := proto.Unmarshal(f.Payload, resp); err != nil {
+		p.t.Fatalf("decode reply: %v", err)
+	}
+	return resp
+}
+
+// expectClose reads until a close frame and returns its code.
+func (p *peer) expectClose() ws.StatusCode {
+	p.t.Helper()
+	for {
+		f := p.readFrame()
+		if f.Header.OpCode == ws.OpClose {
+			code, _ := ws.ParseCloseFrameData(f.Payload)
+			return code
+		}
+	}
+}
+
+func ping(seq int64, state string) *pb.PubSubReq {
+	return &pb.PubSubReq{Sequence: seq, Req: &pb.PubSubReq_CmdPing{CmdPing: &pb.CmdPing{State: []byte(state)}}}
+}
+
+func fetchReq(seq int64, topic string) *pb.PubSubReq {
+	return &pb.PubSubReq{Sequence: seq, Req: &pb.PubSubReq_CmdKafkaFetch{CmdKafkaFetch: &pb.CmdKafkaFetch{Topic: topic}}}
+}
+
+func TestPingEchoesStateAndSequence(t *testing.T) {
+	p := startSession(t, context.Background(), NewMux(), Options{})
+	p.send(ping(42, "hello"))
+	resp := p.recv()
+	if resp.GetSequence() != 42 || string(resp.GetPongResp().GetState()) != "hello" {
+		t.Fatalf("got %v, want pong with sequence 42 and state hello", resp)
+	}
+}
+
+func errorOf(t *testing.T, resp *pb.PubSubResp) string {
+	t.Helper()
+	if resp.GetErrorResp() == nil {
+		t.Fatalf("got %v, want error_resp", resp)
+	}
+	if resp.GetErrorResp().GetCode() != 0 {
+		t.Fatalf("error code %d, want 0", resp.GetErrorResp().GetCode())
+	}
+	return resp.GetErrorResp().GetMessage()
+}
+
+func TestBadRequestsGetErrorsAndKeepTheSessionUsable(t *testing.T) {
+	p := startSession(t, context.Background(), NewMux(), Options{})
+
+	p.send(&pb.PubSubReq{Sequence: 7, Req: &pb.PubSubReq_CmdEmpty{CmdEmpty: &pb.CmdEmpty{}}})
+	if resp := p.recv(); resp.GetSequence() != 7 || errorOf(t, resp) != "unknown command" {
+		t.Fatalf("cmd_empty: got %v", resp)
+	}
+
+	p.send(fetchReq(8, "t")) // no Kafka handler registered on this mux
+	if resp := p.recv(); resp.GetSequence() != 8 || errorOf(t, resp) != "unknown command" {
+		t.Fatalf("unregistered command: got %v", resp)
+	}
+
+	p.send(&pb.PubSubReq{Sequence: 9})
+	if resp := p.recv(); resp.GetSequence() != 9 || errorOf(t, resp) != "invalid request: no command" {
+		t.Fatalf("no command: got %v", resp)
+	}
+
+	p.writeFrame(ws.MaskFrame(ws.NewBinaryFrame([]byte{0xff, 0xff, 0xff, 0x01, 0x02})))
+	if msg := errorOf(t, p.recv()); !bytes.HasPrefix([]byte(msg), []byte("invalid request: cannot decode PubSubReq")) {
+		t.Fatalf("garbage: got %q", msg)
+	}
+
+	p.send(ping(10, "still here"))
+	if resp := p.recv(); resp.GetSequence() != 10 || string(resp.GetPongResp().GetState()) != "still here" {
+		t.Fatalf("after bad requests: got %v", resp)
+	}
+}
+
+func TestHandlerErrorBecomesErrorResp(t *testing.T) {
+	m := NewMux()
+	m.On(CmdKafkaFetch, HandlerFunc(func(ctx context.Context, req *Request) (*pb.PubSubResp, error) {
+		return nil, errors.New("failed to fetch message, topic: " + req.Msg.GetCmdKafkaFetch().GetTopic())
+	}))
+	p := startSession(t, context.Background(), m, Options{})
+	p.send(fetchReq(3, "orders"))
+	if resp := p.recv(); resp.GetSequence() != 3 || errorOf(t, resp) != "failed to fetch message, topic: orders" {
+		t.Fatalf("got %v", resp)
+	}
+}
+
+func TestHandlerPanicIsRecovered(t *testing.T) {
+	m := NewMux()
+	m.On(CmdKafkaFetch, HandlerFunc(func(context.Context, *Request) (*pb.PubSubResp, error) {
+		panic("boom")
+	}))
+	p := startSession(t, context.Background(), m, Options{})
+	p.send(fetchReq(5, "t"))
+	if resp := p.recv(); resp.GetSequence() != 5 || errorOf(t, resp) != "internal error" {
+		t.Fatalf("got %v", resp)
+	}
+	p.send(ping(6, ""))
+	if resp := p.recv(); resp.GetSequence() != 6 || resp.GetPongResp() == nil {
+		t.Fatalf("session unusable after panic: %v", resp)
+	}
+}
+
+func TestTextFrameClosesWith1003(t *testing.T) {
+	p := startSession(t, context.Background(), NewMux(), Options{})
+	p.writeAsync(ws.MaskFrame(ws.NewTextFrame([]byte("hello"))))
+	if code := p.expectClose(); code != ws.StatusUnsupportedData {
+		t.Fatalf("close code %d, want 1003", code)
+	}
+}
+
+func TestOversizedMessageClosesWith1009(t *testing.T) {
+	p := startSession(t, context.Background(), NewMux(), Options{MaxFrameBytes: 100})
+	p.writeAsync(ws.MaskFrame(ws.NewBinaryFrame(make([]byte, 101))))
+	if code := p.expectClose(); code != ws.StatusMessageTooBig {
+		t.Fatalf("close code %d, want 1009", code)
+	}
+}
+
+func TestOversizedFragmentedMessageClosesWith1009(t *testing.T) {
+	p := startSession(t, context.Background(), NewMux(), Options{MaxFrameBytes: 100})
+	p.writeFrame(ws.MaskFrame(ws.NewFrame(ws.OpBinary, false, make([]byte, 60))))
+	p.writeAsync(ws.MaskFrame(ws.NewFrame(ws.OpContinuation, true, make([]byte, 60))))
+	if code := p.expectClose(); code != ws.StatusMessageTooBig {
+		t.Fatalf("close code %d, want 1009", code)
+	}
+}
+
+func TestUnmaskedFrameClosesWith1002(t *testing.T) {
+	p := startSession(t, context.Background(), NewMux(), Options{})
+	b, _ := proto.Marshal(ping(1, ""))
+	p.writeAsync(ws.NewBinaryFrame(b))
+	if code := p.expectClose(); code != ws.StatusProtocolError {
+		t.Fatalf("close code %d, want 1002", code)
+	}
+}
+
+func TestUnexpectedContinuationClosesWith1002(t *testing.T) {
+	p := startSession(t, context.Background(), NewMux(), Options{})
+	p.writeAsync(ws.MaskFrame(ws.NewFrame(ws.OpContinuation, true, []byte{1})))
+	if code := p.expectClose(); code != ws.StatusProtocolError {
+		t.Fatalf("close code %d, want 1002", code)
+	}
+}
+
+func TestFragmentedMessageIsReassembledAroundControlFrames(t *testing.T) {
+	p := startSession(t, context.Background(), NewMux(), Options{})
+	b, _ := proto.Marshal(ping(11, "fragmented"))
+	p.writeFrame(ws.MaskFrame(ws.NewFrame(ws.OpBinary, false, b[:3])))
+	p.writeFrame(ws.MaskFrame(ws.NewPingFrame([]byte("mid"))))
+	if f := p.readFrame(); f.Header.OpCode != ws.OpPong || string(f.Payload) != "mid" {
+		t.Fatalf("got %v %q, want pong mid", f.Header.OpCode, f.Payload)
+	}
+	p.writeFrame(ws.MaskFrame(ws.NewFrame(ws.OpContinuation, false, b[3:5])))
+	p.writeFrame(ws.MaskFrame(ws.NewFrame(ws.OpContinuation, true, b[5:])))
+	if resp := p.recv(); resp.GetSequence() != 11 || string(resp.GetPongResp().GetState()) != "fragmented" {
+		t.Fatalf("got %v", resp)
+	}
+}
+
+func TestCloseFrameIsEchoed(t *testing.T) {
+	p := startSession(t, context.Background(), NewMux(), Options{})
+	p.writeFrame(ws.MaskFrame(ws.NewCloseFrame(ws.NewCloseFrameBody(ws.StatusNormalClosure, "bye"))))
+	if code := p.expectClose(); code != ws.StatusNormalClosure {
+		t.Fatalf("close code %d, want 1000", code)
+	}
+	select {
+	case err := <-p.done:
+		p.done <- err
+	case <-time.After(5 * time.Second):
+		t.Fatal("session did not end after close")
+	}
+}
+
+func TestIdleSessionIsClosed(t *testing.T) {
+	p := startSession(t, context.Background(), NewMux(), Options{IdleTimeout: 100 * time.Millisecond})
+	f := p.readFrame()
+	code, reason := ws.ParseCloseFrameData(f.Payload)
+	if f.Header.OpCode != ws.OpClose || code != ws.StatusNormalClosure || reason != "idle timeout" {
+		t.Fatalf("got %v %d %q, want close 1000 idle timeout", f.Header.OpCode, code, reason)
+	}
+}
+
+func TestCancelSendsGoingAway(t *testing.T) {
+	ctx, cancel := context.WithCancel(context.Background())
+	p := startSession(t, ctx, NewMux(), Options{})
+	p.send(ping(1, ""))
+	p.recv()
+	cancel()
+	if code := p.expectClose(); code != ws.StatusGoingAway {
+		t.Fatalf("close code %d, want 1001", code)
+	}
+}
+
+func TestPipelinedRequestsRunConcurrentlyUpToTheBound(t *testing.T) {
+	const bound = 4
+	var running, peak atomic.Int32
+	release := make(chan struct{})
+	m := NewMux()
+	m.On(CmdKafkaFetch, HandlerFunc(func(ctx context.Context, req *Request) (*pb.PubSubResp, error) {
+		n := running.Add(1)
+		for {
+			old := peak.Load()
+			if n <= old || peak.CompareAndSwap(old, n) {
+				break
+			}
+		}
+		<-release
+		running.Add(-1)
+		return &pb.PubSubResp{Resp: &pb.PubSubResp_KafkaFetchResp{KafkaFetchResp: &pb.KafkaFetchResp{}}}, nil
+	}))
+	p := startSession(t, context.Background(), m, Options{MaxInFlight: bound})
+	const n = 20
+	go func() {
+		for i := 1; i <= n; i++ {
+			p.send(fetchReq(int64(i), "t"))
+		}
+	}()
+	deadline := time.Now().Add(5 * time.Second)
+	for running.Load() < bound && time.Now().Before(deadline) {
+		time.Sleep(time.Millisecond)
+	}
+	time.Sleep(50 * time.Millisecond) // give a wrongly unbounded session time to start more
+	if got := running.Load(); got != bound {
+		t.Fatalf("%d handlers running, want exactly %d", got, bound)
+	}
+	close(release)
+	seen := map[int64]bool{}
+	for range n {
+		resp := p.recv()
+		if resp.GetKafkaFetchResp() == nil || seen[resp.GetSequence()] {
+			t.Fatalf("bad or duplicate reply %v", resp)
+		}
+		seen[resp.GetSequence()] = true
+	}
+	for i := int64(1); i <= n; i++ {
+		if !seen[i] {
+			t.Fatalf("no reply for sequence %d", i)
+		}
+	}
+	if peak.Load() > bound {
+		t.Fatalf("peak concurrency %d above bound %d", peak.Load(), bound)
+	}
+}
+
+func TestPushSendsRepliesWithTheRequestSequence(t *testing.T) {
+	m := NewMux()
+	m.On(CmdKafkaFetch, HandlerFunc(func(ctx context.Context, req *Request) (*pb.PubSubResp, error) {
+		for i := range 3 {
+			err := req.Push(&pb.PubSubResp{Resp: &pb.PubSubResp_KafkaFetchResp{KafkaFetchResp: &pb.KafkaFetchResp{
+				Messages: []*pb.KafkaMessage{{Offset: int64(i)}},
+			}}})
+			if err != nil {
+				return nil, err
+			}
+		}
+		return nil, nil
+	}))
+	p := startSession(t, context.Background(), m, Options{})
+	p.send(fetchReq(77, "t"))
+	for i := range 3 {
+		resp := p.recv()
+		if resp.GetSequence() != 77 || resp.GetKafkaFetchResp().GetMessages()[0].GetOffset() != int64(i) {
+			t.Fatalf("push %d: got %v", i, resp)
+		}
+	}
+}
+
+func TestClientThatStopsReadingIsClosedAfterWriteTimeout(t *testing.T) {
+	big := make([]byte, 64<<10)
+	m := NewMux()
+	m.On(CmdKafkaFetch, HandlerFunc(func(ctx context.Context, req *Request) (*pb.PubSubResp, error) {
+		return &pb.PubSubResp{Resp: &pb.PubSubResp_KafkaFetchResp{KafkaFetchResp: &pb.KafkaFetchResp{
+			Messages: []*pb.KafkaMessage{{Value: big}},
+		}}}, nil
+	}))
+	p := startSession(t, context.Background(), m, Options{WriteTimeout: 100 * time.Millisecond, MaxInFlight: 2})
+	go func() {
+		for i := range 4 { // replies are never read: net.Pipe has no buffer
+			b, _ := proto.Marshal(fetchReq(int64(i), "t"))
+			if ws.WriteFrame(p.conn, ws.MaskFrame(ws.NewBinaryFrame(b))) != nil {
+				return
+			}
+		}
+	}()
+	select {
+	case err := <-p.done:
+		p.done <- err
+	case <-time.After(5 * time.Second):
+		t.Fatal("session that cannot write did not end")
+	}
+}
+
+func TestNoGoroutineLeakAfterSessionsEnd(t *testing.T) {
+	before := runtime.NumGoroutine()
+	var wg sync.WaitGroup
+	for range 50 {
+		srv, cli := net.Pipe()
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			Serve(context.Background(), srv, NewMux(), Options{Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
+		}()
+		b, _ := proto.Marshal(ping(1, "x"))
+		ws.WriteFrame(cli, ws.MaskFrame(ws.NewBinaryFrame(b)))
+		ws.ReadFrame(cli)
+		cli.Close()
+	}
+	wg.Wait()
+	deadline := time.Now().Add(5 * time.Second)
+	for runtime.NumGoroutine() > before && time.Now().Before(deadline) {
+		time.Sleep(10 * time.Millisecond)
+	}
+	if n := runtime.NumGoroutine(); n > before {
+		t.Fatalf("%d goroutines after sessions ended, %d before", n, before)
+	}
+}
+
+func TestOnRejectsUnknownCommandNames(t *testing.T) {
+	defer func() {
+		if recover() == nil {
+			t.Fatal("On accepted a command that is not in the schema")
+		}
+	}()
+	NewMux().On("cmd_nonexistent", HandlerFunc(pong))
+}

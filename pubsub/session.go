@@ -136,10 +136,35 @@ func Serve(ctx context.Context, conn net.Conn, h Handler, opts Options) (err err
 		}
 		stop()
 		s.cancel()
+		s.awaitPeerClose()
 		s.conn.Close()
 		s.handlers.Wait()
 	}()
 	return s.readLoop()
+}
+
+// closeLinger bounds how long a session that sent a close frame waits for the
+// client's close frame before closing the socket.
+const closeLinger = time.Second
+
+// awaitPeerClose reads and discards frames until the client answers a close
+// frame the server sent, hangs up, or closeLinger passes. Closing a socket
+// with unread input makes the kernel reset the connection, which can destroy
+// the close frame before the client reads it.
+func (s *session) awaitPeerClose() {
+	if !s.closing.Load() || s.peerClosed {
+		return
+	}
+	s.conn.SetReadDeadline(time.Now().Add(closeLinger))
+	for {
+		h, err := ws.ReadHeaderBuffer(s.conn, s.hdr[:])
+		if err != nil || h.OpCode == ws.OpClose {
+			return
+		}
+		if _, err := io.CopyN(io.Discard, s.conn, h.Length); err != nil {
+			return
+		}
+	}
 }
 
 // session is the state of one served connection. An idle session holds only
@@ -161,7 +186,10 @@ type session struct {
 	pendingWrites atomic.Int32
 	bw            *bufio.Writer
 	werr          error
-	closed        bool
+	// closing is set once a close frame was sent; peerClosed (reader only)
+	// once the client's close frame was read.
+	closing    atomic.Bool
+	peerClosed bool
 }
 
 var (
@@ -179,7 +207,7 @@ func (s *session) readLoop() error {
 	}()
 	fragmented := false
 	for {
-		if s.opts.IdleTimeout > 0 {
+		if s.opts.IdleTimeout > 0 && !s.closing.Load() {
 			s.conn.SetReadDeadline(time.Now().Add(s.opts.IdleTimeout))
 		}
 		h, err := ws.ReadHeaderBuffer(s.conn, s.hdr[:])
@@ -226,6 +254,12 @@ func (s *session) readLoop() error {
 			continue
 		}
 		fragmented = false
+		if s.closing.Load() {
+			// Closing: the client's messages are read only to reach its
+			// close frame.
+			(*msg) = (*msg)[:0]
+			continue
+		}
 		if !s.dispatch(*msg) {
 			return s.ctx.Err()
 		}
@@ -266,6 +300,7 @@ func (s *session) control(h ws.Header) (done bool, err error) {
 			s.closeWith(CloseProtocolError, err.Error())
 			return true, err
 		}
+		s.peerClosed = true
 		if code.Empty() {
 			code = CloseNormal
 		}
@@ -352,7 +387,7 @@ func (s *session) writeFrame(op ws.OpCode, payload []byte) error {
 	s.wmu.Lock()
 	defer s.wmu.Unlock()
 	last := s.pendingWrites.Add(-1) == 0
-	if s.closed {
+	if s.closing.Load() {
 		return ErrSessionClosed
 	}
 	if s.werr != nil {
@@ -403,15 +438,15 @@ func (s *session) failWrites(err error) {
 	}
 }
 
-// closeWith sends a close frame with code and reason (once) and closes the
-// connection. Later writes fail with ErrSessionClosed.
+// closeWith sends a close frame with code and reason (once), ends the
+// session's handlers and leaves closeLinger for the client's answer. Later
+// writes fail with ErrSessionClosed.
 func (s *session) closeWith(code ws.StatusCode, reason string) {
 	s.wmu.Lock()
 	defer s.wmu.Unlock()
-	if s.closed {
+	if s.closing.Swap(true) {
 		return
 	}
-	s.closed = true
 	if s.werr == nil {
 		if s.bw == nil {
 			s.bw = writerPool.Get().(*bufio.Writer)
@@ -429,7 +464,7 @@ func (s *session) closeWith(code ws.StatusCode, reason string) {
 		s.bw = nil
 	}
 	s.cancel()
-	s.conn.Close()
+	s.conn.SetReadDeadline(time.Now().Add(closeLinger))
 }
 
 func getBuf() *[]byte {

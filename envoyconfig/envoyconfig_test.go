@@ -1,0 +1,256 @@
+package envoyconfig
+
+import (
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+)
+
+// moduleRoot returns the repository root (the directory holding go.mod).
+func moduleRoot(t *testing.T) string {
+	t.Helper()
+	root, err := filepath.Abs("..")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := os.Stat(filepath.Join(root, "go.mod")); err != nil {
+		t.Fatalf("module root not found: %v", err)
+	}
+	return root
+}
+
+// repositoryBootstraps returns the bootstraps of the repository by name.
+func repositoryBootstraps(t *testing.T) map[string][]byte {
+	t.Helper()
+	sources, err := Find(moduleRoot(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	byName := map[string][]byte{}
+	for _, s := range sources {
+		byName[s.Name] = s.YAML
+	}
+	return byName
+}
+
+const (
+	exampleBootstrap    = "envoy.yaml"
+	kubernetesBootstrap = "deploy/kubernetes/envoy-configmap.yaml#ConfigMap/envoy-pubsub/envoy.yaml"
+)
+
+func TestRepositoryBootstrapsAreValid(t *testing.T) {
+	bootstraps := repositoryBootstraps(t)
+	for _, want := range []string{exampleBootstrap, kubernetesBootstrap} {
+		if bootstraps[want] == nil {
+			t.Errorf("bootstrap %s not found; found %v", want, sortedKeys(bootstraps))
+		}
+	}
+	for _, name := range sortedKeys(bootstraps) {
+		t.Run(name, func(t *testing.T) {
+			if err := Check(bootstraps[name]); err != nil {
+				t.Errorf("%s:\n%v", name, err)
+			}
+		})
+	}
+}
+
+// TestBrokenBootstrapsAreRejected breaks copies of the repository's
+// bootstraps in one place each and expects a message that leads to it.
+func TestBrokenBootstrapsAreRejected(t *testing.T) {
+	bootstraps := repositoryBootstraps(t)
+	cases := []struct {
+		name      string
+		bootstrap string
+		old, new  string
+		want      []string
+	}{{
+		name:      "unknown field",
+		bootstrap: exampleBootstrap,
+		old:       "stat_prefix: ingress_http",
+		new:       "stat_prefix: ingress_http\n          stats_prefix: typo",
+		want:      []string{"not a valid envoy.config.bootstrap.v3.Bootstrap", "stats_prefix"},
+	}, {
+		name:      "unregistered Any type",
+		bootstrap: exampleBootstrap,
+		old:       "type.googleapis.com/envoy.extensions.filters.http.router.v3.Router",
+		new:       "type.googleapis.com/envoy.extensions.filters.http.routr.v3.Router",
+		want:      []string{"routr", "unable to resolve"},
+	}, {
+		name:      "PGV rule inside the golang filter's Any",
+		bootstrap: exampleBootstrap,
+		old:       "library_id: pubsub",
+		new:       `library_id: ""`,
+		want:      []string{"http_filters[0].typed_config", "golang.v3alpha.Config", "LibraryId"},
+	}, {
+		name:      "PGV rule inside the connection manager's Any",
+		bootstrap: exampleBootstrap,
+		old:       "stat_prefix: ingress_http",
+		new:       `stat_prefix: ""`,
+		want:      []string{"filters[0].typed_config", "HttpConnectionManager", "StatPrefix"},
+	}, {
+		name:      "route to a missing cluster",
+		bootstrap: exampleBootstrap,
+		old:       "route: {cluster: echo}",
+		new:       "route: {cluster: echo-backend}",
+		want:      []string{`cluster "echo-backend" does not exist`, "prefix /"},
+	}, {
+		name:      "plugin_name the .so does not register",
+		bootstrap: exampleBootstrap,
+		old:       "plugin_name: pubsub",
+		new:       "plugin_name: pub-sub",
+		want:      []string{`plugin_name "pub-sub"`, `registers "pubsub"`},
+	}, {
+		name:      "library_path not where the image has the .so",
+		bootstrap: exampleBootstrap,
+		old:       "library_path: /etc/envoy/envoy-pubsub.so",
+		new:       "library_path: /usr/lib/envoy-pubsub.so",
+		want:      []string{`library_path "/usr/lib/envoy-pubsub.so"`, LibraryPath},
+	}, {
+		name:      "unknown key in plugin_config",
+		bootstrap: exampleBootstrap,
+		old:       "max_sessions: 10000",
+		new:       "max_sesions: 10000",
+		want:      []string{"plugin_config", "max_sesions"},
+	}, {
+		name:      "plugin_config that is not a TypedStruct",
+		bootstrap: exampleBootstrap,
+		old:       "\"@type\": type.googleapis.com/xds.type.v3.TypedStruct\n                value:\n                  # Unix",
+		new:       "\"@type\": type.googleapis.com/google.protobuf.Struct\n                value:\n                  # Unix",
+		want:      []string{"plugin_config", "must be an xds.type.v3.TypedStruct"},
+	}, {
+		name:      "websocket upgrades missing",
+		bootstrap: exampleBootstrap,
+		old:       "- upgrade_type: websocket",
+		new:       "- upgrade_type: CONNECT",
+		want:      []string{"no enabled websocket upgrade"},
+	}, {
+		name:      "kafka cluster pipe is not the plugin's listener",
+		bootstrap: exampleBootstrap,
+		old:       "pipe: {path: /var/run/envoy-pubsub/pubsub.sock}",
+		new:       "pipe: {path: /var/run/envoy-pubsub/other.sock}",
+		want:      []string{`cluster "kafka": endpoint pipe /var/run/envoy-pubsub/other.sock is not the plugin's listener`},
+	}, {
+		name:      "kafka_clusters key without an Envoy cluster",
+		bootstrap: exampleBootstrap,
+		old:       "                    kafka:\n",
+		new:       "                    kafka-main:\n",
+		want:      []string{"kafka_clusters.kafka-main: no Envoy cluster of that name", `cluster "kafka" points at the plugin's listener`},
+	}, {
+		name:      "kafka-scheme cluster that is not a unix socket",
+		bootstrap: exampleBootstrap,
+		old:       "pipe: {path: /var/run/envoy-pubsub/pubsub.sock}",
+		new:       "socket_address: {address: 127.0.0.1, port_value: 9092}",
+		want:      []string{`cluster "kafka": a kafka-scheme cluster must be STATIC with pipe endpoints`},
+	}, {
+		name:      "router before the plugin",
+		bootstrap: exampleBootstrap,
+		old:       "http_filters:\n",
+		new:       "http_filters:\n          - name: early.router\n            typed_config: {\"@type\": type.googleapis.com/envoy.extensions.filters.http.router.v3.Router}\n",
+		want:      []string{`"early.router": the router must be the last HTTP filter`},
+	}, {
+		name:      "bad topic pattern in a per-route config",
+		bootstrap: exampleBootstrap,
+		old:       `topics: ["public-*"]`,
+		new:       `topics: ["public-["]`,
+		want:      []string{"plugins_config.pubsub.config", `bad pattern "public-["`},
+	}, {
+		name:      "per-route config for another plugin",
+		bootstrap: exampleBootstrap,
+		old:       "                      pubsub:\n                        config:",
+		new:       "                      pubsb:\n                        config:",
+		want:      []string{`the .so has no plugin "pubsb"`},
+	}, {
+		name:      "per-route config keyed by a filter that does not exist",
+		bootstrap: exampleBootstrap,
+		old:       "                typed_per_filter_config:\n                  envoy.filters.http.golang:",
+		new:       "                typed_per_filter_config:\n                  golang:",
+		want:      []string{"typed_per_filter_config.golang: no HTTP filter of that name"},
+	}, {
+		name:      "narrowing on a route that is not kafka-scheme",
+		bootstrap: exampleBootstrap,
+		old:       "match: {path_separated_prefix: /kafka/public}\n                route: {cluster: kafka}",
+		new:       "match: {path_separated_prefix: /kafka/public}\n                route: {cluster: echo}",
+		want:      []string{"narrows sessions on a route that routes to no kafka-scheme cluster"},
+	}, {
+		name:      "plugin disabled on a kafka route",
+		bootstrap: exampleBootstrap,
+		old:       "                        config:\n                          \"@type\": type.googleapis.com/xds.type.v3.TypedStruct\n                          value:\n                            topics: [\"public-*\"]",
+		new:       "                        disabled: true",
+		want:      []string{`disables the plugin on a route to kafka-scheme cluster "kafka"`},
+	}, {
+		name:      "password_secret not declared on the filter",
+		bootstrap: kubernetesBootstrap,
+		old:       "generic_secrets:\n              - name: kafka-password",
+		new:       "generic_secrets:\n              - name: kafka-pass",
+		want:      []string{`password_secret "kafka-password" is not listed in the filter's generic_secrets`, `"kafka-pass": no static generic_secret`},
+	}, {
+		name:      "SASL without a password source",
+		bootstrap: kubernetesBootstrap,
+		old:       "password_secret: kafka-password",
+		new:       "mechanism_typo: x",
+		want:      []string{"plugin_config", "mechanism_typo"},
+	}}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			src := string(bootstraps[tc.bootstrap])
+			if src == "" {
+				t.Fatalf("bootstrap %s not found", tc.bootstrap)
+			}
+			if n := strings.Count(src, tc.old); n != 1 {
+				t.Fatalf("%q occurs %d times in %s; the case must break exactly one place", tc.old, n, tc.bootstrap)
+			}
+			err := Check([]byte(strings.Replace(src, tc.old, tc.new, 1)))
+			if err == nil {
+				t.Fatal("accepted")
+			}
+			t.Logf("rejected with:\n%v", err)
+			for _, want := range tc.want {
+				if !strings.Contains(err.Error(), want) {
+					t.Errorf("error does not mention %q:\n%v", want, err)
+				}
+			}
+		})
+	}
+}
+
+func TestFindLooksIntoConfigMapsAndMultiDocumentFiles(t *testing.T) {
+	bootstrap := "static_resources:\n  clusters: []\n"
+	root := t.TempDir()
+	write := func(name, text string) {
+		t.Helper()
+		p := filepath.Join(root, filepath.FromSlash(name))
+		if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(p, []byte(text), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	write("proxy.yaml", bootstrap)
+	write("k8s/all.yml", "kind: Service\nmetadata: {name: s}\n---\n"+
+		"kind: ConfigMap\nmetadata: {name: proxy}\ndata:\n  notes.txt: hello\n  boot.yaml: |\n    static_resources:\n      clusters: []\n")
+	write("compose.yaml", "services:\n  kafka: {image: apache/kafka:3.9.1}\n")
+	write(".hidden/envoy.yaml", "not: checked\n")
+
+	sources, err := Find(root)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var names []string
+	for _, s := range sources {
+		names = append(names, s.Name)
+	}
+	want := []string{"k8s/all.yml#ConfigMap/proxy/boot.yaml", "proxy.yaml"}
+	if strings.Join(names, ",") != strings.Join(want, ",") {
+		t.Fatalf("found %v, want %v", names, want)
+	}
+	if string(sources[1].YAML) != bootstrap {
+		t.Errorf("proxy.yaml text = %q", sources[1].YAML)
+	}
+
+	write("deploy/envoy-sidecar.yaml", "kind: Deployment\nmetadata: {name: d}\n")
+	if _, err := Find(root); err == nil || !strings.Contains(err.Error(), "envoy-sidecar.yaml") {
+		t.Fatalf("a file named envoy without a bootstrap must be reported, got %v", err)
+	}
+}

@@ -6,11 +6,14 @@ package config
 
 import (
 	"bytes"
+	"crypto/tls"
+	"crypto/x509"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"os"
 	"path"
+	"reflect"
 	"sort"
 	"strings"
 	"time"
@@ -198,7 +201,11 @@ func decodeStrict(data []byte, v any) error {
 func describeDecodeError(err error) string {
 	var te *json.UnmarshalTypeError
 	if errors.As(err, &te) {
-		return fmt.Sprintf("%s: expected %s, got %s", te.Field, te.Type, te.Value)
+		want := te.Type.String()
+		if te.Type == durationType {
+			want = "a duration such as \"30s\""
+		}
+		return fmt.Sprintf("%s: expected %s, got %s", te.Field, want, te.Value)
 	}
 	msg := err.Error()
 	if rest, ok := strings.CutPrefix(msg, "json: unknown field "); ok {
@@ -306,7 +313,46 @@ func (t *TLS) validate(key string) error {
 	if (t.CertFile == "") != (t.KeyFile == "") {
 		return fmt.Errorf("config: %s.cert_file: cert_file and key_file must be given together", key)
 	}
+	if t.Enabled {
+		if _, err := t.LoadFiles(); err != nil {
+			return fmt.Errorf("config: %s.%w", key, err)
+		}
+	}
 	return nil
+}
+
+// TLSFiles are the parsed contents of a TLS section's files.
+type TLSFiles struct {
+	// RootCAs holds the certificates of ca_file; nil means the system roots.
+	RootCAs *x509.CertPool
+	// Certificate is the client certificate of cert_file and key_file; nil
+	// when none is configured.
+	Certificate *tls.Certificate
+}
+
+// LoadFiles reads and parses ca_file, cert_file and key_file as they are now
+// on disk, so that rotated files take effect on the next call. Errors start
+// with the offending key ("ca_file: ...") and never quote key material.
+func (t *TLS) LoadFiles() (*TLSFiles, error) {
+	var f TLSFiles
+	if t.CAFile != "" {
+		pem, err := os.ReadFile(t.CAFile)
+		if err != nil {
+			return nil, fmt.Errorf("ca_file: %w", err)
+		}
+		f.RootCAs = x509.NewCertPool()
+		if !f.RootCAs.AppendCertsFromPEM(pem) {
+			return nil, fmt.Errorf("ca_file: %s: no PEM certificate found", t.CAFile)
+		}
+	}
+	if t.CertFile != "" {
+		cert, err := tls.LoadX509KeyPair(t.CertFile, t.KeyFile)
+		if err != nil {
+			return nil, fmt.Errorf("cert_file: %s and key_file %s: %w", t.CertFile, t.KeyFile, err)
+		}
+		f.Certificate = &cert
+	}
+	return &f, nil
 }
 
 func (s *SASL) validate(key string) error {
@@ -381,6 +427,8 @@ func validHostPort(s string) bool {
 // "1m30s") or a number of seconds.
 type Duration time.Duration
 
+var durationType = reflect.TypeFor[Duration]()
+
 // Duration returns d as a time.Duration.
 func (d Duration) Duration() time.Duration { return time.Duration(d) }
 
@@ -395,14 +443,14 @@ func (d *Duration) UnmarshalJSON(b []byte) error {
 	if err := json.Unmarshal(b, &s); err == nil {
 		v, err := time.ParseDuration(s)
 		if err != nil {
-			return fmt.Errorf("bad duration %q", s)
+			return &json.UnmarshalTypeError{Value: fmt.Sprintf("%q", s), Type: durationType}
 		}
 		*d = Duration(v)
 		return nil
 	}
 	var secs float64
 	if err := json.Unmarshal(b, &secs); err != nil {
-		return fmt.Errorf("bad duration %s", b)
+		return &json.UnmarshalTypeError{Value: string(b), Type: durationType}
 	}
 	*d = Duration(secs * float64(time.Second))
 	return nil

@@ -2,18 +2,30 @@ package kafka
 
 import (
 	"context"
-	"crypto/tls"
-	"crypto/x509"
 	"errors"
+	"io"
 	"net"
-	"strings"
+	"sync/atomic"
+	"syscall"
+	"time"
 
 	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kgo"
+	"github.com/twmb/franz-go/pkg/kmsg"
 )
 
-// ErrTLSRequired is the cause when a plaintext client meets a TLS broker.
-var ErrTLSRequired = errors.New("broker closed the connection: TLS required")
+// Causes of connection failures that franz-go reports only as a closed
+// connection.
+var (
+	// ErrTLSRequired is the cause when a plaintext client meets a TLS broker.
+	ErrTLSRequired = errors.New("broker closed the connection: TLS required")
+	// ErrSASLRequired is the cause when the broker wants SASL and the
+	// cluster has none configured.
+	ErrSASLRequired = errors.New("authentication failed: broker requires SASL")
+	// ErrClosedByBroker is the cause when an established connection was
+	// closed by the broker and a retry did not succeed.
+	ErrClosedByBroker = errors.New("broker unreachable: connection closed by broker")
+)
 
 // causeError names a failure briefly for clients while keeping the original
 // error for errors.Is and errors.As.
@@ -28,56 +40,94 @@ func (e *causeError) Unwrap() error { return e.err }
 // cause turns a franz-go or network error into the cause clients see:
 // Kafka error names as Kafka spells them (by error code), or plain words.
 func (k *Cluster) cause(ctx context.Context, err error) error {
-	var ke *kerr.Error
+	var (
+		ke *kerr.Error
+		te *TLSError
+		op *net.OpError
+	)
 	switch {
 	case errors.As(err, &ke):
 		if ke == kerr.SaslAuthenticationFailed {
 			return &causeError{ErrAuthentication.Error(), err}
 		}
 		return &causeError{ke.Message, err}
-	case isTLSFailure(err):
-		return &causeError{"tls: " + strings.TrimPrefix(err.Error(), "tls: "), err}
-	}
-	var eof *kgo.ErrFirstReadEOF
-	if errors.As(err, &eof) {
-		// franz-go tells the two cases apart only in its text: the broker
-		// hung up during SASL (bad credentials) or before TLS (plaintext
-		// client on a TLS listener).
-		switch {
-		case k.cfg.SASL != nil && strings.Contains(eof.Error(), "SASL"):
-			return &causeError{ErrAuthentication.Error(), err}
-		case k.cfg.TLS == nil || !k.cfg.TLS.Enabled:
-			return &causeError{ErrTLSRequired.Error(), err}
-		}
-		return &causeError{ErrBrokerUnreachable.Error() + ": connection closed by broker", err}
-	}
-	var op *net.OpError
-	if errors.As(err, &op) || errors.Is(err, net.ErrClosed) {
+	case errors.As(err, &te):
+		return &causeError{te.Error(), err}
+	case errors.As(err, &op) && op.Op == "remote error":
+		// A TLS alert after the handshake: with TLS 1.3 a broker checks
+		// the client certificate only then.
+		return &causeError{"tls: broker refused the connection: " + op.Err.Error(), err}
+	case closedByBroker(err):
+		return &causeError{k.setup.closedCause(k, err).Error(), err}
+	case errors.As(err, &op) || errors.Is(err, net.ErrClosed):
 		return &causeError{ErrBrokerUnreachable.Error(), err}
-	}
-	if errors.Is(err, context.DeadlineExceeded) {
+	case errors.Is(err, context.DeadlineExceeded):
 		if ctx.Err() != nil {
 			return &causeError{ErrTimeout.Error(), err}
 		}
 		return &causeError{ErrBrokerUnreachable.Error(), err}
-	}
-	if errors.Is(err, context.Canceled) {
+	case errors.Is(err, context.Canceled):
 		return &causeError{"canceled", err}
 	}
 	return err
 }
 
-// isTLSFailure reports whether err is a certificate verification or TLS
-// handshake failure.
-func isTLSFailure(err error) bool {
-	var (
-		verr *tls.CertificateVerificationError
-		uerr x509.UnknownAuthorityError
-		herr x509.HostnameError
-		ierr x509.CertificateInvalidError
-		rerr tls.RecordHeaderError
-		aerr tls.AlertError
-	)
-	return errors.As(err, &verr) || errors.As(err, &uerr) || errors.As(err, &herr) ||
-		errors.As(err, &ierr) || errors.As(err, &rerr) || errors.As(err, &aerr)
+// closedByBroker reports whether err means the broker closed or reset the
+// connection.
+func closedByBroker(err error) bool {
+	var eof *kgo.ErrFirstReadEOF
+	return errors.As(err, &eof) || errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) ||
+		errors.Is(err, syscall.ECONNRESET)
+}
+
+// setupWatch is a franz-go hook that remembers which step of connection
+// set-up a broker last cut off. Kafka brokers (kfake among them) answer bad
+// credentials by closing the connection, which franz-go reports as a bare
+// EOF; the step the read failed in tells a wrong password from a plaintext
+// client on a TLS port. A successful connection clears it.
+type setupWatch struct {
+	failedKey atomic.Int32 // kmsg key of the failed set-up read plus one; 0 for none
+}
+
+var (
+	_ kgo.HookBrokerRead    = (*setupWatch)(nil)
+	_ kgo.HookBrokerConnect = (*setupWatch)(nil)
+)
+
+// OnBrokerRead records a failed read of a set-up response.
+func (w *setupWatch) OnBrokerRead(_ kgo.BrokerMetadata, key int16, _ int, _, _ time.Duration, err error) {
+	if err == nil {
+		return
+	}
+	switch kmsg.Key(key) {
+	case kmsg.ApiVersions, kmsg.SASLHandshake, kmsg.SASLAuthenticate:
+		w.failedKey.Store(int32(key) + 1)
+	}
+}
+
+// OnBrokerConnect clears the record once a connection is fully set up.
+func (w *setupWatch) OnBrokerConnect(_ kgo.BrokerMetadata, _ time.Duration, _ net.Conn, err error) {
+	if err == nil {
+		w.failedKey.Store(0)
+	}
+}
+
+// closedCause names why the broker closed a connection of k.
+func (w *setupWatch) closedCause(k *Cluster, err error) error {
+	tlsOn := k.cfg.TLS != nil && k.cfg.TLS.Enabled
+	switch kmsg.Key(w.failedKey.Load() - 1) {
+	case kmsg.SASLHandshake, kmsg.SASLAuthenticate:
+		return ErrAuthentication
+	case kmsg.ApiVersions:
+		if !tlsOn {
+			return ErrTLSRequired
+		}
+	}
+	var eof *kgo.ErrFirstReadEOF
+	if errors.As(err, &eof) && k.cfg.SASL == nil {
+		// The connection was set up, and the broker closed it at the
+		// first real request: it wants authentication.
+		return ErrSASLRequired
+	}
+	return ErrClosedByBroker
 }

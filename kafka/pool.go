@@ -5,6 +5,7 @@
 package kafka
 
 import (
+	"context"
 	"crypto/sha256"
 	"encoding/binary"
 	"fmt"
@@ -69,7 +70,7 @@ type Cluster struct {
 	key   [32]byte
 	cfg   config.KafkaCluster
 	cl    *kgo.Client
-	tls   *tlsState
+	setup setupWatch
 	refs  int
 	timer *time.Timer
 }
@@ -150,6 +151,13 @@ func (p *Pool) Clients() int {
 
 func newCluster(p *Pool, key [32]byte, c *config.KafkaCluster) (*Cluster, error) {
 	k := &Cluster{pool: p, key: key, cfg: *c}
+	if c.SASL != nil {
+		// The client keeps the password inside its authenticator; the
+		// copy that Config returns does not hold it.
+		s := *c.SASL
+		s.Password = ""
+		k.cfg.SASL = &s
+	}
 	opts := []kgo.Opt{
 		kgo.SeedBrokers(c.Brokers...),
 		kgo.ClientID("envoy-pubsub"),
@@ -159,14 +167,14 @@ func newCluster(p *Pool, key [32]byte, c *config.KafkaCluster) (*Cluster, error)
 		kgo.RetryBackoffFn(func(tries int) time.Duration { return time.Duration(tries) * 50 * time.Millisecond }),
 		kgo.MetadataMinAge(time.Second),
 		kgo.WithLogger(kgoLogger{p.log}),
+		kgo.WithHooks(&k.setup),
 	}
 	if c.TLS != nil && c.TLS.Enabled {
-		ts, err := newTLSState(c.TLS)
+		d, err := newTLSDialer(c.TLS, c.RequestTimeout.Duration(), p.log)
 		if err != nil {
 			return nil, err
 		}
-		k.tls = ts
-		opts = append(opts, kgo.Dialer(ts.dial(c.RequestTimeout.Duration())))
+		opts = append(opts, kgo.Dialer(d.DialContext))
 	}
 	if c.SASL != nil {
 		m, err := saslMechanism(c.SASL)
@@ -212,22 +220,34 @@ func fingerprint(c *config.KafkaCluster) [32]byte {
 		field(s.Password.Reveal())
 	}
 	field("|")
+	// Fetch limits live in the shared client's configuration, so clusters
+	// that differ in them must not share one.
 	field(c.RequestTimeout.Duration().String())
+	field(c.FetchMaxWait.Duration().String())
+	field(fmt.Sprint(c.FetchMaxBytes))
 	var sum [32]byte
 	h.Sum(sum[:0])
 	return sum
 }
 
-// kgoLogger sends franz-go's warnings and errors to slog.
+// kgoLogger sends franz-go's logs to slog, at the level slog is enabled for
+// (franz-go's info logs only at debug: they are per connection).
 type kgoLogger struct{ l *slog.Logger }
 
-func (k kgoLogger) Level() kgo.LogLevel { return kgo.LogLevelWarn }
+func (k kgoLogger) Level() kgo.LogLevel {
+	if k.l.Enabled(context.Background(), slog.LevelDebug) {
+		return kgo.LogLevelDebug
+	}
+	return kgo.LogLevelWarn
+}
 
 func (k kgoLogger) Log(level kgo.LogLevel, msg string, keyvals ...any) {
 	switch level {
 	case kgo.LogLevelError:
 		k.l.Error("kafka: "+msg, keyvals...)
-	default:
+	case kgo.LogLevelWarn:
 		k.l.Warn("kafka: "+msg, keyvals...)
+	default:
+		k.l.Debug("kafka: "+msg, keyvals...)
 	}
 }

@@ -6,6 +6,8 @@ import (
 	"crypto/x509"
 	"errors"
 	"fmt"
+	"io"
+	"log/slog"
 	"net"
 	"os"
 	"sync"
@@ -17,6 +19,11 @@ import (
 
 	"github.com/envoy-pubsub/gateway/config"
 )
+
+// TLSHandshakeTimeout bounds the TLS handshake with a broker (within the
+// cluster's request_timeout). A broker that does not speak TLS on its port
+// may never answer a ClientHello; this makes that failure prompt.
+const TLSHandshakeTimeout = 2 * time.Second
 
 // saslMechanism builds the authenticator for s, whose password must be
 // resolved already.
@@ -36,108 +43,131 @@ func saslMechanism(s *config.SASL) (sasl.Mechanism, error) {
 	return nil, fmt.Errorf("kafka: unsupported sasl mechanism %q", s.Mechanism)
 }
 
-// tlsState builds TLS client configurations from files and reloads a file
-// when its modification time changes, so certificates rotate without a
-// restart.
-type tlsState struct {
-	cfg  config.TLS
+// tlsDialer opens TLS connections to brokers. It reads the CA and client
+// certificate files again for every new connection, so rotated files take
+// effect without a restart; if the files cannot be read or parsed (say, in
+// the middle of a rotation) it keeps using the last good ones.
+type tlsDialer struct {
+	cfg     config.TLS
+	timeout time.Duration
+	log     *slog.Logger
+
 	mu   sync.Mutex
-	ca   loaded[*x509.CertPool]
-	cert loaded[*tls.Certificate]
+	last *config.TLSFiles
 }
 
-// loaded is a value read from files and the modification times it was read at.
-type loaded[T any] struct {
-	mods  [2]time.Time
-	value T
-}
-
-// newTLSState loads every file now, so that a bad file fails at config load.
-func newTLSState(c *config.TLS) (*tlsState, error) {
-	t := &tlsState{cfg: *c}
-	if _, err := t.config(); err != nil {
-		return nil, err
+// newTLSDialer loads the files once, so that a bad file fails now rather
+// than at the first connection.
+func newTLSDialer(c *config.TLS, timeout time.Duration, log *slog.Logger) (*tlsDialer, error) {
+	d := &tlsDialer{cfg: *c, timeout: timeout, log: log}
+	files, err := c.LoadFiles()
+	if err != nil {
+		return nil, fmt.Errorf("kafka: tls.%w", err)
 	}
-	return t, nil
+	d.last = files
+	return d, nil
 }
 
-// config returns a TLS configuration with the current files' contents.
-func (t *tlsState) config() (*tls.Config, error) {
-	t.mu.Lock()
-	defer t.mu.Unlock()
+// files returns the current contents of the TLS files, or the last good
+// ones when they cannot be loaded.
+func (d *tlsDialer) files() *config.TLSFiles {
+	files, err := d.cfg.LoadFiles()
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if err != nil {
+		d.log.Warn("kafka: cannot reload tls files, keeping the previous ones", "err", "tls."+err.Error())
+		return d.last
+	}
+	d.last = files
+	return files
+}
+
+// config returns the client TLS configuration for a connection to host.
+func (d *tlsDialer) config(host string) *tls.Config {
+	files := d.files()
 	tc := &tls.Config{
 		MinVersion:         tls.VersionTLS12,
-		ServerName:         t.cfg.ServerName,
-		InsecureSkipVerify: !t.cfg.VerifyEnabled(),
+		ServerName:         d.cfg.ServerName,
+		InsecureSkipVerify: !d.cfg.VerifyEnabled(),
+		RootCAs:            files.RootCAs,
 	}
-	if t.cfg.CAFile != "" {
-		err := reload(&t.ca, [2]string{t.cfg.CAFile}, func() (*x509.CertPool, error) {
-			pem, err := os.ReadFile(t.cfg.CAFile)
-			if err != nil {
-				return nil, err
-			}
-			pool := x509.NewCertPool()
-			if !pool.AppendCertsFromPEM(pem) {
-				return nil, fmt.Errorf("%s: no PEM certificate found", t.cfg.CAFile)
-			}
-			return pool, nil
-		})
-		if err != nil {
-			return nil, fmt.Errorf("kafka: tls.ca_file: %w", err)
-		}
-		tc.RootCAs = t.ca.value
+	if files.Certificate != nil {
+		tc.Certificates = []tls.Certificate{*files.Certificate}
 	}
-	if t.cfg.CertFile != "" {
-		err := reload(&t.cert, [2]string{t.cfg.CertFile, t.cfg.KeyFile}, func() (*tls.Certificate, error) {
-			c, err := tls.LoadX509KeyPair(t.cfg.CertFile, t.cfg.KeyFile)
-			return &c, err
-		})
-		if err != nil {
-			return nil, fmt.Errorf("kafka: tls.cert_file: %w", err)
-		}
-		tc.Certificates = []tls.Certificate{*t.cert.value}
+	if tc.ServerName == "" {
+		tc.ServerName = host
 	}
-	return tc, nil
+	return tc
 }
 
-// reload calls read when any of files changed since the last read.
-func reload[T any](l *loaded[T], files [2]string, read func() (T, error)) error {
-	var mods [2]time.Time
-	for i, f := range files {
-		if f == "" {
-			continue
-		}
-		st, err := os.Stat(f)
-		if err != nil {
-			return err
-		}
-		mods[i] = st.ModTime()
-	}
-	if !l.mods[0].IsZero() && mods == l.mods {
-		return nil
-	}
-	v, err := read()
+// DialContext is franz-go's dialer: a TCP connection, then a TLS handshake
+// bounded by TLSHandshakeTimeout. A failed handshake is a *TLSError.
+func (d *tlsDialer) DialContext(ctx context.Context, network, addr string) (net.Conn, error) {
+	host, _, err := net.SplitHostPort(addr)
 	if err != nil {
-		return err
+		return nil, err
 	}
-	l.mods, l.value = mods, v
-	return nil
+	tc := d.config(host)
+	raw, err := (&net.Dialer{Timeout: d.timeout}).DialContext(ctx, network, addr)
+	if err != nil {
+		return nil, err
+	}
+	hctx, cancel := context.WithTimeout(ctx, TLSHandshakeTimeout)
+	defer cancel()
+	conn := tls.Client(raw, tc)
+	if err := conn.HandshakeContext(hctx); err != nil {
+		raw.Close()
+		if ctx.Err() != nil {
+			return nil, ctx.Err()
+		}
+		d.log.Warn("kafka: tls handshake with broker failed", "addr", addr, "err", err)
+		return nil, newTLSError(err)
+	}
+	return conn, nil
 }
 
-// dial returns a franz-go dialer that opens TLS connections with the
-// current configuration.
-func (t *tlsState) dial(timeout time.Duration) func(ctx context.Context, network, host string) (net.Conn, error) {
-	return func(ctx context.Context, network, host string) (net.Conn, error) {
-		tc, err := t.config()
-		if err != nil {
-			return nil, err
-		}
-		if tc.ServerName == "" {
-			if h, _, err := net.SplitHostPort(host); err == nil {
-				tc.ServerName = h
-			}
-		}
-		d := &tls.Dialer{NetDialer: &net.Dialer{Timeout: timeout}, Config: tc}
-		return d.DialContext(ctx, network, host)
+// TLSError is a failed TLS handshake with a broker. Its text is the cause
+// clients see; the underlying error, which may name hosts, goes to the log
+// only. It deliberately does not unwrap: franz-go must not retry a handshake
+// that failed for want of trust or of TLS on the broker's side.
+type TLSError struct {
+	cause string
+	err   error
+}
+
+// Error returns the cause, e.g. "tls: failed to verify broker certificate:
+// x509: certificate signed by unknown authority".
+func (e *TLSError) Error() string { return e.cause }
+
+// Detail returns the handshake error as crypto/tls reported it.
+func (e *TLSError) Detail() error { return e.err }
+
+// newTLSError names why a handshake failed.
+func newTLSError(err error) *TLSError {
+	var (
+		verr   *tls.CertificateVerificationError
+		unauth x509.UnknownAuthorityError
+		host   x509.HostnameError
+		inval  x509.CertificateInvalidError
+		rhdr   tls.RecordHeaderError
+		op     *net.OpError
+	)
+	const verifyFailed = "tls: failed to verify broker certificate: "
+	cause := "tls: handshake with broker failed"
+	switch {
+	case errors.As(err, &unauth):
+		cause = verifyFailed + "x509: certificate signed by unknown authority"
+	case errors.As(err, &host):
+		cause = verifyFailed + "x509: certificate is not valid for the broker name"
+	case errors.As(err, &inval) && inval.Reason == x509.Expired:
+		cause = verifyFailed + "x509: certificate has expired or is not yet valid"
+	case errors.As(err, &verr):
+		cause = verifyFailed + "x509: certificate is not valid"
+	case errors.As(err, &op) && op.Op == "remote error":
+		cause = "tls: broker refused the handshake: " + op.Err.Error()
+	case errors.As(err, &rhdr), errors.Is(err, io.EOF), errors.Is(err, io.ErrUnexpectedEOF),
+		errors.Is(err, os.ErrDeadlineExceeded), errors.Is(err, context.DeadlineExceeded):
+		cause = "tls: broker did not answer the TLS handshake (is it a plaintext listener?)"
 	}
+	return &TLSError{cause: cause, err: err}
 }

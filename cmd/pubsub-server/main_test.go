@@ -1,0 +1,123 @@
+package main
+
+import (
+	"bufio"
+	"context"
+	"errors"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/gobwas/ws"
+	"github.com/twmb/franz-go/pkg/kfake"
+
+	"github.com/envoy-pubsub/gateway/client"
+	"github.com/envoy-pubsub/gateway/internal/testkit"
+)
+
+// startBinary builds and runs pubsub-server with args and returns the URL of
+// cluster "kafka" from its log.
+func startBinary(t *testing.T, args ...string) (*exec.Cmd, string) {
+	t.Helper()
+	bin := filepath.Join(t.TempDir(), "pubsub-server")
+	if out, err := exec.Command("go", "build", "-o", bin, ".").CombinedOutput(); err != nil {
+		t.Fatalf("build: %v\n%s", err, out)
+	}
+	cmd := exec.Command(bin, append([]string{"-listen", "127.0.0.1:0"}, args...)...)
+	stderr, err := cmd.StderrPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { cmd.Process.Kill(); cmd.Wait() })
+	urls := make(chan string, 1)
+	go func() {
+		re := regexp.MustCompile(`url=(ws://\S+/kafka)`)
+		sc := bufio.NewScanner(stderr)
+		for sc.Scan() {
+			if m := re.FindStringSubmatch(sc.Text()); m != nil {
+				select {
+				case urls <- m[1]:
+				default:
+				}
+			}
+		}
+	}()
+	select {
+	case u := <-urls:
+		return cmd, u
+	case <-time.After(30 * time.Second):
+		t.Fatal("server did not log its URL")
+	}
+	return nil, ""
+}
+
+func TestServesAConfigFileAndShutsDownOnSIGTERM(t *testing.T) {
+	k := testkit.Kafka(t, kfake.SeedTopics(1, "orders"))
+	testkit.Produce(t, k.ListenAddrs(), "orders", 0, testkit.Numbered(3))
+	cfg := filepath.Join(t.TempDir(), "config.yaml")
+	if err := os.WriteFile(cfg, []byte(testkit.ClusterYAML(k.ListenAddrs(), "", "")), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	cmd, url := startBinary(t, "-config", cfg)
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	c, err := client.Dial(ctx, url, client.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	if off, err := c.ListOffset(ctx, "orders", 0, -1); err != nil || off != 3 {
+		t.Fatalf("list offset: %d, %v", off, err)
+	}
+	if err := cmd.Process.Signal(syscall.SIGTERM); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case <-c.Done():
+	case <-time.After(10 * time.Second):
+		t.Fatal("session not closed on SIGTERM")
+	}
+	var ce client.CloseError
+	if !errors.As(c.Err(), &ce) || ce.Code != ws.StatusGoingAway {
+		t.Fatalf("session ended with %v, want close 1001", c.Err())
+	}
+	done := make(chan error, 1)
+	go func() { done <- cmd.Wait() }()
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Fatalf("exit: %v", err)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("server did not exit after SIGTERM")
+	}
+}
+
+func TestWithoutConfigServesTheEmbeddedDemoTopic(t *testing.T) {
+	_, url := startBinary(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	c, err := client.Dial(ctx, url, client.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	var seen int
+	for deadline := time.Now().Add(5 * time.Second); seen < 2 && time.Now().Before(deadline); {
+		msgs, err := c.Fetch(ctx, "demo", 0, int64(seen))
+		if err != nil {
+			t.Fatal(err)
+		}
+		seen += len(msgs)
+	}
+	if seen < 2 {
+		t.Fatalf("read %d demo records in 5s, want a record every second", seen)
+	}
+}

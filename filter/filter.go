@@ -1,0 +1,223 @@
+// Package filter is the Envoy side of the gateway: the Go HTTP filter that
+// hands WebSocket upgrades routed to kafka-scheme clusters to the in-process
+// session server, with a one-time ticket carrying the cluster's
+// configuration snapshot and credentials. It parses and validates the
+// plugin_config, merges per-route configs, issues tickets, runs the session
+// server on its unix socket and feeds Envoy stats and logs. It depends on
+// the SDK's api package only; the .so's package main registers it.
+package filter
+
+import (
+	"fmt"
+	"net/http"
+	"slices"
+	"strings"
+	"sync"
+
+	"github.com/envoyproxy/envoy/contrib/golang/common/go/api"
+	"google.golang.org/protobuf/types/known/anypb"
+
+	"github.com/envoy-pubsub/gateway/config"
+)
+
+// PluginName is the plugin_name the filter is registered under.
+const PluginName = "pubsub"
+
+// filterConfig is a parsed filter-level plugin_config. Its session server
+// hold is released when Envoy destroys it.
+type filterConfig struct {
+	doc         *config.Document
+	metrics     *metrics
+	host        *sessionHost
+	destroyOnce sync.Once
+}
+
+// Destroy releases the config's hold on the session server; the last
+// config of a listener drains it.
+func (c *filterConfig) Destroy() {
+	c.destroyOnce.Do(func() { releaseHost(c.host) })
+}
+
+// routeConfig is a parsed per-route plugin config. invalid is set, instead
+// of failing the parse, when the route document is bad: Envoy may parse
+// route configs at request time and aborts on an error there. Kafka upgrades
+// on such a route are refused.
+type routeConfig struct {
+	topics  []string
+	invalid error
+}
+
+// requestConfig is the filter-level config merged with the route-level
+// configs of a request's virtual host, route and weighted cluster.
+type requestConfig struct {
+	filter      *filterConfig
+	routeTopics [][]string
+	invalid     error
+}
+
+// Parser parses and merges the plugin's configs.
+type Parser struct{}
+
+// Parse parses a filter-level plugin_config (callbacks set), starting or
+// updating the session server and defining the stats; errors reject the
+// config. A per-route config (callbacks nil) never fails: see routeConfig.
+func (p *Parser) Parse(any *anypb.Any, callbacks api.ConfigCallbackHandler) (parsed interface{}, err error) {
+	if callbacks == nil {
+		return parseRoute(any), nil
+	}
+	defer func() {
+		if r := recover(); r != nil {
+			parsed, err = nil, fmt.Errorf("pubsub: parsing plugin_config panicked: %v", r)
+		}
+	}()
+	doc, err := ParseFilterConfig(any)
+	if err != nil {
+		return nil, err
+	}
+	m := defineMetrics(callbacks)
+	host, err := acquireHost(doc, m)
+	if err != nil {
+		return nil, fmt.Errorf("pubsub: session server: %w", err)
+	}
+	return &filterConfig{doc: doc, metrics: m, host: host}, nil
+}
+
+func parseRoute(any *anypb.Any) (rc *routeConfig) {
+	defer func() {
+		if r := recover(); r != nil {
+			rc = &routeConfig{invalid: fmt.Errorf("parsing panicked: %v", r)}
+			api.LogErrorf("pubsub: per-route plugin_config rejected, kafka upgrades on its routes are refused: %v", rc.invalid)
+		}
+	}()
+	r, err := ParseRouteConfig(any)
+	if err != nil {
+		api.LogErrorf("pubsub: per-route plugin_config rejected, kafka upgrades on its routes are refused: %v", err)
+		return &routeConfig{invalid: err}
+	}
+	return &routeConfig{topics: r.Topics}
+}
+
+// Merge narrows parent (the filter-level config or an earlier merge) by the
+// route-level child: each route's topic list must also pass, and a bad route
+// config makes the merge refuse kafka upgrades. It never fails.
+func (p *Parser) Merge(parent interface{}, child interface{}) interface{} {
+	merged := &requestConfig{}
+	switch pc := parent.(type) {
+	case *filterConfig:
+		merged.filter = pc
+	case *requestConfig:
+		merged.filter, merged.invalid = pc.filter, pc.invalid
+		merged.routeTopics = slices.Clone(pc.routeTopics)
+	default:
+		api.LogErrorf("pubsub: merge: unexpected parent config %T", parent)
+		merged.invalid = fmt.Errorf("unexpected parent config %T", parent)
+	}
+	switch cc := child.(type) {
+	case *routeConfig:
+		if cc.invalid != nil {
+			merged.invalid = cc.invalid
+		} else if cc.topics != nil {
+			merged.routeTopics = append(merged.routeTopics, cc.topics)
+		}
+	default:
+		api.LogErrorf("pubsub: merge: unexpected route config %T", child)
+		merged.invalid = fmt.Errorf("unexpected route config %T", child)
+	}
+	return merged
+}
+
+// Factory builds the per-request filter for a parsed or merged config.
+func Factory(cfg interface{}, callbacks api.FilterCallbackHandler) api.StreamFilter {
+	switch c := cfg.(type) {
+	case *filterConfig:
+		return &filter{callbacks: callbacks, cfg: c}
+	case *requestConfig:
+		if c.filter != nil {
+			return &filter{callbacks: callbacks, cfg: c.filter, routeTopics: c.routeTopics, routeInvalid: c.invalid}
+		}
+	}
+	api.LogErrorf("pubsub: no filter-level config (%T): passing the request through", cfg)
+	return &api.PassThroughStreamFilter{}
+}
+
+// filter decides, per request, whether an upgrade is handed to the session
+// server.
+type filter struct {
+	api.PassThroughStreamFilter
+	callbacks    api.FilterCallbackHandler
+	cfg          *filterConfig
+	routeTopics  [][]string
+	routeInvalid error
+}
+
+// Local reply bodies.
+const (
+	bodyUpgradeRequired = "426 Upgrade Required: this route reads Kafka over the pub-sub protocol; send a WebSocket upgrade (Upgrade: websocket)\n"
+	bodyRouteInvalid    = "pub-sub route configuration is invalid; see the Envoy log\n"
+	bodyNoCredentials   = "Kafka credentials for this route are unavailable\n"
+	bodyTooManyTickets  = "too many pending pub-sub upgrades; retry later\n"
+)
+
+// DecodeHeaders hands a WebSocket upgrade routed to a kafka-scheme cluster
+// to the session server with a fresh ticket, answers 426 to other requests
+// routed there, and leaves every other request untouched.
+func (f *filter) DecodeHeaders(headers api.RequestHeaderMap, endStream bool) api.StatusType {
+	cluster, ok := f.callbacks.StreamInfo().UpstreamClusterName()
+	if !ok {
+		return api.Continue
+	}
+	kc, ok := f.cfg.doc.KafkaClusters[cluster]
+	if !ok {
+		return api.Continue
+	}
+	if !isWebSocketUpgrade(headers) {
+		f.cfg.metrics.increment(f.cfg.metrics.upgradeRequired)
+		return f.reply(http.StatusUpgradeRequired, bodyUpgradeRequired, "pubsub_upgrade_required",
+			map[string][]string{"upgrade": {"websocket"}})
+	}
+	headers.Del(TicketHeader)
+	if f.routeInvalid != nil {
+		api.LogErrorf("pubsub: refusing upgrade to cluster %s: route config is invalid: %v", cluster, f.routeInvalid)
+		return f.reply(http.StatusInternalServerError, bodyRouteInvalid, "pubsub_route_config_invalid", nil)
+	}
+	snapshot, err := kc.WithPassword(f.secret)
+	if err != nil {
+		api.LogErrorf("pubsub: refusing upgrade to cluster %s: kafka_clusters.%s.%v", cluster, cluster, err)
+		return f.reply(http.StatusServiceUnavailable, bodyNoCredentials, "pubsub_credentials_unavailable", nil)
+	}
+	tickets := f.cfg.doc.Tickets
+	ticket, err := f.cfg.host.tickets.issue(&grant{cluster: cluster, kafka: snapshot, routeTopics: f.routeTopics},
+		tickets.TTL.Duration(), tickets.MaxOutstanding)
+	if err != nil {
+		api.LogWarnf("pubsub: refusing upgrade to cluster %s: %v", cluster, err)
+		return f.reply(http.StatusServiceUnavailable, bodyTooManyTickets, "pubsub_tickets_exhausted", nil)
+	}
+	f.cfg.metrics.increment(f.cfg.metrics.ticketsIssued)
+	headers.Set(TicketHeader, ticket)
+	return api.Continue
+}
+
+// secret reads an Envoy generic_secret; request-scoped, so only during
+// DecodeHeaders.
+func (f *filter) secret(name string) (string, bool) {
+	return f.callbacks.SecretManager().GetGenericSecret(name)
+}
+
+func (f *filter) reply(status int, body, details string, headers map[string][]string) api.StatusType {
+	f.callbacks.DecoderFilterCallbacks().SendLocalReply(status, body, headers, -1, details)
+	return api.LocalReply
+}
+
+// isWebSocketUpgrade reports whether the request asks for a WebSocket
+// upgrade (HTTP/1.1 Upgrade, or HTTP/2 extended CONNECT, which Envoy
+// presents to filters in the same form).
+func isWebSocketUpgrade(headers api.RequestHeaderMap) bool {
+	for _, v := range headers.Values("upgrade") {
+		for _, token := range strings.Split(v, ",") {
+			if strings.EqualFold(strings.TrimSpace(token), "websocket") {
+				return true
+			}
+		}
+	}
+	return false
+}

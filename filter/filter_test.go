@@ -1,0 +1,545 @@
+package filter
+
+import (
+	"context"
+	"errors"
+	"net"
+	"net/http"
+	"os"
+	"regexp"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/envoyproxy/envoy/contrib/golang/common/go/api"
+	"github.com/gobwas/ws"
+
+	"github.com/envoy-pubsub/gateway/client"
+	pb "github.com/envoy-pubsub/gateway/proto"
+	"github.com/envoy-pubsub/gateway/pubsub"
+)
+
+// plugin is a filter-level config parsed as Envoy would, with its stats.
+type plugin struct {
+	cfg    *filterConfig
+	stats  *configCallbacks
+	socket string
+}
+
+// parsePlugin parses doc (YAML, without listener) for a fresh socket and
+// destroys the config when the test ends.
+func parsePlugin(t *testing.T, doc string) *plugin {
+	t.Helper()
+	sock := socketPath(t)
+	return parsePluginAt(t, sock, doc)
+}
+
+func parsePluginAt(t *testing.T, sock, doc string) *plugin {
+	t.Helper()
+	stats := newConfigCallbacks()
+	cfg, err := (&Parser{}).Parse(typedStruct(t, "listener: "+sock+"\n"+doc), stats)
+	if err != nil {
+		t.Fatal(err)
+	}
+	fc := cfg.(*filterConfig)
+	t.Cleanup(fc.Destroy)
+	return &plugin{cfg: fc, stats: stats, socket: sock}
+}
+
+// route parses a per-route document and merges it under the plugin.
+func (p *plugin) route(t *testing.T, docs ...string) interface{} {
+	t.Helper()
+	var merged interface{} = p.cfg
+	for _, doc := range docs {
+		rc, err := (&Parser{}).Parse(typedStruct(t, doc), nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		merged = (&Parser{}).Merge(merged, rc)
+	}
+	return merged
+}
+
+// decode runs DecodeHeaders for a request routed to cluster.
+func decode(cfg interface{}, cb *callbacks, h *requestHeaders) api.StatusType {
+	return Factory(cfg, cb).DecodeHeaders(h, true)
+}
+
+func upgradeHeaders(extra ...string) *requestHeaders {
+	return newHeaders(append([]string{":method", "GET", ":path", "/kafka", "connection", "Upgrade", "upgrade", "websocket"}, extra...)...)
+}
+
+const oneCluster = "kafka_clusters:\n  kafka:\n    brokers: ['127.0.0.1:1']\n    topics: [orders, 'audit-*']\n"
+
+var ticketFormat = regexp.MustCompile(`^[0-9a-f]{32}$`)
+
+func TestUpgradeToKafkaClusterGetsATicket(t *testing.T) {
+	p := parsePlugin(t, oneCluster)
+	cb := routedTo("kafka")
+	h := upgradeHeaders(TicketHeader, "forged-by-client", TicketHeader, "another")
+	if st := decode(p.cfg, cb, h); st != api.Continue {
+		t.Fatalf("status = %v, want Continue", st)
+	}
+	if len(cb.replies) != 0 {
+		t.Fatalf("local reply %+v", cb.replies)
+	}
+	got := h.Values(TicketHeader)
+	if len(got) != 1 || !ticketFormat.MatchString(got[0]) {
+		t.Fatalf("%s = %q, want one fresh 128-bit ticket", TicketHeader, got)
+	}
+	g, err := p.cfg.host.tickets.redeem(got[0])
+	if err != nil {
+		t.Fatal(err)
+	}
+	if g.cluster != "kafka" || g.kafka.Brokers[0] != "127.0.0.1:1" || len(g.kafka.Topics) != 2 {
+		t.Errorf("grant = %+v", g)
+	}
+	if n := p.stats.value(statTicketsIssued); n != 1 {
+		t.Errorf("%s = %d, want 1", statTicketsIssued, n)
+	}
+}
+
+func TestTicketsAreUnique(t *testing.T) {
+	p := parsePlugin(t, oneCluster)
+	seen := map[string]bool{}
+	for range 100 {
+		h := upgradeHeaders()
+		decode(p.cfg, routedTo("kafka"), h)
+		v, _ := h.Get(TicketHeader)
+		if seen[v] {
+			t.Fatalf("ticket %s issued twice", v)
+		}
+		seen[v] = true
+	}
+}
+
+func TestKafkaClusterWithoutUpgradeGets426(t *testing.T) {
+	p := parsePlugin(t, oneCluster)
+	cb := routedTo("kafka")
+	h := newHeaders(":method", "GET", ":path", "/kafka", TicketHeader, "client-value")
+	if st := decode(p.cfg, cb, h); st != api.LocalReply {
+		t.Fatalf("status = %v, want LocalReply", st)
+	}
+	if len(cb.replies) != 1 || cb.replies[0].status != http.StatusUpgradeRequired {
+		t.Fatalf("replies = %+v, want one 426", cb.replies)
+	}
+	if r := cb.replies[0]; !strings.Contains(r.body, "WebSocket") || r.headers["upgrade"][0] != "websocket" {
+		t.Errorf("426 reply = %+v, want a body asking for a WebSocket upgrade", r)
+	}
+	if len(h.mutations) != 0 {
+		t.Errorf("headers mutated: %v", h.mutations)
+	}
+	if n := p.stats.value(statUpgradeRequired); n != 1 {
+		t.Errorf("%s = %d", statUpgradeRequired, n)
+	}
+}
+
+func TestOtherClustersPassUntouched(t *testing.T) {
+	p := parsePlugin(t, oneCluster)
+	for _, cb := range []*callbacks{routedTo("web"), routedTo("Kafka"), routedTo("")} {
+		for _, h := range []*requestHeaders{upgradeHeaders(TicketHeader, "client-value"), newHeaders(":path", "/")} {
+			if st := decode(p.cfg, cb, h); st != api.Continue {
+				t.Errorf("cluster %q: status = %v, want Continue", cb.cluster, st)
+			}
+			if len(h.mutations) != 0 || len(cb.replies) != 0 || len(cb.secretReads) != 0 {
+				t.Errorf("cluster %q: touched: mutations %v replies %v secrets %v", cb.cluster, h.mutations, cb.replies, cb.secretReads)
+			}
+		}
+	}
+	if n := p.stats.value(statTicketsIssued); n != 0 {
+		t.Errorf("%s = %d, want 0", statTicketsIssued, n)
+	}
+}
+
+func TestUpgradeDetection(t *testing.T) {
+	for _, v := range []string{"websocket", "WebSocket", "h2c, websocket"} {
+		if !isWebSocketUpgrade(newHeaders("upgrade", v)) {
+			t.Errorf("Upgrade: %s not detected", v)
+		}
+	}
+	for _, h := range []*requestHeaders{newHeaders(), newHeaders("upgrade", "h2c"), newHeaders("connection", "upgrade")} {
+		if isWebSocketUpgrade(h) {
+			t.Errorf("%v detected as an upgrade", h.h)
+		}
+	}
+}
+
+const saslCluster = `kafka_clusters:
+  kafka:
+    brokers: ['127.0.0.1:1']
+    sasl: {mechanism: SCRAM-SHA-512, username: app, password_secret: kafka-app}
+  inline:
+    brokers: ['127.0.0.1:1']
+    sasl: {mechanism: PLAIN, username: app, password: inline-s3cret-value}
+`
+
+func TestSecretIsReadPerRequestAndCarriedInTheTicket(t *testing.T) {
+	p := parsePlugin(t, saslCluster)
+	cb := routedTo("kafka")
+	cb.secrets["kafka-app"] = "envoy-s3cret-value"
+	h := upgradeHeaders()
+	if st := decode(p.cfg, cb, h); st != api.Continue {
+		t.Fatalf("status = %v, replies %+v", st, cb.replies)
+	}
+	if len(cb.secretReads) != 1 || cb.secretReads[0] != "kafka-app" {
+		t.Errorf("secret reads = %v", cb.secretReads)
+	}
+	v, _ := h.Get(TicketHeader)
+	g, err := p.cfg.host.tickets.redeem(v)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if g.kafka.SASL.Password.Reveal() != "envoy-s3cret-value" || g.kafka.SASL.Username != "app" {
+		t.Errorf("ticket SASL = %+v", g.kafka.SASL)
+	}
+	// The filter-level config keeps no resolved secret.
+	if p.cfg.doc.KafkaClusters["kafka"].SASL.Password != "" {
+		t.Error("secret written into the shared config")
+	}
+
+	// Rotation: the next request reads the current value.
+	cb = routedTo("kafka")
+	cb.secrets["kafka-app"] = "rotated-s3cret-value"
+	h = upgradeHeaders()
+	decode(p.cfg, cb, h)
+	v, _ = h.Get(TicketHeader)
+	if g, _ := p.cfg.host.tickets.redeem(v); g == nil || g.kafka.SASL.Password.Reveal() != "rotated-s3cret-value" {
+		t.Error("rotated secret not used")
+	}
+
+	cb = routedTo("inline")
+	h = upgradeHeaders()
+	decode(p.cfg, cb, h)
+	v, _ = h.Get(TicketHeader)
+	if g, _ := p.cfg.host.tickets.redeem(v); g == nil || g.kafka.SASL.Password.Reveal() != "inline-s3cret-value" {
+		t.Error("inline password not carried")
+	}
+	assertNoSecretsLogged(t, "envoy-s3cret-value", "rotated-s3cret-value", "inline-s3cret-value")
+}
+
+func TestMissingSecretGets503WithoutTicket(t *testing.T) {
+	p := parsePlugin(t, saslCluster)
+	cb := routedTo("kafka") // the store has no kafka-app
+	h := upgradeHeaders(TicketHeader, "client-value")
+	if st := decode(p.cfg, cb, h); st != api.LocalReply {
+		t.Fatalf("status = %v, want LocalReply", st)
+	}
+	if len(cb.replies) != 1 || cb.replies[0].status != http.StatusServiceUnavailable {
+		t.Fatalf("replies = %+v, want one 503", cb.replies)
+	}
+	if _, ok := h.Get(TicketHeader); ok {
+		t.Error("client ticket left in place")
+	}
+	if p.cfg.host.tickets.pending() != 0 {
+		t.Error("ticket issued without credentials")
+	}
+	if !strings.Contains(testLog.text(), `secret "kafka-app" not found`) {
+		t.Error("missing secret not logged by name")
+	}
+}
+
+func assertNoSecretsLogged(t *testing.T, secrets ...string) {
+	t.Helper()
+	logs := testLog.text()
+	for _, s := range secrets {
+		if strings.Contains(logs, s) {
+			t.Errorf("secret %q appears in the logs", s)
+		}
+	}
+}
+
+func TestRouteNarrowsClusterTopics(t *testing.T) {
+	p := parsePlugin(t, oneCluster)
+	// Virtual host, then route: each level narrows further.
+	merged := p.route(t, "topics: ['audit-*', orders]", "topics: ['audit-eu', 'billing']")
+	h := upgradeHeaders()
+	if st := decode(merged, routedTo("kafka"), h); st != api.Continue {
+		t.Fatalf("status = %v", st)
+	}
+	v, _ := h.Get(TicketHeader)
+	g, err := p.cfg.host.tickets.redeem(v)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(g.routeTopics) != 2 {
+		t.Fatalf("route topics = %v", g.routeTopics)
+	}
+	reached := map[string]bool{}
+	next := pubsub.HandlerFunc(func(_ context.Context, req *pubsub.Request) (*pb.PubSubResp, error) {
+		reached[req.Msg.GetCmdKafkaFetch().GetTopic()+req.Msg.GetCmdKafkaListOffset().GetTopic()] = true
+		return &pb.PubSubResp{}, nil
+	})
+	h2 := narrowTopics(next, g.routeTopics)
+	for topic, allowed := range map[string]bool{"audit-eu": true, "billing": false, "orders": false, "audit-us": false} {
+		for _, req := range []*pubsub.Request{
+			{Command: pubsub.CmdKafkaFetch, Msg: &pb.PubSubReq{Req: &pb.PubSubReq_CmdKafkaFetch{CmdKafkaFetch: &pb.CmdKafkaFetch{Topic: topic, Partition: 3}}}},
+			{Command: pubsub.CmdKafkaListOffset, Msg: &pb.PubSubReq{Req: &pb.PubSubReq_CmdKafkaListOffset{CmdKafkaListOffset: &pb.CmdKafkaListOffset{Topic: topic, Partition: 3}}}},
+		} {
+			reached = map[string]bool{}
+			_, err := h2.ServePubSub(context.Background(), req)
+			if allowed != (err == nil) || allowed != reached[topic] {
+				t.Errorf("%s %s: err %v, reached %v; want allowed=%v", req.Command, topic, err, reached[topic], allowed)
+			}
+			if !allowed && !strings.HasSuffix(err.Error(), "partition: 3, err: topic not allowed") {
+				t.Errorf("denied error = %q", err)
+			}
+		}
+	}
+}
+
+func TestBadRouteConfigRefusesKafkaUpgradesOnly(t *testing.T) {
+	p := parsePlugin(t, oneCluster)
+	merged := p.route(t, "topics: [a]", "topicz: [a]")
+	cb := routedTo("kafka")
+	if st := decode(merged, cb, upgradeHeaders()); st != api.LocalReply || cb.replies[0].status != http.StatusInternalServerError {
+		t.Fatalf("status %v replies %+v, want a 500 local reply", st, cb.replies)
+	}
+	cb = routedTo("web")
+	if st := decode(merged, cb, upgradeHeaders()); st != api.Continue || len(cb.replies) != 0 {
+		t.Errorf("other cluster: status %v replies %+v", st, cb.replies)
+	}
+}
+
+func TestMergeAndFactoryNeverFail(t *testing.T) {
+	merged := (&Parser{}).Merge("strange parent", 42)
+	if f := Factory(merged, routedTo("kafka")); f == nil {
+		t.Fatal("no filter")
+	} else if st := f.DecodeHeaders(upgradeHeaders(), true); st != api.Continue {
+		t.Errorf("status = %v, want pass-through", st)
+	}
+	if f := Factory(&routeConfig{}, routedTo("kafka")); f.DecodeHeaders(upgradeHeaders(), true) != api.Continue {
+		t.Error("route config alone does not pass through")
+	}
+}
+
+func TestTicketBoundRefusesWith503(t *testing.T) {
+	p := parsePlugin(t, oneCluster+"tickets: {max_outstanding: 2}\n")
+	for i := range 3 {
+		cb := routedTo("kafka")
+		st := decode(p.cfg, cb, upgradeHeaders())
+		if i < 2 && st != api.Continue {
+			t.Fatalf("ticket %d refused: %+v", i, cb.replies)
+		}
+		if i == 2 && (st != api.LocalReply || cb.replies[0].status != http.StatusServiceUnavailable) {
+			t.Fatalf("third ticket: status %v replies %+v, want 503", st, cb.replies)
+		}
+	}
+}
+
+func TestTicketStore(t *testing.T) {
+	now := time.Unix(1000, 0)
+	s := newTicketStore(func() time.Time { return now })
+	g := &grant{cluster: "kafka"}
+	a, _ := s.issue(g, 10*time.Second, 2)
+	b, _ := s.issue(g, 10*time.Second, 2)
+	if _, err := s.issue(g, 10*time.Second, 2); !errors.Is(err, errTicketsFull) {
+		t.Fatalf("third issue: %v, want errTicketsFull", err)
+	}
+	if got, err := s.redeem(a); err != nil || got != g {
+		t.Fatalf("redeem = %v, %v", got, err)
+	}
+	if _, err := s.redeem(a); !errors.Is(err, errTicketReused) {
+		t.Errorf("reuse: %v", err)
+	}
+	if _, err := s.redeem("00000000000000000000000000000000"); !errors.Is(err, errTicketUnknown) {
+		t.Errorf("forged: %v", err)
+	}
+	if _, err := s.redeem(""); !errors.Is(err, errTicketMissing) {
+		t.Errorf("missing: %v", err)
+	}
+	now = now.Add(10 * time.Second)
+	if _, err := s.redeem(b); !errors.Is(err, errTicketExpired) {
+		t.Errorf("expired: %v", err)
+	}
+	// Expired tickets are purged when the store is full.
+	c, _ := s.issue(g, time.Second, 2)
+	s.issue(g, time.Second, 2)
+	now = now.Add(time.Second)
+	if _, err := s.issue(g, time.Second, 2); err != nil {
+		t.Errorf("issue after expiry: %v", err)
+	}
+	if _, err := s.redeem(c); !errors.Is(err, errTicketUnknown) {
+		t.Errorf("purged ticket: %v", err)
+	}
+}
+
+// dial opens a session on the plugin's socket with ticket.
+func (p *plugin) dial(ticket string) (*client.Client, error) {
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	return client.Dial(ctx, "ws://pubsub/kafka", client.Options{
+		Header: http.Header{"X-Pubsub-Ticket": {ticket}},
+		NetDial: func(ctx context.Context, _, _ string) (net.Conn, error) {
+			var d net.Dialer
+			return d.DialContext(ctx, "unix", p.socket)
+		},
+	})
+}
+
+func (p *plugin) ticket(t *testing.T, cfg interface{}) string {
+	t.Helper()
+	h := upgradeHeaders()
+	if st := decode(cfg, routedTo("kafka"), h); st != api.Continue {
+		t.Fatalf("status %v", st)
+	}
+	v, _ := h.Get(TicketHeader)
+	return v
+}
+
+func wantStatus(t *testing.T, err error, status int) {
+	t.Helper()
+	var se ws.StatusError
+	if !errors.As(err, &se) || int(se) != status {
+		t.Fatalf("dial error = %v, want HTTP %d", err, status)
+	}
+}
+
+func TestSessionServerRedeemsTicketsOnce(t *testing.T) {
+	p := parsePlugin(t, oneCluster)
+	ticket := p.ticket(t, p.route(t, "topics: ['audit-*']"))
+	c, err := p.dial(ticket)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if state, err := c.Ping(ctx, []byte("hi")); err != nil || string(state) != "hi" {
+		t.Fatalf("ping = %q, %v", state, err)
+	}
+	// Denied by the route's narrowing before any Kafka contact.
+	if _, err := c.ListOffset(ctx, "orders", 0, -1); err == nil || !strings.Contains(err.Error(), "topic not allowed") {
+		t.Errorf("list offset of a narrowed-out topic: %v", err)
+	}
+
+	_, err = p.dial(ticket)
+	wantStatus(t, err, http.StatusUnauthorized)
+	_, err = p.dial("0123456789abcdef0123456789abcdef")
+	wantStatus(t, err, http.StatusUnauthorized)
+	_, err = p.dial("")
+	wantStatus(t, err, http.StatusUnauthorized)
+
+	if n := p.stats.value(statTicketsRejected); n != 3 {
+		t.Errorf("%s = %d, want 3", statTicketsRejected, n)
+	}
+	if n := p.stats.value(statUpgradesRefused); n != 3 {
+		t.Errorf("%s = %d, want 3", statUpgradesRefused, n)
+	}
+	if n := p.stats.value(statSessionsTotal); n != 1 {
+		t.Errorf("%s = %d, want 1", statSessionsTotal, n)
+	}
+	if n := p.stats.value(statSessionsActive); n != 1 {
+		t.Errorf("%s = %d, want 1", statSessionsActive, n)
+	}
+	if n := p.stats.value(statCommandPrefix + pubsub.CmdPing); n != 1 {
+		t.Errorf("ping counter = %d", n)
+	}
+	if n := p.stats.value(statCommandErrPrefix + pubsub.CmdKafkaListOffset); n != 1 {
+		t.Errorf("list offset error counter = %d", n)
+	}
+	logs := testLog.text()
+	for _, reason := range []string{errTicketReused.Error(), errTicketUnknown.Error(), errTicketMissing.Error()} {
+		if !strings.Contains(logs, "upgrade refused") || !strings.Contains(logs, reason) {
+			t.Errorf("refusal %q not logged", reason)
+		}
+	}
+	if strings.Contains(logs, ticket) {
+		t.Error("ticket value logged")
+	}
+}
+
+func TestConfigUpdateKeepsSessionsAndLastDestroyDrains(t *testing.T) {
+	sock := socketPath(t)
+	first := parsePluginAt(t, sock, oneCluster)
+	c, err := first.dial(first.ticket(t, first.cfg))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+
+	// An update with other limits: same server, new stats, old session kept.
+	second := parsePluginAt(t, sock, oneCluster+"session: {max_sessions: 5}\n")
+	if second.cfg.host != first.cfg.host {
+		t.Fatal("update started a second session server")
+	}
+	first.cfg.Destroy()
+	first.stats.destroy() // Envoy refuses the old config's metrics from now on
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if _, err := c.Ping(ctx, nil); err != nil {
+		t.Fatalf("session lost on config update: %v", err)
+	}
+	c2, err := second.dial(second.ticket(t, second.cfg))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c2.Close()
+	if n := second.stats.value(statSessionsActive); n != 2 {
+		t.Errorf("active sessions = %d, want 2", n)
+	}
+
+	second.cfg.Destroy()
+	for _, cl := range []*client.Client{c, c2} {
+		_, err := cl.Ping(ctx, nil)
+		var ce client.CloseError
+		if !errors.As(err, &ce) || ce.Code != ws.StatusGoingAway {
+			t.Errorf("after the last destroy: %v, want close 1001", err)
+		}
+	}
+	if _, err := os.Stat(sock); !os.IsNotExist(err) {
+		t.Errorf("socket left behind: %v", err)
+	}
+}
+
+func TestStaleSocketIsReplaced(t *testing.T) {
+	sock := socketPath(t)
+	ln, err := net.Listen("unix", sock)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ln.(*net.UnixListener).SetUnlinkOnClose(false)
+	ln.Close() // the file stays, nothing answers: a crashed process's socket
+	p := parsePluginAt(t, sock, oneCluster)
+	c, err := p.dial(p.ticket(t, p.cfg))
+	if err != nil {
+		t.Fatal(err)
+	}
+	c.Close()
+}
+
+func TestListenerInUseOrNotASocketIsRejected(t *testing.T) {
+	sock := socketPath(t)
+	ln, err := net.Listen("unix", sock)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	_, err = (&Parser{}).Parse(typedStruct(t, "listener: "+sock), newConfigCallbacks())
+	if err == nil || !strings.Contains(err.Error(), "in use") {
+		t.Errorf("live socket: %v", err)
+	}
+
+	file := socketPath(t)
+	if err := os.WriteFile(file, []byte("x"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	_, err = (&Parser{}).Parse(typedStruct(t, "listener: "+file), newConfigCallbacks())
+	if err == nil || !strings.Contains(err.Error(), "not a socket") {
+		t.Errorf("regular file: %v", err)
+	}
+	if b, _ := os.ReadFile(file); string(b) != "x" {
+		t.Error("regular file removed")
+	}
+}
+
+func TestMetricsOfDestroyedConfigNeverPanic(t *testing.T) {
+	stats := newConfigCallbacks()
+	var o observer
+	o.use(defineMetrics(stats))
+	stats.destroy()
+	o.SessionStarted()
+	o.Command(pubsub.CmdPing, errors.New("x"))
+	o.Refused(401)
+	o.ticketRejected()
+	o.SessionEnded()
+}

@@ -1,0 +1,143 @@
+package filter
+
+import (
+	"sync/atomic"
+
+	"github.com/envoyproxy/envoy/contrib/golang/common/go/api"
+
+	"github.com/envoy-pubsub/gateway/pubsub"
+)
+
+// Names of the Envoy stats the plugin defines (not prefixed by the HTTP
+// connection manager's stat_prefix). Per-command counters append the
+// command name, e.g. pubsub.commands.cmd_kafka_fetch.
+const (
+	statSessionsActive   = "pubsub.sessions_active"
+	statSessionsTotal    = "pubsub.sessions_total"
+	statTicketsIssued    = "pubsub.tickets_issued"
+	statTicketsRejected  = "pubsub.tickets_rejected"
+	statUpgradesRefused  = "pubsub.upgrades_refused"
+	statUpgradeRequired  = "pubsub.upgrade_required"
+	statCommandsTotal    = "pubsub.commands_total"
+	statCommandErrors    = "pubsub.command_errors"
+	statCommandPrefix    = "pubsub.commands."
+	statCommandErrPrefix = "pubsub.command_errors."
+)
+
+// commandNames are the commands with a counter of their own.
+var commandNames = []string{pubsub.CmdPing, pubsub.CmdKafkaListOffset, pubsub.CmdKafkaFetch, pubsub.CmdEmpty}
+
+// metrics are the stats of one filter-level config. Every method is safe
+// from any goroutine and never panics: Envoy refuses metric calls once the
+// config that defined them is destroyed, which the SDK reports by panicking.
+type metrics struct {
+	sessionsActive   api.GaugeMetric
+	sessionsTotal    api.CounterMetric
+	ticketsIssued    api.CounterMetric
+	ticketsRejected  api.CounterMetric
+	upgradesRefused  api.CounterMetric
+	upgradeRequired  api.CounterMetric
+	commandsTotal    api.CounterMetric
+	commandErrors    api.CounterMetric
+	commandCounts    map[string]api.CounterMetric
+	commandErrCounts map[string]api.CounterMetric
+}
+
+// defineMetrics defines the plugin's stats; cb is the filter-level Parse's
+// callback handler.
+func defineMetrics(cb api.ConfigCallbackHandler) *metrics {
+	m := &metrics{
+		sessionsActive:   cb.DefineGaugeMetric(statSessionsActive),
+		sessionsTotal:    cb.DefineCounterMetric(statSessionsTotal),
+		ticketsIssued:    cb.DefineCounterMetric(statTicketsIssued),
+		ticketsRejected:  cb.DefineCounterMetric(statTicketsRejected),
+		upgradesRefused:  cb.DefineCounterMetric(statUpgradesRefused),
+		upgradeRequired:  cb.DefineCounterMetric(statUpgradeRequired),
+		commandsTotal:    cb.DefineCounterMetric(statCommandsTotal),
+		commandErrors:    cb.DefineCounterMetric(statCommandErrors),
+		commandCounts:    make(map[string]api.CounterMetric, len(commandNames)),
+		commandErrCounts: make(map[string]api.CounterMetric, len(commandNames)),
+	}
+	for _, c := range commandNames {
+		m.commandCounts[c] = cb.DefineCounterMetric(statCommandPrefix + c)
+		m.commandErrCounts[c] = cb.DefineCounterMetric(statCommandErrPrefix + c)
+	}
+	return m
+}
+
+// guarded runs a metric update, swallowing the panic of a destroyed config.
+func guarded(update func()) {
+	defer func() {
+		if p := recover(); p != nil {
+			api.LogDebugf("pubsub: metric update dropped: %v", p)
+		}
+	}()
+	update()
+}
+
+func (m *metrics) increment(c api.CounterMetric) {
+	if m != nil {
+		guarded(func() { c.Increment(1) })
+	}
+}
+
+// observer feeds the server's events to the stats of the newest config. It
+// keeps the active-session count itself and records it into the gauge, so
+// that the gauge is right whichever config's stats are current.
+type observer struct {
+	current atomic.Pointer[metrics]
+	active  atomic.Int64
+}
+
+func (o *observer) use(m *metrics) { o.current.Store(m) }
+
+func (o *observer) metrics() *metrics { return o.current.Load() }
+
+// SessionStarted counts a session and updates the active gauge.
+func (o *observer) SessionStarted() {
+	n := o.active.Add(1)
+	if m := o.metrics(); m != nil {
+		m.increment(m.sessionsTotal)
+		guarded(func() { m.sessionsActive.Record(uint64(n)) })
+	}
+}
+
+// SessionEnded updates the active gauge.
+func (o *observer) SessionEnded() {
+	n := o.active.Add(-1)
+	if m := o.metrics(); m != nil {
+		guarded(func() { m.sessionsActive.Record(uint64(max(n, 0))) })
+	}
+}
+
+// Refused counts an upgrade the session server refused.
+func (o *observer) Refused(int) {
+	if m := o.metrics(); m != nil {
+		m.increment(m.upgradesRefused)
+	}
+}
+
+// Command counts a finished command and its error, by kind.
+func (o *observer) Command(command string, err error) {
+	m := o.metrics()
+	if m == nil {
+		return
+	}
+	m.increment(m.commandsTotal)
+	if c := m.commandCounts[command]; c != nil {
+		m.increment(c)
+	}
+	if err != nil {
+		m.increment(m.commandErrors)
+		if c := m.commandErrCounts[command]; c != nil {
+			m.increment(c)
+		}
+	}
+}
+
+// ticketRejected counts a refused ticket.
+func (o *observer) ticketRejected() {
+	if m := o.metrics(); m != nil {
+		m.increment(m.ticketsRejected)
+	}
+}

@@ -233,6 +233,211 @@ func (x *CmdKafkaListOffset) GetTimestamp() int64 {
 	return 0
 }
 
+// Extension: subscribes to partitions of a topic. The server answers with
+// kafka_subscribe_resp, then pushes kafka_fetch_resp replies carrying this
+// request's sequence (and their topic and partition) as records arrive, until
+// cmd_kafka_unsubscribe or the end of the session.
+type CmdKafkaSubscribe struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	Topic string                 `protobuf:"bytes,1,opt,name=topic,proto3" json:"topic,omitempty"`
+	// The partitions to read; empty means every partition of the topic.
+	Partitions []int32 `protobuf:"varint,2,rep,packed,name=partitions,proto3" json:"partitions,omitempty"`
+	// Where to start in every partition; absent means latest.
+	//
+	// Types that are valid to be assigned to Start:
+	//
+	//	*CmdKafkaSubscribe_Offset
+	//	*CmdKafkaSubscribe_Earliest
+	//	*CmdKafkaSubscribe_Latest
+	//	*CmdKafkaSubscribe_Timestamp
+	Start isCmdKafkaSubscribe_Start `protobuf_oneof:"start"`
+	// Start offsets of single partitions, overriding start (resume from the
+	// last offset seen + 1).
+	Offsets map[int32]int64 `protobuf:"bytes,7,rep,name=offsets,proto3" json:"offsets,omitempty" protobuf_key:"varint,1,opt,name=key" protobuf_val:"varint,2,opt,name=value"`
+	// At most this many records per push; 0 means as many as one fetch holds.
+	MaxRecords    int32 `protobuf:"varint,8,opt,name=max_records,json=maxRecords,proto3" json:"max_records,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *CmdKafkaSubscribe) Reset() {
+	*x = CmdKafkaSubscribe{}
+	mi := &file_pubsub_proto_msgTypes[4]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *CmdKafkaSubscribe) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*CmdKafkaSubscribe) ProtoMessage() {}
+
+func (x *CmdKafkaSubscribe) ProtoReflect() protoreflect.Message {
+	mi := &file_pubsub_proto_msgTypes[4]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use CmdKafkaSubscribe.ProtoReflect.Descriptor instead.
+func (*CmdKafkaSubscribe) Descriptor() ([]byte, []int) {
+	return file_pubsub_proto_rawDescGZIP(), []int{4}
+}
+
+func (x *CmdKafkaSubscribe) GetTopic() string {
+	if x != nil {
+		return x.Topic
+	}
+	return ""
+}
+
+func (x *CmdKafkaSubscribe) GetPartitions() []int32 {
+	if x != nil {
+		return x.Partitions
+	}
+	return nil
+}
+
+func (x *CmdKafkaSubscribe) GetStart() isCmdKafkaSubscribe_Start {
+	if x != nil {
+		return x.Start
+	}
+	return nil
+}
+
+func (x *CmdKafkaSubscribe) GetOffset() int64 {
+	if x != nil {
+		if x, ok := x.Start.(*CmdKafkaSubscribe_Offset); ok {
+			return x.Offset
+		}
+	}
+	return 0
+}
+
+func (x *CmdKafkaSubscribe) GetEarliest() bool {
+	if x != nil {
+		if x, ok := x.Start.(*CmdKafkaSubscribe_Earliest); ok {
+			return x.Earliest
+		}
+	}
+	return false
+}
+
+func (x *CmdKafkaSubscribe) GetLatest() bool {
+	if x != nil {
+		if x, ok := x.Start.(*CmdKafkaSubscribe_Latest); ok {
+			return x.Latest
+		}
+	}
+	return false
+}
+
+func (x *CmdKafkaSubscribe) GetTimestamp() int64 {
+	if x != nil {
+		if x, ok := x.Start.(*CmdKafkaSubscribe_Timestamp); ok {
+			return x.Timestamp
+		}
+	}
+	return 0
+}
+
+func (x *CmdKafkaSubscribe) GetOffsets() map[int32]int64 {
+	if x != nil {
+		return x.Offsets
+	}
+	return nil
+}
+
+func (x *CmdKafkaSubscribe) GetMaxRecords() int32 {
+	if x != nil {
+		return x.MaxRecords
+	}
+	return 0
+}
+
+type isCmdKafkaSubscribe_Start interface {
+	isCmdKafkaSubscribe_Start()
+}
+
+type CmdKafkaSubscribe_Offset struct {
+	// The first offset to deliver.
+	Offset int64 `protobuf:"varint,3,opt,name=offset,proto3,oneof"`
+}
+
+type CmdKafkaSubscribe_Earliest struct {
+	// The first record of the log.
+	Earliest bool `protobuf:"varint,4,opt,name=earliest,proto3,oneof"`
+}
+
+type CmdKafkaSubscribe_Latest struct {
+	// The next record written.
+	Latest bool `protobuf:"varint,5,opt,name=latest,proto3,oneof"`
+}
+
+type CmdKafkaSubscribe_Timestamp struct {
+	// The first record whose timestamp (ms) is at or after this one.
+	Timestamp int64 `protobuf:"varint,6,opt,name=timestamp,proto3,oneof"`
+}
+
+func (*CmdKafkaSubscribe_Offset) isCmdKafkaSubscribe_Start() {}
+
+func (*CmdKafkaSubscribe_Earliest) isCmdKafkaSubscribe_Start() {}
+
+func (*CmdKafkaSubscribe_Latest) isCmdKafkaSubscribe_Start() {}
+
+func (*CmdKafkaSubscribe_Timestamp) isCmdKafkaSubscribe_Start() {}
+
+// Extension: ends the subscription made by the request with this sequence.
+type CmdKafkaUnsubscribe struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Subscription  int64                  `protobuf:"varint,1,opt,name=subscription,proto3" json:"subscription,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *CmdKafkaUnsubscribe) Reset() {
+	*x = CmdKafkaUnsubscribe{}
+	mi := &file_pubsub_proto_msgTypes[5]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *CmdKafkaUnsubscribe) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*CmdKafkaUnsubscribe) ProtoMessage() {}
+
+func (x *CmdKafkaUnsubscribe) ProtoReflect() protoreflect.Message {
+	mi := &file_pubsub_proto_msgTypes[5]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use CmdKafkaUnsubscribe.ProtoReflect.Descriptor instead.
+func (*CmdKafkaUnsubscribe) Descriptor() ([]byte, []int) {
+	return file_pubsub_proto_rawDescGZIP(), []int{5}
+}
+
+func (x *CmdKafkaUnsubscribe) GetSubscription() int64 {
+	if x != nil {
+		return x.Subscription
+	}
+	return 0
+}
+
 // A client request; its sequence is echoed by every reply to it.
 type PubSubReq struct {
 	state    protoimpl.MessageState `protogen:"open.v1"`
@@ -243,6 +448,8 @@ type PubSubReq struct {
 	//	*PubSubReq_CmdPing
 	//	*PubSubReq_CmdKafkaFetch
 	//	*PubSubReq_CmdKafkaListOffset
+	//	*PubSubReq_CmdKafkaSubscribe
+	//	*PubSubReq_CmdKafkaUnsubscribe
 	Req           isPubSubReq_Req `protobuf_oneof:"req"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
@@ -250,7 +457,7 @@ type PubSubReq struct {
 
 func (x *PubSubReq) Reset() {
 	*x = PubSubReq{}
-	mi := &file_pubsub_proto_msgTypes[4]
+	mi := &file_pubsub_proto_msgTypes[6]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -262,7 +469,7 @@ func (x *PubSubReq) String() string {
 func (*PubSubReq) ProtoMessage() {}
 
 func (x *PubSubReq) ProtoReflect() protoreflect.Message {
-	mi := &file_pubsub_proto_msgTypes[4]
+	mi := &file_pubsub_proto_msgTypes[6]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -275,7 +482,7 @@ func (x *PubSubReq) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PubSubReq.ProtoReflect.Descriptor instead.
 func (*PubSubReq) Descriptor() ([]byte, []int) {
-	return file_pubsub_proto_rawDescGZIP(), []int{4}
+	return file_pubsub_proto_rawDescGZIP(), []int{6}
 }
 
 func (x *PubSubReq) GetSequence() int64 {
@@ -328,6 +535,24 @@ func (x *PubSubReq) GetCmdKafkaListOffset() *CmdKafkaListOffset {
 	return nil
 }
 
+func (x *PubSubReq) GetCmdKafkaSubscribe() *CmdKafkaSubscribe {
+	if x != nil {
+		if x, ok := x.Req.(*PubSubReq_CmdKafkaSubscribe); ok {
+			return x.CmdKafkaSubscribe
+		}
+	}
+	return nil
+}
+
+func (x *PubSubReq) GetCmdKafkaUnsubscribe() *CmdKafkaUnsubscribe {
+	if x != nil {
+		if x, ok := x.Req.(*PubSubReq_CmdKafkaUnsubscribe); ok {
+			return x.CmdKafkaUnsubscribe
+		}
+	}
+	return nil
+}
+
 type isPubSubReq_Req interface {
 	isPubSubReq_Req()
 }
@@ -348,6 +573,14 @@ type PubSubReq_CmdKafkaListOffset struct {
 	CmdKafkaListOffset *CmdKafkaListOffset `protobuf:"bytes,34,opt,name=cmd_kafka_list_offset,json=cmdKafkaListOffset,proto3,oneof"`
 }
 
+type PubSubReq_CmdKafkaSubscribe struct {
+	CmdKafkaSubscribe *CmdKafkaSubscribe `protobuf:"bytes,100,opt,name=cmd_kafka_subscribe,json=cmdKafkaSubscribe,proto3,oneof"`
+}
+
+type PubSubReq_CmdKafkaUnsubscribe struct {
+	CmdKafkaUnsubscribe *CmdKafkaUnsubscribe `protobuf:"bytes,101,opt,name=cmd_kafka_unsubscribe,json=cmdKafkaUnsubscribe,proto3,oneof"`
+}
+
 func (*PubSubReq_CmdEmpty) isPubSubReq_Req() {}
 
 func (*PubSubReq_CmdPing) isPubSubReq_Req() {}
@@ -355,6 +588,10 @@ func (*PubSubReq_CmdPing) isPubSubReq_Req() {}
 func (*PubSubReq_CmdKafkaFetch) isPubSubReq_Req() {}
 
 func (*PubSubReq_CmdKafkaListOffset) isPubSubReq_Req() {}
+
+func (*PubSubReq_CmdKafkaSubscribe) isPubSubReq_Req() {}
+
+func (*PubSubReq_CmdKafkaUnsubscribe) isPubSubReq_Req() {}
 
 // A failed request.
 type ErrorResp struct {
@@ -367,7 +604,7 @@ type ErrorResp struct {
 
 func (x *ErrorResp) Reset() {
 	*x = ErrorResp{}
-	mi := &file_pubsub_proto_msgTypes[5]
+	mi := &file_pubsub_proto_msgTypes[7]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -379,7 +616,7 @@ func (x *ErrorResp) String() string {
 func (*ErrorResp) ProtoMessage() {}
 
 func (x *ErrorResp) ProtoReflect() protoreflect.Message {
-	mi := &file_pubsub_proto_msgTypes[5]
+	mi := &file_pubsub_proto_msgTypes[7]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -392,7 +629,7 @@ func (x *ErrorResp) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ErrorResp.ProtoReflect.Descriptor instead.
 func (*ErrorResp) Descriptor() ([]byte, []int) {
-	return file_pubsub_proto_rawDescGZIP(), []int{5}
+	return file_pubsub_proto_rawDescGZIP(), []int{7}
 }
 
 func (x *ErrorResp) GetCode() int32 {
@@ -419,7 +656,7 @@ type PongResp struct {
 
 func (x *PongResp) Reset() {
 	*x = PongResp{}
-	mi := &file_pubsub_proto_msgTypes[6]
+	mi := &file_pubsub_proto_msgTypes[8]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -431,7 +668,7 @@ func (x *PongResp) String() string {
 func (*PongResp) ProtoMessage() {}
 
 func (x *PongResp) ProtoReflect() protoreflect.Message {
-	mi := &file_pubsub_proto_msgTypes[6]
+	mi := &file_pubsub_proto_msgTypes[8]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -444,7 +681,7 @@ func (x *PongResp) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PongResp.ProtoReflect.Descriptor instead.
 func (*PongResp) Descriptor() ([]byte, []int) {
-	return file_pubsub_proto_rawDescGZIP(), []int{6}
+	return file_pubsub_proto_rawDescGZIP(), []int{8}
 }
 
 func (x *PongResp) GetState() []byte {
@@ -454,20 +691,75 @@ func (x *PongResp) GetState() []byte {
 	return nil
 }
 
+// Extension: one record header.
+type KafkaHeader struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Key           string                 `protobuf:"bytes,1,opt,name=key,proto3" json:"key,omitempty"`
+	Value         []byte                 `protobuf:"bytes,2,opt,name=value,proto3" json:"value,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *KafkaHeader) Reset() {
+	*x = KafkaHeader{}
+	mi := &file_pubsub_proto_msgTypes[9]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *KafkaHeader) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*KafkaHeader) ProtoMessage() {}
+
+func (x *KafkaHeader) ProtoReflect() protoreflect.Message {
+	mi := &file_pubsub_proto_msgTypes[9]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use KafkaHeader.ProtoReflect.Descriptor instead.
+func (*KafkaHeader) Descriptor() ([]byte, []int) {
+	return file_pubsub_proto_rawDescGZIP(), []int{9}
+}
+
+func (x *KafkaHeader) GetKey() string {
+	if x != nil {
+		return x.Key
+	}
+	return ""
+}
+
+func (x *KafkaHeader) GetValue() []byte {
+	if x != nil {
+		return x.Value
+	}
+	return nil
+}
+
 // One Kafka record; timestamp is in milliseconds.
 type KafkaMessage struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Offset        int64                  `protobuf:"varint,1,opt,name=offset,proto3" json:"offset,omitempty"`
-	Timestamp     int64                  `protobuf:"varint,2,opt,name=timestamp,proto3" json:"timestamp,omitempty"`
-	Key           []byte                 `protobuf:"bytes,3,opt,name=key,proto3" json:"key,omitempty"`
-	Value         []byte                 `protobuf:"bytes,4,opt,name=value,proto3" json:"value,omitempty"`
+	state     protoimpl.MessageState `protogen:"open.v1"`
+	Offset    int64                  `protobuf:"varint,1,opt,name=offset,proto3" json:"offset,omitempty"`
+	Timestamp int64                  `protobuf:"varint,2,opt,name=timestamp,proto3" json:"timestamp,omitempty"`
+	Key       []byte                 `protobuf:"bytes,3,opt,name=key,proto3" json:"key,omitempty"`
+	Value     []byte                 `protobuf:"bytes,4,opt,name=value,proto3" json:"value,omitempty"`
+	// Extension: the record's headers.
+	Headers       []*KafkaHeader `protobuf:"bytes,100,rep,name=headers,proto3" json:"headers,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
 
 func (x *KafkaMessage) Reset() {
 	*x = KafkaMessage{}
-	mi := &file_pubsub_proto_msgTypes[7]
+	mi := &file_pubsub_proto_msgTypes[10]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -479,7 +771,7 @@ func (x *KafkaMessage) String() string {
 func (*KafkaMessage) ProtoMessage() {}
 
 func (x *KafkaMessage) ProtoReflect() protoreflect.Message {
-	mi := &file_pubsub_proto_msgTypes[7]
+	mi := &file_pubsub_proto_msgTypes[10]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -492,7 +784,7 @@ func (x *KafkaMessage) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use KafkaMessage.ProtoReflect.Descriptor instead.
 func (*KafkaMessage) Descriptor() ([]byte, []int) {
-	return file_pubsub_proto_rawDescGZIP(), []int{7}
+	return file_pubsub_proto_rawDescGZIP(), []int{10}
 }
 
 func (x *KafkaMessage) GetOffset() int64 {
@@ -523,17 +815,27 @@ func (x *KafkaMessage) GetValue() []byte {
 	return nil
 }
 
-// The answer to CmdKafkaFetch.
+func (x *KafkaMessage) GetHeaders() []*KafkaHeader {
+	if x != nil {
+		return x.Headers
+	}
+	return nil
+}
+
+// The answer to CmdKafkaFetch, and the records a subscription pushes.
 type KafkaFetchResp struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Messages      []*KafkaMessage        `protobuf:"bytes,1,rep,name=messages,proto3" json:"messages,omitempty"`
+	state    protoimpl.MessageState `protogen:"open.v1"`
+	Messages []*KafkaMessage        `protobuf:"bytes,1,rep,name=messages,proto3" json:"messages,omitempty"`
+	// Extension: where the records come from (set on subscription pushes).
+	Topic         string `protobuf:"bytes,100,opt,name=topic,proto3" json:"topic,omitempty"`
+	Partition     int32  `protobuf:"varint,101,opt,name=partition,proto3" json:"partition,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
 
 func (x *KafkaFetchResp) Reset() {
 	*x = KafkaFetchResp{}
-	mi := &file_pubsub_proto_msgTypes[8]
+	mi := &file_pubsub_proto_msgTypes[11]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -545,7 +847,7 @@ func (x *KafkaFetchResp) String() string {
 func (*KafkaFetchResp) ProtoMessage() {}
 
 func (x *KafkaFetchResp) ProtoReflect() protoreflect.Message {
-	mi := &file_pubsub_proto_msgTypes[8]
+	mi := &file_pubsub_proto_msgTypes[11]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -558,7 +860,7 @@ func (x *KafkaFetchResp) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use KafkaFetchResp.ProtoReflect.Descriptor instead.
 func (*KafkaFetchResp) Descriptor() ([]byte, []int) {
-	return file_pubsub_proto_rawDescGZIP(), []int{8}
+	return file_pubsub_proto_rawDescGZIP(), []int{11}
 }
 
 func (x *KafkaFetchResp) GetMessages() []*KafkaMessage {
@@ -566,6 +868,165 @@ func (x *KafkaFetchResp) GetMessages() []*KafkaMessage {
 		return x.Messages
 	}
 	return nil
+}
+
+func (x *KafkaFetchResp) GetTopic() string {
+	if x != nil {
+		return x.Topic
+	}
+	return ""
+}
+
+func (x *KafkaFetchResp) GetPartition() int32 {
+	if x != nil {
+		return x.Partition
+	}
+	return 0
+}
+
+// Extension: a partition and an offset.
+type KafkaPartitionOffset struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Partition     int32                  `protobuf:"varint,1,opt,name=partition,proto3" json:"partition,omitempty"`
+	Offset        int64                  `protobuf:"varint,2,opt,name=offset,proto3" json:"offset,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *KafkaPartitionOffset) Reset() {
+	*x = KafkaPartitionOffset{}
+	mi := &file_pubsub_proto_msgTypes[12]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *KafkaPartitionOffset) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*KafkaPartitionOffset) ProtoMessage() {}
+
+func (x *KafkaPartitionOffset) ProtoReflect() protoreflect.Message {
+	mi := &file_pubsub_proto_msgTypes[12]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use KafkaPartitionOffset.ProtoReflect.Descriptor instead.
+func (*KafkaPartitionOffset) Descriptor() ([]byte, []int) {
+	return file_pubsub_proto_rawDescGZIP(), []int{12}
+}
+
+func (x *KafkaPartitionOffset) GetPartition() int32 {
+	if x != nil {
+		return x.Partition
+	}
+	return 0
+}
+
+func (x *KafkaPartitionOffset) GetOffset() int64 {
+	if x != nil {
+		return x.Offset
+	}
+	return 0
+}
+
+// Extension: the answer to CmdKafkaSubscribe: the offset each partition
+// starts at.
+type KafkaSubscribeResp struct {
+	state         protoimpl.MessageState  `protogen:"open.v1"`
+	Partitions    []*KafkaPartitionOffset `protobuf:"bytes,1,rep,name=partitions,proto3" json:"partitions,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *KafkaSubscribeResp) Reset() {
+	*x = KafkaSubscribeResp{}
+	mi := &file_pubsub_proto_msgTypes[13]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *KafkaSubscribeResp) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*KafkaSubscribeResp) ProtoMessage() {}
+
+func (x *KafkaSubscribeResp) ProtoReflect() protoreflect.Message {
+	mi := &file_pubsub_proto_msgTypes[13]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use KafkaSubscribeResp.ProtoReflect.Descriptor instead.
+func (*KafkaSubscribeResp) Descriptor() ([]byte, []int) {
+	return file_pubsub_proto_rawDescGZIP(), []int{13}
+}
+
+func (x *KafkaSubscribeResp) GetPartitions() []*KafkaPartitionOffset {
+	if x != nil {
+		return x.Partitions
+	}
+	return nil
+}
+
+// Extension: the answer to CmdKafkaUnsubscribe; no push of the subscription
+// follows it.
+type KafkaUnsubscribeResp struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Subscription  int64                  `protobuf:"varint,1,opt,name=subscription,proto3" json:"subscription,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *KafkaUnsubscribeResp) Reset() {
+	*x = KafkaUnsubscribeResp{}
+	mi := &file_pubsub_proto_msgTypes[14]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *KafkaUnsubscribeResp) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*KafkaUnsubscribeResp) ProtoMessage() {}
+
+func (x *KafkaUnsubscribeResp) ProtoReflect() protoreflect.Message {
+	mi := &file_pubsub_proto_msgTypes[14]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use KafkaUnsubscribeResp.ProtoReflect.Descriptor instead.
+func (*KafkaUnsubscribeResp) Descriptor() ([]byte, []int) {
+	return file_pubsub_proto_rawDescGZIP(), []int{14}
+}
+
+func (x *KafkaUnsubscribeResp) GetSubscription() int64 {
+	if x != nil {
+		return x.Subscription
+	}
+	return 0
 }
 
 // The answer to CmdKafkaListOffset.
@@ -578,7 +1039,7 @@ type KafkaListOffsetResp struct {
 
 func (x *KafkaListOffsetResp) Reset() {
 	*x = KafkaListOffsetResp{}
-	mi := &file_pubsub_proto_msgTypes[9]
+	mi := &file_pubsub_proto_msgTypes[15]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -590,7 +1051,7 @@ func (x *KafkaListOffsetResp) String() string {
 func (*KafkaListOffsetResp) ProtoMessage() {}
 
 func (x *KafkaListOffsetResp) ProtoReflect() protoreflect.Message {
-	mi := &file_pubsub_proto_msgTypes[9]
+	mi := &file_pubsub_proto_msgTypes[15]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -603,7 +1064,7 @@ func (x *KafkaListOffsetResp) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use KafkaListOffsetResp.ProtoReflect.Descriptor instead.
 func (*KafkaListOffsetResp) Descriptor() ([]byte, []int) {
-	return file_pubsub_proto_rawDescGZIP(), []int{9}
+	return file_pubsub_proto_rawDescGZIP(), []int{15}
 }
 
 func (x *KafkaListOffsetResp) GetOffset() int64 {
@@ -623,6 +1084,8 @@ type PubSubResp struct {
 	//	*PubSubResp_PongResp
 	//	*PubSubResp_KafkaFetchResp
 	//	*PubSubResp_KafkaListOffsetResp
+	//	*PubSubResp_KafkaSubscribeResp
+	//	*PubSubResp_KafkaUnsubscribeResp
 	Resp          isPubSubResp_Resp `protobuf_oneof:"resp"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
@@ -630,7 +1093,7 @@ type PubSubResp struct {
 
 func (x *PubSubResp) Reset() {
 	*x = PubSubResp{}
-	mi := &file_pubsub_proto_msgTypes[10]
+	mi := &file_pubsub_proto_msgTypes[16]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -642,7 +1105,7 @@ func (x *PubSubResp) String() string {
 func (*PubSubResp) ProtoMessage() {}
 
 func (x *PubSubResp) ProtoReflect() protoreflect.Message {
-	mi := &file_pubsub_proto_msgTypes[10]
+	mi := &file_pubsub_proto_msgTypes[16]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -655,7 +1118,7 @@ func (x *PubSubResp) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PubSubResp.ProtoReflect.Descriptor instead.
 func (*PubSubResp) Descriptor() ([]byte, []int) {
-	return file_pubsub_proto_rawDescGZIP(), []int{10}
+	return file_pubsub_proto_rawDescGZIP(), []int{16}
 }
 
 func (x *PubSubResp) GetSequence() int64 {
@@ -708,6 +1171,24 @@ func (x *PubSubResp) GetKafkaListOffsetResp() *KafkaListOffsetResp {
 	return nil
 }
 
+func (x *PubSubResp) GetKafkaSubscribeResp() *KafkaSubscribeResp {
+	if x != nil {
+		if x, ok := x.Resp.(*PubSubResp_KafkaSubscribeResp); ok {
+			return x.KafkaSubscribeResp
+		}
+	}
+	return nil
+}
+
+func (x *PubSubResp) GetKafkaUnsubscribeResp() *KafkaUnsubscribeResp {
+	if x != nil {
+		if x, ok := x.Resp.(*PubSubResp_KafkaUnsubscribeResp); ok {
+			return x.KafkaUnsubscribeResp
+		}
+	}
+	return nil
+}
+
 type isPubSubResp_Resp interface {
 	isPubSubResp_Resp()
 }
@@ -728,6 +1209,14 @@ type PubSubResp_KafkaListOffsetResp struct {
 	KafkaListOffsetResp *KafkaListOffsetResp `protobuf:"bytes,34,opt,name=kafka_list_offset_resp,json=kafkaListOffsetResp,proto3,oneof"`
 }
 
+type PubSubResp_KafkaSubscribeResp struct {
+	KafkaSubscribeResp *KafkaSubscribeResp `protobuf:"bytes,100,opt,name=kafka_subscribe_resp,json=kafkaSubscribeResp,proto3,oneof"`
+}
+
+type PubSubResp_KafkaUnsubscribeResp struct {
+	KafkaUnsubscribeResp *KafkaUnsubscribeResp `protobuf:"bytes,101,opt,name=kafka_unsubscribe_resp,json=kafkaUnsubscribeResp,proto3,oneof"`
+}
+
 func (*PubSubResp_ErrorResp) isPubSubResp_Resp() {}
 
 func (*PubSubResp_PongResp) isPubSubResp_Resp() {}
@@ -735,6 +1224,10 @@ func (*PubSubResp_PongResp) isPubSubResp_Resp() {}
 func (*PubSubResp_KafkaFetchResp) isPubSubResp_Resp() {}
 
 func (*PubSubResp_KafkaListOffsetResp) isPubSubResp_Resp() {}
+
+func (*PubSubResp_KafkaSubscribeResp) isPubSubResp_Resp() {}
+
+func (*PubSubResp_KafkaUnsubscribeResp) isPubSubResp_Resp() {}
 
 var File_pubsub_proto protoreflect.FileDescriptor
 
@@ -752,28 +1245,63 @@ const file_pubsub_proto_rawDesc = "" +
 	"\x12CmdKafkaListOffset\x12\x14\n" +
 	"\x05topic\x18\x01 \x01(\tR\x05topic\x12\x1c\n" +
 	"\tpartition\x18\x02 \x01(\x05R\tpartition\x12\x1c\n" +
-	"\ttimestamp\x18\x03 \x01(\x03R\ttimestamp\"\x83\x02\n" +
+	"\ttimestamp\x18\x03 \x01(\x03R\ttimestamp\"\xdc\x02\n" +
+	"\x11CmdKafkaSubscribe\x12\x14\n" +
+	"\x05topic\x18\x01 \x01(\tR\x05topic\x12\x1e\n" +
+	"\n" +
+	"partitions\x18\x02 \x03(\x05R\n" +
+	"partitions\x12\x18\n" +
+	"\x06offset\x18\x03 \x01(\x03H\x00R\x06offset\x12\x1c\n" +
+	"\bearliest\x18\x04 \x01(\bH\x00R\bearliest\x12\x18\n" +
+	"\x06latest\x18\x05 \x01(\bH\x00R\x06latest\x12\x1e\n" +
+	"\ttimestamp\x18\x06 \x01(\x03H\x00R\ttimestamp\x129\n" +
+	"\aoffsets\x18\a \x03(\v2\x1f.CmdKafkaSubscribe.OffsetsEntryR\aoffsets\x12\x1f\n" +
+	"\vmax_records\x18\b \x01(\x05R\n" +
+	"maxRecords\x1a:\n" +
+	"\fOffsetsEntry\x12\x10\n" +
+	"\x03key\x18\x01 \x01(\x05R\x03key\x12\x14\n" +
+	"\x05value\x18\x02 \x01(\x03R\x05value:\x028\x01B\a\n" +
+	"\x05start\"9\n" +
+	"\x13CmdKafkaUnsubscribe\x12\"\n" +
+	"\fsubscription\x18\x01 \x01(\x03R\fsubscription\"\x95\x03\n" +
 	"\tPubSubReq\x12\x1a\n" +
 	"\bsequence\x18\x01 \x01(\x03R\bsequence\x12(\n" +
 	"\tcmd_empty\x18\x1f \x01(\v2\t.CmdEmptyH\x00R\bcmdEmpty\x12%\n" +
 	"\bcmd_ping\x18  \x01(\v2\b.CmdPingH\x00R\acmdPing\x128\n" +
 	"\x0fcmd_kafka_fetch\x18! \x01(\v2\x0e.CmdKafkaFetchH\x00R\rcmdKafkaFetch\x12H\n" +
-	"\x15cmd_kafka_list_offset\x18\" \x01(\v2\x13.CmdKafkaListOffsetH\x00R\x12cmdKafkaListOffsetB\x05\n" +
+	"\x15cmd_kafka_list_offset\x18\" \x01(\v2\x13.CmdKafkaListOffsetH\x00R\x12cmdKafkaListOffset\x12D\n" +
+	"\x13cmd_kafka_subscribe\x18d \x01(\v2\x12.CmdKafkaSubscribeH\x00R\x11cmdKafkaSubscribe\x12J\n" +
+	"\x15cmd_kafka_unsubscribe\x18e \x01(\v2\x14.CmdKafkaUnsubscribeH\x00R\x13cmdKafkaUnsubscribeB\x05\n" +
 	"\x03req\"9\n" +
 	"\tErrorResp\x12\x12\n" +
 	"\x04code\x18\x01 \x01(\x05R\x04code\x12\x18\n" +
 	"\amessage\x18\x02 \x01(\tR\amessage\" \n" +
 	"\bPongResp\x12\x14\n" +
-	"\x05state\x18\x01 \x01(\fR\x05state\"l\n" +
+	"\x05state\x18\x01 \x01(\fR\x05state\"5\n" +
+	"\vKafkaHeader\x12\x10\n" +
+	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
+	"\x05value\x18\x02 \x01(\fR\x05value\"\x94\x01\n" +
 	"\fKafkaMessage\x12\x16\n" +
 	"\x06offset\x18\x01 \x01(\x03R\x06offset\x12\x1c\n" +
 	"\ttimestamp\x18\x02 \x01(\x03R\ttimestamp\x12\x10\n" +
 	"\x03key\x18\x03 \x01(\fR\x03key\x12\x14\n" +
-	"\x05value\x18\x04 \x01(\fR\x05value\";\n" +
+	"\x05value\x18\x04 \x01(\fR\x05value\x12&\n" +
+	"\aheaders\x18d \x03(\v2\f.KafkaHeaderR\aheaders\"o\n" +
 	"\x0eKafkaFetchResp\x12)\n" +
-	"\bmessages\x18\x01 \x03(\v2\r.KafkaMessageR\bmessages\"-\n" +
+	"\bmessages\x18\x01 \x03(\v2\r.KafkaMessageR\bmessages\x12\x14\n" +
+	"\x05topic\x18d \x01(\tR\x05topic\x12\x1c\n" +
+	"\tpartition\x18e \x01(\x05R\tpartition\"L\n" +
+	"\x14KafkaPartitionOffset\x12\x1c\n" +
+	"\tpartition\x18\x01 \x01(\x05R\tpartition\x12\x16\n" +
+	"\x06offset\x18\x02 \x01(\x03R\x06offset\"K\n" +
+	"\x12KafkaSubscribeResp\x125\n" +
+	"\n" +
+	"partitions\x18\x01 \x03(\v2\x15.KafkaPartitionOffsetR\n" +
+	"partitions\":\n" +
+	"\x14KafkaUnsubscribeResp\x12\"\n" +
+	"\fsubscription\x18\x01 \x01(\x03R\fsubscription\"-\n" +
 	"\x13KafkaListOffsetResp\x12\x16\n" +
-	"\x06offset\x18\x01 \x01(\x03R\x06offset\"\x91\x02\n" +
+	"\x06offset\x18\x01 \x01(\x03R\x06offset\"\xa9\x03\n" +
 	"\n" +
 	"PubSubResp\x12\x1a\n" +
 	"\bsequence\x18\x01 \x01(\x03R\bsequence\x12+\n" +
@@ -782,7 +1310,9 @@ const file_pubsub_proto_rawDesc = "" +
 	".ErrorRespH\x00R\terrorResp\x12(\n" +
 	"\tpong_resp\x18  \x01(\v2\t.PongRespH\x00R\bpongResp\x12;\n" +
 	"\x10kafka_fetch_resp\x18! \x01(\v2\x0f.KafkaFetchRespH\x00R\x0ekafkaFetchResp\x12K\n" +
-	"\x16kafka_list_offset_resp\x18\" \x01(\v2\x14.KafkaListOffsetRespH\x00R\x13kafkaListOffsetRespB\x06\n" +
+	"\x16kafka_list_offset_resp\x18\" \x01(\v2\x14.KafkaListOffsetRespH\x00R\x13kafkaListOffsetResp\x12G\n" +
+	"\x14kafka_subscribe_resp\x18d \x01(\v2\x13.KafkaSubscribeRespH\x00R\x12kafkaSubscribeResp\x12M\n" +
+	"\x16kafka_unsubscribe_resp\x18e \x01(\v2\x15.KafkaUnsubscribeRespH\x00R\x14kafkaUnsubscribeRespB\x06\n" +
 	"\x04respB0Z.github.com/envoy-pubsub/gateway/proto;pubsubpbb\x06proto3"
 
 var (
@@ -797,35 +1327,49 @@ func file_pubsub_proto_rawDescGZIP() []byte {
 	return file_pubsub_proto_rawDescData
 }
 
-var file_pubsub_proto_msgTypes = make([]protoimpl.MessageInfo, 11)
+var file_pubsub_proto_msgTypes = make([]protoimpl.MessageInfo, 18)
 var file_pubsub_proto_goTypes = []any{
-	(*CmdEmpty)(nil),            // 0: CmdEmpty
-	(*CmdPing)(nil),             // 1: CmdPing
-	(*CmdKafkaFetch)(nil),       // 2: CmdKafkaFetch
-	(*CmdKafkaListOffset)(nil),  // 3: CmdKafkaListOffset
-	(*PubSubReq)(nil),           // 4: PubSubReq
-	(*ErrorResp)(nil),           // 5: ErrorResp
-	(*PongResp)(nil),            // 6: PongResp
-	(*KafkaMessage)(nil),        // 7: KafkaMessage
-	(*KafkaFetchResp)(nil),      // 8: KafkaFetchResp
-	(*KafkaListOffsetResp)(nil), // 9: KafkaListOffsetResp
-	(*PubSubResp)(nil),          // 10: PubSubResp
+	(*CmdEmpty)(nil),             // 0: CmdEmpty
+	(*CmdPing)(nil),              // 1: CmdPing
+	(*CmdKafkaFetch)(nil),        // 2: CmdKafkaFetch
+	(*CmdKafkaListOffset)(nil),   // 3: CmdKafkaListOffset
+	(*CmdKafkaSubscribe)(nil),    // 4: CmdKafkaSubscribe
+	(*CmdKafkaUnsubscribe)(nil),  // 5: CmdKafkaUnsubscribe
+	(*PubSubReq)(nil),            // 6: PubSubReq
+	(*ErrorResp)(nil),            // 7: ErrorResp
+	(*PongResp)(nil),             // 8: PongResp
+	(*KafkaHeader)(nil),          // 9: KafkaHeader
+	(*KafkaMessage)(nil),         // 10: KafkaMessage
+	(*KafkaFetchResp)(nil),       // 11: KafkaFetchResp
+	(*KafkaPartitionOffset)(nil), // 12: KafkaPartitionOffset
+	(*KafkaSubscribeResp)(nil),   // 13: KafkaSubscribeResp
+	(*KafkaUnsubscribeResp)(nil), // 14: KafkaUnsubscribeResp
+	(*KafkaListOffsetResp)(nil),  // 15: KafkaListOffsetResp
+	(*PubSubResp)(nil),           // 16: PubSubResp
+	nil,                          // 17: CmdKafkaSubscribe.OffsetsEntry
 }
 var file_pubsub_proto_depIdxs = []int32{
-	0, // 0: PubSubReq.cmd_empty:type_name -> CmdEmpty
-	1, // 1: PubSubReq.cmd_ping:type_name -> CmdPing
-	2, // 2: PubSubReq.cmd_kafka_fetch:type_name -> CmdKafkaFetch
-	3, // 3: PubSubReq.cmd_kafka_list_offset:type_name -> CmdKafkaListOffset
-	7, // 4: KafkaFetchResp.messages:type_name -> KafkaMessage
-	5, // 5: PubSubResp.error_resp:type_name -> ErrorResp
-	6, // 6: PubSubResp.pong_resp:type_name -> PongResp
-	8, // 7: PubSubResp.kafka_fetch_resp:type_name -> KafkaFetchResp
-	9, // 8: PubSubResp.kafka_list_offset_resp:type_name -> KafkaListOffsetResp
-	9, // [9:9] is the sub-list for method output_type
-	9, // [9:9] is the sub-list for method input_type
-	9, // [9:9] is the sub-list for extension type_name
-	9, // [9:9] is the sub-list for extension extendee
-	0, // [0:9] is the sub-list for field type_name
+	17, // 0: CmdKafkaSubscribe.offsets:type_name -> CmdKafkaSubscribe.OffsetsEntry
+	0,  // 1: PubSubReq.cmd_empty:type_name -> CmdEmpty
+	1,  // 2: PubSubReq.cmd_ping:type_name -> CmdPing
+	2,  // 3: PubSubReq.cmd_kafka_fetch:type_name -> CmdKafkaFetch
+	3,  // 4: PubSubReq.cmd_kafka_list_offset:type_name -> CmdKafkaListOffset
+	4,  // 5: PubSubReq.cmd_kafka_subscribe:type_name -> CmdKafkaSubscribe
+	5,  // 6: PubSubReq.cmd_kafka_unsubscribe:type_name -> CmdKafkaUnsubscribe
+	9,  // 7: KafkaMessage.headers:type_name -> KafkaHeader
+	10, // 8: KafkaFetchResp.messages:type_name -> KafkaMessage
+	12, // 9: KafkaSubscribeResp.partitions:type_name -> KafkaPartitionOffset
+	7,  // 10: PubSubResp.error_resp:type_name -> ErrorResp
+	8,  // 11: PubSubResp.pong_resp:type_name -> PongResp
+	11, // 12: PubSubResp.kafka_fetch_resp:type_name -> KafkaFetchResp
+	15, // 13: PubSubResp.kafka_list_offset_resp:type_name -> KafkaListOffsetResp
+	13, // 14: PubSubResp.kafka_subscribe_resp:type_name -> KafkaSubscribeResp
+	14, // 15: PubSubResp.kafka_unsubscribe_resp:type_name -> KafkaUnsubscribeResp
+	16, // [16:16] is the sub-list for method output_type
+	16, // [16:16] is the sub-list for method input_type
+	16, // [16:16] is the sub-list for extension type_name
+	16, // [16:16] is the sub-list for extension extendee
+	0,  // [0:16] is the sub-list for field type_name
 }
 
 func init() { file_pubsub_proto_init() }
@@ -834,16 +1378,26 @@ func file_pubsub_proto_init() {
 		return
 	}
 	file_pubsub_proto_msgTypes[4].OneofWrappers = []any{
+		(*CmdKafkaSubscribe_Offset)(nil),
+		(*CmdKafkaSubscribe_Earliest)(nil),
+		(*CmdKafkaSubscribe_Latest)(nil),
+		(*CmdKafkaSubscribe_Timestamp)(nil),
+	}
+	file_pubsub_proto_msgTypes[6].OneofWrappers = []any{
 		(*PubSubReq_CmdEmpty)(nil),
 		(*PubSubReq_CmdPing)(nil),
 		(*PubSubReq_CmdKafkaFetch)(nil),
 		(*PubSubReq_CmdKafkaListOffset)(nil),
+		(*PubSubReq_CmdKafkaSubscribe)(nil),
+		(*PubSubReq_CmdKafkaUnsubscribe)(nil),
 	}
-	file_pubsub_proto_msgTypes[10].OneofWrappers = []any{
+	file_pubsub_proto_msgTypes[16].OneofWrappers = []any{
 		(*PubSubResp_ErrorResp)(nil),
 		(*PubSubResp_PongResp)(nil),
 		(*PubSubResp_KafkaFetchResp)(nil),
 		(*PubSubResp_KafkaListOffsetResp)(nil),
+		(*PubSubResp_KafkaSubscribeResp)(nil),
+		(*PubSubResp_KafkaUnsubscribeResp)(nil),
 	}
 	type x struct{}
 	out := protoimpl.TypeBuilder{
@@ -851,7 +1405,7 @@ func file_pubsub_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_pubsub_proto_rawDesc), len(file_pubsub_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   11,
+			NumMessages:   18,
 			NumExtensions: 0,
 			NumServices:   0,
 		},

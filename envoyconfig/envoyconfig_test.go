@@ -116,8 +116,8 @@ func TestBrokenBootstrapsAreRejected(t *testing.T) {
 		name:      "plugin_config that is not a TypedStruct",
 		bootstrap: exampleBootstrap,
 		old:       "\"@type\": type.googleapis.com/xds.type.v3.TypedStruct\n                value:\n                  # Unix",
-		new:       "\"@type\": type.googleapis.com/google.protobuf.Struct\n                value:\n                  # Unix",
-		want:      []string{"plugin_config", "must be an xds.type.v3.TypedStruct"},
+		new:       "\"@type\": type.googleapis.com/google.protobuf.Value\n                value:\n                  # Unix",
+		want:      []string{"plugin_config", "google.protobuf.Value", "use xds.type.v3.TypedStruct"},
 	}, {
 		name:      "websocket upgrades missing",
 		bootstrap: exampleBootstrap,

@@ -6,7 +6,6 @@ import (
 	"sort"
 	"strings"
 
-	xdstypev3 "github.com/cncf/xds/go/xds/type/v3"
 	golangv3alpha "github.com/envoyproxy/go-control-plane/contrib/envoy/extensions/filters/http/golang/v3alpha"
 	bootstrapv3 "github.com/envoyproxy/go-control-plane/envoy/config/bootstrap/v3"
 	clusterv3 "github.com/envoyproxy/go-control-plane/envoy/config/cluster/v3"
@@ -14,10 +13,10 @@ import (
 	routerv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/http/router/v3"
 	hcmv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/network/http_connection_manager/v3"
 	upstreamhttpv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/upstreams/http/v3"
-	"google.golang.org/protobuf/encoding/protojson"
 	"google.golang.org/protobuf/types/known/anypb"
 
 	"github.com/envoy-pubsub/gateway/config"
+	"github.com/envoy-pubsub/gateway/filter"
 )
 
 // The plugin's contract with Envoy configurations.
@@ -133,7 +132,7 @@ func (w *wiring) checkPlugin(cm *connectionManager) {
 			w.addf("%s: a second pub-sub filter in the same connection manager", where)
 			continue
 		}
-		doc, err := ParseFilterConfig(golang.GetPluginConfig())
+		doc, err := filter.ParseFilterConfig(golang.GetPluginConfig())
 		if err != nil {
 			w.addf("%s: plugin_config: %v", where, err)
 			continue
@@ -340,7 +339,7 @@ func (w *wiring) checkPerFilterConfigs(cm *connectionManager, where string, filt
 			if rp.GetConfig() == nil {
 				continue
 			}
-			if _, err := ParseRouteConfig(rp.GetConfig()); err != nil {
+			if _, err := filter.ParseRouteConfig(rp.GetConfig()); err != nil {
 				w.addf("%s.config: %v", pluginWhere, err)
 			}
 			if kafkaCluster == "" {
@@ -379,40 +378,6 @@ func unwrapFilterConfig(a *anypb.Any) (*golangv3alpha.ConfigsPerRoute, bool, err
 		return nil, false, err
 	}
 	return perRoute, fc.GetDisabled(), nil
-}
-
-// ParseFilterConfig runs a filter-level plugin_config through the plugin's
-// parser: an xds.type.v3.TypedStruct whose value is the configuration document.
-func ParseFilterConfig(a *anypb.Any) (*config.Document, error) {
-	js, err := typedStructValue(a)
-	if err != nil {
-		return nil, err
-	}
-	return config.Parse(js)
-}
-
-// ParseRouteConfig runs a per-route plugin config through the plugin's parser.
-func ParseRouteConfig(a *anypb.Any) (*config.Route, error) {
-	js, err := typedStructValue(a)
-	if err != nil {
-		return nil, err
-	}
-	return config.ParseRoute(js)
-}
-
-// typedStructValue returns the value of the TypedStruct in a, as JSON.
-func typedStructValue(a *anypb.Any) ([]byte, error) {
-	if a == nil {
-		return nil, fmt.Errorf("missing: an xds.type.v3.TypedStruct is required")
-	}
-	ts := &xdstypev3.TypedStruct{}
-	if !a.MessageIs(ts) {
-		return nil, fmt.Errorf("%s: must be an xds.type.v3.TypedStruct", a.GetTypeUrl())
-	}
-	if err := a.UnmarshalTo(ts); err != nil {
-		return nil, err
-	}
-	return protojson.Marshal(ts.GetValue())
 }
 
 func sortedKeys[V any](m map[string]V) []string {

@@ -10,6 +10,7 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -309,8 +310,8 @@ func TestTLSRotation(t *testing.T) {
 		k := testkit.Kafka(t, kfake.TLS(testkit.BrokerTLS(p.brokerCert, nil)), kfake.SeedTopics(1, topic))
 		testkit.Produce(t, k.ListenAddrs(), topic, 0, testkit.Numbered(1), kgo.DialTLSConfig(&tls.Config{RootCAs: p.ca.Pool()}))
 		caFile := p.ca.WriteFile(t, t.TempDir(), "ca.pem")
-		var log bytes.Buffer
-		s := testkit.StartServer(t, testkit.ClusterYAML(k.ListenAddrs(), tlsYAML("ca_file: "+caFile), ""), &log)
+		log := &syncBuffer{}
+		s := testkit.StartServer(t, testkit.ClusterYAML(k.ListenAddrs(), tlsYAML("ca_file: "+caFile), ""), log)
 		c := s.Dial(t, "kafka")
 		// The session's client connects to brokers on first use, which
 		// is after the file broke.
@@ -408,4 +409,107 @@ func requestTopics(req kmsg.Request) []string {
 		}
 	}
 	return topics
+}
+
+// syncBuffer is a log sink that sessions' goroutines write while the test
+// reads it.
+type syncBuffer struct {
+	mu  sync.Mutex
+	buf bytes.Buffer
+}
+
+func (b *syncBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.Write(p)
+}
+
+func (b *syncBuffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.String()
+}
+
+// TestSecretsNeverLogged runs sessions with the right and wrong passwords,
+// for each mechanism and password source, with debug logging (franz-go's
+// included), and looks for the passwords in the log, the error replies and
+// the printed configuration.
+func TestSecretsNeverLogged(t *testing.T) {
+	const wrongPassword = "wrong-pw-4b1d-also-secret"
+	p := newPKI(t)
+	k := testkit.Kafka(t, kfake.TLS(testkit.BrokerTLS(p.brokerCert, nil)), kfake.EnableSASL(),
+		kfake.User(config.MechanismPlain, user, password), kfake.User(config.MechanismScramSHA512, user, password),
+		kfake.Superuser(config.MechanismScramSHA256, "admin", "admin-pw"), kfake.SeedTopics(1, topic))
+	passwordFile := filepath.Join(t.TempDir(), "password")
+	if err := os.WriteFile(passwordFile, []byte(wrongPassword+"\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	t.Setenv("PUBSUB_TEST_KAFKA_PASSWORD", password)
+	clusters := map[string]string{
+		"plain":        saslYAML(fmt.Sprintf("mechanism: PLAIN, username: %s, password: %s", user, password)),
+		"plain-wrong":  saslYAML(fmt.Sprintf("mechanism: PLAIN, username: %s, password: %s", user, wrongPassword)),
+		"scram":        saslYAML(fmt.Sprintf("mechanism: SCRAM-SHA-512, username: %s, password_env: PUBSUB_TEST_KAFKA_PASSWORD", user)),
+		"scram-wrong":  saslYAML(fmt.Sprintf("mechanism: SCRAM-SHA-512, username: %s, password_file: %s", user, passwordFile)),
+		"unknown-user": saslYAML(fmt.Sprintf("mechanism: SCRAM-SHA-256, username: nobody, password: %s", password)),
+	}
+	for name := range clusters {
+		clusters[name] += tlsYAML("ca_file: " + p.caFile)
+	}
+	doc := clustersYAML(k.ListenAddrs(), clusters)
+	log := &syncBuffer{}
+	s := testkit.StartServer(t, doc, log)
+
+	var seen []string
+	for name := range clusters {
+		c := s.Dial(t, name)
+		ctx := ctxFor(t)
+		_, err := c.ListOffset(ctx, topic, 0, -1)
+		if strings.HasSuffix(name, "-wrong") || name == "unknown-user" {
+			assertServerError(t, err, "failed to list offset, topic: events, partition: 0, err: authentication failed")
+		} else if err != nil {
+			t.Fatalf("%s: %v", name, err)
+		}
+		if _, err := c.Fetch(ctx, topic, 0, 0); err != nil {
+			seen = append(seen, err.Error())
+		}
+	}
+	parsed, err := config.Parse([]byte(doc))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for name, c := range parsed.KafkaClusters {
+		resolved, err := c.WithPassword(nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		seen = append(seen, fmt.Sprintf("%s: %v %+v %#v %v %+v %#v", name, c, *c, *c, resolved.SASL, *resolved.SASL, *resolved.SASL))
+	}
+	pooled, err := s.Pool.Acquire(mustResolve(t, parsed.KafkaClusters["plain"]))
+	if err != nil {
+		t.Fatal(err)
+	}
+	seen = append(seen, fmt.Sprintf("%+v %#v", *pooled.Config().SASL, *pooled.Config().SASL))
+	pooled.Release()
+
+	logged := log.String()
+	for _, want := range []string{"level=DEBUG msg=\"kafka: beginning sasl authentication\"", "mechanism=SCRAM-SHA-512"} {
+		if !strings.Contains(logged, want) {
+			t.Fatalf("the log does not show franz-go's debug output (%q); the test would prove nothing:\n%s", want, logged)
+		}
+	}
+	all := logged + strings.Join(seen, "\n")
+	for _, secret := range []string{password, wrongPassword} {
+		if strings.Contains(all, secret) {
+			t.Fatalf("a password appears in the logs, errors or printed configuration:\n%s", all)
+		}
+	}
+}
+
+func mustResolve(t *testing.T, c *config.KafkaCluster) *config.KafkaCluster {
+	t.Helper()
+	r, err := c.WithPassword(nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return r
 }

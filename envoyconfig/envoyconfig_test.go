@@ -149,6 +149,12 @@ func TestBrokenBootstrapsAreRejected(t *testing.T) {
 		new:       "http_filters:\n          - name: early.router\n            typed_config: {\"@type\": type.googleapis.com/envoy.extensions.filters.http.router.v3.Router}\n",
 		want:      []string{`"early.router": the router must be the last HTTP filter`},
 	}, {
+		name:      "no router",
+		bootstrap: exampleBootstrap,
+		old:       "          - name: envoy.filters.http.router\n            typed_config:\n              \"@type\": type.googleapis.com/envoy.extensions.filters.http.router.v3.Router\n",
+		new:       "",
+		want:      []string{"http_filters must end with the router"},
+	}, {
 		name:      "bad topic pattern in a per-route config",
 		bootstrap: exampleBootstrap,
 		old:       `topics: ["public-*"]`,

@@ -19,14 +19,8 @@ import (
 	"github.com/envoy-pubsub/gateway/filter"
 )
 
-// The plugin's contract with Envoy configurations.
-const (
-	// PluginName is the name the .so registers its filter under; a golang
-	// filter with another plugin_name silently passes requests through.
-	PluginName = "pubsub"
-	// LibraryPath is where the Docker image installs the .so.
-	LibraryPath = "/etc/envoy/envoy-pubsub.so"
-)
+// LibraryPath is where the Docker image installs the .so.
+const LibraryPath = "/etc/envoy/envoy-pubsub.so"
 
 // connectionManager is one HTTP connection manager of the bootstrap and the
 // pub-sub plugin configured in it, if any.
@@ -53,7 +47,7 @@ func (w *wiring) addf(format string, args ...any) {
 // checkWiring finds the mistakes Envoy would only show at run time, or not
 // at all:
 //   - a golang filter whose plugin_name, library_path or plugin_config does
-//     not fit the plugin, or that is not before the router;
+//     not fit the plugin; http_filters that do not end with the router;
 //   - a connection manager running the plugin without WebSocket upgrades;
 //   - a kafka_clusters key that is no cluster, or a cluster whose endpoints
 //     are not the plugin's listener socket (and a socket cluster that is not
@@ -112,6 +106,9 @@ func (w *wiring) connectionManagers(b *bootstrapv3.Bootstrap) []*connectionManag
 // checkPlugin checks the golang filters of cm and parses the pub-sub one.
 func (w *wiring) checkPlugin(cm *connectionManager) {
 	filters := cm.hcm.GetHttpFilters()
+	if len(filters) == 0 || !filters[len(filters)-1].GetTypedConfig().MessageIs(&routerv3.Router{}) {
+		w.addf("%s: http_filters must end with the router", cm.where)
+	}
 	for i, hf := range filters {
 		where := fmt.Sprintf("%s: http_filters[%d] %q", cm.where, i, hf.GetName())
 		if hf.GetTypedConfig().MessageIs(&routerv3.Router{}) && i != len(filters)-1 {
@@ -121,8 +118,8 @@ func (w *wiring) checkPlugin(cm *connectionManager) {
 		if !hf.GetTypedConfig().MessageIs(golang) || hf.GetTypedConfig().UnmarshalTo(golang) != nil {
 			continue
 		}
-		if golang.GetPluginName() != PluginName {
-			w.addf("%s: plugin_name %q: the .so registers %q; Envoy would pass every request through untouched", where, golang.GetPluginName(), PluginName)
+		if golang.GetPluginName() != filter.PluginName {
+			w.addf("%s: plugin_name %q: the .so registers %q; Envoy would pass every request through untouched", where, golang.GetPluginName(), filter.PluginName)
 			continue
 		}
 		if golang.GetLibraryPath() != LibraryPath {
@@ -329,8 +326,8 @@ func (w *wiring) checkPerFilterConfigs(cm *connectionManager, where string, filt
 		for _, plugin := range sortedKeys(perRoute.GetPluginsConfig()) {
 			rp := perRoute.GetPluginsConfig()[plugin]
 			pluginWhere := fieldWhere + ".plugins_config." + plugin
-			if plugin != PluginName {
-				w.addf("%s: the .so has no plugin %q (it registers %q)", pluginWhere, plugin, PluginName)
+			if plugin != filter.PluginName {
+				w.addf("%s: the .so has no plugin %q (it registers %q)", pluginWhere, plugin, filter.PluginName)
 				continue
 			}
 			if rp.GetDisabled() && kafkaCluster != "" {

@@ -143,6 +143,33 @@ func TestBrokenBootstrapsAreRejected(t *testing.T) {
 		new:       "socket_address: {address: 127.0.0.1, port_value: 9092}",
 		want:      []string{`cluster "kafka": a kafka-scheme cluster must be STATIC with pipe endpoints`},
 	}, {
+		name:      "kafka-scheme cluster with an HTTP2 upstream",
+		bootstrap: exampleBootstrap,
+		old:       "  - name: kafka\n    type: STATIC\n",
+		new: "  - name: kafka\n    type: STATIC\n" +
+			"    typed_extension_protocol_options:\n" +
+			"      envoy.extensions.upstreams.http.v3.HttpProtocolOptions:\n" +
+			"        \"@type\": type.googleapis.com/envoy.extensions.upstreams.http.v3.HttpProtocolOptions\n" +
+			"        explicit_http_config: {http2_protocol_options: {}}\n",
+		want: []string{`cluster "kafka": must use HTTP/1.1 upstream`},
+	}, {
+		name:      "kafka route on a listener without the plugin",
+		bootstrap: exampleBootstrap,
+		old:       "\n  clusters:\n",
+		new: "\n  - name: internal\n" +
+			"    address: {socket_address: {address: 127.0.0.1, port_value: 8081}}\n" +
+			"    filter_chains:\n" +
+			"    - filters:\n" +
+			"      - name: envoy.filters.network.http_connection_manager\n" +
+			"        typed_config:\n" +
+			"          \"@type\": type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager\n" +
+			"          stat_prefix: internal_http\n" +
+			"          upgrade_configs: [{upgrade_type: websocket}]\n" +
+			"          http_filters: [{name: envoy.filters.http.router, typed_config: {\"@type\": type.googleapis.com/envoy.extensions.filters.http.router.v3.Router}}]\n" +
+			"          route_config: {virtual_hosts: [{name: all, domains: [\"*\"], routes: [{match: {prefix: /}, route: {cluster: kafka}}]}]}\n" +
+			"\n  clusters:\n",
+		want: []string{`listener "internal"`, `routes to kafka-scheme cluster "kafka" but the pub-sub filter does not run in this connection manager`},
+	}, {
 		name:      "router before the plugin",
 		bootstrap: exampleBootstrap,
 		old:       "http_filters:\n",

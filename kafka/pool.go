@@ -151,6 +151,7 @@ func (p *Pool) Clients() int {
 
 func newCluster(p *Pool, key [32]byte, c *config.KafkaCluster) (*Cluster, error) {
 	k := &Cluster{pool: p, key: key, cfg: *c}
+	warnInsecure(p.log, c)
 	if c.SASL != nil {
 		// The client keeps the password inside its authenticator; the
 		// copy that Config returns does not hold it.

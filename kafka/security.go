@@ -43,6 +43,17 @@ func saslMechanism(s *config.SASL) (sasl.Mechanism, error) {
 	return nil, fmt.Errorf("kafka: unsupported sasl mechanism %q", s.Mechanism)
 }
 
+// warnInsecure logs the settings of c that expose credentials or data.
+func warnInsecure(log *slog.Logger, c *config.KafkaCluster) {
+	tlsOn := c.TLS != nil && c.TLS.Enabled
+	if !tlsOn && c.SASL != nil && c.SASL.Mechanism == config.MechanismPlain {
+		log.Warn("kafka: SASL PLAIN without TLS sends the password in clear text", "brokers", c.Brokers)
+	}
+	if tlsOn && !c.TLS.VerifyEnabled() {
+		log.Warn("kafka: tls.verify is false: broker certificates are not checked", "brokers", c.Brokers)
+	}
+}
+
 // tlsDialer opens TLS connections to brokers. It reads the CA and client
 // certificate files again for every new connection, so rotated files take
 // effect without a restart; if the files cannot be read or parsed (say, in

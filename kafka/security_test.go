@@ -513,3 +513,27 @@ func mustResolve(t *testing.T, c *config.KafkaCluster) *config.KafkaCluster {
 	}
 	return r
 }
+
+// TestInsecureSettingsWarn checks that settings exposing the password or
+// skipping certificate checks are logged when a client is created, and
+// that verify: false does connect to a broker nobody vouches for.
+func TestInsecureSettingsWarn(t *testing.T) {
+	p := newPKI(t)
+	plainSASL := testkit.Kafka(t, kfake.EnableSASL(), kfake.Superuser(config.MechanismPlain, user, password), kfake.SeedTopics(1, topic))
+	untrusted := testkit.Kafka(t, kfake.TLS(testkit.BrokerTLS(p.otherCA.ServerCert(t, "elsewhere.example.com"), nil)), kfake.SeedTopics(1, topic))
+	log := &syncBuffer{}
+	s := testkit.StartServer(t, clustersYAML(plainSASL.ListenAddrs(), map[string]string{
+		"clear": saslYAML(fmt.Sprintf("mechanism: PLAIN, username: %s, password: %s", user, password)),
+	})+fmt.Sprintf("  unverified:\n    brokers: [%s]\n%s", strings.Join(untrusted.ListenAddrs(), ", "), tlsYAML("verify: false")), log)
+	for name, warning := range map[string]string{
+		"clear":      "SASL PLAIN without TLS sends the password in clear text",
+		"unverified": "tls.verify is false: broker certificates are not checked",
+	} {
+		if _, err := s.Dial(t, name).ListOffset(ctxFor(t), topic, 0, -1); err != nil {
+			t.Fatalf("%s: %v", name, err)
+		}
+		if !strings.Contains(log.String(), warning) {
+			t.Fatalf("%s: no warning %q in the log", name, warning)
+		}
+	}
+}

@@ -35,6 +35,13 @@ type Options struct {
 	// MaxInFlight bounds the requests a session runs at once; while it is
 	// reached the session reads no further requests. Default 16.
 	MaxInFlight int
+	// PushQueueBytes bounds the pushed replies of streaming commands that
+	// wait to be written; a full queue pauses the session's pushes.
+	// Default 1 MiB.
+	PushQueueBytes int
+	// PushStallTimeout closes a session with CloseSlowConsumer when its
+	// pushes stay paused this long. Default 10s.
+	PushStallTimeout time.Duration
 	// Logger receives session events; default slog.Default().
 	Logger *slog.Logger
 	// OnCommand, if set, is called after each command with its name and the
@@ -62,6 +69,12 @@ func (o Options) withDefaults() Options {
 	}
 	if o.MaxInFlight <= 0 {
 		o.MaxInFlight = DefaultMaxInFlight
+	}
+	if o.PushQueueBytes <= 0 {
+		o.PushQueueBytes = DefaultPushQueueBytes
+	}
+	if o.PushStallTimeout <= 0 {
+		o.PushStallTimeout = DefaultPushStallTimeout
 	}
 	if o.Logger == nil {
 		o.Logger = slog.Default()
@@ -100,13 +113,19 @@ type Request struct {
 // Sequence returns the request's sequence, which every reply echoes.
 func (r *Request) Sequence() int64 { return r.Msg.GetSequence() }
 
-// Push sends a server-initiated reply carrying this request's sequence, for
-// streaming commands. It blocks while the client does not read (the session's
-// write timeout bounds that) and fails once the session has ended.
+// Push queues a server-initiated reply carrying this request's sequence, for
+// streaming commands. Pushes of a session are written in order. Push blocks
+// while the session's push queue is full (the client reads slower than it is
+// fed) and fails with ErrSlowConsumer if that lasts PushStallTimeout, or
+// with ErrSessionClosed once the session has ended.
 func (r *Request) Push(resp *pb.PubSubResp) error {
 	resp.Sequence = r.Msg.GetSequence()
-	return r.s.writeReply(resp)
+	return r.s.enqueuePush(resp)
 }
+
+// Context returns the context of the request's session, canceled when the
+// session ends; streaming handlers stop their pushes when it is done.
+func (r *Request) Context() context.Context { return r.s.ctx }
 
 // Serve runs one session on conn, which must be past the WebSocket handshake,
 // dispatching requests to h (typically a *Mux). It returns when the session
@@ -138,6 +157,7 @@ func Serve(ctx context.Context, conn net.Conn, h Handler, opts Options) (err err
 		s.cancel()
 		s.awaitPeerClose()
 		s.conn.Close()
+		s.stopPushes()
 		s.handlers.Wait()
 	}()
 	return s.readLoop()
@@ -190,6 +210,10 @@ type session struct {
 	// once the client's close frame was read.
 	closing    atomic.Bool
 	peerClosed bool
+
+	qmu          sync.Mutex
+	queue        pushQueue
+	slowConsumer atomic.Bool
 }
 
 var (
@@ -383,6 +407,17 @@ func (s *session) writeReply(resp *pb.PubSubResp) error {
 // writeFrame writes one unfragmented frame. Writers are serialised; replies
 // that queue up behind each other share one buffer and one flush.
 func (s *session) writeFrame(op ws.OpCode, payload []byte) error {
+	return s.write(op, payload)
+}
+
+// writeFrames writes binary frames back to back with one flush.
+func (s *session) writeFrames(payloads []*[]byte) error {
+	return s.write(ws.OpBinary, *payloads[0], payloads[1:]...)
+}
+
+// write writes one frame of op with payload, or one binary frame for each of
+// more, holding the write lock once and flushing when no other writer waits.
+func (s *session) write(op ws.OpCode, payload []byte, more ...*[]byte) error {
 	s.pendingWrites.Add(1)
 	s.wmu.Lock()
 	defer s.wmu.Unlock()
@@ -400,9 +435,12 @@ func (s *session) writeFrame(op ws.OpCode, payload []byte) error {
 	if s.opts.WriteTimeout > 0 {
 		s.conn.SetWriteDeadline(time.Now().Add(s.opts.WriteTimeout))
 	}
-	err := ws.WriteHeader(s.bw, ws.Header{Fin: true, OpCode: op, Length: int64(len(payload))})
-	if err == nil {
-		_, err = s.bw.Write(payload)
+	err := s.putFrame(op, payload)
+	for _, p := range more {
+		if err != nil {
+			break
+		}
+		err = s.putFrame(ws.OpBinary, *p)
 	}
 	if err == nil && (last || op == ws.OpClose) {
 		err = s.releaseWriter()
@@ -410,6 +448,15 @@ func (s *session) writeFrame(op ws.OpCode, payload []byte) error {
 	if err != nil {
 		s.failWrites(err)
 	}
+	return err
+}
+
+// putFrame buffers one frame. Callers hold wmu.
+func (s *session) putFrame(op ws.OpCode, payload []byte) error {
+	if err := ws.WriteHeader(s.bw, ws.Header{Fin: true, OpCode: op, Length: int64(len(payload))}); err != nil {
+		return err
+	}
+	_, err := s.bw.Write(payload)
 	return err
 }
 

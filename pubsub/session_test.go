@@ -419,3 +419,46 @@ func TestOnRejectsUnknownCommandNames(t *testing.T) {
 	}()
 	NewMux().On("cmd_nonexistent", HandlerFunc(pong))
 }
+
+func TestSlowConsumerIsPausedThenClosedWith4008(t *testing.T) {
+	pushed := make(chan error, 1)
+	m := NewMux()
+	m.On(CmdKafkaFetch, HandlerFunc(func(ctx context.Context, req *Request) (*pb.PubSubResp, error) {
+		for i := 0; ; i++ {
+			err := req.Push(&pb.PubSubResp{Resp: &pb.PubSubResp_KafkaFetchResp{KafkaFetchResp: &pb.KafkaFetchResp{
+				Messages: []*pb.KafkaMessage{{Offset: int64(i), Value: make([]byte, 1000)}},
+			}}})
+			if err != nil {
+				pushed <- err
+				return nil, nil
+			}
+		}
+	}))
+	p := startSession(t, context.Background(), m, Options{PushQueueBytes: 4 << 10, PushStallTimeout: 200 * time.Millisecond})
+	p.send(fetchReq(1, "t"))
+	select {
+	case err := <-pushed:
+		if !errors.Is(err, ErrSlowConsumer) {
+			t.Fatalf("push ended with %v, want ErrSlowConsumer", err)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("pushes to a client that does not read were never stopped")
+	}
+	// The client wakes up: it gets what was in flight, in order, then 4008.
+	next := int64(0)
+	for {
+		f := p.readFrame()
+		if f.Header.OpCode == ws.OpClose {
+			if code, _ := ws.ParseCloseFrameData(f.Payload); code != CloseSlowConsumer {
+				t.Fatalf("close code %d, want 4008", code)
+			}
+			break
+		}
+		var resp pb.PubSubResp
+		proto.Unmarshal(f.Payload, &resp)
+		if got := resp.GetKafkaFetchResp().GetMessages()[0].GetOffset(); got != next {
+			t.Fatalf("push %d arrived as %d", next, got)
+		}
+		next++
+	}
+}

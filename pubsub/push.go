@@ -1,0 +1,198 @@
+package pubsub
+
+import (
+	"errors"
+	"fmt"
+	"runtime/debug"
+	"time"
+
+	"github.com/gobwas/ws"
+	"google.golang.org/protobuf/proto"
+
+	pb "github.com/envoy-pubsub/gateway/proto"
+)
+
+// CloseSlowConsumer is the close code of a session whose client did not read
+// its pushed replies for PushStallTimeout (an application code, RFC 6455
+// section 7.4.2).
+const CloseSlowConsumer ws.StatusCode = 4008
+
+// Defaults of the push flow control.
+const (
+	DefaultPushQueueBytes   = 1 << 20
+	DefaultPushStallTimeout = 10 * time.Second
+)
+
+// ErrSlowConsumer is returned by Request.Push once the session was closed
+// because its client did not take pushed replies.
+var ErrSlowConsumer = errors.New("pubsub: slow consumer")
+
+// pushQueue holds encoded replies of streaming commands until a writer
+// goroutine, which runs only while the queue is not empty, writes them.
+// Pushers block while the queue holds PushQueueBytes (their delivery pauses);
+// a pusher blocked for PushStallTimeout closes the session with
+// CloseSlowConsumer. Replies to plain requests do not wait behind pushes.
+type pushQueue struct {
+	frames  []*[]byte
+	bytes   int
+	running bool          // a drainPushes goroutine is running
+	stopped bool          // the session ended: no more pushes
+	space   chan struct{} // closed when bytes shrink; made by a waiter
+	exited  chan struct{} // closed when the writer exits; made by stopPushes
+}
+
+// enqueuePush encodes resp and queues it for writing, waiting while the
+// queue is full.
+func (s *session) enqueuePush(resp *pb.PubSubResp) error {
+	buf := getBuf()
+	b, err := proto.MarshalOptions{}.MarshalAppend((*buf)[:0], resp)
+	if err != nil {
+		putBuf(buf)
+		return fmt.Errorf("pubsub: encode push: %w", err)
+	}
+	*buf = b
+	var stall <-chan time.Time
+	s.qmu.Lock()
+	for s.queue.bytes > 0 && s.queue.bytes+len(b) > s.opts.PushQueueBytes {
+		if s.queue.stopped || s.closing.Load() {
+			s.qmu.Unlock()
+			putBuf(buf)
+			return s.pushClosedErr()
+		}
+		if s.queue.space == nil {
+			s.queue.space = make(chan struct{})
+		}
+		space := s.queue.space
+		s.qmu.Unlock()
+		if stall == nil {
+			t := time.NewTimer(s.opts.PushStallTimeout)
+			defer t.Stop()
+			stall = t.C
+		}
+		select {
+		case <-space:
+		case <-s.ctx.Done():
+			putBuf(buf)
+			return s.pushClosedErr()
+		case <-stall:
+			putBuf(buf)
+			s.closeSlowConsumer()
+			return ErrSlowConsumer
+		}
+		s.qmu.Lock()
+	}
+	if s.queue.stopped || s.closing.Load() || s.ctx.Err() != nil {
+		s.qmu.Unlock()
+		putBuf(buf)
+		return s.pushClosedErr()
+	}
+	s.queue.frames = append(s.queue.frames, buf)
+	s.queue.bytes += len(b)
+	start := !s.queue.running
+	s.queue.running = true
+	s.qmu.Unlock()
+	if start {
+		go s.drainPushes()
+	}
+	return nil
+}
+
+// closeSlowConsumer ends a session whose client stopped taking pushes: its
+// handlers and push writer stop at once, and the close frame follows the
+// frame being written, if the client ever reads it.
+func (s *session) closeSlowConsumer() {
+	if s.slowConsumer.Swap(true) {
+		return
+	}
+	s.opts.Logger.Warn("pubsub: closing slow consumer", "remote", s.conn.RemoteAddr(), "stall", s.opts.PushStallTimeout)
+	s.cancel()
+	go func() {
+		defer func() {
+			if p := recover(); p != nil {
+				s.opts.Logger.Error("pubsub: close panic", "panic", p, "stack", string(debug.Stack()))
+			}
+		}()
+		s.closeWith(CloseSlowConsumer, fmt.Sprintf("slow consumer: pushed replies not read for %v", s.opts.PushStallTimeout))
+	}()
+}
+
+// stopPushes refuses further pushes and waits for the push writer to exit.
+// The connection must be closed already, so that a blocked write fails.
+func (s *session) stopPushes() {
+	s.qmu.Lock()
+	s.queue.stopped = true
+	var exited chan struct{}
+	if s.queue.running {
+		s.queue.exited = make(chan struct{})
+		exited = s.queue.exited
+	}
+	s.qmu.Unlock()
+	if exited != nil {
+		<-exited
+	}
+}
+
+func (s *session) pushClosedErr() error {
+	if s.slowConsumer.Load() {
+		return ErrSlowConsumer
+	}
+	return ErrSessionClosed
+}
+
+// drainPushes writes queued pushes, all that are queued at once with one
+// flush, until the queue is empty or the session closes.
+func (s *session) drainPushes() {
+	defer func() {
+		if p := recover(); p != nil {
+			s.opts.Logger.Error("pubsub: push writer panic", "panic", p, "stack", string(debug.Stack()))
+			s.closeWith(CloseInternalError, errMsgInternalFailure)
+		}
+	}()
+	for {
+		s.qmu.Lock()
+		frames, n := s.queue.frames, s.queue.bytes
+		s.queue.frames = nil
+		if len(frames) == 0 || s.ctx.Err() != nil {
+			s.exitDrain(frames)
+			return
+		}
+		s.qmu.Unlock()
+		err := s.writeFrames(frames)
+		for _, f := range frames {
+			putBuf(f)
+		}
+		s.qmu.Lock()
+		s.queue.bytes -= n
+		if s.queue.space != nil {
+			close(s.queue.space)
+			s.queue.space = nil
+		}
+		s.qmu.Unlock()
+		if err != nil {
+			s.qmu.Lock()
+			frames = s.queue.frames
+			s.queue.frames = nil
+			s.exitDrain(frames)
+			return
+		}
+	}
+}
+
+// exitDrain ends the push writer, dropping frames. Callers hold qmu, which
+// exitDrain releases.
+func (s *session) exitDrain(frames []*[]byte) {
+	s.queue.running = false
+	s.queue.bytes = 0
+	if s.queue.exited != nil {
+		close(s.queue.exited)
+		s.queue.exited = nil
+	}
+	if s.queue.space != nil {
+		close(s.queue.space)
+		s.queue.space = nil
+	}
+	s.qmu.Unlock()
+	for _, f := range frames {
+		putBuf(f)
+	}
+}

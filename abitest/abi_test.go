@@ -1,0 +1,550 @@
+// Package abitest proves the built Envoy filter library through its C ABI:
+// it builds the .so with build.sh and a fake Envoy host in C, loads the
+// library the way Envoy does, drives DecodeHeaders for the three request
+// cases, and runs a full pub-sub session over the library's unix socket
+// against an in-process Kafka with the ticket the library issued.
+package abitest
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"strconv"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	xdstype "github.com/cncf/xds/go/xds/type/v3"
+	"github.com/gobwas/ws"
+	"github.com/twmb/franz-go/pkg/kfake"
+	"github.com/twmb/franz-go/pkg/kgo"
+	"github.com/twmb/franz-go/pkg/sasl/plain"
+	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/types/known/anypb"
+	"google.golang.org/protobuf/types/known/structpb"
+
+	"github.com/envoy-pubsub/gateway/client"
+	"github.com/envoy-pubsub/gateway/internal/testkit"
+)
+
+const (
+	saslUser     = "app"
+	saslPassword = "s3cret-held-by-envoy"
+	topic        = "orders"
+)
+
+var ticketFormat = regexp.MustCompile(`^[0-9a-f]{32}$`)
+
+func TestSharedLibraryInFakeEnvoy(t *testing.T) {
+	if _, err := exec.LookPath("gcc"); err != nil {
+		t.Fatal("gcc not found: the ABI test builds a fake Envoy host in C and needs a C compiler (install gcc)")
+	}
+	work := t.TempDir()
+	so := buildLibrary(t, filepath.Join(work, "envoy-pubsub.so"))
+	host := buildHost(t, filepath.Join(work, "fakeenvoy"))
+
+	kafka := testkit.Kafka(t, kfake.SeedTopics(1, topic), kfake.EnableSASL(), kfake.Superuser("PLAIN", saslUser, saslPassword))
+	brokers := kafka.ListenAddrs()
+	testkit.Produce(t, brokers, topic, 0, testkit.Numbered(5), kgo.SASL(plain.Auth{User: saslUser, Pass: saslPassword}.AsMechanism()))
+
+	sock := shortSocketPath(t)
+	filterCfg := writeConfig(t, work, "filter.pb", map[string]any{
+		"listener": sock,
+		"kafka_clusters": map[string]any{
+			"kafka": map[string]any{
+				"brokers": toAny(brokers),
+				"sasl":    map[string]any{"mechanism": "PLAIN", "username": saslUser, "password_secret": "kafka-app"},
+				"topics":  []any{topic, "audit-*"},
+			},
+			"kafka-nosecret": map[string]any{
+				"brokers": toAny(brokers),
+				"sasl":    map[string]any{"mechanism": "PLAIN", "username": saslUser, "password_secret": "absent"},
+			},
+		},
+		"tickets": map[string]any{"ttl": "30s"},
+	})
+	routeCfg := writeConfig(t, work, "route.pb", map[string]any{"topics": []any{topic}})
+	badFilterCfg := writeConfig(t, work, "bad-filter.pb", map[string]any{"listener": sock, "kafka_clusters": map[string]any{"kafka": map[string]any{"brokers": []any{}}}})
+	badRouteCfg := writeConfig(t, work, "bad-route.pb", map[string]any{"topicz": []any{topic}})
+
+	e := startHost(t, host, so)
+	e.expect(t, "LOADED")
+	e.send(t, "secret kafka-app "+saslPassword)
+	e.expect(t, "OK")
+
+	filterID := e.config(t, "filter", filterCfg)
+	if filterID == 0 {
+		t.Fatalf("filter config rejected; log:\n%s", e.log())
+	}
+	routeID := e.config(t, "route", routeCfg)
+	merged := e.merge(t, filterID, routeID)
+	if id := e.config(t, "filter", badFilterCfg); id != 0 {
+		t.Errorf("a filter config without brokers was accepted (id %d)", id)
+	}
+	e.waitLog(t, "kafka_clusters.kafka.brokers")
+	badRouteID := e.config(t, "route", badRouteCfg)
+	if badRouteID == 0 {
+		t.Fatal("a bad route config failed to parse: Envoy would abort at request time")
+	}
+	badMerged := e.merge(t, filterID, badRouteID)
+
+	upgrade := []string{":method=GET", ":path=/kafka", ":authority=gateway", "connection=Upgrade", "upgrade=websocket", "sec-websocket-version=13"}
+
+	// 1. Kafka-scheme cluster + upgrade: client ticket stripped, fresh one set.
+	r := e.request(t, merged, "kafka", 0, append(upgrade, "x-pubsub-ticket=forged-by-client")...)
+	if r.status != statusContinue || r.reply != "" {
+		t.Fatalf("upgrade: %+v, want Continue without local reply", r)
+	}
+	ticket := r.headers["x-pubsub-ticket"]
+	if len(ticket) != 1 || !ticketFormat.MatchString(ticket[0]) {
+		t.Fatalf("x-pubsub-ticket = %q, want one 128-bit hex ticket", ticket)
+	}
+	if !r.mutated("remove x-pubsub-ticket") || !r.mutated("set x-pubsub-ticket") {
+		t.Errorf("mutations = %v, want the client ticket removed and a new one set", r.mutations)
+	}
+	t.Logf("issued ticket %s", ticket[0])
+
+	// 2. Kafka-scheme cluster without upgrade: 426.
+	r = e.request(t, merged, "kafka", 1, ":method=GET", ":path=/kafka", ":authority=gateway")
+	if r.status != statusLocalReply || !strings.HasPrefix(r.reply, "426 ") || !strings.Contains(r.reply, "WebSocket") {
+		t.Errorf("plain request: %+v, want a 426 local reply asking for WebSocket", r)
+	}
+	if r.replyHeaders["upgrade"] != "websocket" || len(r.mutations) != 0 {
+		t.Errorf("plain request: reply headers %v, mutations %v", r.replyHeaders, r.mutations)
+	}
+
+	// 3. Any other cluster: untouched.
+	r = e.request(t, merged, "web", 0, append(upgrade, "x-pubsub-ticket=client-value")...)
+	if r.status != statusContinue || r.reply != "" || len(r.mutations) != 0 || r.headers["x-pubsub-ticket"][0] != "client-value" {
+		t.Errorf("other cluster: %+v, want Continue with nothing touched", r)
+	}
+	r = e.request(t, filterID, "-", 1, upgrade...)
+	if r.status != statusContinue || len(r.mutations) != 0 {
+		t.Errorf("no routed cluster: %+v", r)
+	}
+
+	// A secret Envoy does not have: 503, no ticket.
+	r = e.request(t, filterID, "kafka-nosecret", 0, upgrade...)
+	if r.status != statusLocalReply || !strings.HasPrefix(r.reply, "503 ") || len(r.headers["x-pubsub-ticket"]) != 0 {
+		t.Errorf("missing secret: %+v, want a 503 local reply", r)
+	}
+	// A bad route config refuses kafka upgrades instead of failing.
+	r = e.request(t, badMerged, "kafka", 0, upgrade...)
+	if r.status != statusLocalReply || !strings.HasPrefix(r.reply, "500 ") {
+		t.Errorf("bad route: %+v, want a 500 local reply", r)
+	}
+
+	// The session, over the library's socket, with the issued ticket.
+	c, err := dial(sock, ticket[0])
+	if err != nil {
+		t.Fatalf("redeeming the ticket: %v\nlog:\n%s", err, e.log())
+	}
+	defer c.Close()
+	runSession(t, c)
+
+	_, err = dial(sock, ticket[0])
+	wantStatus(t, "reused ticket", err, http.StatusUnauthorized)
+	_, err = dial(sock, "00112233445566778899aabbccddeeff")
+	wantStatus(t, "forged ticket", err, http.StatusUnauthorized)
+
+	stats := e.stats(t)
+	for name, want := range map[string]int64{
+		"pubsub.tickets_issued":           1,
+		"pubsub.tickets_rejected":         2,
+		"pubsub.upgrades_refused":         2,
+		"pubsub.upgrade_required":         1,
+		"pubsub.sessions_total":           1,
+		"pubsub.sessions_active":          1,
+		"pubsub.commands_total":           5,
+		"pubsub.command_errors":           1,
+		"pubsub.commands.cmd_kafka_fetch": 1,
+	} {
+		if got, ok := stats[name]; !ok || got != want {
+			t.Errorf("stat %s = %d (defined %v), want %d", name, got, ok, want)
+		}
+	}
+
+	// Destroying the last filter-level config drains the session server.
+	for _, id := range []uint64{merged, badMerged, routeID, badRouteID, filterID} {
+		e.send(t, fmt.Sprintf("destroy %d", id))
+		e.expect(t, fmt.Sprintf("DESTROYED %d", id))
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	_, err = c.Ping(ctx, nil)
+	var ce client.CloseError
+	if !errors.As(err, &ce) || ce.Code != ws.StatusGoingAway {
+		t.Errorf("session after the last config was destroyed: %v, want close 1001", err)
+	}
+	if _, err := os.Stat(sock); !os.IsNotExist(err) {
+		t.Errorf("socket file left after drain: %v", err)
+	}
+
+	fin, violations := e.finish(t)
+	if fin[0] != fin[1] || fin[2] != fin[3] {
+		t.Errorf("finalized %d of %d requests and %d of %d configs: the library leaks Envoy objects", fin[0], fin[1], fin[2], fin[3])
+	}
+	if violations != 0 {
+		t.Errorf("%d ABI rule violations; log:\n%s", violations, e.log())
+	}
+	for _, secret := range []string{saslPassword, ticket[0]} {
+		if strings.Contains(e.log(), secret) {
+			t.Errorf("the library logged %q", secret)
+		}
+	}
+}
+
+// runSession runs ping, list offset and fetch through the session.
+func runSession(t *testing.T, c *client.Client) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	if state, err := c.Ping(ctx, []byte("abi")); err != nil || string(state) != "abi" {
+		t.Fatalf("ping = %q, %v", state, err)
+	}
+	for ts, want := range map[int64]int64{-2: 0, -1: 5} {
+		off, err := c.ListOffset(ctx, topic, 0, ts)
+		if err != nil || off != want {
+			t.Fatalf("list offset %d = %d, %v; want %d", ts, off, err, want)
+		}
+	}
+	msgs, err := c.Fetch(ctx, topic, 0, 2)
+	if err != nil {
+		t.Fatalf("fetch: %v", err)
+	}
+	if len(msgs) != 3 || msgs[0].GetOffset() != 2 || string(msgs[0].GetValue()) != "v2" || string(msgs[2].GetKey()) != "k4" {
+		t.Fatalf("fetch from 2 = %v, want records 2..4", msgs)
+	}
+	// The route narrows the cluster's [orders, audit-*] to [orders].
+	if _, err := c.ListOffset(ctx, "audit-eu", 0, -1); err == nil || !strings.Contains(err.Error(), "topic not allowed") {
+		t.Errorf("list offset of a topic the route narrows out: %v", err)
+	}
+}
+
+// buildLibrary runs build.sh into out and checks its report.
+func buildLibrary(t *testing.T, out string) string {
+	t.Helper()
+	script, err := filepath.Abs(filepath.Join("..", "build.sh"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	cmd := exec.Command(script)
+	cmd.Dir = t.TempDir() // build.sh works from any directory
+	cmd.Env = append(os.Environ(), "OUT="+out)
+	report, err := cmd.CombinedOutput()
+	if err != nil {
+		t.Fatalf("build.sh: %v\n%s", err, report)
+	}
+	if !strings.Contains(string(report), out) || !regexp.MustCompile(`GLIBC_2\.[0-9]+`).Match(report) {
+		t.Errorf("build.sh report does not name the library and its glibc version:\n%s", report)
+	}
+	return out
+}
+
+// buildHost compiles the fake Envoy host against the SDK's api.h.
+func buildHost(t *testing.T, out string) string {
+	t.Helper()
+	dir, err := exec.Command("go", "list", "-m", "-f", "{{.Dir}}", "github.com/envoyproxy/envoy").Output()
+	if err != nil {
+		t.Fatalf("locating the Envoy SDK module: %v", err)
+	}
+	api := filepath.Join(strings.TrimSpace(string(dir)), "contrib", "golang", "common", "go", "api")
+	cmd := exec.Command("gcc", "-Wall", "-Wextra", "-Werror", "-rdynamic", "-I", api,
+		"-o", out, filepath.Join("testdata", "fakeenvoy.c"), "-ldl", "-lpthread")
+	if msg, err := cmd.CombinedOutput(); err != nil {
+		t.Fatalf("gcc: %v\n%s", err, msg)
+	}
+	return out
+}
+
+// writeConfig writes doc as the serialized Any of an xds.type.v3.TypedStruct,
+// the bytes Envoy hands the library as plugin_config.
+func writeConfig(t *testing.T, dir, name string, doc map[string]any) string {
+	t.Helper()
+	s, err := structpb.NewStruct(doc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	a, err := anypb.New(&xdstype.TypedStruct{TypeUrl: "type.googleapis.com/envoy.pubsub", Value: s})
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, err := proto.Marshal(a)
+	if err != nil {
+		t.Fatal(err)
+	}
+	path := filepath.Join(dir, name)
+	if err := os.WriteFile(path, b, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return path
+}
+
+func toAny(ss []string) []any {
+	out := make([]any, len(ss))
+	for i, s := range ss {
+		out[i] = s
+	}
+	return out
+}
+
+// shortSocketPath returns a socket path within the 108 bytes of sun_path.
+func shortSocketPath(t *testing.T) string {
+	dir, err := os.MkdirTemp("", "abi")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { os.RemoveAll(dir) })
+	return filepath.Join(dir, "pubsub.sock")
+}
+
+func dial(sock, ticket string) (*client.Client, error) {
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	return client.Dial(ctx, "ws://gateway/kafka", client.Options{
+		Header: http.Header{"X-Pubsub-Ticket": {ticket}},
+		NetDial: func(ctx context.Context, _, _ string) (net.Conn, error) {
+			var d net.Dialer
+			return d.DialContext(ctx, "unix", sock)
+		},
+	})
+}
+
+func wantStatus(t *testing.T, what string, err error, status int) {
+	t.Helper()
+	var se ws.StatusError
+	if !errors.As(err, &se) || int(se) != status {
+		t.Errorf("%s: %v, want HTTP %d", what, err, status)
+	}
+}
+
+// Go filter status codes (api.StatusType) as the host prints them.
+const (
+	statusLocalReply = 1
+	statusContinue   = 2
+)
+
+// fakeEnvoy is a running host process and its line protocol.
+type fakeEnvoy struct {
+	cmd    *exec.Cmd
+	stdin  io.WriteCloser
+	lines  chan string
+	stderr *lockedBuffer
+}
+
+type lockedBuffer struct {
+	mu  sync.Mutex
+	buf bytes.Buffer
+}
+
+func (b *lockedBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.Write(p)
+}
+
+func (b *lockedBuffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.String()
+}
+
+func startHost(t *testing.T, host, so string) *fakeEnvoy {
+	t.Helper()
+	e := &fakeEnvoy{cmd: exec.Command(host, so), lines: make(chan string, 256), stderr: &lockedBuffer{}}
+	e.cmd.Stderr = e.stderr
+	var err error
+	if e.stdin, err = e.cmd.StdinPipe(); err != nil {
+		t.Fatal(err)
+	}
+	stdout, err := e.cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := e.cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	go func() {
+		defer close(e.lines)
+		sc := bufio.NewScanner(stdout)
+		for sc.Scan() {
+			e.lines <- sc.Text()
+		}
+	}()
+	t.Cleanup(func() {
+		e.stdin.Close()
+		done := make(chan struct{})
+		go func() { e.cmd.Wait(); close(done) }()
+		select {
+		case <-done:
+		case <-time.After(10 * time.Second):
+			e.cmd.Process.Kill()
+			<-done
+		}
+	})
+	return e
+}
+
+func (e *fakeEnvoy) log() string { return e.stderr.String() }
+
+// waitLog waits for text to appear in the library's log, which reaches the
+// test through a pipe after the command that caused it was answered.
+func (e *fakeEnvoy) waitLog(t *testing.T, text string) {
+	t.Helper()
+	for deadline := time.Now().Add(10 * time.Second); !strings.Contains(e.log(), text); {
+		if time.Now().After(deadline) {
+			t.Errorf("%q never logged; log:\n%s", text, e.log())
+			return
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+func (e *fakeEnvoy) send(t *testing.T, line string) {
+	t.Helper()
+	if _, err := io.WriteString(e.stdin, line+"\n"); err != nil {
+		t.Fatalf("host: %v; log:\n%s", err, e.log())
+	}
+}
+
+// next returns the host's next output line.
+func (e *fakeEnvoy) next(t *testing.T) string {
+	t.Helper()
+	select {
+	case line, ok := <-e.lines:
+		if !ok {
+			t.Fatalf("host exited; log:\n%s", e.log())
+		}
+		if strings.HasPrefix(line, "ERROR") {
+			t.Fatalf("host: %s", line)
+		}
+		return line
+	case <-time.After(30 * time.Second):
+		t.Fatalf("host silent; log:\n%s", e.log())
+	}
+	return ""
+}
+
+func (e *fakeEnvoy) expect(t *testing.T, want string) {
+	t.Helper()
+	if got := e.next(t); got != want {
+		t.Fatalf("host said %q, want %q", got, want)
+	}
+}
+
+// number reads a "PREFIX N" line.
+func (e *fakeEnvoy) number(t *testing.T, prefix string) uint64 {
+	t.Helper()
+	line := e.next(t)
+	v, ok := strings.CutPrefix(line, prefix+" ")
+	n, err := strconv.ParseUint(v, 10, 64)
+	if !ok || err != nil {
+		t.Fatalf("host said %q, want %s N", line, prefix)
+	}
+	return n
+}
+
+func (e *fakeEnvoy) config(t *testing.T, kind, file string) uint64 {
+	t.Helper()
+	e.send(t, "config "+kind+" "+file)
+	return e.number(t, "CONFIG")
+}
+
+func (e *fakeEnvoy) merge(t *testing.T, parent, child uint64) uint64 {
+	t.Helper()
+	e.send(t, fmt.Sprintf("merge %d %d", parent, child))
+	id := e.number(t, "MERGED")
+	if id == 0 {
+		t.Fatal("merge returned config id 0")
+	}
+	return id
+}
+
+// decoded is what the host saw of one DecodeHeaders call.
+type decoded struct {
+	status       int
+	reply        string // "CODE DETAILS BODY"
+	replyHeaders map[string]string
+	mutations    []string
+	headers      map[string][]string
+}
+
+func (d decoded) mutated(m string) bool {
+	for _, x := range d.mutations {
+		if x == m {
+			return true
+		}
+	}
+	return false
+}
+
+func (e *fakeEnvoy) request(t *testing.T, configID uint64, cluster string, worker int, headers ...string) decoded {
+	t.Helper()
+	e.send(t, fmt.Sprintf("request %d %s %d %s", configID, cluster, worker, strings.Join(headers, " ")))
+	d := decoded{status: int(e.number(t, "STATUS")), replyHeaders: map[string]string{}, headers: map[string][]string{}}
+	for {
+		line := e.next(t)
+		kind, rest, _ := strings.Cut(line, " ")
+		switch kind {
+		case "END":
+			return d
+		case "REPLY":
+			d.reply = rest
+		case "REPLYHEADER":
+			k, v, _ := strings.Cut(rest, " ")
+			d.replyHeaders[k] = v
+		case "MUTATION":
+			d.mutations = append(d.mutations, rest)
+		case "HEADER":
+			k, v, _ := strings.Cut(rest, " ")
+			d.headers[k] = append(d.headers[k], v)
+		default:
+			t.Fatalf("host said %q in a request report", line)
+		}
+	}
+}
+
+func (e *fakeEnvoy) stats(t *testing.T) map[string]int64 {
+	t.Helper()
+	e.send(t, "stats")
+	stats := map[string]int64{}
+	for {
+		line := e.next(t)
+		if line == "END" {
+			return stats
+		}
+		var name string
+		var v int64
+		if _, err := fmt.Sscanf(line, "METRIC %s %d", &name, &v); err != nil {
+			t.Fatalf("host said %q in stats", line)
+		}
+		stats[name] = v
+	}
+}
+
+// finish closes the host's input and reads its final report: finalized and
+// created requests and configs, and the number of ABI rule violations.
+func (e *fakeEnvoy) finish(t *testing.T) ([4]int, int) {
+	t.Helper()
+	e.stdin.Close()
+	var fin [4]int
+	line := e.next(t)
+	if _, err := fmt.Sscanf(line, "FINALIZED %d %d %d %d", &fin[0], &fin[1], &fin[2], &fin[3]); err != nil {
+		t.Fatalf("host said %q, want FINALIZED", line)
+	}
+	violations := int(e.number(t, "VIOLATIONS"))
+	if err := e.cmd.Wait(); err != nil {
+		t.Errorf("host: %v", err)
+	}
+	return fin, violations
+}

@@ -386,6 +386,11 @@ func TestTopicAllowList(t *testing.T) {
 	if n := deniedSeen.Load(); n != 0 {
 		t.Fatalf("Kafka saw %d requests for the denied topic", n)
 	}
+
+	// An empty list allows nothing.
+	none := testkit.StartServer(t, testkit.ClusterYAML(k.ListenAddrs(), "    topics: []\n", ""), nil).Dial(t, "kafka")
+	_, err := none.Fetch(ctx, "orders", 0, 0)
+	assertServerError(t, err, "failed to fetch message, topic: orders, partition: 0, err: topic not allowed")
 }
 
 // requestTopics returns the topic names a Metadata, ListOffsets or Fetch

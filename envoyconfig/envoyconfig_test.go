@@ -2,9 +2,13 @@ package envoyconfig
 
 import (
 	"os"
+	"path"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"testing"
+
+	"sigs.k8s.io/yaml"
 )
 
 // moduleRoot returns the repository root (the directory holding go.mod).
@@ -286,4 +290,67 @@ func TestFindLooksIntoConfigMapsAndMultiDocumentFiles(t *testing.T) {
 	if _, err := Find(root); err == nil || !strings.Contains(err.Error(), "envoy-sidecar.yaml") {
 		t.Fatalf("a file named envoy without a bootstrap must be reported, got %v", err)
 	}
+}
+
+// TestDeploymentsProvideWhatBootstrapsExpect ties the bootstraps to the files
+// that run them: the image has the .so at library_path and a directory for
+// the session socket, and the Kubernetes Deployment mounts one there.
+func TestDeploymentsProvideWhatBootstrapsExpect(t *testing.T) {
+	root := moduleRoot(t)
+	read := func(name string) string {
+		t.Helper()
+		b, err := os.ReadFile(filepath.Join(root, filepath.FromSlash(name)))
+		if err != nil {
+			t.Fatal(err)
+		}
+		return string(b)
+	}
+	socketDir := func(bootstrap string) string {
+		t.Helper()
+		m := regexp.MustCompile(`(?m)^\s*listener: (\S+)`).FindStringSubmatch(bootstrap)
+		if m == nil {
+			t.Fatal("no plugin listener in the bootstrap")
+		}
+		return path.Dir(m[1])
+	}
+	bootstraps := repositoryBootstraps(t)
+
+	dockerfile := read("Dockerfile")
+	if !regexp.MustCompile(`(?m)^COPY --from=\S+ \S+ ` + regexp.QuoteMeta(LibraryPath) + `$`).MatchString(dockerfile) {
+		t.Errorf("Dockerfile does not copy the .so to %s", LibraryPath)
+	}
+	if !regexp.MustCompile(`(?m)^COPY envoy\.yaml /etc/envoy/envoy\.yaml$`).MatchString(dockerfile) {
+		t.Error("Dockerfile does not install envoy.yaml as /etc/envoy/envoy.yaml")
+	}
+	if dir := socketDir(string(bootstraps[exampleBootstrap])); !strings.Contains(dockerfile, "chown envoy:envoy "+dir+"\n") {
+		t.Errorf("Dockerfile does not make %s writable for envoy", dir)
+	}
+
+	var deployment struct {
+		Spec struct {
+			Template struct {
+				Spec struct {
+					Containers []struct {
+						Name         string
+						VolumeMounts []struct{ MountPath string } `json:"volumeMounts"`
+					}
+				}
+			}
+		}
+	}
+	if err := yaml.Unmarshal([]byte(read("deploy/kubernetes/deployment.yaml")), &deployment); err != nil {
+		t.Fatal(err)
+	}
+	dir := socketDir(string(bootstraps[kubernetesBootstrap]))
+	for _, c := range deployment.Spec.Template.Spec.Containers {
+		if c.Name != "envoy" {
+			continue
+		}
+		for _, m := range c.VolumeMounts {
+			if m.MountPath == dir {
+				return
+			}
+		}
+	}
+	t.Errorf("the envoy container of deploy/kubernetes/deployment.yaml mounts no volume at %s", dir)
 }

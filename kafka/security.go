@@ -138,20 +138,16 @@ func (d *tlsDialer) DialContext(ctx context.Context, network, addr string) (net.
 }
 
 // TLSError is a failed TLS handshake with a broker. Its text is the cause
-// clients see; the underlying error, which may name hosts, goes to the log
-// only. It deliberately does not unwrap: franz-go must not retry a handshake
-// that failed for want of trust or of TLS on the broker's side.
+// clients see; the handshake error itself, which may name hosts, goes to the
+// log only. It deliberately wraps nothing: franz-go must not retry a
+// handshake that failed for want of trust or of TLS on the broker's side.
 type TLSError struct {
 	cause string
-	err   error
 }
 
 // Error returns the cause, e.g. "tls: failed to verify broker certificate:
 // x509: certificate signed by unknown authority".
 func (e *TLSError) Error() string { return e.cause }
-
-// Detail returns the handshake error as crypto/tls reported it.
-func (e *TLSError) Detail() error { return e.err }
 
 // newTLSError names why a handshake failed.
 func newTLSError(err error) *TLSError {
@@ -180,5 +176,5 @@ func newTLSError(err error) *TLSError {
 		errors.Is(err, os.ErrDeadlineExceeded), errors.Is(err, context.DeadlineExceeded):
 		cause = "tls: broker did not answer the TLS handshake (is it a plaintext listener?)"
 	}
-	return &TLSError{cause: cause, err: err}
+	return &TLSError{cause: cause}
 }

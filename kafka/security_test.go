@@ -15,6 +15,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kfake"
 	"github.com/twmb/franz-go/pkg/kgo"
 	"github.com/twmb/franz-go/pkg/kmsg"
@@ -541,4 +542,22 @@ func TestInsecureSettingsWarn(t *testing.T) {
 			t.Fatalf("%s: no warning %q in the log", name, warning)
 		}
 	}
+}
+
+// TestAuthenticationErrorCode covers brokers that, unlike kfake, answer bad
+// credentials with SASL_AUTHENTICATION_FAILED rather than a closed
+// connection (Apache Kafka does).
+func TestAuthenticationErrorCode(t *testing.T) {
+	const mech = config.MechanismScramSHA256
+	k := testkit.Kafka(t, kfake.EnableSASL(), kfake.Superuser(mech, user, password), kfake.SeedTopics(1, topic))
+	k.ControlKey(int16(kmsg.SASLAuthenticate), func(req kmsg.Request) (kmsg.Response, error, bool) {
+		k.KeepControl()
+		resp := req.(*kmsg.SASLAuthenticateRequest).ResponseKind().(*kmsg.SASLAuthenticateResponse)
+		resp.ErrorCode = kerr.SaslAuthenticationFailed.Code
+		resp.ErrorMessage = kmsg.StringPtr("Authentication failed during authentication due to invalid credentials with SASL mechanism " + mech)
+		return resp, nil, true
+	})
+	s := testkit.StartServer(t, testkit.ClusterYAML(k.ListenAddrs(),
+		saslYAML(fmt.Sprintf("mechanism: %s, username: %s, password: %s", mech, user, password)), ""), nil)
+	assertFailsWith(t, s.Dial(t, "kafka"), "authentication failed")
 }

@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/gobwas/ws"
+	"github.com/gobwas/ws/wsutil"
 	"github.com/twmb/franz-go/pkg/kfake"
 	"github.com/twmb/franz-go/pkg/kgo"
 	"google.golang.org/protobuf/proto"
@@ -199,5 +200,39 @@ func TestFetchMaxBytes(t *testing.T) {
 	}
 	if len(msgs) != 1 || msgs[0].Offset != bigOffset || string(msgs[0].Value) != big {
 		t.Fatalf("fetch of a record larger than the limit returned %d records", len(msgs))
+	}
+}
+
+// TestWriteTimeout checks that a client that stops reading is disconnected
+// once a reply could not be written for write_timeout, instead of having
+// its replies buffered.
+func TestWriteTimeout(t *testing.T) {
+	s, k := startServer(t, "", "write_timeout: 300ms")
+	testkit.Produce(t, k.ListenAddrs(), topic, 0, []testkit.Record{{Value: strings.Repeat("v", 900<<10)}},
+		kgo.ProducerBatchCompression(kgo.NoCompression()))
+	conn, _, _, err := ws.Dial(ctxFor(t), s.URL("kafka"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	fetch, err := proto.Marshal(&pb.PubSubReq{Sequence: 1, Req: &pb.PubSubReq_CmdKafkaFetch{
+		CmdKafkaFetch: &pb.CmdKafkaFetch{Topic: topic, Partition: 0, Offset: 0}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Far more reply bytes than socket buffers hold; the client reads none.
+	go func() {
+		for range 64 {
+			if wsutil.WriteClientBinary(conn, fetch) != nil {
+				return
+			}
+		}
+	}()
+	deadline := time.Now().Add(10 * time.Second)
+	for s.Server.ActiveSessions() != 0 {
+		if time.Now().After(deadline) {
+			t.Fatalf("the session of a client that does not read is still open")
+		}
+		time.Sleep(20 * time.Millisecond)
 	}
 }

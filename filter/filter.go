@@ -35,7 +35,7 @@ type filterConfig struct {
 // Destroy releases the config's hold on the session server; the last
 // config of a listener drains it.
 func (c *filterConfig) Destroy() {
-	c.destroyOnce.Do(func() { releaseHost(c.host) })
+	c.destroyOnce.Do(func() { releaseHost(c.host, c.metrics) })
 }
 
 // routeConfig is a parsed per-route plugin config. invalid is set, instead

@@ -7,6 +7,7 @@ import (
 	"net/http"
 	"os"
 	"regexp"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -37,7 +38,7 @@ func parsePlugin(t *testing.T, doc string) *plugin {
 func parsePluginAt(t *testing.T, sock, doc string) *plugin {
 	t.Helper()
 	stats := newConfigCallbacks()
-	cfg, err := (&Parser{}).Parse(typedStruct(t, "listener: "+sock+"\n"+doc), stats)
+	cfg, err := (&Parser{}).Parse(typedStruct(t, "listener: "+strconv.Quote(sock)+"\n"+doc), stats)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -474,6 +475,7 @@ func TestConfigUpdateKeepsSessionsAndLastDestroyDrains(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer c2.Close()
+	ping(t, c2)
 	if n := second.stats.value(statSessionsActive); n != 2 {
 		t.Errorf("active sessions = %d, want 2", n)
 	}
@@ -542,4 +544,67 @@ func TestMetricsOfDestroyedConfigNeverPanic(t *testing.T) {
 	o.Refused(401)
 	o.ticketRejected()
 	o.SessionEnded()
+}
+
+func TestExpiredTicketIsRefused(t *testing.T) {
+	p := parsePlugin(t, oneCluster+"tickets: {ttl: 1ms}\n")
+	ticket := p.ticket(t, p.cfg)
+	time.Sleep(20 * time.Millisecond)
+	_, err := p.dial(ticket)
+	wantStatus(t, err, http.StatusUnauthorized)
+	if n := p.stats.value(statTicketsRejected); n != 1 {
+		t.Errorf("%s = %d, want 1", statTicketsRejected, n)
+	}
+	if !strings.Contains(testLog.text(), errTicketExpired.Error()) {
+		t.Error("expiry not logged")
+	}
+}
+
+func TestMaxSessionsRefusesWith503(t *testing.T) {
+	p := parsePlugin(t, oneCluster+"session: {max_sessions: 1}\n")
+	c, err := p.dial(p.ticket(t, p.cfg))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	_, err = p.dial(p.ticket(t, p.cfg))
+	wantStatus(t, err, http.StatusServiceUnavailable)
+}
+
+func TestAbstractSocketListener(t *testing.T) {
+	name := "@pubsub-filter-test-" + strings.ReplaceAll(time.Now().Format("150405.000000000"), ".", "")
+	p := parsePluginAt(t, name, oneCluster)
+	c, err := p.dial(p.ticket(t, p.cfg))
+	if err != nil {
+		t.Fatal(err)
+	}
+	c.Close()
+}
+
+func TestStatsFollowTheNewestLiveConfig(t *testing.T) {
+	sock := socketPath(t)
+	older := parsePluginAt(t, sock, oneCluster)
+	newer := parsePluginAt(t, sock, oneCluster)
+	// The newer config goes first (e.g. a rollback): the older one's stats
+	// take over.
+	newer.cfg.Destroy()
+	newer.stats.destroy()
+	c, err := older.dial(older.ticket(t, older.cfg))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	ping(t, c) // the session has started once it answers
+	if n := older.stats.value(statSessionsTotal); n != 1 {
+		t.Errorf("%s on the remaining config = %d, want 1", statSessionsTotal, n)
+	}
+}
+
+func ping(t *testing.T, c *client.Client) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if _, err := c.Ping(ctx, nil); err != nil {
+		t.Fatalf("ping: %v", err)
+	}
 }

@@ -11,6 +11,7 @@ import (
 	"os"
 	"path/filepath"
 	"runtime/debug"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -63,11 +64,13 @@ type sessionHost struct {
 	http    *http.Server
 	served  chan struct{} // closed when the accept loop returns
 
-	refs int // live filter-level configs; guarded by hostsMu
+	holders []*metrics // stats of the live filter-level configs, newest last; guarded by hostsMu
 
-	mu      sync.Mutex
-	current generation
-	retired []*server.Server // earlier generations, drained at the end
+	mu       sync.Mutex
+	current  generation
+	retired  []*server.Server // earlier generations, drained at the end
+	draining bool
+	inflight sync.WaitGroup // requests being handed to a generation; Add only under mu while !draining
 }
 
 // generation is a session server built for one set of session limits.
@@ -91,17 +94,19 @@ func acquireHost(doc *config.Document, m *metrics) (*sessionHost, error) {
 		}
 		hosts[doc.Listener] = h
 	}
-	h.refs++
+	h.holders = append(h.holders, m)
 	h.update(doc, m)
 	return h, nil
 }
 
-// releaseHost drops one config's hold on h; the last one drains it.
-func releaseHost(h *sessionHost) {
+// releaseHost drops the hold of the config whose stats are m; the stats of
+// the newest remaining config take over, and the last release drains h.
+func releaseHost(h *sessionHost, m *metrics) {
 	hostsMu.Lock()
 	defer hostsMu.Unlock()
-	h.refs--
-	if h.refs > 0 {
+	h.holders = slices.DeleteFunc(h.holders, func(x *metrics) bool { return x == m })
+	if n := len(h.holders); n > 0 {
+		h.stats.use(h.holders[n-1])
 		return
 	}
 	delete(hosts, h.path)
@@ -135,18 +140,26 @@ func startHost(path string) (*sessionHost, error) {
 		ReadHeaderTimeout: 10 * time.Second,
 		ErrorLog:          slog.NewLogLogger(h.log.Handler(), slog.LevelWarn),
 	}
-	go h.serve(ln)
+	h.goSafe("accept loop", func() { h.serve(ln) })
 	h.log.Info("pubsub: session server listening")
 	return h, nil
 }
 
+// goSafe runs fn in a goroutine that recovers a panic: inside Envoy an
+// unrecovered panic kills the proxy.
+func (h *sessionHost) goSafe(what string, fn func()) {
+	go func() {
+		defer func() {
+			if p := recover(); p != nil {
+				h.log.Error("pubsub: panic in session server "+what, "panic", p, "stack", string(debug.Stack()))
+			}
+		}()
+		fn()
+	}()
+}
+
 func (h *sessionHost) serve(ln net.Listener) {
 	defer close(h.served)
-	defer func() {
-		if p := recover(); p != nil {
-			h.log.Error("pubsub: session server panic", "panic", p, "stack", string(debug.Stack()))
-		}
-	}()
 	if err := h.http.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
 		h.log.Error("pubsub: session server stopped", "err", err)
 	}
@@ -169,11 +182,20 @@ func (h *sessionHost) update(doc *config.Document, m *metrics) {
 	h.current = generation{limits: doc.Session, srv: server.New(h, opts)}
 }
 
-// ServeHTTP hands a request on the socket to the current generation.
+// ServeHTTP hands a request on the socket to the current generation. The
+// drain waits for these hand-offs, so that every session they start is one
+// the drain knows of.
 func (h *sessionHost) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	h.mu.Lock()
+	if h.draining {
+		h.mu.Unlock()
+		http.Error(w, "session server is shutting down", http.StatusServiceUnavailable)
+		return
+	}
 	srv := h.current.srv
+	h.inflight.Add(1)
 	h.mu.Unlock()
+	defer h.inflight.Done()
 	srv.ServeHTTP(w, r)
 }
 
@@ -206,10 +228,21 @@ func (h *sessionHost) drain(timeout time.Duration) {
 	ctx, cancel := context.WithTimeout(context.Background(), timeout)
 	defer cancel()
 	h.mu.Lock()
+	h.draining = true
 	servers := append(h.retired, h.current.srv)
 	h.mu.Unlock()
 	var errs []error
 	errs = append(errs, h.http.Shutdown(ctx))
+	handedOff := make(chan struct{})
+	h.goSafe("drain", func() {
+		defer close(handedOff)
+		h.inflight.Wait()
+	})
+	select {
+	case <-handedOff:
+	case <-ctx.Done():
+		errs = append(errs, ctx.Err())
+	}
 	for _, srv := range servers {
 		errs = append(errs, srv.Shutdown(ctx))
 	}

@@ -1,0 +1,174 @@
+package bench
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"runtime"
+	"runtime/debug"
+	"runtime/pprof"
+	"strings"
+	"sync/atomic"
+	"time"
+
+	"github.com/twmb/franz-go/pkg/kgo"
+	"github.com/twmb/franz-go/pkg/kmsg"
+
+	"github.com/envoy-pubsub/gateway/config"
+	"github.com/envoy-pubsub/gateway/kafka"
+	"github.com/envoy-pubsub/gateway/server"
+	"github.com/envoy-pubsub/gateway/standalone"
+)
+
+// gatewayReady is what the gateway child reports when it listens.
+type gatewayReady struct {
+	Addr string `json:"addr"`
+}
+
+// GatewayStats is the gateway child's memory and Kafka traffic.
+type GatewayStats struct {
+	ProcessStats
+	// Sessions is the number of open sessions.
+	Sessions int `json:"sessions"`
+	// FetchRequests and FetchBytes count the Fetch requests the gateway's
+	// Kafka client sent and the response bytes it read since the last
+	// reset.
+	FetchRequests int64 `json:"fetch_requests"`
+	FetchBytes    int64 `json:"fetch_bytes"`
+}
+
+// gatewayProcess is the gateway child seen from the benchmark.
+type gatewayProcess struct {
+	*child
+	url string
+}
+
+// startGateway serves brokers as cluster "kafka" in a child process;
+// profile files, when set, receive its CPU and heap profiles.
+func startGateway(brokers []string, cpuProfile, memProfile string) (*gatewayProcess, error) {
+	var ready gatewayReady
+	c, err := startChild(RoleGateway, &ready,
+		"-brokers", strings.Join(brokers, ","), "-cpuprofile", cpuProfile, "-memprofile", memProfile)
+	if err != nil {
+		return nil, err
+	}
+	return &gatewayProcess{child: c, url: "ws://" + ready.Addr + "/kafka"}, nil
+}
+
+func (g *gatewayProcess) stats() (GatewayStats, error) {
+	var s GatewayStats
+	err := g.call("stats", &s)
+	return s, err
+}
+
+func (g *gatewayProcess) resetCounters() error { return g.call("reset", nil) }
+
+// fetchCounter is a franz-go hook counting Fetch requests and the bytes of
+// their responses.
+type fetchCounter struct {
+	requests atomic.Int64
+	bytes    atomic.Int64
+}
+
+// OnBrokerRead implements kgo.HookBrokerRead.
+func (f *fetchCounter) OnBrokerRead(_ kgo.BrokerMetadata, key int16, bytesRead int, _, _ time.Duration, err error) {
+	if key == int16(kmsg.Fetch) && err == nil {
+		f.requests.Add(1)
+		f.bytes.Add(int64(bytesRead))
+	}
+}
+
+// runGateway is the gateway child: the standalone server on a loopback port,
+// with limits raised for 10k idle sessions.
+func runGateway(args []string) (err error) {
+	fs := flag.NewFlagSet(RoleGateway, flag.ContinueOnError)
+	brokers := fs.String("brokers", "", "comma-separated Kafka brokers")
+	cpuProfile := fs.String("cpuprofile", "", "write a CPU profile of the gateway to this file")
+	memProfile := fs.String("memprofile", "", "write a heap profile of the gateway to this file at exit")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	if _, err := raiseOpenFiles(maxOpenFiles); err != nil {
+		return err
+	}
+	if *cpuProfile != "" {
+		f, err := os.Create(*cpuProfile)
+		if err != nil {
+			return err
+		}
+		defer f.Close()
+		if err := pprof.StartCPUProfile(f); err != nil {
+			return err
+		}
+		defer pprof.StopCPUProfile()
+	}
+	if *memProfile != "" {
+		defer func() { err = errors.Join(err, writeHeapProfile(*memProfile)) }()
+	}
+
+	doc, err := config.Parse([]byte(fmt.Sprintf(
+		"kafka_clusters:\n  kafka:\n    brokers: [%s]\nsession: {idle_timeout: 1h, max_sessions: %d}\n",
+		*brokers, maxOpenFiles)))
+	if err != nil {
+		return err
+	}
+	log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
+	counter := &fetchCounter{}
+	pool := kafka.NewPool(kafka.Logger(log), kafka.ClientOptions(kgo.WithHooks(counter)))
+	defer pool.Close()
+	resolver, err := standalone.NewResolver(doc, pool)
+	if err != nil {
+		return err
+	}
+	srv := server.New(resolver, server.OptionsFrom(doc, log))
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return err
+	}
+	go func() {
+		defer func() {
+			if p := recover(); p != nil {
+				log.Error("bench gateway: serve panic", "panic", p, "stack", string(debug.Stack()))
+			}
+		}()
+		if err := srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+			log.Error("bench gateway: serve", "err", err)
+		}
+	}()
+	defer func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		srv.Shutdown(ctx)
+	}()
+	return serveCommands(gatewayReady{Addr: ln.Addr().String()}, func(command string) (any, error) {
+		switch command {
+		case "stats":
+			return GatewayStats{
+				ProcessStats:  readProcessStats(),
+				Sessions:      srv.ActiveSessions(),
+				FetchRequests: counter.requests.Load(),
+				FetchBytes:    counter.bytes.Load(),
+			}, nil
+		case "reset":
+			counter.requests.Store(0)
+			counter.bytes.Store(0)
+			return nil, nil
+		}
+		return nil, errUnknownCommand
+	})
+}
+
+func writeHeapProfile(path string) error {
+	f, err := os.Create(path)
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	runtime.GC()
+	return pprof.Lookup("allocs").WriteTo(f, 0)
+}

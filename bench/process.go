@@ -1,0 +1,83 @@
+package bench
+
+import (
+	"bufio"
+	"fmt"
+	"os"
+	"runtime"
+	"strconv"
+	"strings"
+	"syscall"
+)
+
+// ProcessStats is the memory of one process after two forced collections.
+type ProcessStats struct {
+	// HeapInuse and StackInuse are from runtime.MemStats.
+	HeapInuse  uint64 `json:"heap_inuse"`
+	StackInuse uint64 `json:"stack_inuse"`
+	// RSS is VmRSS from /proc/self/status (0 where there is none).
+	RSS        uint64 `json:"rss"`
+	Goroutines int    `json:"goroutines"`
+}
+
+// Heap returns the Go memory the process holds: heap spans and stacks.
+func (s ProcessStats) Heap() uint64 { return s.HeapInuse + s.StackInuse }
+
+// readProcessStats collects garbage twice (the second pass frees what
+// finalizers released) and reads the process's memory.
+func readProcessStats() ProcessStats {
+	runtime.GC()
+	runtime.GC()
+	var m runtime.MemStats
+	runtime.ReadMemStats(&m)
+	return ProcessStats{
+		HeapInuse:  m.HeapInuse,
+		StackInuse: m.StackInuse,
+		RSS:        residentBytes(),
+		Goroutines: runtime.NumGoroutine(),
+	}
+}
+
+// residentBytes returns VmRSS of this process, or 0 if it cannot be read.
+func residentBytes() uint64 {
+	f, err := os.Open("/proc/self/status")
+	if err != nil {
+		return 0
+	}
+	defer f.Close()
+	s := bufio.NewScanner(f)
+	for s.Scan() {
+		if rest, ok := strings.CutPrefix(s.Text(), "VmRSS:"); ok {
+			kb, err := strconv.ParseUint(strings.TrimSuffix(strings.TrimSpace(rest), " kB"), 10, 64)
+			if err != nil {
+				return 0
+			}
+			return kb << 10
+		}
+	}
+	return 0
+}
+
+// raiseOpenFiles lifts RLIMIT_NOFILE to want (or as high as allowed), so
+// that thousands of sessions fit. It returns the resulting soft limit.
+func raiseOpenFiles(want uint64) (uint64, error) {
+	var lim syscall.Rlimit
+	if err := syscall.Getrlimit(syscall.RLIMIT_NOFILE, &lim); err != nil {
+		return 0, fmt.Errorf("getrlimit: %w", err)
+	}
+	if lim.Cur >= want {
+		return lim.Cur, nil
+	}
+	// Raising the hard limit needs privileges; fall back to the hard limit.
+	if lim.Max < want {
+		raised := syscall.Rlimit{Cur: want, Max: want}
+		if syscall.Setrlimit(syscall.RLIMIT_NOFILE, &raised) == nil {
+			return want, nil
+		}
+	}
+	lim.Cur = min(want, lim.Max)
+	if err := syscall.Setrlimit(syscall.RLIMIT_NOFILE, &lim); err != nil {
+		return 0, fmt.Errorf("setrlimit: %w", err)
+	}
+	return lim.Cur, nil
+}

@@ -1,0 +1,167 @@
+package bench
+
+import (
+	"bytes"
+	"encoding/json"
+	"fmt"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+)
+
+// Files a run writes into its output directory.
+const (
+	ResultsJSON     = "results.json"
+	ResultsMarkdown = "results.md"
+	ThroughputChart = "throughput.png"
+	MachineText     = "machine.txt"
+)
+
+// Markers delimit the generated figures inside BENCHMARKS.md.
+const (
+	docBegin = "<!-- pubsub-bench results: begin -->"
+	docEnd   = "<!-- pubsub-bench results: end -->"
+)
+
+// Markdown renders the figures of res as tables.
+func Markdown(res Results) string {
+	var b strings.Builder
+	p := func(format string, args ...any) { fmt.Fprintf(&b, format+"\n", args...) }
+	p("Run of %s on %s.", res.Started.Format("2006-01-02 15:04 UTC"), res.Machine)
+	p("Broker (kfake, 1 node) and gateway (standalone server) each run in a child process; the direct consumer and the WebSocket clients run in the benchmark process.")
+	p("")
+	p("#### Throughput: a topic of %d partitions read from start to end", slices.Max(res.Config.Sessions))
+	p("")
+	p("The direct reader is one franz-go client consuming every partition; through the gateway, each session reads whole partitions (session i those with p mod sessions = i).")
+	p("")
+	p("| value | reader | sessions | records | records/s | MB/s | of direct |")
+	p("|---:|---|---:|---:|---:|---:|---:|")
+	for _, r := range res.Throughput {
+		sessions := "-"
+		if r.Reader != "direct" {
+			sessions = fmt.Sprint(r.Sessions)
+		}
+		p("| %s | %s | %s | %d | %.0f | %.1f | %.0f%% |", sizeName(r.ValueBytes), readerName(r.Reader), sessions, r.Records, r.RecordsPerS, r.MBPerS, 100*r.OfDirect)
+	}
+	p("")
+	p("#### Latency: one session, one request at a time")
+	p("")
+	p("| round trip | samples | p50 ms | p99 ms | p99.9 ms | max ms |")
+	p("|---|---:|---:|---:|---:|---:|")
+	for _, l := range []struct {
+		name string
+		p    Percentiles
+	}{
+		{"cmd_ping (gateway only)", res.Latency.Ping},
+		{"cmd_kafka_fetch of one 100 B record", res.Latency.Fetch},
+		{"produce to client (tight fetch loop)", res.Latency.ProduceToClient},
+	} {
+		p("| %s | %d | %.3f | %.3f | %.3f | %.3f |", l.name, l.p.Samples, l.p.P50, l.p.P99, l.p.P999, l.p.Max)
+	}
+	p("")
+	p("#### Idle sessions: growth of the gateway process")
+	p("")
+	p("| idle sessions | heap + stacks per session | RSS per session | gateway goroutines |")
+	p("|---:|---:|---:|---:|")
+	for _, s := range res.Sessions.Steps {
+		p("| %d | %s | %s | %d |", s.Sessions, kib(s.HeapPerSession), kib(s.RSSPerSession), s.Goroutines)
+	}
+	p("")
+	p("Handshakes: %.0f/s with %d concurrent dialers.", res.Sessions.HandshakesPerS, handshakeConcurrency)
+	p("")
+	f := res.Fanout
+	p("#### Fan-out: %d sessions tailing one partition", f.Sessions)
+	p("")
+	p("| records produced | value | delivered | seconds | Kafka fetch requests | fetch bytes | requests per delivered record | bytes per delivered record |")
+	p("|---:|---:|---:|---:|---:|---:|---:|---:|")
+	p("| %d | %s | %d | %.2f | %d | %d | %.3f | %.1f |", f.Records, sizeName(f.ValueBytes), f.Delivered, f.Seconds, f.FetchRequests, f.FetchBytes, f.RequestsPerRecord, f.BytesPerRecord)
+	p("")
+	p("#### Targets of issue 5 (aimed at, never asserted)")
+	p("")
+	p("| target | figure |")
+	p("|---|---|")
+	p("| one session >= 50%% of direct records/s | %s |", ofDirect(res.Throughput, 1))
+	p("| 100 sessions aggregated >= 80%% of direct | %s |", ofDirect(res.Throughput, 100))
+	if n := len(res.Sessions.Steps); n > 0 {
+		s := res.Sessions.Steps[n-1]
+		p("| idle session <= 16 KiB | %s heap + stacks, %s RSS (at %d sessions) |", kib(s.HeapPerSession), kib(s.RSSPerSession), s.Sessions)
+	}
+	p("| fetch p99 < 5 ms at light load | %.3f ms |", res.Latency.Fetch.P99)
+	return b.String()
+}
+
+func ofDirect(rows []ThroughputRow, sessions int) string {
+	var parts []string
+	for _, r := range rows {
+		if r.Reader == "gateway" && r.Sessions == sessions {
+			parts = append(parts, fmt.Sprintf("%.0f%% (%s)", 100*r.OfDirect, sizeName(r.ValueBytes)))
+		}
+	}
+	if parts == nil {
+		return "not measured"
+	}
+	return strings.Join(parts, ", ")
+}
+
+func readerName(r string) string {
+	if r == "direct" {
+		return "direct franz-go"
+	}
+	return r
+}
+
+func sizeName(n int) string {
+	if n%1024 == 0 {
+		return fmt.Sprintf("%d KiB", n/1024)
+	}
+	return fmt.Sprintf("%d B", n)
+}
+
+func kib(n float64) string { return fmt.Sprintf("%.1f KiB", n/1024) }
+
+// Write stores res in dir: JSON, Markdown, the throughput chart and the
+// machine description.
+func Write(dir string, res Results) error {
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return err
+	}
+	js, err := json.MarshalIndent(res, "", "  ")
+	if err != nil {
+		return err
+	}
+	png, err := throughputChart(res)
+	if err != nil {
+		return fmt.Errorf("chart: %w", err)
+	}
+	for name, content := range map[string][]byte{
+		ResultsJSON:     append(js, '\n'),
+		ResultsMarkdown: []byte(Markdown(res)),
+		ThroughputChart: png,
+		MachineText:     []byte(res.Machine.String() + "\n"),
+	} {
+		if err := os.WriteFile(filepath.Join(dir, name), content, 0o644); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// UpdateDoc replaces the text between the result markers of the Markdown
+// file at path with res's tables.
+func UpdateDoc(path string, res Results) error {
+	doc, err := os.ReadFile(path)
+	if err != nil {
+		return err
+	}
+	begin := bytes.Index(doc, []byte(docBegin))
+	end := bytes.Index(doc, []byte(docEnd))
+	if begin < 0 || end < begin {
+		return fmt.Errorf("%s: no %q ... %q section", path, docBegin, docEnd)
+	}
+	var out bytes.Buffer
+	out.Write(doc[:begin+len(docBegin)])
+	out.WriteString("\n" + Markdown(res))
+	out.Write(doc[end:])
+	return os.WriteFile(path, out.Bytes(), 0o644)
+}

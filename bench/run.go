@@ -1,0 +1,132 @@
+package bench
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"slices"
+	"strconv"
+	"time"
+)
+
+// Config says what one benchmark run measures.
+type Config struct {
+	// ValueSizes are the record value sizes of the throughput runs, bytes.
+	ValueSizes []int `json:"value_sizes"`
+	// MBPerSize is how many megabytes (10^6 B) of values each throughput
+	// run reads; the record count is MBPerSize / size.
+	MBPerSize float64 `json:"mb_per_size"`
+	// Sessions are the concurrent session counts read through the gateway.
+	Sessions []int `json:"sessions"`
+	// IdleSessions are the idle session counts whose memory is measured.
+	IdleSessions []int `json:"idle_sessions"`
+	// LatencySamples is the number of round trips of each latency kind.
+	LatencySamples int `json:"latency_samples"`
+	// FanoutSessions tail one partition while FanoutRecords arrive.
+	FanoutSessions int `json:"fanout_sessions"`
+	FanoutRecords  int `json:"fanout_records"`
+	// CPUProfile and MemProfile, if set, receive the gateway process's
+	// CPU profile and heap (allocs) profile.
+	CPUProfile string `json:"-"`
+	MemProfile string `json:"-"`
+}
+
+// Results are the figures of one run.
+type Results struct {
+	Started    time.Time       `json:"started"`
+	Machine    Machine         `json:"machine"`
+	Config     Config          `json:"config"`
+	Throughput []ThroughputRow `json:"throughput"`
+	Latency    LatencyResult   `json:"latency"`
+	Fanout     FanoutResult    `json:"fanout"`
+	Sessions   SessionsResult  `json:"sessions"`
+}
+
+// Topics of a run besides the throughput topics, one partition each.
+const (
+	latencyTopic = "latency"
+	fanoutTopic  = "fanout"
+)
+
+func valuesTopic(size int) string { return "values-" + strconv.Itoa(size) }
+
+// Run measures everything cfg asks for, logging progress to progress.
+func Run(ctx context.Context, cfg Config, progress io.Writer) (res Results, err error) {
+	res = Results{Started: time.Now().UTC(), Machine: describeMachine(), Config: cfg}
+	logf := func(format string, args ...any) { fmt.Fprintf(progress, format+"\n", args...) }
+	if _, err := raiseOpenFiles(maxOpenFiles); err != nil {
+		return res, err
+	}
+	topics := []string{latencyTopic + ":1", fanoutTopic + ":1"}
+	for _, size := range cfg.ValueSizes {
+		topics = append(topics, fmt.Sprintf("%s:%d", valuesTopic(size), slices.Max(cfg.Sessions)))
+	}
+	broker, brokers, err := startBroker(topics)
+	if err != nil {
+		return res, err
+	}
+	defer func() { err = errors.Join(err, broker.stop()) }()
+	gateway, err := startGateway(brokers, cfg.CPUProfile, cfg.MemProfile)
+	if err != nil {
+		return res, err
+	}
+	defer func() { err = errors.Join(err, gateway.stop()) }()
+	logf("broker %v, gateway %s", brokers, gateway.url)
+
+	for _, size := range cfg.ValueSizes {
+		rows, err := measureThroughput(ctx, gateway.url, brokers, cfg, size, logf)
+		res.Throughput = append(res.Throughput, rows...)
+		if err != nil {
+			return res, err
+		}
+	}
+	logf("latency: %d samples", cfg.LatencySamples)
+	if res.Latency, err = measureLatency(ctx, gateway.url, brokers, latencyTopic, cfg.LatencySamples); err != nil {
+		return res, fmt.Errorf("latency: %w", err)
+	}
+	logf("fan-out: %d sessions, %d records", cfg.FanoutSessions, cfg.FanoutRecords)
+	if res.Fanout, err = measureFanout(ctx, gateway, brokers, fanoutTopic, cfg.FanoutSessions, cfg.FanoutRecords, 100); err != nil {
+		return res, fmt.Errorf("fan-out: %w", err)
+	}
+	logf("idle sessions: %v", cfg.IdleSessions)
+	if res.Sessions, err = measureIdleSessions(ctx, gateway, cfg.IdleSessions); err != nil {
+		return res, fmt.Errorf("idle sessions: %w", err)
+	}
+	return res, nil
+}
+
+// measureThroughput fills the topic of size, reads it directly, then
+// through the gateway with each session count. The topic has as many
+// partitions as the largest session count, so that every session reads
+// whole partitions (a fetch returns up to its byte limit from its offset
+// on, so sessions sharing a partition would read past their share).
+func measureThroughput(ctx context.Context, url string, brokers []string, cfg Config, size int, logf func(string, ...any)) ([]ThroughputRow, error) {
+	topic := valuesTopic(size)
+	partitions := slices.Max(cfg.Sessions)
+	perPartition := max(1, int(cfg.MBPerSize*1e6/float64(size))/partitions)
+	n := partitions * perPartition
+	logf("%d B: producing %d records over %d partitions", size, n, partitions)
+	if err := produce(ctx, brokers, topic, partitions, n, size); err != nil {
+		return nil, err
+	}
+	d, err := readDirect(ctx, brokers, topic, partitions, perPartition, size)
+	if err != nil {
+		return nil, err
+	}
+	direct := newThroughputRow("direct", 0, size, n, d)
+	direct.OfDirect = 1
+	logf("%d B: direct %.0f records/s", size, direct.RecordsPerS)
+	rows := []ThroughputRow{direct}
+	for _, sessions := range cfg.Sessions {
+		d, err := readGateway(ctx, url, topic, partitions, perPartition, size, sessions)
+		if err != nil {
+			return rows, fmt.Errorf("%d B, %d sessions: %w", size, sessions, err)
+		}
+		row := newThroughputRow("gateway", sessions, size, n, d)
+		row.OfDirect = row.RecordsPerS / direct.RecordsPerS
+		logf("%d B: gateway, %d sessions: %.0f records/s (%.0f%% of direct)", size, sessions, row.RecordsPerS, 100*row.OfDirect)
+		rows = append(rows, row)
+	}
+	return rows, nil
+}

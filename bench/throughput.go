@@ -1,0 +1,214 @@
+package bench
+
+import (
+	"context"
+	"crypto/rand"
+	"fmt"
+	"sync"
+	"time"
+
+	"github.com/twmb/franz-go/pkg/kgo"
+
+	"github.com/envoy-pubsub/gateway/client"
+)
+
+// ThroughputRow is one read of a topic's records, directly or through the
+// gateway.
+type ThroughputRow struct {
+	// Reader is "direct" (a franz-go partition consumer) or "gateway".
+	Reader string `json:"reader"`
+	// Sessions is the number of concurrent WebSocket sessions (0 direct).
+	Sessions    int     `json:"sessions"`
+	ValueBytes  int     `json:"value_bytes"`
+	Records     int     `json:"records"`
+	Seconds     float64 `json:"seconds"`
+	RecordsPerS float64 `json:"records_per_s"`
+	// MBPerS counts value bytes, 1 MB = 10^6 B.
+	MBPerS float64 `json:"mb_per_s"`
+	// OfDirect is records/s relative to the direct reader of the same
+	// records (1 for the direct row itself).
+	OfDirect float64 `json:"of_direct"`
+}
+
+func newThroughputRow(reader string, sessions, valueBytes, records int, d time.Duration) ThroughputRow {
+	s := d.Seconds()
+	return ThroughputRow{
+		Reader: reader, Sessions: sessions, ValueBytes: valueBytes, Records: records, Seconds: s,
+		RecordsPerS: float64(records) / s,
+		MBPerS:      float64(records) * float64(valueBytes) / s / 1e6,
+	}
+}
+
+// produce writes n records of valueBytes random (incompressible) bytes to
+// topic, round robin over partitions [0, partitions), without compression.
+func produce(ctx context.Context, brokers []string, topic string, partitions, n, valueBytes int) error {
+	cl, err := kgo.NewClient(
+		kgo.SeedBrokers(brokers...),
+		kgo.DefaultProduceTopic(topic),
+		kgo.ProducerBatchCompression(kgo.NoCompression()),
+		kgo.RecordPartitioner(kgo.ManualPartitioner()),
+	)
+	if err != nil {
+		return fmt.Errorf("producer: %w", err)
+	}
+	defer cl.Close()
+	values := make([][]byte, 1024)
+	for i := range values {
+		values[i] = make([]byte, valueBytes)
+		rand.Read(values[i])
+	}
+	var (
+		wg       sync.WaitGroup
+		mu       sync.Mutex
+		firstErr error
+	)
+	wg.Add(n)
+	for i := range n {
+		r := &kgo.Record{Partition: int32(i % partitions), Value: values[i%len(values)]}
+		cl.Produce(ctx, r, func(_ *kgo.Record, err error) {
+			defer wg.Done()
+			if err != nil {
+				mu.Lock()
+				firstErr = firstOf(firstErr, err)
+				mu.Unlock()
+			}
+		})
+	}
+	wg.Wait()
+	if firstErr != nil {
+		return fmt.Errorf("produce to %s: %w", topic, firstErr)
+	}
+	return nil
+}
+
+// firstOf returns the first non-nil error.
+func firstOf(a, b error) error {
+	if a != nil {
+		return a
+	}
+	return b
+}
+
+// readDirect reads perPartition records from each of partitions of topic
+// with one franz-go consumer and returns how long that took, client start
+// included.
+func readDirect(ctx context.Context, brokers []string, topic string, partitions, perPartition, valueBytes int) (time.Duration, error) {
+	start := time.Now()
+	offsets := make(map[int32]kgo.Offset, partitions)
+	for p := range partitions {
+		offsets[int32(p)] = kgo.NewOffset().At(0)
+	}
+	cl, err := kgo.NewClient(
+		kgo.SeedBrokers(brokers...),
+		kgo.ConsumePartitions(map[string]map[int32]kgo.Offset{topic: offsets}),
+	)
+	if err != nil {
+		return 0, fmt.Errorf("direct consumer: %w", err)
+	}
+	defer cl.Close()
+	next := make([]int64, partitions)
+	for seen, total := 0, partitions*perPartition; seen < total; {
+		fs := cl.PollFetches(ctx)
+		if err := ctx.Err(); err != nil {
+			return 0, fmt.Errorf("direct consumer: %d of %d records: %w", seen, total, err)
+		}
+		var bad error
+		fs.EachError(func(t string, p int32, err error) { bad = firstOf(bad, fmt.Errorf("%s/%d: %w", t, p, err)) })
+		fs.EachRecord(func(r *kgo.Record) {
+			if r.Offset != next[r.Partition] || len(r.Value) != valueBytes {
+				bad = firstOf(bad, fmt.Errorf("partition %d: offset %d with %d bytes, want %d", r.Partition, r.Offset, len(r.Value), next[r.Partition]))
+			}
+			next[r.Partition]++
+			seen++
+		})
+		if bad != nil {
+			return 0, fmt.Errorf("direct consumer: %w", bad)
+		}
+	}
+	return time.Since(start), nil
+}
+
+// readGateway reads perPartition records from each of partitions of topic
+// through the gateway with sessions APISIX-style clients, session i taking
+// the partitions p with p mod sessions = i: list the earliest offset, fetch
+// from it, continue at last+1. The sessions connect before the clock
+// starts.
+func readGateway(ctx context.Context, url, topic string, partitions, perPartition, valueBytes, sessions int) (time.Duration, error) {
+	clients, err := dialClients(ctx, url, sessions)
+	if err != nil {
+		return 0, err
+	}
+	defer closeClients(clients)
+	errs := make(chan error, sessions)
+	start := time.Now()
+	for i, c := range clients {
+		goSafe(errs, func() error {
+			for p := i; p < partitions; p += sessions {
+				if err := readPartition(ctx, c, topic, int32(p), int64(perPartition), valueBytes); err != nil {
+					return err
+				}
+			}
+			return nil
+		})
+	}
+	for range sessions {
+		if err := <-errs; err != nil {
+			return 0, err
+		}
+	}
+	return time.Since(start), nil
+}
+
+// readPartition reads the first n records of topic/partition.
+func readPartition(ctx context.Context, c *client.Client, topic string, partition int32, n int64, valueBytes int) error {
+	next, err := c.ListOffset(ctx, topic, partition, -2)
+	if err != nil {
+		return fmt.Errorf("list offset of partition %d: %w", partition, err)
+	}
+	for next < n {
+		msgs, err := c.Fetch(ctx, topic, partition, next)
+		if err != nil {
+			return fmt.Errorf("fetch partition %d at %d: %w", partition, next, err)
+		}
+		for _, m := range msgs {
+			if m.GetOffset() != next || len(m.GetValue()) != valueBytes {
+				return fmt.Errorf("fetch partition %d at %d: offset %d with %d bytes", partition, next, m.GetOffset(), len(m.GetValue()))
+			}
+			next++
+		}
+	}
+	return nil
+}
+
+// dialClients opens n sessions.
+func dialClients(ctx context.Context, url string, n int) ([]*client.Client, error) {
+	clients := make([]*client.Client, 0, n)
+	for range n {
+		c, err := client.Dial(ctx, url, client.Options{})
+		if err != nil {
+			closeClients(clients)
+			return nil, err
+		}
+		clients = append(clients, c)
+	}
+	return clients, nil
+}
+
+func closeClients(clients []*client.Client) {
+	for _, c := range clients {
+		c.Close()
+	}
+}
+
+// goSafe runs f in a goroutine and sends its result, or its panic as an
+// error, to errs.
+func goSafe(errs chan<- error, f func() error) {
+	go func() {
+		defer func() {
+			if p := recover(); p != nil {
+				errs <- fmt.Errorf("panic: %v", p)
+			}
+		}()
+		errs <- f()
+	}()
+}

@@ -1,0 +1,132 @@
+// Command pubsub-bench measures the gateway against direct franz-go on
+// loopback in one run: throughput with 1, 10 and 100 sessions, latency,
+// idle-session memory, handshake rate and fan-out cost. It writes JSON,
+// Markdown and a PNG chart to -out and the tables into BENCHMARKS.md.
+//
+// The broker (kfake) and the gateway run as child processes started from
+// this binary; see package bench.
+package main
+
+import (
+	"context"
+	"flag"
+	"fmt"
+	"os"
+	"path/filepath"
+	"runtime/pprof"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/envoy-pubsub/gateway/bench"
+)
+
+func main() {
+	if isChild, err := bench.RunChild(os.Args[1:]); isChild {
+		if err != nil {
+			fmt.Fprintf(os.Stderr, "pubsub-bench %s: %v\n", os.Getenv(bench.RoleEnv), err)
+			os.Exit(1)
+		}
+		return
+	}
+	if err := run(); err != nil {
+		fmt.Fprintln(os.Stderr, "pubsub-bench:", err)
+		os.Exit(1)
+	}
+}
+
+func run() error {
+	quick := flag.Bool("quick", false, "small sizes that finish in under a minute; results go to a temporary directory and BENCHMARKS.md is left alone")
+	sizes := flag.String("sizes", "100,1024", "record value sizes of the throughput runs, bytes")
+	mb := flag.Float64("mb", 100, "megabytes of values read per size and reader")
+	sessions := flag.String("sessions", "1,10,100", "concurrent session counts read through the gateway")
+	idle := flag.String("idle", "1000,10000", "idle session counts whose gateway memory is measured")
+	latency := flag.Int("latency-samples", 5000, "round trips per latency figure")
+	fanoutSessions := flag.Int("fanout-sessions", 100, "sessions tailing one partition in the fan-out run")
+	fanoutRecords := flag.Int("fanout-records", 5000, "records produced in the fan-out run")
+	out := flag.String("out", filepath.Join("bench", "results"), "directory of the result files")
+	doc := flag.String("doc", "BENCHMARKS.md", "Markdown file whose results section is replaced; empty leaves it")
+	cpuProfile := flag.String("cpuprofile", "", "write a CPU profile of the gateway process to this file")
+	memProfile := flag.String("memprofile", "", "write an allocation profile of the gateway process to this file")
+	clientProfile := flag.String("client-cpuprofile", "", "write a CPU profile of the benchmark (client) process to this file")
+	flag.Parse()
+
+	cfg := bench.Config{
+		MBPerSize:      *mb,
+		LatencySamples: *latency,
+		FanoutSessions: *fanoutSessions,
+		FanoutRecords:  *fanoutRecords,
+		CPUProfile:     absolute(*cpuProfile),
+		MemProfile:     absolute(*memProfile),
+	}
+	var err error
+	if cfg.ValueSizes, err = ints("sizes", *sizes); err != nil {
+		return err
+	}
+	if cfg.Sessions, err = ints("sessions", *sessions); err != nil {
+		return err
+	}
+	if cfg.IdleSessions, err = ints("idle", *idle); err != nil {
+		return err
+	}
+	if *quick {
+		cfg.MBPerSize = 20
+		cfg.IdleSessions = []int{500, 1000}
+		cfg.LatencySamples = 1000
+		cfg.FanoutRecords = 1000
+		*out = filepath.Join(os.TempDir(), "pubsub-bench-quick")
+		*doc = ""
+	}
+	if *clientProfile != "" {
+		f, err := os.Create(*clientProfile)
+		if err != nil {
+			return err
+		}
+		defer f.Close()
+		if err := pprof.StartCPUProfile(f); err != nil {
+			return err
+		}
+		defer pprof.StopCPUProfile()
+	}
+
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Minute)
+	defer cancel()
+	res, err := bench.Run(ctx, cfg, os.Stderr)
+	if err != nil {
+		return err
+	}
+	if err := bench.Write(*out, res); err != nil {
+		return err
+	}
+	fmt.Print(bench.Markdown(res))
+	fmt.Fprintf(os.Stderr, "results in %s\n", *out)
+	if *doc != "" {
+		return bench.UpdateDoc(*doc, res)
+	}
+	return nil
+}
+
+// ints parses a comma-separated list of positive integers.
+func ints(name, list string) ([]int, error) {
+	var out []int
+	for _, f := range strings.Split(list, ",") {
+		n, err := strconv.Atoi(strings.TrimSpace(f))
+		if err != nil || n <= 0 {
+			return nil, fmt.Errorf("-%s: %q is not a positive integer", name, f)
+		}
+		out = append(out, n)
+	}
+	return out, nil
+}
+
+// absolute makes a profile path independent of the child's directory.
+func absolute(path string) string {
+	if path == "" {
+		return ""
+	}
+	abs, err := filepath.Abs(path)
+	if err != nil {
+		return path
+	}
+	return abs
+}

@@ -1,0 +1,164 @@
+package pubsub
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"testing"
+	"time"
+
+	"github.com/gobwas/ws"
+	"google.golang.org/protobuf/proto"
+
+	pb "github.com/envoy-pubsub/gateway/proto"
+)
+
+// fetchReply returns a kafka_fetch_resp of n records with values of size
+// bytes, as a fetch handler builds it.
+func fetchReply(n, size int) *pb.PubSubResp {
+	msgs := make([]*pb.KafkaMessage, n)
+	value := make([]byte, size)
+	for i := range msgs {
+		msgs[i] = &pb.KafkaMessage{Offset: int64(i), Timestamp: 1_700_000_000_000, Key: []byte("key"), Value: value}
+	}
+	return &pb.PubSubResp{Sequence: 7, Resp: &pb.PubSubResp_KafkaFetchResp{KafkaFetchResp: &pb.KafkaFetchResp{Messages: msgs}}}
+}
+
+// replyShapes are fetch replies of typical sizes: a tail (1 record) and a
+// full 1 MiB fetch of small and of large records.
+var replyShapes = []struct{ records, size int }{{1, 100}, {8000, 100}, {1000, 1024}}
+
+func BenchmarkDecodeRequest(b *testing.B) {
+	data, err := proto.Marshal(&pb.PubSubReq{Sequence: 42, Req: &pb.PubSubReq_CmdKafkaFetch{
+		CmdKafkaFetch: &pb.CmdKafkaFetch{Topic: "orders", Partition: 3, Offset: 123456789},
+	}})
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.ReportAllocs()
+	for b.Loop() {
+		req := &pb.PubSubReq{}
+		if err := proto.Unmarshal(data, req); err != nil {
+			b.Fatal(err)
+		}
+		if commandOf(req) != CmdKafkaFetch {
+			b.Fatal("wrong command")
+		}
+	}
+}
+
+func BenchmarkEncodeFetchReply(b *testing.B) {
+	for _, shape := range replyShapes {
+		b.Run(fmt.Sprintf("%dx%dB", shape.records, shape.size), func(b *testing.B) {
+			resp := fetchReply(shape.records, shape.size)
+			var buf []byte
+			b.ReportAllocs()
+			for b.Loop() {
+				var err error
+				buf, err = proto.MarshalOptions{}.MarshalAppend(buf[:0], resp)
+				if err != nil {
+					b.Fatal(err)
+				}
+			}
+			b.SetBytes(int64(len(buf)))
+		})
+	}
+}
+
+// discardConn is a connection that takes every write and never reads.
+type discardConn struct{ net.Conn }
+
+func (discardConn) Write(p []byte) (int, error)      { return len(p), nil }
+func (discardConn) SetWriteDeadline(time.Time) error { return nil }
+func (discardConn) SetReadDeadline(time.Time) error  { return nil }
+func (discardConn) Close() error                     { return nil }
+
+// BenchmarkWriteReply is the session's write path: encode a reply into a
+// pooled buffer, frame it and write it to the socket.
+func BenchmarkWriteReply(b *testing.B) {
+	for _, shape := range replyShapes {
+		b.Run(fmt.Sprintf("%dx%dB", shape.records, shape.size), func(b *testing.B) {
+			s := &session{conn: discardConn{}, opts: Options{}.withDefaults()}
+			resp := fetchReply(shape.records, shape.size)
+			b.SetBytes(int64(proto.Size(resp)))
+			b.ReportAllocs()
+			for b.Loop() {
+				if err := s.writeReply(resp); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
+	}
+}
+
+// BenchmarkServeFetch runs whole requests through a session on a loopback
+// TCP connection: read and decode the request, dispatch it to a handler
+// that returns a canned fetch reply (building replies is the handler's cost,
+// measured in package kafka), encode and write the reply; the client end
+// reads the reply frame without decoding it.
+func BenchmarkServeFetch(b *testing.B) {
+	for _, shape := range replyShapes {
+		b.Run(fmt.Sprintf("%dx%dB", shape.records, shape.size), func(b *testing.B) {
+			reply := fetchReply(shape.records, shape.size)
+			h := HandlerFunc(func(context.Context, *Request) (*pb.PubSubResp, error) { return reply, nil })
+			client := serveOnLoopback(b, h)
+			req, err := proto.Marshal(fetchReq(1, "t"))
+			if err != nil {
+				b.Fatal(err)
+			}
+			frame := ws.MustCompileFrame(ws.MaskFrame(ws.NewBinaryFrame(req)))
+			b.SetBytes(int64(proto.Size(reply)))
+			b.ReportAllocs()
+			for b.Loop() {
+				if _, err := client.Write(frame); err != nil {
+					b.Fatal(err)
+				}
+				h, err := ws.ReadHeader(client)
+				if err != nil {
+					b.Fatal(err)
+				}
+				if _, err := io.CopyN(io.Discard, client, h.Length); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
+	}
+}
+
+// serveOnLoopback serves h on the server end of a loopback TCP connection
+// and returns the client end.
+func serveOnLoopback(b *testing.B, h Handler) net.Conn {
+	b.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer ln.Close()
+	accepted := make(chan net.Conn, 1)
+	go func() {
+		c, _ := ln.Accept()
+		accepted <- c
+	}()
+	client, err := net.Dial("tcp", ln.Addr().String())
+	if err != nil {
+		b.Fatal(err)
+	}
+	server := <-accepted
+	if server == nil {
+		b.Fatal("accept failed")
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		Serve(ctx, server, h, Options{Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
+	}()
+	b.Cleanup(func() {
+		cancel()
+		client.Close()
+		<-done
+	})
+	return client
+}

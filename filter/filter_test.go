@@ -228,6 +228,9 @@ func TestMissingSecretGets503WithoutTicket(t *testing.T) {
 	if len(cb.replies) != 1 || cb.replies[0].status != http.StatusServiceUnavailable {
 		t.Fatalf("replies = %+v, want one 503", cb.replies)
 	}
+	if strings.Contains(cb.replies[0].body, "kafka-app") {
+		t.Errorf("503 body names the secret: %q", cb.replies[0].body)
+	}
 	if _, ok := h.Get(TicketHeader); ok {
 		t.Error("client ticket left in place")
 	}

@@ -584,12 +584,12 @@ func TestAbstractSocketListener(t *testing.T) {
 	c.Close()
 }
 
-func TestStatsFollowTheNewestLiveConfig(t *testing.T) {
+func TestLimitsAndStatsFollowTheNewestLiveConfig(t *testing.T) {
 	sock := socketPath(t)
-	older := parsePluginAt(t, sock, oneCluster)
+	older := parsePluginAt(t, sock, oneCluster+"session: {max_sessions: 1}\n")
 	newer := parsePluginAt(t, sock, oneCluster)
-	// The newer config goes first (e.g. a rollback): the older one's stats
-	// take over.
+	// The newer config goes first (e.g. a rollback): the older one's limits
+	// and stats take over.
 	newer.cfg.Destroy()
 	newer.stats.destroy()
 	c, err := older.dial(older.ticket(t, older.cfg))
@@ -601,6 +601,8 @@ func TestStatsFollowTheNewestLiveConfig(t *testing.T) {
 	if n := older.stats.value(statSessionsTotal); n != 1 {
 		t.Errorf("%s on the remaining config = %d, want 1", statSessionsTotal, n)
 	}
+	_, err = older.dial(older.ticket(t, older.cfg))
+	wantStatus(t, err, http.StatusServiceUnavailable) // max_sessions: 1 again
 }
 
 func ping(t *testing.T, c *client.Client) {

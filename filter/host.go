@@ -64,13 +64,19 @@ type sessionHost struct {
 	http    *http.Server
 	served  chan struct{} // closed when the accept loop returns
 
-	holders []*metrics // stats of the live filter-level configs, newest last; guarded by hostsMu
+	holders []holder // the live filter-level configs, newest last; guarded by hostsMu
 
 	mu       sync.Mutex
 	current  generation
 	retired  []*server.Server // earlier generations, drained at the end
 	draining bool
 	inflight sync.WaitGroup // requests being handed to a generation; Add only under mu while !draining
+}
+
+// holder is a live filter-level config using a session server.
+type holder struct {
+	doc     *config.Document
+	metrics *metrics
 }
 
 // generation is a session server built for one set of session limits.
@@ -94,19 +100,21 @@ func acquireHost(doc *config.Document, m *metrics) (*sessionHost, error) {
 		}
 		hosts[doc.Listener] = h
 	}
-	h.holders = append(h.holders, m)
+	h.holders = append(h.holders, holder{doc: doc, metrics: m})
 	h.update(doc, m)
 	return h, nil
 }
 
-// releaseHost drops the hold of the config whose stats are m; the stats of
-// the newest remaining config take over, and the last release drains h.
+// releaseHost drops the hold of the config whose stats are m; the limits
+// and stats of the newest remaining config take over, and the last release
+// drains h.
 func releaseHost(h *sessionHost, m *metrics) {
 	hostsMu.Lock()
 	defer hostsMu.Unlock()
-	h.holders = slices.DeleteFunc(h.holders, func(x *metrics) bool { return x == m })
+	h.holders = slices.DeleteFunc(h.holders, func(x holder) bool { return x.metrics == m })
 	if n := len(h.holders); n > 0 {
-		h.stats.use(h.holders[n-1])
+		newest := h.holders[n-1]
+		h.update(newest.doc, newest.metrics)
 		return
 	}
 	delete(hosts, h.path)

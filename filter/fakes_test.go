@@ -65,6 +65,16 @@ func (h *requestHeaders) Get(key string) (string, bool) {
 
 func (h *requestHeaders) Values(key string) []string { return h.h[strings.ToLower(key)] }
 
+func (h *requestHeaders) Range(f func(key, value string) bool) {
+	for k, vs := range h.h {
+		for _, v := range vs {
+			if !f(k, v) {
+				return
+			}
+		}
+	}
+}
+
 func (h *requestHeaders) Set(key, value string) {
 	h.mutations = append(h.mutations, "set "+key)
 	h.h[strings.ToLower(key)] = []string{value}

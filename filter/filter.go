@@ -170,12 +170,15 @@ func (f *filter) DecodeHeaders(headers api.RequestHeaderMap, endStream bool) api
 	if !ok {
 		return api.Continue
 	}
-	if !isWebSocketUpgrade(headers) {
+	upgrade, clientTicket := inspect(headers)
+	if !upgrade {
 		f.cfg.metrics.increment(f.cfg.metrics.upgradeRequired)
 		return f.reply(http.StatusUpgradeRequired, bodyUpgradeRequired, "pubsub_upgrade_required",
 			map[string][]string{"upgrade": {"websocket"}})
 	}
-	headers.Del(TicketHeader)
+	if clientTicket {
+		headers.Del(TicketHeader)
+	}
 	if f.routeInvalid != nil {
 		api.LogErrorf("pubsub: refusing upgrade to cluster %s: route config is invalid: %v", cluster, f.routeInvalid)
 		return f.reply(http.StatusInternalServerError, bodyRouteInvalid, "pubsub_route_config_invalid", nil)
@@ -208,16 +211,22 @@ func (f *filter) reply(status int, body, details string, headers map[string][]st
 	return api.LocalReply
 }
 
-// isWebSocketUpgrade reports whether the request asks for a WebSocket
-// upgrade (HTTP/1.1 Upgrade, or HTTP/2 extended CONNECT, which Envoy
-// presents to filters in the same form).
-func isWebSocketUpgrade(headers api.RequestHeaderMap) bool {
-	for _, v := range headers.Values("upgrade") {
-		for _, token := range strings.Split(v, ",") {
-			if strings.EqualFold(strings.TrimSpace(token), "websocket") {
-				return true
+// inspect reports whether the request asks for a WebSocket upgrade (HTTP/1.1
+// Upgrade, or HTTP/2 extended CONNECT, which Envoy presents to filters in the
+// same form) and whether the client sent a ticket header of its own.
+func inspect(headers api.RequestHeaderMap) (upgrade, clientTicket bool) {
+	headers.Range(func(key, value string) bool {
+		switch {
+		case strings.EqualFold(key, TicketHeader):
+			clientTicket = true
+		case strings.EqualFold(key, "upgrade"):
+			for _, token := range strings.Split(value, ",") {
+				if strings.EqualFold(strings.TrimSpace(token), "websocket") {
+					upgrade = true
+				}
 			}
 		}
-	}
-	return false
+		return true
+	})
+	return upgrade, clientTicket
 }

@@ -74,6 +74,20 @@ const oneCluster = "kafka_clusters:\n  kafka:\n    brokers: ['127.0.0.1:1']\n   
 
 var ticketFormat = regexp.MustCompile(`^[0-9a-f]{32}$`)
 
+func TestClientTicketIsRemovedOnlyWhenSent(t *testing.T) {
+	p := parsePlugin(t, oneCluster)
+	h := upgradeHeaders()
+	decode(p.cfg, routedTo("kafka"), h)
+	if len(h.mutations) != 1 || h.mutations[0] != "set "+TicketHeader {
+		t.Errorf("mutations = %v, want only the ticket set", h.mutations)
+	}
+	h = upgradeHeaders("X-PubSub-Ticket", "forged")
+	decode(p.cfg, routedTo("kafka"), h)
+	if len(h.mutations) != 2 || h.mutations[0] != "del "+TicketHeader {
+		t.Errorf("mutations = %v, want the client ticket removed first", h.mutations)
+	}
+}
+
 func TestUpgradeToKafkaClusterGetsATicket(t *testing.T) {
 	p := parsePlugin(t, oneCluster)
 	cb := routedTo("kafka")
@@ -154,12 +168,12 @@ func TestOtherClustersPassUntouched(t *testing.T) {
 
 func TestUpgradeDetection(t *testing.T) {
 	for _, v := range []string{"websocket", "WebSocket", "h2c, websocket"} {
-		if !isWebSocketUpgrade(newHeaders("upgrade", v)) {
+		if upgrade, _ := inspect(newHeaders("upgrade", v)); !upgrade {
 			t.Errorf("Upgrade: %s not detected", v)
 		}
 	}
 	for _, h := range []*requestHeaders{newHeaders(), newHeaders("upgrade", "h2c"), newHeaders("connection", "upgrade")} {
-		if isWebSocketUpgrade(h) {
+		if upgrade, _ := inspect(h); upgrade {
 			t.Errorf("%v detected as an upgrade", h.h)
 		}
 	}

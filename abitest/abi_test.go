@@ -174,13 +174,29 @@ func TestSharedLibraryInFakeEnvoy(t *testing.T) {
 		}
 	}
 
-	// Destroying the last filter-level config drains the session server.
+	// A config update: Envoy parses the new config, then destroys the old
+	// one. The session server and its session stay.
+	updatedID := e.config(t, "filter", filterCfg)
+	if updatedID == 0 {
+		t.Fatal("updated filter config rejected")
+	}
 	for _, id := range []uint64{merged, badMerged, routeID, badRouteID, filterID} {
 		e.send(t, fmt.Sprintf("destroy %d", id))
 		e.expect(t, fmt.Sprintf("DESTROYED %d", id))
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
+	if _, err := c.Ping(ctx, []byte("after update")); err != nil {
+		t.Fatalf("session lost on config update: %v", err)
+	}
+	r = e.request(t, updatedID, "kafka", 1, upgrade...)
+	if r.status != statusContinue || len(r.headers["x-pubsub-ticket"]) != 1 {
+		t.Fatalf("upgrade with the updated config: %+v", r)
+	}
+
+	// Destroying the last filter-level config drains the session server.
+	e.send(t, fmt.Sprintf("destroy %d", updatedID))
+	e.expect(t, fmt.Sprintf("DESTROYED %d", updatedID))
 	_, err = c.Ping(ctx, nil)
 	var ce client.CloseError
 	if !errors.As(err, &ce) || ce.Code != ws.StatusGoingAway {

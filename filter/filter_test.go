@@ -499,11 +499,7 @@ func TestConfigUpdateKeepsSessionsAndLastDestroyDrains(t *testing.T) {
 
 	second.cfg.Destroy()
 	for _, cl := range []*client.Client{c, c2} {
-		_, err := cl.Ping(ctx, nil)
-		var ce client.CloseError
-		if !errors.As(err, &ce) || ce.Code != ws.StatusGoingAway {
-			t.Errorf("after the last destroy: %v, want close 1001", err)
-		}
+		waitClosedWith(t, cl, ws.StatusGoingAway)
 	}
 	if _, err := os.Stat(sock); !os.IsNotExist(err) {
 		t.Errorf("socket left behind: %v", err)
@@ -625,5 +621,19 @@ func ping(t *testing.T, c *client.Client) {
 	defer cancel()
 	if _, err := c.Ping(ctx, nil); err != nil {
 		t.Fatalf("ping: %v", err)
+	}
+}
+
+// waitClosedWith waits for the server to close c with code.
+func waitClosedWith(t *testing.T, c *client.Client, code ws.StatusCode) {
+	t.Helper()
+	select {
+	case <-c.Done():
+	case <-time.After(10 * time.Second):
+		t.Fatalf("session not closed, want close %d", code)
+	}
+	var ce client.CloseError
+	if err := c.Err(); !errors.As(err, &ce) || ce.Code != code {
+		t.Errorf("session ended with %v, want close %d", err, code)
 	}
 }

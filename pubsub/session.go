@@ -520,9 +520,14 @@ func getBuf() *[]byte {
 	return b
 }
 
+// maxPooledBuffer is the largest buffer the pool keeps: a full fetch reply
+// (1 MiB of records by default, a little more once encoded) must be reused,
+// not allocated anew for every fetch.
+const maxPooledBuffer = 4 << 20
+
 // putBuf returns b to the pool unless it grew too large to keep.
 func putBuf(b *[]byte) {
-	if cap(*b) <= 1<<20 {
+	if cap(*b) <= maxPooledBuffer {
 		bufPool.Put(b)
 	}
 }

@@ -33,7 +33,7 @@ func Markdown(res Results) string {
 	p("")
 	p("#### Throughput: a topic of %d partitions read from start to end", slices.Max(res.Config.Sessions))
 	p("")
-	p("The direct reader is one franz-go client consuming every partition; through the gateway, each session reads whole partitions (session i those with p mod sessions = i).")
+	p("The direct reader is one franz-go client consuming every partition; through the gateway, each session reads whole partitions (session i those with p mod sessions = i). Each figure is the fastest of %d runs.", max(res.Config.Runs, 1))
 	p("")
 	p("| value | reader | sessions | records | records/s | MB/s | of direct |")
 	p("|---:|---|---:|---:|---:|---:|---:|")

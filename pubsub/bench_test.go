@@ -27,8 +27,9 @@ func fetchReply(n, size int) *pb.PubSubResp {
 }
 
 // replyShapes are fetch replies of typical sizes: a tail (1 record) and a
-// full 1 MiB fetch of small and of large records.
-var replyShapes = []struct{ records, size int }{{1, 100}, {8000, 100}, {1000, 1024}}
+// full 1 MiB Kafka fetch of small and of large records (a little over 1 MiB
+// once encoded as a reply).
+var replyShapes = []struct{ records, size int }{{1, 100}, {9600, 100}, {1015, 1024}}
 
 func BenchmarkDecodeRequest(b *testing.B) {
 	data, err := proto.Marshal(&pb.PubSubReq{Sequence: 42, Req: &pb.PubSubReq_CmdKafkaFetch{

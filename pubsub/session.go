@@ -139,6 +139,7 @@ func Serve(ctx context.Context, conn net.Conn, h Handler, opts Options) (err err
 		handler:  h,
 		opts:     o,
 		inflight: make(chan struct{}, o.MaxInFlight),
+		in:       readAhead{conn: conn},
 	}
 	s.ctx, s.cancel = context.WithCancel(ctx)
 	stop := context.AfterFunc(ctx, func() {
@@ -177,11 +178,11 @@ func (s *session) awaitPeerClose() {
 	}
 	s.conn.SetReadDeadline(time.Now().Add(closeLinger))
 	for {
-		h, err := ws.ReadHeaderBuffer(s.conn, s.hdr[:])
+		h, err := ws.ReadHeaderBuffer(&s.in, s.hdr[:])
 		if err != nil || h.OpCode == ws.OpClose {
 			return
 		}
-		if _, err := io.CopyN(io.Discard, s.conn, h.Length); err != nil {
+		if _, err := io.CopyN(io.Discard, &s.in, h.Length); err != nil {
 			return
 		}
 	}
@@ -199,6 +200,8 @@ type session struct {
 	inflight chan struct{}
 	handlers sync.WaitGroup
 	hdr      [ws.MaxHeaderSize - 2]byte
+	// in is the reader goroutine's view of conn.
+	in readAhead
 
 	// Writers queue on wmu; pendingWrites counts those waiting so that only
 	// the last one of a burst flushes.
@@ -234,7 +237,7 @@ func (s *session) readLoop() error {
 		if s.opts.IdleTimeout > 0 && !s.closing.Load() {
 			s.conn.SetReadDeadline(time.Now().Add(s.opts.IdleTimeout))
 		}
-		h, err := ws.ReadHeaderBuffer(s.conn, s.hdr[:])
+		h, err := ws.ReadHeaderBuffer(&s.in, s.hdr[:])
 		if err != nil {
 			return s.readFailed(err)
 		}
@@ -269,7 +272,7 @@ func (s *session) readLoop() error {
 		}
 		start := len(*msg)
 		*msg = grow(*msg, int(h.Length))
-		if _, err := io.ReadFull(s.conn, (*msg)[start:]); err != nil {
+		if _, err := io.ReadFull(&s.in, (*msg)[start:]); err != nil {
 			return s.readFailed(err)
 		}
 		ws.Cipher((*msg)[start:], h.Mask, 0)
@@ -309,7 +312,7 @@ func (s *session) readFailed(err error) error {
 func (s *session) control(h ws.Header) (done bool, err error) {
 	var buf [125]byte
 	p := buf[:h.Length]
-	if _, err := io.ReadFull(s.conn, p); err != nil {
+	if _, err := io.ReadFull(&s.in, p); err != nil {
 		return true, s.readFailed(err)
 	}
 	ws.Cipher(p, h.Mask, 0)
@@ -512,6 +515,37 @@ func (s *session) closeWith(code ws.StatusCode, reason string) {
 	}
 	s.cancel()
 	s.conn.SetReadDeadline(time.Now().Add(closeLinger))
+}
+
+// readAheadSize is the read-ahead of a session: a typical request (frame
+// header and a fetch command of a few dozen bytes) arrives in one read.
+const readAheadSize = 128
+
+// readAhead reads the client's bytes in chunks of readAheadSize, so that a
+// small request costs one read system call rather than one per frame header
+// part and payload. Large payloads are read straight into their buffer. Only
+// the session's reader goroutine uses it.
+type readAhead struct {
+	conn     net.Conn
+	buf      [readAheadSize]byte
+	pos, end int
+}
+
+func (r *readAhead) Read(p []byte) (int, error) {
+	if r.pos == r.end {
+		if len(p) >= len(r.buf) {
+			return r.conn.Read(p)
+		}
+		n, err := r.conn.Read(r.buf[:])
+		if n == 0 {
+			return 0, err
+		}
+		// A read error that came with data shows again on the next read.
+		r.pos, r.end = 0, n
+	}
+	n := copy(p, r.buf[r.pos:r.end])
+	r.pos += n
+	return n, nil
 }
 
 func getBuf() *[]byte {

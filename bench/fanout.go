@@ -7,8 +7,6 @@ import (
 	"time"
 
 	"github.com/twmb/franz-go/pkg/kgo"
-
-	"github.com/envoy-pubsub/gateway/client"
 )
 
 // FanoutResult is the Kafka traffic of many sessions tailing one partition.
@@ -39,12 +37,12 @@ const (
 // Kafka fetches until every session has seen every record.
 func measureFanout(ctx context.Context, g *gatewayProcess, brokers []string, topic string, sessions, records, valueBytes int) (FanoutResult, error) {
 	res := FanoutResult{Sessions: sessions, Records: records, ValueBytes: valueBytes}
-	clients, err := dialClients(ctx, g.url, sessions)
+	clients, err := dialSessions(ctx, g.target, sessions)
 	if err != nil {
 		return res, err
 	}
-	defer closeClients(clients)
-	end, err := clients[0].ListOffset(ctx, topic, 0, -1)
+	defer closeSessions(clients)
+	end, err := clients[0].listOffset(topic, 0, -1)
 	if err != nil {
 		return res, fmt.Errorf("list offset: %w", err)
 	}
@@ -56,7 +54,7 @@ func measureFanout(ctx context.Context, g *gatewayProcess, brokers []string, top
 	delivered := make(chan int64, sessions)
 	for _, c := range clients {
 		goSafe(errs, func() error {
-			n, err := tail(ctx, c, topic, end, end+int64(records))
+			n, err := tail(c, topic, end, end+int64(records))
 			delivered <- n
 			return err
 		})
@@ -83,19 +81,19 @@ func measureFanout(ctx context.Context, g *gatewayProcess, brokers []string, top
 
 // tail fetches offsets [from, to) as they arrive and returns how many
 // records it received.
-func tail(ctx context.Context, c *client.Client, topic string, from, to int64) (int64, error) {
+func tail(c sessionClient, topic string, from, to int64) (int64, error) {
 	var received int64
 	for next := from; next < to; {
-		msgs, err := c.Fetch(ctx, topic, 0, next)
-		if err != nil {
-			return received, fmt.Errorf("tail fetch at %d: %w", next, err)
-		}
-		for _, m := range msgs {
-			if m.GetOffset() != next {
-				return received, fmt.Errorf("tail fetch: offset %d, want %d", m.GetOffset(), next)
+		err := c.fetch(topic, 0, next, func(offset int64, _ []byte) error {
+			if offset != next {
+				return fmt.Errorf("offset %d, want %d", offset, next)
 			}
 			received++
 			next++
+			return nil
+		})
+		if err != nil {
+			return received, fmt.Errorf("tail fetch at %d: %w", next, err)
 		}
 	}
 	return received, nil

@@ -45,19 +45,19 @@ type GatewayStats struct {
 // gatewayProcess is the gateway child seen from the benchmark.
 type gatewayProcess struct {
 	*child
-	url string
+	target gatewayTarget
 }
 
 // startGateway serves brokers as cluster "kafka" in a child process;
 // profile files, when set, receive its CPU and heap profiles.
-func startGateway(brokers []string, cpuProfile, memProfile string) (*gatewayProcess, error) {
+func startGateway(brokers []string, clientKind, cpuProfile, memProfile string) (*gatewayProcess, error) {
 	var ready gatewayReady
 	c, err := startChild(RoleGateway, &ready,
 		"-brokers", strings.Join(brokers, ","), "-cpuprofile", cpuProfile, "-memprofile", memProfile)
 	if err != nil {
 		return nil, err
 	}
-	return &gatewayProcess{child: c, url: "ws://" + ready.Addr + "/kafka"}, nil
+	return &gatewayProcess{child: c, target: gatewayTarget{url: "ws://" + ready.Addr + "/kafka", client: clientKind}}, nil
 }
 
 func (g *gatewayProcess) stats() (GatewayStats, error) {

@@ -8,8 +8,6 @@ import (
 	"time"
 
 	"github.com/twmb/franz-go/pkg/kgo"
-
-	"github.com/envoy-pubsub/gateway/client"
 )
 
 // Percentiles summarises durations, in milliseconds.
@@ -45,27 +43,25 @@ type LatencyResult struct {
 
 // measureLatency runs samples requests of each kind on topic, which it
 // fills with records first.
-func measureLatency(ctx context.Context, url string, brokers []string, topic string, samples int) (LatencyResult, error) {
+func measureLatency(ctx context.Context, gw gatewayTarget, brokers []string, topic string, samples int) (LatencyResult, error) {
 	const preload = 100
 	if err := produce(ctx, brokers, topic, 1, preload, 100); err != nil {
 		return LatencyResult{}, err
 	}
-	c, err := client.Dial(ctx, url, client.Options{})
+	c, err := dialSession(ctx, gw.client, gw.url)
 	if err != nil {
 		return LatencyResult{}, err
 	}
 	defer c.Close()
 	var res LatencyResult
-	if res.Ping, err = roundTrips(samples, func() error {
-		_, err := c.Ping(ctx, []byte("bench"))
-		return err
-	}); err != nil {
+	if res.Ping, err = roundTrips(samples, c.ping); err != nil {
 		return res, fmt.Errorf("ping: %w", err)
 	}
 	if res.Fetch, err = roundTrips(samples, func() error {
-		msgs, err := c.Fetch(ctx, topic, 0, preload-1)
-		if err == nil && len(msgs) != 1 {
-			err = fmt.Errorf("%d records, want 1", len(msgs))
+		records := 0
+		err := c.fetch(topic, 0, preload-1, func(int64, []byte) error { records++; return nil })
+		if err == nil && records != 1 {
+			err = fmt.Errorf("%d records, want 1", records)
 		}
 		return err
 	}); err != nil {
@@ -89,8 +85,8 @@ func roundTrips(n int, f func() error) (Percentiles, error) {
 
 // produceToClient produces n records, one every few milliseconds, each
 // carrying its send time, while c fetches the partition in a tight loop.
-func produceToClient(ctx context.Context, c *client.Client, brokers []string, topic string, n int) (Percentiles, error) {
-	next, err := c.ListOffset(ctx, topic, 0, -1)
+func produceToClient(ctx context.Context, c sessionClient, brokers []string, topic string, n int) (Percentiles, error) {
+	next, err := c.listOffset(topic, 0, -1)
 	if err != nil {
 		return Percentiles{}, fmt.Errorf("list offset: %w", err)
 	}
@@ -99,14 +95,17 @@ func produceToClient(ctx context.Context, c *client.Client, brokers []string, to
 	goSafe(errs, func() error {
 		ds := make([]time.Duration, 0, n)
 		for len(ds) < n {
-			msgs, err := c.Fetch(ctx, topic, 0, next)
+			err := c.fetch(topic, 0, next, func(offset int64, value []byte) error {
+				if len(value) != 8 {
+					return fmt.Errorf("record at %d has %d bytes, want a timestamp", offset, len(value))
+				}
+				sent := time.Unix(0, int64(binary.BigEndian.Uint64(value)))
+				ds = append(ds, time.Since(sent))
+				next = offset + 1
+				return nil
+			})
 			if err != nil {
 				return fmt.Errorf("tail fetch at %d: %w", next, err)
-			}
-			for _, m := range msgs {
-				sent := time.Unix(0, int64(binary.BigEndian.Uint64(m.GetValue())))
-				ds = append(ds, time.Since(sent))
-				next = m.GetOffset() + 1
 			}
 		}
 		seen <- ds

@@ -29,7 +29,7 @@ func Markdown(res Results) string {
 	var b strings.Builder
 	p := func(format string, args ...any) { fmt.Fprintf(&b, format+"\n", args...) }
 	p("Run of %s on %s.", res.Started.Format("2006-01-02 15:04 UTC"), res.Machine)
-	p("Broker (kfake, 1 node) and gateway (standalone server) each run in a child process; the direct consumer and the WebSocket clients run in the benchmark process.")
+	p("Broker (kfake, 1 node) and gateway (standalone server) each run in a child process; the direct consumer and the WebSocket clients (%s) run in the benchmark process.", clientName(res.Config.Client))
 	p("")
 	p("#### Throughput: a topic of %d partitions read from start to end", slices.Max(res.Config.Sessions))
 	p("")
@@ -102,6 +102,13 @@ func ofDirect(rows []ThroughputRow, sessions int) string {
 		return "not measured"
 	}
 	return strings.Join(parts, ", ")
+}
+
+func clientName(kind string) string {
+	if kind == ClientGo {
+		return "the project's client package"
+	}
+	return "a lean frame-level client"
 }
 
 func readerName(r string) string {

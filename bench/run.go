@@ -29,6 +29,9 @@ type Config struct {
 	// FanoutSessions tail one partition while FanoutRecords arrive.
 	FanoutSessions int `json:"fanout_sessions"`
 	FanoutRecords  int `json:"fanout_records"`
+	// Client is the client the sessions use: ClientRaw (default), a lean
+	// frame-level client, or ClientGo, the project's client package.
+	Client string `json:"client"`
 	// CPUProfile and MemProfile, if set, receive the gateway process's
 	// CPU profile and heap (allocs) profile.
 	CPUProfile string `json:"-"`
@@ -70,22 +73,22 @@ func Run(ctx context.Context, cfg Config, progress io.Writer) (res Results, err 
 		return res, err
 	}
 	defer func() { err = errors.Join(err, broker.stop()) }()
-	gateway, err := startGateway(brokers, cfg.CPUProfile, cfg.MemProfile)
+	gateway, err := startGateway(brokers, cfg.Client, cfg.CPUProfile, cfg.MemProfile)
 	if err != nil {
 		return res, err
 	}
 	defer func() { err = errors.Join(err, gateway.stop()) }()
-	logf("broker %v, gateway %s", brokers, gateway.url)
+	logf("broker %v, gateway %s, %s client", brokers, gateway.target.url, cfg.Client)
 
 	for _, size := range cfg.ValueSizes {
-		rows, err := measureThroughput(ctx, gateway.url, brokers, cfg, size, logf)
+		rows, err := measureThroughput(ctx, gateway.target, brokers, cfg, size, logf)
 		res.Throughput = append(res.Throughput, rows...)
 		if err != nil {
 			return res, err
 		}
 	}
 	logf("latency: %d samples", cfg.LatencySamples)
-	if res.Latency, err = measureLatency(ctx, gateway.url, brokers, latencyTopic, cfg.LatencySamples); err != nil {
+	if res.Latency, err = measureLatency(ctx, gateway.target, brokers, latencyTopic, cfg.LatencySamples); err != nil {
 		return res, fmt.Errorf("latency: %w", err)
 	}
 	logf("fan-out: %d sessions, %d records", cfg.FanoutSessions, cfg.FanoutRecords)
@@ -104,7 +107,7 @@ func Run(ctx context.Context, cfg Config, progress io.Writer) (res Results, err 
 // partitions as the largest session count, so that every session reads
 // whole partitions (a fetch returns up to its byte limit from its offset
 // on, so sessions sharing a partition would read past their share).
-func measureThroughput(ctx context.Context, url string, brokers []string, cfg Config, size int, logf func(string, ...any)) ([]ThroughputRow, error) {
+func measureThroughput(ctx context.Context, gw gatewayTarget, brokers []string, cfg Config, size int, logf func(string, ...any)) ([]ThroughputRow, error) {
 	topic := valuesTopic(size)
 	partitions := slices.Max(cfg.Sessions)
 	perPartition := max(1, int(cfg.MBPerSize*1e6/float64(size))/partitions)
@@ -125,7 +128,7 @@ func measureThroughput(ctx context.Context, url string, brokers []string, cfg Co
 	rows := []ThroughputRow{direct}
 	for _, sessions := range cfg.Sessions {
 		d, err := fastest(cfg.Runs, func() (time.Duration, error) {
-			return readGateway(ctx, url, topic, partitions, perPartition, size, sessions)
+			return readGateway(ctx, gw, topic, partitions, perPartition, size, sessions)
 		})
 		if err != nil {
 			return rows, fmt.Errorf("%d B, %d sessions: %w", size, sessions, err)

@@ -55,7 +55,7 @@ func measureIdleSessions(ctx context.Context, g *gatewayProcess, steps []int) (S
 	var dialing time.Duration
 	for _, n := range steps {
 		start := time.Now()
-		opened, err := dialIdle(ctx, g.url, n-len(conns))
+		opened, err := dialIdle(ctx, g.target.url, n-len(conns))
 		conns = append(conns, opened...)
 		if err != nil {
 			return res, fmt.Errorf("with %d sessions open: %w", len(conns), err)

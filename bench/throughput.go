@@ -8,8 +8,6 @@ import (
 	"time"
 
 	"github.com/twmb/franz-go/pkg/kgo"
-
-	"github.com/envoy-pubsub/gateway/client"
 )
 
 // ThroughputRow is one read of a topic's records, directly or through the
@@ -133,18 +131,18 @@ func readDirect(ctx context.Context, brokers []string, topic string, partitions,
 // the partitions p with p mod sessions = i: list the earliest offset, fetch
 // from it, continue at last+1. The sessions connect before the clock
 // starts.
-func readGateway(ctx context.Context, url, topic string, partitions, perPartition, valueBytes, sessions int) (time.Duration, error) {
-	clients, err := dialClients(ctx, url, sessions)
+func readGateway(ctx context.Context, gw gatewayTarget, topic string, partitions, perPartition, valueBytes, sessions int) (time.Duration, error) {
+	clients, err := dialSessions(ctx, gw, sessions)
 	if err != nil {
 		return 0, err
 	}
-	defer closeClients(clients)
+	defer closeSessions(clients)
 	errs := make(chan error, sessions)
 	start := time.Now()
 	for i, c := range clients {
 		goSafe(errs, func() error {
 			for p := i; p < partitions; p += sessions {
-				if err := readPartition(ctx, c, topic, int32(p), int64(perPartition), valueBytes); err != nil {
+				if err := readPartition(c, topic, int32(p), int64(perPartition), valueBytes); err != nil {
 					return err
 				}
 			}
@@ -160,33 +158,39 @@ func readGateway(ctx context.Context, url, topic string, partitions, perPartitio
 }
 
 // readPartition reads the first n records of topic/partition.
-func readPartition(ctx context.Context, c *client.Client, topic string, partition int32, n int64, valueBytes int) error {
-	next, err := c.ListOffset(ctx, topic, partition, -2)
+func readPartition(c sessionClient, topic string, partition int32, n int64, valueBytes int) error {
+	next, err := c.listOffset(topic, partition, -2)
 	if err != nil {
 		return fmt.Errorf("list offset of partition %d: %w", partition, err)
 	}
 	for next < n {
-		msgs, err := c.Fetch(ctx, topic, partition, next)
-		if err != nil {
-			return fmt.Errorf("fetch partition %d at %d: %w", partition, next, err)
-		}
-		for _, m := range msgs {
-			if m.GetOffset() != next || len(m.GetValue()) != valueBytes {
-				return fmt.Errorf("fetch partition %d at %d: offset %d with %d bytes", partition, next, m.GetOffset(), len(m.GetValue()))
+		err := c.fetch(topic, partition, next, func(offset int64, value []byte) error {
+			if offset != next || len(value) != valueBytes {
+				return fmt.Errorf("offset %d with %d bytes", offset, len(value))
 			}
 			next++
+			return nil
+		})
+		if err != nil {
+			return fmt.Errorf("fetch partition %d at %d: %w", partition, next, err)
 		}
 	}
 	return nil
 }
 
-// dialClients opens n sessions.
-func dialClients(ctx context.Context, url string, n int) ([]*client.Client, error) {
-	clients := make([]*client.Client, 0, n)
+// gatewayTarget is where and with which client sessions are opened.
+type gatewayTarget struct {
+	url    string
+	client string // ClientRaw or ClientGo
+}
+
+// dialSessions opens n sessions.
+func dialSessions(ctx context.Context, gw gatewayTarget, n int) ([]sessionClient, error) {
+	clients := make([]sessionClient, 0, n)
 	for range n {
-		c, err := client.Dial(ctx, url, client.Options{})
+		c, err := dialSession(ctx, gw.client, gw.url)
 		if err != nil {
-			closeClients(clients)
+			closeSessions(clients)
 			return nil, err
 		}
 		clients = append(clients, c)
@@ -194,7 +198,7 @@ func dialClients(ctx context.Context, url string, n int) ([]*client.Client, erro
 	return clients, nil
 }
 
-func closeClients(clients []*client.Client) {
+func closeSessions(clients []sessionClient) {
 	for _, c := range clients {
 		c.Close()
 	}

@@ -45,6 +45,7 @@ func run() error {
 	latency := flag.Int("latency-samples", 5000, "round trips per latency figure")
 	fanoutSessions := flag.Int("fanout-sessions", 100, "sessions tailing one partition in the fan-out run")
 	fanoutRecords := flag.Int("fanout-records", 5000, "records produced in the fan-out run")
+	clientKind := flag.String("client", bench.ClientRaw, "client of the sessions: raw (a lean frame-level client) or go (the project's client package)")
 	out := flag.String("out", filepath.Join("bench", "results"), "directory of the result files")
 	doc := flag.String("doc", "BENCHMARKS.md", "Markdown file whose results section is replaced; empty leaves it")
 	cpuProfile := flag.String("cpuprofile", "", "write a CPU profile of the gateway process to this file")
@@ -55,6 +56,7 @@ func run() error {
 	cfg := bench.Config{
 		MBPerSize:      *mb,
 		Runs:           *runs,
+		Client:         *clientKind,
 		LatencySamples: *latency,
 		FanoutSessions: *fanoutSessions,
 		FanoutRecords:  *fanoutRecords,

@@ -108,7 +108,16 @@ type Request struct {
 	// Command is the name of the command set in Msg.
 	Command string
 	s       *session
+	// afterReply run once the reply is written; see AfterReply.
+	afterReply []func()
 }
+
+// AfterReply registers f to run once the handler's reply has been encoded
+// and written (or has failed or been dropped), so that a handler that built
+// its reply on pooled memory can give that memory back in f. The handler
+// calls it before it returns; pushed replies are encoded when pushed and
+// need no such hook.
+func (r *Request) AfterReply(f func()) { r.afterReply = append(r.afterReply, f) }
 
 // Sequence returns the request's sequence, which every reply echoes.
 func (r *Request) Sequence() int64 { return r.Msg.GetSequence() }
@@ -368,6 +377,7 @@ func (s *session) serve(req *Request) {
 			s.opts.Logger.Error("pubsub: handler panic", "command", req.Command, "panic", p, "stack", string(debug.Stack()))
 			s.writeError(req.Sequence(), errMsgInternalFailure)
 		}
+		s.runAfterReply(req)
 		<-s.inflight
 		s.handlers.Done()
 	}()
@@ -379,6 +389,21 @@ func (s *session) serve(req *Request) {
 	case resp != nil:
 		resp.Sequence = req.Sequence()
 		s.writeReply(resp)
+	}
+}
+
+// runAfterReply runs the functions the handler registered with AfterReply;
+// a panic in one is logged and does not stop the others.
+func (s *session) runAfterReply(req *Request) {
+	for _, f := range req.afterReply {
+		func() {
+			defer func() {
+				if p := recover(); p != nil {
+					s.opts.Logger.Error("pubsub: after-reply panic", "command", req.Command, "panic", p, "stack", string(debug.Stack()))
+				}
+			}()
+			f()
+		}()
 	}
 }
 

@@ -24,8 +24,9 @@ const (
 	docEnd   = "<!-- pubsub-bench results: end -->"
 )
 
-// Markdown renders the figures of res as tables.
-func Markdown(res Results) string {
+// Markdown renders the figures of res as tables, and when baseline is not
+// nil, how they compare with it.
+func Markdown(res Results, baseline *Results) string {
 	var b strings.Builder
 	p := func(format string, args ...any) { fmt.Fprintf(&b, format+"\n", args...) }
 	p("Run of %s on %s.", res.Started.Format("2006-01-02 15:04 UTC"), res.Machine)
@@ -88,7 +89,74 @@ func Markdown(res Results) string {
 		p("| idle session <= 16 KiB | %s heap + stacks, %s RSS (at %d sessions) |", kib(s.HeapPerSession), kib(s.RSSPerSession), s.Sessions)
 	}
 	p("| fetch p99 < 5 ms at light load | %.3f ms |", res.Latency.Fetch.P99)
+	if baseline != nil {
+		p("")
+		b.WriteString(comparison(res, *baseline))
+	}
 	return b.String()
+}
+
+// comparison renders res next to an earlier run: each figure before and
+// after, and after/before for throughput (higher is better) or before/after
+// for times and memory (so that above 1 is always an improvement).
+func comparison(res, base Results) string {
+	var b strings.Builder
+	p := func(format string, args ...any) { fmt.Fprintf(&b, format+"\n", args...) }
+	p("#### Compared with the baseline run of %s", base.Started.Format("2006-01-02 15:04 UTC"))
+	p("")
+	p("Gain: above 1 is better (records/s: now / before; times and memory: before / now).")
+	p("")
+	p("| figure | before | now | gain |")
+	p("|---|---:|---:|---:|")
+	row := func(name string, before, now float64, format string, higherIsBetter bool) {
+		if before == 0 || now == 0 {
+			return
+		}
+		gain := before / now
+		if higherIsBetter {
+			gain = now / before
+		}
+		p("| %s | "+format+" | "+format+" | %.2f |", name, before, now, gain)
+	}
+	for _, r := range res.Throughput {
+		for _, o := range base.Throughput {
+			if o.Reader == r.Reader && o.Sessions == r.Sessions && o.ValueBytes == r.ValueBytes {
+				name := fmt.Sprintf("%s, %s", sizeName(r.ValueBytes), readerName(r.Reader))
+				if r.Reader != "direct" {
+					name += fmt.Sprintf(", %d session%s", r.Sessions, plural(r.Sessions))
+				}
+				row(name, o.RecordsPerS, r.RecordsPerS, "%.0f rec/s", true)
+			}
+		}
+	}
+	row("cmd_ping p50", base.Latency.Ping.P50, res.Latency.Ping.P50, "%.3f ms", false)
+	row("fetch round trip p50", base.Latency.Fetch.P50, res.Latency.Fetch.P50, "%.3f ms", false)
+	row("fetch round trip p99", base.Latency.Fetch.P99, res.Latency.Fetch.P99, "%.3f ms", false)
+	row("produce to client p50", base.Latency.ProduceToClient.P50, res.Latency.ProduceToClient.P50, "%.3f ms", false)
+	row("produce to client p99", base.Latency.ProduceToClient.P99, res.Latency.ProduceToClient.P99, "%.3f ms", false)
+	for _, s := range res.Sessions.Steps {
+		for _, o := range base.Sessions.Steps {
+			if o.Sessions == s.Sessions {
+				row(fmt.Sprintf("heap + stacks per idle session (%d)", s.Sessions), o.HeapPerSession/1024, s.HeapPerSession/1024, "%.1f KiB", false)
+			}
+		}
+	}
+	row("handshakes", base.Sessions.HandshakesPerS, res.Sessions.HandshakesPerS, "%.0f/s", true)
+	row("fan-out fetch bytes per delivered record", base.Fanout.BytesPerRecord, res.Fanout.BytesPerRecord, "%.1f B", false)
+	return b.String()
+}
+
+// ReadResults loads the JSON results of an earlier run.
+func ReadResults(path string) (*Results, error) {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return nil, err
+	}
+	var res Results
+	if err := json.Unmarshal(b, &res); err != nil {
+		return nil, fmt.Errorf("%s: %w", path, err)
+	}
+	return &res, nil
 }
 
 func ofDirect(rows []ThroughputRow, sessions int) string {
@@ -127,9 +195,9 @@ func sizeName(n int) string {
 
 func kib(n float64) string { return fmt.Sprintf("%.1f KiB", n/1024) }
 
-// Write stores res in dir: JSON, Markdown, the throughput chart and the
-// machine description.
-func Write(dir string, res Results) error {
+// Write stores res in dir: JSON, Markdown (with the comparison with
+// baseline, if any), the throughput chart and the machine description.
+func Write(dir string, res Results, baseline *Results) error {
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return err
 	}
@@ -143,7 +211,7 @@ func Write(dir string, res Results) error {
 	}
 	for name, content := range map[string][]byte{
 		ResultsJSON:     append(js, '\n'),
-		ResultsMarkdown: []byte(Markdown(res)),
+		ResultsMarkdown: []byte(Markdown(res, baseline)),
 		ThroughputChart: png,
 		MachineText:     []byte(res.Machine.String() + "\n"),
 	} {
@@ -156,7 +224,7 @@ func Write(dir string, res Results) error {
 
 // UpdateDoc replaces the text between the result markers of the Markdown
 // file at path with res's tables.
-func UpdateDoc(path string, res Results) error {
+func UpdateDoc(path string, res Results, baseline *Results) error {
 	doc, err := os.ReadFile(path)
 	if err != nil {
 		return err
@@ -168,7 +236,7 @@ func UpdateDoc(path string, res Results) error {
 	}
 	var out bytes.Buffer
 	out.Write(doc[:begin+len(docBegin)])
-	out.WriteString("\n" + Markdown(res))
+	out.WriteString("\n" + Markdown(res, baseline))
 	out.Write(doc[end:])
 	return os.WriteFile(path, out.Bytes(), 0o644)
 }

@@ -48,6 +48,7 @@ func run() error {
 	clientKind := flag.String("client", bench.ClientRaw, "client of the sessions: raw (a lean frame-level client) or go (the project's client package)")
 	out := flag.String("out", filepath.Join("bench", "results"), "directory of the result files")
 	doc := flag.String("doc", "BENCHMARKS.md", "Markdown file whose results section is replaced; empty leaves it")
+	compare := flag.String("compare", "", "results.json of an earlier run to compare with (before/after table)")
 	cpuProfile := flag.String("cpuprofile", "", "write a CPU profile of the gateway process to this file")
 	memProfile := flag.String("memprofile", "", "write an allocation profile of the gateway process to this file")
 	clientProfile := flag.String("client-cpuprofile", "", "write a CPU profile of the benchmark (client) process to this file")
@@ -82,6 +83,12 @@ func run() error {
 		*out = filepath.Join(os.TempDir(), "pubsub-bench-quick")
 		*doc = ""
 	}
+	var baseline *bench.Results
+	if *compare != "" {
+		if baseline, err = bench.ReadResults(*compare); err != nil {
+			return err
+		}
+	}
 	if *clientProfile != "" {
 		f, err := os.Create(*clientProfile)
 		if err != nil {
@@ -100,13 +107,13 @@ func run() error {
 	if err != nil {
 		return err
 	}
-	if err := bench.Write(*out, res); err != nil {
+	if err := bench.Write(*out, res, baseline); err != nil {
 		return err
 	}
-	fmt.Print(bench.Markdown(res))
+	fmt.Print(bench.Markdown(res, baseline))
 	fmt.Fprintf(os.Stderr, "results in %s\n", *out)
 	if *doc != "" {
-		return bench.UpdateDoc(*doc, res)
+		return bench.UpdateDoc(*doc, res, baseline)
 	}
 	return nil
 }

@@ -2,10 +2,15 @@ package kafka_test
 
 import (
 	"context"
+	"io"
+	"log/slog"
+	"net"
 	"strings"
 	"testing"
 
+	"github.com/gobwas/ws"
 	"github.com/twmb/franz-go/pkg/kfake"
+	"google.golang.org/protobuf/proto"
 
 	"github.com/envoy-pubsub/gateway/config"
 	"github.com/envoy-pubsub/gateway/internal/testkit"
@@ -74,28 +79,77 @@ func BenchmarkClusterFetch(b *testing.B) {
 	}
 }
 
-// BenchmarkFetchHandler is the cmd_kafka_fetch handler: the fetch, and the
-// records turned into a reply.
+// BenchmarkFetchHandler is the cmd_kafka_fetch handler in a session on
+// loopback TCP: the fetch, the reply built from it, encoded and written, and
+// the pooled memory given back after the reply. The client end sends the
+// request frame and reads the reply frame without decoding it.
 func BenchmarkFetchHandler(b *testing.B) {
 	cl := benchCluster(b)
 	mux := pubsub.NewMux()
 	kafka.Register(mux, cl, nil)
+	conn := serveSession(b, mux)
 	for _, s := range fetchShapes {
 		b.Run(s.description, func(b *testing.B) {
-			req := &pubsub.Request{Command: pubsub.CmdKafkaFetch, Msg: &pb.PubSubReq{Req: &pb.PubSubReq_CmdKafkaFetch{
+			req, err := proto.Marshal(&pb.PubSubReq{Sequence: 1, Req: &pb.PubSubReq_CmdKafkaFetch{
 				CmdKafkaFetch: &pb.CmdKafkaFetch{Topic: "t", Partition: s.partition},
-			}}}
+			}})
+			if err != nil {
+				b.Fatal(err)
+			}
+			frame := ws.MustCompileFrame(ws.MaskFrame(ws.NewBinaryFrame(req)))
 			b.SetBytes(int64(s.records * s.valueBytes))
 			b.ReportAllocs()
 			for b.Loop() {
-				resp, err := mux.ServePubSub(context.Background(), req)
+				if _, err := conn.Write(frame); err != nil {
+					b.Fatal(err)
+				}
+				h, err := ws.ReadHeader(conn)
 				if err != nil {
 					b.Fatal(err)
 				}
-				if n := len(resp.GetKafkaFetchResp().GetMessages()); n != s.records {
-					b.Fatalf("%d records, want %d", n, s.records)
+				if h.Length < int64(s.records*s.valueBytes) {
+					b.Fatalf("reply of %d bytes for %d records of %d bytes", h.Length, s.records, s.valueBytes)
+				}
+				if _, err := io.CopyN(io.Discard, conn, h.Length); err != nil {
+					b.Fatal(err)
 				}
 			}
 		})
 	}
+}
+
+// serveSession serves h on the server end of a loopback TCP connection and
+// returns the client end.
+func serveSession(b *testing.B, h pubsub.Handler) net.Conn {
+	b.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer ln.Close()
+	accepted := make(chan net.Conn, 1)
+	go func() {
+		c, _ := ln.Accept()
+		accepted <- c
+	}()
+	client, err := net.Dial("tcp", ln.Addr().String())
+	if err != nil {
+		b.Fatal(err)
+	}
+	server := <-accepted
+	if server == nil {
+		b.Fatal("accept failed")
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		pubsub.Serve(ctx, server, h, pubsub.Options{Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
+	}()
+	b.Cleanup(func() {
+		cancel()
+		client.Close()
+		<-done
+	})
+	return client
 }

@@ -102,10 +102,12 @@ func (h *handlers) fetch(ctx context.Context, req *pubsub.Request) (*pb.PubSubRe
 	}
 	ctx, cancel := context.WithTimeout(ctx, h.k.cfg.RequestTimeout.Duration())
 	defer cancel()
-	records, err := h.k.Fetch(ctx, topic, partition, cmd.GetOffset())
+	// The records go back to their pool once the reply is written.
+	records, err := h.k.Fetch(recycled(ctx), topic, partition, cmd.GetOffset())
 	if err != nil {
 		return nil, &CommandError{Op: opFetch, Topic: topic, Partition: partition, Cause: err}
 	}
+	req.AfterReply(func() { recycleRecords(records) })
 	msgs := make([]*pb.KafkaMessage, len(records))
 	backing := make([]pb.KafkaMessage, len(records))
 	for i, r := range records {
@@ -260,6 +262,7 @@ func (k *Cluster) Fetch(ctx context.Context, topic string, partition int32, offs
 			Offset:    offset,
 			Topic:     topic,
 			Partition: partition,
+			Pools:     fetchPools(ctx),
 		}, &resp.Topics[0].Partitions[0], decompressor, nil)
 		if fp.Err != nil {
 			if attempt == 0 && stale(fp.Err) {

@@ -36,7 +36,8 @@ var recordPools = []kgo.Pool{recordSlices{}}
 
 // recycleRecords gives the records of a fetch made with a recycled context
 // back to their pool. The records must not be used afterwards; keys and
-// values taken from them stay valid (they point into the fetch response).
+// values taken from them stay valid (they point into the fetch response or
+// a batch's decompressed bytes, neither of which is pooled).
 func recycleRecords(records []*kgo.Record) {
 	for _, r := range records {
 		r.Recycle()

@@ -54,6 +54,7 @@ type Client struct {
 	mu      sync.Mutex
 	seq     int64
 	pending map[int64]chan *pb.PubSubResp
+	subs    map[int64]*Subscription
 	// unmatched receives replies whose sequence no request waits for
 	// (e.g. sequence 0 errors for undecodable frames).
 	unmatched chan *pb.PubSubResp
@@ -81,6 +82,7 @@ func New(conn net.Conn, br *bufio.Reader) *Client {
 		conn:      conn,
 		rd:        conn,
 		pending:   make(map[int64]chan *pb.PubSubResp),
+		subs:      make(map[int64]*Subscription),
 		unmatched: make(chan *pb.PubSubResp, 16),
 		done:      make(chan struct{}),
 	}
@@ -94,6 +96,12 @@ func New(conn net.Conn, br *bufio.Reader) *Client {
 // Do sends req with a fresh sequence and waits for its reply. An error_resp
 // comes back as a *ServerError.
 func (c *Client) Do(ctx context.Context, req *pb.PubSubReq) (*pb.PubSubResp, error) {
+	return c.do(ctx, req, nil)
+}
+
+// do is Do that, when sub is not nil, registers sub for the replies after
+// the first one.
+func (c *Client) do(ctx context.Context, req *pb.PubSubReq, sub *Subscription) (*pb.PubSubResp, error) {
 	ch := make(chan *pb.PubSubResp, 1)
 	c.mu.Lock()
 	if c.err != nil {
@@ -103,6 +111,10 @@ func (c *Client) Do(ctx context.Context, req *pb.PubSubReq) (*pb.PubSubResp, err
 	c.seq++
 	req.Sequence = c.seq
 	c.pending[req.Sequence] = ch
+	if sub != nil {
+		sub.Sequence = req.Sequence
+		c.subs[req.Sequence] = sub
+	}
 	c.mu.Unlock()
 	defer func() {
 		c.mu.Lock()
@@ -221,8 +233,13 @@ func (c *Client) readLoop() {
 		if c.err == nil {
 			c.err = ErrClosed
 		}
+		subs := c.subs
+		c.subs = map[int64]*Subscription{}
 		c.mu.Unlock()
 		close(c.done)
+		for _, sub := range subs {
+			sub.end()
+		}
 	}()
 	rw := struct {
 		io.Reader
@@ -240,18 +257,20 @@ func (c *Client) readLoop() {
 			return
 		}
 		c.mu.Lock()
-		ch := c.pending[resp.GetSequence()]
+		seq := resp.GetSequence()
+		ch, sub := c.pending[seq], c.subs[seq]
+		delete(c.pending, seq) // one reply per request; more go to sub
 		c.mu.Unlock()
-		if ch != nil {
-			select {
-			case ch <- resp:
-				continue
-			default: // a second reply to the same request
-			}
-		}
-		select {
-		case c.unmatched <- resp:
+		switch {
+		case ch != nil:
+			ch <- resp
+		case sub != nil:
+			sub.deliver(resp)
 		default:
+			select {
+			case c.unmatched <- resp:
+			default:
+			}
 		}
 	}
 }

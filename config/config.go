@@ -28,6 +28,9 @@ const (
 	DefaultMaxSessions      = 10000
 	DefaultMaxInFlight      = 16
 	DefaultWriteTimeout     = 30 * time.Second
+	DefaultPushQueueBytes   = 1 << 20
+	DefaultPushStallTimeout = 10 * time.Second
+
 	DefaultFetchMaxBytes    = 1 << 20
 	DefaultFetchMaxWait     = 100 * time.Millisecond
 	DefaultRequestTimeout   = 5 * time.Second
@@ -128,6 +131,12 @@ type Session struct {
 	// WriteTimeout closes a session whose client does not read a reply for
 	// this long. Default 30s.
 	WriteTimeout Duration `json:"write_timeout,omitempty"`
+	// PushQueueBytes bounds the subscription pushes a session has queued
+	// but not written; a full queue pauses its deliveries. Default 1 MiB.
+	PushQueueBytes int `json:"push_queue_bytes,omitempty"`
+	// PushStallTimeout closes a session (code 4008, slow consumer) whose
+	// deliveries stay paused this long. Default 10s.
+	PushStallTimeout Duration `json:"push_stall_timeout,omitempty"`
 }
 
 // Tickets controls the one-time tickets that hand an upgrade from the Envoy
@@ -236,6 +245,12 @@ func (d *Document) complete() error {
 		return err
 	}
 	if err := defaultCount("session.max_in_flight", &s.MaxInFlight, DefaultMaxInFlight); err != nil {
+		return err
+	}
+	if err := defaultCount("session.push_queue_bytes", &s.PushQueueBytes, DefaultPushQueueBytes); err != nil {
+		return err
+	}
+	if err := defaultDuration("session.push_stall_timeout", &s.PushStallTimeout, DefaultPushStallTimeout); err != nil {
 		return err
 	}
 	if err := defaultDuration("tickets.ttl", &d.Tickets.TTL, DefaultTicketTTL); err != nil {

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"path"
+	"time"
 
 	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kgo"
@@ -21,12 +22,15 @@ func Register(mux *pubsub.Mux, k *Cluster, topics []string) {
 	h := &handlers{k: k, topics: topics}
 	mux.On(pubsub.CmdKafkaListOffset, pubsub.HandlerFunc(h.listOffset))
 	mux.On(pubsub.CmdKafkaFetch, pubsub.HandlerFunc(h.fetch))
+	mux.On(pubsub.CmdKafkaSubscribe, pubsub.HandlerFunc(h.subscribe))
+	mux.On(pubsub.CmdKafkaUnsubscribe, pubsub.HandlerFunc(h.unsubscribe))
 }
 
 // handlers serve one session's Kafka commands.
 type handlers struct {
 	k      *Cluster
 	topics []string
+	subs   subscriptions
 }
 
 // Causes of command failures that are not Kafka error codes.
@@ -102,12 +106,36 @@ func (h *handlers) fetch(ctx context.Context, req *pubsub.Request) (*pb.PubSubRe
 	}
 	ctx, cancel := context.WithTimeout(ctx, h.k.cfg.RequestTimeout.Duration())
 	defer cancel()
-	// The records go back to their pool once the reply is written.
-	records, err := h.k.Fetch(recycled(ctx), topic, partition, cmd.GetOffset())
+	records, shared, err := h.k.fetchShared(recycled(ctx), topic, partition, cmd.GetOffset())
 	if err != nil {
 		return nil, &CommandError{Op: opFetch, Topic: topic, Partition: partition, Cause: err}
 	}
-	req.AfterReply(func() { recycleRecords(records) })
+	if !shared {
+		// The records go back to their pool once the reply is written;
+		// records of a shared window stay where they are.
+		req.AfterReply(func() { recycleRecords(records) })
+	}
+	return &pb.PubSubResp{Resp: &pb.PubSubResp_KafkaFetchResp{
+		KafkaFetchResp: &pb.KafkaFetchResp{Messages: messagesOf(records)},
+	}}, nil
+}
+
+// fetchShared serves a fetch from the window of a running shared reader when
+// it covers offset (shared reports that: those records belong to the window
+// and must not be recycled), and from Kafka otherwise.
+func (k *Cluster) fetchShared(ctx context.Context, topic string, partition int32, offset int64) (recs []*kgo.Record, shared bool, err error) {
+	if r := k.runningReader(topic, partition); r != nil {
+		if recs, ok := r.fetchFromWindow(ctx, offset, int(k.cfg.FetchMaxBytes), k.cfg.FetchMaxWait.Duration()); ok {
+			return recs, true, nil
+		}
+	}
+	recs, err = k.Fetch(ctx, topic, partition, offset)
+	return recs, false, err
+}
+
+// messagesOf converts records to protocol messages (one allocation for all
+// messages; keys, values and headers are shared, not copied).
+func messagesOf(records []*kgo.Record) []*pb.KafkaMessage {
 	msgs := make([]*pb.KafkaMessage, len(records))
 	backing := make([]pb.KafkaMessage, len(records))
 	for i, r := range records {
@@ -116,11 +144,17 @@ func (h *handlers) fetch(ctx context.Context, req *pubsub.Request) (*pb.PubSubRe
 		m.Timestamp = r.Timestamp.UnixMilli()
 		m.Key = r.Key
 		m.Value = r.Value
+		if len(r.Headers) > 0 {
+			hs := make([]pb.KafkaHeader, len(r.Headers))
+			m.Headers = make([]*pb.KafkaHeader, len(r.Headers))
+			for j, h := range r.Headers {
+				hs[j].Key, hs[j].Value = h.Key, h.Value
+				m.Headers[j] = &hs[j]
+			}
+		}
 		msgs[i] = m
 	}
-	return &pb.PubSubResp{Resp: &pb.PubSubResp_KafkaFetchResp{
-		KafkaFetchResp: &pb.KafkaFetchResp{Messages: msgs},
-	}}, nil
+	return msgs
 }
 
 // partitionInfo is what a command needs to know of a partition.
@@ -224,6 +258,11 @@ func (k *Cluster) ListOffset(ctx context.Context, topic string, partition int32,
 // is the one at offset; at the end of the log the result is empty after at
 // most the cluster's fetch wait.
 func (k *Cluster) Fetch(ctx context.Context, topic string, partition int32, offset int64) ([]*kgo.Record, error) {
+	return k.fetchWait(ctx, topic, partition, offset, k.cfg.FetchMaxWait.Duration())
+}
+
+// fetchWait is Fetch with the broker's wait at the end of the log.
+func (k *Cluster) fetchWait(ctx context.Context, topic string, partition int32, offset int64, wait time.Duration) ([]*kgo.Record, error) {
 	for attempt := 0; ; attempt++ {
 		info, err := k.lookup(ctx, topic, partition, attempt > 0)
 		if err != nil {
@@ -231,7 +270,7 @@ func (k *Cluster) Fetch(ctx context.Context, topic string, partition int32, offs
 		}
 		req := kmsg.NewPtrFetchRequest()
 		req.ReplicaID = -1
-		req.MaxWaitMillis = int32(k.cfg.FetchMaxWait.Duration().Milliseconds())
+		req.MaxWaitMillis = int32(wait.Milliseconds())
 		req.MinBytes = 1
 		req.MaxBytes = k.cfg.FetchMaxBytes
 		req.SessionEpoch = -1
@@ -270,7 +309,8 @@ func (k *Cluster) Fetch(ctx context.Context, topic string, partition int32, offs
 			}
 			return nil, k.cause(ctx, fp.Err)
 		}
-		return fp.Records, nil
+		// Brokers return whole batches; keep the reply within the limit.
+		return fp.Records[:limitRecords(fp.Records, len(fp.Records), int(k.cfg.FetchMaxBytes))], nil
 	}
 }
 

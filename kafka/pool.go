@@ -73,6 +73,8 @@ type Cluster struct {
 	setup setupWatch
 	refs  int
 	timer *time.Timer
+	// readers are the shared partition readers of subscriptions.
+	readers readerSet
 }
 
 // Acquire returns the shared client for c, creating it on first use. The

@@ -22,6 +22,10 @@ const (
 	CmdPing            = "cmd_ping"
 	CmdKafkaFetch      = "cmd_kafka_fetch"
 	CmdKafkaListOffset = "cmd_kafka_list_offset"
+	// CmdKafkaSubscribe and CmdKafkaUnsubscribe are this project's streaming
+	// extension.
+	CmdKafkaSubscribe   = "cmd_kafka_subscribe"
+	CmdKafkaUnsubscribe = "cmd_kafka_unsubscribe"
 )
 
 // Handler answers one command. It returns the reply to send (its sequence is

@@ -1,6 +1,7 @@
 package pubsub
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"runtime/debug"
@@ -43,7 +44,7 @@ type pushQueue struct {
 
 // enqueuePush encodes resp and queues it for writing, waiting while the
 // queue is full.
-func (s *session) enqueuePush(resp *pb.PubSubResp) error {
+func (s *session) enqueuePush(ctx context.Context, resp *pb.PubSubResp) error {
 	buf := getBuf()
 	b, err := proto.MarshalOptions{}.MarshalAppend((*buf)[:0], resp)
 	if err != nil {
@@ -74,6 +75,9 @@ func (s *session) enqueuePush(resp *pb.PubSubResp) error {
 		case <-s.ctx.Done():
 			putBuf(buf)
 			return s.pushClosedErr()
+		case <-ctx.Done():
+			putBuf(buf)
+			return ctx.Err()
 		case <-stall:
 			putBuf(buf)
 			s.closeSlowConsumer()

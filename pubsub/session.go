@@ -127,9 +127,10 @@ func (r *Request) Sequence() int64 { return r.Msg.GetSequence() }
 // while the session's push queue is full (the client reads slower than it is
 // fed) and fails with ErrSlowConsumer if that lasts PushStallTimeout, or
 // with ErrSessionClosed once the session has ended.
-func (r *Request) Push(resp *pb.PubSubResp) error {
+// Push also gives up, with ctx's error, when ctx is done.
+func (r *Request) Push(ctx context.Context, resp *pb.PubSubResp) error {
 	resp.Sequence = r.Msg.GetSequence()
-	return r.s.enqueuePush(resp)
+	return r.s.enqueuePush(ctx, resp)
 }
 
 // Context returns the context of the request's session, canceled when the
@@ -186,6 +187,13 @@ func (s *session) awaitPeerClose() {
 		return
 	}
 	s.conn.SetReadDeadline(time.Now().Add(closeLinger))
+	if s.unread < 0 { // the client's stream cannot be parsed: drain it
+		io.Copy(io.Discard, &s.in)
+		return
+	}
+	if _, err := io.CopyN(io.Discard, &s.in, s.unread); err != nil {
+		return
+	}
 	for {
 		h, err := ws.ReadHeaderBuffer(&s.in, s.hdr[:])
 		if err != nil || h.OpCode == ws.OpClose {
@@ -222,6 +230,9 @@ type session struct {
 	// once the client's close frame was read.
 	closing    atomic.Bool
 	peerClosed bool
+	// unread is the payload left unread of the frame that made the session
+	// close, or -1 when the client's stream cannot be parsed (reader only).
+	unread int64
 
 	qmu          sync.Mutex
 	queue        pushQueue
@@ -255,6 +266,7 @@ func (s *session) readLoop() error {
 			state = state.Set(ws.StateFragmented)
 		}
 		if err := ws.CheckHeader(h, state); err != nil {
+			s.unread = -1
 			s.closeWith(CloseProtocolError, err.Error())
 			return err
 		}
@@ -265,6 +277,7 @@ func (s *session) readLoop() error {
 			continue
 		}
 		if h.OpCode == ws.OpText {
+			s.unread = h.Length
 			s.closeWith(CloseUnsupportedData, "text frames are not supported; send binary protobuf")
 			return errors.New("pubsub: text frame")
 		}
@@ -273,6 +286,7 @@ func (s *session) readLoop() error {
 			size = int64(len(*msg))
 		}
 		if size+h.Length > int64(s.opts.MaxFrameBytes) {
+			s.unread = h.Length
 			s.closeWith(CloseMessageTooBig, fmt.Sprintf("message exceeds %d bytes", s.opts.MaxFrameBytes))
 			return errors.New("pubsub: message too big")
 		}

@@ -342,7 +342,7 @@ func TestPushSendsRepliesWithTheRequestSequence(t *testing.T) {
 	m := NewMux()
 	m.On(CmdKafkaFetch, HandlerFunc(func(ctx context.Context, req *Request) (*pb.PubSubResp, error) {
 		for i := range 3 {
-			err := req.Push(&pb.PubSubResp{Resp: &pb.PubSubResp_KafkaFetchResp{KafkaFetchResp: &pb.KafkaFetchResp{
+			err := req.Push(ctx, &pb.PubSubResp{Resp: &pb.PubSubResp_KafkaFetchResp{KafkaFetchResp: &pb.KafkaFetchResp{
 				Messages: []*pb.KafkaMessage{{Offset: int64(i)}},
 			}}})
 			if err != nil {
@@ -425,7 +425,7 @@ func TestSlowConsumerIsPausedThenClosedWith4008(t *testing.T) {
 	m := NewMux()
 	m.On(CmdKafkaFetch, HandlerFunc(func(ctx context.Context, req *Request) (*pb.PubSubResp, error) {
 		for i := 0; ; i++ {
-			err := req.Push(&pb.PubSubResp{Resp: &pb.PubSubResp_KafkaFetchResp{KafkaFetchResp: &pb.KafkaFetchResp{
+			err := req.Push(ctx, &pb.PubSubResp{Resp: &pb.PubSubResp_KafkaFetchResp{KafkaFetchResp: &pb.KafkaFetchResp{
 				Messages: []*pb.KafkaMessage{{Offset: int64(i), Value: make([]byte, 1000)}},
 			}}})
 			if err != nil {

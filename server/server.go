@@ -209,7 +209,17 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	if rw != nil && rw.Reader.Buffered() > 0 {
 		conn = &prefixedConn{Conn: conn, prefix: rw.Reader}
 	}
+	// Shutdown waits for sessions; a session may only start before it does.
+	s.mu.Lock()
+	if s.ctx.Err() != nil {
+		s.mu.Unlock()
+		conn.Close()
+		s.active.Add(-1)
+		release()
+		return
+	}
 	s.sessions.Add(1)
+	s.mu.Unlock()
 	if s.opts.Observer != nil {
 		s.opts.Observer.SessionStarted()
 	}
@@ -298,11 +308,13 @@ func OptionsFrom(doc *config.Document, log *slog.Logger) Options {
 		MaxSessions: s.MaxSessions,
 		Logger:      log,
 		Session: pubsub.Options{
-			MaxFrameBytes: s.MaxFrameBytes,
-			IdleTimeout:   s.IdleTimeout.Duration(),
-			WriteTimeout:  s.WriteTimeout.Duration(),
-			MaxInFlight:   s.MaxInFlight,
-			Logger:        log,
+			MaxFrameBytes:    s.MaxFrameBytes,
+			IdleTimeout:      s.IdleTimeout.Duration(),
+			WriteTimeout:     s.WriteTimeout.Duration(),
+			MaxInFlight:      s.MaxInFlight,
+			PushQueueBytes:   s.PushQueueBytes,
+			PushStallTimeout: s.PushStallTimeout.Duration(),
+			Logger:           log,
 		},
 	}
 }

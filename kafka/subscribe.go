@@ -1,0 +1,295 @@
+package kafka
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"runtime/debug"
+	"slices"
+	"sync"
+
+	"github.com/twmb/franz-go/pkg/kerr"
+	"github.com/twmb/franz-go/pkg/kgo"
+	"github.com/twmb/franz-go/pkg/kmsg"
+
+	pb "github.com/envoy-pubsub/gateway/proto"
+	"github.com/envoy-pubsub/gateway/pubsub"
+)
+
+// MaxSubscribedPartitions bounds the partitions one session may subscribe
+// to at once, over all its subscriptions.
+const MaxSubscribedPartitions = 256
+
+const opSubscribe = "subscribe"
+
+// Causes of subscription failures.
+var (
+	ErrTooManySubscriptions  = fmt.Errorf("more than %d subscribed partitions in one session", MaxSubscribedPartitions)
+	ErrDuplicateSubscription = errors.New("a subscription with this sequence exists")
+	ErrUnknownSubscription   = errors.New("not found subscription")
+)
+
+// subscriptions are the live subscriptions of one session.
+type subscriptions struct {
+	mu         sync.Mutex
+	bySeq      map[int64]*subscription
+	partitions int
+}
+
+// subscription delivers one cmd_kafka_subscribe: a goroutine per partition.
+type subscription struct {
+	partitions int
+	cancel     context.CancelFunc
+	wg         sync.WaitGroup
+}
+
+// subscribe answers cmd_kafka_subscribe with the start offsets, then pushes
+// the records of every partition as they arrive.
+func (h *handlers) subscribe(ctx context.Context, req *pubsub.Request) (*pb.PubSubResp, error) {
+	cmd := req.Msg.GetCmdKafkaSubscribe()
+	topic, partitions := cmd.GetTopic(), slices.Clone(cmd.GetPartitions())
+	fail := func(partition int32, cause error) (*pb.PubSubResp, error) {
+		return nil, &CommandError{Op: opSubscribe, Topic: topic, Partition: partition, Cause: cause}
+	}
+	first := int32(-1)
+	if len(partitions) > 0 {
+		first = partitions[0]
+	}
+	if !allowed(h.topics, topic) {
+		return fail(first, ErrTopicNotAllowed)
+	}
+	lctx, cancel := context.WithTimeout(ctx, h.k.cfg.RequestTimeout.Duration())
+	defer cancel()
+	if len(partitions) == 0 {
+		all, err := h.k.topicPartitions(lctx, topic)
+		if err != nil {
+			return fail(first, err)
+		}
+		partitions = all
+	}
+	slices.Sort(partitions)
+	partitions = slices.Compact(partitions)
+	starts := make([]*pb.KafkaPartitionOffset, len(partitions))
+	for i, p := range partitions {
+		off, err := h.k.startOffset(lctx, topic, p, cmd)
+		if err != nil {
+			return fail(p, err)
+		}
+		starts[i] = &pb.KafkaPartitionOffset{Partition: p, Offset: off}
+	}
+
+	sub := &subscription{partitions: len(partitions)}
+	if err := h.subs.add(req.Sequence(), sub); err != nil {
+		return fail(first, err)
+	}
+	sctx, scancel := context.WithCancel(req.Context())
+	sub.cancel = scancel
+	ack := &pb.PubSubResp{Resp: &pb.PubSubResp_KafkaSubscribeResp{KafkaSubscribeResp: &pb.KafkaSubscribeResp{Partitions: starts}}}
+	if err := req.Push(sctx, ack); err != nil {
+		h.subs.remove(req.Sequence())
+		scancel()
+		return nil, nil
+	}
+	maxRecords := int(cmd.GetMaxRecords())
+	if maxRecords <= 0 {
+		maxRecords = DefaultWindowRecords
+	}
+	for _, s := range starts {
+		sub.wg.Add(1)
+		d := &delivery{k: h.k, req: req, topic: topic, partition: s.Partition, cursor: s.Offset, maxRecords: maxRecords}
+		go d.run(sctx, &sub.wg)
+	}
+	return nil, nil
+}
+
+// unsubscribe ends a subscription; its reply follows the subscription's last
+// push.
+func (h *handlers) unsubscribe(ctx context.Context, req *pubsub.Request) (*pb.PubSubResp, error) {
+	seq := req.Msg.GetCmdKafkaUnsubscribe().GetSubscription()
+	sub := h.subs.remove(seq)
+	if sub == nil {
+		return nil, fmt.Errorf("failed to unsubscribe, subscription: %d, err: %w", seq, ErrUnknownSubscription)
+	}
+	sub.cancel()
+	sub.wg.Wait()
+	err := req.Push(ctx, &pb.PubSubResp{Resp: &pb.PubSubResp_KafkaUnsubscribeResp{
+		KafkaUnsubscribeResp: &pb.KafkaUnsubscribeResp{Subscription: seq},
+	}})
+	return nil, err
+}
+
+func (s *subscriptions) add(seq int64, sub *subscription) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.bySeq[seq] != nil {
+		return ErrDuplicateSubscription
+	}
+	if s.partitions+sub.partitions > MaxSubscribedPartitions {
+		return ErrTooManySubscriptions
+	}
+	if s.bySeq == nil {
+		s.bySeq = make(map[int64]*subscription)
+	}
+	s.bySeq[seq] = sub
+	s.partitions += sub.partitions
+	return nil
+}
+
+func (s *subscriptions) remove(seq int64) *subscription {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	sub := s.bySeq[seq]
+	if sub != nil {
+		delete(s.bySeq, seq)
+		s.partitions -= sub.partitions
+	}
+	return sub
+}
+
+// startOffset resolves where a subscription starts in partition p: an
+// explicit offset (which must lie in the log), the earliest or latest
+// offset, or the first offset at or after a timestamp (latest if none).
+func (k *Cluster) startOffset(ctx context.Context, topic string, p int32, cmd *pb.CmdKafkaSubscribe) (int64, error) {
+	explicit, isExplicit := cmd.GetOffsets()[p]
+	if !isExplicit {
+		switch start := cmd.GetStart().(type) {
+		case *pb.CmdKafkaSubscribe_Offset:
+			explicit, isExplicit = start.Offset, true
+		case *pb.CmdKafkaSubscribe_Earliest:
+			return k.ListOffset(ctx, topic, p, -2)
+		case *pb.CmdKafkaSubscribe_Timestamp:
+			off, err := k.ListOffset(ctx, topic, p, start.Timestamp)
+			if err != nil || off >= 0 {
+				return off, err
+			}
+		}
+	}
+	end, err := k.ListOffset(ctx, topic, p, -1)
+	if err != nil || !isExplicit {
+		return end, err
+	}
+	begin, err := k.ListOffset(ctx, topic, p, -2)
+	if err != nil {
+		return 0, err
+	}
+	if explicit < begin || explicit > end {
+		return 0, &causeError{kerr.OffsetOutOfRange.Message, kerr.OffsetOutOfRange}
+	}
+	return explicit, nil
+}
+
+// delivery pushes the records of one subscribed partition to one session.
+type delivery struct {
+	k          *Cluster
+	req        *pubsub.Request
+	topic      string
+	partition  int32
+	cursor     int64 // the next offset to deliver
+	maxRecords int
+}
+
+// run delivers from the shared reader's window, reading Kafka directly while
+// the cursor is behind the window, until ctx ends or the session stops
+// taking pushes.
+func (d *delivery) run(ctx context.Context, wg *sync.WaitGroup) {
+	defer wg.Done()
+	log := d.k.pool.log.With("topic", d.topic, "partition", d.partition)
+	defer func() {
+		if p := recover(); p != nil {
+			log.Error("kafka: subscription panic", "panic", p, "stack", string(debug.Stack()))
+		}
+	}()
+	r := d.k.acquireReader(d.topic, d.partition)
+	defer d.k.releaseReader(r)
+	maxBytes := int(d.k.cfg.FetchMaxBytes)
+	for ctx.Err() == nil {
+		w := r.read(d.cursor, d.maxRecords, maxBytes)
+		recs := w.records
+		if w.behind {
+			var err error
+			if recs, err = d.catchUp(ctx); err != nil {
+				if terminal(err) {
+					d.req.Push(ctx, &pb.PubSubResp{Resp: &pb.PubSubResp_ErrorResp{ErrorResp: &pb.ErrorResp{
+						Message: (&CommandError{Op: opSubscribe, Topic: d.topic, Partition: d.partition, Cause: err}).Error(),
+					}}})
+					return
+				}
+				log.Warn("kafka: subscription catch-up failed", "err", err)
+				sleep(ctx, readerBackoff)
+				continue
+			}
+		}
+		if len(recs) == 0 {
+			select {
+			case <-w.changed:
+			case <-ctx.Done():
+			}
+			continue
+		}
+		if !d.push(ctx, recs) {
+			return
+		}
+	}
+}
+
+// catchUp reads the partition directly from the cursor.
+func (d *delivery) catchUp(ctx context.Context) ([]*kgo.Record, error) {
+	ctx, cancel := context.WithTimeout(ctx, d.k.cfg.RequestTimeout.Duration())
+	defer cancel()
+	return d.k.Fetch(ctx, d.topic, d.partition, d.cursor)
+}
+
+// push sends recs in pushes of at most maxRecords and the cluster's fetch
+// byte limit, and advances the cursor;
+// it reports whether the session still takes pushes.
+func (d *delivery) push(ctx context.Context, recs []*kgo.Record) bool {
+	for len(recs) > 0 {
+		n := limitRecords(recs, d.maxRecords, int(d.k.cfg.FetchMaxBytes))
+		resp := &pb.PubSubResp{Resp: &pb.PubSubResp_KafkaFetchResp{KafkaFetchResp: &pb.KafkaFetchResp{
+			Messages:  messagesOf(recs[:n]),
+			Topic:     d.topic,
+			Partition: d.partition,
+		}}}
+		if err := d.req.Push(ctx, resp); err != nil {
+			return false
+		}
+		d.cursor = recs[n-1].Offset + 1
+		recs = recs[n:]
+	}
+	return true
+}
+
+// terminal reports whether a catch-up failure ends the subscription of the
+// partition rather than being retried.
+func terminal(err error) bool {
+	return errors.Is(err, kerr.OffsetOutOfRange) || errors.Is(err, ErrTopicNotFound) || errors.Is(err, ErrPartitionNotFound)
+}
+
+// topicPartitions lists the partitions of topic from (cached) metadata.
+func (k *Cluster) topicPartitions(ctx context.Context, topic string) ([]int32, error) {
+	req := kmsg.NewPtrMetadataRequest()
+	rt := kmsg.NewMetadataRequestTopic()
+	rt.Topic = kmsg.StringPtr(topic)
+	req.Topics = []kmsg.MetadataRequestTopic{rt}
+	resp, err := k.cl.RequestCachedMetadata(ctx, req, 0)
+	if err != nil {
+		return nil, k.cause(ctx, err)
+	}
+	for _, t := range resp.Topics {
+		if t.Topic == nil || *t.Topic != topic {
+			continue
+		}
+		if err := kerr.ErrorForCode(t.ErrorCode); err != nil {
+			if errors.Is(err, kerr.UnknownTopicOrPartition) {
+				return nil, ErrTopicNotFound
+			}
+			return nil, k.cause(ctx, err)
+		}
+		ps := make([]int32, len(t.Partitions))
+		for i, p := range t.Partitions {
+			ps[i] = p.Partition
+		}
+		return ps, nil
+	}
+	return nil, ErrTopicNotFound
+}

@@ -115,8 +115,10 @@ func (h *handlers) fetch(ctx context.Context, req *pubsub.Request) (*pb.PubSubRe
 		// records of a shared window stay where they are.
 		req.AfterReply(func() { recycleRecords(records) })
 	}
+	slab := messageSlabs.Get().(*messageSlab)
+	req.AfterReply(slab.release)
 	return &pb.PubSubResp{Resp: &pb.PubSubResp_KafkaFetchResp{
-		KafkaFetchResp: &pb.KafkaFetchResp{Messages: messagesOf(records)},
+		KafkaFetchResp: &pb.KafkaFetchResp{Messages: slab.messagesOf(records)},
 	}}, nil
 }
 
@@ -133,28 +135,59 @@ func (k *Cluster) fetchShared(ctx context.Context, topic string, partition int32
 	return recs, false, err
 }
 
-// messagesOf converts records to protocol messages (one allocation for all
-// messages; keys, values and headers are shared, not copied).
+// messagesOf converts records to protocol messages in a slab of their own
+// (keys, values and headers are shared, not copied).
 func messagesOf(records []*kgo.Record) []*pb.KafkaMessage {
-	msgs := make([]*pb.KafkaMessage, len(records))
-	backing := make([]pb.KafkaMessage, len(records))
+	return new(messageSlab).messagesOf(records)
+}
+
+// messageSlab holds the protocol messages of one reply in a few slices that
+// can be reused for the next reply once this one is written.
+type messageSlab struct {
+	msgs       []*pb.KafkaMessage
+	backing    []pb.KafkaMessage
+	headerPtrs []*pb.KafkaHeader
+	headers    []pb.KafkaHeader
+}
+
+// messagesOf converts records to protocol messages in s, growing its slices
+// when they are too short (keys, values and headers are shared, not copied).
+func (s *messageSlab) messagesOf(records []*kgo.Record) []*pb.KafkaMessage {
+	headers := 0
+	for _, r := range records {
+		headers += len(r.Headers)
+	}
+	s.msgs = resize(s.msgs, len(records))
+	s.backing = resize(s.backing, len(records))
+	s.headerPtrs = resize(s.headerPtrs, headers)
+	s.headers = resize(s.headers, headers)
+	headers = 0
 	for i, r := range records {
-		m := &backing[i]
+		m := &s.backing[i]
 		m.Offset = r.Offset
 		m.Timestamp = r.Timestamp.UnixMilli()
 		m.Key = r.Key
 		m.Value = r.Value
-		if len(r.Headers) > 0 {
-			hs := make([]pb.KafkaHeader, len(r.Headers))
-			m.Headers = make([]*pb.KafkaHeader, len(r.Headers))
+		if n := len(r.Headers); n > 0 {
+			m.Headers = s.headerPtrs[headers : headers+n : headers+n]
 			for j, h := range r.Headers {
-				hs[j].Key, hs[j].Value = h.Key, h.Value
-				m.Headers[j] = &hs[j]
+				hs := &s.headers[headers+j]
+				hs.Key, hs.Value = h.Key, h.Value
+				m.Headers[j] = hs
 			}
+			headers += n
 		}
-		msgs[i] = m
+		s.msgs[i] = m
 	}
-	return msgs
+	return s.msgs
+}
+
+// resize returns s with length n, reallocated only when it is too short.
+func resize[T any](s []T, n int) []T {
+	if cap(s) < n {
+		return make([]T, n)
+	}
+	return s[:n]
 }
 
 // partitionInfo is what a command needs to know of a partition.

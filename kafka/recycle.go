@@ -7,10 +7,10 @@ import (
 	"github.com/twmb/franz-go/pkg/kgo"
 )
 
-// A full fetch of small records decodes thousands of franz-go records. The
-// fetch handler has them decoded into pooled slices and gives them back once
-// its reply is written (pubsub.Request.AfterReply), instead of leaving a
-// slice of a megabyte or two to the garbage collector per fetch.
+// A full fetch of small records decodes thousands of franz-go records and
+// builds as many protocol messages. The fetch handler takes both from pools
+// and gives them back once its reply is written (pubsub.Request.AfterReply),
+// instead of leaving a few megabytes to the garbage collector per fetch.
 
 // recycleKey marks a context whose fetches decode into pooled slices.
 type recycleKey struct{}
@@ -63,4 +63,16 @@ func (recordSlices) GetRecords(n int) []kgo.Record {
 func (recordSlices) PutRecords(s []kgo.Record) {
 	clear(s)
 	recordSlicePool.Put(&s)
+}
+
+// messageSlabs pools the message slabs of fetch replies.
+var messageSlabs = sync.Pool{New: func() any { return new(messageSlab) }}
+
+// release clears the slab, so that it holds on to no record's bytes, and
+// puts it back into messageSlabs. The messages it held must no longer be
+// read.
+func (s *messageSlab) release() {
+	clear(s.backing)
+	clear(s.headers)
+	messageSlabs.Put(s)
 }

@@ -5,13 +5,17 @@ import (
 	"sync"
 	"testing"
 
+	"github.com/twmb/franz-go/pkg/kgo"
+
 	"github.com/envoy-pubsub/gateway/internal/testkit"
+	pb "github.com/envoy-pubsub/gateway/proto"
 )
 
 // TestConcurrentFetchesReadIntactRecords runs sessions that fetch their own
 // partition over and over from changing offsets, so that pooled record
-// slices are recycled and reused between them all the time; every record
-// must still arrive with its own offset and value.
+// slices and message slabs are reused between them all the time; every
+// record must still arrive with its own offset, value and headers (every
+// third record has two, the others none).
 func TestConcurrentFetchesReadIntactRecords(t *testing.T) {
 	f := newFixture(t, "")
 	const perPartition = 200
@@ -19,6 +23,9 @@ func TestConcurrentFetchesReadIntactRecords(t *testing.T) {
 		recs := make([]testkit.Record, perPartition)
 		for i := range recs {
 			recs[i].Value = fmt.Sprintf("p%d-%d", p, i)
+			if i%3 == 0 {
+				recs[i].Headers = []kgo.RecordHeader{{Key: "i", Value: []byte(recs[i].Value)}, {Key: "j"}}
+			}
 		}
 		testkit.Produce(t, f.kafka.ListenAddrs(), "t", p, recs)
 	}
@@ -38,9 +45,14 @@ func TestConcurrentFetchesReadIntactRecords(t *testing.T) {
 					return
 				}
 				for i, m := range msgs {
-					want := fmt.Sprintf("p%d-%d", p, from+int64(i))
-					if m.GetOffset() != from+int64(i) || string(m.GetValue()) != want {
+					offset := from + int64(i)
+					want := fmt.Sprintf("p%d-%d", p, offset)
+					if m.GetOffset() != offset || string(m.GetValue()) != want {
 						errs <- fmt.Errorf("partition %d from %d: record %d is offset %d %q, want %q", p, from, i, m.GetOffset(), m.GetValue(), want)
+						return
+					}
+					if err := checkHeaders(m.GetHeaders(), offset, want); err != nil {
+						errs <- fmt.Errorf("partition %d, offset %d: %w", p, offset, err)
 						return
 					}
 				}
@@ -56,4 +68,18 @@ func TestConcurrentFetchesReadIntactRecords(t *testing.T) {
 	for err := range errs {
 		t.Error(err)
 	}
+}
+
+// checkHeaders checks the headers of the record at offset with value.
+func checkHeaders(hs []*pb.KafkaHeader, offset int64, value string) error {
+	if offset%3 != 0 {
+		if len(hs) != 0 {
+			return fmt.Errorf("%d headers, want none", len(hs))
+		}
+		return nil
+	}
+	if len(hs) != 2 || hs[0].GetKey() != "i" || string(hs[0].GetValue()) != value || hs[1].GetKey() != "j" || len(hs[1].GetValue()) != 0 {
+		return fmt.Errorf("headers %v, want i=%s and j", hs, value)
+	}
+	return nil
 }

@@ -122,16 +122,28 @@ func (h *handlers) fetch(ctx context.Context, req *pubsub.Request) (*pb.PubSubRe
 	}}, nil
 }
 
-// fetchShared serves a fetch from the window of a running shared reader when
-// it covers offset (shared reports that: those records belong to the window
-// and must not be recycled), and from Kafka otherwise.
+// fetchShared serves a fetch from the window of a shared reader when one
+// covers offset (shared reports that: those records belong to the window and
+// must not be recycled), and from Kafka otherwise. It never makes the broker
+// wait: a fetch at the end of the log waits on a shared reader instead, so
+// that one session's wait does not hold up the fetches queued behind it on
+// the client's connection. When nothing arrives, the broker has the last
+// word, which also reports a broker that went away.
 func (k *Cluster) fetchShared(ctx context.Context, topic string, partition int32, offset int64) (recs []*kgo.Record, shared bool, err error) {
-	if r := k.runningReader(topic, partition); r != nil {
-		if recs, ok := r.fetchFromWindow(ctx, offset, int(k.cfg.FetchMaxBytes), k.cfg.FetchMaxWait.Duration()); ok {
-			return recs, true, nil
+	r := k.runningReader(topic, partition)
+	if r == nil || !r.covers(offset) {
+		recs, err = k.fetchWait(ctx, topic, partition, offset, 0)
+		if err != nil || len(recs) > 0 {
+			return recs, false, err
+		}
+		if r, err = k.leaseReader(ctx, topic, partition); err != nil || !r.covers(offset) {
+			return nil, false, nil // the empty answer stands
 		}
 	}
-	recs, err = k.Fetch(ctx, topic, partition, offset)
+	if recs, ok := r.waitRead(ctx, offset, int(k.cfg.FetchMaxBytes), k.cfg.FetchMaxWait.Duration()); ok && len(recs) > 0 {
+		return recs, true, nil
+	}
+	recs, err = k.fetchWait(ctx, topic, partition, offset, 0)
 	return recs, false, err
 }
 

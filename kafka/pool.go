@@ -73,6 +73,8 @@ type Cluster struct {
 	setup setupWatch
 	refs  int
 	timer *time.Timer
+	// opts are the franz-go options of the cluster's clients.
+	opts []kgo.Opt
 	// readers are the shared partition readers of subscriptions.
 	readers readerSet
 }
@@ -118,7 +120,7 @@ func (k *Cluster) Release() {
 		defer p.mu.Unlock()
 		if k.refs == 0 && p.clients[k.key] == k {
 			delete(p.clients, k.key)
-			go k.cl.Close()
+			go k.close()
 		}
 	})
 }
@@ -140,7 +142,7 @@ func (p *Pool) Close() {
 		if k.timer != nil {
 			k.timer.Stop()
 		}
-		k.cl.Close()
+		k.close()
 	}
 }
 
@@ -170,7 +172,6 @@ func newCluster(p *Pool, key [32]byte, c *config.KafkaCluster) (*Cluster, error)
 		kgo.RetryBackoffFn(func(tries int) time.Duration { return time.Duration(tries) * 50 * time.Millisecond }),
 		kgo.MetadataMinAge(time.Second),
 		kgo.WithLogger(kgoLogger{p.log}),
-		kgo.WithHooks(&k.setup),
 	}
 	if c.TLS != nil && c.TLS.Enabled {
 		d, err := newTLSDialer(c.TLS, c.RequestTimeout.Duration(), p.log)
@@ -187,12 +188,19 @@ func newCluster(p *Pool, key [32]byte, c *config.KafkaCluster) (*Cluster, error)
 		opts = append(opts, kgo.SASL(m))
 	}
 	opts = append(opts, p.extra...)
-	cl, err := kgo.NewClient(opts...)
+	k.opts = opts
+	cl, err := kgo.NewClient(append(opts, kgo.WithHooks(&k.setup))...)
 	if err != nil {
 		return nil, fmt.Errorf("kafka: %w", err)
 	}
 	k.cl = cl
 	return k, nil
+}
+
+// close closes the client and the shared readers' consumer.
+func (k *Cluster) close() {
+	k.readers.close()
+	k.cl.Close()
 }
 
 // fingerprint identifies a cluster configuration, secrets included, without

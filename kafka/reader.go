@@ -2,27 +2,28 @@ package kafka
 
 import (
 	"context"
-	"errors"
+	"fmt"
 	"runtime/debug"
 	"sort"
 	"sync"
 	"time"
 
-	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kgo"
 )
 
 // Bounds of a shared partition reader's window of recent records.
 const (
-	// DefaultWindowBytes bounds the key and value bytes a window keeps.
+	// DefaultWindowBytes bounds the key, value and header bytes a window
+	// keeps.
 	DefaultWindowBytes = 8 << 20
 	// DefaultWindowRecords bounds the records a window keeps.
 	DefaultWindowRecords = 100000
-	// readerFetchWait is how long a reader's fetch waits at the end of the
-	// log; it is only the idle request rate, new records come at once.
-	readerFetchWait = 500 * time.Millisecond
-	// readerBackoff is the pause after a failed fetch.
-	readerBackoff = 250 * time.Millisecond
+	// tailFetchWait is how long the readers' consumer waits at the end of
+	// the log: only its idle request rate, new records come at once.
+	tailFetchWait = 500 * time.Millisecond
+	// readerLinger keeps a reader that plain fetches waited on alive this
+	// long after their last wait, so that a polling client finds it again.
+	readerLinger = 10 * time.Second
 )
 
 // readerKey names a partition of a cluster.
@@ -31,52 +32,81 @@ type readerKey struct {
 	partition int32
 }
 
-// readerSet holds the shared readers of one Cluster.
+// readerSet holds the shared readers of one Cluster and the one franz-go
+// consumer that fetches for all of them: a single fetch request per broker
+// covers every tailed partition, so readers never queue behind each other's
+// long polls, and the request client is never blocked by a long poll.
 type readerSet struct {
-	mu      sync.Mutex
-	readers map[readerKey]*partitionReader
+	mu       sync.Mutex
+	readers  map[readerKey]*partitionReader
+	consumer *kgo.Client
+	stop     context.CancelFunc
+	done     chan struct{}
+	closed   bool
 }
 
-// partitionReader tails one partition for every subscriber of a Cluster:
-// one broker fetch stream, whatever the number of subscribers. It keeps the
-// records from start (inclusive) to next (exclusive) in a window bounded in
-// bytes and records; subscribers that fall behind the window read from Kafka
-// on their own until they reach it again. It starts at the end of the log
-// when its first subscriber comes and stops when its last one leaves.
+// partitionReader tails one partition for every subscriber of a Cluster. It
+// keeps the records from start (inclusive) to next (exclusive) in a window
+// bounded in bytes and records; subscribers that fall behind the window
+// read Kafka on their own until they reach it again. It starts at the end of
+// the log when its first user comes and stops when its last one leaves.
 type partitionReader struct {
-	k      *Cluster
-	key    readerKey
-	cancel context.CancelFunc
-	refs   int // guarded by the readerSet's mu
+	key readerKey
 
-	mu         sync.Mutex
-	positioned bool // start and next are known
-	records    []*kgo.Record
-	bytes      int
-	start      int64
-	next       int64
-	changed    chan struct{} // closed and replaced at every change
+	// Guarded by the readerSet's mu.
+	refs      int
+	leased    bool      // a plain fetch holds a reference until linger passes
+	lastLease time.Time // when a plain fetch last waited on the reader
+
+	mu      sync.Mutex
+	records []*kgo.Record
+	bytes   int
+	start   int64
+	next    int64
+	changed chan struct{} // closed and replaced at every append
 }
 
-// acquireReader returns the running reader of topic/partition, starting one
-// if there is none. Each acquire is paired with releaseReader.
-func (k *Cluster) acquireReader(topic string, partition int32) *partitionReader {
-	key := readerKey{topic, partition}
+// acquireReader returns the reader of topic/partition, starting one at the
+// end of the log if there is none. Each acquire is paired with
+// releaseReader.
+func (k *Cluster) acquireReader(ctx context.Context, topic string, partition int32) (*partitionReader, error) {
 	rs := &k.readers
+	key := readerKey{topic, partition}
 	rs.mu.Lock()
-	defer rs.mu.Unlock()
 	if r := rs.readers[key]; r != nil {
 		r.refs++
-		return r
+		rs.mu.Unlock()
+		return r, nil
 	}
+	rs.mu.Unlock()
+
+	// Position before registering, without holding the lock over a request.
+	ctx, cancel := context.WithTimeout(ctx, k.cfg.RequestTimeout.Duration())
+	defer cancel()
+	end, err := k.ListOffset(ctx, topic, partition, -1)
+	if err != nil {
+		return nil, err
+	}
+
+	rs.mu.Lock()
+	defer rs.mu.Unlock()
+	if rs.closed {
+		return nil, fmt.Errorf("kafka: cluster client closed")
+	}
+	if r := rs.readers[key]; r != nil { // another user started it meanwhile
+		r.refs++
+		return r, nil
+	}
+	if err := k.startConsumer(); err != nil {
+		return nil, err
+	}
+	r := &partitionReader{key: key, refs: 1, start: end, next: end, changed: make(chan struct{})}
 	if rs.readers == nil {
 		rs.readers = make(map[readerKey]*partitionReader)
 	}
-	ctx, cancel := context.WithCancel(context.Background())
-	r := &partitionReader{k: k, key: key, cancel: cancel, refs: 1, changed: make(chan struct{})}
 	rs.readers[key] = r
-	go r.run(ctx)
-	return r
+	rs.consumer.AddConsumePartitions(map[string]map[int32]kgo.Offset{topic: {partition: kgo.NewOffset().At(end)}})
+	return r, nil
 }
 
 // releaseReader gives back a reader; the last release stops it.
@@ -85,10 +115,46 @@ func (k *Cluster) releaseReader(r *partitionReader) {
 	rs.mu.Lock()
 	defer rs.mu.Unlock()
 	r.refs--
-	if r.refs == 0 {
+	if r.refs == 0 && rs.readers[r.key] == r {
 		delete(rs.readers, r.key)
-		r.cancel()
+		if rs.consumer != nil {
+			rs.consumer.RemoveConsumePartitions(map[string][]int32{r.key.topic: {r.key.partition}})
+		}
 	}
+}
+
+// leaseReader returns the reader of topic/partition for a plain fetch that
+// waits at the end of the log, keeping it alive for readerLinger after the
+// last such wait.
+func (k *Cluster) leaseReader(ctx context.Context, topic string, partition int32) (*partitionReader, error) {
+	r, err := k.acquireReader(ctx, topic, partition)
+	if err != nil {
+		return nil, err
+	}
+	rs := &k.readers
+	rs.mu.Lock()
+	defer rs.mu.Unlock()
+	r.lastLease = time.Now()
+	if r.leased {
+		r.refs-- // the lease already holds a reference
+		return r, nil
+	}
+	r.leased = true
+	var expire func()
+	expire = func() {
+		rs.mu.Lock()
+		idle := time.Since(r.lastLease)
+		if idle < readerLinger {
+			rs.mu.Unlock()
+			time.AfterFunc(readerLinger-idle, expire)
+			return
+		}
+		r.leased = false
+		rs.mu.Unlock()
+		k.releaseReader(r)
+	}
+	time.AfterFunc(readerLinger, expire)
+	return r, nil
 }
 
 // runningReader returns the reader of topic/partition if one runs.
@@ -107,70 +173,88 @@ func (k *Cluster) Readers() int {
 	return len(rs.readers)
 }
 
-// run fetches the partition from its end until ctx is canceled.
-func (r *partitionReader) run(ctx context.Context) {
-	log := r.k.pool.log.With("topic", r.key.topic, "partition", r.key.partition)
+// startConsumer creates the readers' consumer on first use. Callers hold
+// the readerSet's mu.
+func (k *Cluster) startConsumer() error {
+	rs := &k.readers
+	if rs.consumer != nil {
+		return nil
+	}
+	opts := append(k.opts[:len(k.opts):len(k.opts)],
+		kgo.FetchMaxWait(tailFetchWait),
+		kgo.FetchMaxPartitionBytes(k.cfg.FetchMaxBytes),
+		kgo.ConsumeResetOffset(kgo.NewOffset().AtEnd()),
+	)
+	cl, err := kgo.NewClient(opts...)
+	if err != nil {
+		return fmt.Errorf("kafka: %w", err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	rs.consumer, rs.stop, rs.done = cl, cancel, make(chan struct{})
+	go k.consume(ctx, cl, rs.done)
+	return nil
+}
+
+// consume hands every fetched partition to its reader until ctx ends.
+func (k *Cluster) consume(ctx context.Context, cl *kgo.Client, done chan struct{}) {
+	defer close(done)
 	defer func() {
 		if p := recover(); p != nil {
-			log.Error("kafka: partition reader panic", "panic", p, "stack", string(debug.Stack()))
+			k.pool.log.Error("kafka: shared reader panic", "panic", p, "stack", string(debug.Stack()))
 		}
 	}()
 	var lastErr string
-	failed := func(err error) {
-		if err.Error() != lastErr {
-			lastErr = err.Error()
-			log.Warn("kafka: partition reader: " + lastErr)
-		}
-		sleep(ctx, readerBackoff)
-	}
-	next, err := r.position(ctx, -1)
-	for err != nil {
-		if ctx.Err() != nil {
-			return
-		}
-		failed(err)
-		next, err = r.position(ctx, -1)
-	}
-	r.reset(next)
 	for ctx.Err() == nil {
-		recs, err := r.k.fetchWait(ctx, r.key.topic, r.key.partition, next, readerFetchWait)
-		switch {
-		case ctx.Err() != nil:
-		case errors.Is(err, kerr.OffsetOutOfRange):
-			// Retention removed what we wanted, or the log was truncated:
-			// go on from the end of what remains.
-			if n, perr := r.position(ctx, -1); perr == nil {
-				log.Warn("kafka: partition reader repositioned", "from", next, "to", n)
-				next = n
-				r.reset(n)
+		fetches := cl.PollFetches(ctx)
+		fetches.EachError(func(topic string, partition int32, err error) {
+			if ctx.Err() == nil && err.Error() != lastErr {
+				lastErr = err.Error()
+				k.pool.log.Warn("kafka: shared reader", "topic", topic, "partition", partition, "err", err)
 			}
-		case err != nil:
-			failed(err)
-		case len(recs) > 0:
-			lastErr = ""
-			next = recs[len(recs)-1].Offset + 1
-			r.append(recs, next)
-		}
+		})
+		fetches.EachPartition(func(p kgo.FetchTopicPartition) {
+			if len(p.Records) == 0 {
+				return
+			}
+			if r := k.runningReader(p.Topic, p.Partition); r != nil {
+				r.append(p.Records)
+			}
+		})
 	}
 }
 
-// position looks up the offset for timestamp (-1 latest).
-func (r *partitionReader) position(ctx context.Context, timestamp int64) (int64, error) {
-	ctx, cancel := context.WithTimeout(ctx, r.k.cfg.RequestTimeout.Duration())
-	defer cancel()
-	return r.k.ListOffset(ctx, r.key.topic, r.key.partition, timestamp)
+// close stops the readers' consumer.
+func (rs *readerSet) close() {
+	rs.mu.Lock()
+	rs.closed = true
+	cl, stop, done := rs.consumer, rs.stop, rs.done
+	rs.mu.Unlock()
+	if cl == nil {
+		return
+	}
+	stop()
+	cl.Close()
+	<-done
 }
 
-// append adds fetched records, evicts the oldest beyond the window bounds and
-// wakes the waiting subscribers.
-func (r *partitionReader) append(recs []*kgo.Record, next int64) {
+// append adds fetched records (those not already held), evicts the oldest
+// beyond the window bounds and wakes the waiting users.
+func (r *partitionReader) append(recs []*kgo.Record) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	r.records = append(r.records, recs...)
+	added := false
 	for _, rec := range recs {
+		if rec.Offset < r.next {
+			continue // buffered before the reader was (re)positioned
+		}
+		r.records = append(r.records, rec)
 		r.bytes += recordBytes(rec)
+		r.next = rec.Offset + 1
+		added = true
 	}
-	r.next = next
+	if !added {
+		return
+	}
 	drop := 0
 	for drop < len(r.records)-1 && (r.bytes > DefaultWindowBytes || len(r.records)-drop > DefaultWindowRecords) {
 		r.bytes -= recordBytes(r.records[drop])
@@ -180,24 +264,14 @@ func (r *partitionReader) append(recs []*kgo.Record, next int64) {
 	if drop > 0 {
 		r.records = r.records[drop:]
 	}
-	if len(r.records) > 0 {
-		r.start = r.records[0].Offset
+	if first := r.records[0].Offset; first > r.start {
+		r.start = first
 	}
 	close(r.changed)
 	r.changed = make(chan struct{})
 }
 
-// reset empties the window and restarts it at offset.
-func (r *partitionReader) reset(offset int64) {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	r.positioned = true
-	r.records, r.bytes, r.start, r.next = nil, 0, offset, offset
-	close(r.changed)
-	r.changed = make(chan struct{})
-}
-
-// windowRead is what a subscriber gets from the window at its cursor.
+// windowRead is what a user gets from the window at its cursor.
 type windowRead struct {
 	records []*kgo.Record // from the cursor on, possibly empty
 	behind  bool          // the cursor is before the window: read Kafka directly
@@ -209,9 +283,6 @@ type windowRead struct {
 func (r *partitionReader) read(offset int64, maxRecords, maxBytes int) windowRead {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	if !r.positioned {
-		return windowRead{changed: r.changed}
-	}
 	if offset < r.start {
 		return windowRead{behind: true, changed: r.changed}
 	}
@@ -220,22 +291,19 @@ func (r *partitionReader) read(offset int64, maxRecords, maxBytes int) windowRea
 	return windowRead{records: r.records[i:end:end], changed: r.changed}
 }
 
-// fetchFromWindow serves a plain fetch from the window: records from offset
-// on when the window covers offset, waiting up to wait at its end. ok is
-// false when the window does not cover offset.
-func (r *partitionReader) fetchFromWindow(ctx context.Context, offset int64, maxBytes int, wait time.Duration) (recs []*kgo.Record, ok bool) {
+// covers reports whether the window holds, or is about to receive, offset.
+func (r *partitionReader) covers(offset int64) bool {
 	r.mu.Lock()
-	covered := r.positioned && offset >= r.start && offset <= r.next
-	r.mu.Unlock()
-	if !covered {
-		return nil, false
-	}
+	defer r.mu.Unlock()
+	return offset >= r.start && offset <= r.next
+}
+
+// waitRead reads from offset on, waiting up to wait for records when the
+// window has none yet. ok is false when offset is before the window.
+func (r *partitionReader) waitRead(ctx context.Context, offset int64, maxBytes int, wait time.Duration) (recs []*kgo.Record, ok bool) {
 	w := r.read(offset, DefaultWindowRecords, maxBytes)
-	if w.behind {
-		return nil, false
-	}
-	if len(w.records) > 0 {
-		return w.records, true
+	if w.behind || len(w.records) > 0 {
+		return w.records, !w.behind
 	}
 	t := time.NewTimer(wait)
 	defer t.Stop()
@@ -245,10 +313,7 @@ func (r *partitionReader) fetchFromWindow(ctx context.Context, offset int64, max
 	case <-ctx.Done():
 	}
 	w = r.read(offset, DefaultWindowRecords, maxBytes)
-	if w.behind {
-		return nil, false
-	}
-	return w.records, true
+	return w.records, !w.behind
 }
 
 // limitRecords returns how many of recs, from the first, fit in maxRecords

@@ -7,6 +7,7 @@ import (
 	"runtime/debug"
 	"slices"
 	"sync"
+	"time"
 
 	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kgo"
@@ -15,6 +16,9 @@ import (
 	pb "github.com/envoy-pubsub/gateway/proto"
 	"github.com/envoy-pubsub/gateway/pubsub"
 )
+
+// readerBackoff is the pause before a failed subscription step is retried.
+const readerBackoff = 250 * time.Millisecond
 
 // MaxSubscribedPartitions bounds the partitions one session may subscribe
 // to at once, over all its subscriptions.
@@ -199,7 +203,14 @@ func (d *delivery) run(ctx context.Context, wg *sync.WaitGroup) {
 			log.Error("kafka: subscription panic", "panic", p, "stack", string(debug.Stack()))
 		}
 	}()
-	r := d.k.acquireReader(d.topic, d.partition)
+	r, err := d.k.acquireReader(ctx, d.topic, d.partition)
+	for err != nil {
+		log.Warn("kafka: subscription cannot start its reader", "err", err)
+		if !sleep(ctx, readerBackoff) {
+			return
+		}
+		r, err = d.k.acquireReader(ctx, d.topic, d.partition)
+	}
 	defer d.k.releaseReader(r)
 	maxBytes := int(d.k.cfg.FetchMaxBytes)
 	for ctx.Err() == nil {
@@ -232,11 +243,12 @@ func (d *delivery) run(ctx context.Context, wg *sync.WaitGroup) {
 	}
 }
 
-// catchUp reads the partition directly from the cursor.
+// catchUp reads the partition directly from the cursor, which is behind the
+// window, so records are there and the broker need not wait.
 func (d *delivery) catchUp(ctx context.Context) ([]*kgo.Record, error) {
 	ctx, cancel := context.WithTimeout(ctx, d.k.cfg.RequestTimeout.Duration())
 	defer cancel()
-	return d.k.Fetch(ctx, d.topic, d.partition, d.cursor)
+	return d.k.fetchWait(ctx, d.topic, d.partition, d.cursor, 0)
 }
 
 // push sends recs in pushes of at most maxRecords and the cluster's fetch

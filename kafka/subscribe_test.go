@@ -428,3 +428,47 @@ func TestSubscriptionsEndWithTheSession(t *testing.T) {
 		t.Fatalf("%d readers after the only subscriber left", n)
 	}
 }
+
+// Waits at the end of the log must not queue behind each other: with one
+// long poll per partition or per session on a shared connection, a record
+// on the last of many idle partitions would wait for every other poll.
+func TestIdleWaitsDoNotHoldEachOtherUp(t *testing.T) {
+	const partitions = 20
+	k := testkit.Kafka(t, kfake.SeedTopics(partitions, "t"))
+	srv := testkit.StartServer(t, testkit.ClusterYAML(k.ListenAddrs(), "    fetch_max_wait: 1s\n", ""), nil)
+
+	c := srv.Dial(t, "kafka")
+	sub, err := c.Subscribe(ctx(t), &pb.CmdKafkaSubscribe{Topic: "t"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Sessions polling the tail of every partition, APISIX style.
+	polled := make(chan int32, partitions)
+	for p := range int32(partitions) {
+		poller := srv.Dial(t, "kafka")
+		go func() {
+			for {
+				msgs, err := poller.Fetch(ctx(t), "t", p, 0)
+				if err != nil || len(msgs) > 0 {
+					polled <- p
+					return
+				}
+			}
+		}()
+	}
+	time.Sleep(1500 * time.Millisecond) // every reader and poller is idle now
+	start := time.Now()
+	testkit.Produce(t, k.ListenAddrs(), "t", partitions-1, testkit.Numbered(1))
+	collect(t, sub, partitions-1, 0, 1)
+	if d := time.Since(start); d > 3*time.Second {
+		t.Fatalf("a record on the last idle partition took %v to reach a subscriber", d)
+	}
+	select {
+	case p := <-polled:
+		if p != partitions-1 {
+			t.Fatalf("poller of partition %d returned", p)
+		}
+	case <-time.After(3 * time.Second):
+		t.Fatalf("a tail poller got the record only after %v", time.Since(start))
+	}
+}

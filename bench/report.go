@@ -32,7 +32,7 @@ func Markdown(res Results, baseline *Results) string {
 	p("Run of %s on %s.", res.Started.Format("2006-01-02 15:04 UTC"), res.Machine)
 	p("Broker (kfake, 1 node) and gateway (standalone server) each run in a child process; the direct consumer and the WebSocket clients (%s) run in the benchmark process.", clientName(res.Config.Client))
 	p("")
-	p("#### Throughput: a topic of %d partitions read from start to end", slices.Max(res.Config.Sessions))
+	p("#### Throughput: a topic of %d partitions read from start to end", slices.Max(append([]int{1}, res.Config.Sessions...)))
 	p("")
 	p("The direct reader is one franz-go client consuming every partition; through the gateway, each session reads whole partitions (session i those with p mod sessions = i). Each figure is the fastest of %d runs.", max(res.Config.Runs, 1))
 	p("")

@@ -1,0 +1,176 @@
+package bench
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"image/png"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/twmb/franz-go/pkg/kfake"
+
+	"github.com/envoy-pubsub/gateway/internal/testkit"
+)
+
+// TestMain lets the test binary serve as the broker and gateway children
+// that Run starts from its own executable.
+func TestMain(m *testing.M) {
+	if isChild, err := RunChild(os.Args[1:]); isChild {
+		if err != nil {
+			fmt.Fprintln(os.Stderr, err)
+			os.Exit(1)
+		}
+		os.Exit(0)
+	}
+	os.Exit(m.Run())
+}
+
+func TestRunMeasuresEverythingOnATinyScale(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts child processes")
+	}
+	cfg := Config{
+		ValueSizes: []int{100}, MBPerSize: 0.02, Runs: 1, Sessions: []int{1, 2},
+		IdleSessions: []int{5, 10}, LatencySamples: 20, FanoutSessions: 3, FanoutRecords: 30,
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	var progress bytes.Buffer
+	res, err := Run(ctx, cfg, &progress)
+	if err != nil {
+		t.Fatalf("%v\n%s", err, progress.String())
+	}
+	if len(res.Throughput) != 3 {
+		t.Fatalf("throughput rows %+v, want direct and 2 session counts", res.Throughput)
+	}
+	for _, r := range res.Throughput {
+		if r.Records != 200 || r.RecordsPerS <= 0 || r.OfDirect <= 0 {
+			t.Errorf("row %+v: want 200 records (0.02 MB of 100 B over 2 partitions) and rates", r)
+		}
+	}
+	if l := res.Latency; l.Ping.Samples != 20 || l.Fetch.Samples != 20 || l.ProduceToClient.Samples != 20 || l.Fetch.P50 <= 0 {
+		t.Errorf("latency %+v", l)
+	}
+	if f := res.Fanout; f.Delivered != 90 || f.FetchRequests == 0 || f.BytesPerRecord <= 0 {
+		t.Errorf("fan-out %+v: want 3 sessions x 30 records delivered and counted fetches", f)
+	}
+	if s := res.Sessions; len(s.Steps) != 2 || s.Steps[1].Sessions != 10 || s.Steps[1].Goroutines < 10 || s.HandshakesPerS <= 0 {
+		t.Errorf("sessions %+v", s)
+	}
+	dir := t.TempDir()
+	if err := Write(dir, res, &res); err != nil {
+		t.Fatal(err)
+	}
+	for _, name := range []string{ResultsJSON, ResultsMarkdown, ThroughputChart, MachineText} {
+		if fi, err := os.Stat(filepath.Join(dir, name)); err != nil || fi.Size() == 0 {
+			t.Errorf("%s: %v", name, err)
+		}
+	}
+	back, err := ReadResults(filepath.Join(dir, ResultsJSON))
+	if err != nil || back.Throughput[1].RecordsPerS != res.Throughput[1].RecordsPerS {
+		t.Errorf("results read back: %v", err)
+	}
+}
+
+func TestRawClientSpeaksTheProtocol(t *testing.T) {
+	k := testkit.Kafka(t, kfake.SeedTopics(1, "t"))
+	testkit.Produce(t, k.ListenAddrs(), "t", 0, testkit.Numbered(3))
+	srv := testkit.StartServer(t, testkit.ClusterYAML(k.ListenAddrs(), "", ""), nil)
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	c, err := dialRaw(ctx, srv.URL("kafka"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	if err := c.ping(); err != nil {
+		t.Fatalf("ping: %v", err)
+	}
+	for ts, want := range map[int64]int64{-2: 0, -1: 3} {
+		if got, err := c.listOffset("t", 0, ts); err != nil || got != want {
+			t.Errorf("list offset %d: %d, %v; want %d", ts, got, err, want)
+		}
+	}
+	var got []string
+	err = c.fetch("t", 0, 1, func(offset int64, value []byte) error {
+		got = append(got, fmt.Sprintf("%d=%s", offset, value))
+		return nil
+	})
+	if err != nil || strings.Join(got, " ") != "1=v1 2=v2" {
+		t.Errorf("fetch from 1: %v, %v", got, err)
+	}
+	err = c.fetch("t", 7, 0, func(int64, []byte) error { return nil })
+	var se *errServer
+	if !errors.As(err, &se) || !strings.HasPrefix(se.message, "failed to fetch message, topic: t, partition: 7, err: ") {
+		t.Errorf("fetch of a missing partition: %v, want an error_resp", err)
+	}
+	if err := c.ping(); err != nil {
+		t.Errorf("session unusable after an error_resp: %v", err)
+	}
+}
+
+func TestPercentilesPickTheRankedSample(t *testing.T) {
+	ds := make([]time.Duration, 1000)
+	for i := range ds {
+		ds[len(ds)-1-i] = time.Duration(i+1) * time.Millisecond // reversed: must be sorted
+	}
+	p := percentilesOf(ds)
+	if p.Samples != 1000 || p.P50 != 501 || p.P99 != 991 || p.P999 != 1000 || p.Max != 1000 {
+		t.Fatalf("%+v", p)
+	}
+}
+
+func TestUpdateDocReplacesOnlyTheResultsSection(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "BENCHMARKS.md")
+	before, after := "# Title\n\nprose\n", "\n![chart](x.png)\n"
+	if err := os.WriteFile(path, []byte(before+docBegin+"\nold figures\n"+docEnd+after), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	res := Results{Throughput: []ThroughputRow{newThroughputRow("direct", 0, 100, 1000, time.Second)}, Config: Config{Sessions: []int{1}}}
+	if err := UpdateDoc(path, res, nil); err != nil {
+		t.Fatal(err)
+	}
+	doc, _ := os.ReadFile(path)
+	text := string(doc)
+	if !strings.HasPrefix(text, before+docBegin+"\n") || !strings.HasSuffix(text, docEnd+after) {
+		t.Fatalf("text around the section changed:\n%s", text)
+	}
+	if strings.Contains(text, "old figures") || !strings.Contains(text, "| 100 B | direct franz-go | - | 1000 | 1000 |") {
+		t.Fatalf("section not replaced:\n%s", text)
+	}
+	if err := os.WriteFile(path, []byte("no markers"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := UpdateDoc(path, res, nil); err == nil {
+		t.Fatal("a file without markers was accepted")
+	}
+}
+
+func TestChartHasARowPerReader(t *testing.T) {
+	rows := []ThroughputRow{
+		newThroughputRow("direct", 0, 100, 1000, time.Second),
+		newThroughputRow("gateway", 1, 100, 1000, 2*time.Second),
+	}
+	rows[0].OfDirect, rows[1].OfDirect = 1, 0.5
+	one, err := throughputChart(Results{Throughput: rows})
+	if err != nil {
+		t.Fatal(err)
+	}
+	two, err := throughputChart(Results{Throughput: append(rows, rows...)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	img1, err1 := png.Decode(bytes.NewReader(one))
+	img2, err2 := png.Decode(bytes.NewReader(two))
+	if err1 != nil || err2 != nil {
+		t.Fatalf("not PNG: %v, %v", err1, err2)
+	}
+	if img1.Bounds().Dx() != chartWidth || img2.Bounds().Dy() <= img1.Bounds().Dy() {
+		t.Fatalf("sizes %v and %v", img1.Bounds(), img2.Bounds())
+	}
+}

@@ -52,11 +52,7 @@ func serverError(t *testing.T, err error) string {
 func TestListOffset(t *testing.T) {
 	f := newFixture(t, "")
 	base := time.Now().Add(-time.Hour).Truncate(time.Millisecond)
-	recs := testkit.Numbered(10)
-	for i := range recs {
-		recs[i].Timestamp = base.Add(time.Duration(i) * time.Second)
-	}
-	testkit.Produce(t, f.kafka.ListenAddrs(), "t", 1, recs)
+	testkit.Produce(t, f.kafka.ListenAddrs(), "t", 1, testkit.SecondApart(10, base))
 
 	for _, tc := range []struct {
 		name      string

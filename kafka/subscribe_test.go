@@ -68,11 +68,7 @@ func expectQuiet(t *testing.T, sub *client.Subscription) {
 func TestSubscribeFromEachStartPosition(t *testing.T) {
 	f := newFixture(t, "")
 	base := time.Now().Add(-time.Hour).Truncate(time.Millisecond)
-	recs := testkit.Numbered(10)
-	for i := range recs {
-		recs[i].Timestamp = base.Add(time.Duration(i) * time.Second)
-	}
-	testkit.Produce(t, f.kafka.ListenAddrs(), "t", 0, recs)
+	testkit.Produce(t, f.kafka.ListenAddrs(), "t", 0, testkit.SecondApart(10, base))
 
 	for _, tc := range []struct {
 		name  string

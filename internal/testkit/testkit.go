@@ -79,6 +79,17 @@ func Numbered(n int) []Record {
 	return recs
 }
 
+// SecondApart returns Numbered(n) records timestamped one second apart from
+// base, truncated to milliseconds as Kafka stores them.
+func SecondApart(n int, base time.Time) []Record {
+	recs := Numbered(n)
+	base = base.Truncate(time.Millisecond)
+	for i := range recs {
+		recs[i].Timestamp = base.Add(time.Duration(i) * time.Second)
+	}
+	return recs
+}
+
 // Server is a standalone pub-sub server on a loopback port.
 type Server struct {
 	Server *server.Server

@@ -571,6 +571,9 @@ type readAhead struct {
 }
 
 func (r *readAhead) Read(p []byte) (int, error) {
+	if len(p) == 0 {
+		return 0, nil // never block for nothing
+	}
 	if r.pos == r.end {
 		if len(p) >= len(r.buf) {
 			return r.conn.Read(p)

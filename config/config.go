@@ -33,6 +33,7 @@ const (
 
 	DefaultFetchMaxBytes    = 1 << 20
 	DefaultFetchMaxWait     = 100 * time.Millisecond
+	DefaultWindowBytes      = 4 << 20
 	DefaultRequestTimeout   = 5 * time.Second
 	DefaultListenerSocket   = "/var/run/envoy-pubsub/pubsub.sock"
 	DefaultTicketTTL        = 30 * time.Second
@@ -75,6 +76,10 @@ type KafkaCluster struct {
 	// RequestTimeout bounds one command's Kafka work, retries included.
 	// Default 5s.
 	RequestTimeout Duration `json:"request_timeout,omitempty"`
+	// WindowBytes bounds the recent records a shared partition reader keeps
+	// for its subscribers (keys, values and headers), per partition.
+	// Default 4 MiB.
+	WindowBytes int `json:"window_bytes,omitempty"`
 }
 
 // TLS configures TLS to the brokers.
@@ -295,6 +300,9 @@ func (c *KafkaCluster) complete(key string) error {
 	}
 	if c.FetchMaxBytes < 1 {
 		return fmt.Errorf("config: %s.fetch_max_bytes: must be positive", key)
+	}
+	if err := defaultCount(key+".window_bytes", &c.WindowBytes, DefaultWindowBytes); err != nil {
+		return err
 	}
 	if err := defaultDuration(key+".fetch_max_wait", &c.FetchMaxWait, DefaultFetchMaxWait); err != nil {
 		return err

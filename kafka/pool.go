@@ -236,6 +236,7 @@ func fingerprint(c *config.KafkaCluster) [32]byte {
 	field(c.RequestTimeout.Duration().String())
 	field(c.FetchMaxWait.Duration().String())
 	field(fmt.Sprint(c.FetchMaxBytes))
+	field(fmt.Sprint(c.WindowBytes))
 	var sum [32]byte
 	h.Sum(sum[:0])
 	return sum

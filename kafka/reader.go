@@ -2,21 +2,21 @@ package kafka
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"runtime/debug"
 	"sort"
 	"sync"
 	"time"
 
+	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kgo"
 )
 
-// Bounds of a shared partition reader's window of recent records.
+// Shared partition readers.
 const (
-	// DefaultWindowBytes bounds the key, value and header bytes a window
-	// keeps.
-	DefaultWindowBytes = 8 << 20
-	// DefaultWindowRecords bounds the records a window keeps.
+	// DefaultWindowRecords bounds the records a window keeps; its bytes
+	// are bounded by the cluster's window_bytes.
 	DefaultWindowRecords = 100000
 	// tailFetchWait is how long the readers' consumer waits at the end of
 	// the log: only its idle request rate, new records come at once.
@@ -51,7 +51,8 @@ type readerSet struct {
 // read Kafka on their own until they reach it again. It starts at the end of
 // the log when its first user comes and stops when its last one leaves.
 type partitionReader struct {
-	key readerKey
+	key      readerKey
+	maxBytes int // the window's byte bound
 
 	// Guarded by the readerSet's mu.
 	refs      int
@@ -64,6 +65,7 @@ type partitionReader struct {
 	start   int64
 	next    int64
 	changed chan struct{} // closed and replaced at every append
+	err     error         // the partition is gone
 }
 
 // acquireReader returns the reader of topic/partition, starting one at the
@@ -100,7 +102,7 @@ func (k *Cluster) acquireReader(ctx context.Context, topic string, partition int
 	if err := k.startConsumer(); err != nil {
 		return nil, err
 	}
-	r := &partitionReader{key: key, refs: 1, start: end, next: end, changed: make(chan struct{})}
+	r := &partitionReader{key: key, maxBytes: k.cfg.WindowBytes, refs: 1, start: end, next: end, changed: make(chan struct{})}
 	if rs.readers == nil {
 		rs.readers = make(map[readerKey]*partitionReader)
 	}
@@ -207,9 +209,15 @@ func (k *Cluster) consume(ctx context.Context, cl *kgo.Client, done chan struct{
 	for ctx.Err() == nil {
 		fetches := cl.PollFetches(ctx)
 		fetches.EachError(func(topic string, partition int32, err error) {
-			if ctx.Err() == nil && err.Error() != lastErr {
+			if ctx.Err() != nil {
+				return
+			}
+			if err.Error() != lastErr {
 				lastErr = err.Error()
 				k.pool.log.Warn("kafka: shared reader", "topic", topic, "partition", partition, "err", err)
+			}
+			if r := k.runningReader(topic, partition); r != nil && gone(err) {
+				r.fail(ErrTopicNotFound)
 			}
 		})
 		fetches.EachPartition(func(p kgo.FetchTopicPartition) {
@@ -256,7 +264,7 @@ func (r *partitionReader) append(recs []*kgo.Record) {
 		return
 	}
 	drop := 0
-	for drop < len(r.records)-1 && (r.bytes > DefaultWindowBytes || len(r.records)-drop > DefaultWindowRecords) {
+	for drop < len(r.records)-1 && (r.bytes > r.maxBytes || len(r.records)-drop > DefaultWindowRecords) {
 		r.bytes -= recordBytes(r.records[drop])
 		r.records[drop] = nil
 		drop++
@@ -271,10 +279,25 @@ func (r *partitionReader) append(recs []*kgo.Record) {
 	r.changed = make(chan struct{})
 }
 
+// fail records that the partition is gone and wakes the waiting users.
+func (r *partitionReader) fail(err error) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.err = err
+	close(r.changed)
+	r.changed = make(chan struct{})
+}
+
+// gone reports whether a fetch error means the partition no longer exists.
+func gone(err error) bool {
+	return errors.Is(err, kerr.UnknownTopicOrPartition) || errors.Is(err, kerr.UnknownTopicID)
+}
+
 // windowRead is what a user gets from the window at its cursor.
 type windowRead struct {
 	records []*kgo.Record // from the cursor on, possibly empty
 	behind  bool          // the cursor is before the window: read Kafka directly
+	err     error         // the partition is gone (set when records is empty)
 	changed <-chan struct{}
 }
 
@@ -288,7 +311,11 @@ func (r *partitionReader) read(offset int64, maxRecords, maxBytes int) windowRea
 	}
 	i := sort.Search(len(r.records), func(i int) bool { return r.records[i].Offset >= offset })
 	end := i + limitRecords(r.records[i:], maxRecords, maxBytes)
-	return windowRead{records: r.records[i:end:end], changed: r.changed}
+	w := windowRead{records: r.records[i:end:end], changed: r.changed}
+	if end == i {
+		w.err = r.err
+	}
+	return w
 }
 
 // covers reports whether the window holds, or is about to receive, offset.

@@ -205,6 +205,10 @@ func (d *delivery) run(ctx context.Context, wg *sync.WaitGroup) {
 	}()
 	r, err := d.k.acquireReader(ctx, d.topic, d.partition)
 	for err != nil {
+		if terminal(err) {
+			d.fail(ctx, err)
+			return
+		}
 		log.Warn("kafka: subscription cannot start its reader", "err", err)
 		if !sleep(ctx, readerBackoff) {
 			return
@@ -220,15 +224,17 @@ func (d *delivery) run(ctx context.Context, wg *sync.WaitGroup) {
 			var err error
 			if recs, err = d.catchUp(ctx); err != nil {
 				if terminal(err) {
-					d.req.Push(ctx, &pb.PubSubResp{Resp: &pb.PubSubResp_ErrorResp{ErrorResp: &pb.ErrorResp{
-						Message: (&CommandError{Op: opSubscribe, Topic: d.topic, Partition: d.partition, Cause: err}).Error(),
-					}}})
+					d.fail(ctx, err)
 					return
 				}
 				log.Warn("kafka: subscription catch-up failed", "err", err)
 				sleep(ctx, readerBackoff)
 				continue
 			}
+		}
+		if len(recs) == 0 && w.err != nil {
+			d.fail(ctx, w.err)
+			return
 		}
 		if len(recs) == 0 {
 			select {
@@ -241,6 +247,13 @@ func (d *delivery) run(ctx context.Context, wg *sync.WaitGroup) {
 			return
 		}
 	}
+}
+
+// fail tells the client that the partition's delivery ends, and why.
+func (d *delivery) fail(ctx context.Context, cause error) {
+	d.req.Push(ctx, &pb.PubSubResp{Resp: &pb.PubSubResp_ErrorResp{ErrorResp: &pb.ErrorResp{
+		Message: (&CommandError{Op: opSubscribe, Topic: d.topic, Partition: d.partition, Cause: cause}).Error(),
+	}}})
 }
 
 // catchUp reads the partition directly from the cursor, which is behind the

@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/gobwas/ws"
+	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kfake"
 	"github.com/twmb/franz-go/pkg/kgo"
 	"google.golang.org/protobuf/proto"
@@ -466,5 +467,40 @@ func TestIdleWaitsDoNotHoldEachOtherUp(t *testing.T) {
 		}
 	case <-time.After(3 * time.Second):
 		t.Fatalf("a tail poller got the record only after %v", time.Since(start))
+	}
+}
+
+func TestDeletedTopicEndsItsSubscriptionsWithAnError(t *testing.T) {
+	f := newFixture(t, "")
+	testkit.Produce(t, f.kafka.ListenAddrs(), "t", 0, testkit.Numbered(3))
+	sub, err := f.c.Subscribe(ctx(t), &pb.CmdKafkaSubscribe{Topic: "t", Partitions: []int32{0}, Start: &pb.CmdKafkaSubscribe_Earliest{Earliest: true}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	collect(t, sub, 0, 0, 3)
+	cl, err := kgo.NewClient(kgo.SeedBrokers(f.kafka.ListenAddrs()...))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cl.Close()
+	if _, err := kadm.NewClient(cl).DeleteTopics(ctx(t), "t"); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case resp := <-sub.C():
+		if msg := resp.GetErrorResp().GetMessage(); msg != "failed to subscribe, topic: t, partition: 0, err: not found topic" {
+			t.Fatalf("live subscription after the topic was deleted: %v", resp)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("the live subscription was not told that its topic is gone")
+	}
+	// A reconnecting subscriber is refused; the live one keeps its session.
+	c := f.srv.Dial(t, "kafka")
+	_, err = c.Subscribe(ctx(t), &pb.CmdKafkaSubscribe{Topic: "t", Partitions: []int32{0}})
+	if msg := serverError(t, err); msg != "failed to subscribe, topic: t, partition: 0, err: not found topic" {
+		t.Fatalf("subscribe to a deleted topic: %q", msg)
+	}
+	if _, err := f.c.Ping(ctx(t), nil); err != nil {
+		t.Fatal(err)
 	}
 }

@@ -40,8 +40,7 @@ const handshakeConcurrency = 16
 // measureIdleSessions opens idle sessions up to each of steps (ascending)
 // and reads the gateway's memory at each. The client ends are bare sockets
 // in this process, so nothing of them is counted.
-func measureIdleSessions(ctx context.Context, g *gatewayProcess, steps []int) (SessionsResult, error) {
-	var res SessionsResult
+func measureIdleSessions(ctx context.Context, g *gatewayProcess, steps []int) (res SessionsResult, err error) {
 	base, err := g.stats()
 	if err != nil {
 		return res, err
@@ -50,6 +49,9 @@ func measureIdleSessions(ctx context.Context, g *gatewayProcess, steps []int) (S
 	defer func() {
 		for _, c := range conns {
 			c.Close()
+		}
+		if err == nil {
+			err = awaitDrained(g)
 		}
 	}()
 	var dialing time.Duration
@@ -99,6 +101,22 @@ func dialIdle(ctx context.Context, url string, n int) ([]net.Conn, error) {
 		err = firstOf(err, <-errs)
 	}
 	return slices.DeleteFunc(conns, func(c net.Conn) bool { return c == nil }), err
+}
+
+// awaitDrained waits until the gateway serves no session, so that the next
+// measurement does not share the CPU with the teardown of closed ones.
+func awaitDrained(g *gatewayProcess) error {
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		s, err := g.stats()
+		if err != nil || s.Sessions == 0 {
+			return err
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("gateway still serves %d sessions after their clients closed", s.Sessions)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
 }
 
 // awaitSessions waits until the gateway serves n sessions (a client's dial

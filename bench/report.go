@@ -63,10 +63,10 @@ func Markdown(res Results, baseline *Results) string {
 	p("")
 	p("#### Idle sessions: growth of the gateway process")
 	p("")
-	p("| idle sessions | heap + stacks per session | RSS per session | gateway goroutines |")
-	p("|---:|---:|---:|---:|")
+	p("| idle sessions | heap + stacks per session | of which stacks | RSS per session | gateway goroutines |")
+	p("|---:|---:|---:|---:|---:|")
 	for _, s := range res.Sessions.Steps {
-		p("| %d | %s | %s | %d |", s.Sessions, kib(s.HeapPerSession), kib(s.RSSPerSession), s.Goroutines)
+		p("| %d | %s | %s | %s | %d |", s.Sessions, kib(s.HeapPerSession), kib(s.StackPerSession), kib(s.RSSPerSession), s.Goroutines)
 	}
 	p("")
 	p("Handshakes: %.0f/s with %d concurrent dialers.", res.Sessions.HandshakesPerS, handshakeConcurrency)

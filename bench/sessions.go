@@ -18,8 +18,10 @@ const maxOpenFiles = 32768
 // IdleStep is the gateway's memory with a number of idle sessions open.
 type IdleStep struct {
 	Sessions int `json:"sessions"`
-	// HeapPerSession is the growth of heap and stacks in use, per session.
-	HeapPerSession float64 `json:"heap_bytes_per_session"`
+	// HeapPerSession is the growth of heap and stacks in use, per session,
+	// and StackPerSession the stacks' part of it.
+	HeapPerSession  float64 `json:"heap_bytes_per_session"`
+	StackPerSession float64 `json:"stack_bytes_per_session"`
 	// RSSPerSession is the growth of resident memory, per session.
 	RSSPerSession float64 `json:"rss_bytes_per_session"`
 	// Goroutines is the gateway's goroutine count.
@@ -68,10 +70,11 @@ func measureIdleSessions(ctx context.Context, g *gatewayProcess, steps []int) (r
 			return res, err
 		}
 		res.Steps = append(res.Steps, IdleStep{
-			Sessions:       n,
-			HeapPerSession: (float64(s.Heap()) - float64(base.Heap())) / float64(n),
-			RSSPerSession:  (float64(s.RSS) - float64(base.RSS)) / float64(n),
-			Goroutines:     s.Goroutines,
+			Sessions:        n,
+			HeapPerSession:  (float64(s.Heap()) - float64(base.Heap())) / float64(n),
+			StackPerSession: (float64(s.StackInuse) - float64(base.StackInuse)) / float64(n),
+			RSSPerSession:   (float64(s.RSS) - float64(base.RSS)) / float64(n),
+			Goroutines:      s.Goroutines,
 		})
 	}
 	res.HandshakesPerS = float64(len(conns)) / dialing.Seconds()

@@ -34,7 +34,7 @@ func Markdown(res Results, baseline *Results) string {
 	p("")
 	p("#### Throughput: a topic of %d partitions read from start to end", slices.Max(append([]int{1}, res.Config.Sessions...)))
 	p("")
-	p("The direct reader is one franz-go client consuming every partition; through the gateway, each session reads whole partitions (session i those with p mod sessions = i). Each figure is the fastest of %d runs.", max(res.Config.Runs, 1))
+	p("The direct reader is one franz-go client consuming every partition; through the gateway, each session reads whole partitions (session i those with p mod sessions = i). Each figure is the fastest of %d rounds, each round running every reader once.", max(res.Config.Runs, 1))
 	p("")
 	p("| value | reader | sessions | records | records/s | MB/s | of direct |")
 	p("|---:|---|---:|---:|---:|---:|---:|")

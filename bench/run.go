@@ -17,8 +17,8 @@ type Config struct {
 	// MBPerSize is how many megabytes (10^6 B) of values each throughput
 	// run reads; the record count is MBPerSize / size.
 	MBPerSize float64 `json:"mb_per_size"`
-	// Runs is how many times each throughput figure is measured; the
-	// fastest run is kept, for the direct reader and the gateway alike.
+	// Runs is how many rounds of throughput runs are made, each running
+	// every reader once; each reader keeps its fastest round.
 	Runs int `json:"runs"`
 	// Sessions are the concurrent session counts read through the gateway.
 	Sessions []int `json:"sessions"`
@@ -105,11 +105,13 @@ func Run(ctx context.Context, cfg Config, progress io.Writer) (res Results, err 
 	return res, nil
 }
 
-// measureThroughput fills the topic of size, reads it directly, then
-// through the gateway with each session count. The topic has as many
-// partitions as the largest session count, so that every session reads
-// whole partitions (a fetch returns up to its byte limit from its offset
-// on, so sessions sharing a partition would read past their share).
+// measureThroughput fills the topic of size and reads it directly and
+// through the gateway with each session count, in rounds: each round runs
+// every reader once, so that a passing load on the machine hits them alike,
+// and each reader keeps its fastest round. The topic has as many partitions
+// as the largest session count, so that every session reads whole
+// partitions (a fetch returns up to its byte limit from its offset on, so
+// sessions sharing a partition would read past their share).
 func measureThroughput(ctx context.Context, gw gatewayTarget, brokers []string, cfg Config, size int, logf func(string, ...any)) ([]ThroughputRow, error) {
 	topic := valuesTopic(size)
 	partitions := slices.Max(cfg.Sessions)
@@ -119,42 +121,33 @@ func measureThroughput(ctx context.Context, gw gatewayTarget, brokers []string, 
 	if err := produce(ctx, brokers, topic, partitions, n, size); err != nil {
 		return nil, err
 	}
-	d, err := fastest(cfg.Runs, func() (time.Duration, error) {
+	readers := []func() (time.Duration, error){func() (time.Duration, error) {
 		return readDirect(ctx, brokers, topic, partitions, perPartition, size)
-	})
-	if err != nil {
-		return nil, err
-	}
-	direct := newThroughputRow("direct", 0, size, n, d)
-	direct.OfDirect = 1
-	logf("%d B: direct %.0f records/s", size, direct.RecordsPerS)
-	rows := []ThroughputRow{direct}
+	}}
 	for _, sessions := range cfg.Sessions {
-		d, err := fastest(cfg.Runs, func() (time.Duration, error) {
+		readers = append(readers, func() (time.Duration, error) {
 			return readGateway(ctx, gw, topic, partitions, perPartition, size, sessions)
 		})
-		if err != nil {
-			return rows, fmt.Errorf("%d B, %d sessions: %w", size, sessions, err)
+	}
+	best := make([]time.Duration, len(readers))
+	for round := range max(cfg.Runs, 1) {
+		for i, read := range readers {
+			d, err := read()
+			if err != nil {
+				return nil, fmt.Errorf("%d B, reader %d: %w", size, i, err)
+			}
+			if round == 0 || d < best[i] {
+				best[i] = d
+			}
 		}
-		row := newThroughputRow("gateway", sessions, size, n, d)
-		row.OfDirect = row.RecordsPerS / direct.RecordsPerS
-		logf("%d B: gateway, %d sessions: %.0f records/s (%.0f%% of direct)", size, sessions, row.RecordsPerS, 100*row.OfDirect)
-		rows = append(rows, row)
+	}
+	rows := []ThroughputRow{newThroughputRow("direct", 0, size, n, best[0])}
+	for i, sessions := range cfg.Sessions {
+		rows = append(rows, newThroughputRow("gateway", sessions, size, n, best[i+1]))
+	}
+	for i := range rows {
+		rows[i].OfDirect = rows[i].RecordsPerS / rows[0].RecordsPerS
+		logf("%d B, %s with %d sessions: %.0f records/s (%.0f%% of direct)", size, rows[i].Reader, rows[i].Sessions, rows[i].RecordsPerS, 100*rows[i].OfDirect)
 	}
 	return rows, nil
-}
-
-// fastest runs read runs times and returns its shortest duration.
-func fastest(runs int, read func() (time.Duration, error)) (time.Duration, error) {
-	var best time.Duration
-	for i := range max(runs, 1) {
-		d, err := read()
-		if err != nil {
-			return 0, err
-		}
-		if i == 0 || d < best {
-			best = d
-		}
-	}
-	return best, nil
 }

@@ -145,9 +145,12 @@ func measureThroughput(ctx context.Context, gw gatewayTarget, brokers []string, 
 	for i, sessions := range cfg.Sessions {
 		rows = append(rows, newThroughputRow("gateway", sessions, size, n, best[i+1]))
 	}
+	logf("%d B, direct: %.0f records/s", size, rows[0].RecordsPerS)
 	for i := range rows {
 		rows[i].OfDirect = rows[i].RecordsPerS / rows[0].RecordsPerS
-		logf("%d B, %s with %d sessions: %.0f records/s (%.0f%% of direct)", size, rows[i].Reader, rows[i].Sessions, rows[i].RecordsPerS, 100*rows[i].OfDirect)
+		if i > 0 {
+			logf("%d B, gateway with %d sessions: %.0f records/s (%.0f%% of direct)", size, rows[i].Sessions, rows[i].RecordsPerS, 100*rows[i].OfDirect)
+		}
 	}
 	return rows, nil
 }

@@ -174,3 +174,32 @@ func TestChartHasARowPerReader(t *testing.T) {
 		t.Fatalf("sizes %v and %v", img1.Bounds(), img2.Bounds())
 	}
 }
+
+func TestBestKeepsEachFiguresBestRun(t *testing.T) {
+	run := func(direct, gateway time.Duration, p99 float64, heap float64) Results {
+		return Results{
+			Throughput: []ThroughputRow{
+				newThroughputRow("direct", 0, 100, 1000, direct),
+				newThroughputRow("gateway", 1, 100, 1000, gateway),
+			},
+			Latency:  LatencyResult{Fetch: Percentiles{Samples: 10, P50: p99 / 2, P99: p99}},
+			Sessions: SessionsResult{Steps: []IdleStep{{Sessions: 10, HeapPerSession: heap}}},
+		}
+	}
+	best, err := Best(run(time.Second, 4*time.Second, 2, 7000), run(2*time.Second, 2*time.Second, 1, 6000))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if best.Merged != 2 || best.Throughput[0].RecordsPerS != 1000 || best.Throughput[1].RecordsPerS != 500 {
+		t.Fatalf("throughput %+v (merged %d): want the fastest run of each reader", best.Throughput, best.Merged)
+	}
+	if best.Throughput[1].OfDirect != 0.5 {
+		t.Errorf("of direct %v, want 0.5 against the best direct run", best.Throughput[1].OfDirect)
+	}
+	if best.Latency.Fetch.P99 != 1 || best.Latency.Fetch.P50 != 0.5 || best.Sessions.Steps[0].HeapPerSession != 6000 {
+		t.Errorf("latency %+v, sessions %+v: want the second run's", best.Latency.Fetch, best.Sessions)
+	}
+	if _, err := Best(); err == nil {
+		t.Error("nothing to combine was accepted")
+	}
+}

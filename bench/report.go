@@ -29,7 +29,11 @@ const (
 func Markdown(res Results, baseline *Results) string {
 	var b strings.Builder
 	p := func(format string, args ...any) { fmt.Fprintf(&b, format+"\n", args...) }
-	p("Run of %s on %s.", res.Started.Format("2006-01-02 15:04 UTC"), res.Machine)
+	if res.Merged > 1 {
+		p("Best of %d runs, the last of %s, on %s.", res.Merged, res.Started.Format("2006-01-02 15:04 UTC"), res.Machine)
+	} else {
+		p("Run of %s on %s.", res.Started.Format("2006-01-02 15:04 UTC"), res.Machine)
+	}
 	p("Broker (kfake, 1 node) and gateway (standalone server) each run in a child process; the direct consumer and the WebSocket clients (%s) run in the benchmark process.", clientName(res.Config.Client))
 	p("")
 	p("#### Throughput: a topic of %d partitions read from start to end", slices.Max(append([]int{1}, res.Config.Sessions...)))
@@ -102,7 +106,7 @@ func Markdown(res Results, baseline *Results) string {
 func comparison(res, base Results) string {
 	var b strings.Builder
 	p := func(format string, args ...any) { fmt.Fprintf(&b, format+"\n", args...) }
-	p("#### Compared with the baseline run of %s", base.Started.Format("2006-01-02 15:04 UTC"))
+	p("#### Compared with the baseline (%s)", runsOf(base))
 	p("")
 	p("Gain: above 1 is better (records/s: now / before; times and memory: before / now).")
 	p("")
@@ -157,6 +161,13 @@ func ReadResults(path string) (*Results, error) {
 		return nil, fmt.Errorf("%s: %w", path, err)
 	}
 	return &res, nil
+}
+
+func runsOf(res Results) string {
+	if res.Merged > 1 {
+		return fmt.Sprintf("best of %d runs, the last of %s", res.Merged, res.Started.Format("2006-01-02 15:04 UTC"))
+	}
+	return "run of " + res.Started.Format("2006-01-02 15:04 UTC")
 }
 
 func ofDirect(rows []ThroughputRow, sessions int) string {

@@ -40,7 +40,10 @@ type Config struct {
 
 // Results are the figures of one run.
 type Results struct {
-	Started    time.Time       `json:"started"`
+	Started time.Time `json:"started"`
+	// Merged is the number of runs Best combined into these results (0 for
+	// a single run).
+	Merged     int             `json:"merged,omitempty"`
 	Machine    Machine         `json:"machine"`
 	Config     Config          `json:"config"`
 	Throughput []ThroughputRow `json:"throughput"`

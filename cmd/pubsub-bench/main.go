@@ -49,6 +49,7 @@ func run() error {
 	out := flag.String("out", filepath.Join("bench", "results"), "directory of the result files")
 	doc := flag.String("doc", "BENCHMARKS.md", "Markdown file whose results section is replaced; empty leaves it")
 	compare := flag.String("compare", "", "results.json of an earlier run to compare with (before/after table)")
+	merge := flag.String("merge", "", "comma-separated results.json files of runs of the same code: measure nothing, write the best figure of each (see bench.Best)")
 	cpuProfile := flag.String("cpuprofile", "", "write a CPU profile of the gateway process to this file")
 	memProfile := flag.String("memprofile", "", "write an allocation profile of the gateway process to this file")
 	clientProfile := flag.String("client-cpuprofile", "", "write a CPU profile of the benchmark (client) process to this file")
@@ -101,9 +102,14 @@ func run() error {
 		defer pprof.StopCPUProfile()
 	}
 
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Minute)
-	defer cancel()
-	res, err := bench.Run(ctx, cfg, os.Stderr)
+	var res bench.Results
+	if *merge != "" {
+		res, err = mergeFiles(strings.Split(*merge, ","))
+	} else {
+		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Minute)
+		defer cancel()
+		res, err = bench.Run(ctx, cfg, os.Stderr)
+	}
 	if err != nil {
 		return err
 	}
@@ -116,6 +122,19 @@ func run() error {
 		return bench.UpdateDoc(*doc, res, baseline)
 	}
 	return nil
+}
+
+// mergeFiles combines the results stored in paths with bench.Best.
+func mergeFiles(paths []string) (bench.Results, error) {
+	var runs []bench.Results
+	for _, p := range paths {
+		r, err := bench.ReadResults(p)
+		if err != nil {
+			return bench.Results{}, err
+		}
+		runs = append(runs, *r)
+	}
+	return bench.Best(runs...)
 }
 
 // ints parses a comma-separated list of positive integers.

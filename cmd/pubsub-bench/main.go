@@ -65,6 +65,9 @@ func run() error {
 		CPUProfile:     absolute(*cpuProfile),
 		MemProfile:     absolute(*memProfile),
 	}
+	if cfg.Client != bench.ClientRaw && cfg.Client != bench.ClientGo {
+		return fmt.Errorf("-client: %q is neither %s nor %s", cfg.Client, bench.ClientRaw, bench.ClientGo)
+	}
 	var err error
 	if cfg.ValueSizes, err = ints("sizes", *sizes); err != nil {
 		return err

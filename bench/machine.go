@@ -21,6 +21,7 @@ type Machine struct {
 	GOGC string `json:"gogc"`
 }
 
+// String describes the machine on one line.
 func (m Machine) String() string {
 	return fmt.Sprintf("%s, %d CPUs, %.0f GiB RAM, Linux %s, %s %s, GOGC=%s",
 		m.CPU, m.CPUs, m.MemoryGiB, m.Kernel, m.Go, m.Platform, m.GOGC)

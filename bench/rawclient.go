@@ -53,11 +53,13 @@ func dialRaw(ctx context.Context, url string) (*rawClient, error) {
 	return c, nil
 }
 
+// Close closes the connection without a close handshake.
 func (c *rawClient) Close() error { return c.conn.Close() }
 
 // errServer is an error_resp from the gateway.
 type errServer struct{ message string }
 
+// Error returns the error_resp message.
 func (e *errServer) Error() string { return e.message }
 
 // roundTrip sends the command field (already encoded in cmd) with a fresh
@@ -109,8 +111,10 @@ func appendHeader(b []byte, h ws.Header) []byte {
 	return w.b
 }
 
+// sliceWriter is an io.Writer appending to b.
 type sliceWriter struct{ b []byte }
 
+// Write appends p.
 func (w *sliceWriter) Write(p []byte) (int, error) {
 	w.b = append(w.b, p...)
 	return len(p), nil
@@ -317,4 +321,5 @@ func (g *goClient) fetch(topic string, partition int32, offset int64, record fun
 	return nil
 }
 
+// Close closes the session with a close frame.
 func (g *goClient) Close() error { return g.c.Close() }

@@ -570,6 +570,7 @@ type readAhead struct {
 	pos, end int
 }
 
+// Read implements io.Reader, serving read-ahead bytes first.
 func (r *readAhead) Read(p []byte) (int, error) {
 	if len(p) == 0 {
 		return 0, nil // never block for nothing

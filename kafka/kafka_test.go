@@ -17,7 +17,7 @@ import (
 	pb "github.com/envoy-pubsub/gateway/proto"
 )
 
-func ctx(t *testing.T) context.Context {
+func ctx(t testing.TB) context.Context {
 	c, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	t.Cleanup(cancel)
 	return c

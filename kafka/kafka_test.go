@@ -276,10 +276,6 @@ func TestPipelinedRequestsAreMatchedBySequence(t *testing.T) {
 	for p := int32(0); p < 3; p++ {
 		testkit.Produce(t, f.kafka.ListenAddrs(), "t", p, testkit.Numbered(int(p)+1))
 	}
-	type result struct {
-		seq  int64
-		resp *pb.PubSubResp
-	}
 	reqs := make([]*pb.PubSubReq, 20)
 	for i := range reqs {
 		p := int32(i % 3)

@@ -101,7 +101,7 @@ func (h *handlers) subscribe(ctx context.Context, req *pubsub.Request) (*pb.PubS
 	for _, s := range starts {
 		sub.wg.Add(1)
 		d := &delivery{k: h.k, req: req, topic: topic, partition: s.Partition, cursor: s.Offset, maxRecords: maxRecords}
-		go d.run(sctx, &sub.wg)
+		go d.run(sctx, &sub.wg, req.Hold())
 	}
 	return nil, nil
 }
@@ -195,8 +195,9 @@ type delivery struct {
 // run delivers from the shared reader's window, reading Kafka directly while
 // the cursor is behind the window, until ctx ends or the session stops
 // taking pushes.
-func (d *delivery) run(ctx context.Context, wg *sync.WaitGroup) {
+func (d *delivery) run(ctx context.Context, wg *sync.WaitGroup, release func()) {
 	defer wg.Done()
+	defer release() // the session may idle out once no delivery is live
 	log := d.k.pool.log.With("topic", d.topic, "partition", d.partition)
 	defer func() {
 		if p := recover(); p != nil {

@@ -504,3 +504,29 @@ func TestDeletedTopicEndsItsSubscriptionsWithAnError(t *testing.T) {
 		t.Fatal(err)
 	}
 }
+
+func TestSubscriberThatOnlyListensIsNotIdle(t *testing.T) {
+	k := testkit.Kafka(t, kfake.SeedTopics(1, "t"))
+	srv := testkit.StartServer(t, testkit.ClusterYAML(k.ListenAddrs(), "", "session: {idle_timeout: 300ms}\n"), nil)
+	listener, idle := srv.Dial(t, "kafka"), srv.Dial(t, "kafka")
+	sub, err := listener.Subscribe(ctx(t), &pb.CmdKafkaSubscribe{Topic: "t", Partitions: []int32{0}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case <-idle.Done(): // a session with nothing live is closed as idle
+	case <-time.After(5 * time.Second):
+		t.Fatal("an idle session was not closed")
+	}
+	time.Sleep(500 * time.Millisecond) // past the idle timeout for the listener too
+	testkit.Produce(t, k.ListenAddrs(), "t", 0, testkit.Numbered(1))
+	collect(t, sub, 0, 0, 1)
+	if err := sub.Unsubscribe(ctx(t)); err != nil {
+		t.Fatal(err)
+	}
+	select { // with its subscription gone, the listener idles out too
+	case <-listener.Done():
+	case <-time.After(5 * time.Second):
+		t.Fatal("a session without live subscriptions was not closed as idle")
+	}
+}

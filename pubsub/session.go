@@ -26,7 +26,8 @@ type Options struct {
 	// MaxFrameBytes bounds one WebSocket message, fragments included; a
 	// larger one closes the session with 1009. Default 1 MiB.
 	MaxFrameBytes int
-	// IdleTimeout closes a session whose client sent no frame for this long.
+	// IdleTimeout closes a session whose client sent no frame for this long
+	// while it had no live stream (Request.Hold).
 	// Default 60s; negative disables it.
 	IdleTimeout time.Duration
 	// WriteTimeout closes a session whose client does not take a reply for
@@ -133,6 +134,15 @@ func (r *Request) Push(ctx context.Context, resp *pb.PubSubResp) error {
 	return r.s.enqueuePush(ctx, resp)
 }
 
+// Hold marks a stream of this request (a subscription) as live until
+// release is called: a session with live streams is not closed as idle,
+// since its client need not send anything while it is being pushed to.
+func (r *Request) Hold() (release func()) {
+	r.s.streams.Add(1)
+	var once sync.Once
+	return func() { once.Do(func() { r.s.streams.Add(-1) }) }
+}
+
 // Context returns the context of the request's session, canceled when the
 // session ends; streaming handlers stop their pushes when it is done.
 func (r *Request) Context() context.Context { return r.s.ctx }
@@ -234,6 +244,7 @@ type session struct {
 	// close, or -1 when the client's stream cannot be parsed (reader only).
 	unread int64
 
+	streams      atomic.Int32 // live streams (Request.Hold)
 	qmu          sync.Mutex
 	queue        pushQueue
 	slowConsumer atomic.Bool
@@ -259,6 +270,9 @@ func (s *session) readLoop() error {
 		}
 		h, err := ws.ReadHeaderBuffer(&s.in, s.hdr[:])
 		if err != nil {
+			if errors.Is(err, os.ErrDeadlineExceeded) && s.streams.Load() > 0 && !s.closing.Load() {
+				continue // a client whose streams are live has no need to speak
+			}
 			return s.readFailed(err)
 		}
 		state := ws.StateServerSide

@@ -19,8 +19,11 @@ const (
 	// are bounded by the cluster's window_bytes.
 	DefaultWindowRecords = 100000
 	// tailFetchWait is how long the readers' consumer waits at the end of
-	// the log: only its idle request rate, new records come at once.
-	tailFetchWait = 500 * time.Millisecond
+	// the log. New records of the partitions in a waiting fetch come at
+	// once; a partition added meanwhile joins the next fetch, so this bounds
+	// the first delivery of a new reader (and sets the idle request rate:
+	// one fetch per broker per wait).
+	tailFetchWait = 100 * time.Millisecond
 	// readerLinger keeps a reader that plain fetches waited on alive this
 	// long after their last wait, so that a polling client finds it again.
 	readerLinger = 10 * time.Second

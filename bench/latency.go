@@ -6,8 +6,6 @@ import (
 	"fmt"
 	"slices"
 	"time"
-
-	"github.com/twmb/franz-go/pkg/kgo"
 )
 
 // Percentiles summarises durations, in milliseconds.
@@ -111,22 +109,7 @@ func produceToClient(ctx context.Context, c sessionClient, brokers []string, top
 		seen <- ds
 		return nil
 	})
-	goSafe(errs, func() error {
-		cl, err := kgo.NewClient(kgo.SeedBrokers(brokers...), kgo.DefaultProduceTopic(topic),
-			kgo.RecordPartitioner(kgo.ManualPartitioner()), kgo.ProducerLinger(0))
-		if err != nil {
-			return err
-		}
-		defer cl.Close()
-		for range n {
-			value := binary.BigEndian.AppendUint64(nil, uint64(time.Now().UnixNano()))
-			if err := cl.ProduceSync(ctx, &kgo.Record{Value: value}).FirstErr(); err != nil {
-				return fmt.Errorf("produce: %w", err)
-			}
-			time.Sleep(2 * time.Millisecond)
-		}
-		return nil
-	})
+	goSafe(errs, func() error { return produceTimestamps(ctx, brokers, topic, n) })
 	for range 2 {
 		if err := <-errs; err != nil {
 			return Percentiles{}, err

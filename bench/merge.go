@@ -17,6 +17,7 @@ func Best(runs ...Results) (Results, error) {
 	}
 	best := runs[len(runs)-1]
 	best.Throughput = slices.Clone(best.Throughput)
+	best.Subscribe.Fanout = slices.Clone(best.Subscribe.Fanout)
 	best.Merged = 0
 	for _, r := range runs {
 		best.Merged += max(r.Merged, 1)
@@ -35,6 +36,14 @@ func Best(runs ...Results) (Results, error) {
 		}
 		if r.Fanout.Delivered > 0 && (r.Fanout.BytesPerRecord < best.Fanout.BytesPerRecord || best.Fanout.Delivered == 0) {
 			best.Fanout = r.Fanout
+		}
+		best.Subscribe.ProduceToClient = lowerP99(best.Subscribe.ProduceToClient, r.Subscribe.ProduceToClient)
+		for i, row := range best.Subscribe.Fanout {
+			for _, other := range r.Subscribe.Fanout {
+				if other.Sessions == row.Sessions && other.RecordsPerS > best.Subscribe.Fanout[i].RecordsPerS {
+					best.Subscribe.Fanout[i] = other
+				}
+			}
 		}
 	}
 	for i, row := range best.Throughput {

@@ -227,27 +227,7 @@ func (c *rawClient) fetch(topic string, partition int32, offset int64, record fu
 	if err != nil {
 		return err
 	}
-	return walk(body, func(n protowire.Number, _ uint64, msg []byte) error {
-		if n != 1 {
-			return nil
-		}
-		var (
-			off   int64
-			value []byte
-		)
-		if err := walk(msg, func(n protowire.Number, v uint64, b []byte) error {
-			switch n {
-			case 1:
-				off = int64(v)
-			case 4:
-				value = b
-			}
-			return nil
-		}); err != nil {
-			return err
-		}
-		return record(off, value)
-	})
+	return eachRecord(body, record)
 }
 
 // appendPartitionCmd encodes CmdKafkaFetch or CmdKafkaListOffset, which

@@ -29,6 +29,10 @@ type Config struct {
 	// FanoutSessions tail one partition while FanoutRecords arrive.
 	FanoutSessions int `json:"fanout_sessions"`
 	FanoutRecords  int `json:"fanout_records"`
+	// SubscribeSessions subscribe to one partition while SubscribeRecords
+	// arrive, one run per count.
+	SubscribeSessions []int `json:"subscribe_sessions"`
+	SubscribeRecords  int   `json:"subscribe_records"`
 	// Client is the client the sessions use: ClientRaw (default), a lean
 	// frame-level client, or ClientGo, the project's client package.
 	Client string `json:"client"`
@@ -49,13 +53,15 @@ type Results struct {
 	Throughput []ThroughputRow `json:"throughput"`
 	Latency    LatencyResult   `json:"latency"`
 	Fanout     FanoutResult    `json:"fanout"`
+	Subscribe  SubscribeResult `json:"subscribe"`
 	Sessions   SessionsResult  `json:"sessions"`
 }
 
 // Topics of a run besides the throughput topics, one partition each.
 const (
-	latencyTopic = "latency"
-	fanoutTopic  = "fanout"
+	latencyTopic   = "latency"
+	fanoutTopic    = "fanout"
+	subscribeTopic = "subscribe"
 )
 
 func valuesTopic(size int) string { return "values-" + strconv.Itoa(size) }
@@ -67,7 +73,7 @@ func Run(ctx context.Context, cfg Config, progress io.Writer) (res Results, err 
 	if _, err := raiseOpenFiles(maxOpenFiles); err != nil {
 		return res, err
 	}
-	topics := []string{latencyTopic + ":1", fanoutTopic + ":1"}
+	topics := []string{latencyTopic + ":1", fanoutTopic + ":1", subscribeTopic + ":1"}
 	for _, size := range cfg.ValueSizes {
 		topics = append(topics, fmt.Sprintf("%s:%d", valuesTopic(size), slices.Max(cfg.Sessions)))
 	}
@@ -104,6 +110,9 @@ func Run(ctx context.Context, cfg Config, progress io.Writer) (res Results, err 
 	logf("fan-out: %d sessions, %d records", cfg.FanoutSessions, cfg.FanoutRecords)
 	if res.Fanout, err = measureFanout(ctx, gateway, brokers, fanoutTopic, cfg.FanoutSessions, cfg.FanoutRecords, 100); err != nil {
 		return res, fmt.Errorf("fan-out: %w", err)
+	}
+	if res.Subscribe, err = measureSubscriptions(ctx, gateway, brokers, subscribeTopic, cfg.LatencySamples, cfg.SubscribeSessions, cfg.SubscribeRecords, logf); err != nil {
+		return res, fmt.Errorf("subscriptions: %w", err)
 	}
 	return res, nil
 }

@@ -1,6 +1,7 @@
 // Command pubsub-bench measures the gateway against direct franz-go on
 // loopback in one run: throughput with 1, 10 and 100 sessions, latency,
-// idle-session memory, handshake rate and fan-out cost. It writes JSON,
+// idle-session memory, handshake rate, fan-out cost, and streaming
+// subscriptions (latency, and delivery to 1, 100 and 1000 sessions). It writes JSON,
 // Markdown and a PNG chart to -out and the tables into BENCHMARKS.md.
 //
 // The broker (kfake) and the gateway run as child processes started from
@@ -45,6 +46,8 @@ func run() error {
 	latency := flag.Int("latency-samples", 5000, "round trips per latency figure")
 	fanoutSessions := flag.Int("fanout-sessions", 100, "sessions tailing one partition in the fan-out run")
 	fanoutRecords := flag.Int("fanout-records", 5000, "records produced in the fan-out run")
+	subscribeSessions := flag.String("subscribe-sessions", "1,100,1000", "session counts subscribed to one partition in the subscription runs")
+	subscribeRecords := flag.Int("subscribe-records", 20000, "records produced in each subscription run")
 	clientKind := flag.String("client", bench.ClientRaw, "client of the sessions: raw (a lean frame-level client) or go (the project's client package)")
 	out := flag.String("out", filepath.Join("bench", "results"), "directory of the result files")
 	doc := flag.String("doc", "BENCHMARKS.md", "Markdown file whose results section is replaced; empty leaves it")
@@ -56,14 +59,15 @@ func run() error {
 	flag.Parse()
 
 	cfg := bench.Config{
-		MBPerSize:      *mb,
-		Runs:           *runs,
-		Client:         *clientKind,
-		LatencySamples: *latency,
-		FanoutSessions: *fanoutSessions,
-		FanoutRecords:  *fanoutRecords,
-		CPUProfile:     absolute(*cpuProfile),
-		MemProfile:     absolute(*memProfile),
+		MBPerSize:        *mb,
+		Runs:             *runs,
+		Client:           *clientKind,
+		LatencySamples:   *latency,
+		FanoutSessions:   *fanoutSessions,
+		FanoutRecords:    *fanoutRecords,
+		SubscribeRecords: *subscribeRecords,
+		CPUProfile:       absolute(*cpuProfile),
+		MemProfile:       absolute(*memProfile),
 	}
 	if cfg.Client != bench.ClientRaw && cfg.Client != bench.ClientGo {
 		return fmt.Errorf("-client: %q is neither %s nor %s", cfg.Client, bench.ClientRaw, bench.ClientGo)
@@ -78,12 +82,17 @@ func run() error {
 	if cfg.IdleSessions, err = ints("idle", *idle); err != nil {
 		return err
 	}
+	if cfg.SubscribeSessions, err = ints("subscribe-sessions", *subscribeSessions); err != nil {
+		return err
+	}
 	if *quick {
 		cfg.MBPerSize = 20
 		cfg.Runs = 1
 		cfg.IdleSessions = []int{500, 1000}
 		cfg.LatencySamples = 1000
 		cfg.FanoutRecords = 1000
+		cfg.SubscribeSessions = []int{1, 100}
+		cfg.SubscribeRecords = 2000
 		*out = filepath.Join(os.TempDir(), "pubsub-bench-quick")
 		*doc = ""
 	}

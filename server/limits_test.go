@@ -111,7 +111,7 @@ func TestMaxFrameBytes(t *testing.T) {
 // answered first.
 func TestMaxInFlight(t *testing.T) {
 	for _, tc := range []struct {
-		session      string
+		session   string
 		pongFirst bool
 	}{
 		{"max_in_flight: 2", false},

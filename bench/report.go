@@ -82,27 +82,9 @@ func Markdown(res Results, baseline *Results) string {
 	p("|---:|---:|---:|---:|---:|---:|---:|---:|")
 	p("| %d | %s | %d | %.2f | %d | %d | %.3f | %.1f |", f.Records, sizeName(f.ValueBytes), f.Delivered, f.Seconds, f.FetchRequests, f.FetchBytes, f.RequestsPerRecord, f.BytesPerRecord)
 	p("")
-	sub := res.Subscribe
-	p("#### Subscriptions: the server pushes, sessions share one broker fetch stream")
-	p("")
-	p("| produce to client | samples | p50 ms | p99 ms | p99.9 ms | max ms |")
-	p("|---|---:|---:|---:|---:|---:|")
-	for _, l := range []struct {
-		name string
-		p    Percentiles
-	}{
-		{"subscribed (server push)", sub.ProduceToClient},
-		{"tight fetch loop (polling)", res.Latency.ProduceToClient},
-	} {
-		p("| %s | %d | %.3f | %.3f | %.3f | %.3f |", l.name, l.p.Samples, l.p.P50, l.p.P99, l.p.P999, l.p.Max)
+	if sub := res.Subscribe; sub.ProduceToClient.Samples > 0 || len(sub.Fanout) > 0 {
+		subscriptions(p, sub, res.Latency.ProduceToClient)
 	}
-	p("")
-	p("| subscribed sessions | records produced | value | delivered | seconds | delivered records/s | Kafka fetch requests | requests per delivered record |")
-	p("|---:|---:|---:|---:|---:|---:|---:|---:|")
-	for _, r := range sub.Fanout {
-		p("| %d | %d | %s | %d | %.2f | %.0f | %d | %.5f |", r.Sessions, r.Records, sizeName(r.ValueBytes), r.Delivered, r.Seconds, r.RecordsPerS, r.FetchRequests, r.RequestsPerRecord)
-	}
-	p("")
 	p("#### Targets of issue 5 (aimed at, never asserted)")
 	p("")
 	p("| target | figure |")
@@ -189,6 +171,30 @@ func runsOf(res Results) string {
 		return fmt.Sprintf("best of %d runs, the last of %s", res.Merged, res.Started.Format("2006-01-02 15:04 UTC"))
 	}
 	return "run of " + res.Started.Format("2006-01-02 15:04 UTC")
+}
+
+// subscriptions renders the subscription figures next to polling's.
+func subscriptions(p func(string, ...any), sub SubscribeResult, polling Percentiles) {
+	p("#### Subscriptions: the server pushes, sessions share one broker fetch stream")
+	p("")
+	p("| produce to client | samples | p50 ms | p99 ms | p99.9 ms | max ms |")
+	p("|---|---:|---:|---:|---:|---:|")
+	for _, l := range []struct {
+		name string
+		p    Percentiles
+	}{
+		{"subscribed (server push)", sub.ProduceToClient},
+		{"tight fetch loop (polling)", polling},
+	} {
+		p("| %s | %d | %.3f | %.3f | %.3f | %.3f |", l.name, l.p.Samples, l.p.P50, l.p.P99, l.p.P999, l.p.Max)
+	}
+	p("")
+	p("| subscribed sessions | records produced | value | delivered | seconds | delivered records/s | Kafka fetch requests | requests per delivered record |")
+	p("|---:|---:|---:|---:|---:|---:|---:|---:|")
+	for _, r := range sub.Fanout {
+		p("| %d | %d | %s | %d | %.2f | %.0f | %d | %.5f |", r.Sessions, r.Records, sizeName(r.ValueBytes), r.Delivered, r.Seconds, r.RecordsPerS, r.FetchRequests, r.RequestsPerRecord)
+	}
+	p("")
 }
 
 func ofDirect(rows []ThroughputRow, sessions int) string {

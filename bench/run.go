@@ -30,7 +30,7 @@ type Config struct {
 	FanoutSessions int `json:"fanout_sessions"`
 	FanoutRecords  int `json:"fanout_records"`
 	// SubscribeSessions subscribe to one partition while SubscribeRecords
-	// arrive, one run per count.
+	// arrive, one run per count; none skips the subscription runs.
 	SubscribeSessions []int `json:"subscribe_sessions"`
 	SubscribeRecords  int   `json:"subscribe_records"`
 	// Client is the client the sessions use: ClientRaw (default), a lean
@@ -110,6 +110,9 @@ func Run(ctx context.Context, cfg Config, progress io.Writer) (res Results, err 
 	logf("fan-out: %d sessions, %d records", cfg.FanoutSessions, cfg.FanoutRecords)
 	if res.Fanout, err = measureFanout(ctx, gateway, brokers, fanoutTopic, cfg.FanoutSessions, cfg.FanoutRecords, 100); err != nil {
 		return res, fmt.Errorf("fan-out: %w", err)
+	}
+	if len(cfg.SubscribeSessions) == 0 {
+		return res, nil // e.g. code from before subscriptions, as a baseline
 	}
 	if res.Subscribe, err = measureSubscriptions(ctx, gateway, brokers, subscribeTopic, cfg.LatencySamples, cfg.SubscribeSessions, cfg.SubscribeRecords, logf); err != nil {
 		return res, fmt.Errorf("subscriptions: %w", err)

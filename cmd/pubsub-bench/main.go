@@ -46,7 +46,7 @@ func run() error {
 	latency := flag.Int("latency-samples", 5000, "round trips per latency figure")
 	fanoutSessions := flag.Int("fanout-sessions", 100, "sessions tailing one partition in the fan-out run")
 	fanoutRecords := flag.Int("fanout-records", 5000, "records produced in the fan-out run")
-	subscribeSessions := flag.String("subscribe-sessions", "1,100,1000", "session counts subscribed to one partition in the subscription runs")
+	subscribeSessions := flag.String("subscribe-sessions", "1,100,1000", "session counts subscribed to one partition in the subscription runs; empty skips them (code without subscriptions)")
 	subscribeRecords := flag.Int("subscribe-records", 20000, "records produced in each subscription run")
 	clientKind := flag.String("client", bench.ClientRaw, "client of the sessions: raw (a lean frame-level client) or go (the project's client package)")
 	out := flag.String("out", filepath.Join("bench", "results"), "directory of the result files")
@@ -82,8 +82,10 @@ func run() error {
 	if cfg.IdleSessions, err = ints("idle", *idle); err != nil {
 		return err
 	}
-	if cfg.SubscribeSessions, err = ints("subscribe-sessions", *subscribeSessions); err != nil {
-		return err
+	if *subscribeSessions != "" {
+		if cfg.SubscribeSessions, err = ints("subscribe-sessions", *subscribeSessions); err != nil {
+			return err
+		}
 	}
 	if *quick {
 		cfg.MBPerSize = 20

@@ -200,38 +200,45 @@ func (k *Cluster) startConsumer() error {
 	return nil
 }
 
-// consume hands every fetched partition to its reader until ctx ends.
+// consume hands every fetched partition to its reader until ctx ends. A
+// panic while handling one poll is logged and the loop goes on: every
+// subscriber of the cluster depends on it.
 func (k *Cluster) consume(ctx context.Context, cl *kgo.Client, done chan struct{}) {
 	defer close(done)
+	var lastErr string
+	for ctx.Err() == nil {
+		k.deliverPoll(ctx, cl.PollFetches(ctx), &lastErr)
+	}
+}
+
+// deliverPoll appends one poll's records to their readers and marks the
+// readers of partitions that are gone.
+func (k *Cluster) deliverPoll(ctx context.Context, fetches kgo.Fetches, lastErr *string) {
 	defer func() {
 		if p := recover(); p != nil {
 			k.pool.log.Error("kafka: shared reader panic", "panic", p, "stack", string(debug.Stack()))
 		}
 	}()
-	var lastErr string
-	for ctx.Err() == nil {
-		fetches := cl.PollFetches(ctx)
-		fetches.EachError(func(topic string, partition int32, err error) {
-			if ctx.Err() != nil {
-				return
-			}
-			if err.Error() != lastErr {
-				lastErr = err.Error()
-				k.pool.log.Warn("kafka: shared reader", "topic", topic, "partition", partition, "err", err)
-			}
-			if r := k.runningReader(topic, partition); r != nil && gone(err) {
-				r.fail(ErrTopicNotFound)
-			}
-		})
-		fetches.EachPartition(func(p kgo.FetchTopicPartition) {
-			if len(p.Records) == 0 {
-				return
-			}
-			if r := k.runningReader(p.Topic, p.Partition); r != nil {
-				r.append(p.Records)
-			}
-		})
-	}
+	fetches.EachError(func(topic string, partition int32, err error) {
+		if ctx.Err() != nil {
+			return
+		}
+		if err.Error() != *lastErr {
+			*lastErr = err.Error()
+			k.pool.log.Warn("kafka: shared reader", "topic", topic, "partition", partition, "err", err)
+		}
+		if r := k.runningReader(topic, partition); r != nil && gone(err) {
+			r.fail(ErrTopicNotFound)
+		}
+	})
+	fetches.EachPartition(func(p kgo.FetchTopicPartition) {
+		if len(p.Records) == 0 {
+			return
+		}
+		if r := k.runningReader(p.Topic, p.Partition); r != nil {
+			r.append(p.Records)
+		}
+	})
 }
 
 // close stops the readers' consumer.

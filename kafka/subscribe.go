@@ -202,6 +202,7 @@ func (d *delivery) run(ctx context.Context, wg *sync.WaitGroup, release func()) 
 	defer func() {
 		if p := recover(); p != nil {
 			log.Error("kafka: subscription panic", "panic", p, "stack", string(debug.Stack()))
+			d.fail(ctx, errors.New("internal error"))
 		}
 	}()
 	r, err := d.k.acquireReader(ctx, d.topic, d.partition)

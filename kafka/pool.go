@@ -10,6 +10,7 @@ import (
 	"encoding/binary"
 	"fmt"
 	"log/slog"
+	"runtime/debug"
 	"sync"
 	"time"
 
@@ -120,9 +121,20 @@ func (k *Cluster) Release() {
 		defer p.mu.Unlock()
 		if k.refs == 0 && p.clients[k.key] == k {
 			delete(p.clients, k.key)
-			go k.close()
+			go func() {
+				defer p.recoverPanic("closing an idle client")
+				k.close()
+			}()
 		}
 	})
+}
+
+// recoverPanic logs a panic of a goroutine the pool started; inside Envoy an
+// unrecovered panic would end the proxy.
+func (p *Pool) recoverPanic(what string) {
+	if r := recover(); r != nil {
+		p.log.Error("kafka: panic "+what, "panic", r, "stack", string(debug.Stack()))
+	}
 }
 
 // Client returns the franz-go client.

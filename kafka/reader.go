@@ -147,6 +147,7 @@ func (k *Cluster) leaseReader(ctx context.Context, topic string, partition int32
 	r.leased = true
 	var expire func()
 	expire = func() {
+		defer k.pool.recoverPanic("expiring a reader lease")
 		rs.mu.Lock()
 		idle := time.Since(r.lastLease)
 		if idle < readerLinger {

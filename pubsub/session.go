@@ -163,6 +163,11 @@ func Serve(ctx context.Context, conn net.Conn, h Handler, opts Options) (err err
 	}
 	s.ctx, s.cancel = context.WithCancel(ctx)
 	stop := context.AfterFunc(ctx, func() {
+		defer func() {
+			if p := recover(); p != nil {
+				o.Logger.Error("pubsub: shutdown close panic", "panic", p, "stack", string(debug.Stack()))
+			}
+		}()
 		// Unblock a writer stuck on a client that does not read, so that
 		// shutdown is prompt.
 		s.conn.SetWriteDeadline(time.Now().Add(time.Second))

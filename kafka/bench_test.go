@@ -3,8 +3,6 @@ package kafka_test
 import (
 	"context"
 	"io"
-	"log/slog"
-	"net"
 	"strings"
 	"testing"
 
@@ -16,7 +14,6 @@ import (
 	"github.com/envoy-pubsub/gateway/internal/testkit"
 	"github.com/envoy-pubsub/gateway/kafka"
 	pb "github.com/envoy-pubsub/gateway/proto"
-	"github.com/envoy-pubsub/gateway/pubsub"
 )
 
 // fetchShapes are the partitions of the fetch benchmarks: how many records
@@ -33,9 +30,9 @@ var fetchShapes = []struct {
 	{2, 1000, 1024, "1000x1KiB"},
 }
 
-// benchCluster starts kfake with topic "t" holding fetchShapes and returns
-// a shared client for it.
-func benchCluster(b *testing.B) *kafka.Cluster {
+// benchKafka starts kfake with topic "t" holding fetchShapes and returns its
+// brokers.
+func benchKafka(b *testing.B) []string {
 	b.Helper()
 	k := testkit.Kafka(b, kfake.SeedTopics(int32(len(fetchShapes)), "t"))
 	for _, s := range fetchShapes {
@@ -45,7 +42,13 @@ func benchCluster(b *testing.B) *kafka.Cluster {
 		}
 		testkit.Produce(b, k.ListenAddrs(), "t", s.partition, recs)
 	}
-	doc, err := config.Parse([]byte(testkit.ClusterYAML(k.ListenAddrs(), "", "")))
+	return k.ListenAddrs()
+}
+
+// benchCluster returns a shared client for benchKafka's cluster.
+func benchCluster(b *testing.B) *kafka.Cluster {
+	b.Helper()
+	doc, err := config.Parse([]byte(testkit.ClusterYAML(benchKafka(b), "", "")))
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -79,15 +82,17 @@ func BenchmarkClusterFetch(b *testing.B) {
 	}
 }
 
-// BenchmarkFetchHandler is the cmd_kafka_fetch handler in a session on
-// loopback TCP: the fetch, the reply built from it, encoded and written, and
+// BenchmarkFetchHandler is the cmd_kafka_fetch handler in a session of the
+// standalone server on loopback TCP: the fetch, the reply built from it, encoded and written, and
 // the pooled memory given back after the reply. The client end sends the
 // request frame and reads the reply frame without decoding it.
 func BenchmarkFetchHandler(b *testing.B) {
-	cl := benchCluster(b)
-	mux := pubsub.NewMux()
-	kafka.Register(mux, cl, nil)
-	conn := serveSession(b, mux)
+	srv := testkit.StartServer(b, testkit.ClusterYAML(benchKafka(b), "", ""), nil)
+	conn, _, _, err := ws.Dial(ctx(b), srv.URL("kafka")) // the server sends nothing unasked
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer conn.Close()
 	for _, s := range fetchShapes {
 		b.Run(s.description, func(b *testing.B) {
 			req, err := proto.Marshal(&pb.PubSubReq{Sequence: 1, Req: &pb.PubSubReq_CmdKafkaFetch{
@@ -116,40 +121,4 @@ func BenchmarkFetchHandler(b *testing.B) {
 			}
 		})
 	}
-}
-
-// serveSession serves h on the server end of a loopback TCP connection and
-// returns the client end.
-func serveSession(b *testing.B, h pubsub.Handler) net.Conn {
-	b.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		b.Fatal(err)
-	}
-	defer ln.Close()
-	accepted := make(chan net.Conn, 1)
-	go func() {
-		c, _ := ln.Accept()
-		accepted <- c
-	}()
-	client, err := net.Dial("tcp", ln.Addr().String())
-	if err != nil {
-		b.Fatal(err)
-	}
-	server := <-accepted
-	if server == nil {
-		b.Fatal("accept failed")
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan struct{})
-	go func() {
-		defer close(done)
-		pubsub.Serve(ctx, server, h, pubsub.Options{Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
-	}()
-	b.Cleanup(func() {
-		cancel()
-		client.Close()
-		<-done
-	})
-	return client
 }

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"os"
 	"runtime"
+	"runtime/pprof"
 	"strconv"
 	"strings"
 	"syscall"
@@ -80,4 +81,21 @@ func raiseOpenFiles(want uint64) (uint64, error) {
 		return 0, fmt.Errorf("setrlimit: %w", err)
 	}
 	return lim.Cur, nil
+}
+
+// StartCPUProfile writes a CPU profile of this process to path until the
+// returned stop is called.
+func StartCPUProfile(path string) (stop func(), err error) {
+	f, err := os.Create(path)
+	if err != nil {
+		return nil, err
+	}
+	if err := pprof.StartCPUProfile(f); err != nil {
+		f.Close()
+		return nil, err
+	}
+	return func() {
+		pprof.StopCPUProfile()
+		f.Close()
+	}, nil
 }

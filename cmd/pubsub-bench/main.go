@@ -14,7 +14,6 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
-	"runtime/pprof"
 	"strconv"
 	"strings"
 	"time"
@@ -105,15 +104,11 @@ func run() error {
 		}
 	}
 	if *clientProfile != "" {
-		f, err := os.Create(*clientProfile)
+		stop, err := bench.StartCPUProfile(*clientProfile)
 		if err != nil {
 			return err
 		}
-		defer f.Close()
-		if err := pprof.StartCPUProfile(f); err != nil {
-			return err
-		}
-		defer pprof.StopCPUProfile()
+		defer stop()
 	}
 
 	var res bench.Results

@@ -146,6 +146,11 @@ func (s *Server) Shutdown(ctx context.Context) error {
 	done := make(chan struct{})
 	go func() {
 		defer close(done)
+		defer func() {
+			if p := recover(); p != nil {
+				s.log.Error("server: panic waiting for sessions", "panic", p, "stack", string(debug.Stack()))
+			}
+		}()
 		s.sessions.Wait()
 	}()
 	select {

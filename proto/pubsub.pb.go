@@ -255,7 +255,11 @@ type CmdKafkaSubscribe struct {
 	// last offset seen + 1).
 	Offsets map[int32]int64 `protobuf:"bytes,7,rep,name=offsets,proto3" json:"offsets,omitempty" protobuf_key:"varint,1,opt,name=key" protobuf_val:"varint,2,opt,name=value"`
 	// At most this many records per push; 0 means as many as one fetch holds.
-	MaxRecords    int32 `protobuf:"varint,8,opt,name=max_records,json=maxRecords,proto3" json:"max_records,omitempty"`
+	MaxRecords int32 `protobuf:"varint,8,opt,name=max_records,json=maxRecords,proto3" json:"max_records,omitempty"`
+	// Extension: join this consumer group; the group assigns the partitions
+	// (partitions must then be empty) and records start at its committed
+	// offsets.
+	Group         string `protobuf:"bytes,9,opt,name=group,proto3" json:"group,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -361,6 +365,13 @@ func (x *CmdKafkaSubscribe) GetMaxRecords() int32 {
 	return 0
 }
 
+func (x *CmdKafkaSubscribe) GetGroup() string {
+	if x != nil {
+		return x.Group
+	}
+	return ""
+}
+
 type isCmdKafkaSubscribe_Start interface {
 	isCmdKafkaSubscribe_Start()
 }
@@ -450,6 +461,9 @@ type PubSubReq struct {
 	//	*PubSubReq_CmdKafkaListOffset
 	//	*PubSubReq_CmdKafkaSubscribe
 	//	*PubSubReq_CmdKafkaUnsubscribe
+	//	*PubSubReq_CmdKafkaProduce
+	//	*PubSubReq_CmdKafkaCommit
+	//	*PubSubReq_CmdKafkaCommitted
 	Req           isPubSubReq_Req `protobuf_oneof:"req"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
@@ -553,6 +567,33 @@ func (x *PubSubReq) GetCmdKafkaUnsubscribe() *CmdKafkaUnsubscribe {
 	return nil
 }
 
+func (x *PubSubReq) GetCmdKafkaProduce() *CmdKafkaProduce {
+	if x != nil {
+		if x, ok := x.Req.(*PubSubReq_CmdKafkaProduce); ok {
+			return x.CmdKafkaProduce
+		}
+	}
+	return nil
+}
+
+func (x *PubSubReq) GetCmdKafkaCommit() *CmdKafkaCommit {
+	if x != nil {
+		if x, ok := x.Req.(*PubSubReq_CmdKafkaCommit); ok {
+			return x.CmdKafkaCommit
+		}
+	}
+	return nil
+}
+
+func (x *PubSubReq) GetCmdKafkaCommitted() *CmdKafkaCommitted {
+	if x != nil {
+		if x, ok := x.Req.(*PubSubReq_CmdKafkaCommitted); ok {
+			return x.CmdKafkaCommitted
+		}
+	}
+	return nil
+}
+
 type isPubSubReq_Req interface {
 	isPubSubReq_Req()
 }
@@ -581,6 +622,18 @@ type PubSubReq_CmdKafkaUnsubscribe struct {
 	CmdKafkaUnsubscribe *CmdKafkaUnsubscribe `protobuf:"bytes,101,opt,name=cmd_kafka_unsubscribe,json=cmdKafkaUnsubscribe,proto3,oneof"`
 }
 
+type PubSubReq_CmdKafkaProduce struct {
+	CmdKafkaProduce *CmdKafkaProduce `protobuf:"bytes,102,opt,name=cmd_kafka_produce,json=cmdKafkaProduce,proto3,oneof"`
+}
+
+type PubSubReq_CmdKafkaCommit struct {
+	CmdKafkaCommit *CmdKafkaCommit `protobuf:"bytes,103,opt,name=cmd_kafka_commit,json=cmdKafkaCommit,proto3,oneof"`
+}
+
+type PubSubReq_CmdKafkaCommitted struct {
+	CmdKafkaCommitted *CmdKafkaCommitted `protobuf:"bytes,104,opt,name=cmd_kafka_committed,json=cmdKafkaCommitted,proto3,oneof"`
+}
+
 func (*PubSubReq_CmdEmpty) isPubSubReq_Req() {}
 
 func (*PubSubReq_CmdPing) isPubSubReq_Req() {}
@@ -592,6 +645,12 @@ func (*PubSubReq_CmdKafkaListOffset) isPubSubReq_Req() {}
 func (*PubSubReq_CmdKafkaSubscribe) isPubSubReq_Req() {}
 
 func (*PubSubReq_CmdKafkaUnsubscribe) isPubSubReq_Req() {}
+
+func (*PubSubReq_CmdKafkaProduce) isPubSubReq_Req() {}
+
+func (*PubSubReq_CmdKafkaCommit) isPubSubReq_Req() {}
+
+func (*PubSubReq_CmdKafkaCommitted) isPubSubReq_Req() {}
 
 // A failed request.
 type ErrorResp struct {
@@ -827,8 +886,12 @@ type KafkaFetchResp struct {
 	state    protoimpl.MessageState `protogen:"open.v1"`
 	Messages []*KafkaMessage        `protobuf:"bytes,1,rep,name=messages,proto3" json:"messages,omitempty"`
 	// Extension: where the records come from (set on subscription pushes).
-	Topic         string `protobuf:"bytes,100,opt,name=topic,proto3" json:"topic,omitempty"`
-	Partition     int32  `protobuf:"varint,101,opt,name=partition,proto3" json:"partition,omitempty"`
+	Topic     string `protobuf:"bytes,100,opt,name=topic,proto3" json:"topic,omitempty"`
+	Partition int32  `protobuf:"varint,101,opt,name=partition,proto3" json:"partition,omitempty"`
+	// Extension: the offset to ask for next when it is not the last returned
+	// offset + 1 (records compacted away, control records, aborted
+	// transactions); 0 when absent.
+	NextOffset    int64 `protobuf:"varint,102,opt,name=next_offset,json=nextOffset,proto3" json:"next_offset,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -880,6 +943,13 @@ func (x *KafkaFetchResp) GetTopic() string {
 func (x *KafkaFetchResp) GetPartition() int32 {
 	if x != nil {
 		return x.Partition
+	}
+	return 0
+}
+
+func (x *KafkaFetchResp) GetNextOffset() int64 {
+	if x != nil {
+		return x.NextOffset
 	}
 	return 0
 }
@@ -983,6 +1053,460 @@ func (x *KafkaSubscribeResp) GetPartitions() []*KafkaPartitionOffset {
 	return nil
 }
 
+// Extension: one record to produce; timestamp is in milliseconds, 0 for the
+// broker's time.
+type KafkaRecord struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Key           []byte                 `protobuf:"bytes,1,opt,name=key,proto3" json:"key,omitempty"`
+	Value         []byte                 `protobuf:"bytes,2,opt,name=value,proto3" json:"value,omitempty"`
+	Headers       []*KafkaHeader         `protobuf:"bytes,3,rep,name=headers,proto3" json:"headers,omitempty"`
+	Timestamp     int64                  `protobuf:"varint,4,opt,name=timestamp,proto3" json:"timestamp,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *KafkaRecord) Reset() {
+	*x = KafkaRecord{}
+	mi := &file_pubsub_proto_msgTypes[14]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *KafkaRecord) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*KafkaRecord) ProtoMessage() {}
+
+func (x *KafkaRecord) ProtoReflect() protoreflect.Message {
+	mi := &file_pubsub_proto_msgTypes[14]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use KafkaRecord.ProtoReflect.Descriptor instead.
+func (*KafkaRecord) Descriptor() ([]byte, []int) {
+	return file_pubsub_proto_rawDescGZIP(), []int{14}
+}
+
+func (x *KafkaRecord) GetKey() []byte {
+	if x != nil {
+		return x.Key
+	}
+	return nil
+}
+
+func (x *KafkaRecord) GetValue() []byte {
+	if x != nil {
+		return x.Value
+	}
+	return nil
+}
+
+func (x *KafkaRecord) GetHeaders() []*KafkaHeader {
+	if x != nil {
+		return x.Headers
+	}
+	return nil
+}
+
+func (x *KafkaRecord) GetTimestamp() int64 {
+	if x != nil {
+		return x.Timestamp
+	}
+	return 0
+}
+
+// Extension: writes records to a topic; partition -1 lets Kafka's default
+// partitioner choose from each record's key.
+type CmdKafkaProduce struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Topic         string                 `protobuf:"bytes,1,opt,name=topic,proto3" json:"topic,omitempty"`
+	Partition     int32                  `protobuf:"varint,2,opt,name=partition,proto3" json:"partition,omitempty"`
+	Records       []*KafkaRecord         `protobuf:"bytes,3,rep,name=records,proto3" json:"records,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *CmdKafkaProduce) Reset() {
+	*x = CmdKafkaProduce{}
+	mi := &file_pubsub_proto_msgTypes[15]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *CmdKafkaProduce) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*CmdKafkaProduce) ProtoMessage() {}
+
+func (x *CmdKafkaProduce) ProtoReflect() protoreflect.Message {
+	mi := &file_pubsub_proto_msgTypes[15]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use CmdKafkaProduce.ProtoReflect.Descriptor instead.
+func (*CmdKafkaProduce) Descriptor() ([]byte, []int) {
+	return file_pubsub_proto_rawDescGZIP(), []int{15}
+}
+
+func (x *CmdKafkaProduce) GetTopic() string {
+	if x != nil {
+		return x.Topic
+	}
+	return ""
+}
+
+func (x *CmdKafkaProduce) GetPartition() int32 {
+	if x != nil {
+		return x.Partition
+	}
+	return 0
+}
+
+func (x *CmdKafkaProduce) GetRecords() []*KafkaRecord {
+	if x != nil {
+		return x.Records
+	}
+	return nil
+}
+
+// Extension: the answer to CmdKafkaProduce: the partition and offset of each
+// record, in request order.
+type KafkaProduceResp struct {
+	state         protoimpl.MessageState  `protogen:"open.v1"`
+	Offsets       []*KafkaPartitionOffset `protobuf:"bytes,1,rep,name=offsets,proto3" json:"offsets,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *KafkaProduceResp) Reset() {
+	*x = KafkaProduceResp{}
+	mi := &file_pubsub_proto_msgTypes[16]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *KafkaProduceResp) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*KafkaProduceResp) ProtoMessage() {}
+
+func (x *KafkaProduceResp) ProtoReflect() protoreflect.Message {
+	mi := &file_pubsub_proto_msgTypes[16]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use KafkaProduceResp.ProtoReflect.Descriptor instead.
+func (*KafkaProduceResp) Descriptor() ([]byte, []int) {
+	return file_pubsub_proto_rawDescGZIP(), []int{16}
+}
+
+func (x *KafkaProduceResp) GetOffsets() []*KafkaPartitionOffset {
+	if x != nil {
+		return x.Offsets
+	}
+	return nil
+}
+
+// Extension: stores a consumer group's offsets for partitions of a topic.
+type CmdKafkaCommit struct {
+	state         protoimpl.MessageState  `protogen:"open.v1"`
+	Group         string                  `protobuf:"bytes,1,opt,name=group,proto3" json:"group,omitempty"`
+	Topic         string                  `protobuf:"bytes,2,opt,name=topic,proto3" json:"topic,omitempty"`
+	Offsets       []*KafkaPartitionOffset `protobuf:"bytes,3,rep,name=offsets,proto3" json:"offsets,omitempty"`
+	Metadata      string                  `protobuf:"bytes,4,opt,name=metadata,proto3" json:"metadata,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *CmdKafkaCommit) Reset() {
+	*x = CmdKafkaCommit{}
+	mi := &file_pubsub_proto_msgTypes[17]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *CmdKafkaCommit) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*CmdKafkaCommit) ProtoMessage() {}
+
+func (x *CmdKafkaCommit) ProtoReflect() protoreflect.Message {
+	mi := &file_pubsub_proto_msgTypes[17]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use CmdKafkaCommit.ProtoReflect.Descriptor instead.
+func (*CmdKafkaCommit) Descriptor() ([]byte, []int) {
+	return file_pubsub_proto_rawDescGZIP(), []int{17}
+}
+
+func (x *CmdKafkaCommit) GetGroup() string {
+	if x != nil {
+		return x.Group
+	}
+	return ""
+}
+
+func (x *CmdKafkaCommit) GetTopic() string {
+	if x != nil {
+		return x.Topic
+	}
+	return ""
+}
+
+func (x *CmdKafkaCommit) GetOffsets() []*KafkaPartitionOffset {
+	if x != nil {
+		return x.Offsets
+	}
+	return nil
+}
+
+func (x *CmdKafkaCommit) GetMetadata() string {
+	if x != nil {
+		return x.Metadata
+	}
+	return ""
+}
+
+// Extension: the answer to CmdKafkaCommit.
+type KafkaCommitResp struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *KafkaCommitResp) Reset() {
+	*x = KafkaCommitResp{}
+	mi := &file_pubsub_proto_msgTypes[18]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *KafkaCommitResp) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*KafkaCommitResp) ProtoMessage() {}
+
+func (x *KafkaCommitResp) ProtoReflect() protoreflect.Message {
+	mi := &file_pubsub_proto_msgTypes[18]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use KafkaCommitResp.ProtoReflect.Descriptor instead.
+func (*KafkaCommitResp) Descriptor() ([]byte, []int) {
+	return file_pubsub_proto_rawDescGZIP(), []int{18}
+}
+
+// Extension: reads a consumer group's committed offsets; empty partitions
+// means every partition of the topic.
+type CmdKafkaCommitted struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Group         string                 `protobuf:"bytes,1,opt,name=group,proto3" json:"group,omitempty"`
+	Topic         string                 `protobuf:"bytes,2,opt,name=topic,proto3" json:"topic,omitempty"`
+	Partitions    []int32                `protobuf:"varint,3,rep,packed,name=partitions,proto3" json:"partitions,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *CmdKafkaCommitted) Reset() {
+	*x = CmdKafkaCommitted{}
+	mi := &file_pubsub_proto_msgTypes[19]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *CmdKafkaCommitted) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*CmdKafkaCommitted) ProtoMessage() {}
+
+func (x *CmdKafkaCommitted) ProtoReflect() protoreflect.Message {
+	mi := &file_pubsub_proto_msgTypes[19]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use CmdKafkaCommitted.ProtoReflect.Descriptor instead.
+func (*CmdKafkaCommitted) Descriptor() ([]byte, []int) {
+	return file_pubsub_proto_rawDescGZIP(), []int{19}
+}
+
+func (x *CmdKafkaCommitted) GetGroup() string {
+	if x != nil {
+		return x.Group
+	}
+	return ""
+}
+
+func (x *CmdKafkaCommitted) GetTopic() string {
+	if x != nil {
+		return x.Topic
+	}
+	return ""
+}
+
+func (x *CmdKafkaCommitted) GetPartitions() []int32 {
+	if x != nil {
+		return x.Partitions
+	}
+	return nil
+}
+
+// Extension: the answer to CmdKafkaCommitted; offset -1 where the group has
+// none.
+type KafkaCommittedResp struct {
+	state         protoimpl.MessageState  `protogen:"open.v1"`
+	Offsets       []*KafkaPartitionOffset `protobuf:"bytes,1,rep,name=offsets,proto3" json:"offsets,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *KafkaCommittedResp) Reset() {
+	*x = KafkaCommittedResp{}
+	mi := &file_pubsub_proto_msgTypes[20]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *KafkaCommittedResp) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*KafkaCommittedResp) ProtoMessage() {}
+
+func (x *KafkaCommittedResp) ProtoReflect() protoreflect.Message {
+	mi := &file_pubsub_proto_msgTypes[20]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use KafkaCommittedResp.ProtoReflect.Descriptor instead.
+func (*KafkaCommittedResp) Descriptor() ([]byte, []int) {
+	return file_pubsub_proto_rawDescGZIP(), []int{20}
+}
+
+func (x *KafkaCommittedResp) GetOffsets() []*KafkaPartitionOffset {
+	if x != nil {
+		return x.Offsets
+	}
+	return nil
+}
+
+// Extension: pushed to a group subscription (with its sequence) before the
+// records of newly assigned partitions, and when partitions are revoked.
+type KafkaAssignment struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Topic         string                 `protobuf:"bytes,1,opt,name=topic,proto3" json:"topic,omitempty"`
+	Assigned      []int32                `protobuf:"varint,2,rep,packed,name=assigned,proto3" json:"assigned,omitempty"`
+	Revoked       []int32                `protobuf:"varint,3,rep,packed,name=revoked,proto3" json:"revoked,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *KafkaAssignment) Reset() {
+	*x = KafkaAssignment{}
+	mi := &file_pubsub_proto_msgTypes[21]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *KafkaAssignment) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*KafkaAssignment) ProtoMessage() {}
+
+func (x *KafkaAssignment) ProtoReflect() protoreflect.Message {
+	mi := &file_pubsub_proto_msgTypes[21]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use KafkaAssignment.ProtoReflect.Descriptor instead.
+func (*KafkaAssignment) Descriptor() ([]byte, []int) {
+	return file_pubsub_proto_rawDescGZIP(), []int{21}
+}
+
+func (x *KafkaAssignment) GetTopic() string {
+	if x != nil {
+		return x.Topic
+	}
+	return ""
+}
+
+func (x *KafkaAssignment) GetAssigned() []int32 {
+	if x != nil {
+		return x.Assigned
+	}
+	return nil
+}
+
+func (x *KafkaAssignment) GetRevoked() []int32 {
+	if x != nil {
+		return x.Revoked
+	}
+	return nil
+}
+
 // Extension: the answer to CmdKafkaUnsubscribe; no push of the subscription
 // follows it.
 type KafkaUnsubscribeResp struct {
@@ -994,7 +1518,7 @@ type KafkaUnsubscribeResp struct {
 
 func (x *KafkaUnsubscribeResp) Reset() {
 	*x = KafkaUnsubscribeResp{}
-	mi := &file_pubsub_proto_msgTypes[14]
+	mi := &file_pubsub_proto_msgTypes[22]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1006,7 +1530,7 @@ func (x *KafkaUnsubscribeResp) String() string {
 func (*KafkaUnsubscribeResp) ProtoMessage() {}
 
 func (x *KafkaUnsubscribeResp) ProtoReflect() protoreflect.Message {
-	mi := &file_pubsub_proto_msgTypes[14]
+	mi := &file_pubsub_proto_msgTypes[22]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1019,7 +1543,7 @@ func (x *KafkaUnsubscribeResp) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use KafkaUnsubscribeResp.ProtoReflect.Descriptor instead.
 func (*KafkaUnsubscribeResp) Descriptor() ([]byte, []int) {
-	return file_pubsub_proto_rawDescGZIP(), []int{14}
+	return file_pubsub_proto_rawDescGZIP(), []int{22}
 }
 
 func (x *KafkaUnsubscribeResp) GetSubscription() int64 {
@@ -1039,7 +1563,7 @@ type KafkaListOffsetResp struct {
 
 func (x *KafkaListOffsetResp) Reset() {
 	*x = KafkaListOffsetResp{}
-	mi := &file_pubsub_proto_msgTypes[15]
+	mi := &file_pubsub_proto_msgTypes[23]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1051,7 +1575,7 @@ func (x *KafkaListOffsetResp) String() string {
 func (*KafkaListOffsetResp) ProtoMessage() {}
 
 func (x *KafkaListOffsetResp) ProtoReflect() protoreflect.Message {
-	mi := &file_pubsub_proto_msgTypes[15]
+	mi := &file_pubsub_proto_msgTypes[23]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1064,7 +1588,7 @@ func (x *KafkaListOffsetResp) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use KafkaListOffsetResp.ProtoReflect.Descriptor instead.
 func (*KafkaListOffsetResp) Descriptor() ([]byte, []int) {
-	return file_pubsub_proto_rawDescGZIP(), []int{15}
+	return file_pubsub_proto_rawDescGZIP(), []int{23}
 }
 
 func (x *KafkaListOffsetResp) GetOffset() int64 {
@@ -1086,6 +1610,10 @@ type PubSubResp struct {
 	//	*PubSubResp_KafkaListOffsetResp
 	//	*PubSubResp_KafkaSubscribeResp
 	//	*PubSubResp_KafkaUnsubscribeResp
+	//	*PubSubResp_KafkaProduceResp
+	//	*PubSubResp_KafkaCommitResp
+	//	*PubSubResp_KafkaCommittedResp
+	//	*PubSubResp_KafkaAssignment
 	Resp          isPubSubResp_Resp `protobuf_oneof:"resp"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
@@ -1093,7 +1621,7 @@ type PubSubResp struct {
 
 func (x *PubSubResp) Reset() {
 	*x = PubSubResp{}
-	mi := &file_pubsub_proto_msgTypes[16]
+	mi := &file_pubsub_proto_msgTypes[24]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1105,7 +1633,7 @@ func (x *PubSubResp) String() string {
 func (*PubSubResp) ProtoMessage() {}
 
 func (x *PubSubResp) ProtoReflect() protoreflect.Message {
-	mi := &file_pubsub_proto_msgTypes[16]
+	mi := &file_pubsub_proto_msgTypes[24]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1118,7 +1646,7 @@ func (x *PubSubResp) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PubSubResp.ProtoReflect.Descriptor instead.
 func (*PubSubResp) Descriptor() ([]byte, []int) {
-	return file_pubsub_proto_rawDescGZIP(), []int{16}
+	return file_pubsub_proto_rawDescGZIP(), []int{24}
 }
 
 func (x *PubSubResp) GetSequence() int64 {
@@ -1189,6 +1717,42 @@ func (x *PubSubResp) GetKafkaUnsubscribeResp() *KafkaUnsubscribeResp {
 	return nil
 }
 
+func (x *PubSubResp) GetKafkaProduceResp() *KafkaProduceResp {
+	if x != nil {
+		if x, ok := x.Resp.(*PubSubResp_KafkaProduceResp); ok {
+			return x.KafkaProduceResp
+		}
+	}
+	return nil
+}
+
+func (x *PubSubResp) GetKafkaCommitResp() *KafkaCommitResp {
+	if x != nil {
+		if x, ok := x.Resp.(*PubSubResp_KafkaCommitResp); ok {
+			return x.KafkaCommitResp
+		}
+	}
+	return nil
+}
+
+func (x *PubSubResp) GetKafkaCommittedResp() *KafkaCommittedResp {
+	if x != nil {
+		if x, ok := x.Resp.(*PubSubResp_KafkaCommittedResp); ok {
+			return x.KafkaCommittedResp
+		}
+	}
+	return nil
+}
+
+func (x *PubSubResp) GetKafkaAssignment() *KafkaAssignment {
+	if x != nil {
+		if x, ok := x.Resp.(*PubSubResp_KafkaAssignment); ok {
+			return x.KafkaAssignment
+		}
+	}
+	return nil
+}
+
 type isPubSubResp_Resp interface {
 	isPubSubResp_Resp()
 }
@@ -1217,6 +1781,22 @@ type PubSubResp_KafkaUnsubscribeResp struct {
 	KafkaUnsubscribeResp *KafkaUnsubscribeResp `protobuf:"bytes,101,opt,name=kafka_unsubscribe_resp,json=kafkaUnsubscribeResp,proto3,oneof"`
 }
 
+type PubSubResp_KafkaProduceResp struct {
+	KafkaProduceResp *KafkaProduceResp `protobuf:"bytes,102,opt,name=kafka_produce_resp,json=kafkaProduceResp,proto3,oneof"`
+}
+
+type PubSubResp_KafkaCommitResp struct {
+	KafkaCommitResp *KafkaCommitResp `protobuf:"bytes,103,opt,name=kafka_commit_resp,json=kafkaCommitResp,proto3,oneof"`
+}
+
+type PubSubResp_KafkaCommittedResp struct {
+	KafkaCommittedResp *KafkaCommittedResp `protobuf:"bytes,104,opt,name=kafka_committed_resp,json=kafkaCommittedResp,proto3,oneof"`
+}
+
+type PubSubResp_KafkaAssignment struct {
+	KafkaAssignment *KafkaAssignment `protobuf:"bytes,105,opt,name=kafka_assignment,json=kafkaAssignment,proto3,oneof"`
+}
+
 func (*PubSubResp_ErrorResp) isPubSubResp_Resp() {}
 
 func (*PubSubResp_PongResp) isPubSubResp_Resp() {}
@@ -1228,6 +1808,14 @@ func (*PubSubResp_KafkaListOffsetResp) isPubSubResp_Resp() {}
 func (*PubSubResp_KafkaSubscribeResp) isPubSubResp_Resp() {}
 
 func (*PubSubResp_KafkaUnsubscribeResp) isPubSubResp_Resp() {}
+
+func (*PubSubResp_KafkaProduceResp) isPubSubResp_Resp() {}
+
+func (*PubSubResp_KafkaCommitResp) isPubSubResp_Resp() {}
+
+func (*PubSubResp_KafkaCommittedResp) isPubSubResp_Resp() {}
+
+func (*PubSubResp_KafkaAssignment) isPubSubResp_Resp() {}
 
 var File_pubsub_proto protoreflect.FileDescriptor
 
@@ -1245,7 +1833,7 @@ const file_pubsub_proto_rawDesc = "" +
 	"\x12CmdKafkaListOffset\x12\x14\n" +
 	"\x05topic\x18\x01 \x01(\tR\x05topic\x12\x1c\n" +
 	"\tpartition\x18\x02 \x01(\x05R\tpartition\x12\x1c\n" +
-	"\ttimestamp\x18\x03 \x01(\x03R\ttimestamp\"\xdc\x02\n" +
+	"\ttimestamp\x18\x03 \x01(\x03R\ttimestamp\"\xf2\x02\n" +
 	"\x11CmdKafkaSubscribe\x12\x14\n" +
 	"\x05topic\x18\x01 \x01(\tR\x05topic\x12\x1e\n" +
 	"\n" +
@@ -1257,13 +1845,14 @@ const file_pubsub_proto_rawDesc = "" +
 	"\ttimestamp\x18\x06 \x01(\x03H\x00R\ttimestamp\x129\n" +
 	"\aoffsets\x18\a \x03(\v2\x1f.CmdKafkaSubscribe.OffsetsEntryR\aoffsets\x12\x1f\n" +
 	"\vmax_records\x18\b \x01(\x05R\n" +
-	"maxRecords\x1a:\n" +
+	"maxRecords\x12\x14\n" +
+	"\x05group\x18\t \x01(\tR\x05group\x1a:\n" +
 	"\fOffsetsEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\x05R\x03key\x12\x14\n" +
 	"\x05value\x18\x02 \x01(\x03R\x05value:\x028\x01B\a\n" +
 	"\x05start\"9\n" +
 	"\x13CmdKafkaUnsubscribe\x12\"\n" +
-	"\fsubscription\x18\x01 \x01(\x03R\fsubscription\"\x95\x03\n" +
+	"\fsubscription\x18\x01 \x01(\x03R\fsubscription\"\xd8\x04\n" +
 	"\tPubSubReq\x12\x1a\n" +
 	"\bsequence\x18\x01 \x01(\x03R\bsequence\x12(\n" +
 	"\tcmd_empty\x18\x1f \x01(\v2\t.CmdEmptyH\x00R\bcmdEmpty\x12%\n" +
@@ -1271,7 +1860,10 @@ const file_pubsub_proto_rawDesc = "" +
 	"\x0fcmd_kafka_fetch\x18! \x01(\v2\x0e.CmdKafkaFetchH\x00R\rcmdKafkaFetch\x12H\n" +
 	"\x15cmd_kafka_list_offset\x18\" \x01(\v2\x13.CmdKafkaListOffsetH\x00R\x12cmdKafkaListOffset\x12D\n" +
 	"\x13cmd_kafka_subscribe\x18d \x01(\v2\x12.CmdKafkaSubscribeH\x00R\x11cmdKafkaSubscribe\x12J\n" +
-	"\x15cmd_kafka_unsubscribe\x18e \x01(\v2\x14.CmdKafkaUnsubscribeH\x00R\x13cmdKafkaUnsubscribeB\x05\n" +
+	"\x15cmd_kafka_unsubscribe\x18e \x01(\v2\x14.CmdKafkaUnsubscribeH\x00R\x13cmdKafkaUnsubscribe\x12>\n" +
+	"\x11cmd_kafka_produce\x18f \x01(\v2\x10.CmdKafkaProduceH\x00R\x0fcmdKafkaProduce\x12;\n" +
+	"\x10cmd_kafka_commit\x18g \x01(\v2\x0f.CmdKafkaCommitH\x00R\x0ecmdKafkaCommit\x12D\n" +
+	"\x13cmd_kafka_committed\x18h \x01(\v2\x12.CmdKafkaCommittedH\x00R\x11cmdKafkaCommittedB\x05\n" +
 	"\x03req\"9\n" +
 	"\tErrorResp\x12\x12\n" +
 	"\x04code\x18\x01 \x01(\x05R\x04code\x12\x18\n" +
@@ -1286,22 +1878,53 @@ const file_pubsub_proto_rawDesc = "" +
 	"\ttimestamp\x18\x02 \x01(\x03R\ttimestamp\x12\x10\n" +
 	"\x03key\x18\x03 \x01(\fR\x03key\x12\x14\n" +
 	"\x05value\x18\x04 \x01(\fR\x05value\x12&\n" +
-	"\aheaders\x18d \x03(\v2\f.KafkaHeaderR\aheaders\"o\n" +
+	"\aheaders\x18d \x03(\v2\f.KafkaHeaderR\aheaders\"\x90\x01\n" +
 	"\x0eKafkaFetchResp\x12)\n" +
 	"\bmessages\x18\x01 \x03(\v2\r.KafkaMessageR\bmessages\x12\x14\n" +
 	"\x05topic\x18d \x01(\tR\x05topic\x12\x1c\n" +
-	"\tpartition\x18e \x01(\x05R\tpartition\"L\n" +
+	"\tpartition\x18e \x01(\x05R\tpartition\x12\x1f\n" +
+	"\vnext_offset\x18f \x01(\x03R\n" +
+	"nextOffset\"L\n" +
 	"\x14KafkaPartitionOffset\x12\x1c\n" +
 	"\tpartition\x18\x01 \x01(\x05R\tpartition\x12\x16\n" +
 	"\x06offset\x18\x02 \x01(\x03R\x06offset\"K\n" +
 	"\x12KafkaSubscribeResp\x125\n" +
 	"\n" +
 	"partitions\x18\x01 \x03(\v2\x15.KafkaPartitionOffsetR\n" +
-	"partitions\":\n" +
+	"partitions\"{\n" +
+	"\vKafkaRecord\x12\x10\n" +
+	"\x03key\x18\x01 \x01(\fR\x03key\x12\x14\n" +
+	"\x05value\x18\x02 \x01(\fR\x05value\x12&\n" +
+	"\aheaders\x18\x03 \x03(\v2\f.KafkaHeaderR\aheaders\x12\x1c\n" +
+	"\ttimestamp\x18\x04 \x01(\x03R\ttimestamp\"m\n" +
+	"\x0fCmdKafkaProduce\x12\x14\n" +
+	"\x05topic\x18\x01 \x01(\tR\x05topic\x12\x1c\n" +
+	"\tpartition\x18\x02 \x01(\x05R\tpartition\x12&\n" +
+	"\arecords\x18\x03 \x03(\v2\f.KafkaRecordR\arecords\"C\n" +
+	"\x10KafkaProduceResp\x12/\n" +
+	"\aoffsets\x18\x01 \x03(\v2\x15.KafkaPartitionOffsetR\aoffsets\"\x89\x01\n" +
+	"\x0eCmdKafkaCommit\x12\x14\n" +
+	"\x05group\x18\x01 \x01(\tR\x05group\x12\x14\n" +
+	"\x05topic\x18\x02 \x01(\tR\x05topic\x12/\n" +
+	"\aoffsets\x18\x03 \x03(\v2\x15.KafkaPartitionOffsetR\aoffsets\x12\x1a\n" +
+	"\bmetadata\x18\x04 \x01(\tR\bmetadata\"\x11\n" +
+	"\x0fKafkaCommitResp\"_\n" +
+	"\x11CmdKafkaCommitted\x12\x14\n" +
+	"\x05group\x18\x01 \x01(\tR\x05group\x12\x14\n" +
+	"\x05topic\x18\x02 \x01(\tR\x05topic\x12\x1e\n" +
+	"\n" +
+	"partitions\x18\x03 \x03(\x05R\n" +
+	"partitions\"E\n" +
+	"\x12KafkaCommittedResp\x12/\n" +
+	"\aoffsets\x18\x01 \x03(\v2\x15.KafkaPartitionOffsetR\aoffsets\"]\n" +
+	"\x0fKafkaAssignment\x12\x14\n" +
+	"\x05topic\x18\x01 \x01(\tR\x05topic\x12\x1a\n" +
+	"\bassigned\x18\x02 \x03(\x05R\bassigned\x12\x18\n" +
+	"\arevoked\x18\x03 \x03(\x05R\arevoked\":\n" +
 	"\x14KafkaUnsubscribeResp\x12\"\n" +
 	"\fsubscription\x18\x01 \x01(\x03R\fsubscription\"-\n" +
 	"\x13KafkaListOffsetResp\x12\x16\n" +
-	"\x06offset\x18\x01 \x01(\x03R\x06offset\"\xa9\x03\n" +
+	"\x06offset\x18\x01 \x01(\x03R\x06offset\"\xb4\x05\n" +
 	"\n" +
 	"PubSubResp\x12\x1a\n" +
 	"\bsequence\x18\x01 \x01(\x03R\bsequence\x12+\n" +
@@ -1312,7 +1935,11 @@ const file_pubsub_proto_rawDesc = "" +
 	"\x10kafka_fetch_resp\x18! \x01(\v2\x0f.KafkaFetchRespH\x00R\x0ekafkaFetchResp\x12K\n" +
 	"\x16kafka_list_offset_resp\x18\" \x01(\v2\x14.KafkaListOffsetRespH\x00R\x13kafkaListOffsetResp\x12G\n" +
 	"\x14kafka_subscribe_resp\x18d \x01(\v2\x13.KafkaSubscribeRespH\x00R\x12kafkaSubscribeResp\x12M\n" +
-	"\x16kafka_unsubscribe_resp\x18e \x01(\v2\x15.KafkaUnsubscribeRespH\x00R\x14kafkaUnsubscribeRespB\x06\n" +
+	"\x16kafka_unsubscribe_resp\x18e \x01(\v2\x15.KafkaUnsubscribeRespH\x00R\x14kafkaUnsubscribeResp\x12A\n" +
+	"\x12kafka_produce_resp\x18f \x01(\v2\x11.KafkaProduceRespH\x00R\x10kafkaProduceResp\x12>\n" +
+	"\x11kafka_commit_resp\x18g \x01(\v2\x10.KafkaCommitRespH\x00R\x0fkafkaCommitResp\x12G\n" +
+	"\x14kafka_committed_resp\x18h \x01(\v2\x13.KafkaCommittedRespH\x00R\x12kafkaCommittedResp\x12=\n" +
+	"\x10kafka_assignment\x18i \x01(\v2\x10.KafkaAssignmentH\x00R\x0fkafkaAssignmentB\x06\n" +
 	"\x04respB0Z.github.com/envoy-pubsub/gateway/proto;pubsubpbb\x06proto3"
 
 var (
@@ -1327,7 +1954,7 @@ func file_pubsub_proto_rawDescGZIP() []byte {
 	return file_pubsub_proto_rawDescData
 }
 
-var file_pubsub_proto_msgTypes = make([]protoimpl.MessageInfo, 18)
+var file_pubsub_proto_msgTypes = make([]protoimpl.MessageInfo, 26)
 var file_pubsub_proto_goTypes = []any{
 	(*CmdEmpty)(nil),             // 0: CmdEmpty
 	(*CmdPing)(nil),              // 1: CmdPing
@@ -1343,33 +1970,53 @@ var file_pubsub_proto_goTypes = []any{
 	(*KafkaFetchResp)(nil),       // 11: KafkaFetchResp
 	(*KafkaPartitionOffset)(nil), // 12: KafkaPartitionOffset
 	(*KafkaSubscribeResp)(nil),   // 13: KafkaSubscribeResp
-	(*KafkaUnsubscribeResp)(nil), // 14: KafkaUnsubscribeResp
-	(*KafkaListOffsetResp)(nil),  // 15: KafkaListOffsetResp
-	(*PubSubResp)(nil),           // 16: PubSubResp
-	nil,                          // 17: CmdKafkaSubscribe.OffsetsEntry
+	(*KafkaRecord)(nil),          // 14: KafkaRecord
+	(*CmdKafkaProduce)(nil),      // 15: CmdKafkaProduce
+	(*KafkaProduceResp)(nil),     // 16: KafkaProduceResp
+	(*CmdKafkaCommit)(nil),       // 17: CmdKafkaCommit
+	(*KafkaCommitResp)(nil),      // 18: KafkaCommitResp
+	(*CmdKafkaCommitted)(nil),    // 19: CmdKafkaCommitted
+	(*KafkaCommittedResp)(nil),   // 20: KafkaCommittedResp
+	(*KafkaAssignment)(nil),      // 21: KafkaAssignment
+	(*KafkaUnsubscribeResp)(nil), // 22: KafkaUnsubscribeResp
+	(*KafkaListOffsetResp)(nil),  // 23: KafkaListOffsetResp
+	(*PubSubResp)(nil),           // 24: PubSubResp
+	nil,                          // 25: CmdKafkaSubscribe.OffsetsEntry
 }
 var file_pubsub_proto_depIdxs = []int32{
-	17, // 0: CmdKafkaSubscribe.offsets:type_name -> CmdKafkaSubscribe.OffsetsEntry
+	25, // 0: CmdKafkaSubscribe.offsets:type_name -> CmdKafkaSubscribe.OffsetsEntry
 	0,  // 1: PubSubReq.cmd_empty:type_name -> CmdEmpty
 	1,  // 2: PubSubReq.cmd_ping:type_name -> CmdPing
 	2,  // 3: PubSubReq.cmd_kafka_fetch:type_name -> CmdKafkaFetch
 	3,  // 4: PubSubReq.cmd_kafka_list_offset:type_name -> CmdKafkaListOffset
 	4,  // 5: PubSubReq.cmd_kafka_subscribe:type_name -> CmdKafkaSubscribe
 	5,  // 6: PubSubReq.cmd_kafka_unsubscribe:type_name -> CmdKafkaUnsubscribe
-	9,  // 7: KafkaMessage.headers:type_name -> KafkaHeader
-	10, // 8: KafkaFetchResp.messages:type_name -> KafkaMessage
-	12, // 9: KafkaSubscribeResp.partitions:type_name -> KafkaPartitionOffset
-	7,  // 10: PubSubResp.error_resp:type_name -> ErrorResp
-	8,  // 11: PubSubResp.pong_resp:type_name -> PongResp
-	11, // 12: PubSubResp.kafka_fetch_resp:type_name -> KafkaFetchResp
-	15, // 13: PubSubResp.kafka_list_offset_resp:type_name -> KafkaListOffsetResp
-	13, // 14: PubSubResp.kafka_subscribe_resp:type_name -> KafkaSubscribeResp
-	14, // 15: PubSubResp.kafka_unsubscribe_resp:type_name -> KafkaUnsubscribeResp
-	16, // [16:16] is the sub-list for method output_type
-	16, // [16:16] is the sub-list for method input_type
-	16, // [16:16] is the sub-list for extension type_name
-	16, // [16:16] is the sub-list for extension extendee
-	0,  // [0:16] is the sub-list for field type_name
+	15, // 7: PubSubReq.cmd_kafka_produce:type_name -> CmdKafkaProduce
+	17, // 8: PubSubReq.cmd_kafka_commit:type_name -> CmdKafkaCommit
+	19, // 9: PubSubReq.cmd_kafka_committed:type_name -> CmdKafkaCommitted
+	9,  // 10: KafkaMessage.headers:type_name -> KafkaHeader
+	10, // 11: KafkaFetchResp.messages:type_name -> KafkaMessage
+	12, // 12: KafkaSubscribeResp.partitions:type_name -> KafkaPartitionOffset
+	9,  // 13: KafkaRecord.headers:type_name -> KafkaHeader
+	14, // 14: CmdKafkaProduce.records:type_name -> KafkaRecord
+	12, // 15: KafkaProduceResp.offsets:type_name -> KafkaPartitionOffset
+	12, // 16: CmdKafkaCommit.offsets:type_name -> KafkaPartitionOffset
+	12, // 17: KafkaCommittedResp.offsets:type_name -> KafkaPartitionOffset
+	7,  // 18: PubSubResp.error_resp:type_name -> ErrorResp
+	8,  // 19: PubSubResp.pong_resp:type_name -> PongResp
+	11, // 20: PubSubResp.kafka_fetch_resp:type_name -> KafkaFetchResp
+	23, // 21: PubSubResp.kafka_list_offset_resp:type_name -> KafkaListOffsetResp
+	13, // 22: PubSubResp.kafka_subscribe_resp:type_name -> KafkaSubscribeResp
+	22, // 23: PubSubResp.kafka_unsubscribe_resp:type_name -> KafkaUnsubscribeResp
+	16, // 24: PubSubResp.kafka_produce_resp:type_name -> KafkaProduceResp
+	18, // 25: PubSubResp.kafka_commit_resp:type_name -> KafkaCommitResp
+	20, // 26: PubSubResp.kafka_committed_resp:type_name -> KafkaCommittedResp
+	21, // 27: PubSubResp.kafka_assignment:type_name -> KafkaAssignment
+	28, // [28:28] is the sub-list for method output_type
+	28, // [28:28] is the sub-list for method input_type
+	28, // [28:28] is the sub-list for extension type_name
+	28, // [28:28] is the sub-list for extension extendee
+	0,  // [0:28] is the sub-list for field type_name
 }
 
 func init() { file_pubsub_proto_init() }
@@ -1390,14 +2037,21 @@ func file_pubsub_proto_init() {
 		(*PubSubReq_CmdKafkaListOffset)(nil),
 		(*PubSubReq_CmdKafkaSubscribe)(nil),
 		(*PubSubReq_CmdKafkaUnsubscribe)(nil),
+		(*PubSubReq_CmdKafkaProduce)(nil),
+		(*PubSubReq_CmdKafkaCommit)(nil),
+		(*PubSubReq_CmdKafkaCommitted)(nil),
 	}
-	file_pubsub_proto_msgTypes[16].OneofWrappers = []any{
+	file_pubsub_proto_msgTypes[24].OneofWrappers = []any{
 		(*PubSubResp_ErrorResp)(nil),
 		(*PubSubResp_PongResp)(nil),
 		(*PubSubResp_KafkaFetchResp)(nil),
 		(*PubSubResp_KafkaListOffsetResp)(nil),
 		(*PubSubResp_KafkaSubscribeResp)(nil),
 		(*PubSubResp_KafkaUnsubscribeResp)(nil),
+		(*PubSubResp_KafkaProduceResp)(nil),
+		(*PubSubResp_KafkaCommitResp)(nil),
+		(*PubSubResp_KafkaCommittedResp)(nil),
+		(*PubSubResp_KafkaAssignment)(nil),
 	}
 	type x struct{}
 	out := protoimpl.TypeBuilder{
@@ -1405,7 +2059,7 @@ func file_pubsub_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_pubsub_proto_rawDesc), len(file_pubsub_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   18,
+			NumMessages:   26,
 			NumExtensions: 0,
 			NumServices:   0,
 		},

@@ -23,13 +23,18 @@ import (
 
 // Defaults of the session limits, safe for a public endpoint.
 const (
-	DefaultMaxFrameBytes    = 1 << 20
-	DefaultIdleTimeout      = 60 * time.Second
-	DefaultMaxSessions      = 10000
-	DefaultMaxInFlight      = 16
-	DefaultWriteTimeout     = 30 * time.Second
-	DefaultPushQueueBytes   = 1 << 20
-	DefaultPushStallTimeout = 10 * time.Second
+	DefaultMaxFrameBytes     = 1 << 20
+	DefaultIdleTimeout       = 60 * time.Second
+	DefaultMaxSessions       = 10000
+	DefaultMaxInFlight       = 16
+	DefaultWriteTimeout      = 30 * time.Second
+	DefaultPushQueueBytes    = 1 << 20
+	DefaultPushStallTimeout  = 10 * time.Second
+	DefaultPingInterval      = 30 * time.Second
+	DefaultPongTimeout       = 15 * time.Second
+	DefaultMaxPendingBytes   = 4 << 20
+	DefaultMaxProduceRecords = 1000
+	DefaultMaxMemoryBytes    = 256 << 20
 
 	DefaultFetchMaxBytes    = 1 << 20
 	DefaultFetchMaxWait     = 100 * time.Millisecond
@@ -54,6 +59,16 @@ type Document struct {
 	Session Session `json:"session"`
 	// Tickets controls the one-time tickets of the Envoy hand-off.
 	Tickets Tickets `json:"tickets"`
+	// Limits holds the bounds shared by all sessions of the process.
+	Limits Limits `json:"limits"`
+}
+
+// Limits bound what all sessions of one process hold together.
+type Limits struct {
+	// MaxMemoryBytes bounds the reply bytes all sessions together have
+	// built or queued but not written; at the bound the sessions holding
+	// the most wait first and new upgrades get 503. Default 256 MiB.
+	MaxMemoryBytes int `json:"max_memory_bytes,omitempty"`
 }
 
 // KafkaCluster is how sessions reach one Kafka cluster.
@@ -67,6 +82,12 @@ type KafkaCluster struct {
 	// Topics is an optional allow-list of exact names and path.Match globs;
 	// absent means every topic may be read.
 	Topics []string `json:"topics,omitempty"`
+	// ProduceTopics is the allow-list (names and globs) of topics clients
+	// may write to; absent means producing is refused.
+	ProduceTopics []string `json:"produce_topics,omitempty"`
+	// Groups is the allow-list (names and globs) of consumer group ids
+	// clients may use; absent means group commands are refused.
+	Groups []string `json:"groups,omitempty"`
 	// FetchMaxBytes bounds the bytes one fetch returns (at least one record
 	// is always returned when one exists). Default 1 MiB.
 	FetchMaxBytes int32 `json:"fetch_max_bytes,omitempty"`
@@ -142,6 +163,23 @@ type Session struct {
 	// PushStallTimeout closes a session (code 4008, slow consumer) whose
 	// deliveries stay paused this long. Default 10s.
 	PushStallTimeout Duration `json:"push_stall_timeout,omitempty"`
+	// PingInterval is how often the server sends a WebSocket ping to every
+	// session, so that proxies see traffic and dead peers are found.
+	// Default 30s.
+	PingInterval Duration `json:"ping_interval,omitempty"`
+	// PongTimeout closes a session whose pong has not come this long after
+	// a ping. Default 15s.
+	PongTimeout Duration `json:"pong_timeout,omitempty"`
+	// MaxPendingBytes bounds the reply bytes one session has built or
+	// queued but not written; a session at the bound reads no more
+	// requests until its replies drain. Default 4 MiB.
+	MaxPendingBytes int `json:"max_pending_bytes,omitempty"`
+	// MaxProduceRecords bounds the records of one produce request.
+	// Default 1000.
+	MaxProduceRecords int `json:"max_produce_records,omitempty"`
+	// ProduceBytesPerSecond bounds the record bytes one session produces
+	// per second; 0 (the default) means no bound.
+	ProduceBytesPerSecond int `json:"produce_bytes_per_second,omitempty"`
 }
 
 // Tickets controls the one-time tickets that hand an upgrade from the Envoy
@@ -158,6 +196,10 @@ type Tickets struct {
 type Route struct {
 	// Topics narrows the cluster's allow-list for this route.
 	Topics []string `json:"topics,omitempty"`
+	// ProduceTopics narrows the cluster's produce allow-list for this route.
+	ProduceTopics []string `json:"produce_topics,omitempty"`
+	// Groups narrows the cluster's group allow-list for this route.
+	Groups []string `json:"groups,omitempty"`
 }
 
 // Parse decodes a YAML or JSON document strictly (unknown keys are errors),
@@ -192,8 +234,10 @@ func ParseRoute(data []byte) (*Route, error) {
 	if err := decodeStrict(data, &r); err != nil {
 		return nil, err
 	}
-	if err := validateTopics("topics", r.Topics); err != nil {
-		return nil, err
+	for key, list := range map[string][]string{"topics": r.Topics, "produce_topics": r.ProduceTopics, "groups": r.Groups} {
+		if err := validateTopics(key, list); err != nil {
+			return nil, err
+		}
 	}
 	return &r, nil
 }
@@ -258,6 +302,27 @@ func (d *Document) complete() error {
 	if err := defaultDuration("session.push_stall_timeout", &s.PushStallTimeout, DefaultPushStallTimeout); err != nil {
 		return err
 	}
+	if err := defaultDuration("session.ping_interval", &s.PingInterval, DefaultPingInterval); err != nil {
+		return err
+	}
+	if err := defaultDuration("session.pong_timeout", &s.PongTimeout, DefaultPongTimeout); err != nil {
+		return err
+	}
+	if err := defaultCount("session.max_pending_bytes", &s.MaxPendingBytes, DefaultMaxPendingBytes); err != nil {
+		return err
+	}
+	if err := defaultCount("session.max_produce_records", &s.MaxProduceRecords, DefaultMaxProduceRecords); err != nil {
+		return err
+	}
+	if s.ProduceBytesPerSecond < 0 {
+		return fmt.Errorf("config: session.produce_bytes_per_second: must not be negative")
+	}
+	if err := defaultCount("limits.max_memory_bytes", &d.Limits.MaxMemoryBytes, DefaultMaxMemoryBytes); err != nil {
+		return err
+	}
+	if d.Limits.MaxMemoryBytes < s.MaxPendingBytes {
+		return fmt.Errorf("config: limits.max_memory_bytes: must be at least session.max_pending_bytes")
+	}
 	if err := defaultDuration("tickets.ttl", &d.Tickets.TTL, DefaultTicketTTL); err != nil {
 		return err
 	}
@@ -314,6 +379,12 @@ func (c *KafkaCluster) complete(key string) error {
 		return fmt.Errorf("config: %s.request_timeout: must be longer than fetch_max_wait", key)
 	}
 	if err := validateTopics(key+".topics", c.Topics); err != nil {
+		return err
+	}
+	if err := validateTopics(key+".produce_topics", c.ProduceTopics); err != nil {
+		return err
+	}
+	if err := validateTopics(key+".groups", c.Groups); err != nil {
 		return err
 	}
 	if c.TLS != nil {

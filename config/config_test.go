@@ -27,6 +27,14 @@ func TestParseFillsDefaults(t *testing.T) {
 	if c.Topics != nil {
 		t.Fatalf("absent topics must stay nil (all allowed), got %v", c.Topics)
 	}
+	if c.ProduceTopics != nil || c.Groups != nil {
+		t.Fatalf("absent produce_topics and groups must stay nil (none allowed), got %v %v", c.ProduceTopics, c.Groups)
+	}
+	if s.PingInterval.Duration() != DefaultPingInterval || s.PongTimeout.Duration() != DefaultPongTimeout ||
+		s.MaxPendingBytes != DefaultMaxPendingBytes || s.MaxProduceRecords != DefaultMaxProduceRecords ||
+		s.ProduceBytesPerSecond != 0 || d.Limits.MaxMemoryBytes != DefaultMaxMemoryBytes {
+		t.Fatalf("keepalive, memory and produce defaults not filled: %+v %+v", s, d.Limits)
+	}
 }
 
 func TestParseReadsYAMLAndJSONAlike(t *testing.T) {
@@ -71,6 +79,13 @@ func TestParseRejectsBadDocumentsNamingTheKey(t *testing.T) {
 		"kafka_clusters: {k: {brokers: [a:1], fetch_max_wait: 10s, request_timeout: 5s}}": "kafka_clusters.k.request_timeout",
 		"kafka_clusters: {k: null}":                                                       "kafka_clusters.k",
 		"kafka_clusters: [1]":                                                             "kafka_clusters",
+		"session: {ping_interval: -1s}":                                                   "session.ping_interval",
+		"session: {pong_timeout: -1s}":                                                    "session.pong_timeout",
+		"session: {max_pending_bytes: -1}":                                                "session.max_pending_bytes",
+		"session: {produce_bytes_per_second: -1}":                                         "session.produce_bytes_per_second",
+		"limits: {max_memory_bytes: 1024}":                                                "limits.max_memory_bytes",
+		"kafka_clusters: {k: {brokers: [a:1], produce_topics: [\"[\"]}}":                  "kafka_clusters.k.produce_topics[0]",
+		"kafka_clusters: {k: {brokers: [a:1], groups: [\"\"]}}":                           "kafka_clusters.k.groups[0]",
 	} {
 		_, err := Parse([]byte(doc))
 		if err == nil || !strings.Contains(err.Error(), want) {
@@ -83,6 +98,9 @@ func TestParseRoute(t *testing.T) {
 	r, err := ParseRoute([]byte(`topics: ["a", "b-*"]`))
 	if err != nil || len(r.Topics) != 2 {
 		t.Fatalf("got %+v, %v", r, err)
+	}
+	if _, err := ParseRoute([]byte(`groups: ["["]`)); err == nil || !strings.Contains(err.Error(), "groups[0]") {
+		t.Fatalf("route accepted a bad group pattern: %v", err)
 	}
 	if _, err := ParseRoute([]byte(`brokers: [x:1]`)); err == nil {
 		t.Fatal("route accepted an unknown key")

@@ -888,9 +888,9 @@ type KafkaFetchResp struct {
 	// Extension: where the records come from (set on subscription pushes).
 	Topic     string `protobuf:"bytes,100,opt,name=topic,proto3" json:"topic,omitempty"`
 	Partition int32  `protobuf:"varint,101,opt,name=partition,proto3" json:"partition,omitempty"`
-	// Extension: the offset to ask for next when it is not the last returned
-	// offset + 1 (records compacted away, control records, aborted
-	// transactions); 0 when absent.
+	// Extension: the offset to ask for next: the last returned offset + 1, or
+	// further on past offsets that hold no data record (compacted away,
+	// control records, aborted transactions). 0 when not known.
 	NextOffset    int64 `protobuf:"varint,102,opt,name=next_offset,json=nextOffset,proto3" json:"next_offset,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache

@@ -86,7 +86,7 @@ func BenchmarkWriteReply(b *testing.B) {
 			b.SetBytes(int64(proto.Size(resp)))
 			b.ReportAllocs()
 			for b.Loop() {
-				if err := s.writeReply(resp); err != nil {
+				if err := s.writeReply(resp, 0); err != nil {
 					b.Fatal(err)
 				}
 			}

@@ -42,22 +42,16 @@ type pushQueue struct {
 	exited  chan struct{} // closed when the writer exits; made by stopPushes
 }
 
-// enqueuePush encodes resp and queues it for writing, waiting while the
-// queue is full.
+// enqueuePush waits while the queue is full, then encodes resp and queues it
+// for writing: a paused push holds no encoded bytes. Queued bytes count as
+// the session's pending reply bytes until written.
 func (s *session) enqueuePush(ctx context.Context, resp *pb.PubSubResp) error {
-	buf := getBuf()
-	b, err := proto.MarshalOptions{}.MarshalAppend((*buf)[:0], resp)
-	if err != nil {
-		putBuf(buf)
-		return fmt.Errorf("pubsub: encode push: %w", err)
-	}
-	*buf = b
+	size := proto.Size(resp)
 	var stall <-chan time.Time
 	s.qmu.Lock()
-	for s.queue.bytes > 0 && s.queue.bytes+len(b) > s.opts.PushQueueBytes {
+	for s.queue.bytes > 0 && s.queue.bytes+size > s.opts.PushQueueBytes {
 		if s.queue.stopped || s.closing.Load() {
 			s.qmu.Unlock()
-			putBuf(buf)
 			return s.pushClosedErr()
 		}
 		if s.queue.space == nil {
@@ -73,13 +67,10 @@ func (s *session) enqueuePush(ctx context.Context, resp *pb.PubSubResp) error {
 		select {
 		case <-space:
 		case <-s.ctx.Done():
-			putBuf(buf)
 			return s.pushClosedErr()
 		case <-ctx.Done():
-			putBuf(buf)
 			return ctx.Err()
 		case <-stall:
-			putBuf(buf)
 			s.closeSlowConsumer()
 			return ErrSlowConsumer
 		}
@@ -87,11 +78,20 @@ func (s *session) enqueuePush(ctx context.Context, resp *pb.PubSubResp) error {
 	}
 	if s.queue.stopped || s.closing.Load() || s.ctx.Err() != nil {
 		s.qmu.Unlock()
-		putBuf(buf)
 		return s.pushClosedErr()
 	}
+	// The size was just computed on resp, which nothing changed since.
+	buf := getBuf()
+	b, err := proto.MarshalOptions{UseCachedSize: true}.MarshalAppend((*buf)[:0], resp)
+	if err != nil {
+		s.qmu.Unlock()
+		putBuf(buf)
+		return fmt.Errorf("pubsub: encode push: %w", err)
+	}
+	*buf = b
 	s.queue.frames = append(s.queue.frames, buf)
 	s.queue.bytes += len(b)
+	s.charge(int64(len(b)))
 	start := !s.queue.running
 	s.queue.running = true
 	s.qmu.Unlock()
@@ -102,14 +102,16 @@ func (s *session) enqueuePush(ctx context.Context, resp *pb.PubSubResp) error {
 }
 
 // closeSlowConsumer ends a session whose client stopped taking pushes: its
-// handlers and push writer stop at once, and the close frame follows the
-// frame being written, if the client ever reads it.
+// handlers and push writer stop at once, a write blocked on the client is
+// abandoned after closeGrace, and the close frame follows the frame being
+// written if the client takes it by then.
 func (s *session) closeSlowConsumer() {
 	if s.slowConsumer.Swap(true) {
 		return
 	}
 	s.opts.Logger.Warn("pubsub: closing slow consumer", "remote", s.conn.RemoteAddr(), "stall", s.opts.PushStallTimeout)
 	s.cancel()
+	s.abandonWrites(closeGrace)
 	go func() {
 		defer func() {
 			if p := recover(); p != nil {
@@ -167,6 +169,7 @@ func (s *session) drainPushes() {
 		}
 		s.qmu.Lock()
 		s.queue.bytes -= n
+		s.charge(-int64(n))
 		if s.queue.space != nil {
 			close(s.queue.space)
 			s.queue.space = nil
@@ -186,6 +189,7 @@ func (s *session) drainPushes() {
 // exitDrain releases.
 func (s *session) exitDrain(frames []*[]byte) {
 	s.queue.running = false
+	s.charge(-int64(s.queue.bytes))
 	s.queue.bytes = 0
 	if s.queue.exited != nil {
 		close(s.queue.exited)

@@ -1,0 +1,106 @@
+package pubsub
+
+import (
+	"runtime/debug"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/gobwas/ws"
+)
+
+// keepalive pings the client every PingInterval and closes the session when
+// a pong does not come within PongTimeout of the ping being written. Pings
+// are traffic for the proxies on the way (Envoy's stream idle timeout, load
+// balancers), and the missing pong finds a peer whose connection vanished.
+// A session holds one runtime timer for it, no goroutine: the timer's
+// function runs only when it fires.
+type keepalive struct {
+	mu      sync.Mutex
+	timer   *time.Timer // nil when pings are off
+	waiting bool        // a ping is out: the timer is its pong deadline
+	sentAt  time.Time
+	stopped bool
+	// pong is set by the reader when a pong arrives.
+	pong atomic.Bool
+}
+
+// startKeepalive arms the first ping.
+func (s *session) startKeepalive() {
+	if s.opts.PingInterval <= 0 {
+		return
+	}
+	k := &s.keepalive
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	k.timer = time.AfterFunc(s.opts.PingInterval, s.keepaliveTick)
+}
+
+// stopKeepalive stops the pings of an ending session.
+func (s *session) stopKeepalive() {
+	k := &s.keepalive
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	k.stopped = true
+	if k.timer != nil {
+		k.timer.Stop()
+	}
+}
+
+// keepaliveTick runs when the timer fires: it sends a ping, or, when one is
+// out, checks that its pong came.
+func (s *session) keepaliveTick() {
+	defer func() {
+		if p := recover(); p != nil {
+			s.opts.Logger.Error("pubsub: keepalive panic", "panic", p, "stack", string(debug.Stack()))
+		}
+	}()
+	k := &s.keepalive
+	k.mu.Lock()
+	if k.stopped || s.ctx.Err() != nil {
+		k.mu.Unlock()
+		return
+	}
+	if k.waiting {
+		switch {
+		case k.pong.Load():
+			k.waiting = false
+			k.timer.Reset(max(0, s.opts.PingInterval-time.Since(k.sentAt)))
+		case s.readerBlocked.Load():
+			// The reader waits for the client to take its replies and
+			// reads no pong meanwhile; write_timeout judges that client.
+			k.timer.Reset(s.opts.PongTimeout)
+		default:
+			s.opts.Logger.Info("pubsub: closing session: no pong", "remote", s.conn.RemoteAddr(), "timeout", s.opts.PongTimeout)
+			go s.closeSilent()
+		}
+		k.mu.Unlock()
+		return
+	}
+	k.pong.Store(false)
+	k.mu.Unlock()
+	// The write may wait behind a reply being written (not holding mu, so
+	// that an ending session does not wait for it); the pong deadline
+	// counts from when the ping left.
+	if err := s.writeFrame(ws.OpPing, nil); err != nil {
+		return
+	}
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	if k.stopped {
+		return
+	}
+	k.waiting = true
+	k.sentAt = time.Now()
+	k.timer.Reset(s.opts.PongTimeout)
+}
+
+// closeSilent closes a session whose client did not answer a ping.
+func (s *session) closeSilent() {
+	defer func() {
+		if p := recover(); p != nil {
+			s.opts.Logger.Error("pubsub: close panic", "panic", p, "stack", string(debug.Stack()))
+		}
+	}()
+	s.closeAbandoning(CloseGoingAway, closeReasonPing)
+}

@@ -19,7 +19,7 @@ import (
 // is the session's allow-list (exact names and path.Match globs); nil
 // allows every topic, an empty non-nil list allows none.
 func Register(mux *pubsub.Mux, k *Cluster, topics []string) {
-	h := &handlers{k: k, topics: topics}
+	h := &handlers{k: k, topics: topics, lane: k.turns.newLane()}
 	mux.On(pubsub.CmdKafkaListOffset, pubsub.HandlerFunc(h.listOffset))
 	mux.On(pubsub.CmdKafkaFetch, pubsub.HandlerFunc(h.fetch))
 	mux.On(pubsub.CmdKafkaSubscribe, pubsub.HandlerFunc(h.subscribe))
@@ -31,6 +31,7 @@ type handlers struct {
 	k      *Cluster
 	topics []string
 	subs   subscriptions
+	lane   *brokerLane // the session's turn at the brokers
 }
 
 // Causes of command failures that are not Kafka error codes.
@@ -87,7 +88,7 @@ func (h *handlers) listOffset(ctx context.Context, req *pubsub.Request) (*pb.Pub
 	if !allowed(h.topics, topic) {
 		return fail(ErrTopicNotAllowed)
 	}
-	ctx, cancel := context.WithTimeout(ctx, h.k.cfg.RequestTimeout.Duration())
+	ctx, cancel := context.WithTimeout(withLane(ctx, h.lane), h.k.cfg.RequestTimeout.Duration())
 	defer cancel()
 	offset, err := h.k.ListOffset(ctx, topic, partition, cmd.GetTimestamp())
 	if err != nil {
@@ -104,8 +105,12 @@ func (h *handlers) fetch(ctx context.Context, req *pubsub.Request) (*pb.PubSubRe
 	if !allowed(h.topics, topic) {
 		return nil, &CommandError{Op: opFetch, Topic: topic, Partition: partition, Cause: ErrTopicNotAllowed}
 	}
-	ctx, cancel := context.WithTimeout(ctx, h.k.cfg.RequestTimeout.Duration())
+	ctx, cancel := context.WithTimeout(withLane(ctx, h.lane), h.k.cfg.RequestTimeout.Duration())
 	defer cancel()
+	// The reply's bytes are reserved before the broker is asked for them.
+	if err := req.Reserve(ctx, int(h.k.cfg.FetchMaxBytes)); err != nil {
+		return nil, &CommandError{Op: opFetch, Topic: topic, Partition: partition, Cause: h.k.cause(ctx, err)}
+	}
 	records, shared, err := h.k.fetchShared(recycled(ctx), topic, partition, cmd.GetOffset())
 	if err != nil {
 		return nil, &CommandError{Op: opFetch, Topic: topic, Partition: partition, Cause: err}
@@ -273,7 +278,7 @@ func (k *Cluster) ListOffset(ctx context.Context, topic string, partition int32,
 		rp.Timestamp = timestamp
 		rt.Partitions = []kmsg.ListOffsetsRequestTopicPartition{rp}
 		req.Topics = []kmsg.ListOffsetsRequestTopic{rt}
-		r, err := k.cl.Request(ctx, req)
+		r, err := k.brokerRequest(ctx, -1, req)
 		if err != nil {
 			return 0, k.cause(ctx, err)
 		}
@@ -328,7 +333,7 @@ func (k *Cluster) fetchWait(ctx context.Context, topic string, partition int32, 
 		rp.PartitionMaxBytes = k.cfg.FetchMaxBytes
 		rt.Partitions = []kmsg.FetchRequestTopicPartition{rp}
 		req.Topics = []kmsg.FetchRequestTopic{rt}
-		r, err := k.cl.Broker(int(info.leader)).Request(ctx, req)
+		r, err := k.brokerRequest(ctx, info.leader, req)
 		if err != nil {
 			if attempt == 0 && ctx.Err() == nil {
 				continue // the leader may have moved or gone: look again

@@ -78,6 +78,8 @@ type Cluster struct {
 	opts []kgo.Opt
 	// readers are the shared partition readers of subscriptions.
 	readers readerSet
+	// turns share the brokers between sessions.
+	turns brokerTurns
 }
 
 // Acquire returns the shared client for c, creating it on first use. The

@@ -86,7 +86,7 @@ func (h *handlers) subscribe(ctx context.Context, req *pubsub.Request) (*pb.PubS
 	if err := h.subs.add(req.Sequence(), sub); err != nil {
 		return fail(first, err)
 	}
-	sctx, scancel := context.WithCancel(req.Context())
+	sctx, scancel := context.WithCancel(withLane(req.Context(), h.lane))
 	sub.cancel = scancel
 	ack := &pb.PubSubResp{Resp: &pb.PubSubResp_KafkaSubscribeResp{KafkaSubscribeResp: &pb.KafkaSubscribeResp{Partitions: starts}}}
 	if err := req.Push(sctx, ack); err != nil {

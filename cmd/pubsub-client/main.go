@@ -24,18 +24,19 @@ func main() {
 	from := flag.String("from", "earliest", "earliest, latest, an offset, or a timestamp in ms prefixed with @")
 	follow := flag.Bool("follow", true, "keep reading new records at the end of the log")
 	header := flag.String("header", "", "extra upgrade header, NAME:VALUE")
+	ping := flag.Duration("ping-interval", 30*time.Second, "send a WebSocket ping this often and give up on a server that does not answer within as long; 0 sends none")
 	flag.Parse()
 
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
-	if err := run(ctx, *url, *topic, int32(*partition), *from, *follow, *header); err != nil && ctx.Err() == nil {
+	if err := run(ctx, *url, *topic, int32(*partition), *from, *follow, *header, *ping); err != nil && ctx.Err() == nil {
 		fmt.Fprintln(os.Stderr, "pubsub-client:", err)
 		os.Exit(1)
 	}
 }
 
-func run(ctx context.Context, url, topic string, partition int32, from string, follow bool, header string) error {
-	opts := client.Options{}
+func run(ctx context.Context, url, topic string, partition int32, from string, follow bool, header string, ping time.Duration) error {
+	opts := client.Options{PingInterval: ping}
 	if header != "" {
 		for i := 0; i < len(header); i++ {
 			if header[i] == ':' {

@@ -47,8 +47,9 @@ func (s *session) stopKeepalive() {
 	}
 }
 
-// keepaliveTick runs when the timer fires: it sends a ping, or, when one is
-// out, checks that its pong came.
+// keepaliveTick runs when the timer fires: it checks the pong of the ping
+// that is out, and sends the next ping when it is due and the last one was
+// answered. One ping is out at a time.
 func (s *session) keepaliveTick() {
 	defer func() {
 		if p := recover(); p != nil {
@@ -61,11 +62,14 @@ func (s *session) keepaliveTick() {
 		k.mu.Unlock()
 		return
 	}
+	if k.waiting && k.pong.Load() {
+		k.waiting = false
+	}
 	if k.waiting {
+		deadline := k.sentAt.Add(s.opts.PongTimeout)
 		switch {
-		case k.pong.Load():
-			k.waiting = false
-			k.timer.Reset(max(0, s.opts.PingInterval-time.Since(k.sentAt)))
+		case time.Now().Before(deadline):
+			k.timer.Reset(time.Until(deadline))
 		case s.readerBlocked.Load():
 			// The reader waits for the client to take its replies and
 			// reads no pong meanwhile; write_timeout judges that client.
@@ -92,7 +96,7 @@ func (s *session) keepaliveTick() {
 	}
 	k.waiting = true
 	k.sentAt = time.Now()
-	k.timer.Reset(s.opts.PongTimeout)
+	k.timer.Reset(min(s.opts.PingInterval, s.opts.PongTimeout))
 }
 
 // closeSilent closes a session whose client did not answer a ping.

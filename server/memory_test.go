@@ -32,7 +32,7 @@ const (
 )
 
 // produceBig fills bigTopic/0 with bigRecords records of bigValue bytes.
-func produceBig(t *testing.T, k *kfake.Cluster) {
+func produceBig(t testing.TB, k *kfake.Cluster) {
 	t.Helper()
 	for range bigRecords {
 		v := make([]byte, bigValue)
@@ -44,7 +44,7 @@ func produceBig(t *testing.T, k *kfake.Cluster) {
 // neverReading dials a client that pipelines fetches of consecutive large
 // records and never reads a reply. Its socket's receive buffer is small, so
 // that the kernel holds little of what the server writes.
-func neverReading(t *testing.T, url string, fetches int) {
+func neverReading(t testing.TB, url string, fetches int) {
 	t.Helper()
 	dialer := ws.Dialer{NetDial: func(ctx context.Context, network, addr string) (net.Conn, error) {
 		conn, err := (&net.Dialer{}).DialContext(ctx, network, addr)

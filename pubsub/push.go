@@ -34,7 +34,7 @@ var ErrSlowConsumer = errors.New("pubsub: slow consumer")
 // a pusher blocked for PushStallTimeout closes the session with
 // CloseSlowConsumer. Replies to plain requests do not wait behind pushes.
 type pushQueue struct {
-	frames  []*[]byte
+	frames  []pushFrame
 	bytes   int
 	running bool          // a drainPushes goroutine is running
 	stopped bool          // the session ended: no more pushes
@@ -43,10 +43,25 @@ type pushQueue struct {
 }
 
 // enqueuePush waits while the queue is full, then encodes resp and queues it
-// for writing: a paused push holds no encoded bytes. Queued bytes count as
-// the session's pending reply bytes until written.
+// for writing: a paused push holds no encoded bytes.
 func (s *session) enqueuePush(ctx context.Context, resp *pb.PubSubResp) error {
-	size := proto.Size(resp)
+	return s.enqueue(ctx, proto.Size(resp), func() (pushFrame, error) {
+		// The size was just computed on resp, which nothing changed since.
+		buf := getBuf()
+		b, err := proto.MarshalOptions{UseCachedSize: true}.MarshalAppend((*buf)[:0], resp)
+		if err != nil {
+			putBuf(buf)
+			return pushFrame{}, fmt.Errorf("pubsub: encode push: %w", err)
+		}
+		*buf = b
+		return pushFrame{own: buf}, nil
+	})
+}
+
+// enqueue waits while the queue has no room for a push of size bytes, then
+// builds it and queues it for writing. Queued pushes count as the
+// session's pending reply bytes until written.
+func (s *session) enqueue(ctx context.Context, size int, build func() (pushFrame, error)) error {
 	var stall <-chan time.Time
 	s.qmu.Lock()
 	for s.queue.bytes > 0 && s.queue.bytes+size > s.opts.PushQueueBytes {
@@ -80,18 +95,15 @@ func (s *session) enqueuePush(ctx context.Context, resp *pb.PubSubResp) error {
 		s.qmu.Unlock()
 		return s.pushClosedErr()
 	}
-	// The size was just computed on resp, which nothing changed since.
-	buf := getBuf()
-	b, err := proto.MarshalOptions{UseCachedSize: true}.MarshalAppend((*buf)[:0], resp)
+	f, err := build()
 	if err != nil {
 		s.qmu.Unlock()
-		putBuf(buf)
-		return fmt.Errorf("pubsub: encode push: %w", err)
+		return err
 	}
-	*buf = b
-	s.queue.frames = append(s.queue.frames, buf)
-	s.queue.bytes += len(b)
-	s.charge(int64(len(b)))
+	f.size = size
+	s.queue.frames = append(s.queue.frames, f)
+	s.queue.bytes += size
+	s.holdFrame(f)
 	start := !s.queue.running
 	s.queue.running = true
 	s.qmu.Unlock()
@@ -165,11 +177,10 @@ func (s *session) drainPushes() {
 		s.qmu.Unlock()
 		err := s.writeFrames(frames)
 		for _, f := range frames {
-			putBuf(f)
+			s.releaseFrame(f)
 		}
 		s.qmu.Lock()
 		s.queue.bytes -= n
-		s.charge(-int64(n))
 		if s.queue.space != nil {
 			close(s.queue.space)
 			s.queue.space = nil
@@ -187,9 +198,8 @@ func (s *session) drainPushes() {
 
 // exitDrain ends the push writer, dropping frames. Callers hold qmu, which
 // exitDrain releases.
-func (s *session) exitDrain(frames []*[]byte) {
+func (s *session) exitDrain(frames []pushFrame) {
 	s.queue.running = false
-	s.charge(-int64(s.queue.bytes))
 	s.queue.bytes = 0
 	if s.queue.exited != nil {
 		close(s.queue.exited)
@@ -201,6 +211,6 @@ func (s *session) exitDrain(frames []*[]byte) {
 	}
 	s.qmu.Unlock()
 	for _, f := range frames {
-		putBuf(f)
+		s.releaseFrame(f)
 	}
 }

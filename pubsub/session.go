@@ -559,17 +559,25 @@ func (s *session) writeReply(resp *pb.PubSubResp, reserved int64) error {
 // writeFrame writes one unfragmented frame. Writers are serialised; replies
 // that queue up behind each other share one buffer and one flush.
 func (s *session) writeFrame(op ws.OpCode, payload []byte) error {
-	return s.write(op, payload)
+	return s.write(op == ws.OpClose, func() error { return s.putFrame(op, payload) })
 }
 
-// writeFrames writes binary frames back to back with one flush.
-func (s *session) writeFrames(payloads []*[]byte) error {
-	return s.write(ws.OpBinary, *payloads[0], payloads[1:]...)
+// writeFrames writes pushes back to back with one flush: the pushes queued
+// for a session go out in one write when they fit the write buffer.
+func (s *session) writeFrames(frames []pushFrame) error {
+	return s.write(false, func() error {
+		for _, f := range frames {
+			if err := s.putPush(f); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
 }
 
-// write writes one frame of op with payload, or one binary frame for each of
-// more, holding the write lock once and flushing when no other writer waits.
-func (s *session) write(op ws.OpCode, payload []byte, more ...*[]byte) error {
+// write runs put, which buffers frames, holding the write lock, and flushes
+// when no other writer waits (or at once, for a close frame).
+func (s *session) write(flushNow bool, put func() error) error {
 	s.pendingWrites.Add(1)
 	s.wmu.Lock()
 	defer s.wmu.Unlock()
@@ -592,14 +600,8 @@ func (s *session) write(op ws.OpCode, payload []byte, more ...*[]byte) error {
 	if at := s.abandonAt.Load(); at != 0 {
 		s.conn.SetWriteDeadline(time.Unix(0, at))
 	}
-	err := s.putFrame(op, payload)
-	for _, p := range more {
-		if err != nil {
-			break
-		}
-		err = s.putFrame(ws.OpBinary, *p)
-	}
-	if err == nil && (last || op == ws.OpClose) {
+	err := put()
+	if err == nil && (last || flushNow) {
 		err = s.releaseWriter()
 	}
 	if err != nil {

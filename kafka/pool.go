@@ -80,6 +80,8 @@ type Cluster struct {
 	readers readerSet
 	// turns share the brokers between sessions.
 	turns brokerTurns
+	// pushes are the recent subscription pushes, encoded once.
+	pushes encodedPushes
 }
 
 // Acquire returns the shared client for c, creating it on first use. The

@@ -245,7 +245,7 @@ func (d *delivery) run(ctx context.Context, wg *sync.WaitGroup, release func()) 
 			}
 			continue
 		}
-		if !d.push(ctx, recs) {
+		if !d.push(ctx, recs, !w.behind) {
 			return
 		}
 	}
@@ -267,17 +267,19 @@ func (d *delivery) catchUp(ctx context.Context) ([]*kgo.Record, error) {
 }
 
 // push sends recs in pushes of at most maxRecords and the cluster's fetch
-// byte limit, and advances the cursor;
-// it reports whether the session still takes pushes.
-func (d *delivery) push(ctx context.Context, recs []*kgo.Record) bool {
+// byte limit, and advances the cursor; records of the shared window
+// (windowed) are encoded once for all subscribers.
+// It reports whether the session still takes pushes.
+func (d *delivery) push(ctx context.Context, recs []*kgo.Record, windowed bool) bool {
 	for len(recs) > 0 {
 		n := limitRecords(recs, d.maxRecords, int(d.k.cfg.FetchMaxBytes))
-		resp := &pb.PubSubResp{Resp: &pb.PubSubResp_KafkaFetchResp{KafkaFetchResp: &pb.KafkaFetchResp{
-			Messages:  messagesOf(recs[:n]),
-			Topic:     d.topic,
-			Partition: d.partition,
-		}}}
-		if err := d.req.Push(ctx, resp); err != nil {
+		var err error
+		if windowed {
+			err = d.pushWindowed(ctx, recs[:n])
+		} else {
+			err = d.req.Push(ctx, pushReply(d.topic, d.partition, recs[:n]))
+		}
+		if err != nil {
 			return false
 		}
 		d.cursor = recs[n-1].Offset + 1

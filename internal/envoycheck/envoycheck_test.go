@@ -1,10 +1,12 @@
 package envoycheck
 
 import (
+	"fmt"
 	"os"
 	"path"
 	"path/filepath"
 	"regexp"
+	"strconv"
 	"strings"
 	"testing"
 
@@ -414,9 +416,15 @@ func TestDeploymentsProvideWhatBootstrapsExpect(t *testing.T) {
 		Spec struct {
 			Template struct {
 				Spec struct {
-					Containers []struct {
+					TerminationGracePeriodSeconds int `json:"terminationGracePeriodSeconds"`
+					Containers                    []struct {
 						Name         string
 						VolumeMounts []struct{ MountPath string } `json:"volumeMounts"`
+						Lifecycle    struct {
+							PreStop struct {
+								Exec struct{ Command []string }
+							} `json:"preStop"`
+						}
 					}
 				}
 			}
@@ -426,9 +434,23 @@ func TestDeploymentsProvideWhatBootstrapsExpect(t *testing.T) {
 		t.Fatal(err)
 	}
 	dir := socketDir(string(bootstraps[kubernetesBootstrap]))
+	b, err := ParseBootstrap(bootstraps[kubernetesBootstrap])
+	if err != nil {
+		t.Fatal(err)
+	}
+	adminPort := b.GetAdmin().GetAddress().GetSocketAddress().GetPortValue()
 	for _, c := range deployment.Spec.Template.Spec.Containers {
 		if c.Name != "envoy" {
 			continue
+		}
+		// The preStop hook drains Envoy's listeners through the admin
+		// interface, then waits within the grace period.
+		hook := strings.Join(c.Lifecycle.PreStop.Exec.Command, " ")
+		if !strings.Contains(hook, fmt.Sprintf("/dev/tcp/127.0.0.1/%d", adminPort)) || !strings.Contains(hook, "POST /drain_listeners?graceful ") {
+			t.Errorf("the envoy container's preStop hook does not POST /drain_listeners?graceful to the admin port %d: %q", adminPort, hook)
+		}
+		if m := regexp.MustCompile(`sleep (\d+)`).FindStringSubmatch(hook); m == nil || atoi(t, m[1]) >= deployment.Spec.Template.Spec.TerminationGracePeriodSeconds {
+			t.Errorf("the preStop hook's sleep must end within terminationGracePeriodSeconds (%d): %q", deployment.Spec.Template.Spec.TerminationGracePeriodSeconds, hook)
 		}
 		for _, m := range c.VolumeMounts {
 			if m.MountPath == dir {
@@ -437,4 +459,13 @@ func TestDeploymentsProvideWhatBootstrapsExpect(t *testing.T) {
 		}
 	}
 	t.Errorf("the envoy container of deploy/kubernetes/deployment.yaml mounts no volume at %s", dir)
+}
+
+func atoi(t *testing.T, s string) int {
+	t.Helper()
+	n, err := strconv.Atoi(s)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return n
 }

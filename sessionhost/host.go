@@ -259,9 +259,9 @@ func (h *Host) Resolve(r *http.Request) (server.Route, error) {
 		return server.Route{}, &server.Error{Status: http.StatusBadGateway, Message: "kafka cluster unavailable"}
 	}
 	mux := pubsub.NewMux()
-	kafka.Register(mux, k, g.Kafka.Topics)
+	kafka.Register(mux, k, kafka.NewPolicy(g.Kafka, g.Routes...))
 	return server.Route{
-		Handler: narrowTopics(mux, g.RouteTopics),
+		Handler: mux,
 		Release: k.Release,
 		Attrs:   []slog.Attr{slog.String("cluster", g.Cluster)},
 	}, nil

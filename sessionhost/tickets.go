@@ -27,15 +27,16 @@ var (
 )
 
 // Grant is what a redeemed ticket lets a session do: one Kafka cluster with
-// its credentials resolved, narrowed by the route's topic lists.
+// its credentials resolved, narrowed by the route-level documents.
 type Grant struct {
 	// Cluster is the Envoy cluster name, for logs.
 	Cluster string
 	// Kafka is a snapshot of the cluster's configuration with the SASL
 	// password resolved.
 	Kafka *config.KafkaCluster
-	// RouteTopics are the route-level allow-lists; a topic must pass each.
-	RouteTopics [][]string
+	// Routes are the route-level documents (virtual host, route, weighted
+	// cluster) whose allow-lists narrow the cluster's.
+	Routes []*config.Route
 }
 
 type ticket struct {

@@ -26,9 +26,9 @@ import (
 	"github.com/envoy-pubsub/gateway/server"
 )
 
-// DefaultDrainTimeout bounds how long a drain waits for sessions to take
-// their 1001 close frame and end.
-const DefaultDrainTimeout = 2 * time.Second
+// drainTimeout bounds how long a drain waits for sessions to take their
+// 1001 close frame and end.
+const drainTimeout = 2 * time.Second
 
 // Why a host issues no ticket.
 var (
@@ -44,8 +44,6 @@ var (
 type Hosts struct {
 	log  *slog.Logger
 	pool *kafka.Pool
-	// DrainTimeout bounds each drain; default DefaultDrainTimeout.
-	DrainTimeout time.Duration
 
 	mu     sync.Mutex
 	byPath map[string]*Host
@@ -54,10 +52,9 @@ type Hosts struct {
 // NewHosts returns an empty set of hosts logging to log.
 func NewHosts(log *slog.Logger) *Hosts {
 	return &Hosts{
-		log:          log,
-		pool:         kafka.NewPool(kafka.Logger(log)),
-		DrainTimeout: DefaultDrainTimeout,
-		byPath:       make(map[string]*Host),
+		log:    log,
+		pool:   kafka.NewPool(kafka.Logger(log)),
+		byPath: make(map[string]*Host),
 	}
 }
 
@@ -140,7 +137,7 @@ func (hs *Hosts) Release(h *Host, stats Stats) {
 	if hs.byPath[h.socket.path] == h {
 		delete(hs.byPath, h.socket.path)
 	}
-	h.drain(hs.DrainTimeout)
+	h.drain(drainTimeout)
 }
 
 func (hs *Hosts) start(path string) (*Host, error) {

@@ -194,6 +194,9 @@ func TestStalledSubscriberIsCutAtItsDeadline(t *testing.T) {
 	if d := time.Since(produced); d > stall+2*time.Second {
 		t.Fatalf("the stalled subscriber was cut %v after the records came, push_stall_timeout %v", d, stall)
 	}
+	if n := s.Server.ReplyBytes(); n != 0 {
+		t.Fatalf("the ended session still holds %d reply bytes", n)
+	}
 	// What the kernel holds is readable, then the connection ends.
 	conn.SetReadDeadline(time.Now().Add(10 * time.Second))
 	if _, err = io.Copy(io.Discard, conn); errors.Is(err, os.ErrDeadlineExceeded) {

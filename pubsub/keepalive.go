@@ -76,7 +76,7 @@ func (s *session) keepaliveTick() {
 			k.timer.Reset(s.opts.PongTimeout)
 		default:
 			s.opts.Logger.Info("pubsub: closing session: no pong", "remote", s.conn.RemoteAddr(), "timeout", s.opts.PongTimeout)
-			go s.closeSilent()
+			go s.closeAbandoning(CloseGoingAway, closeReasonPing)
 		}
 		k.mu.Unlock()
 		return
@@ -97,14 +97,4 @@ func (s *session) keepaliveTick() {
 	k.waiting = true
 	k.sentAt = time.Now()
 	k.timer.Reset(min(s.opts.PingInterval, s.opts.PongTimeout))
-}
-
-// closeSilent closes a session whose client did not answer a ping.
-func (s *session) closeSilent() {
-	defer func() {
-		if p := recover(); p != nil {
-			s.opts.Logger.Error("pubsub: close panic", "panic", p, "stack", string(debug.Stack()))
-		}
-	}()
-	s.closeAbandoning(CloseGoingAway, closeReasonPing)
 }

@@ -123,15 +123,7 @@ func (s *session) closeSlowConsumer() {
 	}
 	s.opts.Logger.Warn("pubsub: closing slow consumer", "remote", s.conn.RemoteAddr(), "stall", s.opts.PushStallTimeout)
 	s.cancel()
-	s.abandonWrites(closeGrace)
-	go func() {
-		defer func() {
-			if p := recover(); p != nil {
-				s.opts.Logger.Error("pubsub: close panic", "panic", p, "stack", string(debug.Stack()))
-			}
-		}()
-		s.closeWith(CloseSlowConsumer, fmt.Sprintf("slow consumer: pushed replies not read for %v", s.opts.PushStallTimeout))
-	}()
+	go s.closeAbandoning(CloseSlowConsumer, fmt.Sprintf("slow consumer: pushed replies not read for %v", s.opts.PushStallTimeout))
 }
 
 // stopPushes refuses further pushes and waits for the push writer to exit.

@@ -658,8 +658,14 @@ func (s *session) abandonWrites(grace time.Duration) {
 // closeAbandoning closes the session with code and reason without waiting
 // for a write blocked on the client beyond closeGrace: its handlers stop at
 // once, and the close frame follows the frame being written if the client
-// takes it in time; otherwise the connection is closed without one.
+// takes it in time; otherwise the connection is closed without one. It runs
+// in a goroutine of its own.
 func (s *session) closeAbandoning(code ws.StatusCode, reason string) {
+	defer func() {
+		if p := recover(); p != nil {
+			s.opts.Logger.Error("pubsub: close panic", "panic", p, "stack", string(debug.Stack()))
+		}
+	}()
 	s.cancel()
 	s.abandonWrites(closeGrace)
 	s.closeWith(code, reason)

@@ -5,6 +5,8 @@ import (
 	"sync"
 
 	"github.com/twmb/franz-go/pkg/kmsg"
+
+	"github.com/envoy-pubsub/gateway/pubsub"
 )
 
 // Fair sharing of a cluster's broker work. Every session's fetches and
@@ -61,6 +63,16 @@ type laneKey struct{}
 // withLane returns ctx whose broker requests wait in l.
 func withLane(ctx context.Context, l *brokerLane) context.Context {
 	return context.WithValue(ctx, laneKey{}, l)
+}
+
+// replyKey marks a context with the request whose reply its broker fetches
+// build.
+type replyKey struct{}
+
+// withReply returns ctx whose broker fetches reserve the bytes they ask for
+// in req's reply budget before they are sent (pubsub.Request.Reserve).
+func withReply(ctx context.Context, req *pubsub.Request) context.Context {
+	return context.WithValue(ctx, replyKey{}, req)
 }
 
 // laneOf returns the lane of ctx: the session's, or the cluster's shared
@@ -174,8 +186,27 @@ func (t *brokerTurns) grantLocked() {
 
 // brokerRequest issues req to broker (any broker when it is negative) in
 // ctx's lane: it waits for the lane's turn, so that a session's queued
-// requests do not delay another session's.
+// requests do not delay another session's. A fetch for a reply
+// (withReply) first reserves the bytes it asks for, so that a session whose
+// client does not read its replies asks Kafka for no more, and keeps what
+// the broker returned.
 func (k *Cluster) brokerRequest(ctx context.Context, broker int32, req kmsg.Request) (kmsg.Response, error) {
+	fetch, _ := req.(*kmsg.FetchRequest)
+	reply, _ := ctx.Value(replyKey{}).(*pubsub.Request)
+	if fetch != nil && reply != nil {
+		if err := reply.Reserve(ctx, int(fetch.MaxBytes)); err != nil {
+			return nil, err
+		}
+	}
+	resp, err := k.requestInTurn(ctx, broker, req)
+	if fetch != nil && reply != nil {
+		reply.Reserve(ctx, fetchedBytes(resp)) // less: never waits
+	}
+	return resp, err
+}
+
+// requestInTurn issues req once ctx's lane has its turn.
+func (k *Cluster) requestInTurn(ctx context.Context, broker int32, req kmsg.Request) (kmsg.Response, error) {
 	release, err := k.turns.wait(ctx)
 	if err != nil {
 		return nil, err
@@ -185,4 +216,20 @@ func (k *Cluster) brokerRequest(ctx context.Context, broker int32, req kmsg.Requ
 		return k.cl.Request(ctx, req)
 	}
 	return k.cl.Broker(int(broker)).Request(ctx, req)
+}
+
+// fetchedBytes is the size of the record batches of a fetch response (0
+// for none or another response).
+func fetchedBytes(resp kmsg.Response) int {
+	f, ok := resp.(*kmsg.FetchResponse)
+	if !ok {
+		return 0
+	}
+	n := 0
+	for _, t := range f.Topics {
+		for _, p := range t.Partitions {
+			n += len(p.RecordBatches)
+		}
+	}
+	return n
 }

@@ -90,12 +90,10 @@ func (h *handlers) fetch(ctx context.Context, req *pubsub.Request) (*pb.PubSubRe
 	if err := h.policy.checkRead(topic); err != nil {
 		return nil, &CommandError{Op: opFetch, Topic: topic, Partition: partition, Cause: err}
 	}
-	ctx, cancel := context.WithTimeout(withLane(ctx, h.lane), h.k.cfg.RequestTimeout.Duration())
+	// A broker fetch reserves its bytes in the reply budget before it is
+	// sent (a wait at the end of the log holds none).
+	ctx, cancel := context.WithTimeout(withReply(withLane(ctx, h.lane), req), h.k.cfg.RequestTimeout.Duration())
 	defer cancel()
-	// The reply's bytes are reserved before the broker is asked for them.
-	if err := req.Reserve(ctx, int(h.k.cfg.FetchMaxBytes)); err != nil {
-		return nil, &CommandError{Op: opFetch, Topic: topic, Partition: partition, Cause: h.k.cause(ctx, err)}
-	}
 	records, shared, err := h.k.fetchShared(recycled(ctx), topic, partition, cmd.GetOffset())
 	if err != nil {
 		return nil, &CommandError{Op: opFetch, Topic: topic, Partition: partition, Cause: err}
@@ -104,6 +102,11 @@ func (h *handlers) fetch(ctx context.Context, req *pubsub.Request) (*pb.PubSubRe
 		// The records go back to their pool once the reply is written;
 		// records of a shared window stay where they are.
 		req.AfterReply(func() { recycleRecords(records) })
+	}
+	// Records of a window are in memory already; the reply built of them
+	// is not, until its bytes are reserved.
+	if err := req.Reserve(ctx, recordsBytes(records)); err != nil {
+		return nil, &CommandError{Op: opFetch, Topic: topic, Partition: partition, Cause: h.k.cause(ctx, err)}
 	}
 	slab := messageSlabs.Get().(*messageSlab)
 	req.AfterReply(slab.release)
@@ -360,4 +363,13 @@ func stale(err error) bool {
 		errors.Is(err, kerr.FencedLeaderEpoch) ||
 		errors.Is(err, kerr.LeaderNotAvailable) ||
 		errors.Is(err, kerr.InconsistentTopicID)
+}
+
+// recordsBytes is the size of recs' keys, values and headers.
+func recordsBytes(recs []*kgo.Record) int {
+	n := 0
+	for _, r := range recs {
+		n += recordBytes(r)
+	}
+	return n
 }

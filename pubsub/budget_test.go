@@ -177,3 +177,26 @@ func waiters(b *MemoryBudget) int {
 	defer b.mu.Unlock()
 	return len(b.waiters)
 }
+
+func TestReserveSetsWhatTheRequestHolds(t *testing.T) {
+	mem := NewMemoryBudget(1 << 20)
+	held := make(chan int, 3)
+	m := NewMux()
+	m.On(CmdKafkaFetch, HandlerFunc(func(ctx context.Context, req *Request) (*pb.PubSubResp, error) {
+		for _, n := range []int{1000, 1000, 10} {
+			if err := req.Reserve(ctx, n); err != nil {
+				return nil, err
+			}
+			held <- mem.Used()
+		}
+		return nil, nil
+	}))
+	p := startSession(t, context.Background(), m, Options{Memory: mem})
+	p.send(fetchReq(1, "t"))
+	for _, want := range []int{1000, 1000, 10} {
+		if got := <-held; got != want {
+			t.Fatalf("the request holds %d bytes, want %d", got, want)
+		}
+	}
+	eventually(t, "the bytes to be given back", func() bool { return mem.Used() == 0 })
+}

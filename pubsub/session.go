@@ -144,21 +144,25 @@ type Request struct {
 	reserved int64
 }
 
-// Reserve takes n bytes of the session's and the process's reply budgets
-// for the reply the handler is about to build, waiting while they are spent
-// (the client has not read earlier replies, or the process holds its
-// limit). A handler calls it before it allocates a large reply, from its
-// own goroutine, so that memory is bounded before it is used; the bytes are
-// given back once the reply is written. Reserve fails with ctx's error, or
-// ErrSessionClosed once the session has ended.
+// Reserve makes the request hold n bytes of the session's and the
+// process's reply budgets for the reply the handler is about to build. More
+// than it holds waits while the budgets are spent (the client has not read
+// earlier replies, or the process holds its limit); less gives the rest
+// back at once, when the reply turns out smaller than feared. A handler
+// calls it before it allocates a large reply (or asks Kafka for one), from
+// its own goroutine, so that memory is bounded before it is used; the bytes
+// are given back once the reply is written. Reserve fails with ctx's error,
+// or ErrSessionClosed once the session has ended.
 func (r *Request) Reserve(ctx context.Context, n int) error {
-	if n <= 0 {
-		return nil
+	more := int64(max(n, 0)) - r.reserved
+	if more < 0 {
+		r.s.charge(more)
+	} else if more > 0 {
+		if err := r.s.reserve(ctx, more); err != nil {
+			return err
+		}
 	}
-	if err := r.s.reserve(ctx, int64(n)); err != nil {
-		return err
-	}
-	r.reserved += int64(n)
+	r.reserved += more
 	return nil
 }
 

@@ -176,3 +176,37 @@ func TestProcessMemoryBudget(t *testing.T) {
 		t.Fatalf("sessions held up to %d reply bytes, process budget %d", p, total)
 	}
 }
+
+// TestFetchesWaitingAtTheEndOfTheLogHoldNoReplyBytes: fetches that wait for
+// records hold none of the session's reply budget, so a session with a
+// budget of one fetch still reads its next requests: a ping sent after
+// eight such fetches is answered first.
+func TestFetchesWaitingAtTheEndOfTheLogHoldNoReplyBytes(t *testing.T) {
+	s, _ := startServer(t, "    fetch_max_wait: 4s\n", "max_pending_bytes: 1048576")
+	c := s.Dial(t, "kafka")
+	for i := range 8 {
+		if err := c.Send(&pb.PubSubReq{Sequence: int64(100 + i), Req: &pb.PubSubReq_CmdKafkaFetch{
+			CmdKafkaFetch: &pb.CmdKafkaFetch{Topic: topic, Partition: 0, Offset: 0}}}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := c.Send(&pb.PubSubReq{Sequence: 1, Req: &pb.PubSubReq_CmdPing{CmdPing: &pb.CmdPing{}}}); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case resp := <-c.Unmatched():
+		if resp.GetSequence() != 1 {
+			t.Fatalf("reply %d came before the pong", resp.GetSequence())
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("no reply")
+	}
+	// A fetch holds its reservation only while the broker answers.
+	deadline := time.Now().Add(3 * time.Second)
+	for s.Server.ReplyBytes() != 0 {
+		if time.Now().After(deadline) {
+			t.Fatalf("fetches waiting at the end of the log hold %d reply bytes", s.Server.ReplyBytes())
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+}

@@ -221,8 +221,11 @@ func (h *sessionHost) Resolve(r *http.Request) (server.Route, error) {
 		h.log.Error("pubsub: kafka client", "cluster", g.cluster, "err", err)
 		return server.Route{}, &server.Error{Status: http.StatusBadGateway, Message: "kafka cluster unavailable"}
 	}
+	h.mu.Lock()
+	limits := h.current.limits
+	h.mu.Unlock()
 	mux := pubsub.NewMux()
-	kafka.Register(mux, k, kafka.NewPolicy(g.kafka, g.routes...))
+	kafka.Register(mux, k, kafka.NewPolicy(g.kafka, g.routes...).WithLimits(limits))
 	return server.Route{
 		Handler: mux,
 		Release: k.Release,

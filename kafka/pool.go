@@ -78,6 +78,11 @@ type Cluster struct {
 	opts []kgo.Opt
 	// readers are the shared partition readers of subscriptions.
 	readers readerSet
+	// prod is the producer of the cluster's sessions, made on first use
+	// (producer); producerClosed is set when the cluster closes.
+	producerMu     sync.Mutex
+	prod           *kgo.Client
+	producerClosed bool
 }
 
 // Acquire returns the shared client for c, creating it on first use. The
@@ -209,8 +214,9 @@ func newCluster(p *Pool, key [32]byte, c *config.KafkaCluster) (*Cluster, error)
 	return k, nil
 }
 
-// close closes the client and the shared readers' consumer.
+// close closes the clients and the shared readers' consumer.
 func (k *Cluster) close() {
+	k.closeProducer()
 	k.readers.close()
 	k.cl.Close()
 }

@@ -444,3 +444,62 @@ func TestGroupSubscriptionStartsAtCommittedOffsets(t *testing.T) {
 		t.Errorf("second membership: %v", err)
 	}
 }
+
+// TestGroupMembershipLimitsAndLeaving checks a session's group limits, that
+// a commit from outside a group with live members is refused while the
+// member's own commit is taken, and that unsubscribing pushes the
+// revocation before its reply and leaves the group.
+func TestGroupMembershipLimitsAndLeaving(t *testing.T) {
+	f := newFixture(t, "    groups: ['g*']\n")
+	subs := make([]*client.Subscription, kafka.MaxGroupSubscriptions)
+	for i := range subs {
+		sub, err := f.c.Subscribe(ctx(t), &pb.CmdKafkaSubscribe{Topic: "t", Group: fmt.Sprintf("g%d", i)})
+		if err != nil {
+			t.Fatal(err)
+		}
+		subs[i] = sub
+	}
+	_, err := f.c.Subscribe(ctx(t), &pb.CmdKafkaSubscribe{Topic: "t", Group: "g-more"})
+	if want := "failed to subscribe, topic: t, partition: -1, err: " + kafka.ErrTooManyGroups.Error(); err == nil || err.Error() != want {
+		t.Errorf("one group too many: %v", err)
+	}
+
+	// g0 has a live member: only the member may commit.
+	var assigned *pb.KafkaAssignment
+	select {
+	case resp := <-subs[0].C():
+		assigned = resp.GetKafkaAssignment()
+	case <-ctx(t).Done():
+	}
+	if !slices.Equal(assigned.GetAssigned(), []int32{0, 1, 2}) {
+		t.Fatalf("first push %v, want the assignment of every partition", assigned)
+	}
+	other := f.srv.Dial(t, "kafka")
+	if err := other.Commit(ctx(t), "g0", "t", offsetsOf(0, 1)...); err == nil {
+		t.Error("a commit from outside a group with a live member was taken")
+	}
+	if err := f.c.Commit(ctx(t), "g0", "t", offsetsOf(0, 1)...); err != nil {
+		t.Errorf("the member's commit: %v", err)
+	}
+	assertCommitted(t, other, "g0", "t", []int32{0}, 0, 1)
+
+	// Unsubscribing: the revocation comes before the reply, and the group
+	// is left, so that commits without membership are taken again.
+	resp, err := f.c.Do(ctx(t), &pb.PubSubReq{Req: &pb.PubSubReq_CmdKafkaUnsubscribe{
+		CmdKafkaUnsubscribe: &pb.CmdKafkaUnsubscribe{Subscription: subs[0].Sequence},
+	}})
+	if err != nil || resp.GetKafkaUnsubscribeResp() == nil {
+		t.Fatalf("unsubscribe: %v, %v", resp, err)
+	}
+	select {
+	case resp := <-subs[0].C():
+		if !slices.Equal(resp.GetKafkaAssignment().GetRevoked(), []int32{0, 1, 2}) {
+			t.Fatalf("push before the unsubscribe reply: %v, want the revocation", resp)
+		}
+	default:
+		t.Fatal("no revocation before the unsubscribe reply")
+	}
+	if err := other.Commit(ctx(t), "g0", "t", offsetsOf(0, 2)...); err != nil {
+		t.Errorf("commit without membership after the member left: %v", err)
+	}
+}

@@ -1,7 +1,9 @@
 // Package kafka runs the pub-sub protocol's Kafka commands with franz-go:
-// cmd_kafka_list_offset and cmd_kafka_fetch. Sessions share one franz-go
-// client per distinct cluster configuration, taken from a Pool; Register
-// binds the command handlers of one session to a shared client.
+// list offset, fetch, subscribe and unsubscribe, produce, commit and
+// committed. Sessions share one franz-go client (and one producer) per
+// distinct cluster configuration, taken from a Pool; Register binds the
+// command handlers of one session to a shared client and to the Policy that
+// says what the session may do.
 package kafka
 
 import (

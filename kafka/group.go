@@ -194,15 +194,26 @@ func (k *Cluster) newMemberClient(m *member, reset kgo.Offset) (*kgo.Client, err
 		kgo.FetchMaxBytes(k.cfg.FetchMaxBytes),
 		kgo.FetchMaxPartitionBytes(k.cfg.FetchMaxBytes),
 		kgo.OnPartitionsAssigned(func(_ context.Context, _ *kgo.Client, assigned map[string][]int32) {
+			defer m.recoverCallback("assignment")
 			m.assigned(assigned[m.topic])
 		}),
 		kgo.OnPartitionsRevoked(func(_ context.Context, _ *kgo.Client, revoked map[string][]int32) {
+			defer m.recoverCallback("revocation")
 			m.revoked(revoked[m.topic], true)
 		}),
 		kgo.OnPartitionsLost(func(_ context.Context, _ *kgo.Client, lost map[string][]int32) {
+			defer m.recoverCallback("loss")
 			m.revoked(lost[m.topic], false)
 		}),
 	)...)
+}
+
+// recoverCallback logs a panic of a group callback, which franz-go runs in
+// its own goroutine: inside Envoy an unrecovered panic would end the proxy.
+func (m *member) recoverCallback(what string) {
+	if p := recover(); p != nil {
+		m.k.pool.log.Error("kafka: panic in group "+what, "group", m.group, "panic", p, "stack", string(debug.Stack()))
+	}
 }
 
 // run pushes the records the member polls until ctx ends or the session

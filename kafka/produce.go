@@ -85,25 +85,34 @@ func (h *handlers) produce(ctx context.Context, req *pubsub.Request) (*pb.PubSub
 		return fail(partition, err)
 	}
 	var (
-		acked    sync.WaitGroup
+		mu       sync.Mutex
+		pending  = len(krs)
+		acked    = make(chan struct{}) // closed when every record is acknowledged or failed
 		firstErr error
-		errMu    sync.Mutex
 	)
-	acked.Add(len(krs))
 	for _, r := range krs {
 		producer.Produce(ctx, r, func(r *kgo.Record, err error) {
-			defer acked.Done()
-			if err != nil {
-				errMu.Lock()
-				if firstErr == nil {
-					firstErr = &CommandError{Op: opProduce, Topic: topic, Partition: r.Partition, Cause: h.k.cause(ctx, err)}
-				}
-				errMu.Unlock()
+			// franz-go runs this in its own goroutine.
+			defer h.k.pool.recoverPanic("in a produce acknowledgement")
+			mu.Lock()
+			defer mu.Unlock()
+			if err != nil && firstErr == nil {
+				firstErr = &CommandError{Op: opProduce, Topic: topic, Partition: r.Partition, Cause: h.k.cause(ctx, err)}
+			}
+			if pending--; pending == 0 {
+				close(acked)
 			}
 		})
 	}
 	pass() // the session's next produce request may hand its records over
-	acked.Wait()
+	select {
+	case <-acked:
+	case <-ctx.Done():
+		// A record already sent cannot be taken back (the idempotent
+		// producer keeps retrying it): the outcome is unknown, and the
+		// client hears so after the request timeout.
+		return fail(partition, h.k.cause(ctx, ctx.Err()))
+	}
 	if firstErr != nil {
 		return nil, firstErr
 	}

@@ -245,3 +245,22 @@ func TestProduceBytesPerSecond(t *testing.T) {
 		t.Fatalf("5 x 2500 bytes at 10000 bytes/s took %v, want about 1s", d)
 	}
 }
+
+// TestProduceWithBrokersDownFails checks that a produce to brokers that went
+// away answers "request timed out" after the request timeout and leaves the
+// session usable.
+func TestProduceWithBrokersDownFails(t *testing.T) {
+	f := newFixture(t, "    produce_topics: [t]\n    request_timeout: 1s\n")
+	if _, err := f.c.Produce(ctx(t), "t", 0, &pb.KafkaRecord{Value: []byte("before")}); err != nil {
+		t.Fatal(err)
+	}
+	f.kafka.Close()
+	_, err := f.c.Produce(ctx(t), "t", 0, &pb.KafkaRecord{Value: []byte("after")})
+	msg := serverError(t, err)
+	if msg != "failed to produce message, topic: t, partition: 0, err: request timed out" {
+		t.Fatalf("got %q", msg)
+	}
+	if _, err := f.c.Ping(ctx(t), []byte("ok")); err != nil {
+		t.Fatalf("session unusable with brokers down: %v", err)
+	}
+}

@@ -155,10 +155,10 @@ func (h *handlers) subscribeGroup(ctx context.Context, req *pubsub.Request) (*pb
 	cl, err := h.k.newMemberClient(m, resetOffset(cmd))
 	if err != nil {
 		h.k.pool.log.Error("kafka: group member client", "group", group, "err", err)
+		(&delivery{req: req, topic: topic, partition: -1}).fail(sctx, errMemberClientFailed)
 		h.subs.remove(req.Sequence())
 		h.members.remove(m)
 		scancel()
-		(&delivery{req: req, topic: topic, partition: -1}).fail(sctx, errMemberClientFailed)
 		return nil, nil
 	}
 	m.cl = cl

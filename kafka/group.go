@@ -41,14 +41,22 @@ type members struct {
 	byGroup map[string]*member
 }
 
-// find returns the session's member of group if it reads topic.
+// find returns the session's member of group if it reads topic and has
+// joined (has its client).
 func (ms *members) find(group, topic string) *member {
 	ms.mu.Lock()
 	defer ms.mu.Unlock()
-	if m := ms.byGroup[group]; m != nil && m.topic == topic {
+	if m := ms.byGroup[group]; m != nil && m.topic == topic && m.cl != nil {
 		return m
 	}
 	return nil
+}
+
+// activate gives m, reserved with add, its client.
+func (ms *members) activate(m *member, cl *kgo.Client) {
+	ms.mu.Lock()
+	defer ms.mu.Unlock()
+	m.cl = cl
 }
 
 func (ms *members) add(m *member) error {
@@ -95,7 +103,7 @@ type member struct {
 	maxRecords int
 	// ctx is the subscription's context: done once it ends.
 	ctx context.Context
-	cl  *kgo.Client // set before the member joins
+	cl  *kgo.Client // set by members.activate, before the member is used
 
 	mu sync.Mutex
 	// delivered is the offset after the last record pushed, and committed
@@ -161,7 +169,7 @@ func (h *handlers) subscribeGroup(ctx context.Context, req *pubsub.Request) (*pb
 		scancel()
 		return nil, nil
 	}
-	m.cl = cl
+	h.members.activate(m, cl)
 	sub.wg.Add(1)
 	go m.run(sctx, &sub.wg, req.Hold(), func() { h.members.remove(m) })
 	return nil, nil

@@ -5,6 +5,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"net"
 	"sync/atomic"
 
 	"github.com/gobwas/ws"
@@ -126,4 +127,79 @@ func (s *session) releaseFrame(f pushFrame) {
 	if s.opts.Memory != nil && f.shared.queued.Add(-1) == 0 {
 		s.opts.Memory.charge(-int64(len(f.shared.body)))
 	}
+}
+
+// writesVectors reports whether conn writes net.Buffers with one system call
+// (writev); other connections would take one call per buffer.
+func writesVectors(conn net.Conn) bool {
+	switch conn.(type) {
+	case *net.TCPConn, *net.UnixConn:
+		return true
+	}
+	return false
+}
+
+// payloadBytes is the size of the frames' payloads.
+func payloadBytes(frames []pushFrame) int {
+	n := 0
+	for _, f := range frames {
+		n += f.size
+	}
+	return n
+}
+
+// writeVectored writes frames with one vectored write of their headers and
+// payloads, copying no payload. Callers hold wmu.
+func (s *session) writeVectored(frames []pushFrame) error {
+	if s.bw.Buffered() > 0 {
+		if err := s.bw.Flush(); err != nil {
+			return err
+		}
+	}
+	// The headers (and sequences) of all frames, in one buffer grown
+	// first, so that the slices taken of it stay valid.
+	heads := getBuf()
+	defer putBuf(heads)
+	room := 0
+	for _, f := range frames {
+		room += ws.MaxHeaderSize + sequenceSize(f.seq)
+	}
+	*heads = grow((*heads)[:0], room)[:0]
+	w := appendWriter{b: *heads}
+	var scratch [ws.MaxHeaderSize]byte
+	bufs := make(net.Buffers, 0, 2*len(frames))
+	for _, f := range frames {
+		start := len(w.b)
+		body := f.shared.bodyOr(f.own)
+		prefix := 0
+		if f.shared != nil {
+			prefix = sequenceSize(f.seq)
+		}
+		if err := ws.WriteHeaderBuffer(&w, ws.Header{Fin: true, OpCode: ws.OpBinary, Length: int64(prefix + len(body))}, scratch[:]); err != nil {
+			return err
+		}
+		if f.shared != nil {
+			w.b = appendSequence(w.b, f.seq)
+		}
+		bufs = append(bufs, w.b[start:len(w.b):len(w.b)], body)
+	}
+	_, err := bufs.WriteTo(s.conn)
+	return err
+}
+
+// bodyOr returns the encoded reply's bytes, or own's when e is nil.
+func (e *EncodedReply) bodyOr(own *[]byte) []byte {
+	if e == nil {
+		return *own
+	}
+	return e.body
+}
+
+// appendWriter appends what is written to b.
+type appendWriter struct{ b []byte }
+
+// Write implements io.Writer.
+func (w *appendWriter) Write(p []byte) (int, error) {
+	w.b = append(w.b, p...)
+	return len(p), nil
 }

@@ -3,8 +3,15 @@ package pubsub
 import (
 	"bytes"
 	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
 	"testing"
+	"time"
 
+	"github.com/gobwas/ws"
 	"google.golang.org/protobuf/proto"
 
 	pb "github.com/envoy-pubsub/gateway/proto"
@@ -86,4 +93,82 @@ func TestSharedPushCountsOnceUnderTheMemoryBudget(t *testing.T) {
 		p.readFrame()
 	}
 	eventually(t, "the budget to be given back", func() bool { return mem.Used() == 0 })
+}
+
+// TestQueuedPushesGoOutVectoredOverTCP: pushes that queue up beyond the
+// write buffer on a TCP connection go out in vectored writes, frames intact
+// and in order, shared and own ones mixed.
+func TestQueuedPushesGoOutVectoredOverTCP(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	const pushes = 40
+	value := string(make([]byte, 40<<10))
+	var want [][]byte
+	for i := range pushes {
+		resp := fetchPush(value, fmt.Sprint(i))
+		resp.Sequence = 9
+		b, _ := proto.Marshal(resp)
+		want = append(want, b)
+	}
+	m := NewMux()
+	m.On(CmdKafkaFetch, HandlerFunc(func(ctx context.Context, req *Request) (*pb.PubSubResp, error) {
+		for i := range pushes {
+			var err error
+			if i%2 == 0 {
+				var e *EncodedReply
+				if e, err = EncodeReply(fetchPush(value, fmt.Sprint(i))); err == nil {
+					err = req.PushEncoded(ctx, e)
+				}
+			} else {
+				err = req.Push(ctx, fetchPush(value, fmt.Sprint(i)))
+			}
+			if err != nil {
+				return nil, err
+			}
+		}
+		return nil, nil
+	}))
+	served := make(chan error, 1)
+	go func() {
+		conn, err := ln.Accept()
+		if err != nil {
+			served <- err
+			return
+		}
+		if !writesVectors(conn) {
+			served <- fmt.Errorf("%T does not write vectors", conn)
+			return
+		}
+		served <- Serve(context.Background(), conn, m, Options{Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
+	}()
+	conn, err := net.Dial("tcp", ln.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	req, _ := proto.Marshal(fetchReq(9, "t"))
+	if err := ws.WriteFrame(conn, ws.MaskFrame(ws.NewBinaryFrame(req))); err != nil {
+		t.Fatal(err)
+	}
+	conn.SetReadDeadline(time.Now().Add(10 * time.Second))
+	for i := range pushes {
+		h, err := ws.ReadHeader(conn)
+		if err != nil {
+			t.Fatalf("push %d: %v", i, err)
+		}
+		payload := make([]byte, h.Length)
+		if _, err := io.ReadFull(conn, payload); err != nil {
+			t.Fatalf("push %d: %v", i, err)
+		}
+		if !h.Fin || h.OpCode != ws.OpBinary || !bytes.Equal(payload, want[i]) {
+			t.Fatalf("push %d arrived as %v with %d bytes, want %d", i, h, len(payload), len(want[i]))
+		}
+	}
+	conn.Close()
+	if err := <-served; err != nil && !errors.Is(err, net.ErrClosed) {
+		t.Logf("session ended: %v", err)
+	}
 }

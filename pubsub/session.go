@@ -223,6 +223,7 @@ func Serve(ctx context.Context, conn net.Conn, h Handler, opts Options) (err err
 		opts:     o,
 		inflight: make(chan struct{}, o.MaxInFlight),
 		in:       readAhead{conn: conn},
+		vectored: writesVectors(conn),
 	}
 	s.ctx, s.cancel = context.WithCancel(ctx)
 	stop := context.AfterFunc(ctx, func() {
@@ -290,6 +291,8 @@ func (s *session) awaitPeerClose() {
 // per message and write buffers per burst of replies.
 type session struct {
 	conn     net.Conn
+	// vectored is set when conn writes net.Buffers with one system call.
+	vectored bool
 	handler  Handler
 	opts     Options
 	ctx      context.Context
@@ -585,9 +588,13 @@ func (s *session) writeFrame(op ws.OpCode, payload []byte) error {
 }
 
 // writeFrames writes pushes back to back with one flush: the pushes queued
-// for a session go out in one write when they fit the write buffer.
+// for a session go out in one write, buffered when they fit the write
+// buffer, else vectored (no payload copied).
 func (s *session) writeFrames(frames []pushFrame) error {
 	return s.write(false, func() error {
+		if s.vectored && payloadBytes(frames) > s.bw.Available() {
+			return s.writeVectored(frames)
+		}
 		for _, f := range frames {
 			if err := s.putPush(f); err != nil {
 				return err

@@ -290,7 +290,7 @@ func (s *session) awaitPeerClose() {
 // this struct, its reader goroutine and the socket: read buffers are taken
 // per message and write buffers per burst of replies.
 type session struct {
-	conn     net.Conn
+	conn net.Conn
 	// vectored is set when conn writes net.Buffers with one system call.
 	vectored bool
 	handler  Handler

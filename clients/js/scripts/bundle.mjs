@@ -1,10 +1,14 @@
-// Bundles the live page into ../../web/static (embedded by the Go server) and
-// reports the size of the client library alone, minified and gzipped.
+// Bundles the live page into ../../web/static (embedded by the Go server; the
+// environment variable PAGE_OUT_DIR writes it elsewhere) and reports the size
+// of the client library alone, minified and gzipped.
 import { build } from "esbuild";
 import { copyFile, mkdir } from "node:fs/promises";
+import { pathToFileURL } from "node:url";
 import { gzipSync } from "node:zlib";
 
-const out = new URL("../../../web/static/", import.meta.url);
+const out = process.env.PAGE_OUT_DIR
+  ? pathToFileURL(`${process.env.PAGE_OUT_DIR}/`)
+  : new URL("../../../web/static/", import.meta.url);
 await mkdir(out, { recursive: true });
 await build({
   entryPoints: [new URL("../page/page.ts", import.meta.url).pathname],

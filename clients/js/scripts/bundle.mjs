@@ -20,7 +20,7 @@ await build({
   outfile: new URL("app.js", out).pathname,
   logLevel: "warning",
 });
-for (const f of ["index.html", "style.css"]) await copyFile(new URL(`../page/${f}`, import.meta.url), new URL(f, out));
+for (const f of ["index.html", "style.css", "favicon.svg"]) await copyFile(new URL(`../page/${f}`, import.meta.url), new URL(f, out));
 
 const lib = await build({
   entryPoints: [new URL("../src/index.ts", import.meta.url).pathname],

@@ -33,7 +33,7 @@ test("src/gen is what `npm run generate` makes from proto/pubsub.proto", { skip:
 test("web/static is what `npm run build` bundles from page/ and src/", async () => {
   const dir = await mkdtemp(join(tmpdir(), "pubsub-page-"));
   await run("node", ["scripts/bundle.mjs"], { cwd: pkg, env: { ...process.env, PAGE_OUT_DIR: dir } });
-  for (const f of ["app.js", "index.html", "style.css"]) {
+  for (const f of ["app.js", "index.html", "style.css", "favicon.svg"]) {
     const fresh = await readFile(join(dir, f), "utf8");
     const committed = await readFile(join(pkg, "../../web/static", f), "utf8");
     assert.ok(fresh === committed, `web/static/${f} is stale: run \`npm run build\` in clients/js`);

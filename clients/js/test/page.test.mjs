@@ -49,6 +49,23 @@ async function openPage(t, url, { expectReconnects = false } = {}) {
   return page;
 }
 
+/**
+ * Runs in the page: window.nextRowLag becomes a promise of the milliseconds
+ * between the timestamp of the next record added to the table (the
+ * producer's clock, on this machine) and the moment its row appeared.
+ */
+function watchNextRow() {
+  window.nextRowLag = new Promise((resolve) => {
+    new MutationObserver((changes, observer) => {
+      const now = Date.now();
+      const tr = changes.flatMap((c) => [...c.addedNodes]).at(-1);
+      if (!tr) return;
+      observer.disconnect();
+      resolve(now - Date.parse(tr.cells[2].textContent.replace(" ", "T")));
+    }).observe(document.querySelector("#records tbody"), { childList: true });
+  });
+}
+
 /** The [partition, offset] of every row of the table, newest first. */
 function rows(page) {
   return page.$$eval("#records tbody tr", (trs) => trs.map((tr) => [Number(tr.dataset.partition), Number(tr.dataset.offset)]));
@@ -62,7 +79,7 @@ async function configServer(t) {
   return { kafka, server: await startServer(t, ["-config", config]) };
 }
 
-test("in development mode the page opens on the demo topic and shows new records within a second", { skip }, async (t) => {
+test("in development mode the page opens on the demo topic and shows new records within a second", { skip, timeout: 60_000 }, async (t) => {
   const server = await startServer(t);
   const page = await openPage(t, server.pageURL);
   await page.waitForSelector("#records tbody tr[data-offset='1']", { timeout: 10_000 });
@@ -72,23 +89,15 @@ test("in development mode the page opens on the demo topic and shows new records
 
   // The demo producer writes a record every second: each new row must appear
   // within a second of its record's timestamp (the producer's clock, this machine).
-  const lags = await page.evaluate(() => new Promise((resolve) => {
-    const lags = [];
-    new MutationObserver((changes, observer) => {
-      const now = Date.now();
-      for (const c of changes) {
-        for (const tr of c.addedNodes) lags.push(now - Date.parse(tr.cells[2].textContent.replace(" ", "T")));
-      }
-      if (lags.length >= 2) {
-        observer.disconnect();
-        resolve(lags);
-      }
-    }).observe(document.querySelector("#records tbody"), { childList: true });
-  }));
-  for (const lag of lags) assert.ok(lag >= 0 && lag < 1000, `record shown ${lag} ms after it was produced`);
+  for (const _ of [1, 2]) {
+    await page.evaluate(watchNextRow);
+    const lag = await page.evaluate(() => window.nextRowLag);
+    t.diagnostic(`demo record shown ${lag} ms after it was produced`);
+    assert.ok(lag >= 0 && lag < 1000, `record shown ${lag} ms after it was produced`);
+  }
 });
 
-test("the page keeps every record exactly once across a server restart, pauses and resumes", { skip }, async (t) => {
+test("the page keeps every record exactly once across a server restart, pauses and resumes", { skip, timeout: 60_000 }, async (t) => {
   const { kafka, server } = await configServer(t);
   await kafka.produce("orders", 0, 100);
   await kafka.produce("orders", 1, 100);
@@ -114,12 +123,12 @@ test("the page keeps every record exactly once across a server restart, pauses a
   assert.equal(states.at(-1), "connected");
   assert.equal(await page.textContent("#received"), "400");
 
-  // A record produced now is on the page within a second.
-  const produced = Date.now();
+  // A record produced now is on the page within a second of its timestamp.
+  await page.evaluate(watchNextRow);
   await kafka.produce("orders", 0, 1, 200);
-  await page.waitForSelector("#records tbody tr[data-partition='0'][data-offset='200']", { timeout: 1000 });
-  const lag = Date.now() - produced;
-  assert.ok(lag < 1000, `shown ${lag} ms after production`);
+  const lag = await page.evaluate(() => window.nextRowLag);
+  t.diagnostic(`record shown ${lag} ms after it was produced`);
+  assert.ok(lag >= 0 && lag < 1000, `shown ${lag} ms after production`);
 
   // Paused, the table stands still while records are counted; resumed, they appear.
   await page.click("#pause");
@@ -134,7 +143,7 @@ test("the page keeps every record exactly once across a server restart, pauses a
   await page.screenshot({ path: join(resultsDir, "page.png") });
 });
 
-test("the page says clearly when a topic is not allowed", { skip }, async (t) => {
+test("the page says clearly when a topic is not allowed", { skip, timeout: 60_000 }, async (t) => {
   const { server } = await configServer(t);
   const page = await openPage(t, `${server.pageURL}?topic=secret`);
   await page.waitForSelector("#message:not([hidden])", { timeout: 10_000 });

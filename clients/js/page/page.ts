@@ -22,6 +22,12 @@ interface Site {
 
 /** Rows kept in the table; older ones are removed. */
 const maxRows = 500;
+/**
+ * Rows added per animation frame. Records that arrive faster wait for the
+ * next frame, and when more than maxRows wait, the oldest are never drawn:
+ * at thousands of records per second the page shows the newest ones.
+ */
+const rowsPerFrame = 50;
 /** Characters of a key or value shown; the rest is cut. */
 const maxChars = 400;
 
@@ -41,7 +47,7 @@ const messageText = $("message");
 const rateText = $("rate");
 const receivedText = $("received");
 const shownText = $("shown");
-const tbody = ($<HTMLTableElement>("records")).tBodies[0];
+const rowsBox = $("rows");
 
 let client: Client | null = null;
 let clientURL = "";
@@ -165,20 +171,31 @@ function onEvent(ev: SubscriptionEvent): void {
 function render(): void {
   frameRequested = false;
   if (paused || pending.length === 0) return;
-  const batch = pending;
-  pending = [];
+  const batch = pending.length > rowsPerFrame ? pending.slice(0, rowsPerFrame) : pending;
+  pending = pending.length > rowsPerFrame ? pending.slice(rowsPerFrame) : [];
+  if (pending.length > 0 && !frameRequested) {
+    frameRequested = true;
+    requestAnimationFrame(render);
+  }
   const rows = document.createDocumentFragment();
   const hex = formatSelect.value === "hex";
   for (let i = batch.length - 1; i >= 0; i--) rows.appendChild(row(batch[i].partition, batch[i].record, hex));
-  tbody.insertBefore(rows, tbody.firstChild);
-  while (tbody.rows.length > maxRows) tbody.deleteRow(-1);
-  shownText.textContent = String(tbody.rows.length);
+  rowsBox.insertBefore(rows, rowsBox.firstChild);
+  if (rowsBox.childElementCount > maxRows) {
+    const range = document.createRange();
+    range.setStartBefore(rowsBox.children[maxRows]);
+    range.setEndAfter(rowsBox.lastChild!);
+    range.deleteContents();
+  }
+  shownText.textContent = String(rowsBox.childElementCount);
 }
 
-function row(partition: number, r: KafkaMessage, hex: boolean): HTMLTableRowElement {
-  const tr = document.createElement("tr");
-  tr.dataset.partition = String(partition);
-  tr.dataset.offset = String(r.offset);
+function row(partition: number, r: KafkaMessage, hex: boolean): HTMLElement {
+  const div = document.createElement("div");
+  div.className = "row";
+  div.setAttribute("role", "row");
+  div.dataset.partition = String(partition);
+  div.dataset.offset = String(r.offset);
   const cells = [
     String(partition),
     String(r.offset),
@@ -188,27 +205,20 @@ function row(partition: number, r: KafkaMessage, hex: boolean): HTMLTableRowElem
     r.headers.map((h) => `${h.key}=${bytesText(h.value, hex)}`).join("; "),
   ];
   for (const text of cells) {
-    const td = document.createElement("td");
-    td.textContent = text;
-    tr.appendChild(td);
+    const cell = document.createElement("span");
+    cell.setAttribute("role", "cell");
+    cell.textContent = text;
+    div.appendChild(cell);
   }
-  return tr;
+  return div;
 }
 
-/** Shows bytes as text (JSON compacted) when they are UTF-8, else as hex. */
+/** Shows bytes as text (JSON as sent) when they are UTF-8, else as hex. */
 function bytesText(b: Uint8Array, hex: boolean): string {
   let s: string | undefined;
   if (!hex) {
     try {
       s = utf8.decode(b);
-      const first = s.trimStart()[0];
-      if (first === "{" || first === "[") {
-        try {
-          s = JSON.stringify(JSON.parse(s));
-        } catch {
-          // Not JSON after all: shown as text.
-        }
-      }
     } catch {
       s = undefined;
     }
@@ -223,7 +233,7 @@ function bytesText(b: Uint8Array, hex: boolean): string {
 
 function clearRecords(): void {
   pending = [];
-  tbody.replaceChildren();
+  rowsBox.replaceChildren();
   shownText.textContent = "0";
 }
 

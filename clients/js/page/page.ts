@@ -188,6 +188,7 @@ function render(): void {
     range.deleteContents();
   }
   shownText.textContent = String(rowsBox.childElementCount);
+  receivedText.textContent = String(received);
 }
 
 function row(partition: number, r: KafkaMessage, hex: boolean): HTMLElement {

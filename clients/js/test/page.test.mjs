@@ -158,6 +158,23 @@ test("the page says clearly when a topic is not allowed", { skip, timeout: 60_00
   assert.deepEqual(page.errors, []);
 });
 
+test("URL parameters preset the cluster, topic, partitions, start offset and value format", { skip, timeout: 60_000 }, async (t) => {
+  const { kafka, server } = await configServer(t);
+  await kafka.produce("orders", 0, 3);
+  await kafka.produce("orders", 1, 5);
+  const page = await openPage(t, `${server.pageURL}?cluster=kafka&topic=orders&partitions=1&from=2&format=hex`);
+  await page.waitForSelector("#rows > .row[data-offset='4']", { timeout: 10_000 });
+  await kafka.produce("orders", 0, 1, 3);
+  await kafka.produce("orders", 1, 1, 5);
+  await page.waitForSelector("#rows > .row[data-offset='5']", { timeout: 10_000 });
+  assert.deepEqual(await rows(page), [[1, 5], [1, 4], [1, 3], [1, 2]]);
+  assert.equal(await page.inputValue("#partitions"), "1");
+  assert.equal(await page.inputValue("#start"), "offset");
+  const value = await page.textContent("#rows > .row[data-offset='5'] > :nth-child(5)");
+  assert.equal(value, "0x" + Buffer.from(JSON.stringify({ n: 5, note: "record 5", topic: "orders" })).toString("hex"));
+  assert.deepEqual(page.errors, []);
+});
+
 // A load run, not a pass/fail timing: PAGE_LOAD=1 npm test (or node --test
 // test/page.test.mjs) produces about 10,000 records/s for 5 s and reports
 // how the page keeps up: records received, the rate it shows, and the gaps

@@ -155,11 +155,30 @@ test("reconnect waits longer after every failed attempt and gives up after maxAt
   assert.equal(c.state.closeCode, 1006);
 });
 
-test("a protocol violation close code is not retried", async () => {
-  const c = await connect("ws://test/kafka", fakeOptions());
-  FakeSocket.sockets[0].serverClose(1009, "message too big");
-  assert.deepEqual(c.state, { state: "closed", closeCode: 1009, reason: "message too big" });
-  assert.equal(FakeSocket.sockets.length, 1);
+test("a close code that says the client broke the protocol is not retried", async () => {
+  for (const code of [1002, 1003, 1007, 1008, 1009]) {
+    const c = await connect("ws://test/kafka", fakeOptions());
+    FakeSocket.sockets[0].serverClose(code, "bad client");
+    assert.deepEqual(c.state, { state: "closed", closeCode: code, reason: "bad client" });
+    assert.equal(FakeSocket.sockets.length, 1);
+  }
+});
+
+test("in-flight requests fail when the connection is lost; requests made while reconnecting wait for it", async () => {
+  const c = await connect("ws://test/kafka", fakeOptions({ reconnect: { initialDelayMs: 1 } }));
+  const inFlight = c.ping();
+  FakeSocket.accept = () => false;
+  FakeSocket.sockets[0].serverClose(1001, "going away");
+  await assert.rejects(inFlight, (e) => e instanceof ConnectionClosedError && e.closeCode === 1001);
+  const waiting = c.listOffset("t", 0, "latest");
+  await eventually(() => FakeSocket.sockets.length >= 3, 5_000, "failed attempts");
+  FakeSocket.accept = () => true;
+  await eventually(() => c.state.state === "connected", 5_000, "reconnect");
+  const ws = FakeSocket.sockets.at(-1);
+  assert.equal(ws.requests.length, 1);
+  ws.reply({ sequence: ws.requests[0].sequence, resp: { case: "kafkaListOffsetResp", value: { offset: 9n } } });
+  assert.equal(await waiting, 9n);
+  c.close();
 });
 
 test("a resumed subscription asks for the offset after the last one delivered and never repeats a record", async () => {

@@ -123,7 +123,7 @@ export async function connect(url: string, options: ConnectOptions = {}): Promis
 export class Client implements SubscriptionOwner {
   /** The endpoint URL. */
   readonly url: string;
-  /** @internal Settles when the first connection opens or fails. */
+  /** Settles when the first connection opens, or rejects when it cannot. */
   readonly opened: Promise<void>;
 
   readonly #WebSocket: WebSocketConstructor;
@@ -285,11 +285,16 @@ export class Client implements SubscriptionOwner {
     };
   }
 
-  /** Forgets the current socket: none of its events is handled from now on. */
+  /**
+   * Forgets the current socket: none of its events is handled from now on.
+   * Its errors still get a listener that ignores them (an EventEmitter-based
+   * socket such as `ws` throws an error nobody listens to).
+   */
   #detach(): void {
     const ws = this.#ws;
     if (!ws) return;
-    ws.onopen = ws.onmessage = ws.onerror = ws.onclose = null;
+    ws.onopen = ws.onmessage = ws.onclose = null;
+    ws.onerror = ignore;
     this.#ws = null;
     clearInterval(this.#keepaliveTimer);
     this.#keepaliveTimer = undefined;
@@ -372,7 +377,16 @@ export class Client implements SubscriptionOwner {
       return;
     }
     const sub = this.#bySequence.get(sequence);
-    if (!sub) return; // a late reply to a request that timed out, or an unsubscribed push
+    if (!sub) {
+      // A late reply to a request that timed out, or a push after unsubscribe.
+      // A subscription acknowledged after its request gave up is ended, so
+      // the server does not push for nobody.
+      if (resp.resp.case === "kafkaSubscribeResp") {
+        this.#request({ case: "cmdKafkaUnsubscribe", value: create(CmdKafkaUnsubscribeSchema, { subscription: resp.sequence }) },
+          "unsubscribe", undefined).catch(() => undefined);
+      }
+      return;
+    }
     switch (resp.resp.case) {
       case "kafkaFetchResp": {
         const fr = resp.resp.value;
@@ -489,6 +503,8 @@ export class Client implements SubscriptionOwner {
     }
   }
 }
+
+function ignore(): void {}
 
 /** The offset after a fetch or push: next_offset when the server set it, else last + 1. */
 function nextOffset(records: KafkaMessage[], serverNext: bigint, from: bigint): bigint {

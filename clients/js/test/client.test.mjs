@@ -8,7 +8,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { test } from "node:test";
 import { WebSocket } from "ws";
-import { ConnectionClosedError, ServerError, connect } from "../dist/index.js";
+import { Client, ConnectionClosedError, ServerError, connect } from "../dist/index.js";
 import { clusterConfig, eventually, startKafka, startServer } from "./harness.mjs";
 
 const decoder = new TextDecoder();
@@ -151,8 +151,12 @@ test("without reconnect the client closes with the server's close code", async (
   await assert.rejects(c.ping(), (err) => err instanceof ConnectionClosedError && err.closeCode === 1001);
 });
 
-test("connect rejects clearly when the endpoint does not exist", async (t) => {
+test("connect rejects clearly when the endpoint does not exist, or when closed while connecting", async (t) => {
   const { server } = await setup(t);
   await assert.rejects(connect(server.url("nope"), { WebSocket }),
     (err) => err instanceof ConnectionClosedError && err.closeCode === 1006 && /404/.test(err.reason));
+  const c = new Client(server.url(), { WebSocket });
+  c.close(); // ws reports an error for a socket closed while connecting; nothing throws
+  await assert.rejects(c.opened, (err) => err instanceof ConnectionClosedError && err.closeCode === 1000);
+  assert.equal(decoder.decode(await (await open(t, server.url())).ping(new TextEncoder().encode("ok"))), "ok");
 });

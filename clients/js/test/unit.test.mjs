@@ -224,6 +224,17 @@ test("a resumed subscription asks for the offset after the last one delivered an
   c.close();
 });
 
+test("a subscription acknowledged after its request timed out is unsubscribed", async () => {
+  const c = await connect("ws://test/kafka", fakeOptions({ requestTimeoutMs: 20 }));
+  const ws = FakeSocket.sockets[0];
+  await assert.rejects(c.subscribe({ topic: "t" }), (e) => e instanceof RequestTimeoutError);
+  const seq = ws.requests[0].sequence;
+  ws.reply({ sequence: seq, resp: { case: "kafkaSubscribeResp", value: { partitions: [{ partition: 0, offset: 0n }] } } });
+  assert.equal(ws.requests[1].req.case, "cmdKafkaUnsubscribe");
+  assert.equal(ws.requests[1].req.value.subscription, seq);
+  c.close();
+});
+
 test("a partition failure is reported and that partition is not resumed", async () => {
   const c = await connect("ws://test/kafka", fakeOptions());
   const ws = FakeSocket.sockets[0];

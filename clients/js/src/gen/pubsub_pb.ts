@@ -495,7 +495,7 @@ export const KafkaSubscribeRespSchema: GenMessage<KafkaSubscribeResp> = /*@__PUR
 
 /**
  * Extension: one record to produce; timestamp is in milliseconds, 0 for the
- * broker's time.
+ * time the gateway hands the record to Kafka.
  *
  * @generated from message KafkaRecord
  */

@@ -1,10 +1,16 @@
 import { create, fromBinary, toBinary } from "@bufbuild/protobuf";
 import {
+  CmdKafkaCommitSchema,
+  CmdKafkaCommittedSchema,
   CmdKafkaFetchSchema,
+  CmdKafkaProduceSchema,
   CmdKafkaListOffsetSchema,
   CmdKafkaSubscribeSchema,
   CmdKafkaUnsubscribeSchema,
   CmdPingSchema,
+  KafkaHeaderSchema,
+  KafkaPartitionOffsetSchema,
+  KafkaRecordSchema,
   PubSubReqSchema,
   PubSubRespSchema,
   type KafkaMessage,
@@ -88,6 +94,24 @@ export interface FetchResult {
   records: KafkaMessage[];
   /** The offset to fetch next: the server's next_offset when set, else last + 1. */
   nextOffset: bigint;
+}
+
+/** Bytes, or a string sent as UTF-8. */
+export type Bytes = Uint8Array | string;
+
+/** A record to produce. */
+export interface ProduceRecord {
+  key?: Bytes;
+  value?: Bytes;
+  headers?: { key: string; value: Bytes }[];
+  /** The record's time (ms or a Date); absent: the time the gateway hands it to Kafka. */
+  timestamp?: number | Date;
+}
+
+/** Where Kafka stored a produced record, or a partition's committed offset. */
+export interface PartitionOffset {
+  partition: number;
+  offset: bigint;
 }
 
 /** Where listOffset looks: earliest, latest (the next offset written) or a time in ms. */
@@ -205,6 +229,53 @@ export class Client implements SubscriptionOwner {
     }, `fetch of ${topic}/${partition}`, opts);
     const fr = expect(resp, "kafkaFetchResp");
     return { records: fr.messages, nextOffset: nextOffset(fr.messages, fr.nextOffset, from) };
+  }
+
+  /**
+   * Writes records to a partition of a topic (cmd_kafka_produce); partition
+   * -1 lets Kafka's default partitioner choose by key. Resolves once Kafka
+   * acknowledged every record, with where each one was stored, in order. A
+   * request cut off by a lost connection fails with ConnectionClosedError
+   * and its outcome is unknown: it is not sent again.
+   */
+  async produce(topic: string, partition: number, records: ProduceRecord[], opts?: RequestOptions): Promise<PartitionOffset[]> {
+    const resp = await this.#request({
+      case: "cmdKafkaProduce",
+      value: create(CmdKafkaProduceSchema, {
+        topic,
+        partition,
+        records: records.map((r) => create(KafkaRecordSchema, {
+          key: bytes(r.key),
+          value: bytes(r.value),
+          headers: (r.headers ?? []).map((h) => create(KafkaHeaderSchema, { key: h.key, value: bytes(h.value) })),
+          timestamp: BigInt(r.timestamp instanceof Date ? r.timestamp.getTime() : r.timestamp ?? 0),
+        })),
+      }),
+    }, `produce to ${topic}`, opts);
+    return expect(resp, "kafkaProduceResp").offsets.map(({ partition, offset }) => ({ partition, offset }));
+  }
+
+  /** Stores a consumer group's next offsets (last processed + 1) for partitions of a topic (cmd_kafka_commit). */
+  async commit(group: string, topic: string, offsets: PartitionOffset[], metadata = "", opts?: RequestOptions): Promise<void> {
+    const resp = await this.#request({
+      case: "cmdKafkaCommit",
+      value: create(CmdKafkaCommitSchema, {
+        group,
+        topic,
+        metadata,
+        offsets: offsets.map((o) => create(KafkaPartitionOffsetSchema, o)),
+      }),
+    }, `commit of ${group} for ${topic}`, opts);
+    expect(resp, "kafkaCommitResp");
+  }
+
+  /** Reads a consumer group's committed offsets (-1 where it has none); no partitions: all (cmd_kafka_committed). */
+  async committed(group: string, topic: string, partitions: number[] = [], opts?: RequestOptions): Promise<PartitionOffset[]> {
+    const resp = await this.#request({
+      case: "cmdKafkaCommitted",
+      value: create(CmdKafkaCommittedSchema, { group, topic, partitions }),
+    }, `committed offsets of ${group} for ${topic}`, opts);
+    return expect(resp, "kafkaCommittedResp").offsets.map(({ partition, offset }) => ({ partition, offset }));
   }
 
   /**
@@ -342,7 +413,7 @@ export class Client implements SubscriptionOwner {
     if (this.#keepalivePending || Date.now() - this.#lastReceived < this.#keepaliveIntervalMs) return;
     const ws = this.#ws;
     this.#keepalivePending = true;
-    this.ping(new TextEncoder().encode("keepalive"), { timeoutMs: this.#keepaliveTimeoutMs }).then(
+    this.ping(utf8.encode("keepalive"), { timeoutMs: this.#keepaliveTimeoutMs }).then(
       () => { this.#keepalivePending = false; },
       (err) => {
         this.#keepalivePending = false;
@@ -505,6 +576,12 @@ export class Client implements SubscriptionOwner {
 }
 
 function ignore(): void {}
+
+const utf8 = new TextEncoder();
+
+function bytes(b: Bytes | undefined): Uint8Array {
+  return typeof b === "string" ? utf8.encode(b) : b ?? new Uint8Array();
+}
 
 /** The offset after a fetch or push: next_offset when the server set it, else last + 1. */
 function nextOffset(records: KafkaMessage[], serverNext: bigint, from: bigint): bigint {

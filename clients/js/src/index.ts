@@ -5,10 +5,13 @@
 export {
   connect,
   Client,
+  type Bytes,
   type ConnectOptions,
   type ConnectionState,
   type FetchResult,
   type OffsetQuery,
+  type PartitionOffset,
+  type ProduceRecord,
   type ReconnectOptions,
   type RequestOptions,
   type WebSocketConstructor,

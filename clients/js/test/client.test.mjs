@@ -17,7 +17,7 @@ async function setup(t) {
   const kafka = await startKafka(t, "orders:2,secret:1");
   const dir = await mkdtemp(join(tmpdir(), "pubsub-js-config-"));
   const config = join(dir, "config.json");
-  await writeFile(config, clusterConfig(kafka.brokers, ["orders"]));
+  await writeFile(config, clusterConfig(kafka.brokers, ["orders"], { produce_topics: ["orders"], groups: ["app-*"] }));
   const server = await startServer(t, ["-config", config]);
   return { kafka, server };
 }
@@ -159,4 +159,26 @@ test("connect rejects clearly when the endpoint does not exist, or when closed w
   c.close(); // ws reports an error for a socket closed while connecting; nothing throws
   await assert.rejects(c.opened, (err) => err instanceof ConnectionClosedError && err.closeCode === 1000);
   assert.equal(decoder.decode(await (await open(t, server.url())).ping(new TextEncoder().encode("ok"))), "ok");
+});
+
+test("produce, commit and read back committed offsets", async (t) => {
+  const { server } = await setup(t);
+  const c = await open(t, server.url());
+  const written = await c.produce("orders", 1, [
+    { key: "user-1", value: JSON.stringify({ click: 1 }), headers: [{ key: "source", value: "browser" }] },
+    { key: new Uint8Array([0, 255]), value: new Uint8Array([1, 2, 3]), timestamp: new Date(1_700_000_000_000) },
+  ]);
+  assert.deepEqual(written, [{ partition: 1, offset: 0n }, { partition: 1, offset: 1n }]);
+  const { records } = await c.fetch("orders", 1, 0);
+  assert.deepEqual(records.map((r) => [decoder.decode(r.key), decoder.decode(r.value)]).slice(0, 1), [["user-1", '{"click":1}']]);
+  assert.deepEqual(records[0].headers.map((h) => [h.key, decoder.decode(h.value)]), [["source", "browser"]]);
+  assert.deepEqual([...records[1].value], [1, 2, 3]);
+  assert.equal(records[1].timestamp, 1_700_000_000_000n);
+  await assert.rejects(c.produce("secret", 0, [{ value: "x" }]),
+    (err) => err instanceof ServerError && err.message === "failed to produce message, topic: secret, partition: 0, err: topic not allowed");
+
+  assert.deepEqual(await c.committed("app-1", "orders"), [{ partition: 0, offset: -1n }, { partition: 1, offset: -1n }]);
+  await c.commit("app-1", "orders", [{ partition: 1, offset: 2n }]);
+  assert.deepEqual(await c.committed("app-1", "orders", [1]), [{ partition: 1, offset: 2n }]);
+  await assert.rejects(c.commit("other", "orders", [{ partition: 1, offset: 2n }]), (err) => err instanceof ServerError && /not allowed/.test(err.message));
 });

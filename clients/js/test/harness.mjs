@@ -90,10 +90,10 @@ export async function startKafka(t, topics) {
   };
 }
 
-/** A pub-sub server configuration for cluster "kafka" of brokers, allowing topics. */
-export function clusterConfig(brokers, topics) {
+/** A pub-sub server configuration for cluster "kafka" of brokers, allowing topics (plus extra keys). */
+export function clusterConfig(brokers, topics, extra = {}) {
   return JSON.stringify({
-    kafka_clusters: { kafka: { brokers, ...(topics ? { topics } : {}) } },
+    kafka_clusters: { kafka: { brokers, ...(topics ? { topics } : {}), ...extra } },
   });
 }
 

@@ -158,7 +158,7 @@ test("the page says clearly when a topic is not allowed", { skip, timeout: 60_00
   assert.deepEqual(page.errors, []);
 });
 
-test("URL parameters preset the cluster, topic, partitions, start offset and value format", { skip, timeout: 60_000 }, async (t) => {
+test("URL parameters preset the cluster, topic, partitions, start offset and value format; a start time works", { skip, timeout: 60_000 }, async (t) => {
   const { kafka, server } = await configServer(t);
   await kafka.produce("orders", 0, 3);
   await kafka.produce("orders", 1, 5);
@@ -172,6 +172,14 @@ test("URL parameters preset the cluster, topic, partitions, start offset and val
   assert.equal(await page.inputValue("#start"), "offset");
   const value = await page.textContent("#rows > .row[data-offset='5'] > :nth-child(5)");
   assert.equal(value, "0x" + Buffer.from(JSON.stringify({ n: 5, note: "record 5", topic: "orders" })).toString("hex"));
+
+  // Starting at a time before every record starts at the first one.
+  await page.selectOption("#start", "time");
+  await page.fill("#time", "2000-01-01T00:00:00");
+  await page.click("#subscribe");
+  await page.waitForSelector("#rows > .row[data-offset='0']", { timeout: 10_000 });
+  await page.waitForFunction(() => document.querySelectorAll("#rows > .row").length === 6, null, { timeout: 10_000 });
+  assert.deepEqual(await rows(page), [5, 4, 3, 2, 1, 0].map((o) => [1, o]));
   assert.deepEqual(page.errors, []);
 });
 

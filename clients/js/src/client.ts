@@ -391,6 +391,12 @@ export class Client implements SubscriptionOwner {
 
   /** Subscribes again from the subscription's positions after a reconnect. */
   #resume(sub: Subscription): void {
+    if (sub.positions.size === 0) {
+      // Every partition failed: nothing is left to resume (and no partitions would mean all).
+      this.#subscriptions.delete(sub);
+      sub.end();
+      return;
+    }
     this.#request(subscribeRequest(sub.resumeOptions()), `resume subscription to ${sub.topic}`, undefined, (resp, sequence) => {
       if (resp.resp.case !== "kafkaSubscribeResp" || !this.#subscriptions.has(sub)) return;
       sub.resumed(sequence);

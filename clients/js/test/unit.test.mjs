@@ -250,3 +250,16 @@ test("a partition failure is reported and that partition is not resumed", async 
   c.close();
   assert.deepEqual(await it.next(), { done: true, value: undefined });
 });
+
+test("a subscription whose partitions all failed ends at the next reconnect instead of subscribing to every partition", async () => {
+  const c = await connect("ws://test/kafka", fakeOptions({ reconnect: { initialDelayMs: 1 } }));
+  const ws = FakeSocket.sockets[0];
+  ws.onRequest = (req) => ws.reply({ sequence: req.sequence, resp: { case: "kafkaSubscribeResp", value: { partitions: [{ partition: 3, offset: 0n }] } } });
+  const sub = await c.subscribe({ topic: "t", partitions: [3] }, () => {});
+  ws.reply({ sequence: ws.requests[0].sequence, resp: { case: "errorResp", value: { message: "failed to subscribe, topic: t, partition: 3, err: UNKNOWN_TOPIC_OR_PARTITION" } } });
+  ws.serverClose(1001, "going away");
+  await eventually(() => c.state.state === "connected" && FakeSocket.sockets.length === 2, 5_000, "reconnect");
+  assert.ok(sub.ended);
+  assert.equal(FakeSocket.sockets[1].requests.length, 0);
+  c.close();
+});

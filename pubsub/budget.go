@@ -6,10 +6,6 @@ import (
 	"sync/atomic"
 )
 
-// DefaultMaxPendingBytes is the default bound on the reply bytes one session
-// holds (Options.MaxPendingBytes).
-const DefaultMaxPendingBytes = 4 << 20
-
 // MemoryBudget bounds the reply bytes that all the sessions sharing it hold
 // together: bytes reserved for replies being built, and replies encoded or
 // queued but not yet written. Handlers reserve before they build a reply

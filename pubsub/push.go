@@ -18,12 +18,6 @@ import (
 // section 7.4.2).
 const CloseSlowConsumer ws.StatusCode = 4008
 
-// Defaults of the push flow control.
-const (
-	DefaultPushQueueBytes   = 1 << 20
-	DefaultPushStallTimeout = 10 * time.Second
-)
-
 // ErrSlowConsumer is returned by Request.Push once the session was closed
 // because its client did not take pushed replies.
 var ErrSlowConsumer = errors.New("pubsub: slow consumer")

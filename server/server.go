@@ -77,9 +77,6 @@ type Options struct {
 	Observer Observer
 }
 
-// DefaultMaxSessions is the default bound on concurrent sessions.
-const DefaultMaxSessions = 10000
-
 // Server serves pub-sub sessions over WebSocket.
 type Server struct {
 	resolver Resolver
@@ -96,7 +93,7 @@ type Server struct {
 // New returns a Server that starts the sessions resolver picks.
 func New(resolver Resolver, opts Options) *Server {
 	if opts.MaxSessions <= 0 {
-		opts.MaxSessions = DefaultMaxSessions
+		opts.MaxSessions = config.DefaultMaxSessions
 	}
 	if opts.Logger == nil {
 		opts.Logger = slog.Default()

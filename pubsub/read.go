@@ -1,0 +1,182 @@
+package pubsub
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"os"
+	"time"
+
+	"github.com/gobwas/ws"
+)
+
+// readLoop reads frames until the session ends.
+func (s *session) readLoop() error {
+	var msg *[]byte // reassembly buffer of the message being read
+	defer func() {
+		if msg != nil {
+			putBuf(msg)
+		}
+	}()
+	fragmented := false
+	// The idle deadline moves with the client's messages and pings, not
+	// with its pongs: answering the server's pings keeps no session open.
+	var idle time.Time
+	active := func() {
+		if s.opts.IdleTimeout > 0 {
+			idle = time.Now().Add(s.opts.IdleTimeout)
+		}
+	}
+	active()
+	for {
+		if s.opts.IdleTimeout > 0 && !s.closing.Load() {
+			s.conn.SetReadDeadline(idle)
+		}
+		h, err := ws.ReadHeaderBuffer(&s.in, s.hdr[:])
+		if err != nil {
+			if errors.Is(err, os.ErrDeadlineExceeded) && s.streams.Load() > 0 && !s.closing.Load() {
+				active()
+				continue // a client whose streams are live has no need to speak
+			}
+			return s.readFailed(err)
+		}
+		state := ws.StateServerSide
+		if fragmented {
+			state = state.Set(ws.StateFragmented)
+		}
+		if err := ws.CheckHeader(h, state); err != nil {
+			s.unread = -1
+			s.closeWith(CloseProtocolError, err.Error())
+			return err
+		}
+		if h.OpCode.IsControl() {
+			if h.OpCode == ws.OpPing {
+				active()
+			}
+			if done, err := s.control(h); done {
+				return err
+			}
+			continue
+		}
+		if h.OpCode == ws.OpText {
+			s.unread = h.Length
+			s.closeWith(CloseUnsupportedData, "text frames are not supported; send binary protobuf")
+			return errors.New("pubsub: text frame")
+		}
+		size := int64(0)
+		if msg != nil {
+			size = int64(len(*msg))
+		}
+		if size+h.Length > int64(s.opts.MaxFrameBytes) {
+			s.unread = h.Length
+			s.closeWith(CloseMessageTooBig, fmt.Sprintf("message exceeds %d bytes", s.opts.MaxFrameBytes))
+			return errors.New("pubsub: message too big")
+		}
+		if msg == nil {
+			msg = getBuf()
+		}
+		start := len(*msg)
+		*msg = grow(*msg, int(h.Length))
+		if _, err := io.ReadFull(&s.in, (*msg)[start:]); err != nil {
+			return s.readFailed(err)
+		}
+		ws.Cipher((*msg)[start:], h.Mask, 0)
+		if !h.Fin {
+			fragmented = true
+			continue
+		}
+		fragmented = false
+		if s.closing.Load() {
+			// Closing: the client's messages are read only to reach its
+			// close frame.
+			(*msg) = (*msg)[:0]
+			continue
+		}
+		if !s.dispatch(*msg) {
+			return s.ctx.Err()
+		}
+		putBuf(msg)
+		msg = nil
+		active()
+	}
+}
+
+// readFailed ends the session after a failed read, closing with a reason a
+// client can act on.
+func (s *session) readFailed(err error) error {
+	if errors.Is(err, os.ErrDeadlineExceeded) {
+		s.closeWith(CloseNormal, closeReasonIdle)
+		return err
+	}
+	if errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) || errors.Is(err, net.ErrClosed) {
+		return nil
+	}
+	return err
+}
+
+// control handles a control frame; done reports that the session ends.
+func (s *session) control(h ws.Header) (done bool, err error) {
+	var buf [125]byte
+	p := buf[:h.Length]
+	if _, err := io.ReadFull(&s.in, p); err != nil {
+		return true, s.readFailed(err)
+	}
+	ws.Cipher(p, h.Mask, 0)
+	switch h.OpCode {
+	case ws.OpPing:
+		if err := s.writeFrame(ws.OpPong, p); err != nil {
+			return true, err
+		}
+	case ws.OpPong:
+		s.keepalive.pong.Store(true)
+	case ws.OpClose:
+		code, reason := ws.ParseCloseFrameData(p)
+		if err := ws.CheckCloseFrameData(code, reason); err != nil {
+			s.closeWith(CloseProtocolError, err.Error())
+			return true, err
+		}
+		s.peerClosed = true
+		if code.Empty() {
+			code = CloseNormal
+		}
+		s.closeWith(code, "")
+		return true, nil
+	}
+	return false, nil
+}
+
+// readAheadSize is the read-ahead of a session: a typical request (frame
+// header and a fetch command of a few dozen bytes) arrives in one read.
+const readAheadSize = 128
+
+// readAhead reads the client's bytes in chunks of readAheadSize, so that a
+// small request costs one read system call rather than one per frame header
+// part and payload. Large payloads are read straight into their buffer. Only
+// the session's reader goroutine uses it.
+type readAhead struct {
+	conn     net.Conn
+	buf      [readAheadSize]byte
+	pos, end int
+}
+
+// Read implements io.Reader, serving read-ahead bytes first.
+func (r *readAhead) Read(p []byte) (int, error) {
+	if len(p) == 0 {
+		return 0, nil // never block for nothing
+	}
+	if r.pos == r.end {
+		if len(p) >= len(r.buf) {
+			return r.conn.Read(p)
+		}
+		n, err := r.conn.Read(r.buf[:])
+		if n == 0 {
+			return 0, err
+		}
+		// A read error that came with data shows again on the next read.
+		r.pos, r.end = 0, n
+	}
+	n := copy(p, r.buf[r.pos:r.end])
+	r.pos += n
+	return n, nil
+}

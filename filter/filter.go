@@ -20,6 +20,7 @@ import (
 	"google.golang.org/protobuf/types/known/anypb"
 
 	"github.com/envoy-pubsub/gateway/config"
+	"github.com/envoy-pubsub/gateway/server"
 	"github.com/envoy-pubsub/gateway/sessionhost"
 )
 
@@ -237,11 +238,7 @@ func inspect(headers api.RequestHeaderMap) (upgrade, clientTicket bool) {
 		case strings.EqualFold(key, sessionhost.TicketHeader):
 			clientTicket = true
 		case strings.EqualFold(key, "upgrade"):
-			for _, token := range strings.Split(value, ",") {
-				if strings.EqualFold(strings.TrimSpace(token), "websocket") {
-					upgrade = true
-				}
-			}
+			upgrade = upgrade || server.NamesWebSocket(value)
 		}
 		return true
 	})

@@ -13,6 +13,7 @@ import (
 	"net"
 	"net/http"
 	"runtime/debug"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -123,11 +124,7 @@ func (s *Server) ReplyBytes() int {
 
 // Serve accepts HTTP connections on ln until Shutdown or Close.
 func (s *Server) Serve(ln net.Listener) error {
-	hs := &http.Server{
-		Handler:           s,
-		ReadHeaderTimeout: 10 * time.Second,
-		ErrorLog:          slog.NewLogLogger(s.log.Handler(), slog.LevelWarn),
-	}
+	hs := NewHTTPServer(s, s.log)
 	s.mu.Lock()
 	if s.ctx.Err() != nil {
 		s.mu.Unlock()
@@ -279,13 +276,32 @@ func (s *Server) refuse(w http.ResponseWriter, err error) {
 	io.WriteString(w, e.Message+"\n")
 }
 
+// NewHTTPServer returns the HTTP server every pub-sub listener runs h with:
+// request headers must arrive within readHeaderTimeout, and the server's own
+// errors go to log as warnings.
+func NewHTTPServer(h http.Handler, log *slog.Logger) *http.Server {
+	return &http.Server{
+		Handler:           h,
+		ReadHeaderTimeout: readHeaderTimeout,
+		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelWarn),
+	}
+}
+
+// readHeaderTimeout bounds how long a client may take to send its request
+// headers (the upgrade request).
+const readHeaderTimeout = 10 * time.Second
+
 // IsUpgrade reports whether h asks for a WebSocket upgrade.
 func IsUpgrade(h http.Header) bool {
-	for _, v := range h.Values("Upgrade") {
-		for _, token := range strings.Split(v, ",") {
-			if strings.EqualFold(strings.TrimSpace(token), "websocket") {
-				return true
-			}
+	return slices.ContainsFunc(h.Values("Upgrade"), NamesWebSocket)
+}
+
+// NamesWebSocket reports whether the value of an Upgrade header lists the
+// websocket protocol.
+func NamesWebSocket(upgrade string) bool {
+	for token := range strings.SplitSeq(upgrade, ",") {
+		if strings.EqualFold(strings.TrimSpace(token), "websocket") {
+			return true
 		}
 	}
 	return false

@@ -149,11 +149,7 @@ func (hs *Hosts) start(path string) (*Host, error) {
 		served:  make(chan struct{}),
 		drained: make(chan struct{}),
 	}
-	h.http = &http.Server{
-		Handler:           h,
-		ReadHeaderTimeout: 10 * time.Second,
-		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelWarn),
-	}
+	h.http = server.NewHTTPServer(h, log)
 	sock, err := openSocket(path, log, func(ln net.Listener) { h.goSafe("accept loop", func() { h.serve(ln) }) })
 	if err != nil {
 		return nil, err

@@ -1,6 +1,7 @@
-// Package standalone runs the session engine without Envoy: an HTTP server
-// that serves cluster NAME of the configuration at ws://HOST:PORT/NAME, and
-// an embedded in-memory Kafka for development.
+// Package standalone runs the session engine without Envoy: a Server that
+// serves cluster NAME of the configuration at ws://HOST:PORT/NAME, and an
+// embedded in-memory Kafka for development. The pubsub-server command, the
+// integration tests and the benchmark all wire a server through it.
 package standalone
 
 import (

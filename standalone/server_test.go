@@ -182,7 +182,7 @@ func TestShutdownSendsGoingAwayAndLeaksNoGoroutines(t *testing.T) {
 		}
 		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 		defer cancel()
-		if err := ts.Server.Shutdown(ctx); err != nil {
+		if err := ts.Shutdown(ctx); err != nil {
 			t.Fatal(err)
 		}
 		for _, c := range clients[5:] {
@@ -193,7 +193,6 @@ func TestShutdownSendsGoingAwayAndLeaksNoGoroutines(t *testing.T) {
 		if n := ts.Server.ActiveSessions(); n != 0 {
 			t.Fatalf("%d sessions active after shutdown", n)
 		}
-		ts.Pool.Close()
 		k.Close()
 	}()
 	deadline := time.Now().Add(10 * time.Second)

@@ -11,7 +11,6 @@ import (
 	"flag"
 	"fmt"
 	"log/slog"
-	"net"
 	"net/http"
 	"os"
 	"os/signal"
@@ -19,8 +18,6 @@ import (
 	"time"
 
 	"github.com/envoy-pubsub/gateway/config"
-	"github.com/envoy-pubsub/gateway/kafka"
-	"github.com/envoy-pubsub/gateway/server"
 	"github.com/envoy-pubsub/gateway/standalone"
 	"github.com/envoy-pubsub/gateway/web"
 )
@@ -70,48 +67,34 @@ func run() error {
 	}
 	site.Clusters = doc.ClusterNames()
 
-	pool := kafka.NewPool(kafka.Logger(log))
-	defer pool.Close()
-	resolver, err := standalone.NewResolver(doc, pool)
-	if err != nil {
-		return err
-	}
-	srv := server.New(resolver, server.OptionsFrom(doc, log))
-	handler, err := web.Handler(site, srv)
-	if err != nil {
-		return err
-	}
-	hs := &http.Server{
-		Handler:           handler,
-		ReadHeaderTimeout: 10 * time.Second,
-		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelWarn),
-	}
-	ln, err := net.Listen("tcp", *listen)
+	srv, err := standalone.Start(doc, *listen, standalone.Options{
+		Logger: log,
+		Front:  func(pubsub http.Handler) (http.Handler, error) { return web.Handler(site, pubsub) },
+	})
 	if err != nil {
 		return err
 	}
 	for _, name := range doc.ClusterNames() {
-		log.Info("serving", "cluster", name, "url", fmt.Sprintf("ws://%s/%s", ln.Addr(), name))
+		log.Info("serving", "cluster", name, "url", srv.URL(name))
 	}
-	log.Info("live page", "url", fmt.Sprintf("http://%s/", ln.Addr()))
+	log.Info("live page", "url", fmt.Sprintf("http://%s/", srv.Addr()))
 	if *configFile == "" {
-		log.Info(fmt.Sprintf("try it: go run ./cmd/pubsub-client -url ws://%s/kafka -topic %s", ln.Addr(), standalone.DemoTopic))
+		log.Info(fmt.Sprintf("try it: go run ./cmd/pubsub-client -url %s -topic %s", srv.URL("kafka"), standalone.DemoTopic))
 	}
 
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
-	errc := make(chan error, 1)
-	go func() { errc <- hs.Serve(ln) }()
+	var served error
 	select {
-	case err := <-errc:
-		if !errors.Is(err, http.ErrServerClosed) {
-			return err
-		}
+	case served = <-srv.Failed():
 	case <-ctx.Done():
 		log.Info("shutting down")
 	}
-	sctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	sctx, cancel := context.WithTimeout(context.Background(), shutdownTimeout)
 	defer cancel()
-	// Sessions first (each gets 1001), then the page's connections.
-	return errors.Join(srv.Shutdown(sctx), hs.Shutdown(sctx))
+	return errors.Join(served, srv.Shutdown(sctx))
 }
+
+// shutdownTimeout bounds how long the server waits for its sessions to take
+// their 1001 close frame and end.
+const shutdownTimeout = 10 * time.Second

@@ -7,7 +7,6 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
-	"net"
 	"strings"
 	"testing"
 	"time"
@@ -92,10 +91,19 @@ func SecondApart(n int, base time.Time) []Record {
 
 // Server is a standalone pub-sub server on a loopback port.
 type Server struct {
+	// Server runs the sessions (their counts and reply bytes).
 	Server *server.Server
-	Pool   *kafka.Pool
-	Addr   string
+	// Pool is the Kafka client pool the sessions share.
+	Pool *kafka.Pool
+	// Addr is the HOST:PORT the server listens on.
+	Addr string
+
+	standalone *standalone.Server
 }
+
+// Shutdown stops the server as its test's cleanup does: sessions get 1001,
+// then the listener and the Kafka clients close.
+func (s *Server) Shutdown(ctx context.Context) error { return s.standalone.Shutdown(ctx) }
 
 // URL returns the WebSocket URL of cluster name.
 func (s *Server) URL(name string) string { return "ws://" + s.Addr + "/" + name }
@@ -125,24 +133,16 @@ func StartServer(t testing.TB, yamlDoc string, log io.Writer, poolOpts ...kafka.
 		log = io.Discard
 	}
 	logger := slog.New(slog.NewTextHandler(log, &slog.HandlerOptions{Level: slog.LevelDebug}))
-	pool := kafka.NewPool(append([]kafka.PoolOption{kafka.Logger(logger)}, poolOpts...)...)
-	res, err := standalone.NewResolver(doc, pool)
+	srv, err := standalone.Start(doc, "127.0.0.1:0", standalone.Options{Logger: logger, PoolOptions: poolOpts})
 	if err != nil {
-		t.Fatalf("resolver: %v", err)
+		t.Fatalf("server: %v", err)
 	}
-	srv := server.New(res, server.OptionsFrom(doc, logger))
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	go srv.Serve(ln)
 	t.Cleanup(func() {
 		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 		defer cancel()
 		srv.Shutdown(ctx)
-		pool.Close()
 	})
-	return &Server{Server: srv, Pool: pool, Addr: ln.Addr().String()}
+	return &Server{standalone: srv, Server: srv.Sessions(), Pool: srv.Pool(), Addr: srv.Addr()}
 }
 
 // ClusterYAML returns a document serving brokers as cluster "kafka", with

@@ -22,8 +22,9 @@ const (
 	statCommandErrPrefix = "pubsub.command_errors."
 )
 
-// commandNames are the commands with a counter of their own.
-var commandNames = []string{pubsub.CmdPing, pubsub.CmdKafkaListOffset, pubsub.CmdKafkaFetch, pubsub.CmdEmpty}
+// commandNames are the commands with a counter of their own: every command
+// of the protocol.
+var commandNames = pubsub.Commands()
 
 // metrics are the stats of one filter-level config; they receive the
 // session host's events (sessionhost.Stats). Every method is safe from any

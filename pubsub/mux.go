@@ -53,6 +53,17 @@ func (f HandlerFunc) ServePubSub(ctx context.Context, req *Request) (*pb.PubSubR
 // reqOneof is the descriptor of PubSubReq's command oneof.
 var reqOneof = (&pb.PubSubReq{}).ProtoReflect().Descriptor().Oneofs().ByName("req")
 
+// Commands returns the name of every command of the protocol (the fields of
+// PubSubReq's command oneof), in the schema's order.
+func Commands() []string {
+	fields := reqOneof.Fields()
+	names := make([]string, fields.Len())
+	for i := range names {
+		names[i] = string(fields.Get(i).Name())
+	}
+	return names
+}
+
 // Mux dispatches requests to the handler registered for their command. A new
 // Mux answers cmd_ping; every other command needs a handler. Register all
 // handlers before serving; a Mux is read-only while sessions use it.
@@ -75,15 +86,6 @@ func (m *Mux) On(command string, h Handler) {
 		panic(fmt.Sprintf("pubsub: %q is not a PubSubReq command", command))
 	}
 	m.handlers[protoreflect.Name(command)] = h
-}
-
-// Commands returns the names of the commands with a handler.
-func (m *Mux) Commands() []string {
-	names := make([]string, 0, len(m.handlers))
-	for n := range m.handlers {
-		names = append(names, string(n))
-	}
-	return names
 }
 
 // ErrUnknownCommand answers a command that has no handler.

@@ -145,8 +145,10 @@ type Session struct {
 	// MaxFrameBytes bounds one WebSocket message; larger ones close the
 	// session with 1009. Default 1 MiB.
 	MaxFrameBytes int `json:"max_frame_bytes,omitempty"`
-	// IdleTimeout closes a session that sent nothing for this long.
-	// Default 60s.
+	// IdleTimeout closes a session whose client sent no request or ping
+	// for this long (its pongs do not count). A session with a live
+	// subscription is exempt: its client need not send anything while
+	// records are pushed to it. Default 60s.
 	IdleTimeout Duration `json:"idle_timeout,omitempty"`
 	// MaxSessions bounds concurrent sessions; upgrades beyond it get 503.
 	// Default 10000.

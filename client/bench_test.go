@@ -11,6 +11,7 @@ import (
 	"google.golang.org/protobuf/encoding/protowire"
 	"google.golang.org/protobuf/proto"
 
+	"github.com/envoy-pubsub/gateway/internal/wstest"
 	pb "github.com/envoy-pubsub/gateway/proto"
 )
 
@@ -64,7 +65,7 @@ func cannedServer(b *testing.B, body []byte) net.Conn {
 		defer conn.Close()
 		var req pb.PubSubReq
 		for {
-			f, err := ws.ReadFrame(conn)
+			f, err := wstest.ReadFrame(conn, 1<<20)
 			if err != nil || f.Header.OpCode == ws.OpClose {
 				return
 			}

@@ -12,6 +12,7 @@ import (
 	"google.golang.org/protobuf/proto"
 
 	"github.com/envoy-pubsub/gateway/internal/testkit"
+	"github.com/envoy-pubsub/gateway/internal/wstest"
 	pb "github.com/envoy-pubsub/gateway/proto"
 )
 
@@ -50,7 +51,7 @@ func BenchmarkSubscribeFanOut(b *testing.B) {
 					ws.WriteFrame(conn, ws.MaskFrame(ws.NewBinaryFrame(sub)))
 					var bytes int64
 					for bytes < int64(b.N)*100 {
-						f, err := ws.ReadFrame(rd)
+						f, err := wstest.ReadFrame(rd, 4<<20)
 						if err != nil {
 							break
 						}

@@ -20,6 +20,7 @@ import (
 	"github.com/envoy-pubsub/gateway/client"
 	"github.com/envoy-pubsub/gateway/config"
 	"github.com/envoy-pubsub/gateway/internal/testkit"
+	"github.com/envoy-pubsub/gateway/internal/wstest"
 	"github.com/envoy-pubsub/gateway/kafka"
 	pb "github.com/envoy-pubsub/gateway/proto"
 )
@@ -300,12 +301,25 @@ func TestSlowSubscriberIsClosedWhileAFastOneKeepsUp(t *testing.T) {
 	if err := ws.WriteFrame(slow, ws.MaskFrame(ws.NewBinaryFrame(b))); err != nil {
 		t.Fatal(err)
 	}
+	var rd interface{ Read([]byte) (int, error) } = slow
+	if br != nil {
+		rd = br
+	}
+	// The slow subscription has started once it is acknowledged.
+	slow.SetReadDeadline(time.Now().Add(10 * time.Second))
+	ack, err := wstest.ReadFrame(rd, 4<<20)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var ackResp pb.PubSubResp
+	if err := proto.Unmarshal(ack.Payload, &ackResp); err != nil || ackResp.GetKafkaSubscribeResp() == nil {
+		t.Fatalf("slow client: got %v, %v; want the subscription's acknowledgement", &ackResp, err)
+	}
 	fast := srv.Dial(t, "kafka")
 	sub, err := fast.Subscribe(ctx(t), &pb.CmdKafkaSubscribe{Topic: "t", Partitions: []int32{0}})
 	if err != nil {
 		t.Fatal(err)
 	}
-	time.Sleep(100 * time.Millisecond) // let the slow subscription start
 
 	const n, size = 2000, 8 << 10 // 16 MB: more than the socket buffers hold
 	value := string(make([]byte, size))
@@ -322,14 +336,10 @@ func TestSlowSubscriberIsClosedWhileAFastOneKeepsUp(t *testing.T) {
 	// Now the slow client reads: what was in flight, then close 4008, or,
 	// since its socket was full at the deadline, the end of the connection:
 	// the server abandoned the write and closed it rather than waiting.
-	var rd interface{ Read([]byte) (int, error) } = slow
-	if br != nil {
-		rd = br
-	}
 	slow.SetReadDeadline(time.Now().Add(20 * time.Second))
 	frames := 0
 	for {
-		f, err := ws.ReadFrame(rd)
+		f, err := wstest.ReadFrame(rd, 4<<20)
 		if err != nil {
 			if errors.Is(err, os.ErrDeadlineExceeded) {
 				t.Fatalf("slow client: still connected after %d frames", frames)

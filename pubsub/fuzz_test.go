@@ -11,6 +11,7 @@ import (
 	"github.com/gobwas/ws"
 	"google.golang.org/protobuf/proto"
 
+	"github.com/envoy-pubsub/gateway/internal/wstest"
 	pb "github.com/envoy-pubsub/gateway/proto"
 )
 
@@ -67,7 +68,7 @@ func FuzzFrameStream(f *testing.F) {
 		}()
 		cli.SetReadDeadline(time.Now().Add(2 * time.Second))
 		for {
-			f, err := ws.ReadFrame(cli)
+			f, err := wstest.ReadFrame(cli, 1<<20)
 			if err != nil {
 				break
 			}

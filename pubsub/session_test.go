@@ -16,6 +16,7 @@ import (
 	"github.com/gobwas/ws"
 	"google.golang.org/protobuf/proto"
 
+	"github.com/envoy-pubsub/gateway/internal/wstest"
 	pb "github.com/envoy-pubsub/gateway/proto"
 )
 
@@ -76,7 +77,7 @@ func (p *peer) send(req *pb.PubSubReq) {
 func (p *peer) readFrame() ws.Frame {
 	p.t.Helper()
 	p.conn.SetReadDeadline(time.Now().Add(5 * time.Second))
-	f, err := ws.ReadFrame(p.conn)
+	f, err := wstest.ReadFrame(p.conn, 1<<20)
 	if err != nil {
 		p.t.Fatalf("read frame: %v", err)
 	}
@@ -102,11 +103,18 @@ func (p *peer) recv() *pb.PubSubResp {
 // expectClose reads until a close frame and returns its code.
 func (p *peer) expectClose() ws.StatusCode {
 	p.t.Helper()
+	code, _ := p.expectCloseFrame()
+	return code
+}
+
+// expectCloseFrame reads until a close frame and returns its code and
+// reason.
+func (p *peer) expectCloseFrame() (ws.StatusCode, string) {
+	p.t.Helper()
 	for {
 		f := p.readFrame()
 		if f.Header.OpCode == ws.OpClose {
-			code, _ := ws.ParseCloseFrameData(f.Payload)
-			return code
+			return ws.ParseCloseFrameData(f.Payload)
 		}
 	}
 }
@@ -196,45 +204,66 @@ func TestHandlerPanicIsRecovered(t *testing.T) {
 	}
 }
 
-func TestTextFrameClosesWith1003(t *testing.T) {
-	p := startSession(t, context.Background(), NewMux(), Options{})
-	p.writeAsync(ws.MaskFrame(ws.NewTextFrame([]byte("hello"))))
-	if code := p.expectClose(); code != ws.StatusUnsupportedData {
-		t.Fatalf("close code %d, want 1003", code)
-	}
-}
-
-func TestOversizedMessageClosesWith1009(t *testing.T) {
-	p := startSession(t, context.Background(), NewMux(), Options{MaxFrameBytes: 100})
-	p.writeAsync(ws.MaskFrame(ws.NewBinaryFrame(make([]byte, 101))))
-	if code := p.expectClose(); code != ws.StatusMessageTooBig {
-		t.Fatalf("close code %d, want 1009", code)
-	}
-}
-
-func TestOversizedFragmentedMessageClosesWith1009(t *testing.T) {
-	p := startSession(t, context.Background(), NewMux(), Options{MaxFrameBytes: 100})
-	p.writeFrame(ws.MaskFrame(ws.NewFrame(ws.OpBinary, false, make([]byte, 60))))
-	p.writeAsync(ws.MaskFrame(ws.NewFrame(ws.OpContinuation, true, make([]byte, 60))))
-	if code := p.expectClose(); code != ws.StatusMessageTooBig {
-		t.Fatalf("close code %d, want 1009", code)
-	}
-}
-
-func TestUnmaskedFrameClosesWith1002(t *testing.T) {
-	p := startSession(t, context.Background(), NewMux(), Options{})
-	b, _ := proto.Marshal(ping(1, ""))
-	p.writeAsync(ws.NewBinaryFrame(b))
-	if code := p.expectClose(); code != ws.StatusProtocolError {
-		t.Fatalf("close code %d, want 1002", code)
-	}
-}
-
-func TestUnexpectedContinuationClosesWith1002(t *testing.T) {
-	p := startSession(t, context.Background(), NewMux(), Options{})
-	p.writeAsync(ws.MaskFrame(ws.NewFrame(ws.OpContinuation, true, []byte{1})))
-	if code := p.expectClose(); code != ws.StatusProtocolError {
-		t.Fatalf("close code %d, want 1002", code)
+// TestCloseCodes pins the close frame a session sends for each way it ends.
+func TestCloseCodes(t *testing.T) {
+	unmasked, _ := proto.Marshal(ping(1, ""))
+	for _, tc := range []struct {
+		name string
+		opts Options
+		// provoke makes the session close; cancel ends the session's
+		// context.
+		provoke func(p *peer, cancel context.CancelFunc)
+		code    ws.StatusCode
+		reason  string // checked when set
+		// ends: the session must have ended once the close frame is read.
+		ends bool
+	}{
+		{name: "text frame", code: ws.StatusUnsupportedData, provoke: func(p *peer, _ context.CancelFunc) {
+			p.writeAsync(ws.MaskFrame(ws.NewTextFrame([]byte("hello"))))
+		}},
+		{name: "oversized message", opts: Options{MaxFrameBytes: 100}, code: ws.StatusMessageTooBig, provoke: func(p *peer, _ context.CancelFunc) {
+			p.writeAsync(ws.MaskFrame(ws.NewBinaryFrame(make([]byte, 101))))
+		}},
+		{name: "oversized fragmented message", opts: Options{MaxFrameBytes: 100}, code: ws.StatusMessageTooBig, provoke: func(p *peer, _ context.CancelFunc) {
+			p.writeFrame(ws.MaskFrame(ws.NewFrame(ws.OpBinary, false, make([]byte, 60))))
+			p.writeAsync(ws.MaskFrame(ws.NewFrame(ws.OpContinuation, true, make([]byte, 60))))
+		}},
+		{name: "unmasked frame", code: ws.StatusProtocolError, provoke: func(p *peer, _ context.CancelFunc) {
+			p.writeAsync(ws.NewBinaryFrame(unmasked))
+		}},
+		{name: "unexpected continuation", code: ws.StatusProtocolError, provoke: func(p *peer, _ context.CancelFunc) {
+			p.writeAsync(ws.MaskFrame(ws.NewFrame(ws.OpContinuation, true, []byte{1})))
+		}},
+		{name: "close frame is echoed", code: ws.StatusNormalClosure, ends: true, provoke: func(p *peer, _ context.CancelFunc) {
+			p.writeFrame(ws.MaskFrame(ws.NewCloseFrame(ws.NewCloseFrameBody(ws.StatusNormalClosure, "bye"))))
+		}},
+		{name: "idle timeout", opts: Options{IdleTimeout: 100 * time.Millisecond}, code: ws.StatusNormalClosure, reason: "idle timeout",
+			provoke: func(*peer, context.CancelFunc) {}},
+		{name: "canceled context", code: ws.StatusGoingAway, provoke: func(p *peer, cancel context.CancelFunc) {
+			p.send(ping(1, ""))
+			p.recv()
+			cancel()
+		}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			ctx, cancel := context.WithCancel(context.Background())
+			defer cancel()
+			p := startSession(t, ctx, NewMux(), tc.opts)
+			tc.provoke(p, cancel)
+			code, reason := p.expectCloseFrame()
+			if code != tc.code || (tc.reason != "" && reason != tc.reason) {
+				t.Fatalf("close %d %q, want %d %q", code, reason, tc.code, tc.reason)
+			}
+			if !tc.ends {
+				return
+			}
+			select {
+			case err := <-p.done:
+				p.done <- err
+			case <-time.After(5 * time.Second):
+				t.Fatal("session did not end after close")
+			}
+		})
 	}
 }
 
@@ -250,40 +279,6 @@ func TestFragmentedMessageIsReassembledAroundControlFrames(t *testing.T) {
 	p.writeFrame(ws.MaskFrame(ws.NewFrame(ws.OpContinuation, true, b[5:])))
 	if resp := p.recv(); resp.GetSequence() != 11 || string(resp.GetPongResp().GetState()) != "fragmented" {
 		t.Fatalf("got %v", resp)
-	}
-}
-
-func TestCloseFrameIsEchoed(t *testing.T) {
-	p := startSession(t, context.Background(), NewMux(), Options{})
-	p.writeFrame(ws.MaskFrame(ws.NewCloseFrame(ws.NewCloseFrameBody(ws.StatusNormalClosure, "bye"))))
-	if code := p.expectClose(); code != ws.StatusNormalClosure {
-		t.Fatalf("close code %d, want 1000", code)
-	}
-	select {
-	case err := <-p.done:
-		p.done <- err
-	case <-time.After(5 * time.Second):
-		t.Fatal("session did not end after close")
-	}
-}
-
-func TestIdleSessionIsClosed(t *testing.T) {
-	p := startSession(t, context.Background(), NewMux(), Options{IdleTimeout: 100 * time.Millisecond})
-	f := p.readFrame()
-	code, reason := ws.ParseCloseFrameData(f.Payload)
-	if f.Header.OpCode != ws.OpClose || code != ws.StatusNormalClosure || reason != "idle timeout" {
-		t.Fatalf("got %v %d %q, want close 1000 idle timeout", f.Header.OpCode, code, reason)
-	}
-}
-
-func TestCancelSendsGoingAway(t *testing.T) {
-	ctx, cancel := context.WithCancel(context.Background())
-	p := startSession(t, ctx, NewMux(), Options{})
-	p.send(ping(1, ""))
-	p.recv()
-	cancel()
-	if code := p.expectClose(); code != ws.StatusGoingAway {
-		t.Fatalf("close code %d, want 1001", code)
 	}
 }
 
@@ -398,7 +393,7 @@ func TestNoGoroutineLeakAfterSessionsEnd(t *testing.T) {
 		}()
 		b, _ := proto.Marshal(ping(1, "x"))
 		ws.WriteFrame(cli, ws.MaskFrame(ws.NewBinaryFrame(b)))
-		ws.ReadFrame(cli)
+		wstest.ReadFrame(cli, 1<<20)
 		cli.Close()
 	}
 	wg.Wait()

@@ -17,6 +17,7 @@ import (
 
 	"github.com/envoy-pubsub/gateway/client"
 	"github.com/envoy-pubsub/gateway/internal/testkit"
+	"github.com/envoy-pubsub/gateway/internal/wstest"
 	pb "github.com/envoy-pubsub/gateway/proto"
 )
 
@@ -95,7 +96,7 @@ func TestFrameSentWithTheHandshakeIsServed(t *testing.T) {
 	srv, _ := startServer(t, "")
 	b, _ := proto.Marshal(&pb.PubSubReq{Sequence: 5, Req: &pb.PubSubReq_CmdPing{CmdPing: &pb.CmdPing{State: []byte("early")}}})
 	_, br := rawDial(t, srv.Addr, ws.MustCompileFrame(ws.MaskFrame(ws.NewBinaryFrame(b))))
-	f, err := ws.ReadFrame(br)
+	f, err := wstest.ReadFrame(br, 1<<20)
 	if err != nil {
 		t.Fatal(err)
 	}

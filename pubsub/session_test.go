@@ -100,16 +100,9 @@ func (p *peer) recv() *pb.PubSubResp {
 	return resp
 }
 
-// expectClose reads until a close frame and returns its code.
-func (p *peer) expectClose() ws.StatusCode {
-	p.t.Helper()
-	code, _ := p.expectCloseFrame()
-	return code
-}
-
-// expectCloseFrame reads until a close frame and returns its code and
+// expectClose reads until a close frame and returns its code and
 // reason.
-func (p *peer) expectCloseFrame() (ws.StatusCode, string) {
+func (p *peer) expectClose() (ws.StatusCode, string) {
 	p.t.Helper()
 	for {
 		f := p.readFrame()
@@ -250,7 +243,7 @@ func TestCloseCodes(t *testing.T) {
 			defer cancel()
 			p := startSession(t, ctx, NewMux(), tc.opts)
 			tc.provoke(p, cancel)
-			code, reason := p.expectCloseFrame()
+			code, reason := p.expectClose()
 			if code != tc.code || (tc.reason != "" && reason != tc.reason) {
 				t.Fatalf("close %d %q, want %d %q", code, reason, tc.code, tc.reason)
 			}

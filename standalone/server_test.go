@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"io"
+	"log/slog"
 	"net"
 	"net/http"
 	"runtime"
@@ -16,9 +17,11 @@ import (
 	"google.golang.org/protobuf/proto"
 
 	"github.com/envoy-pubsub/gateway/client"
+	"github.com/envoy-pubsub/gateway/config"
 	"github.com/envoy-pubsub/gateway/internal/testkit"
 	"github.com/envoy-pubsub/gateway/internal/wstest"
 	pb "github.com/envoy-pubsub/gateway/proto"
+	"github.com/envoy-pubsub/gateway/standalone"
 )
 
 func startServer(t *testing.T, sessionYAML string) (*testkit.Server, []string) {
@@ -203,5 +206,62 @@ func TestShutdownSendsGoingAwayAndLeaksNoGoroutines(t *testing.T) {
 	if n := runtime.NumGoroutine(); n > before+2 {
 		buf := make([]byte, 1<<16)
 		t.Fatalf("%d goroutines after shutdown, %d before:\n%s", n, before, buf[:runtime.Stack(buf, true)])
+	}
+}
+
+func TestStartFailsOnABusyAddressAndFrontWrapsTheEndpoints(t *testing.T) {
+	k := testkit.Kafka(t)
+	doc, err := config.Parse([]byte(testkit.ClusterYAML(k.ListenAddrs(), "", "")))
+	if err != nil {
+		t.Fatal(err)
+	}
+	log := slog.New(slog.NewTextHandler(io.Discard, nil))
+	front := func(endpoints http.Handler) (http.Handler, error) {
+		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			if r.URL.Path == "/page" {
+				io.WriteString(w, "page")
+				return
+			}
+			endpoints.ServeHTTP(w, r)
+		}), nil
+	}
+	srv, err := standalone.Start(doc, "127.0.0.1:0", standalone.Options{Logger: log, Front: front})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := standalone.Start(doc, srv.Addr(), standalone.Options{Logger: log}); err == nil {
+		t.Fatal("a second server started on an address in use")
+	}
+	resp, err := http.Get("http://" + srv.Addr() + "/page")
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if string(body) != "page" {
+		t.Fatalf("front served %q, want page", body)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	c, err := client.Dial(ctx, srv.URL("kafka"), client.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := c.Ping(ctx, nil); err != nil {
+		t.Fatalf("ping through the front: %v", err)
+	}
+	if err := srv.Shutdown(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if code := closeCode(t, c); code != ws.StatusGoingAway {
+		t.Fatalf("close %d on shutdown, want 1001", code)
+	}
+	select {
+	case err := <-srv.Failed():
+		t.Fatalf("the listener failed: %v", err)
+	default:
+	}
+	if _, err := http.Get("http://" + srv.Addr() + "/page"); err == nil {
+		t.Fatal("the listener still answers after Shutdown")
 	}
 }

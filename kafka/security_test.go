@@ -246,13 +246,36 @@ func TestBrokerGone(t *testing.T) {
 	c := s.Dial(t, "kafka")
 	assertFetchOK(t, c, "v0", "v1")
 
+	// The broker closes while it holds a fetch at the end of the log (a
+	// control function holds it until Close wakes it, then fails it).
+	held := make(chan struct{})
+	closed := make(chan struct{})
+	var holding sync.Once
+	k.ControlKey(int16(kmsg.Fetch), func(req kmsg.Request) (kmsg.Response, error, bool) {
+		k.KeepControl()
+		for _, tp := range req.(*kmsg.FetchRequest).Topics {
+			for _, p := range tp.Partitions {
+				if p.FetchOffset >= 2 {
+					holding.Do(func() { close(held) })
+					k.SleepControl(func() { <-closed })
+					return nil, errors.New("broker closed"), true
+				}
+			}
+		}
+		return nil, nil, false
+	})
 	waiting := make(chan error, 1)
 	go func() {
 		_, err := c.Fetch(ctxFor(t), topic, 0, 2) // at the end: waits up to 3s
 		waiting <- err
 	}()
-	time.Sleep(200 * time.Millisecond) // let the fetch reach the broker
-	k.Close()
+	select {
+	case <-held:
+	case <-time.After(10 * time.Second):
+		t.Fatal("no fetch at the end of the log reached the broker")
+	}
+	k.Close() // wakes the held fetch, which then fails
+	close(closed)
 
 	const want = "failed to fetch message, topic: events, partition: 0, err: broker unreachable"
 	for _, err := range []error{<-waiting, func() error { _, err := c.Fetch(ctxFor(t), topic, 0, 0); return err }()} {

@@ -95,13 +95,7 @@ type policyResolver struct {
 }
 
 func (r *policyResolver) Resolve(*http.Request) (server.Route, error) {
-	k, err := r.pool.Acquire(r.cluster)
-	if err != nil {
-		return server.Route{}, err
-	}
-	mux := pubsub.NewMux()
-	kafka.Register(mux, k, kafka.NewPolicy(r.cluster, r.routes...))
-	return server.Route{Handler: mux, Release: k.Release}, nil
+	return server.KafkaRoute(r.pool, "kafka", r.cluster, kafka.NewPolicy(r.cluster, r.routes...), slog.Default())
 }
 
 // startPolicyServer serves cluster narrowed by routes on a loopback port.

@@ -1,7 +1,8 @@
 // Package server accepts WebSocket upgrades over HTTP and runs a pub-sub
 // session for each: it is the front of both the standalone server (TCP) and
 // the in-process session server that Envoy reaches on a unix socket. Which
-// session an upgrade starts is decided by a Resolver.
+// session an upgrade starts is decided by a Resolver; KafkaRoute binds it to
+// a Kafka cluster.
 package server
 
 import (
@@ -22,6 +23,7 @@ import (
 	"github.com/gobwas/ws"
 
 	"github.com/envoy-pubsub/gateway/config"
+	"github.com/envoy-pubsub/gateway/kafka"
 	"github.com/envoy-pubsub/gateway/pubsub"
 )
 
@@ -356,4 +358,18 @@ func OptionsFrom(doc *config.Document, log *slog.Logger) Options {
 			Logger:           log,
 		},
 	}
+}
+
+// KafkaRoute binds a session to the shared client of Kafka cluster c (named
+// name in logs): its commands go to every Kafka handler, which check policy.
+// A client that cannot be made refuses the upgrade with 502, logged to log.
+func KafkaRoute(pool *kafka.Pool, name string, c *config.KafkaCluster, policy kafka.Policy, log *slog.Logger) (Route, error) {
+	k, err := pool.Acquire(c)
+	if err != nil {
+		log.Error("pubsub: kafka client", "cluster", name, "err", err)
+		return Route{}, &Error{Status: http.StatusBadGateway, Message: "kafka cluster unavailable"}
+	}
+	mux := pubsub.NewMux()
+	kafka.Register(mux, k, policy)
+	return Route{Handler: mux, Release: k.Release, Attrs: []slog.Attr{slog.String("cluster", name)}}, nil
 }

@@ -22,7 +22,6 @@ import (
 
 	"github.com/envoy-pubsub/gateway/config"
 	"github.com/envoy-pubsub/gateway/kafka"
-	"github.com/envoy-pubsub/gateway/pubsub"
 	"github.com/envoy-pubsub/gateway/server"
 )
 
@@ -246,21 +245,10 @@ func (h *Host) Resolve(r *http.Request) (server.Route, error) {
 		h.log.Warn("pubsub: upgrade refused", "reason", err.Error(), "remote", r.RemoteAddr)
 		return server.Route{}, &server.Error{Status: http.StatusUnauthorized, Message: "missing, invalid, used or expired pub-sub ticket"}
 	}
-	k, err := h.hosts.pool.Acquire(g.Kafka)
-	if err != nil {
-		h.log.Error("pubsub: kafka client", "cluster", g.Cluster, "err", err)
-		return server.Route{}, &server.Error{Status: http.StatusBadGateway, Message: "kafka cluster unavailable"}
-	}
 	h.mu.Lock()
 	limits := h.current.limits
 	h.mu.Unlock()
-	mux := pubsub.NewMux()
-	kafka.Register(mux, k, kafka.NewPolicy(g.Kafka, g.Routes...).WithLimits(limits))
-	return server.Route{
-		Handler: mux,
-		Release: k.Release,
-		Attrs:   []slog.Attr{slog.String("cluster", g.Cluster)},
-	}, nil
+	return server.KafkaRoute(h.hosts.pool, g.Cluster, g.Kafka, kafka.NewPolicy(g.Kafka, g.Routes...).WithLimits(limits), h.log)
 }
 
 // drain stops accepting and gives the socket path up at once (a successor

@@ -12,7 +12,6 @@ import (
 
 	"github.com/envoy-pubsub/gateway/config"
 	"github.com/envoy-pubsub/gateway/kafka"
-	"github.com/envoy-pubsub/gateway/pubsub"
 	"github.com/envoy-pubsub/gateway/server"
 )
 
@@ -59,12 +58,5 @@ func (r *Resolver) Resolve(req *http.Request) (server.Route, error) {
 	if err != nil {
 		return server.Route{}, err
 	}
-	k, err := r.pool.Acquire(c)
-	if err != nil {
-		slog.Error("standalone: kafka client", "cluster", name, "err", err)
-		return server.Route{}, &server.Error{Status: http.StatusBadGateway, Message: "kafka cluster unavailable"}
-	}
-	mux := pubsub.NewMux()
-	kafka.Register(mux, k, kafka.NewPolicy(c).WithLimits(r.session))
-	return server.Route{Handler: mux, Release: k.Release, Attrs: []slog.Attr{slog.String("cluster", name)}}, nil
+	return server.KafkaRoute(r.pool, name, c, kafka.NewPolicy(c).WithLimits(r.session), slog.Default())
 }

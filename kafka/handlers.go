@@ -106,45 +106,66 @@ func (h *handlers) fetch(ctx context.Context, req *pubsub.Request) (*pb.PubSubRe
 	}
 	ctx, cancel := context.WithTimeout(ctx, h.k.cfg.RequestTimeout.Duration())
 	defer cancel()
-	records, shared, err := h.k.fetchShared(recycled(ctx), topic, partition, cmd.GetOffset())
+	out, err := h.k.fetchReply(ctx, topic, partition, cmd.GetOffset())
 	if err != nil {
 		return nil, &CommandError{Op: opFetch, Topic: topic, Partition: partition, Cause: err}
-	}
-	if !shared {
-		// The records go back to their pool once the reply is written;
-		// records of a shared window stay where they are.
-		req.AfterReply(func() { recycleRecords(records) })
 	}
 	slab := messageSlabs.Get().(*messageSlab)
 	req.AfterReply(slab.release)
 	return &pb.PubSubResp{Resp: &pb.PubSubResp_KafkaFetchResp{
-		KafkaFetchResp: &pb.KafkaFetchResp{Messages: slab.messagesOf(records)},
+		KafkaFetchResp: &pb.KafkaFetchResp{Messages: slab.messagesOf(out.records), NextOffset: out.next},
 	}}, nil
 }
 
-// fetchShared serves a fetch from the window of a shared reader when one
-// covers offset (shared reports that: those records belong to the window and
-// must not be recycled), and from Kafka otherwise. It never makes the broker
-// wait: a fetch at the end of the log waits on a shared reader instead, so
-// that one session's wait does not hold up the fetches queued behind it on
-// the client's connection. When nothing arrives, the broker has the last
-// word, which also reports a broker that went away.
-func (k *Cluster) fetchShared(ctx context.Context, topic string, partition int32, offset int64) (recs []*kgo.Record, shared bool, err error) {
-	r := k.runningReader(topic, partition)
-	if r == nil || !r.covers(offset) {
-		recs, err = k.fetchWait(ctx, topic, partition, offset, 0)
-		if err != nil || len(recs) > 0 {
-			return recs, false, err
+// fetchReply answers a fetch at offset from the record cache, or from Kafka
+// where the cache does not hold the offset. It never makes the broker wait:
+// at the end of the log it waits on the partition's shared reader, so that
+// one session's wait does not hold up the fetches queued behind it on the
+// client's connection. When nothing arrives, the broker has the last word,
+// which also reports a broker that went away.
+func (k *Cluster) fetchReply(ctx context.Context, topic string, partition int32, offset int64) (*reply, error) {
+	out, err := k.readAt(ctx, topic, partition, offset, DefaultMaxRecords)
+	if err != nil || len(out.records) > 0 {
+		return out, err
+	}
+	r, err := k.leaseReader(ctx, topic, partition)
+	if err != nil {
+		return out, nil // the empty answer stands
+	}
+	changed, _, _ := r.state()
+	if k.cache.read(readerKey{topic, partition}, out.next, out) && len(out.records) > 0 {
+		return out, nil
+	}
+	if !waitChange(ctx, changed, k.cfg.FetchMaxWait.Duration()) {
+		return out, nil
+	}
+	return k.readAt(ctx, topic, partition, out.next, DefaultMaxRecords)
+}
+
+// readAt reads topic/partition from offset on: from the record cache while
+// it holds the offsets, else from Kafka without waiting. The first record is
+// the one at offset, unless offset holds no data record: a reply that would
+// hold no record but moved past such offsets goes on from there. The
+// reply's next is the offset to ask for next.
+func (k *Cluster) readAt(ctx context.Context, topic string, partition int32, offset int64, maxRecords int) (*reply, error) {
+	info, err := k.lookup(ctx, topic, partition, false)
+	if err != nil {
+		return nil, err
+	}
+	key := readerKey{topic, partition}
+	k.cache.bind(key, info.topicID)
+	out := newReply(offset, maxRecords, int(k.cfg.FetchMaxBytes))
+	for {
+		at := out.next
+		if !k.cache.read(key, at, out) {
+			if err := k.fetchWait(ctx, key, at, 0, out); err != nil {
+				return nil, err
+			}
 		}
-		if r, err = k.leaseReader(ctx, topic, partition); err != nil || !r.covers(offset) {
-			return nil, false, nil // the empty answer stands
+		if len(out.records) > 0 || out.next == at {
+			return out, nil
 		}
 	}
-	if recs, ok := r.waitRead(ctx, offset, int(k.cfg.FetchMaxBytes), k.cfg.FetchMaxWait.Duration()); ok && len(recs) > 0 {
-		return recs, true, nil
-	}
-	recs, err = k.fetchWait(ctx, topic, partition, offset, 0)
-	return recs, false, err
 }
 
 // messagesOf converts records to protocol messages in a slab of their own
@@ -300,24 +321,42 @@ func (k *Cluster) ListOffset(ctx context.Context, topic string, partition int32,
 
 // Fetch returns the records of topic/partition from offset on, as many as
 // one fetch of the cluster's byte limit returns. The first record returned
-// is the one at offset; at the end of the log the result is empty after at
-// most the cluster's fetch wait.
+// is the one at offset, unless offset holds no data record (compacted away,
+// a control record, an aborted transaction): then it is the first data
+// record after it. At the end of the log the result is empty after at most
+// the cluster's fetch wait.
 func (k *Cluster) Fetch(ctx context.Context, topic string, partition int32, offset int64) ([]*kgo.Record, error) {
-	return k.fetchWait(ctx, topic, partition, offset, k.cfg.FetchMaxWait.Duration())
+	out, err := k.readAt(ctx, topic, partition, offset, DefaultMaxRecords)
+	if err != nil {
+		return nil, err
+	}
+	if len(out.records) > 0 {
+		return out.records, nil
+	}
+	out = newReply(out.next, DefaultMaxRecords, int(k.cfg.FetchMaxBytes))
+	if err := k.fetchWait(ctx, readerKey{topic, partition}, out.next, k.cfg.FetchMaxWait.Duration(), out); err != nil {
+		return nil, err
+	}
+	return out.records, nil
 }
 
-// fetchWait is Fetch with the broker's wait at the end of the log.
-func (k *Cluster) fetchWait(ctx context.Context, topic string, partition int32, offset int64, wait time.Duration) ([]*kgo.Record, error) {
+// fetchWait asks the partition's leader for the records from offset on,
+// waiting up to wait at the end of the log, decodes what out and a
+// read-ahead need into the record cache, and adds the records to out.
+// Records of transactions are read once committed (read_committed).
+func (k *Cluster) fetchWait(ctx context.Context, key readerKey, offset int64, wait time.Duration, out *reply) error {
+	topic, partition := key.topic, key.partition
 	for attempt := 0; ; attempt++ {
 		info, err := k.lookup(ctx, topic, partition, attempt > 0)
 		if err != nil {
-			return nil, err
+			return err
 		}
 		req := kmsg.NewPtrFetchRequest()
 		req.ReplicaID = -1
 		req.MaxWaitMillis = int32(wait.Milliseconds())
 		req.MinBytes = 1
 		req.MaxBytes = k.cfg.FetchMaxBytes
+		req.IsolationLevel = 1
 		req.SessionEpoch = -1
 		rt := kmsg.NewFetchRequestTopic()
 		rt.Topic = topic
@@ -333,33 +372,30 @@ func (k *Cluster) fetchWait(ctx context.Context, topic string, partition int32, 
 			if attempt == 0 && ctx.Err() == nil {
 				continue // the leader may have moved or gone: look again
 			}
-			return nil, k.cause(ctx, err)
+			return k.cause(ctx, err)
 		}
 		resp := r.(*kmsg.FetchResponse)
 		if err := kerr.ErrorForCode(resp.ErrorCode); err != nil {
-			return nil, k.cause(ctx, err)
+			return k.cause(ctx, err)
 		}
 		if len(resp.Topics) != 1 || len(resp.Topics[0].Partitions) != 1 {
-			return nil, fmt.Errorf("malformed Fetch response")
+			return fmt.Errorf("malformed Fetch response")
 		}
-		fp, _ := kgo.ProcessFetchPartition(kgo.ProcessFetchPartitionOpts{
-			Offset:    offset,
-			Topic:     topic,
-			Partition: partition,
-			Pools:     fetchPools(ctx),
-		}, &resp.Topics[0].Partitions[0], decompressor, nil)
-		if fp.Err != nil {
-			if attempt == 0 && stale(fp.Err) {
+		fp := &resp.Topics[0].Partitions[0]
+		if err := kerr.ErrorForCode(fp.ErrorCode); err != nil {
+			if attempt == 0 && stale(err) {
 				continue
 			}
-			return nil, k.cause(ctx, fp.Err)
+			return k.cause(ctx, err)
 		}
-		// Brokers return whole batches; keep the reply within the limit.
-		return fp.Records[:limitRecords(fp.Records, len(fp.Records), int(k.cfg.FetchMaxBytes))], nil
+		k.cache.bind(key, info.topicID)
+		k.cache.trimBefore(key, fp.LogStartOffset)
+		if err := k.decodeFetched(key, info.topicID, fp, offset, out); err != nil {
+			return k.cause(ctx, err)
+		}
+		return nil
 	}
 }
-
-var decompressor = kgo.DefaultDecompressor()
 
 // stale reports whether err means the cached metadata is out of date, so a
 // fresh lookup and one retry may succeed.

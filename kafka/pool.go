@@ -78,6 +78,8 @@ type Cluster struct {
 	opts []kgo.Opt
 	// readers are the shared partition readers of subscriptions.
 	readers readerSet
+	// cache holds the decoded records every session of the cluster reads.
+	cache *recordCache
 }
 
 // Acquire returns the shared client for c, creating it on first use. The
@@ -137,6 +139,11 @@ func (p *Pool) recoverPanic(what string) {
 	}
 }
 
+// CachedBytes returns the bytes the cluster's record cache holds, as
+// counted against cache_bytes (keys, values, headers and a fixed cost per
+// record and per run of records).
+func (k *Cluster) CachedBytes() int { return k.cache.Bytes() }
+
 // Client returns the franz-go client.
 func (k *Cluster) Client() *kgo.Client { return k.cl }
 
@@ -166,7 +173,7 @@ func (p *Pool) Clients() int {
 }
 
 func newCluster(p *Pool, key [32]byte, c *config.KafkaCluster) (*Cluster, error) {
-	k := &Cluster{pool: p, key: key, cfg: *c}
+	k := &Cluster{pool: p, key: key, cfg: *c, cache: newRecordCache(c.CacheBytes, c.WindowBytes)}
 	warnInsecure(p.log, c)
 	if c.SASL != nil {
 		// The client keeps the password inside its authenticator; the
@@ -249,6 +256,7 @@ func fingerprint(c *config.KafkaCluster) [32]byte {
 	field(c.FetchMaxWait.Duration().String())
 	field(fmt.Sprint(c.FetchMaxBytes))
 	field(fmt.Sprint(c.WindowBytes))
+	field(fmt.Sprint(c.CacheBytes))
 	var sum [32]byte
 	h.Sum(sum[:0])
 	return sum

@@ -10,7 +10,6 @@ import (
 	"time"
 
 	"github.com/twmb/franz-go/pkg/kerr"
-	"github.com/twmb/franz-go/pkg/kgo"
 	"github.com/twmb/franz-go/pkg/kmsg"
 
 	pb "github.com/envoy-pubsub/gateway/proto"
@@ -96,7 +95,7 @@ func (h *handlers) subscribe(ctx context.Context, req *pubsub.Request) (*pb.PubS
 	}
 	maxRecords := int(cmd.GetMaxRecords())
 	if maxRecords <= 0 {
-		maxRecords = DefaultWindowRecords
+		maxRecords = DefaultMaxRecords
 	}
 	for _, s := range starts {
 		sub.wg.Add(1)
@@ -192,9 +191,9 @@ type delivery struct {
 	maxRecords int
 }
 
-// run delivers from the shared reader's window, reading Kafka directly while
-// the cursor is behind the window, until ctx ends or the session stops
-// taking pushes.
+// run delivers from the record cache, which the shared reader fills at the
+// end of the log, and from Kafka where the cache does not hold the cursor,
+// until ctx ends or the session stops taking pushes.
 func (d *delivery) run(ctx context.Context, wg *sync.WaitGroup, release func()) {
 	defer wg.Done()
 	defer release() // the session may idle out once no delivery is live
@@ -218,13 +217,12 @@ func (d *delivery) run(ctx context.Context, wg *sync.WaitGroup, release func()) 
 		r, err = d.k.acquireReader(ctx, d.topic, d.partition)
 	}
 	defer d.k.releaseReader(r)
-	maxBytes := int(d.k.cfg.FetchMaxBytes)
+	key := readerKey{d.topic, d.partition}
 	for ctx.Err() == nil {
-		w := r.read(d.cursor, d.maxRecords, maxBytes)
-		recs := w.records
-		if w.behind {
-			var err error
-			if recs, err = d.catchUp(ctx); err != nil {
+		changed, end, gone := r.state()
+		out := newReply(d.cursor, d.maxRecords, int(d.k.cfg.FetchMaxBytes))
+		if !d.k.cache.read(key, d.cursor, out) && d.cursor < end {
+			if err := d.catchUp(ctx, out); err != nil {
 				if terminal(err) {
 					d.fail(ctx, err)
 					return
@@ -234,19 +232,23 @@ func (d *delivery) run(ctx context.Context, wg *sync.WaitGroup, release func()) 
 				continue
 			}
 		}
-		if len(recs) == 0 && w.err != nil {
-			d.fail(ctx, w.err)
-			return
-		}
-		if len(recs) == 0 {
-			select {
-			case <-w.changed:
-			case <-ctx.Done():
+		if len(out.records) > 0 {
+			if !d.push(ctx, out) {
+				return
 			}
 			continue
 		}
-		if !d.push(ctx, recs) {
+		if out.next > d.cursor {
+			d.cursor = out.next // offsets that hold no data record
+			continue
+		}
+		if gone != nil {
+			d.fail(ctx, gone)
 			return
+		}
+		select {
+		case <-changed:
+		case <-ctx.Done():
 		}
 	}
 }
@@ -258,31 +260,28 @@ func (d *delivery) fail(ctx context.Context, cause error) {
 	}}})
 }
 
-// catchUp reads the partition directly from the cursor, which is behind the
-// window, so records are there and the broker need not wait.
-func (d *delivery) catchUp(ctx context.Context) ([]*kgo.Record, error) {
+// catchUp reads the partition from Kafka at the cursor, which the cache
+// does not hold and which is before the end of the log, so the broker need
+// not wait.
+func (d *delivery) catchUp(ctx context.Context, out *reply) error {
 	ctx, cancel := context.WithTimeout(ctx, d.k.cfg.RequestTimeout.Duration())
 	defer cancel()
-	return d.k.fetchWait(ctx, d.topic, d.partition, d.cursor, 0)
+	return d.k.fetchWait(ctx, readerKey{d.topic, d.partition}, d.cursor, 0, out)
 }
 
-// push sends recs in pushes of at most maxRecords and the cluster's fetch
-// byte limit, and advances the cursor;
-// it reports whether the session still takes pushes.
-func (d *delivery) push(ctx context.Context, recs []*kgo.Record) bool {
-	for len(recs) > 0 {
-		n := limitRecords(recs, d.maxRecords, int(d.k.cfg.FetchMaxBytes))
-		resp := &pb.PubSubResp{Resp: &pb.PubSubResp_KafkaFetchResp{KafkaFetchResp: &pb.KafkaFetchResp{
-			Messages:  messagesOf(recs[:n]),
-			Topic:     d.topic,
-			Partition: d.partition,
-		}}}
-		if err := d.req.Push(ctx, resp); err != nil {
-			return false
-		}
-		d.cursor = recs[n-1].Offset + 1
-		recs = recs[n:]
+// push sends the records of out in one push and moves the cursor to the
+// offset to ask for next; it reports whether the session still takes pushes.
+func (d *delivery) push(ctx context.Context, out *reply) bool {
+	resp := &pb.PubSubResp{Resp: &pb.PubSubResp_KafkaFetchResp{KafkaFetchResp: &pb.KafkaFetchResp{
+		Messages:   messagesOf(out.records),
+		Topic:      d.topic,
+		Partition:  d.partition,
+		NextOffset: out.next,
+	}}}
+	if err := d.req.Push(ctx, resp); err != nil {
+		return false
 	}
+	d.cursor = out.next
 	return true
 }
 

@@ -73,38 +73,58 @@ func (rc *recordCache) Bytes() int {
 	return rc.bytes
 }
 
-// insert records that the offsets [first, next) of key hold exactly the data
-// records recs (in offset order, all within the run). Parts of the run the
-// cache holds already are left as they are. topicID is the topic's
-// incarnation when known: chunks of another incarnation are dropped.
-func (rc *recordCache) insert(key readerKey, topicID [16]byte, first, next int64, recs []*kgo.Record) {
-	if next <= first {
-		return
-	}
+// run is a range of offsets [first, next) of a partition and exactly the
+// data records in it, in offset order.
+type run struct {
+	first, next int64
+	records     []*kgo.Record
+}
+
+// insert records runs of key, all at once, so that no reader sees part of
+// one broker answer. Parts of a run the cache holds already are left as
+// they are. topicID is the topic's incarnation when known: chunks of
+// another incarnation are dropped.
+func (rc *recordCache) insert(key readerKey, topicID [16]byte, runs ...run) {
 	rc.mu.Lock()
 	defer rc.mu.Unlock()
 	p := rc.parts[key]
 	if p == nil {
 		p = &partitionCache{key: key}
-		rc.parts[key] = p
 	}
 	rc.bindLocked(p, topicID)
 	rc.parts[key] = p // binding may have unlisted it
-	i := sort.Search(len(p.chunks), func(i int) bool { return p.chunks[i].next > first })
-	for at := first; at < next; {
+	for _, r := range runs {
+		rc.insertLocked(p, r)
+	}
+	for p.bytes > rc.maxPartBytes && p.oldest.Len() > 0 {
+		rc.removeLocked(p.oldest.Front().Value.(*chunk))
+	}
+	for rc.bytes > rc.maxBytes && rc.oldest.Len() > 0 {
+		rc.removeLocked(rc.oldest.Front().Value.(*chunk))
+	}
+	if len(p.chunks) == 0 && rc.parts[key] == p {
+		delete(rc.parts, key)
+	}
+}
+
+// insertLocked adds the parts of r that p does not hold yet as chunks.
+// Callers hold mu.
+func (rc *recordCache) insertLocked(p *partitionCache, r run) {
+	i := sort.Search(len(p.chunks), func(i int) bool { return p.chunks[i].next > r.first })
+	for at := r.first; at < r.next; {
 		if i < len(p.chunks) && p.chunks[i].first <= at {
 			at = p.chunks[i].next // held already
 			i++
 			continue
 		}
-		end := next
+		end := r.next
 		if i < len(p.chunks) && p.chunks[i].first < end {
 			end = p.chunks[i].first
 		}
-		c := &chunk{first: at, next: end, records: recordsIn(recs, at, end), part: p}
+		c := &chunk{first: at, next: end, records: recordsIn(r.records, at, end), part: p}
 		c.bytes = chunkOverhead
-		for _, r := range c.records {
-			c.bytes += recordBytes(r) + recordOverhead
+		for _, rec := range c.records {
+			c.bytes += recordBytes(rec) + recordOverhead
 		}
 		p.chunks = slices.Insert(p.chunks, i, c)
 		c.inCache = rc.oldest.PushBack(c)
@@ -113,12 +133,6 @@ func (rc *recordCache) insert(key readerKey, topicID [16]byte, first, next int64
 		rc.bytes += c.bytes
 		i++
 		at = end
-	}
-	for p.bytes > rc.maxPartBytes && p.oldest.Len() > 0 {
-		rc.removeLocked(p.oldest.Front().Value.(*chunk))
-	}
-	for rc.bytes > rc.maxBytes && rc.oldest.Len() > 0 {
-		rc.removeLocked(rc.oldest.Front().Value.(*chunk))
 	}
 }
 
@@ -218,6 +232,47 @@ func (rc *recordCache) read(key readerKey, offset int64, out *reply) bool {
 		out.through(c.next)
 	}
 	return true
+}
+
+// fetchKey names a broker fetch: a partition and the offset asked for.
+type fetchKey struct {
+	readerKey
+	offset int64
+}
+
+// fetchGroup runs one broker fetch per partition and offset at a time:
+// sessions that ask for the same offset meanwhile (readers in step, or
+// subscribers catching up together) wait for it and read what it decoded
+// from the cache, instead of each decoding the same batches.
+type fetchGroup struct {
+	mu      sync.Mutex
+	running map[fetchKey]chan struct{}
+}
+
+// begin returns the channel closed when the fetch of key at offset ends, and
+// whether the caller runs that fetch (then it must call end).
+func (g *fetchGroup) begin(key readerKey, offset int64) (done chan struct{}, first bool) {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	fk := fetchKey{key, offset}
+	if done := g.running[fk]; done != nil {
+		return done, false
+	}
+	if g.running == nil {
+		g.running = make(map[fetchKey]chan struct{})
+	}
+	done = make(chan struct{})
+	g.running[fk] = done
+	return done, true
+}
+
+// end marks the fetch of key at offset done.
+func (g *fetchGroup) end(key readerKey, offset int64) {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	fk := fetchKey{key, offset}
+	close(g.running[fk])
+	delete(g.running, fk)
 }
 
 // reply collects the records of one reply (a fetch answer or a push):

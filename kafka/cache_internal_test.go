@@ -37,9 +37,9 @@ var p0 = readerKey{"t", 0}
 
 func TestCacheReadsFollowOnlyContiguousRuns(t *testing.T) {
 	rc := newRecordCache(1<<20, 1<<20)
-	rc.insert(p0, [16]byte{}, 0, 3, records(0, 1, 2))
+	rc.insert(p0, [16]byte{}, run{0, 3, records(0, 1, 2)})
 	// The consumer jumped from 2 to 5: offsets 3 and 4 are not known.
-	rc.insert(p0, [16]byte{}, 5, 8, records(5, 6, 7))
+	rc.insert(p0, [16]byte{}, run{5, 8, records(5, 6, 7)})
 
 	if got, next, ok := readAll(rc, p0, 0); !ok || !slices.Equal(got, []int64{0, 1, 2}) || next != 3 {
 		t.Fatalf("read at 0: %v next %d ok %v; want [0 1 2] next 3", got, next, ok)
@@ -54,7 +54,7 @@ func TestCacheReadsFollowOnlyContiguousRuns(t *testing.T) {
 	}
 
 	// A broker answer proves 3 holds a control record and 4 an aborted one.
-	rc.insert(p0, [16]byte{}, 3, 5, nil)
+	rc.insert(p0, [16]byte{}, run{3, 5, nil})
 	if got, next, _ := readAll(rc, p0, 1); !slices.Equal(got, []int64{1, 2, 5, 6, 7}) || next != 8 {
 		t.Fatalf("read at 1 across the proven run: %v next %d; want [1 2 5 6 7] next 8", got, next)
 	}
@@ -66,7 +66,7 @@ func TestCacheReadsFollowOnlyContiguousRuns(t *testing.T) {
 func TestCacheReplyLimitsAndNextOffset(t *testing.T) {
 	rc := newRecordCache(1<<20, 1<<20)
 	// A compacted batch: [10, 20) holds only 12, 15 and 19.
-	rc.insert(p0, [16]byte{}, 10, 20, records(12, 15, 19))
+	rc.insert(p0, [16]byte{}, run{10, 20, records(12, 15, 19)})
 	out := newReply(10, 2, 1<<20)
 	rc.read(p0, 10, out)
 	if got := offsetsOf(out.records); !slices.Equal(got, []int64{12, 15}) || out.next != 16 {
@@ -87,10 +87,10 @@ func TestCacheReplyLimitsAndNextOffset(t *testing.T) {
 
 func TestCacheKeepsWhatItHoldsWhenRunsOverlap(t *testing.T) {
 	rc := newRecordCache(1<<20, 1<<20)
-	rc.insert(p0, [16]byte{}, 5, 8, records(5, 6, 7))
+	rc.insert(p0, [16]byte{}, run{5, 8, records(5, 6, 7)})
 	before := rc.Bytes()
 	// A later answer covering [3, 10) adds only what is missing.
-	rc.insert(p0, [16]byte{}, 3, 10, records(3, 4, 5, 6, 7, 8, 9))
+	rc.insert(p0, [16]byte{}, run{3, 10, records(3, 4, 5, 6, 7, 8, 9)})
 	if got, next, _ := readAll(rc, p0, 3); !slices.Equal(got, []int64{3, 4, 5, 6, 7, 8, 9}) || next != 10 {
 		t.Fatalf("read at 3: %v next %d", got, next)
 	}
@@ -112,7 +112,7 @@ func TestCacheStaysWithinItsBytesAndEvictsOldestFirst(t *testing.T) {
 		for i := range recs {
 			recs[i] = first + int64(i)
 		}
-		rc.insert(key, [16]byte{}, first, first+10, records(recs...))
+		rc.insert(key, [16]byte{}, run{first, first + 10, records(recs...)})
 		if b := rc.Bytes(); b > 5*one {
 			t.Fatalf("cache holds %d bytes, bound %d", b, 5*one)
 		}
@@ -144,7 +144,7 @@ func TestCacheStaysWithinItsBytesAndEvictsOldestFirst(t *testing.T) {
 	// A chunk larger than the bounds is not kept at all.
 	big := records(100)
 	big[0].Value = make([]byte, 6*one)
-	rc.insert(p0, [16]byte{}, 100, 101, big)
+	rc.insert(p0, [16]byte{}, run{100, 101, big})
 	if _, _, ok := readAll(rc, p0, 100); ok || rc.Bytes() > 5*one {
 		t.Fatalf("an oversized chunk stayed: %d bytes", rc.Bytes())
 	}
@@ -153,8 +153,8 @@ func TestCacheStaysWithinItsBytesAndEvictsOldestFirst(t *testing.T) {
 func TestCacheForgetsWhatKafkaNoLongerHolds(t *testing.T) {
 	rc := newRecordCache(1<<20, 1<<20)
 	first, second := [16]byte{1}, [16]byte{2}
-	rc.insert(p0, first, 0, 3, records(0, 1, 2))
-	rc.insert(p0, first, 3, 6, records(3, 4, 5))
+	rc.insert(p0, first, run{0, 3, records(0, 1, 2)})
+	rc.insert(p0, first, run{3, 6, records(3, 4, 5)})
 	rc.trimBefore(p0, 2) // the log start moved to 2
 	if _, _, ok := readAll(rc, p0, 1); ok {
 		t.Fatal("records before the log start are still served")
@@ -166,7 +166,7 @@ func TestCacheForgetsWhatKafkaNoLongerHolds(t *testing.T) {
 	if _, _, ok := readAll(rc, p0, 3); ok || rc.Bytes() != 0 {
 		t.Fatalf("records of the old topic are still served (%d bytes)", rc.Bytes())
 	}
-	rc.insert(p0, second, 0, 1, records(0))
+	rc.insert(p0, second, run{0, 1, records(0)})
 	rc.drop(p0)
 	if _, _, ok := readAll(rc, p0, 0); ok || rc.Bytes() != 0 {
 		t.Fatalf("dropped records are still served (%d bytes)", rc.Bytes())

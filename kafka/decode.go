@@ -41,6 +41,8 @@ func (k *Cluster) decodeFetched(key readerKey, topicID [16]byte, rp *kmsg.FetchR
 		return int(min(max(a.FirstOffset-b.FirstOffset, -1), 1))
 	})
 	in, at, ahead := rp.RecordBatches, offset, 0
+	var runs []run
+	defer func() { k.cache.insert(key, topicID, runs...) }()
 	for len(in) > batchHeaderBytes && ahead < out.maxBytes {
 		length := int(int32(binary.BigEndian.Uint32(in[batchLengthAt:]))) + batchLengthAt + 4
 		if length <= batchHeaderBytes || length > len(in) {
@@ -78,7 +80,7 @@ func (k *Cluster) decodeFetched(key readerKey, topicID [16]byte, rp *kmsg.FetchR
 				aborted = closeAborted(aborted, r.ProducerID, r.Offset)
 			}
 		}
-		k.cache.insert(key, topicID, at, end, data)
+		runs = append(runs, run{at, end, data})
 		for _, r := range data {
 			if !out.add(r) {
 				ahead += recordBytes(r)

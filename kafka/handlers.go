@@ -157,15 +157,39 @@ func (k *Cluster) readAt(ctx context.Context, topic string, partition int32, off
 	out := newReply(offset, maxRecords, int(k.cfg.FetchMaxBytes))
 	for {
 		at := out.next
-		if !k.cache.read(key, at, out) {
-			if err := k.fetchWait(ctx, key, at, 0, out); err != nil {
-				return nil, err
-			}
+		if err := k.read(ctx, key, at, out); err != nil {
+			return nil, err
 		}
 		if len(out.records) > 0 || out.next == at {
 			return out, nil
 		}
 	}
+}
+
+// read adds to out the records of key from offset on: from the record cache
+// if it holds offset, else from Kafka without waiting. A fetch of the same
+// offset that runs already is waited for and read from the cache.
+func (k *Cluster) read(ctx context.Context, key readerKey, offset int64, out *reply) error {
+	if k.cache.read(key, offset, out) {
+		return nil
+	}
+	done, first := k.fetching.begin(key, offset)
+	if !first {
+		select {
+		case <-done:
+		case <-ctx.Done():
+			return k.cause(ctx, ctx.Err())
+		}
+		if k.cache.read(key, offset, out) {
+			return nil
+		}
+		return k.fetchWait(ctx, key, offset, 0, out) // it failed, or its records are gone
+	}
+	defer k.fetching.end(key, offset)
+	if k.cache.read(key, offset, out) { // a fetch that ended since the first look
+		return nil
+	}
+	return k.fetchWait(ctx, key, offset, 0, out)
 }
 
 // messagesOf converts records to protocol messages in a slab of their own

@@ -80,6 +80,8 @@ type Cluster struct {
 	readers readerSet
 	// cache holds the decoded records every session of the cluster reads.
 	cache *recordCache
+	// fetching runs one broker fetch per partition and offset at a time.
+	fetching fetchGroup
 }
 
 // Acquire returns the shared client for c, creating it on first use. The

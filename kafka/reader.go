@@ -264,20 +264,23 @@ func (k *Cluster) deliverPoll(ctx context.Context, fetches kgo.Fetches, lastErr 
 // not data; a jump between two records (an aborted transaction, or a reset
 // of the consumer) is left out, for users to read from Kafka.
 func (k *Cluster) cacheConsumed(key readerKey, recs []*kgo.Record) {
+	var runs []run
 	for len(recs) > 0 {
 		n := 1
 		for n < len(recs) && recs[n].Offset == recs[n-1].Offset+1 {
 			n++
 		}
-		run := recs[:n]
-		recs = recs[n:]
-		data := run
-		if slices.ContainsFunc(run, func(r *kgo.Record) bool { return r.Attrs.IsControl() }) {
-			data = slices.DeleteFunc(slices.Clone(run), func(r *kgo.Record) bool { return r.Attrs.IsControl() })
+		r := run{recs[0].Offset, recs[n-1].Offset + 1, recs[:n]}
+		if slices.ContainsFunc(r.records, isControl) {
+			r.records = slices.DeleteFunc(slices.Clone(r.records), isControl)
 		}
-		k.cache.insert(key, [16]byte{}, run[0].Offset, run[n-1].Offset+1, data)
+		runs = append(runs, r)
+		recs = recs[n:]
 	}
+	k.cache.insert(key, [16]byte{}, runs...)
 }
+
+func isControl(r *kgo.Record) bool { return r.Attrs.IsControl() }
 
 // close stops the readers' consumer.
 func (rs *readerSet) close() {

@@ -246,3 +246,69 @@ func TestCompressedBatchesAreDecodedLazilyAndShared(t *testing.T) {
 	small, _ := testCluster(t, kafka, fmt.Sprintf("    fetch_max_bytes: %d\n    cache_bytes: %d\n    window_bytes: %d\n", fetchMax, 256<<10, 128<<10))
 	loop(small, 128<<10)
 }
+
+// TestSessionsInStepDecodeOnce has ten readers fetch the same offsets at the
+// same time, as sessions that started together do: each offset is fetched
+// from the broker and decoded once, the others wait for it and read the
+// cache.
+func TestSessionsInStepDecodeOnce(t *testing.T) {
+	kafka, err := kfake.NewCluster(kfake.NumBrokers(1), kfake.SeedTopics(1, "t"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(kafka.Close)
+	producer, err := kgo.NewClient(kgo.SeedBrokers(kafka.ListenAddrs()...), kgo.DefaultProduceTopic("t"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer producer.Close()
+	ctx := testContext(t)
+	const total = 3000
+	for i := 0; i < total; i += 100 {
+		batch := make([]*kgo.Record, 100)
+		for j := range batch {
+			batch[j] = &kgo.Record{Value: jsonEvent(i + j)}
+		}
+		if err := producer.ProduceSync(ctx, batch...).FirstErr(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	k, fetches := testCluster(t, kafka, "    fetch_max_bytes: 65536\n")
+	before := fetches.n.Load()
+	errs := make(chan error, 10)
+	for range 10 {
+		go func() {
+			for next := int64(0); next < total; {
+				recs, err := k.Fetch(ctx, "t", 0, next)
+				if err == nil && (len(recs) == 0 || recs[0].Offset != next) {
+					err = fmt.Errorf("fetch at %d: %d records from %v", next, len(recs), offsetsOf(recs[:min(1, len(recs))]))
+				}
+				if err != nil {
+					errs <- err
+					return
+				}
+				next = recs[len(recs)-1].Offset + 1
+			}
+			errs <- nil
+		}()
+	}
+	for range 10 {
+		if err := <-errs; err != nil {
+			t.Fatal(err)
+		}
+	}
+	used := fetches.n.Load() - before
+	alone, aloneFetches := testCluster(t, kafka, "    fetch_max_bytes: 65536\n")
+	for next := int64(0); next < total; {
+		recs, err := alone.Fetch(ctx, "t", 0, next)
+		if err != nil {
+			t.Fatal(err)
+		}
+		next = recs[len(recs)-1].Offset + 1
+	}
+	single := aloneFetches.n.Load()
+	t.Logf("ten readers in step made %d broker fetches; one reader alone makes %d", used, single)
+	if used > single {
+		t.Fatalf("ten readers in step made %d broker fetches, one alone %d", used, single)
+	}
+}

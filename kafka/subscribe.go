@@ -221,16 +221,16 @@ func (d *delivery) run(ctx context.Context, wg *sync.WaitGroup, release func()) 
 	for ctx.Err() == nil {
 		changed, end, gone := r.state()
 		out := newReply(d.cursor, d.maxRecords, int(d.k.cfg.FetchMaxBytes))
-		if !d.k.cache.read(key, d.cursor, out) && d.cursor < end {
-			if err := d.catchUp(ctx, out); err != nil {
-				if terminal(err) {
-					d.fail(ctx, err)
-					return
-				}
-				log.Warn("kafka: subscription catch-up failed", "err", err)
-				sleep(ctx, readerBackoff)
-				continue
+		if d.cursor >= end {
+			d.k.cache.read(key, d.cursor, out) // what came since state
+		} else if err := d.catchUp(ctx, out); err != nil {
+			if terminal(err) {
+				d.fail(ctx, err)
+				return
 			}
+			log.Warn("kafka: subscription catch-up failed", "err", err)
+			sleep(ctx, readerBackoff)
+			continue
 		}
 		if len(out.records) > 0 {
 			if !d.push(ctx, out) {
@@ -260,13 +260,13 @@ func (d *delivery) fail(ctx context.Context, cause error) {
 	}}})
 }
 
-// catchUp reads the partition from Kafka at the cursor, which the cache
-// does not hold and which is before the end of the log, so the broker need
-// not wait.
+// catchUp reads the partition at the cursor, which is before the end of
+// the log: from the record cache, else from Kafka (the broker need not
+// wait).
 func (d *delivery) catchUp(ctx context.Context, out *reply) error {
 	ctx, cancel := context.WithTimeout(ctx, d.k.cfg.RequestTimeout.Duration())
 	defer cancel()
-	return d.k.fetchWait(ctx, readerKey{d.topic, d.partition}, d.cursor, 0, out)
+	return d.k.read(ctx, readerKey{d.topic, d.partition}, d.cursor, out)
 }
 
 // push sends the records of out in one push and moves the cursor to the

@@ -72,13 +72,14 @@ func (k *Cluster) decodeFetched(key readerKey, topicID [16]byte, rp *kmsg.FetchR
 		if end <= at {
 			continue // a batch wholly before offset
 		}
-		data := fp.Records[:0]
-		for _, r := range fp.Records {
-			if !r.Attrs.IsControl() {
-				data = append(data, r)
-			} else if len(r.Key) >= 4 && r.Key[2] == 0 && r.Key[3] == 0 {
-				aborted = closeAborted(aborted, r.ProducerID, r.Offset)
+		data := fp.Records
+		if slices.ContainsFunc(data, isControl) {
+			for _, r := range data {
+				if isControl(r) && len(r.Key) >= 4 && r.Key[2] == 0 && r.Key[3] == 0 {
+					aborted = closeAborted(aborted, r.ProducerID, r.Offset)
+				}
 			}
+			data = slices.DeleteFunc(data, isControl)
 		}
 		runs = append(runs, run{at, end, data})
 		for _, r := range data {

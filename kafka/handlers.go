@@ -106,62 +106,64 @@ func (h *handlers) fetch(ctx context.Context, req *pubsub.Request) (*pb.PubSubRe
 	}
 	ctx, cancel := context.WithTimeout(ctx, h.k.cfg.RequestTimeout.Duration())
 	defer cancel()
-	out, err := h.k.fetchReply(ctx, topic, partition, cmd.GetOffset())
+	slab := messageSlabs.Get().(*messageSlab)
+	out := newReply(cmd.GetOffset(), DefaultMaxRecords, int(h.k.cfg.FetchMaxBytes))
+	out.records = slab.records[:0]
+	err := h.k.fetchReply(ctx, topic, partition, out)
+	slab.records = out.records
 	if err != nil {
+		slab.release()
 		return nil, &CommandError{Op: opFetch, Topic: topic, Partition: partition, Cause: err}
 	}
-	slab := messageSlabs.Get().(*messageSlab)
 	req.AfterReply(slab.release)
 	return &pb.PubSubResp{Resp: &pb.PubSubResp_KafkaFetchResp{
 		KafkaFetchResp: &pb.KafkaFetchResp{Messages: slab.messagesOf(out.records), NextOffset: out.next},
 	}}, nil
 }
 
-// fetchReply answers a fetch at offset from the record cache, or from Kafka
-// where the cache does not hold the offset. It never makes the broker wait:
-// at the end of the log it waits on the partition's shared reader, so that
-// one session's wait does not hold up the fetches queued behind it on the
-// client's connection. When nothing arrives, the broker has the last word,
-// which also reports a broker that went away.
-func (k *Cluster) fetchReply(ctx context.Context, topic string, partition int32, offset int64) (*reply, error) {
-	out, err := k.readAt(ctx, topic, partition, offset, DefaultMaxRecords)
-	if err != nil || len(out.records) > 0 {
-		return out, err
+// fetchReply answers a fetch at out.next into out, from the record cache, or
+// from Kafka where the cache does not hold the offset. It never makes the
+// broker wait: at the end of the log it waits on the partition's shared
+// reader, so that one session's wait does not hold up the fetches queued
+// behind it on the client's connection. When nothing arrives, the broker
+// has the last word, which also reports a broker that went away.
+func (k *Cluster) fetchReply(ctx context.Context, topic string, partition int32, out *reply) error {
+	if err := k.readAt(ctx, topic, partition, out); err != nil || len(out.records) > 0 {
+		return err
 	}
 	r, err := k.leaseReader(ctx, topic, partition)
 	if err != nil {
-		return out, nil // the empty answer stands
+		return nil // the empty answer stands
 	}
 	changed, _, _ := r.state()
 	if k.cache.read(readerKey{topic, partition}, out.next, out) && len(out.records) > 0 {
-		return out, nil
+		return nil
 	}
 	if !waitChange(ctx, changed, k.cfg.FetchMaxWait.Duration()) {
-		return out, nil
+		return nil
 	}
-	return k.readAt(ctx, topic, partition, out.next, DefaultMaxRecords)
+	return k.readAt(ctx, topic, partition, out)
 }
 
-// readAt reads topic/partition from offset on: from the record cache while
-// it holds the offsets, else from Kafka without waiting. The first record is
-// the one at offset, unless offset holds no data record: a reply that would
-// hold no record but moved past such offsets goes on from there. The
-// reply's next is the offset to ask for next.
-func (k *Cluster) readAt(ctx context.Context, topic string, partition int32, offset int64, maxRecords int) (*reply, error) {
+// readAt reads topic/partition from out.next on into out: from the record
+// cache while it holds the offsets, else from Kafka without waiting. The
+// first record is the one at out.next, unless that offset holds no data
+// record: a read that would add no record but moved past such offsets goes
+// on from there. Then out.next is the offset to ask for next.
+func (k *Cluster) readAt(ctx context.Context, topic string, partition int32, out *reply) error {
 	info, err := k.lookup(ctx, topic, partition, false)
 	if err != nil {
-		return nil, err
+		return err
 	}
 	key := readerKey{topic, partition}
 	k.cache.bind(key, info.topicID)
-	out := newReply(offset, maxRecords, int(k.cfg.FetchMaxBytes))
 	for {
 		at := out.next
 		if err := k.read(ctx, key, at, out); err != nil {
-			return nil, err
+			return err
 		}
 		if len(out.records) > 0 || out.next == at {
-			return out, nil
+			return nil
 		}
 	}
 }
@@ -201,6 +203,7 @@ func messagesOf(records []*kgo.Record) []*pb.KafkaMessage {
 // messageSlab holds the protocol messages of one reply in a few slices that
 // can be reused for the next reply once this one is written.
 type messageSlab struct {
+	records    []*kgo.Record // the reply's records, while it is built
 	msgs       []*pb.KafkaMessage
 	backing    []pb.KafkaMessage
 	headerPtrs []*pb.KafkaHeader
@@ -350,14 +353,10 @@ func (k *Cluster) ListOffset(ctx context.Context, topic string, partition int32,
 // record after it. At the end of the log the result is empty after at most
 // the cluster's fetch wait.
 func (k *Cluster) Fetch(ctx context.Context, topic string, partition int32, offset int64) ([]*kgo.Record, error) {
-	out, err := k.readAt(ctx, topic, partition, offset, DefaultMaxRecords)
-	if err != nil {
-		return nil, err
+	out := newReply(offset, DefaultMaxRecords, int(k.cfg.FetchMaxBytes))
+	if err := k.readAt(ctx, topic, partition, out); err != nil || len(out.records) > 0 {
+		return out.records, err
 	}
-	if len(out.records) > 0 {
-		return out.records, nil
-	}
-	out = newReply(out.next, DefaultMaxRecords, int(k.cfg.FetchMaxBytes))
 	if err := k.fetchWait(ctx, readerKey{topic, partition}, out.next, k.cfg.FetchMaxWait.Duration(), out); err != nil {
 		return nil, err
 	}

@@ -15,6 +15,8 @@ var messageSlabs = sync.Pool{New: func() any { return new(messageSlab) }}
 // puts it back into messageSlabs. The messages it held must no longer be
 // read.
 func (s *messageSlab) release() {
+	clear(s.records)
+	s.records = s.records[:0]
 	clear(s.backing)
 	clear(s.headers)
 	messageSlabs.Put(s)

@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/twmb/franz-go/pkg/kerr"
+	"github.com/twmb/franz-go/pkg/kgo"
 	"github.com/twmb/franz-go/pkg/kmsg"
 
 	pb "github.com/envoy-pubsub/gateway/proto"
@@ -50,6 +51,9 @@ type subscription struct {
 // the records of every partition as they arrive.
 func (h *handlers) subscribe(ctx context.Context, req *pubsub.Request) (*pb.PubSubResp, error) {
 	cmd := req.Msg.GetCmdKafkaSubscribe()
+	if cmd.GetGroup() != "" {
+		return h.subscribeGroup(ctx, req)
+	}
 	topic, partitions := cmd.GetTopic(), slices.Clone(cmd.GetPartitions())
 	fail := func(partition int32, cause error) (*pb.PubSubResp, error) {
 		return nil, &CommandError{Op: opSubscribe, Topic: topic, Partition: partition, Cause: cause}
@@ -233,7 +237,7 @@ func (d *delivery) run(ctx context.Context, wg *sync.WaitGroup, release func()) 
 			continue
 		}
 		if len(out.records) > 0 {
-			if !d.push(ctx, out) {
+			if !d.pushReply(ctx, out) {
 				return
 			}
 			continue
@@ -269,9 +273,30 @@ func (d *delivery) catchUp(ctx context.Context, out *reply) error {
 	return d.k.read(ctx, readerKey{d.topic, d.partition}, d.cursor, out)
 }
 
-// push sends the records of out in one push and moves the cursor to the
-// offset to ask for next; it reports whether the session still takes pushes.
-func (d *delivery) push(ctx context.Context, out *reply) bool {
+// push sends recs (consecutive data records of the partition, in offset
+// order) in pushes of at most maxRecords and the cluster's fetch byte limit,
+// and advances the cursor; it reports whether the session still takes
+// pushes.
+func (d *delivery) push(ctx context.Context, recs []*kgo.Record) bool {
+	for len(recs) > 0 {
+		out := newReply(recs[0].Offset, d.maxRecords, int(d.k.cfg.FetchMaxBytes))
+		for _, r := range recs {
+			if !out.add(r) {
+				break
+			}
+		}
+		if !d.pushReply(ctx, out) {
+			return false
+		}
+		recs = recs[len(out.records):]
+	}
+	return true
+}
+
+// pushReply sends the records of out in one push and moves the cursor to the
+// offset to ask for next; it reports whether the session still takes
+// pushes.
+func (d *delivery) pushReply(ctx context.Context, out *reply) bool {
 	resp := &pb.PubSubResp{Resp: &pb.PubSubResp_KafkaFetchResp{KafkaFetchResp: &pb.KafkaFetchResp{
 		Messages:   messagesOf(out.records),
 		Topic:      d.topic,

@@ -202,6 +202,18 @@ func (rc *recordCache) drop(key readerKey) {
 	}
 }
 
+// holds reports whether a chunk of key holds offset.
+func (rc *recordCache) holds(key readerKey, offset int64) bool {
+	rc.mu.Lock()
+	defer rc.mu.Unlock()
+	p := rc.parts[key]
+	if p == nil {
+		return false
+	}
+	i := sort.Search(len(p.chunks), func(i int) bool { return p.chunks[i].next > offset })
+	return i < len(p.chunks) && p.chunks[i].first <= offset
+}
+
 // read adds to out the records of key from offset on, following chunks while
 // they are contiguous. It reports false when no chunk holds offset.
 func (rc *recordCache) read(key readerKey, offset int64, out *reply) bool {

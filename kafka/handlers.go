@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"math"
 	"time"
 
 	"github.com/twmb/franz-go/pkg/kerr"
@@ -147,6 +148,11 @@ func (k *Cluster) readAt(ctx context.Context, topic string, partition int32, out
 	}
 	key := readerKey{topic, partition}
 	k.cache.bind(key, info.topicID)
+	if k.cache.holds(key, out.next) {
+		if err := k.confirmCached(ctx, key); err != nil {
+			return err
+		}
+	}
 	for {
 		at := out.next
 		if err := k.read(ctx, key, at, out); err != nil {
@@ -156,6 +162,26 @@ func (k *Cluster) readAt(ctx context.Context, topic string, partition int32, out
 			return nil
 		}
 	}
+}
+
+// confirmCached checks, before the record cache answers a fetch, that its
+// records of key are still what Kafka holds: the topic is the incarnation
+// they came from (fresh metadata; a topic deleted and created again has a
+// new id) and the log still starts at or before them (DeleteRecords,
+// retention). Records Kafka no longer holds are dropped, so that the fetch
+// asks Kafka. It costs two small requests, no fetch and no decoding.
+func (k *Cluster) confirmCached(ctx context.Context, key readerKey) error {
+	info, err := k.lookup(ctx, key.topic, key.partition, true)
+	if err != nil {
+		return err
+	}
+	k.cache.bind(key, info.topicID)
+	start, err := k.ListOffset(ctx, key.topic, key.partition, -2)
+	if err != nil {
+		return err
+	}
+	k.cache.trimBefore(key, start)
+	return nil
 }
 
 // read adds to out the records of key from offset on: from the record cache
@@ -368,7 +394,10 @@ func (k *Cluster) fetchWait(ctx context.Context, key readerKey, offset int64, wa
 		req.ReplicaID = -1
 		req.MaxWaitMillis = int32(wait.Milliseconds())
 		req.MinBytes = 1
-		req.MaxBytes = k.cfg.FetchMaxBytes
+		// The partition's bound limits the answer; the request's is left
+		// open (a broker caps it with its own fetch.max.bytes), as kfake
+		// leaves out the aborted transactions of a partition that meets it.
+		req.MaxBytes = math.MaxInt32
 		req.IsolationLevel = 1
 		req.SessionEpoch = -1
 		rt := kmsg.NewFetchRequestTopic()

@@ -72,7 +72,7 @@ func (k *Cluster) acquireReader(ctx context.Context, topic string, partition int
 	rs := &k.readers
 	key := readerKey{topic, partition}
 	rs.mu.Lock()
-	if r := rs.readers[key]; r != nil {
+	if r := rs.readers[key]; r != nil && r.live() {
 		r.refs++
 		rs.mu.Unlock()
 		return r, nil
@@ -92,12 +92,17 @@ func (k *Cluster) acquireReader(ctx context.Context, topic string, partition int
 	if rs.closed {
 		return nil, fmt.Errorf("kafka: cluster client closed")
 	}
-	if r := rs.readers[key]; r != nil { // another user started it meanwhile
+	if r := rs.readers[key]; r != nil && r.live() { // another user started it meanwhile
 		r.refs++
 		return r, nil
 	}
 	if err := k.startConsumer(); err != nil {
 		return nil, err
+	}
+	if rs.readers[key] != nil {
+		// Its partition was gone: the topic has been created again. Its
+		// users see the failure; new users get a new reader.
+		rs.consumer.RemoveConsumePartitions(map[string][]int32{topic: {partition}})
 	}
 	r := &partitionReader{key: key, refs: 1, end: end, changed: make(chan struct{})}
 	if rs.readers == nil {
@@ -303,6 +308,13 @@ func (r *partitionReader) advance(end int64) {
 	r.end = end
 	close(r.changed)
 	r.changed = make(chan struct{})
+}
+
+// live reports whether the reader's partition still exists.
+func (r *partitionReader) live() bool {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.err == nil
 }
 
 // state returns what a user needs to decide whether to wait: the channel

@@ -222,6 +222,9 @@ func (d *delivery) run(ctx context.Context, wg *sync.WaitGroup, release func()) 
 	}
 	defer d.k.releaseReader(r)
 	key := readerKey{d.topic, d.partition}
+	if info, err := d.k.lookup(ctx, d.topic, d.partition, true); err == nil {
+		d.k.cache.bind(key, info.topicID) // no records of an older topic of that name
+	}
 	for ctx.Err() == nil {
 		changed, end, gone := r.state()
 		out := newReply(d.cursor, d.maxRecords, int(d.k.cfg.FetchMaxBytes))

@@ -169,17 +169,29 @@ func (k *Cluster) readAt(ctx context.Context, topic string, partition int32, out
 // they came from (fresh metadata; a topic deleted and created again has a
 // new id) and the log still starts at or before them (DeleteRecords,
 // retention). Records Kafka no longer holds are dropped, so that the fetch
-// asks Kafka. It costs two small requests, no fetch and no decoding.
+// asks Kafka. It costs two small requests at once, no fetch and no
+// decoding.
 func (k *Cluster) confirmCached(ctx context.Context, key readerKey) error {
-	info, err := k.lookup(ctx, key.topic, key.partition, true)
-	if err != nil {
-		return err
+	type answer struct {
+		info partitionInfo
+		err  error
 	}
-	k.cache.bind(key, info.topicID)
+	fresh := make(chan answer, 1)
+	go func() {
+		a := answer{err: errors.New("internal error")}
+		defer func() { fresh <- a }()
+		defer k.pool.recoverPanic("looking up metadata")
+		a.info, a.err = k.lookup(ctx, key.topic, key.partition, true)
+	}()
 	start, err := k.ListOffset(ctx, key.topic, key.partition, -2)
+	a := <-fresh
+	if a.err != nil {
+		return a.err
+	}
 	if err != nil {
 		return err
 	}
+	k.cache.bind(key, a.info.topicID)
 	k.cache.trimBefore(key, start)
 	return nil
 }

@@ -18,7 +18,7 @@ import (
 // Register binds the Kafka commands of mux to the shared client k, for a
 // session that may do what policy allows.
 func Register(mux *pubsub.Mux, k *Cluster, policy Policy) {
-	h := &handlers{k: k, policy: policy}
+	h := &handlers{k: k, policy: policy, lane: k.turns.newLane()}
 	mux.On(pubsub.CmdKafkaListOffset, pubsub.HandlerFunc(h.listOffset))
 	mux.On(pubsub.CmdKafkaFetch, pubsub.HandlerFunc(h.fetch))
 	mux.On(pubsub.CmdKafkaSubscribe, pubsub.HandlerFunc(h.subscribe))
@@ -35,6 +35,7 @@ type handlers struct {
 	subs    subscriptions
 	members members
 	writes  produceState
+	lane    *brokerLane // the session's turn at the brokers
 }
 
 // Causes of command failures that are not Kafka error codes.
@@ -78,7 +79,7 @@ func (h *handlers) listOffset(ctx context.Context, req *pubsub.Request) (*pb.Pub
 	if err := h.policy.checkRead(topic); err != nil {
 		return fail(err)
 	}
-	ctx, cancel := context.WithTimeout(ctx, h.k.cfg.RequestTimeout.Duration())
+	ctx, cancel := context.WithTimeout(withLane(ctx, h.lane), h.k.cfg.RequestTimeout.Duration())
 	defer cancel()
 	offset, err := h.k.ListOffset(ctx, topic, partition, cmd.GetTimestamp())
 	if err != nil {
@@ -95,7 +96,9 @@ func (h *handlers) fetch(ctx context.Context, req *pubsub.Request) (*pb.PubSubRe
 	if err := h.policy.checkRead(topic); err != nil {
 		return nil, &CommandError{Op: opFetch, Topic: topic, Partition: partition, Cause: err}
 	}
-	ctx, cancel := context.WithTimeout(ctx, h.k.cfg.RequestTimeout.Duration())
+	// A broker fetch reserves its bytes in the reply budget before it is
+	// sent (a wait at the end of the log holds none).
+	ctx, cancel := context.WithTimeout(withReply(withLane(ctx, h.lane), req), h.k.cfg.RequestTimeout.Duration())
 	defer cancel()
 	slab := messageSlabs.Get().(*messageSlab)
 	out := newReply(cmd.GetOffset(), DefaultMaxRecords, int(h.k.cfg.FetchMaxBytes))
@@ -105,6 +108,12 @@ func (h *handlers) fetch(ctx context.Context, req *pubsub.Request) (*pb.PubSubRe
 	if err != nil {
 		slab.release()
 		return nil, &CommandError{Op: opFetch, Topic: topic, Partition: partition, Cause: err}
+	}
+	// Records of the cache are in memory already; the reply built of
+	// them is not, until its bytes are reserved.
+	if err := req.Reserve(ctx, recordsBytes(out.records)); err != nil {
+		slab.release()
+		return nil, &CommandError{Op: opFetch, Topic: topic, Partition: partition, Cause: h.k.cause(ctx, err)}
 	}
 	req.AfterReply(slab.release)
 	return &pb.PubSubResp{Resp: &pb.PubSubResp_KafkaFetchResp{
@@ -198,22 +207,21 @@ func (k *Cluster) confirmCached(ctx context.Context, key readerKey) error {
 
 // read adds to out the records of key from offset on: from the record cache
 // if it holds offset, else from Kafka without waiting. A fetch of the same
-// offset that runs already is waited for and read from the cache.
+// offset that runs already is waited for, up to the cluster's fetch wait
+// (its session may wait for reply budget), and read from the cache.
 func (k *Cluster) read(ctx context.Context, key readerKey, offset int64, out *reply) error {
 	if k.cache.read(key, offset, out) {
 		return nil
 	}
 	done, first := k.fetching.begin(key, offset)
 	if !first {
-		select {
-		case <-done:
-		case <-ctx.Done():
+		if !waitChange(ctx, done, k.cfg.FetchMaxWait.Duration()) {
 			return k.cause(ctx, ctx.Err())
 		}
 		if k.cache.read(key, offset, out) {
 			return nil
 		}
-		return k.fetchWait(ctx, key, offset, 0, out) // it failed, or its records are gone
+		return k.fetchWait(ctx, key, offset, 0, out) // it failed, is slow, or its records are gone
 	}
 	defer k.fetching.end(key, offset)
 	if k.cache.read(key, offset, out) { // a fetch that ended since the first look
@@ -349,7 +357,7 @@ func (k *Cluster) ListOffset(ctx context.Context, topic string, partition int32,
 		rp.Timestamp = timestamp
 		rt.Partitions = []kmsg.ListOffsetsRequestTopicPartition{rp}
 		req.Topics = []kmsg.ListOffsetsRequestTopic{rt}
-		r, err := k.cl.Request(ctx, req)
+		r, err := k.brokerRequest(ctx, -1, req)
 		if err != nil {
 			return 0, k.cause(ctx, err)
 		}
@@ -421,7 +429,7 @@ func (k *Cluster) fetchWait(ctx context.Context, key readerKey, offset int64, wa
 		rp.PartitionMaxBytes = k.cfg.FetchMaxBytes
 		rt.Partitions = []kmsg.FetchRequestTopicPartition{rp}
 		req.Topics = []kmsg.FetchRequestTopic{rt}
-		r, err := k.cl.Broker(int(info.leader)).Request(ctx, req)
+		r, err := k.brokerRequest(ctx, info.leader, req)
 		if err != nil {
 			if attempt == 0 && ctx.Err() == nil {
 				continue // the leader may have moved or gone: look again
@@ -460,4 +468,13 @@ func stale(err error) bool {
 		errors.Is(err, kerr.FencedLeaderEpoch) ||
 		errors.Is(err, kerr.LeaderNotAvailable) ||
 		errors.Is(err, kerr.InconsistentTopicID)
+}
+
+// recordsBytes is the size of recs' keys, values and headers.
+func recordsBytes(recs []*kgo.Record) int {
+	n := 0
+	for _, r := range recs {
+		n += recordBytes(r)
+	}
+	return n
 }

@@ -84,6 +84,10 @@ type Cluster struct {
 	cache *recordCache
 	// fetching runs one broker fetch per partition and offset at a time.
 	fetching fetchGroup
+	// turns share the brokers between sessions.
+	turns brokerTurns
+	// pushes are the recent subscription pushes, encoded once.
+	pushes encodedPushes
 	// prod is the producer of the cluster's sessions, made on first use
 	// (producer); producerClosed is set when the cluster closes.
 	producerMu     sync.Mutex

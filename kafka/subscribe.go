@@ -89,7 +89,7 @@ func (h *handlers) subscribe(ctx context.Context, req *pubsub.Request) (*pb.PubS
 	if err := h.subs.add(req.Sequence(), sub); err != nil {
 		return fail(first, err)
 	}
-	sctx, scancel := context.WithCancel(req.Context())
+	sctx, scancel := context.WithCancel(withLane(req.Context(), h.lane))
 	sub.cancel = scancel
 	ack := &pb.PubSubResp{Resp: &pb.PubSubResp_KafkaSubscribeResp{KafkaSubscribeResp: &pb.KafkaSubscribeResp{Partitions: starts}}}
 	if err := req.Push(sctx, ack); err != nil {
@@ -240,7 +240,7 @@ func (d *delivery) run(ctx context.Context, wg *sync.WaitGroup, release func()) 
 			continue
 		}
 		if len(out.records) > 0 {
-			if !d.pushReply(ctx, out) {
+			if !d.pushCached(ctx, out) {
 				return
 			}
 			continue
@@ -277,9 +277,9 @@ func (d *delivery) catchUp(ctx context.Context, out *reply) error {
 }
 
 // push sends recs (consecutive data records of the partition, in offset
-// order) in pushes of at most maxRecords and the cluster's fetch byte limit,
-// and advances the cursor; it reports whether the session still takes
-// pushes.
+// order, none of them from the record cache) in pushes of at most
+// maxRecords and the cluster's fetch byte limit, and advances the cursor;
+// it reports whether the session still takes pushes.
 func (d *delivery) push(ctx context.Context, recs []*kgo.Record) bool {
 	for len(recs) > 0 {
 		out := newReply(recs[0].Offset, d.maxRecords, int(d.k.cfg.FetchMaxBytes))
@@ -288,25 +288,25 @@ func (d *delivery) push(ctx context.Context, recs []*kgo.Record) bool {
 				break
 			}
 		}
-		if !d.pushReply(ctx, out) {
+		if err := d.req.Push(ctx, pushReply(d.topic, d.partition, out)); err != nil {
 			return false
 		}
+		d.cursor = out.next
 		recs = recs[len(out.records):]
 	}
 	return true
 }
 
-// pushReply sends the records of out in one push and moves the cursor to the
-// offset to ask for next; it reports whether the session still takes
-// pushes.
-func (d *delivery) pushReply(ctx context.Context, out *reply) bool {
-	resp := &pb.PubSubResp{Resp: &pb.PubSubResp_KafkaFetchResp{KafkaFetchResp: &pb.KafkaFetchResp{
-		Messages:   messagesOf(out.records),
-		Topic:      d.topic,
-		Partition:  d.partition,
-		NextOffset: out.next,
-	}}}
-	if err := d.req.Push(ctx, resp); err != nil {
+// pushCached sends the records of out, records of the record cache, in one
+// push encoded once for every subscriber that pushes the same records, and
+// moves the cursor to the offset to ask for next; it reports whether the
+// session still takes pushes.
+func (d *delivery) pushCached(ctx context.Context, out *reply) bool {
+	e, err := d.k.pushes.encode(d.topic, d.partition, out, d.k.cfg.WindowBytes)
+	if err == nil {
+		err = d.req.PushEncoded(ctx, e)
+	}
+	if err != nil {
 		return false
 	}
 	d.cursor = out.next

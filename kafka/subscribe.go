@@ -85,16 +85,20 @@ func (h *handlers) subscribe(ctx context.Context, req *pubsub.Request) (*pb.PubS
 		starts[i] = &pb.KafkaPartitionOffset{Partition: p, Offset: off}
 	}
 
-	sub := &subscription{partitions: len(partitions)}
+	// The subscription is complete before an unsubscribe can find it:
+	// it cancels it and waits for its deliveries.
+	sctx, scancel := context.WithCancel(withLane(req.Context(), h.lane))
+	sub := &subscription{partitions: len(partitions), cancel: scancel}
+	sub.wg.Add(len(starts))
 	if err := h.subs.add(req.Sequence(), sub); err != nil {
+		scancel()
 		return fail(first, err)
 	}
-	sctx, scancel := context.WithCancel(withLane(req.Context(), h.lane))
-	sub.cancel = scancel
 	ack := &pb.PubSubResp{Resp: &pb.PubSubResp_KafkaSubscribeResp{KafkaSubscribeResp: &pb.KafkaSubscribeResp{Partitions: starts}}}
 	if err := req.Push(sctx, ack); err != nil {
 		h.subs.remove(req.Sequence())
 		scancel()
+		sub.wg.Add(-len(starts)) // no delivery starts
 		return nil, nil
 	}
 	maxRecords := int(cmd.GetMaxRecords())
@@ -102,7 +106,6 @@ func (h *handlers) subscribe(ctx context.Context, req *pubsub.Request) (*pb.PubS
 		maxRecords = DefaultMaxRecords
 	}
 	for _, s := range starts {
-		sub.wg.Add(1)
 		d := &delivery{k: h.k, req: req, topic: topic, partition: s.Partition, cursor: s.Offset, maxRecords: maxRecords}
 		go d.run(sctx, &sub.wg, req.Hold())
 	}

@@ -5,7 +5,7 @@ package kafka_test
 // snappy, acks=all, idempotent) writes a JSON event to every partition every
 // few milliseconds while the leaders of a 3-broker kfake move dozens of times
 // (ShufflePartitionLeaders, MoveTopicPartition, and a broker removed and
-// added back on its port). Meanwhile sessions read through the standalone
+// replaced by a new one). Meanwhile sessions read through the standalone
 // server: fetch loops as APISIX clients run them (cmd_kafka_fetch at the last
 // offset + 1, or at next_offset when a reply carries it) and subscriptions,
 // some started before the first record and living through the run, others
@@ -32,7 +32,6 @@ import (
 	"context"
 	"fmt"
 	"math/rand"
-	"net"
 	"os"
 	"strconv"
 	"strings"
@@ -62,10 +61,10 @@ type stressPlan struct {
 // stressPlanFromEnv reads the mode and knobs documented above.
 func stressPlanFromEnv(t *testing.T) stressPlan {
 	plan := stressPlan{partitions: 3, produce: 4 * time.Second, everyWrite: 4 * time.Millisecond,
-		everyMove: 100 * time.Millisecond, catchUp: 30 * time.Second, seeds: []int64{time.Now().UnixNano() % 1e6}}
+		everyMove: 100 * time.Millisecond, catchUp: 15 * time.Second, seeds: []int64{time.Now().UnixNano() % 1e6}}
 	long := os.Getenv("PUBSUB_STRESS") == "long"
 	if long {
-		plan.partitions, plan.produce = 4, time.Minute
+		plan.partitions, plan.produce, plan.catchUp = 4, time.Minute, time.Minute
 		n := 10
 		if s := os.Getenv("PUBSUB_STRESS_SEEDS"); s != "" {
 			var err error
@@ -138,11 +137,10 @@ func (s *stream) failed(err error) {
 
 // stressRun is the state of one seed's run.
 type stressRun struct {
-	t       *testing.T
-	plan    stressPlan
-	kafka   *kfake.Cluster
-	brokers []string
-	srv     *testkit.Server
+	t     *testing.T
+	plan  stressPlan
+	kafka *kfake.Cluster
+	srv   *testkit.Server
 
 	mu      sync.Mutex
 	streams []*stream
@@ -158,12 +156,12 @@ func runLeaderMoves(t *testing.T, plan stressPlan, seed int64) {
 	if err := k.CreateTopic(stressTopic, plan.partitions, nil); err != nil {
 		t.Fatal(err)
 	}
-	run := &stressRun{t: t, plan: plan, kafka: k, brokers: k.ListenAddrs(), finished: make(chan struct{}),
+	run := &stressRun{t: t, plan: plan, kafka: k, finished: make(chan struct{}),
 		acked: make([]map[int64]string, plan.partitions)}
 	for p := range run.acked {
 		run.acked[p] = make(map[int64]string)
 	}
-	run.srv = testkit.StartServer(t, testkit.ClusterYAML(run.brokers, "", ""), nil)
+	run.srv = testkit.StartServer(t, testkit.ClusterYAML(k.ListenAddrs(), "", ""), nil)
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 
@@ -188,19 +186,18 @@ func runLeaderMoves(t *testing.T, plan stressPlan, seed int64) {
 	mid := run.midOffsets(ctx)
 	run.fetchLoops(ctx, "new fetch loop from an offset", func(p int32) int64 { return mid[p] })
 	run.subscribe(ctx, "new subscription from earliest", &pb.CmdKafkaSubscribe{Start: &pb.CmdKafkaSubscribe_Earliest{Earliest: true}})
-
 	records := <-produced
 	close(stopMoves)
 	movesDone := <-moves
 	run.ends = run.endOffsets(ctx)
 	close(run.finished)
-
 	readersDone := make(chan struct{})
 	go func() { run.readers.Wait(); close(readersDone) }()
 	select {
 	case <-readersDone:
 	case <-time.After(plan.catchUp):
 		t.Errorf("seed %d: readers did not reach the end of the log within %v of the last record", seed, plan.catchUp)
+		run.reportStuck()
 		cancel()
 		<-readersDone
 	}
@@ -212,7 +209,7 @@ func runLeaderMoves(t *testing.T, plan stressPlan, seed int64) {
 // plan.produce and returns how many were acknowledged.
 func (run *stressRun) produce(ctx context.Context) int {
 	t := run.t
-	cl, err := kgo.NewClient(kgo.SeedBrokers(run.brokers...), kgo.RecordPartitioner(kgo.ManualPartitioner()))
+	cl, err := kgo.NewClient(kgo.SeedBrokers(run.kafka.ListenAddrs()...), kgo.RecordPartitioner(kgo.ManualPartitioner()))
 	if err != nil {
 		t.Error(err)
 		return 0
@@ -265,37 +262,30 @@ func (run *stressRun) produce(ctx context.Context) int {
 }
 
 // moveLeaders moves partition leaders every plan.everyMove until stop, with
-// choices drawn from rng, and describes what it did. A removed broker is
-// added back on its port at the next move, and before it returns.
+// choices drawn from rng, and describes what it did. Now and then it removes
+// a broker and, at the next move, adds a new one in its place: kfake keeps
+// serving the connections of a removed broker (as a broker that lost its
+// leadership), so the new one gets a new node ID and port, as a replaced
+// machine would. Node 0, the first seed broker, stays.
 func (run *stressRun) moveLeaders(rng *rand.Rand, stop <-chan struct{}) string {
 	t, k := run.t, run.kafka
-	ports := make([]int, len(run.brokers)) // by node ID
-	for i, addr := range run.brokers {
-		_, port, _ := net.SplitHostPort(addr)
-		ports[i], _ = strconv.Atoi(port)
-	}
-	removed := int32(-1)
-	addBack := func() {
-		if removed < 0 {
-			return
-		}
-		if _, _, err := k.AddNode(removed, ports[removed]); err != nil {
-			t.Errorf("adding node %d back on port %d: %v", removed, ports[removed], err)
-		}
-		removed = -1
-	}
-	var shuffles, moves, restarts int
+	live := []int32{0, 1, 2}
+	replace := false // a broker was removed: add one at the next move
+	var shuffles, moves, replaced int
 	tick := time.NewTicker(run.plan.everyMove)
 	defer tick.Stop()
 	for {
 		select {
 		case <-stop:
-			addBack()
-			return fmt.Sprintf("%d leader moves: %d shuffles, %d partition moves, %d brokers removed and added back", shuffles+moves+restarts, shuffles, moves, restarts)
+			if replace {
+				run.addNode(&live)
+			}
+			return fmt.Sprintf("%d leader moves: %d shuffles, %d partition moves, %d brokers replaced (brokers now %v)", shuffles+moves+replaced, shuffles, moves, replaced, live)
 		case <-tick.C:
 		}
-		if removed >= 0 {
-			addBack()
+		if replace {
+			run.addNode(&live)
+			replace = false
 			continue
 		}
 		switch n := rng.Intn(20); {
@@ -304,19 +294,47 @@ func (run *stressRun) moveLeaders(rng *rand.Rand, stop <-chan struct{}) string {
 			shuffles++
 		case n < 17:
 			p := rng.Int31n(run.plan.partitions)
-			to := (k.LeaderFor(stressTopic, p) + 1 + rng.Int31n(int32(len(ports)-1))) % int32(len(ports))
+			leader, to := k.LeaderFor(stressTopic, p), live[rng.Intn(len(live))]
+			for to == leader {
+				to = live[rng.Intn(len(live))]
+			}
 			if err := k.MoveTopicPartition(stressTopic, p, to); err != nil {
 				t.Errorf("moving partition %d to node %d: %v", p, to, err)
 			}
 			moves++
 		default:
-			removed = rng.Int31n(int32(len(ports)))
-			if err := k.RemoveNode(removed); err != nil {
-				t.Errorf("removing node %d: %v", removed, err)
-				removed = -1
+			i := 1 + rng.Intn(len(live)-1)
+			if err := k.RemoveNode(live[i]); err != nil {
+				t.Errorf("removing node %d: %v", live[i], err)
+				continue
 			}
-			restarts++
+			live = append(live[:i], live[i+1:]...)
+			replace = true
+			replaced++
 		}
+	}
+}
+
+// addNode adds a broker with a new node ID and port to the cluster.
+func (run *stressRun) addNode(live *[]int32) {
+	node, _, err := run.kafka.AddNode(-1, 0)
+	if err != nil {
+		run.t.Errorf("adding a broker: %v", err)
+		return
+	}
+	*live = append(*live, node)
+}
+
+// reportStuck names the readers that have not reached the log end.
+func (run *stressRun) reportStuck() {
+	run.mu.Lock()
+	defer run.mu.Unlock()
+	for _, s := range run.streams {
+		s.mu.Lock()
+		if end := run.ends[s.partition]; s.next < end {
+			run.t.Errorf("%s is stuck at offset %d of %d after %d records (%d failed requests, the last: %q; ended early: %q)", s.who, s.next, end, len(s.got), s.errors, s.lastErr, s.finalErr)
+		}
+		s.mu.Unlock()
 	}
 }
 
@@ -356,7 +374,7 @@ func (run *stressRun) midOffsets(ctx context.Context) map[int32]int64 {
 
 // endOffsets returns the log end of every partition, read directly.
 func (run *stressRun) endOffsets(ctx context.Context) []int64 {
-	cl, err := kgo.NewClient(kgo.SeedBrokers(run.brokers...))
+	cl, err := kgo.NewClient(kgo.SeedBrokers(run.kafka.ListenAddrs()...))
 	if err != nil {
 		run.t.Fatal(err)
 	}
@@ -521,7 +539,7 @@ func (run *stressRun) check(seed int64) {
 	var problems problemList
 	logs := make([]*partitionLog, run.plan.partitions)
 	for p := range logs {
-		logs[p] = readLog(t, run.brokers, stressTopic, int32(p), run.ends[p]-1)
+		logs[p] = readLog(t, run.kafka.ListenAddrs(), stressTopic, int32(p), run.ends[p]-1)
 		byOffset := make(map[int64]*kgo.Record, len(logs[p].records))
 		for _, r := range logs[p].records {
 			byOffset[r.Offset] = r
@@ -540,7 +558,11 @@ func (run *stressRun) check(seed int64) {
 		if s.finalErr != "" {
 			problems.add(fmt.Sprintf("%s ended early: %s", s.who, s.finalErr))
 		}
-		problems.add(logs[s.partition].checkStream(s.who, s.start, s.got, true)...)
+		found := logs[s.partition].checkStream(s.who, s.start, s.got, true)
+		if len(found) > 0 {
+			t.Logf("%s: %d records received, %d problems", s.who, len(s.got), len(found))
+		}
+		problems.add(found...)
 		s.mu.Unlock()
 	}
 	if len(problems.items) > 0 {

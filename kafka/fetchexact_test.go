@@ -125,9 +125,8 @@ func (l *partitionLog) nextBound(i int) int64 {
 	return l.end
 }
 
-// checkReply checks a reply to a fetch at offset (or a subscription's first
-// push from offset) against the log and returns the offset the client asks
-// for next. An empty reply before the end of the log must move the client on
+// checkReply checks a reply to a fetch at offset against the log and
+// returns the offset the client asks for next. An empty reply before the end of the log must move the client on
 // with next_offset.
 func (l *partitionLog) checkReply(offset int64, r *pb.KafkaFetchResp) (next int64, err error) {
 	where := fmt.Sprintf("%s/%d at offset %d", l.topic, l.partition, offset)
@@ -190,6 +189,11 @@ func (l *partitionLog) checkStream(who string, start int64, got []*pb.KafkaMessa
 			j := l.from(off)
 			if j >= len(l.records) || l.records[j].Offset != off {
 				report("%s is not a data record of the log (after %s)", describe(m), describeMsg(prev))
+				continue
+			}
+			if j < i {
+				report("%s came before %s, the first one expected", describe(m), l.describeAt(i))
+				prev = m
 				continue
 			}
 			report("after %s came offset %d: %s never delivered", describeMsg(prev), off, l.describeRange(i, j))
@@ -790,4 +794,64 @@ func TestManySessionsReadOnePartitionAtOnce(t *testing.T) {
 	}
 	wg.Wait()
 	p.report(t)
+}
+
+// The checks above must find what they look for: a log with a gap at 3
+// (compacted away) and a stream that misses, repeats and invents records.
+func TestLogChecksFindGapsDuplicatesAndForeignRecords(t *testing.T) {
+	l := &partitionLog{topic: "t", partition: 1, start: 0, end: 7}
+	for _, off := range []int64{0, 1, 2, 4, 5, 6} {
+		l.records = append(l.records, &kgo.Record{Offset: off, Value: fmt.Appendf(nil, "v%d", off)})
+	}
+	msg := func(off int64, value string) *pb.KafkaMessage {
+		return &pb.KafkaMessage{Offset: off, Value: []byte(value), Timestamp: time.Time{}.UnixMilli()}
+	}
+	whole := []*pb.KafkaMessage{msg(0, "v0"), msg(1, "v1"), msg(2, "v2"), msg(4, "v4"), msg(5, "v5"), msg(6, "v6")}
+	if got := l.checkStream("reader", 0, whole, true); len(got) != 0 {
+		t.Fatalf("the whole log: %v", got)
+	}
+	if got := l.checkStream("reader", 3, whole[3:], true); len(got) != 0 {
+		t.Fatalf("the log from the compacted offset 3: %v", got)
+	}
+	for _, tc := range []struct {
+		name string
+		got  []*pb.KafkaMessage
+		want string
+	}{
+		{"gap", []*pb.KafkaMessage{msg(0, "v0"), msg(4, "v4"), msg(5, "v5"), msg(6, "v6")}, "offsets 1-2 (2 records"},
+		{"duplicate", []*pb.KafkaMessage{msg(0, "v0"), msg(1, "v1"), msg(1, "v1"), msg(2, "v2"), msg(4, "v4"), msg(5, "v5"), msg(6, "v6")}, "offset 1 again after 1"},
+		{"wrong value", []*pb.KafkaMessage{msg(0, "v0"), msg(1, "old"), msg(2, "v2"), msg(4, "v4"), msg(5, "v5"), msg(6, "v6")}, `offset 1: value "old", Kafka holds "v1"`},
+		{"a record that is not data", []*pb.KafkaMessage{msg(0, "v0"), msg(1, "v1"), msg(2, "v2"), msg(3, "aborted"), msg(4, "v4"), msg(5, "v5"), msg(6, "v6")}, "offset 3 (value \"aborted\") is not a data record"},
+		{"stopped early", whole[:4], "stopped after offset 4"},
+	} {
+		got := l.checkStream("reader", 0, tc.got, true)
+		if len(got) == 0 || !strings.Contains(strings.Join(got, "\n"), tc.want) {
+			t.Errorf("%s: got %q, want a problem with %q", tc.name, got, tc.want)
+		}
+	}
+
+	for _, tc := range []struct {
+		name   string
+		offset int64
+		reply  *pb.KafkaFetchResp
+		next   int64
+		want   string // "" for a valid reply
+	}{
+		{"from a data record", 1, &pb.KafkaFetchResp{Messages: whole[1:3]}, 3, ""},
+		{"past the gap with next_offset", 3, &pb.KafkaFetchResp{Messages: whole[3:4], NextOffset: 5}, 5, ""},
+		{"empty before the gap's end, with next_offset", 3, &pb.KafkaFetchResp{NextOffset: 4}, 4, ""},
+		{"at the end", 7, &pb.KafkaFetchResp{}, 7, ""},
+		{"past the gap without next_offset", 3, &pb.KafkaFetchResp{Messages: whole[3:4]}, 0, "carries no next_offset"},
+		{"empty before the end", 3, &pb.KafkaFetchResp{}, 0, "the client is stuck"},
+		{"skipping a record", 1, &pb.KafkaFetchResp{Messages: whole[2:3], NextOffset: 3}, 0, "want offset 1"},
+		{"next_offset past a data record", 1, &pb.KafkaFetchResp{Messages: whole[1:2], NextOffset: 4}, 0, "next_offset 4 outside [2, 2]"},
+	} {
+		next, err := l.checkReply(tc.offset, tc.reply)
+		switch {
+		case tc.want == "" && (err != nil || next != tc.next):
+			t.Errorf("%s: got next %d, %v; want %d", tc.name, next, err, tc.next)
+		case tc.want != "" && (err == nil || !strings.Contains(err.Error(), tc.want)):
+			t.Errorf("%s: got %v, want an error with %q", tc.name, err, tc.want)
+		}
+	}
 }

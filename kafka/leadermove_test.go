@@ -179,7 +179,8 @@ func runLeaderMoves(t *testing.T, plan stressPlan, seed int64) {
 	// New sessions, started mid-run.
 	third := time.NewTimer(plan.produce / 3)
 	<-third.C
-	run.fetchLoops(ctx, "new fetch loop from earliest", func(p int32) int64 { return run.listOffset(ctx, p, -2) })
+	lister := run.dial(ctx)
+	run.fetchLoops(ctx, "new fetch loop from earliest", func(p int32) int64 { return run.listOffset(ctx, lister, p, -2) })
 	run.subscribe(ctx, "new subscription from an offset", &pb.CmdKafkaSubscribe{Offsets: run.midOffsets(ctx)})
 	third.Reset(plan.produce / 3)
 	<-third.C
@@ -349,9 +350,8 @@ func (run *stressRun) dial(ctx context.Context) *client.Client {
 }
 
 // listOffset returns an offset of partition p (-2 earliest, -1 latest) as
-// the gateway reports it, retrying while leaders move.
-func (run *stressRun) listOffset(ctx context.Context, p int32, timestamp int64) int64 {
-	c := run.dial(ctx)
+// the gateway reports it to c, retrying while leaders move.
+func (run *stressRun) listOffset(ctx context.Context, c *client.Client, p int32, timestamp int64) int64 {
 	for {
 		off, err := c.ListOffset(ctx, stressTopic, p, timestamp)
 		if err == nil || ctx.Err() != nil {
@@ -365,9 +365,10 @@ func (run *stressRun) listOffset(ctx context.Context, p int32, timestamp int64) 
 // midOffsets returns, per partition, an offset in the middle of what is
 // written so far.
 func (run *stressRun) midOffsets(ctx context.Context) map[int32]int64 {
+	c := run.dial(ctx)
 	mid := make(map[int32]int64)
 	for p := range run.plan.partitions {
-		mid[p] = run.listOffset(ctx, p, -1) / 2
+		mid[p] = run.listOffset(ctx, c, p, -1) / 2
 	}
 	return mid
 }

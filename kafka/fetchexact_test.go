@@ -855,3 +855,51 @@ func TestLogChecksFindGapsDuplicatesAndForeignRecords(t *testing.T) {
 		}
 	}
 }
+
+// next_offset is "the offset to ask for next: the last returned offset + 1,
+// or further on past offsets that hold no data record; 0 when not known".
+// After records it is always known, in fetch replies and in pushes alike.
+func TestRepliesWithRecordsCarryNextOffset(t *testing.T) {
+	k := testkit.Kafka(t)
+	if err := k.CreateTopic("next", 1, nil); err != nil {
+		t.Fatal(err)
+	}
+	brokers := k.ListenAddrs()
+	p := newProducer(t, brokers, "next", 0, kgo.SnappyCompression(), "next")
+	p.batch(20)
+	last := p.batch(20)[19].offset
+	l := readLog(t, brokers, "next", 0, last)
+	c := exactServer(t, brokers).Dial(t, "kafka")
+	ctx := ctx(t)
+	for _, off := range []int64{0, 7, 20, last} {
+		r, err := fetchReply(ctx, c, "next", 0, off)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := l.checkReply(off, r); err != nil {
+			t.Fatal(err)
+		}
+		if msgs := r.GetMessages(); r.GetNextOffset() != msgs[len(msgs)-1].GetOffset()+1 {
+			t.Errorf("fetch at %d: %d records up to %d, next_offset %d", off, len(msgs), msgs[len(msgs)-1].GetOffset(), r.GetNextOffset())
+		}
+	}
+	sub, err := c.Subscribe(ctx, &pb.CmdKafkaSubscribe{Topic: "next", Partitions: []int32{0}, Start: &pb.CmdKafkaSubscribe_Offset{Offset: 3}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for next := int64(3); next <= last; {
+		select {
+		case resp := <-sub.C():
+			msgs := resp.GetKafkaFetchResp().GetMessages()
+			if len(msgs) == 0 {
+				t.Fatalf("push without records: %v", resp)
+			}
+			if n := resp.GetKafkaFetchResp().GetNextOffset(); n != msgs[len(msgs)-1].GetOffset()+1 {
+				t.Errorf("push of %d records up to %d: next_offset %d", len(msgs), msgs[len(msgs)-1].GetOffset(), n)
+			}
+			next = msgs[len(msgs)-1].GetOffset() + 1
+		case <-ctx.Done():
+			t.Fatalf("pushes stopped before offset %d", next)
+		}
+	}
+}

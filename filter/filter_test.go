@@ -3,6 +3,7 @@ package filter
 import (
 	"context"
 	"errors"
+	"log/slog"
 	"net"
 	"net/http"
 	"os"
@@ -18,6 +19,7 @@ import (
 	"github.com/envoy-pubsub/gateway/client"
 	pb "github.com/envoy-pubsub/gateway/proto"
 	"github.com/envoy-pubsub/gateway/pubsub"
+	"github.com/envoy-pubsub/gateway/sessionhost"
 )
 
 // plugin is a filter-level config parsed as Envoy would, with its stats.
@@ -78,12 +80,12 @@ func TestClientTicketIsRemovedOnlyWhenSent(t *testing.T) {
 	p := parsePlugin(t, oneCluster)
 	h := upgradeHeaders()
 	decode(p.cfg, routedTo("kafka"), h)
-	if len(h.mutations) != 1 || h.mutations[0] != "set "+TicketHeader {
+	if len(h.mutations) != 1 || h.mutations[0] != "set "+sessionhost.TicketHeader {
 		t.Errorf("mutations = %v, want only the ticket set", h.mutations)
 	}
 	h = upgradeHeaders("X-PubSub-Ticket", "forged")
 	decode(p.cfg, routedTo("kafka"), h)
-	if len(h.mutations) != 2 || h.mutations[0] != "del "+TicketHeader {
+	if len(h.mutations) != 2 || h.mutations[0] != "del "+sessionhost.TicketHeader {
 		t.Errorf("mutations = %v, want the client ticket removed first", h.mutations)
 	}
 }
@@ -91,22 +93,22 @@ func TestClientTicketIsRemovedOnlyWhenSent(t *testing.T) {
 func TestUpgradeToKafkaClusterGetsATicket(t *testing.T) {
 	p := parsePlugin(t, oneCluster)
 	cb := routedTo("kafka")
-	h := upgradeHeaders(TicketHeader, "forged-by-client", TicketHeader, "another")
+	h := upgradeHeaders(sessionhost.TicketHeader, "forged-by-client", sessionhost.TicketHeader, "another")
 	if st := decode(p.cfg, cb, h); st != api.Continue {
 		t.Fatalf("status = %v, want Continue", st)
 	}
 	if len(cb.replies) != 0 {
 		t.Fatalf("local reply %+v", cb.replies)
 	}
-	got := h.Values(TicketHeader)
+	got := h.Values(sessionhost.TicketHeader)
 	if len(got) != 1 || !ticketFormat.MatchString(got[0]) {
-		t.Fatalf("%s = %q, want one fresh 128-bit ticket", TicketHeader, got)
+		t.Fatalf("%s = %q, want one fresh 128-bit ticket", sessionhost.TicketHeader, got)
 	}
-	g, err := p.cfg.host.tickets.redeem(got[0])
+	g, err := p.cfg.host.Redeem(got[0])
 	if err != nil {
 		t.Fatal(err)
 	}
-	if g.cluster != "kafka" || g.kafka.Brokers[0] != "127.0.0.1:1" || len(g.kafka.Topics) != 2 {
+	if g.Cluster != "kafka" || g.Kafka.Brokers[0] != "127.0.0.1:1" || len(g.Kafka.Topics) != 2 {
 		t.Errorf("grant = %+v", g)
 	}
 	if n := p.stats.value(statTicketsIssued); n != 1 {
@@ -120,7 +122,7 @@ func TestTicketsAreUnique(t *testing.T) {
 	for range 100 {
 		h := upgradeHeaders()
 		decode(p.cfg, routedTo("kafka"), h)
-		v, _ := h.Get(TicketHeader)
+		v, _ := h.Get(sessionhost.TicketHeader)
 		if seen[v] {
 			t.Fatalf("ticket %s issued twice", v)
 		}
@@ -131,7 +133,7 @@ func TestTicketsAreUnique(t *testing.T) {
 func TestKafkaClusterWithoutUpgradeGets426(t *testing.T) {
 	p := parsePlugin(t, oneCluster)
 	cb := routedTo("kafka")
-	h := newHeaders(":method", "GET", ":path", "/kafka", TicketHeader, "client-value")
+	h := newHeaders(":method", "GET", ":path", "/kafka", sessionhost.TicketHeader, "client-value")
 	if st := decode(p.cfg, cb, h); st != api.LocalReply {
 		t.Fatalf("status = %v, want LocalReply", st)
 	}
@@ -152,7 +154,7 @@ func TestKafkaClusterWithoutUpgradeGets426(t *testing.T) {
 func TestOtherClustersPassUntouched(t *testing.T) {
 	p := parsePlugin(t, oneCluster)
 	for _, cb := range []*callbacks{routedTo("web"), routedTo("Kafka"), routedTo("")} {
-		for _, h := range []*requestHeaders{upgradeHeaders(TicketHeader, "client-value"), newHeaders(":path", "/")} {
+		for _, h := range []*requestHeaders{upgradeHeaders(sessionhost.TicketHeader, "client-value"), newHeaders(":path", "/")} {
 			if st := decode(p.cfg, cb, h); st != api.Continue {
 				t.Errorf("cluster %q: status = %v, want Continue", cb.cluster, st)
 			}
@@ -199,13 +201,13 @@ func TestSecretIsReadPerRequestAndCarriedInTheTicket(t *testing.T) {
 	if len(cb.secretReads) != 1 || cb.secretReads[0] != "kafka-app" {
 		t.Errorf("secret reads = %v", cb.secretReads)
 	}
-	v, _ := h.Get(TicketHeader)
-	g, err := p.cfg.host.tickets.redeem(v)
+	v, _ := h.Get(sessionhost.TicketHeader)
+	g, err := p.cfg.host.Redeem(v)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if g.kafka.SASL.Password.Reveal() != "envoy-s3cret-value" || g.kafka.SASL.Username != "app" {
-		t.Errorf("ticket SASL = %+v", g.kafka.SASL)
+	if g.Kafka.SASL.Password.Reveal() != "envoy-s3cret-value" || g.Kafka.SASL.Username != "app" {
+		t.Errorf("ticket SASL = %+v", g.Kafka.SASL)
 	}
 	// The filter-level config keeps no resolved secret.
 	if p.cfg.doc.KafkaClusters["kafka"].SASL.Password != "" {
@@ -217,16 +219,16 @@ func TestSecretIsReadPerRequestAndCarriedInTheTicket(t *testing.T) {
 	cb.secrets["kafka-app"] = "rotated-s3cret-value"
 	h = upgradeHeaders()
 	decode(p.cfg, cb, h)
-	v, _ = h.Get(TicketHeader)
-	if g, _ := p.cfg.host.tickets.redeem(v); g == nil || g.kafka.SASL.Password.Reveal() != "rotated-s3cret-value" {
+	v, _ = h.Get(sessionhost.TicketHeader)
+	if g, _ := p.cfg.host.Redeem(v); g == nil || g.Kafka.SASL.Password.Reveal() != "rotated-s3cret-value" {
 		t.Error("rotated secret not used")
 	}
 
 	cb = routedTo("inline")
 	h = upgradeHeaders()
 	decode(p.cfg, cb, h)
-	v, _ = h.Get(TicketHeader)
-	if g, _ := p.cfg.host.tickets.redeem(v); g == nil || g.kafka.SASL.Password.Reveal() != "inline-s3cret-value" {
+	v, _ = h.Get(sessionhost.TicketHeader)
+	if g, _ := p.cfg.host.Redeem(v); g == nil || g.Kafka.SASL.Password.Reveal() != "inline-s3cret-value" {
 		t.Error("inline password not carried")
 	}
 	assertNoSecretsLogged(t, "envoy-s3cret-value", "rotated-s3cret-value", "inline-s3cret-value")
@@ -235,7 +237,7 @@ func TestSecretIsReadPerRequestAndCarriedInTheTicket(t *testing.T) {
 func TestMissingSecretGets503WithoutTicket(t *testing.T) {
 	p := parsePlugin(t, saslCluster)
 	cb := routedTo("kafka") // the store has no kafka-app
-	h := upgradeHeaders(TicketHeader, "client-value")
+	h := upgradeHeaders(sessionhost.TicketHeader, "client-value")
 	if st := decode(p.cfg, cb, h); st != api.LocalReply {
 		t.Fatalf("status = %v, want LocalReply", st)
 	}
@@ -245,10 +247,10 @@ func TestMissingSecretGets503WithoutTicket(t *testing.T) {
 	if strings.Contains(cb.replies[0].body, "kafka-app") {
 		t.Errorf("503 body names the secret: %q", cb.replies[0].body)
 	}
-	if _, ok := h.Get(TicketHeader); ok {
+	if _, ok := h.Get(sessionhost.TicketHeader); ok {
 		t.Error("client ticket left in place")
 	}
-	if p.cfg.host.tickets.pending() != 0 {
+	if p.cfg.host.Pending() != 0 {
 		t.Error("ticket issued without credentials")
 	}
 	if !strings.Contains(testLog.text(), `secret "kafka-app" not found`) {
@@ -266,42 +268,80 @@ func assertNoSecretsLogged(t *testing.T, secrets ...string) {
 	}
 }
 
+// TestRouteNarrowsClusterTopics runs a session whose ticket went through a
+// virtual host's and a route's lists: every command naming a topic or group
+// is refused for a name one of the levels denies, before any Kafka contact
+// (the cluster's broker does not exist, so a command that got past the
+// policy would fail differently).
 func TestRouteNarrowsClusterTopics(t *testing.T) {
-	p := parsePlugin(t, oneCluster)
+	p := parsePlugin(t, "kafka_clusters:\n  kafka:\n    brokers: ['127.0.0.1:1']\n"+
+		"    topics: [orders, 'audit-*']\n    produce_topics: [orders, 'audit-*']\n    groups: ['web-*']\n")
 	// Virtual host, then route: each level narrows further.
-	merged := p.route(t, "topics: ['audit-*', orders]", "topics: ['audit-eu', 'billing']")
-	h := upgradeHeaders()
-	if st := decode(merged, routedTo("kafka"), h); st != api.Continue {
-		t.Fatalf("status = %v", st)
-	}
-	v, _ := h.Get(TicketHeader)
-	g, err := p.cfg.host.tickets.redeem(v)
+	merged := p.route(t,
+		"{topics: ['audit-*', orders, billing], produce_topics: ['audit-*', billing], groups: ['web-*', app]}",
+		"{topics: ['audit-eu', 'billing'], produce_topics: ['audit-eu', orders], groups: [web-1, app]}")
+	c, err := p.dial(p.ticket(t, merged))
 	if err != nil {
 		t.Fatal(err)
 	}
-	if len(g.routeTopics) != 2 {
-		t.Fatalf("route topics = %v", g.routeTopics)
+	defer c.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	type command struct {
+		build     func(topic, group string) *pb.PubSubReq
+		partition string // as the error names it
 	}
-	reached := map[string]bool{}
-	next := pubsub.HandlerFunc(func(_ context.Context, req *pubsub.Request) (*pb.PubSubResp, error) {
-		reached[req.Msg.GetCmdKafkaFetch().GetTopic()+req.Msg.GetCmdKafkaListOffset().GetTopic()] = true
-		return &pb.PubSubResp{}, nil
-	})
-	h2 := narrowTopics(next, g.routeTopics)
-	for topic, allowed := range map[string]bool{"audit-eu": true, "billing": false, "orders": false, "audit-us": false} {
-		for _, req := range []*pubsub.Request{
-			{Command: pubsub.CmdKafkaFetch, Msg: &pb.PubSubReq{Req: &pb.PubSubReq_CmdKafkaFetch{CmdKafkaFetch: &pb.CmdKafkaFetch{Topic: topic, Partition: 3}}}},
-			{Command: pubsub.CmdKafkaListOffset, Msg: &pb.PubSubReq{Req: &pb.PubSubReq_CmdKafkaListOffset{CmdKafkaListOffset: &pb.CmdKafkaListOffset{Topic: topic, Partition: 3}}}},
-		} {
-			reached = map[string]bool{}
-			_, err := h2.ServePubSub(context.Background(), req)
-			if allowed != (err == nil) || allowed != reached[topic] {
-				t.Errorf("%s %s: err %v, reached %v; want allowed=%v", req.Command, topic, err, reached[topic], allowed)
-			}
-			if !allowed && !strings.HasSuffix(err.Error(), "partition: 3, err: topic not allowed") {
-				t.Errorf("denied error = %q", err)
-			}
+	commands := map[string]command{
+		pubsub.CmdKafkaFetch: {func(topic, _ string) *pb.PubSubReq {
+			return &pb.PubSubReq{Req: &pb.PubSubReq_CmdKafkaFetch{CmdKafkaFetch: &pb.CmdKafkaFetch{Topic: topic, Partition: 3}}}
+		}, "3"},
+		pubsub.CmdKafkaListOffset: {func(topic, _ string) *pb.PubSubReq {
+			return &pb.PubSubReq{Req: &pb.PubSubReq_CmdKafkaListOffset{CmdKafkaListOffset: &pb.CmdKafkaListOffset{Topic: topic, Partition: 3}}}
+		}, "3"},
+		pubsub.CmdKafkaSubscribe: {func(topic, _ string) *pb.PubSubReq {
+			return &pb.PubSubReq{Req: &pb.PubSubReq_CmdKafkaSubscribe{CmdKafkaSubscribe: &pb.CmdKafkaSubscribe{Topic: topic, Partitions: []int32{3}}}}
+		}, "3"},
+		"group subscribe": {func(topic, group string) *pb.PubSubReq {
+			return &pb.PubSubReq{Req: &pb.PubSubReq_CmdKafkaSubscribe{CmdKafkaSubscribe: &pb.CmdKafkaSubscribe{Topic: topic, Group: group}}}
+		}, "-1"},
+		pubsub.CmdKafkaCommit: {func(topic, group string) *pb.PubSubReq {
+			return &pb.PubSubReq{Req: &pb.PubSubReq_CmdKafkaCommit{CmdKafkaCommit: &pb.CmdKafkaCommit{Group: group, Topic: topic, Offsets: []*pb.KafkaPartitionOffset{{Partition: 3}}}}}
+		}, "3"},
+		pubsub.CmdKafkaCommitted: {func(topic, group string) *pb.PubSubReq {
+			return &pb.PubSubReq{Req: &pb.PubSubReq_CmdKafkaCommitted{CmdKafkaCommitted: &pb.CmdKafkaCommitted{Group: group, Topic: topic, Partitions: []int32{3}}}}
+		}, "3"},
+	}
+	refused := func(name string, req *pb.PubSubReq, topic, partition, cause string) {
+		t.Helper()
+		_, err := c.Do(ctx, req)
+		if err == nil || !strings.HasSuffix(err.Error(), "topic: "+topic+", partition: "+partition+", err: "+cause) {
+			t.Errorf("%s %s: %v, want %s", name, topic, err, cause)
 		}
+	}
+	for name, cmd := range commands {
+		// billing: the virtual host denies it; orders and audit-us: the
+		// route does; payments: the cluster does.
+		for _, topic := range []string{"billing", "orders", "audit-us", "payments"} {
+			refused(name, cmd.build(topic, "web-1"), topic, cmd.partition, "topic not allowed")
+		}
+		if name == pubsub.CmdKafkaFetch || name == pubsub.CmdKafkaListOffset || name == pubsub.CmdKafkaSubscribe {
+			continue
+		}
+		// app: the cluster denies it; web-2: the route does.
+		for _, group := range []string{"app", "web-2"} {
+			refused(name, cmd.build("audit-eu", group), "audit-eu", cmd.partition, "group not allowed")
+		}
+	}
+	// Producing: billing is readable but the route does not let it be
+	// written, orders the virtual host does not, audit-us the route.
+	for _, topic := range []string{"billing", "orders", "audit-us", "payments"} {
+		refused(pubsub.CmdKafkaProduce, &pb.PubSubReq{Req: &pb.PubSubReq_CmdKafkaProduce{CmdKafkaProduce: &pb.CmdKafkaProduce{
+			Topic: topic, Partition: 3, Records: []*pb.KafkaRecord{{Value: []byte("v")}},
+		}}}, topic, "3", "topic not allowed")
+	}
+	// Allowed by every level: the command reaches for the broker.
+	if _, err := c.Do(ctx, commands[pubsub.CmdKafkaListOffset].build("audit-eu", "")); err == nil || strings.Contains(err.Error(), "not allowed") {
+		t.Errorf("list offset of an allowed topic: %v, want a broker error", err)
 	}
 }
 
@@ -344,43 +384,6 @@ func TestTicketBoundRefusesWith503(t *testing.T) {
 	}
 }
 
-func TestTicketStore(t *testing.T) {
-	now := time.Unix(1000, 0)
-	s := newTicketStore(func() time.Time { return now })
-	g := &grant{cluster: "kafka"}
-	a, _ := s.issue(g, 10*time.Second, 2)
-	b, _ := s.issue(g, 10*time.Second, 2)
-	if _, err := s.issue(g, 10*time.Second, 2); !errors.Is(err, errTicketsFull) {
-		t.Fatalf("third issue: %v, want errTicketsFull", err)
-	}
-	if got, err := s.redeem(a); err != nil || got != g {
-		t.Fatalf("redeem = %v, %v", got, err)
-	}
-	if _, err := s.redeem(a); !errors.Is(err, errTicketReused) {
-		t.Errorf("reuse: %v", err)
-	}
-	if _, err := s.redeem("00000000000000000000000000000000"); !errors.Is(err, errTicketUnknown) {
-		t.Errorf("forged: %v", err)
-	}
-	if _, err := s.redeem(""); !errors.Is(err, errTicketMissing) {
-		t.Errorf("missing: %v", err)
-	}
-	now = now.Add(10 * time.Second)
-	if _, err := s.redeem(b); !errors.Is(err, errTicketExpired) {
-		t.Errorf("expired: %v", err)
-	}
-	// Expired tickets are purged when the store is full.
-	c, _ := s.issue(g, time.Second, 2)
-	s.issue(g, time.Second, 2)
-	now = now.Add(time.Second)
-	if _, err := s.issue(g, time.Second, 2); err != nil {
-		t.Errorf("issue after expiry: %v", err)
-	}
-	if _, err := s.redeem(c); !errors.Is(err, errTicketUnknown) {
-		t.Errorf("purged ticket: %v", err)
-	}
-}
-
 // dial opens a session on the plugin's socket with ticket.
 func (p *plugin) dial(ticket string) (*client.Client, error) {
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
@@ -400,7 +403,7 @@ func (p *plugin) ticket(t *testing.T, cfg interface{}) string {
 	if st := decode(cfg, routedTo("kafka"), h); st != api.Continue {
 		t.Fatalf("status %v", st)
 	}
-	v, _ := h.Get(TicketHeader)
+	v, _ := h.Get(sessionhost.TicketHeader)
 	return v
 }
 
@@ -456,7 +459,7 @@ func TestSessionServerRedeemsTicketsOnce(t *testing.T) {
 		t.Errorf("list offset error counter = %d", n)
 	}
 	logs := testLog.text()
-	for _, reason := range []string{errTicketReused.Error(), errTicketUnknown.Error(), errTicketMissing.Error()} {
+	for _, reason := range []string{sessionhost.ErrTicketReused.Error(), sessionhost.ErrTicketUnknown.Error(), sessionhost.ErrTicketMissing.Error()} {
 		if !strings.Contains(logs, "upgrade refused") || !strings.Contains(logs, reason) {
 			t.Errorf("refusal %q not logged", reason)
 		}
@@ -506,39 +509,12 @@ func TestConfigUpdateKeepsSessionsAndLastDestroyDrains(t *testing.T) {
 	}
 }
 
-func TestStaleSocketIsReplaced(t *testing.T) {
-	sock := socketPath(t)
-	ln, err := net.Listen("unix", sock)
-	if err != nil {
-		t.Fatal(err)
-	}
-	ln.(*net.UnixListener).SetUnlinkOnClose(false)
-	ln.Close() // the file stays, nothing answers: a crashed process's socket
-	p := parsePluginAt(t, sock, oneCluster)
-	c, err := p.dial(p.ticket(t, p.cfg))
-	if err != nil {
-		t.Fatal(err)
-	}
-	c.Close()
-}
-
-func TestListenerInUseOrNotASocketIsRejected(t *testing.T) {
-	sock := socketPath(t)
-	ln, err := net.Listen("unix", sock)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	_, err = (&Parser{}).Parse(typedStruct(t, "listener: "+sock), newConfigCallbacks())
-	if err == nil || !strings.Contains(err.Error(), "in use") {
-		t.Errorf("live socket: %v", err)
-	}
-
+func TestListenerThatIsNotASocketIsRejected(t *testing.T) {
 	file := socketPath(t)
 	if err := os.WriteFile(file, []byte("x"), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	_, err = (&Parser{}).Parse(typedStruct(t, "listener: "+file), newConfigCallbacks())
+	_, err := (&Parser{}).Parse(typedStruct(t, "listener: "+file), newConfigCallbacks())
 	if err == nil || !strings.Contains(err.Error(), "not a socket") {
 		t.Errorf("regular file: %v", err)
 	}
@@ -549,14 +525,13 @@ func TestListenerInUseOrNotASocketIsRejected(t *testing.T) {
 
 func TestMetricsOfDestroyedConfigNeverPanic(t *testing.T) {
 	stats := newConfigCallbacks()
-	var o observer
-	o.use(defineMetrics(stats))
+	m := defineMetrics(stats)
 	stats.destroy()
-	o.SessionStarted()
-	o.Command(pubsub.CmdPing, errors.New("x"))
-	o.Refused(401)
-	o.ticketRejected()
-	o.SessionEnded()
+	m.SessionStarted(1)
+	m.Command(pubsub.CmdPing, errors.New("x"))
+	m.Refused(401)
+	m.TicketRejected()
+	m.SessionEnded(0)
 }
 
 func TestExpiredTicketIsRefused(t *testing.T) {
@@ -568,7 +543,7 @@ func TestExpiredTicketIsRefused(t *testing.T) {
 	if n := p.stats.value(statTicketsRejected); n != 1 {
 		t.Errorf("%s = %d, want 1", statTicketsRejected, n)
 	}
-	if !strings.Contains(testLog.text(), errTicketExpired.Error()) {
+	if !strings.Contains(testLog.text(), sessionhost.ErrTicketExpired.Error()) {
 		t.Error("expiry not logged")
 	}
 }
@@ -582,16 +557,6 @@ func TestMaxSessionsRefusesWith503(t *testing.T) {
 	defer c.Close()
 	_, err = p.dial(p.ticket(t, p.cfg))
 	wantStatus(t, err, http.StatusServiceUnavailable)
-}
-
-func TestAbstractSocketListener(t *testing.T) {
-	name := "@pubsub-filter-test-" + strings.ReplaceAll(time.Now().Format("150405.000000000"), ".", "")
-	p := parsePluginAt(t, name, oneCluster)
-	c, err := p.dial(p.ticket(t, p.cfg))
-	if err != nil {
-		t.Fatal(err)
-	}
-	c.Close()
 }
 
 func TestLimitsAndStatsFollowTheNewestLiveConfig(t *testing.T) {
@@ -635,5 +600,34 @@ func waitClosedWith(t *testing.T, c *client.Client, code ws.StatusCode) {
 	var ce client.CloseError
 	if err := c.Err(); !errors.As(err, &ce) || ce.Code != code {
 		t.Errorf("session ended with %v, want close %d", err, code)
+	}
+}
+
+func TestUpgradeAfterAnotherProcessTookTheSocketOverGets503(t *testing.T) {
+	p := parsePlugin(t, oneCluster)
+	// A second Envoy process (hot restart) with the same listener issues
+	// its first ticket: the socket path is its own from then on.
+	successor := sessionhost.NewHosts(slog.New(slog.DiscardHandler))
+	m := defineMetrics(newConfigCallbacks())
+	h, err := successor.Acquire(p.cfg.doc, m)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { successor.Release(h, m) })
+	if _, err := h.Issue(&sessionhost.Grant{Cluster: "kafka", Kafka: p.cfg.doc.KafkaClusters["kafka"]}, time.Minute, 10); err != nil {
+		t.Fatal(err)
+	}
+
+	cb := routedTo("kafka")
+	hdr := upgradeHeaders()
+	if st := decode(p.cfg, cb, hdr); st != api.LocalReply || len(cb.replies) != 1 || cb.replies[0].status != http.StatusServiceUnavailable || cb.replies[0].body != bodyHostMoved {
+		t.Fatalf("status %v replies %+v, want a 503 saying a newer Envoy serves sessions", st, cb.replies)
+	}
+	if _, ok := hdr.Get(sessionhost.TicketHeader); ok {
+		t.Error("ticket set on a refused upgrade")
+	}
+	// Other clusters still pass untouched.
+	if st := decode(p.cfg, routedTo("web"), upgradeHeaders()); st != api.Continue {
+		t.Errorf("other cluster: status %v", st)
 	}
 }

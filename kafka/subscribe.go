@@ -51,6 +51,9 @@ type subscription struct {
 // the records of every partition as they arrive.
 func (h *handlers) subscribe(ctx context.Context, req *pubsub.Request) (*pb.PubSubResp, error) {
 	cmd := req.Msg.GetCmdKafkaSubscribe()
+	if cmd.GetGroup() != "" {
+		return h.subscribeGroup(ctx, req)
+	}
 	topic, partitions := cmd.GetTopic(), slices.Clone(cmd.GetPartitions())
 	fail := func(partition int32, cause error) (*pb.PubSubResp, error) {
 		return nil, &CommandError{Op: opSubscribe, Topic: topic, Partition: partition, Cause: cause}
@@ -59,8 +62,8 @@ func (h *handlers) subscribe(ctx context.Context, req *pubsub.Request) (*pb.PubS
 	if len(partitions) > 0 {
 		first = partitions[0]
 	}
-	if !allowed(h.topics, topic) {
-		return fail(first, ErrTopicNotAllowed)
+	if err := h.policy.checkRead(topic); err != nil {
+		return fail(first, err)
 	}
 	lctx, cancel := context.WithTimeout(ctx, h.k.cfg.RequestTimeout.Duration())
 	defer cancel()

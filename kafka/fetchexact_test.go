@@ -488,8 +488,8 @@ type producedRecord struct {
 	value  []byte
 }
 
-// producer writes batches to one partition of a kfake cluster.
-type producer struct {
+// batchProducer writes batches to one partition of a kfake cluster.
+type batchProducer struct {
 	t         *testing.T
 	cl        *kgo.Client
 	topic     string
@@ -498,10 +498,10 @@ type producer struct {
 	n         int
 }
 
-// newProducer returns a producer whose every Flush writes one batch,
+// newBatchProducer returns a producer whose every Flush writes one batch,
 // compressed with codec when it makes the batch smaller. Extra options make
 // it transactional.
-func newProducer(t *testing.T, brokers []string, topic string, partition int32, codec kgo.CompressionCodec, name string, opts ...kgo.Opt) *producer {
+func newBatchProducer(t *testing.T, brokers []string, topic string, partition int32, codec kgo.CompressionCodec, name string, opts ...kgo.Opt) *batchProducer {
 	t.Helper()
 	cl, err := kgo.NewClient(append([]kgo.Opt{
 		kgo.SeedBrokers(brokers...),
@@ -513,12 +513,12 @@ func newProducer(t *testing.T, brokers []string, topic string, partition int32, 
 		t.Fatal(err)
 	}
 	t.Cleanup(cl.Close)
-	return &producer{t: t, cl: cl, topic: topic, partition: partition, name: name}
+	return &batchProducer{t: t, cl: cl, topic: topic, partition: partition, name: name}
 }
 
 // batch writes n JSON events as one batch; every third has no key, every
 // fourth has headers. It returns what was acknowledged.
-func (p *producer) batch(n int) []producedRecord {
+func (p *batchProducer) batch(n int) []producedRecord {
 	p.t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancel()
@@ -579,7 +579,7 @@ var codecs = []struct {
 func produceEveryCodec(t *testing.T, brokers []string, topic string, partition int32, sizes []int) int64 {
 	last := int64(-1)
 	for _, c := range codecs {
-		p := newProducer(t, brokers, topic, partition, c.codec, c.name)
+		p := newBatchProducer(t, brokers, topic, partition, c.codec, c.name)
 		for _, n := range sizes {
 			acked := p.batch(n)
 			last = acked[len(acked)-1].offset
@@ -608,8 +608,8 @@ func TestFetchSkipsControlRecordsAndAbortedTransactions(t *testing.T) {
 		t.Fatal(err)
 	}
 	brokers := k.ListenAddrs()
-	plain := newProducer(t, brokers, "txn", 0, kgo.SnappyCompression(), "plain")
-	txn := newProducer(t, brokers, "txn", 0, kgo.Lz4Compression(), "txn", kgo.TransactionalID("proof-txn"))
+	plain := newBatchProducer(t, brokers, "txn", 0, kgo.SnappyCompression(), "plain")
+	txn := newBatchProducer(t, brokers, "txn", 0, kgo.Lz4Compression(), "txn", kgo.TransactionalID("proof-txn"))
 	ctx := ctx(t)
 	transaction := func(commit bool, steps ...func()) {
 		t.Helper()
@@ -654,7 +654,7 @@ func TestFetchAfterCompaction(t *testing.T) {
 		t.Fatal(err)
 	}
 	brokers := k.ListenAddrs()
-	p := newProducer(t, brokers, "compacted", 0, kgo.ZstdCompression(), "compact")
+	p := newBatchProducer(t, brokers, "compacted", 0, kgo.ZstdCompression(), "compact")
 	var last int64
 	for _, n := range []int{12, 30, 3, 25, 8} {
 		acked := p.batch(n)
@@ -720,7 +720,7 @@ func TestFetchAfterTheTopicIsRecreated(t *testing.T) {
 		t.Fatal(err)
 	}
 	brokers := k.ListenAddrs()
-	old := newProducer(t, brokers, "recreated", 0, kgo.GzipCompression(), "old")
+	old := newBatchProducer(t, brokers, "recreated", 0, kgo.GzipCompression(), "old")
 	old.batch(30)
 	oldLast := old.batch(20)[19].offset
 	srv := exactServer(t, brokers)
@@ -739,7 +739,7 @@ func TestFetchAfterTheTopicIsRecreated(t *testing.T) {
 	if err := k.CreateTopic("recreated", 1, nil); err != nil {
 		t.Fatal(err)
 	}
-	fresh := newProducer(t, brokers, "recreated", 0, kgo.ZstdCompression(), "new")
+	fresh := newBatchProducer(t, brokers, "recreated", 0, kgo.ZstdCompression(), "new")
 	fresh.batch(15)
 	last := fresh.batch(45)[44].offset
 	l := readLog(t, brokers, "recreated", 0, last)
@@ -865,7 +865,7 @@ func TestRepliesWithRecordsCarryNextOffset(t *testing.T) {
 		t.Fatal(err)
 	}
 	brokers := k.ListenAddrs()
-	p := newProducer(t, brokers, "next", 0, kgo.SnappyCompression(), "next")
+	p := newBatchProducer(t, brokers, "next", 0, kgo.SnappyCompression(), "next")
 	p.batch(20)
 	last := p.batch(20)[19].offset
 	l := readLog(t, brokers, "next", 0, last)

@@ -254,7 +254,7 @@ func sameRecord(m *pb.KafkaMessage, r *kgo.Record) string {
 	case m.GetOffset() != r.Offset:
 		return fmt.Sprintf("got %s, want offset %d", describe(m), r.Offset)
 	case !bytes.Equal(m.GetValue(), r.Value):
-		return fmt.Sprintf("offset %d: value %q, Kafka holds %q", r.Offset, clip(m.GetValue()), clip(r.Value))
+		return fmt.Sprintf("offset %d: %s", r.Offset, valueDiff(m.GetValue(), r.Value))
 	case !bytes.Equal(m.GetKey(), r.Key):
 		return fmt.Sprintf("offset %d: key %q, Kafka holds %q", r.Offset, m.GetKey(), r.Key)
 	case m.GetTimestamp() != r.Timestamp.UnixMilli():
@@ -268,6 +268,16 @@ func sameRecord(m *pb.KafkaMessage, r *kgo.Record) string {
 		}
 	}
 	return ""
+}
+
+// valueDiff shows where a delivered value first differs from Kafka's.
+func valueDiff(got, want []byte) string {
+	i := 0
+	for i < len(got) && i < len(want) && got[i] == want[i] {
+		i++
+	}
+	from := max(i-16, 0)
+	return fmt.Sprintf("value differs from byte %d: got ...%q, Kafka holds ...%q", i, clip(got[from:]), clip(want[from:]))
 }
 
 func describe(m *pb.KafkaMessage) string {
@@ -820,7 +830,7 @@ func TestLogChecksFindGapsDuplicatesAndForeignRecords(t *testing.T) {
 	}{
 		{"gap", []*pb.KafkaMessage{msg(0, "v0"), msg(4, "v4"), msg(5, "v5"), msg(6, "v6")}, "offsets 1-2 (2 records"},
 		{"duplicate", []*pb.KafkaMessage{msg(0, "v0"), msg(1, "v1"), msg(1, "v1"), msg(2, "v2"), msg(4, "v4"), msg(5, "v5"), msg(6, "v6")}, "offset 1 again after 1"},
-		{"wrong value", []*pb.KafkaMessage{msg(0, "v0"), msg(1, "old"), msg(2, "v2"), msg(4, "v4"), msg(5, "v5"), msg(6, "v6")}, `offset 1: value "old", Kafka holds "v1"`},
+		{"wrong value", []*pb.KafkaMessage{msg(0, "v0"), msg(1, "old"), msg(2, "v2"), msg(4, "v4"), msg(5, "v5"), msg(6, "v6")}, `offset 1: value differs from byte 0: got ..."old", Kafka holds ..."v1"`},
 		{"a record that is not data", []*pb.KafkaMessage{msg(0, "v0"), msg(1, "v1"), msg(2, "v2"), msg(3, "aborted"), msg(4, "v4"), msg(5, "v5"), msg(6, "v6")}, "offset 3 (value \"aborted\") is not a data record"},
 		{"stopped early", whole[:4], "stopped after offset 4"},
 	} {

@@ -17,8 +17,8 @@ package kafka_test
 // By default one short run (a few seconds) takes part in `go test`. The long
 // mode is for local use:
 //
-//	PUBSUB_STRESS=long            many seeds of a minute each
-//	PUBSUB_STRESS_SEEDS=N         the number of seeds of the long mode (default 10)
+//	PUBSUB_STRESS=long            seeds 1..N, a minute each, on 4 partitions
+//	PUBSUB_STRESS_SEEDS=N         N in the long mode (default 10)
 //	PUBSUB_STRESS_DURATION=D      how long each seed produces (default 4s, long 60s)
 //	PUBSUB_STRESS_SEED=S          run seed S only (the seed picks the moves; the
 //	                              failure report names it)
@@ -62,8 +62,7 @@ type stressPlan struct {
 func stressPlanFromEnv(t *testing.T) stressPlan {
 	plan := stressPlan{partitions: 3, produce: 4 * time.Second, everyWrite: 4 * time.Millisecond,
 		everyMove: 100 * time.Millisecond, catchUp: 15 * time.Second, seeds: []int64{time.Now().UnixNano() % 1e6}}
-	long := os.Getenv("PUBSUB_STRESS") == "long"
-	if long {
+	if os.Getenv("PUBSUB_STRESS") == "long" {
 		plan.partitions, plan.produce, plan.catchUp = 4, time.Minute, time.Minute
 		n := 10
 		if s := os.Getenv("PUBSUB_STRESS_SEEDS"); s != "" {

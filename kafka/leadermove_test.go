@@ -8,9 +8,11 @@ package kafka_test
 // replaced by a new one). Meanwhile sessions read through the standalone
 // server: fetch loops as APISIX clients run them (cmd_kafka_fetch at the last
 // offset + 1, or at next_offset when a reply carries it) and subscriptions,
-// some started before the first record and living through the run, others
-// started mid-run from the earliest offset and from an offset inside the
-// log. Afterwards every reader's records are checked against the log read
+// some started before the first record and living through the run (one
+// fetch loop and one subscriber among them stop reading for a while, so that
+// they fall behind the shared readers' small window and read Kafka on their
+// own), others started mid-run from the earliest offset and from an offset
+// inside the log. Afterwards every reader's records are checked against the log read
 // directly with franz-go, and the log against what the producer was
 // acknowledged: every offset exactly once, in order, with its value.
 //
@@ -36,6 +38,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -148,6 +151,28 @@ type stressRun struct {
 	ends     []int64       // the log end of each partition once production stopped
 	finished chan struct{} // closed when ends is set
 	readers  sync.WaitGroup
+
+	pausing atomic.Bool   // paused readers stop reading
+	resume  chan struct{} // closed when paused readers go on
+}
+
+// maxPause bounds how long paused readers stop reading, well within the
+// session's push_stall_timeout (10 s), so that a paused subscriber is slow,
+// not closed.
+const maxPause = 5 * time.Second
+
+// stressWindowBytes is the shared readers' window in the stress run: small,
+// so that a paused reader falls behind it.
+const stressWindowBytes = 64 << 10
+
+// holdIfPaused blocks a paused reader while the pause lasts.
+func (run *stressRun) holdIfPaused(ctx context.Context) {
+	if run.pausing.Load() {
+		select {
+		case <-run.resume:
+		case <-ctx.Done():
+		}
+	}
 }
 
 func runLeaderMoves(t *testing.T, plan stressPlan, seed int64) {
@@ -155,19 +180,24 @@ func runLeaderMoves(t *testing.T, plan stressPlan, seed int64) {
 	if err := k.CreateTopic(stressTopic, plan.partitions, nil); err != nil {
 		t.Fatal(err)
 	}
-	run := &stressRun{t: t, plan: plan, kafka: k, finished: make(chan struct{}),
+	run := &stressRun{t: t, plan: plan, kafka: k, finished: make(chan struct{}), resume: make(chan struct{}),
 		acked: make([]map[int64]string, plan.partitions)}
 	for p := range run.acked {
 		run.acked[p] = make(map[int64]string)
 	}
-	run.srv = testkit.StartServer(t, testkit.ClusterYAML(k.ListenAddrs(), "", ""), nil)
+	run.srv = testkit.StartServer(t, testkit.ClusterYAML(k.ListenAddrs(), fmt.Sprintf("    window_bytes: %d\n", stressWindowBytes), ""), nil)
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 
 	// Old sessions: they start before the first record and live through
 	// the run.
-	run.fetchLoops(ctx, "old fetch loop", func(int32) int64 { return 0 })
-	run.subscribe(ctx, "old subscription", &pb.CmdKafkaSubscribe{Start: &pb.CmdKafkaSubscribe_Earliest{Earliest: true}})
+	earliest := func() *pb.CmdKafkaSubscribe {
+		return &pb.CmdKafkaSubscribe{Start: &pb.CmdKafkaSubscribe_Earliest{Earliest: true}}
+	}
+	run.fetchLoops(ctx, "old fetch loop", false, func(int32) int64 { return 0 })
+	run.fetchLoops(ctx, "old paused fetch loop", true, func(int32) int64 { return 0 })
+	run.subscribe(ctx, "old subscription", false, earliest())
+	run.subscribe(ctx, "old paused subscription", true, earliest())
 
 	moves := make(chan string, 1)
 	produced := make(chan int, 1)
@@ -175,17 +205,19 @@ func runLeaderMoves(t *testing.T, plan stressPlan, seed int64) {
 	go func() { moves <- run.moveLeaders(rand.New(rand.NewSource(seed)), stopMoves) }()
 	go func() { produced <- run.produce(ctx) }()
 
-	// New sessions, started mid-run.
+	// New sessions, started mid-run, while the paused readers stop.
 	third := time.NewTimer(plan.produce / 3)
 	<-third.C
+	run.pausing.Store(true)
+	time.AfterFunc(min(plan.produce/3, maxPause), func() { close(run.resume) })
 	lister := run.dial(ctx)
-	run.fetchLoops(ctx, "new fetch loop from earliest", func(p int32) int64 { return run.listOffset(ctx, lister, p, -2) })
-	run.subscribe(ctx, "new subscription from an offset", &pb.CmdKafkaSubscribe{Offsets: run.midOffsets(ctx)})
+	run.fetchLoops(ctx, "new fetch loop from earliest", false, func(p int32) int64 { return run.listOffset(ctx, lister, p, -2) })
+	run.subscribe(ctx, "new subscription from an offset", false, &pb.CmdKafkaSubscribe{Offsets: run.midOffsets(ctx)})
 	third.Reset(plan.produce / 3)
 	<-third.C
 	mid := run.midOffsets(ctx)
-	run.fetchLoops(ctx, "new fetch loop from an offset", func(p int32) int64 { return mid[p] })
-	run.subscribe(ctx, "new subscription from earliest", &pb.CmdKafkaSubscribe{Start: &pb.CmdKafkaSubscribe_Earliest{Earliest: true}})
+	run.fetchLoops(ctx, "new fetch loop from an offset", false, func(p int32) int64 { return mid[p] })
+	run.subscribe(ctx, "new subscription from earliest", false, earliest())
 	records := <-produced
 	close(stopMoves)
 	movesDone := <-moves
@@ -406,8 +438,9 @@ func (run *stressRun) caughtUp(p int32, next int64) bool {
 }
 
 // fetchLoops starts, in one new session, a fetch loop per partition from
-// the offset start returns, each reading until it reaches the log end.
-func (run *stressRun) fetchLoops(ctx context.Context, who string, start func(int32) int64) {
+// the offset start returns, each reading until it reaches the log end
+// (paused ones stop during the pause).
+func (run *stressRun) fetchLoops(ctx context.Context, who string, paused bool, start func(int32) int64) {
 	c := run.dial(ctx)
 	for p := range run.plan.partitions {
 		s := newStream(who, p, start(p))
@@ -416,6 +449,9 @@ func (run *stressRun) fetchLoops(ctx context.Context, who string, start func(int
 		go func() {
 			defer run.readers.Done()
 			for off := s.start; !run.caughtUp(p, off) && ctx.Err() == nil; {
+				if paused {
+					run.holdIfPaused(ctx)
+				}
 				r, err := fetchReply(ctx, c, stressTopic, p, off)
 				if err != nil {
 					s.failed(err) // an APISIX client retries
@@ -436,8 +472,9 @@ func (run *stressRun) fetchLoops(ctx context.Context, who string, start func(int
 }
 
 // subscribe starts, in one new session, a subscription to every partition
-// and collects its pushes until each partition reaches the log end.
-func (run *stressRun) subscribe(ctx context.Context, who string, cmd *pb.CmdKafkaSubscribe) {
+// and collects its pushes until each partition reaches the log end (paused
+// ones stop reading during the pause).
+func (run *stressRun) subscribe(ctx context.Context, who string, paused bool, cmd *pb.CmdKafkaSubscribe) {
 	c := run.dial(ctx)
 	cmd.Topic = stressTopic
 	sub, err := c.Subscribe(ctx, cmd)
@@ -467,6 +504,9 @@ func (run *stressRun) subscribe(ctx context.Context, who string, cmd *pb.CmdKafk
 		defer run.readers.Done()
 		finished := run.finished
 		for !done() {
+			if paused {
+				run.holdIfPaused(ctx)
+			}
 			select {
 			case resp, ok := <-sub.C():
 				if !ok {

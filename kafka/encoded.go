@@ -1,7 +1,6 @@
 package kafka
 
 import (
-	"context"
 	"sync"
 
 	"github.com/twmb/franz-go/pkg/kgo"
@@ -10,12 +9,12 @@ import (
 	"github.com/envoy-pubsub/gateway/pubsub"
 )
 
-// Pushes of records from a shared reader's window are encoded once for all
-// the subscribers that deliver the same records: subscribers that keep up
-// read the same slice of the window after each append, so they push the
-// same records in the same grouping. A push is known by the window's first
-// record (its address, so a topic deleted and made again does not match)
-// and the number of records.
+// Pushes of records from the record cache are encoded once for all the
+// subscribers that deliver the same records: subscribers that keep up read
+// the same run of the cache after each poll of the shared reader, so they
+// push the same records in the same grouping. A push is known by its first
+// record (its address, so a topic deleted and made again does not match),
+// the number of records and the offset to ask for next.
 
 // maxEncodedPushes bounds the encoded pushes a cluster keeps; their bytes
 // are bounded by the cluster's window_bytes. A push still queued for some
@@ -31,10 +30,11 @@ type encodedPushes struct {
 	bytes int
 }
 
-// pushKey names the records of one push.
+// pushKey names one push.
 type pushKey struct {
 	first *kgo.Record
 	n     int
+	next  int64
 }
 
 // encodedPush is one push, encoded by the first subscriber that needs it.
@@ -44,29 +44,21 @@ type encodedPush struct {
 	err  error
 }
 
-// pushReply is the push of recs of topic/partition to a subscriber.
-func pushReply(topic string, partition int32, recs []*kgo.Record) *pb.PubSubResp {
+// pushReply is the push of out's records of topic/partition to a
+// subscriber.
+func pushReply(topic string, partition int32, out *reply) *pb.PubSubResp {
 	return &pb.PubSubResp{Resp: &pb.PubSubResp_KafkaFetchResp{KafkaFetchResp: &pb.KafkaFetchResp{
-		Messages:  messagesOf(recs),
-		Topic:     topic,
-		Partition: partition,
+		Messages:   messagesOf(out.records),
+		Topic:      topic,
+		Partition:  partition,
+		NextOffset: out.next,
 	}}}
 }
 
-// pushWindowed pushes recs, records of the shared reader's window, encoded
-// once for every subscriber that pushes the same records.
-func (d *delivery) pushWindowed(ctx context.Context, recs []*kgo.Record) error {
-	e, err := d.k.pushes.encode(d.topic, d.partition, recs, d.k.cfg.WindowBytes)
-	if err != nil {
-		return err
-	}
-	return d.req.PushEncoded(ctx, e)
-}
-
-// encode returns the encoded push of recs, encoding it on first use and
-// keeping at most maxEncodedPushes of maxBytes in all.
-func (p *encodedPushes) encode(topic string, partition int32, recs []*kgo.Record, maxBytes int) (*pubsub.EncodedReply, error) {
-	key := pushKey{recs[0], len(recs)}
+// encode returns the encoded push of out (at least one record), encoding it
+// on first use and keeping at most maxEncodedPushes of maxBytes in all.
+func (p *encodedPushes) encode(topic string, partition int32, out *reply, maxBytes int) (*pubsub.EncodedReply, error) {
+	key := pushKey{out.records[0], len(out.records), out.next}
 	p.mu.Lock()
 	ep := p.byKey[key]
 	if ep == nil {
@@ -79,7 +71,7 @@ func (p *encodedPushes) encode(topic string, partition int32, recs []*kgo.Record
 	}
 	p.mu.Unlock()
 	ep.once.Do(func() {
-		ep.e, ep.err = pubsub.EncodeReply(pushReply(topic, partition, recs))
+		ep.e, ep.err = pubsub.EncodeReply(pushReply(topic, partition, out))
 		if ep.err == nil {
 			p.added(ep.e.Len(), maxBytes)
 		}

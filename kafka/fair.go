@@ -194,7 +194,7 @@ func (k *Cluster) brokerRequest(ctx context.Context, broker int32, req kmsg.Requ
 	fetch, _ := req.(*kmsg.FetchRequest)
 	reply, _ := ctx.Value(replyKey{}).(*pubsub.Request)
 	if fetch != nil && reply != nil {
-		if err := reply.Reserve(ctx, int(fetch.MaxBytes)); err != nil {
+		if err := reply.Reserve(ctx, askedBytes(fetch)); err != nil {
 			return nil, err
 		}
 	}
@@ -216,6 +216,18 @@ func (k *Cluster) requestInTurn(ctx context.Context, broker int32, req kmsg.Requ
 		return k.cl.Request(ctx, req)
 	}
 	return k.cl.Broker(int(broker)).Request(ctx, req)
+}
+
+// askedBytes is the most a fetch asks for: its bound, or its partitions'
+// bounds together when they are less.
+func askedBytes(req *kmsg.FetchRequest) int {
+	n := 0
+	for _, t := range req.Topics {
+		for _, p := range t.Partitions {
+			n += int(p.PartitionMaxBytes)
+		}
+	}
+	return min(n, int(req.MaxBytes))
 }
 
 // fetchedBytes is the size of the record batches of a fetch response (0

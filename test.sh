@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Runs every test of the project: vet, the unit, integration, ABI and config
-# layers with the race detector, and a short fuzzing pass. Needs Go and gcc;
-# installs protoc (Debian's protobuf-compiler) when it can, so that the
-# generated-code check runs too. The e2e layer skips without a Docker engine.
+# layers with the race detector, the benchmark module's own tests, and a short
+# fuzzing pass. Needs Go and gcc; installs protoc (Debian's protobuf-compiler)
+# when it can, so that the generated-code check runs too. The e2e layer skips
+# without a Docker engine.
 set -euo pipefail
 cd "$(dirname "$0")"
 
@@ -14,9 +15,12 @@ fi
 
 echo "test.sh: go vet"
 go vet ./...
+# The benchmark is a module of its own (bench/go.mod), outside ./... of the gateway's.
+(cd bench && go vet ./...)
 
 echo "test.sh: go test"
 go test -race -count=1 -timeout 20m ./...
+(cd bench && go test -race -count=1 -timeout 5m ./...)
 
 echo "test.sh: fuzzing"
 go test -run '^$' -fuzz '^FuzzRequest$' -fuzztime 10s ./pubsub/

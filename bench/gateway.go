@@ -66,7 +66,46 @@ func (g *gatewayProcess) stats() (GatewayStats, error) {
 	return s, err
 }
 
-func (g *gatewayProcess) resetCounters() error { return g.call("reset", nil) }
+// resetCounters zeroes the Kafka traffic counters and starts a new peak
+// resident memory period; it returns the gateway's CPU time at that point,
+// from which a later stats call's CPU gives the time spent in between.
+func (g *gatewayProcess) resetCounters() (cpu time.Duration, err error) {
+	err = g.call("reset", &cpu)
+	return cpu, err
+}
+
+// gatewayCost is what the gateway spent on one measured run.
+type gatewayCost struct {
+	// CPUPerRecord is the gateway's CPU time over the run divided by the
+	// records delivered to all sessions together, microseconds.
+	CPUPerRecord float64 `json:"cpu_us_per_record"`
+	// PeakRSS is the gateway's highest resident memory during the run.
+	PeakRSS uint64 `json:"peak_rss"`
+}
+
+// cpuPerRecord is cpu divided by records, in microseconds.
+func cpuPerRecord(cpu time.Duration, records int64) float64 {
+	return float64(cpu) / float64(time.Microsecond) / float64(max(records, 1))
+}
+
+// measureCost runs f, which returns the records it delivered through the
+// gateway, and returns what the gateway spent on it and the bytes of the
+// Kafka fetch responses it read meanwhile.
+func (g *gatewayProcess) measureCost(f func() (delivered int64, err error)) (cost gatewayCost, fetchBytes int64, err error) {
+	start, err := g.resetCounters()
+	if err != nil {
+		return cost, 0, err
+	}
+	delivered, err := f()
+	if err != nil {
+		return cost, 0, err
+	}
+	s, err := g.stats()
+	if err != nil {
+		return cost, 0, err
+	}
+	return gatewayCost{CPUPerRecord: cpuPerRecord(s.CPU-start, delivered), PeakRSS: s.PeakRSS}, s.FetchBytes, nil
+}
 
 // fetchCounter is a franz-go hook counting Fetch requests and the bytes of
 // their responses.
@@ -153,7 +192,10 @@ func runGateway(args []string) (err error) {
 		case "reset":
 			counter.requests.Store(0)
 			counter.bytes.Store(0)
-			return nil, nil
+			if err := resetPeakRSS(); err != nil {
+				return nil, err
+			}
+			return cpuTime(), nil
 		}
 		return nil, errUnknownCommand
 	})

@@ -217,6 +217,12 @@ func TestBestKeepsEachFiguresBestRun(t *testing.T) {
 	if best.Latency.Fetch.P99 != 1 || best.Latency.Fetch.P50 != 0.5 || best.Sessions.Steps[0].HeapPerSession != 6000 {
 		t.Errorf("latency %+v, sessions %+v: want the second run's", best.Latency.Fetch, best.Sessions)
 	}
+	shared := func(ofDirect float64) Results {
+		return Results{RealData: []RealDataRun{{Codec: "zstd", Rows: []SharedRow{{Readers: 10, OfDirect: ofDirect}}}}}
+	}
+	if best, _ := Best(shared(0.4), shared(0.6), shared(0.5)); best.RealData[0].Rows[0].OfDirect != 0.6 {
+		t.Errorf("real data %+v: want the highest ratio", best.RealData)
+	}
 	if _, err := Best(); err == nil {
 		t.Error("nothing to combine was accepted")
 	}

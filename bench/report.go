@@ -282,18 +282,21 @@ func issue12Targets(p func(string, ...any), res Results) {
 	p("| compressed JSON, 1 session >= 70%% of direct | %s |", sharedOfDirect(res.RealData, 1, true))
 	p("| compressed JSON, 10 sessions on one partition >= 100%% of 10 direct consumers | %s |", sharedOfDirect(res.RealData, 10, true))
 	p("| uncompressed: no regression | JSON, 1 / 10 sessions: %s / %s; random values: see the comparison |", sharedOfDirect(res.RealData, 1, false), sharedOfDirect(res.RealData, 10, false))
-	fanout := "not measured"
+	var fanout []string
 	for _, r := range res.Subscribe.Fanout {
 		if r.Sessions == 100 {
-			fanout = micros(r.Cost.CPUPerRecord) + " (100 B values, as fast as the producer goes)"
+			fanout = append(fanout, micros(r.Cost.CPUPerRecord)+" (100 B values, as fast as the producer goes)")
 		}
 	}
 	for _, r := range res.Push {
 		if r.Sessions == 100 {
-			fanout += fmt.Sprintf("; %s (JSON at %.0f/s)", micros(r.Cost.CPUPerRecord), r.Rate)
+			fanout = append(fanout, fmt.Sprintf("%s (JSON at %.0f/s)", micros(r.Cost.CPUPerRecord), r.Rate))
 		}
 	}
-	p("| fan-out <= 0.5 us gateway CPU per delivered record at 100 subscribers | %s |", fanout)
+	if fanout == nil {
+		fanout = []string{"not measured"}
+	}
+	p("| fan-out <= 0.5 us gateway CPU per delivered record at 100 subscribers | %s |", strings.Join(fanout, "; "))
 	thousand := "not measured"
 	for _, r := range res.Subscribe.Fanout {
 		if r.Sessions == 1000 {

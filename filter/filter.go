@@ -43,16 +43,16 @@ func (c *filterConfig) Destroy() {
 // route configs at request time and aborts on an error there. Kafka upgrades
 // on such a route are refused.
 type routeConfig struct {
-	topics  []string
+	route   *config.Route
 	invalid error
 }
 
 // requestConfig is the filter-level config merged with the route-level
 // configs of a request's virtual host, route and weighted cluster.
 type requestConfig struct {
-	filter      *filterConfig
-	routeTopics [][]string
-	invalid     error
+	filter  *filterConfig
+	routes  []*config.Route
+	invalid error
 }
 
 // Parser parses and merges the plugin's configs.
@@ -94,11 +94,11 @@ func parseRoute(any *anypb.Any) (rc *routeConfig) {
 		api.LogErrorf("pubsub: per-route plugin_config rejected, kafka upgrades on its routes are refused: %v", err)
 		return &routeConfig{invalid: err}
 	}
-	return &routeConfig{topics: r.Topics}
+	return &routeConfig{route: r}
 }
 
 // Merge narrows parent (the filter-level config or an earlier merge) by the
-// route-level child: each route's topic list must also pass, and a bad route
+// route-level child: each route's allow-lists must also pass, and a bad route
 // config makes the merge refuse kafka upgrades. It never fails.
 func (p *Parser) Merge(parent interface{}, child interface{}) interface{} {
 	merged := &requestConfig{}
@@ -107,7 +107,7 @@ func (p *Parser) Merge(parent interface{}, child interface{}) interface{} {
 		merged.filter = pc
 	case *requestConfig:
 		merged.filter, merged.invalid = pc.filter, pc.invalid
-		merged.routeTopics = slices.Clone(pc.routeTopics)
+		merged.routes = slices.Clone(pc.routes)
 	default:
 		api.LogErrorf("pubsub: merge: unexpected parent config %T", parent)
 		merged.invalid = fmt.Errorf("unexpected parent config %T", parent)
@@ -116,8 +116,8 @@ func (p *Parser) Merge(parent interface{}, child interface{}) interface{} {
 	case *routeConfig:
 		if cc.invalid != nil {
 			merged.invalid = cc.invalid
-		} else if cc.topics != nil {
-			merged.routeTopics = append(merged.routeTopics, cc.topics)
+		} else if cc.route != nil {
+			merged.routes = append(merged.routes, cc.route)
 		}
 	default:
 		api.LogErrorf("pubsub: merge: unexpected route config %T", child)
@@ -133,7 +133,7 @@ func Factory(cfg interface{}, callbacks api.FilterCallbackHandler) api.StreamFil
 		return &filter{callbacks: callbacks, cfg: c}
 	case *requestConfig:
 		if c.filter != nil {
-			return &filter{callbacks: callbacks, cfg: c.filter, routeTopics: c.routeTopics, routeInvalid: c.invalid}
+			return &filter{callbacks: callbacks, cfg: c.filter, routes: c.routes, routeInvalid: c.invalid}
 		}
 	}
 	api.LogErrorf("pubsub: no filter-level config (%T): passing the request through", cfg)
@@ -146,7 +146,7 @@ type filter struct {
 	api.PassThroughStreamFilter
 	callbacks    api.FilterCallbackHandler
 	cfg          *filterConfig
-	routeTopics  [][]string
+	routes       []*config.Route
 	routeInvalid error
 }
 
@@ -189,7 +189,7 @@ func (f *filter) DecodeHeaders(headers api.RequestHeaderMap, endStream bool) api
 		return f.reply(http.StatusServiceUnavailable, bodyNoCredentials, "pubsub_credentials_unavailable", nil)
 	}
 	tickets := f.cfg.doc.Tickets
-	ticket, err := f.cfg.host.tickets.issue(&grant{cluster: cluster, kafka: snapshot, routeTopics: f.routeTopics},
+	ticket, err := f.cfg.host.tickets.issue(&grant{cluster: cluster, kafka: snapshot, routes: f.routes},
 		tickets.TTL.Duration(), tickets.MaxOutstanding)
 	if err != nil {
 		api.LogWarnf("pubsub: refusing upgrade to cluster %s: %v", cluster, err)

@@ -222,9 +222,9 @@ func (h *sessionHost) Resolve(r *http.Request) (server.Route, error) {
 		return server.Route{}, &server.Error{Status: http.StatusBadGateway, Message: "kafka cluster unavailable"}
 	}
 	mux := pubsub.NewMux()
-	kafka.Register(mux, k, g.kafka.Topics)
+	kafka.Register(mux, k, kafka.NewPolicy(g.kafka, g.routes...))
 	return server.Route{
-		Handler: narrowTopics(mux, g.routeTopics),
+		Handler: mux,
 		Release: k.Release,
 		Attrs:   []slog.Attr{slog.String("cluster", g.cluster)},
 	}, nil

@@ -27,15 +27,16 @@ var (
 )
 
 // grant is what a redeemed ticket lets a session do: one Kafka cluster with
-// its credentials resolved, narrowed by the route's topic lists.
+// its credentials resolved, narrowed by the route-level documents.
 type grant struct {
 	// cluster is the Envoy cluster name, for logs.
 	cluster string
 	// kafka is a snapshot of the cluster's configuration with the SASL
 	// password resolved.
 	kafka *config.KafkaCluster
-	// routeTopics are the route-level allow-lists; a topic must pass each.
-	routeTopics [][]string
+	// routes are the route-level documents (virtual host, route, weighted
+	// cluster) whose allow-lists narrow the cluster's.
+	routes []*config.Route
 }
 
 type ticket struct {

@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"path"
 	"time"
 
 	"github.com/twmb/franz-go/pkg/kerr"
@@ -15,11 +14,10 @@ import (
 	"github.com/envoy-pubsub/gateway/pubsub"
 )
 
-// Register binds the Kafka commands of mux to the shared client k. Topics
-// is the session's allow-list (exact names and path.Match globs); nil
-// allows every topic, an empty non-nil list allows none.
-func Register(mux *pubsub.Mux, k *Cluster, topics []string) {
-	h := &handlers{k: k, topics: topics}
+// Register binds the Kafka commands of mux to the shared client k, for a
+// session that may do what policy allows.
+func Register(mux *pubsub.Mux, k *Cluster, policy Policy) {
+	h := &handlers{k: k, policy: policy}
 	mux.On(pubsub.CmdKafkaListOffset, pubsub.HandlerFunc(h.listOffset))
 	mux.On(pubsub.CmdKafkaFetch, pubsub.HandlerFunc(h.fetch))
 	mux.On(pubsub.CmdKafkaSubscribe, pubsub.HandlerFunc(h.subscribe))
@@ -29,7 +27,7 @@ func Register(mux *pubsub.Mux, k *Cluster, topics []string) {
 // handlers serve one session's Kafka commands.
 type handlers struct {
 	k      *Cluster
-	topics []string
+	policy Policy
 	subs   subscriptions
 }
 
@@ -65,27 +63,14 @@ const (
 	opFetch      = "fetch message"
 )
 
-// allowed reports whether topic passes the allow-list.
-func allowed(topics []string, topic string) bool {
-	if topics == nil {
-		return true
-	}
-	for _, p := range topics {
-		if ok, _ := path.Match(p, topic); ok {
-			return true
-		}
-	}
-	return false
-}
-
 func (h *handlers) listOffset(ctx context.Context, req *pubsub.Request) (*pb.PubSubResp, error) {
 	cmd := req.Msg.GetCmdKafkaListOffset()
 	topic, partition := cmd.GetTopic(), cmd.GetPartition()
 	fail := func(cause error) (*pb.PubSubResp, error) {
 		return nil, &CommandError{Op: opListOffset, Topic: topic, Partition: partition, Cause: cause}
 	}
-	if !allowed(h.topics, topic) {
-		return fail(ErrTopicNotAllowed)
+	if err := h.policy.checkRead(topic); err != nil {
+		return fail(err)
 	}
 	ctx, cancel := context.WithTimeout(ctx, h.k.cfg.RequestTimeout.Duration())
 	defer cancel()
@@ -101,8 +86,8 @@ func (h *handlers) listOffset(ctx context.Context, req *pubsub.Request) (*pb.Pub
 func (h *handlers) fetch(ctx context.Context, req *pubsub.Request) (*pb.PubSubResp, error) {
 	cmd := req.Msg.GetCmdKafkaFetch()
 	topic, partition := cmd.GetTopic(), cmd.GetPartition()
-	if !allowed(h.topics, topic) {
-		return nil, &CommandError{Op: opFetch, Topic: topic, Partition: partition, Cause: ErrTopicNotAllowed}
+	if err := h.policy.checkRead(topic); err != nil {
+		return nil, &CommandError{Op: opFetch, Topic: topic, Partition: partition, Cause: err}
 	}
 	ctx, cancel := context.WithTimeout(ctx, h.k.cfg.RequestTimeout.Duration())
 	defer cancel()

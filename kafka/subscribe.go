@@ -59,8 +59,8 @@ func (h *handlers) subscribe(ctx context.Context, req *pubsub.Request) (*pb.PubS
 	if len(partitions) > 0 {
 		first = partitions[0]
 	}
-	if !allowed(h.topics, topic) {
-		return fail(first, ErrTopicNotAllowed)
+	if err := h.policy.checkRead(topic); err != nil {
+		return fail(first, err)
 	}
 	lctx, cancel := context.WithTimeout(ctx, h.k.cfg.RequestTimeout.Duration())
 	defer cancel()

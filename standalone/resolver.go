@@ -63,6 +63,6 @@ func (r *Resolver) Resolve(req *http.Request) (server.Route, error) {
 		return server.Route{}, &server.Error{Status: http.StatusBadGateway, Message: "kafka cluster unavailable"}
 	}
 	mux := pubsub.NewMux()
-	kafka.Register(mux, k, c.Topics)
+	kafka.Register(mux, k, kafka.NewPolicy(c))
 	return server.Route{Handler: mux, Release: k.Release, Attrs: []slog.Attr{slog.String("cluster", name)}}, nil
 }

@@ -1,0 +1,212 @@
+package kafka_test
+
+import (
+	"bytes"
+	"encoding/json"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"strings"
+	"sync/atomic"
+	"testing"
+
+	"github.com/twmb/franz-go/pkg/kfake"
+	"github.com/twmb/franz-go/pkg/kmsg"
+	"google.golang.org/protobuf/reflect/protoreflect"
+
+	"github.com/envoy-pubsub/gateway/client"
+	"github.com/envoy-pubsub/gateway/config"
+	"github.com/envoy-pubsub/gateway/internal/testkit"
+	"github.com/envoy-pubsub/gateway/kafka"
+	pb "github.com/envoy-pubsub/gateway/proto"
+	"github.com/envoy-pubsub/gateway/pubsub"
+	"github.com/envoy-pubsub/gateway/server"
+)
+
+// policyCommand is how the policy table exercises one PubSubReq command.
+type policyCommand struct {
+	// build returns the command naming topic; nil for a command that names
+	// no topic.
+	build func(topic string) *pb.PubSubReq
+	// served is false for a command the Kafka handlers do not register:
+	// the session answers "unknown command" without contacting Kafka.
+	served bool
+}
+
+// policyCommands lists every PubSubReq command. TestEveryCommandIsInThePolicyTable
+// fails when the schema gains a command that is not listed here, so that a
+// new command cannot be added without a test of its policy check.
+var policyCommands = map[string]policyCommand{
+	pubsub.CmdEmpty:            {},
+	pubsub.CmdPing:             {},
+	pubsub.CmdKafkaUnsubscribe: {},
+	pubsub.CmdKafkaFetch: {served: true, build: func(topic string) *pb.PubSubReq {
+		return &pb.PubSubReq{Req: &pb.PubSubReq_CmdKafkaFetch{CmdKafkaFetch: &pb.CmdKafkaFetch{Topic: topic}}}
+	}},
+	pubsub.CmdKafkaListOffset: {served: true, build: func(topic string) *pb.PubSubReq {
+		return &pb.PubSubReq{Req: &pb.PubSubReq_CmdKafkaListOffset{CmdKafkaListOffset: &pb.CmdKafkaListOffset{Topic: topic, Timestamp: -1}}}
+	}},
+	pubsub.CmdKafkaSubscribe: {served: true, build: func(topic string) *pb.PubSubReq {
+		return &pb.PubSubReq{Req: &pb.PubSubReq_CmdKafkaSubscribe{CmdKafkaSubscribe: &pb.CmdKafkaSubscribe{Topic: topic}}}
+	}},
+	"cmd_kafka_produce": {build: func(topic string) *pb.PubSubReq {
+		return &pb.PubSubReq{Req: &pb.PubSubReq_CmdKafkaProduce{CmdKafkaProduce: &pb.CmdKafkaProduce{
+			Topic: topic, Records: []*pb.KafkaRecord{{Value: []byte("v")}},
+		}}}
+	}},
+	"cmd_kafka_commit": {build: func(topic string) *pb.PubSubReq {
+		return &pb.PubSubReq{Req: &pb.PubSubReq_CmdKafkaCommit{CmdKafkaCommit: &pb.CmdKafkaCommit{
+			Group: "g", Topic: topic, Offsets: []*pb.KafkaPartitionOffset{{Partition: 0, Offset: 0}},
+		}}}
+	}},
+	"cmd_kafka_committed": {build: func(topic string) *pb.PubSubReq {
+		return &pb.PubSubReq{Req: &pb.PubSubReq_CmdKafkaCommitted{CmdKafkaCommitted: &pb.CmdKafkaCommitted{Group: "g", Topic: topic}}}
+	}},
+}
+
+func TestEveryCommandIsInThePolicyTable(t *testing.T) {
+	fields := (&pb.PubSubReq{}).ProtoReflect().Descriptor().Oneofs().ByName("req").Fields()
+	for i := range fields.Len() {
+		name := string(fields.Get(i).Name())
+		if _, ok := policyCommands[name]; !ok {
+			t.Errorf("command %s is not in policyCommands: add it with a request naming a topic, so that its policy check is tested", name)
+		}
+	}
+	for name := range policyCommands {
+		if fields.ByName(protoreflect.Name(name)) == nil {
+			t.Errorf("policyCommands lists %s, which is not a PubSubReq command", name)
+		}
+	}
+}
+
+// policyResolver serves every session with the levels of allow-lists a
+// session behind Envoy gets: the cluster's, then virtual host, route and
+// weighted cluster.
+type policyResolver struct {
+	pool    *kafka.Pool
+	cluster *config.KafkaCluster
+	routes  []*config.Route
+}
+
+func (r *policyResolver) Resolve(*http.Request) (server.Route, error) {
+	k, err := r.pool.Acquire(r.cluster)
+	if err != nil {
+		return server.Route{}, err
+	}
+	mux := pubsub.NewMux()
+	kafka.Register(mux, k, kafka.NewPolicy(r.cluster, r.routes...))
+	return server.Route{Handler: mux, Release: k.Release}, nil
+}
+
+// startPolicyServer serves cluster narrowed by routes on a loopback port.
+func startPolicyServer(t *testing.T, cluster *config.KafkaCluster, routes ...*config.Route) string {
+	t.Helper()
+	log := slog.New(slog.NewTextHandler(io.Discard, nil))
+	pool := kafka.NewPool(kafka.Logger(log))
+	srv := server.New(&policyResolver{pool: pool, cluster: cluster, routes: routes}, server.Options{Logger: log})
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	go srv.Serve(ln)
+	t.Cleanup(func() {
+		srv.Shutdown(ctx(t))
+		pool.Close()
+	})
+	return "ws://" + ln.Addr().String() + "/"
+}
+
+// parseCluster returns cluster "kafka" of a document serving brokers with
+// the allow-list key set to list.
+func parseCluster(t *testing.T, brokers []string, key string, list []string) *config.KafkaCluster {
+	t.Helper()
+	js, err := json.Marshal(list)
+	if err != nil {
+		t.Fatal(err)
+	}
+	doc, err := config.Parse([]byte(testkit.ClusterYAML(brokers, "    "+key+": "+string(js)+"\n", "")))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return doc.KafkaClusters["kafka"]
+}
+
+// dialURL connects a client to url; it is closed with the test.
+func dialURL(t *testing.T, url string) *client.Client {
+	t.Helper()
+	c, err := client.Dial(ctx(t), url, client.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { c.Close() })
+	return c
+}
+
+// TestEveryLevelsListAppliesToEveryCommand sends every command that names a
+// topic with a topic that exactly one level of allow-lists denies: each is
+// refused with "topic not allowed" and Kafka never hears of the topic. A
+// topic every level allows is not refused.
+func TestEveryLevelsListAppliesToEveryCommand(t *testing.T) {
+	levels := []string{"cluster", "vhost", "route", "weighted"}
+	all := []string{"ok"}
+	for _, l := range levels {
+		all = append(all, "denied-by-"+l)
+	}
+	k := testkit.Kafka(t, kfake.SeedTopics(1, all...))
+	var leaked atomic.Int32
+	k.Control(func(req kmsg.Request) (kmsg.Response, error, bool) {
+		k.KeepControl()
+		if bytes.Contains(req.AppendTo(nil), []byte("denied-by-")) {
+			leaked.Add(1)
+		}
+		return nil, nil, false
+	})
+	// Each level allows every topic but its own denied one (globs and
+	// exact names mixed).
+	allowAllBut := func(level string) []string {
+		list := []string{"o?"}
+		for _, l := range levels {
+			if l != level {
+				list = append(list, "denied-by-"+l)
+			}
+		}
+		return list
+	}
+	url := startPolicyServer(t, parseCluster(t, k.ListenAddrs(), "topics", allowAllBut("cluster")),
+		&config.Route{Topics: allowAllBut("vhost")},
+		&config.Route{Topics: allowAllBut("route")},
+		nil, // a level without a document does not narrow
+		&config.Route{Topics: allowAllBut("weighted")},
+	)
+	c := dialURL(t, url)
+	for name, cmd := range policyCommands {
+		if cmd.build == nil {
+			continue
+		}
+		for _, l := range levels {
+			topic := "denied-by-" + l
+			_, err := c.Do(ctx(t), cmd.build(topic))
+			msg := serverError(t, err)
+			want := ", topic: " + topic + ", partition: "
+			if !cmd.served {
+				if msg != pubsub.ErrUnknownCommand.Error() {
+					t.Errorf("%s (not served) on %s: %q", name, topic, msg)
+				}
+				continue
+			}
+			if !strings.Contains(msg, want) || !strings.HasSuffix(msg, ", err: topic not allowed") {
+				t.Errorf("%s on a topic the %s denies: %q, want topic not allowed", name, l, msg)
+			}
+		}
+		if !cmd.served {
+			continue
+		}
+		if _, err := c.Do(ctx(t), cmd.build("ok")); err != nil {
+			t.Errorf("%s on a topic every level allows: %v", name, err)
+		}
+	}
+	if n := leaked.Load(); n != 0 {
+		t.Fatalf("Kafka saw %d requests naming a denied topic", n)
+	}
+}

@@ -2,7 +2,10 @@
 // it builds the .so with build.sh and a fake Envoy host in C, loads the
 // library the way Envoy does, drives DecodeHeaders for the three request
 // cases, and runs a full pub-sub session over the library's unix socket
-// against an in-process Kafka with the ticket the library issued.
+// against an in-process Kafka with the ticket the library issued. A second
+// host process then loads the library with the same socket path, as a
+// hot-restarted Envoy does, and takes the path over while the first keeps
+// its session until it drains.
 package abitest
 
 import (
@@ -184,7 +187,7 @@ func TestSharedLibraryInFakeEnvoy(t *testing.T) {
 		e.send(t, fmt.Sprintf("destroy %d", id))
 		e.expect(t, fmt.Sprintf("DESTROYED %d", id))
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	if _, err := c.Ping(ctx, []byte("after update")); err != nil {
 		t.Fatalf("session lost on config update: %v", err)
@@ -194,20 +197,55 @@ func TestSharedLibraryInFakeEnvoy(t *testing.T) {
 		t.Fatalf("upgrade with the updated config: %+v", r)
 	}
 
-	// Destroying the last filter-level config drains the session server.
+	// A second Envoy process on the same socket path (hot restart) loads
+	// the library and the same config while the first still serves.
+	e2 := startHost(t, host, so)
+	e2.expect(t, "LOADED")
+	e2.send(t, "secret kafka-app "+saslPassword)
+	e2.expect(t, "OK")
+	secondID := e2.config(t, "filter", filterCfg)
+	if secondID == 0 {
+		t.Fatalf("the second process rejected the config while the first serves the socket; log:\n%s", e2.log())
+	}
+	firstSocket, err := os.Stat(sock)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Its first upgrade takes the socket path over; the session lands there.
+	r = e2.request(t, secondID, "kafka", 0, upgrade...)
+	if r.status != statusContinue || len(r.headers["x-pubsub-ticket"]) != 1 {
+		t.Fatalf("upgrade in the second process: %+v; log:\n%s", r, e2.log())
+	}
+	c2, err := dial(sock, r.headers["x-pubsub-ticket"][0])
+	if err != nil {
+		t.Fatalf("session with the second process's ticket: %v\nlog:\n%s", err, e2.log())
+	}
+	defer c2.Close()
+	if msgs, err := c2.Fetch(ctx, topic, 0, 4); err != nil || len(msgs) != 1 || msgs[0].GetOffset() != 4 {
+		t.Fatalf("fetch from 4 in the second process's session = %v, %v; want record 4", msgs, err)
+	}
+	if fi, err := os.Stat(sock); err != nil || os.SameFile(fi, firstSocket) {
+		t.Errorf("socket path after the take-over: %v, %v; want the second process's socket", fi, err)
+	}
+	// The first keeps its session and sends new upgrades away with 503.
+	if _, err := c.Ping(ctx, []byte("after take-over")); err != nil {
+		t.Fatalf("first process's session lost on take-over: %v", err)
+	}
+	r = e.request(t, updatedID, "kafka", 0, upgrade...)
+	if r.status != statusLocalReply || !strings.HasPrefix(r.reply, "503 ") || !strings.Contains(r.reply, "newer Envoy") {
+		t.Errorf("upgrade in the superseded process: %+v, want a 503 local reply", r)
+	}
+
+	// Destroying the first's last filter-level config drains its session;
+	// the socket path stays the second's.
 	e.send(t, fmt.Sprintf("destroy %d", updatedID))
 	e.expect(t, fmt.Sprintf("DESTROYED %d", updatedID))
-	select {
-	case <-c.Done():
-	case <-time.After(10 * time.Second):
-		t.Fatal("session still open after the last config was destroyed")
+	waitGoingAway(t, "first process's session", c)
+	if _, err := c2.Ping(ctx, []byte("second")); err != nil {
+		t.Fatalf("second process's session after the first drained: %v", err)
 	}
-	var ce client.CloseError
-	if err := c.Err(); !errors.As(err, &ce) || ce.Code != ws.StatusGoingAway {
-		t.Errorf("session after the last config was destroyed ended with %v, want close 1001", err)
-	}
-	if _, err := os.Stat(sock); !os.IsNotExist(err) {
-		t.Errorf("socket file left after drain: %v", err)
+	if _, err := os.Stat(sock); err != nil {
+		t.Errorf("the first process's drain removed the second's socket: %v", err)
 	}
 
 	fin, violations := e.finish(t)
@@ -217,10 +255,37 @@ func TestSharedLibraryInFakeEnvoy(t *testing.T) {
 	if violations != 0 {
 		t.Errorf("%d ABI rule violations; log:\n%s", violations, e.log())
 	}
-	for _, secret := range []string{saslPassword, ticket[0]} {
-		if strings.Contains(e.log(), secret) {
-			t.Errorf("the library logged %q", secret)
+
+	// The second's last config drains it and removes the socket it owns.
+	e2.send(t, fmt.Sprintf("destroy %d", secondID))
+	e2.expect(t, fmt.Sprintf("DESTROYED %d", secondID))
+	waitGoingAway(t, "second process's session", c2)
+	if _, err := os.Stat(sock); !os.IsNotExist(err) {
+		t.Errorf("socket file left after drain: %v", err)
+	}
+	if _, violations := e2.finish(t); violations != 0 {
+		t.Errorf("%d ABI rule violations in the second process; log:\n%s", violations, e2.log())
+	}
+	for _, log := range []string{e.log(), e2.log()} {
+		for _, secret := range []string{saslPassword, ticket[0]} {
+			if strings.Contains(log, secret) {
+				t.Errorf("the library logged %q", secret)
+			}
 		}
+	}
+}
+
+// waitGoingAway waits for the server to close c with 1001.
+func waitGoingAway(t *testing.T, what string, c *client.Client) {
+	t.Helper()
+	select {
+	case <-c.Done():
+	case <-time.After(10 * time.Second):
+		t.Fatalf("%s still open after its process's last config was destroyed", what)
+	}
+	var ce client.CloseError
+	if err := c.Err(); !errors.As(err, &ce) || ce.Code != ws.StatusGoingAway {
+		t.Errorf("%s ended with %v, want close 1001", what, err)
 	}
 }
 

@@ -4,6 +4,8 @@ import (
 	"testing"
 
 	"github.com/envoyproxy/envoy/contrib/golang/common/go/api"
+
+	"github.com/envoy-pubsub/gateway/sessionhost"
 )
 
 // BenchmarkDecodeHeadersPassThrough is the cost the filter adds to every
@@ -27,8 +29,8 @@ func BenchmarkDecodeHeadersIssueTicket(b *testing.B) {
 		if Factory(cfg, routedTo("kafka")).DecodeHeaders(h, true) != api.Continue {
 			b.Fatal("no ticket")
 		}
-		v, _ := h.Get(TicketHeader)
-		if _, err := cfg.host.tickets.redeem(v); err != nil {
+		v, _ := h.Get(sessionhost.TicketHeader)
+		if _, err := cfg.host.Redeem(v); err != nil {
 			b.Fatal(err)
 		}
 	}

@@ -1,13 +1,15 @@
-// Package filter is the Envoy side of the gateway: the Go HTTP filter that
+// Package filter is the Envoy glue of the gateway: the Go HTTP filter that
 // hands WebSocket upgrades routed to kafka-scheme clusters to the in-process
-// session server, with a one-time ticket carrying the cluster's
-// configuration snapshot and credentials. It parses and validates the
-// plugin_config, merges per-route configs, issues tickets, runs the session
-// server on its unix socket and feeds Envoy stats and logs. It depends on
-// the SDK's api package only; the .so's package main registers it.
+// session host (package sessionhost), with a one-time ticket carrying the
+// cluster's configuration snapshot and credentials. It maps Envoy's
+// callbacks to the gateway: Parse and Merge of the plugin_config and
+// per-route configs, the DecodeHeaders decision, the secrets Envoy holds,
+// and Envoy's stats and logs. It depends on the SDK's api package only; the
+// .so's package main registers it.
 package filter
 
 import (
+	"errors"
 	"fmt"
 	"net/http"
 	"slices"
@@ -18,24 +20,30 @@ import (
 	"google.golang.org/protobuf/types/known/anypb"
 
 	"github.com/envoy-pubsub/gateway/config"
+	"github.com/envoy-pubsub/gateway/sessionhost"
 )
 
 // PluginName is the plugin_name the filter is registered under.
 const PluginName = "pubsub"
 
-// filterConfig is a parsed filter-level plugin_config. Its session server
+// processHosts are the session hosts of this Envoy process, logging to
+// Envoy's log.
+var processHosts = sync.OnceValue(func() *sessionhost.Hosts { return sessionhost.NewHosts(envoyLogger()) })
+
+// filterConfig is a parsed filter-level plugin_config. Its session host
 // hold is released when Envoy destroys it.
 type filterConfig struct {
 	doc         *config.Document
 	metrics     *metrics
-	host        *sessionHost
+	host        *sessionhost.Host
 	destroyOnce sync.Once
 }
 
-// Destroy releases the config's hold on the session server; the last
-// config of a listener drains it.
+// Destroy releases the config's hold on the session host; the last config
+// of a listener makes it drain, in the background: Destroy runs on Envoy's
+// main thread and returns at once.
 func (c *filterConfig) Destroy() {
-	c.destroyOnce.Do(func() { releaseHost(c.host, c.metrics) })
+	c.destroyOnce.Do(func() { processHosts().Release(c.host, c.metrics) })
 }
 
 // routeConfig is a parsed per-route plugin config. invalid is set, instead
@@ -75,7 +83,7 @@ func (p *Parser) Parse(any *anypb.Any, callbacks api.ConfigCallbackHandler) (par
 		return nil, err
 	}
 	m := defineMetrics(callbacks)
-	host, err := acquireHost(doc, m)
+	host, err := processHosts().Acquire(doc, m)
 	if err != nil {
 		return nil, fmt.Errorf("pubsub: session server: %w", err)
 	}
@@ -156,6 +164,8 @@ const (
 	bodyRouteInvalid    = "pub-sub route configuration is invalid; see the Envoy log\n"
 	bodyNoCredentials   = "Kafka credentials for this route are unavailable\n"
 	bodyTooManyTickets  = "too many pending pub-sub upgrades; retry later\n"
+	bodyHostMoved       = "pub-sub sessions are served by a newer Envoy process now; retry\n"
+	bodyHostUnavailable = "the pub-sub session server is unavailable; retry later\n"
 )
 
 // DecodeHeaders hands a WebSocket upgrade routed to a kafka-scheme cluster
@@ -177,7 +187,7 @@ func (f *filter) DecodeHeaders(headers api.RequestHeaderMap, endStream bool) api
 			map[string][]string{"upgrade": {"websocket"}})
 	}
 	if clientTicket {
-		headers.Del(TicketHeader)
+		headers.Del(sessionhost.TicketHeader)
 	}
 	if f.routeInvalid != nil {
 		api.LogErrorf("pubsub: refusing upgrade to cluster %s: route config is invalid: %v", cluster, f.routeInvalid)
@@ -189,14 +199,21 @@ func (f *filter) DecodeHeaders(headers api.RequestHeaderMap, endStream bool) api
 		return f.reply(http.StatusServiceUnavailable, bodyNoCredentials, "pubsub_credentials_unavailable", nil)
 	}
 	tickets := f.cfg.doc.Tickets
-	ticket, err := f.cfg.host.tickets.issue(&grant{cluster: cluster, kafka: snapshot, routes: f.routes},
+	ticket, err := f.cfg.host.Issue(&sessionhost.Grant{Cluster: cluster, Kafka: snapshot, Routes: f.routes},
 		tickets.TTL.Duration(), tickets.MaxOutstanding)
-	if err != nil {
+	switch {
+	case errors.Is(err, sessionhost.ErrTicketsFull):
 		api.LogWarnf("pubsub: refusing upgrade to cluster %s: %v", cluster, err)
 		return f.reply(http.StatusServiceUnavailable, bodyTooManyTickets, "pubsub_tickets_exhausted", nil)
+	case errors.Is(err, sessionhost.ErrSuperseded), errors.Is(err, sessionhost.ErrDraining):
+		api.LogInfof("pubsub: refusing upgrade to cluster %s: %v", cluster, err)
+		return f.reply(http.StatusServiceUnavailable, bodyHostMoved, "pubsub_session_server_moved", nil)
+	case err != nil:
+		api.LogErrorf("pubsub: refusing upgrade to cluster %s: session server: %v", cluster, err)
+		return f.reply(http.StatusServiceUnavailable, bodyHostUnavailable, "pubsub_session_server_unavailable", nil)
 	}
 	f.cfg.metrics.increment(f.cfg.metrics.ticketsIssued)
-	headers.Set(TicketHeader, ticket)
+	headers.Set(sessionhost.TicketHeader, ticket)
 	return api.Continue
 }
 
@@ -217,7 +234,7 @@ func (f *filter) reply(status int, body, details string, headers map[string][]st
 func inspect(headers api.RequestHeaderMap) (upgrade, clientTicket bool) {
 	headers.Range(func(key, value string) bool {
 		switch {
-		case strings.EqualFold(key, TicketHeader):
+		case strings.EqualFold(key, sessionhost.TicketHeader):
 			clientTicket = true
 		case strings.EqualFold(key, "upgrade"):
 			for _, token := range strings.Split(value, ",") {

@@ -3,6 +3,7 @@ package filter
 import (
 	"context"
 	"errors"
+	"log/slog"
 	"net"
 	"net/http"
 	"os"
@@ -18,6 +19,7 @@ import (
 	"github.com/envoy-pubsub/gateway/client"
 	pb "github.com/envoy-pubsub/gateway/proto"
 	"github.com/envoy-pubsub/gateway/pubsub"
+	"github.com/envoy-pubsub/gateway/sessionhost"
 )
 
 // plugin is a filter-level config parsed as Envoy would, with its stats.
@@ -78,12 +80,12 @@ func TestClientTicketIsRemovedOnlyWhenSent(t *testing.T) {
 	p := parsePlugin(t, oneCluster)
 	h := upgradeHeaders()
 	decode(p.cfg, routedTo("kafka"), h)
-	if len(h.mutations) != 1 || h.mutations[0] != "set "+TicketHeader {
+	if len(h.mutations) != 1 || h.mutations[0] != "set "+sessionhost.TicketHeader {
 		t.Errorf("mutations = %v, want only the ticket set", h.mutations)
 	}
 	h = upgradeHeaders("X-PubSub-Ticket", "forged")
 	decode(p.cfg, routedTo("kafka"), h)
-	if len(h.mutations) != 2 || h.mutations[0] != "del "+TicketHeader {
+	if len(h.mutations) != 2 || h.mutations[0] != "del "+sessionhost.TicketHeader {
 		t.Errorf("mutations = %v, want the client ticket removed first", h.mutations)
 	}
 }
@@ -91,22 +93,22 @@ func TestClientTicketIsRemovedOnlyWhenSent(t *testing.T) {
 func TestUpgradeToKafkaClusterGetsATicket(t *testing.T) {
 	p := parsePlugin(t, oneCluster)
 	cb := routedTo("kafka")
-	h := upgradeHeaders(TicketHeader, "forged-by-client", TicketHeader, "another")
+	h := upgradeHeaders(sessionhost.TicketHeader, "forged-by-client", sessionhost.TicketHeader, "another")
 	if st := decode(p.cfg, cb, h); st != api.Continue {
 		t.Fatalf("status = %v, want Continue", st)
 	}
 	if len(cb.replies) != 0 {
 		t.Fatalf("local reply %+v", cb.replies)
 	}
-	got := h.Values(TicketHeader)
+	got := h.Values(sessionhost.TicketHeader)
 	if len(got) != 1 || !ticketFormat.MatchString(got[0]) {
-		t.Fatalf("%s = %q, want one fresh 128-bit ticket", TicketHeader, got)
+		t.Fatalf("%s = %q, want one fresh 128-bit ticket", sessionhost.TicketHeader, got)
 	}
-	g, err := p.cfg.host.tickets.redeem(got[0])
+	g, err := p.cfg.host.Redeem(got[0])
 	if err != nil {
 		t.Fatal(err)
 	}
-	if g.cluster != "kafka" || g.kafka.Brokers[0] != "127.0.0.1:1" || len(g.kafka.Topics) != 2 {
+	if g.Cluster != "kafka" || g.Kafka.Brokers[0] != "127.0.0.1:1" || len(g.Kafka.Topics) != 2 {
 		t.Errorf("grant = %+v", g)
 	}
 	if n := p.stats.value(statTicketsIssued); n != 1 {
@@ -120,7 +122,7 @@ func TestTicketsAreUnique(t *testing.T) {
 	for range 100 {
 		h := upgradeHeaders()
 		decode(p.cfg, routedTo("kafka"), h)
-		v, _ := h.Get(TicketHeader)
+		v, _ := h.Get(sessionhost.TicketHeader)
 		if seen[v] {
 			t.Fatalf("ticket %s issued twice", v)
 		}
@@ -131,7 +133,7 @@ func TestTicketsAreUnique(t *testing.T) {
 func TestKafkaClusterWithoutUpgradeGets426(t *testing.T) {
 	p := parsePlugin(t, oneCluster)
 	cb := routedTo("kafka")
-	h := newHeaders(":method", "GET", ":path", "/kafka", TicketHeader, "client-value")
+	h := newHeaders(":method", "GET", ":path", "/kafka", sessionhost.TicketHeader, "client-value")
 	if st := decode(p.cfg, cb, h); st != api.LocalReply {
 		t.Fatalf("status = %v, want LocalReply", st)
 	}
@@ -152,7 +154,7 @@ func TestKafkaClusterWithoutUpgradeGets426(t *testing.T) {
 func TestOtherClustersPassUntouched(t *testing.T) {
 	p := parsePlugin(t, oneCluster)
 	for _, cb := range []*callbacks{routedTo("web"), routedTo("Kafka"), routedTo("")} {
-		for _, h := range []*requestHeaders{upgradeHeaders(TicketHeader, "client-value"), newHeaders(":path", "/")} {
+		for _, h := range []*requestHeaders{upgradeHeaders(sessionhost.TicketHeader, "client-value"), newHeaders(":path", "/")} {
 			if st := decode(p.cfg, cb, h); st != api.Continue {
 				t.Errorf("cluster %q: status = %v, want Continue", cb.cluster, st)
 			}
@@ -199,13 +201,13 @@ func TestSecretIsReadPerRequestAndCarriedInTheTicket(t *testing.T) {
 	if len(cb.secretReads) != 1 || cb.secretReads[0] != "kafka-app" {
 		t.Errorf("secret reads = %v", cb.secretReads)
 	}
-	v, _ := h.Get(TicketHeader)
-	g, err := p.cfg.host.tickets.redeem(v)
+	v, _ := h.Get(sessionhost.TicketHeader)
+	g, err := p.cfg.host.Redeem(v)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if g.kafka.SASL.Password.Reveal() != "envoy-s3cret-value" || g.kafka.SASL.Username != "app" {
-		t.Errorf("ticket SASL = %+v", g.kafka.SASL)
+	if g.Kafka.SASL.Password.Reveal() != "envoy-s3cret-value" || g.Kafka.SASL.Username != "app" {
+		t.Errorf("ticket SASL = %+v", g.Kafka.SASL)
 	}
 	// The filter-level config keeps no resolved secret.
 	if p.cfg.doc.KafkaClusters["kafka"].SASL.Password != "" {
@@ -217,16 +219,16 @@ func TestSecretIsReadPerRequestAndCarriedInTheTicket(t *testing.T) {
 	cb.secrets["kafka-app"] = "rotated-s3cret-value"
 	h = upgradeHeaders()
 	decode(p.cfg, cb, h)
-	v, _ = h.Get(TicketHeader)
-	if g, _ := p.cfg.host.tickets.redeem(v); g == nil || g.kafka.SASL.Password.Reveal() != "rotated-s3cret-value" {
+	v, _ = h.Get(sessionhost.TicketHeader)
+	if g, _ := p.cfg.host.Redeem(v); g == nil || g.Kafka.SASL.Password.Reveal() != "rotated-s3cret-value" {
 		t.Error("rotated secret not used")
 	}
 
 	cb = routedTo("inline")
 	h = upgradeHeaders()
 	decode(p.cfg, cb, h)
-	v, _ = h.Get(TicketHeader)
-	if g, _ := p.cfg.host.tickets.redeem(v); g == nil || g.kafka.SASL.Password.Reveal() != "inline-s3cret-value" {
+	v, _ = h.Get(sessionhost.TicketHeader)
+	if g, _ := p.cfg.host.Redeem(v); g == nil || g.Kafka.SASL.Password.Reveal() != "inline-s3cret-value" {
 		t.Error("inline password not carried")
 	}
 	assertNoSecretsLogged(t, "envoy-s3cret-value", "rotated-s3cret-value", "inline-s3cret-value")
@@ -235,7 +237,7 @@ func TestSecretIsReadPerRequestAndCarriedInTheTicket(t *testing.T) {
 func TestMissingSecretGets503WithoutTicket(t *testing.T) {
 	p := parsePlugin(t, saslCluster)
 	cb := routedTo("kafka") // the store has no kafka-app
-	h := upgradeHeaders(TicketHeader, "client-value")
+	h := upgradeHeaders(sessionhost.TicketHeader, "client-value")
 	if st := decode(p.cfg, cb, h); st != api.LocalReply {
 		t.Fatalf("status = %v, want LocalReply", st)
 	}
@@ -245,10 +247,10 @@ func TestMissingSecretGets503WithoutTicket(t *testing.T) {
 	if strings.Contains(cb.replies[0].body, "kafka-app") {
 		t.Errorf("503 body names the secret: %q", cb.replies[0].body)
 	}
-	if _, ok := h.Get(TicketHeader); ok {
+	if _, ok := h.Get(sessionhost.TicketHeader); ok {
 		t.Error("client ticket left in place")
 	}
-	if p.cfg.host.tickets.pending() != 0 {
+	if p.cfg.host.Pending() != 0 {
 		t.Error("ticket issued without credentials")
 	}
 	if !strings.Contains(testLog.text(), `secret "kafka-app" not found`) {
@@ -348,43 +350,6 @@ func TestTicketBoundRefusesWith503(t *testing.T) {
 	}
 }
 
-func TestTicketStore(t *testing.T) {
-	now := time.Unix(1000, 0)
-	s := newTicketStore(func() time.Time { return now })
-	g := &grant{cluster: "kafka"}
-	a, _ := s.issue(g, 10*time.Second, 2)
-	b, _ := s.issue(g, 10*time.Second, 2)
-	if _, err := s.issue(g, 10*time.Second, 2); !errors.Is(err, errTicketsFull) {
-		t.Fatalf("third issue: %v, want errTicketsFull", err)
-	}
-	if got, err := s.redeem(a); err != nil || got != g {
-		t.Fatalf("redeem = %v, %v", got, err)
-	}
-	if _, err := s.redeem(a); !errors.Is(err, errTicketReused) {
-		t.Errorf("reuse: %v", err)
-	}
-	if _, err := s.redeem("00000000000000000000000000000000"); !errors.Is(err, errTicketUnknown) {
-		t.Errorf("forged: %v", err)
-	}
-	if _, err := s.redeem(""); !errors.Is(err, errTicketMissing) {
-		t.Errorf("missing: %v", err)
-	}
-	now = now.Add(10 * time.Second)
-	if _, err := s.redeem(b); !errors.Is(err, errTicketExpired) {
-		t.Errorf("expired: %v", err)
-	}
-	// Expired tickets are purged when the store is full.
-	c, _ := s.issue(g, time.Second, 2)
-	s.issue(g, time.Second, 2)
-	now = now.Add(time.Second)
-	if _, err := s.issue(g, time.Second, 2); err != nil {
-		t.Errorf("issue after expiry: %v", err)
-	}
-	if _, err := s.redeem(c); !errors.Is(err, errTicketUnknown) {
-		t.Errorf("purged ticket: %v", err)
-	}
-}
-
 // dial opens a session on the plugin's socket with ticket.
 func (p *plugin) dial(ticket string) (*client.Client, error) {
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
@@ -404,7 +369,7 @@ func (p *plugin) ticket(t *testing.T, cfg interface{}) string {
 	if st := decode(cfg, routedTo("kafka"), h); st != api.Continue {
 		t.Fatalf("status %v", st)
 	}
-	v, _ := h.Get(TicketHeader)
+	v, _ := h.Get(sessionhost.TicketHeader)
 	return v
 }
 
@@ -460,7 +425,7 @@ func TestSessionServerRedeemsTicketsOnce(t *testing.T) {
 		t.Errorf("list offset error counter = %d", n)
 	}
 	logs := testLog.text()
-	for _, reason := range []string{errTicketReused.Error(), errTicketUnknown.Error(), errTicketMissing.Error()} {
+	for _, reason := range []string{sessionhost.ErrTicketReused.Error(), sessionhost.ErrTicketUnknown.Error(), sessionhost.ErrTicketMissing.Error()} {
 		if !strings.Contains(logs, "upgrade refused") || !strings.Contains(logs, reason) {
 			t.Errorf("refusal %q not logged", reason)
 		}
@@ -510,39 +475,12 @@ func TestConfigUpdateKeepsSessionsAndLastDestroyDrains(t *testing.T) {
 	}
 }
 
-func TestStaleSocketIsReplaced(t *testing.T) {
-	sock := socketPath(t)
-	ln, err := net.Listen("unix", sock)
-	if err != nil {
-		t.Fatal(err)
-	}
-	ln.(*net.UnixListener).SetUnlinkOnClose(false)
-	ln.Close() // the file stays, nothing answers: a crashed process's socket
-	p := parsePluginAt(t, sock, oneCluster)
-	c, err := p.dial(p.ticket(t, p.cfg))
-	if err != nil {
-		t.Fatal(err)
-	}
-	c.Close()
-}
-
-func TestListenerInUseOrNotASocketIsRejected(t *testing.T) {
-	sock := socketPath(t)
-	ln, err := net.Listen("unix", sock)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	_, err = (&Parser{}).Parse(typedStruct(t, "listener: "+sock), newConfigCallbacks())
-	if err == nil || !strings.Contains(err.Error(), "in use") {
-		t.Errorf("live socket: %v", err)
-	}
-
+func TestListenerThatIsNotASocketIsRejected(t *testing.T) {
 	file := socketPath(t)
 	if err := os.WriteFile(file, []byte("x"), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	_, err = (&Parser{}).Parse(typedStruct(t, "listener: "+file), newConfigCallbacks())
+	_, err := (&Parser{}).Parse(typedStruct(t, "listener: "+file), newConfigCallbacks())
 	if err == nil || !strings.Contains(err.Error(), "not a socket") {
 		t.Errorf("regular file: %v", err)
 	}
@@ -553,14 +491,13 @@ func TestListenerInUseOrNotASocketIsRejected(t *testing.T) {
 
 func TestMetricsOfDestroyedConfigNeverPanic(t *testing.T) {
 	stats := newConfigCallbacks()
-	var o observer
-	o.use(defineMetrics(stats))
+	m := defineMetrics(stats)
 	stats.destroy()
-	o.SessionStarted()
-	o.Command(pubsub.CmdPing, errors.New("x"))
-	o.Refused(401)
-	o.ticketRejected()
-	o.SessionEnded()
+	m.SessionStarted(1)
+	m.Command(pubsub.CmdPing, errors.New("x"))
+	m.Refused(401)
+	m.TicketRejected()
+	m.SessionEnded(0)
 }
 
 func TestExpiredTicketIsRefused(t *testing.T) {
@@ -572,7 +509,7 @@ func TestExpiredTicketIsRefused(t *testing.T) {
 	if n := p.stats.value(statTicketsRejected); n != 1 {
 		t.Errorf("%s = %d, want 1", statTicketsRejected, n)
 	}
-	if !strings.Contains(testLog.text(), errTicketExpired.Error()) {
+	if !strings.Contains(testLog.text(), sessionhost.ErrTicketExpired.Error()) {
 		t.Error("expiry not logged")
 	}
 }
@@ -586,16 +523,6 @@ func TestMaxSessionsRefusesWith503(t *testing.T) {
 	defer c.Close()
 	_, err = p.dial(p.ticket(t, p.cfg))
 	wantStatus(t, err, http.StatusServiceUnavailable)
-}
-
-func TestAbstractSocketListener(t *testing.T) {
-	name := "@pubsub-filter-test-" + strings.ReplaceAll(time.Now().Format("150405.000000000"), ".", "")
-	p := parsePluginAt(t, name, oneCluster)
-	c, err := p.dial(p.ticket(t, p.cfg))
-	if err != nil {
-		t.Fatal(err)
-	}
-	c.Close()
 }
 
 func TestLimitsAndStatsFollowTheNewestLiveConfig(t *testing.T) {
@@ -639,5 +566,34 @@ func waitClosedWith(t *testing.T, c *client.Client, code ws.StatusCode) {
 	var ce client.CloseError
 	if err := c.Err(); !errors.As(err, &ce) || ce.Code != code {
 		t.Errorf("session ended with %v, want close %d", err, code)
+	}
+}
+
+func TestUpgradeAfterAnotherProcessTookTheSocketOverGets503(t *testing.T) {
+	p := parsePlugin(t, oneCluster)
+	// A second Envoy process (hot restart) with the same listener issues
+	// its first ticket: the socket path is its own from then on.
+	successor := sessionhost.NewHosts(slog.New(slog.DiscardHandler))
+	m := defineMetrics(newConfigCallbacks())
+	h, err := successor.Acquire(p.cfg.doc, m)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { successor.Release(h, m) })
+	if _, err := h.Issue(&sessionhost.Grant{Cluster: "kafka", Kafka: p.cfg.doc.KafkaClusters["kafka"]}, time.Minute, 10); err != nil {
+		t.Fatal(err)
+	}
+
+	cb := routedTo("kafka")
+	hdr := upgradeHeaders()
+	if st := decode(p.cfg, cb, hdr); st != api.LocalReply || len(cb.replies) != 1 || cb.replies[0].status != http.StatusServiceUnavailable || cb.replies[0].body != bodyHostMoved {
+		t.Fatalf("status %v replies %+v, want a 503 saying a newer Envoy serves sessions", st, cb.replies)
+	}
+	if _, ok := hdr.Get(sessionhost.TicketHeader); ok {
+		t.Error("ticket set on a refused upgrade")
+	}
+	// Other clusters still pass untouched.
+	if st := decode(p.cfg, routedTo("web"), upgradeHeaders()); st != api.Continue {
+		t.Errorf("other cluster: status %v", st)
 	}
 }

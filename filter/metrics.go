@@ -1,8 +1,6 @@
 package filter
 
 import (
-	"sync/atomic"
-
 	"github.com/envoyproxy/envoy/contrib/golang/common/go/api"
 
 	"github.com/envoy-pubsub/gateway/pubsub"
@@ -27,9 +25,10 @@ const (
 // commandNames are the commands with a counter of their own.
 var commandNames = []string{pubsub.CmdPing, pubsub.CmdKafkaListOffset, pubsub.CmdKafkaFetch, pubsub.CmdEmpty}
 
-// metrics are the stats of one filter-level config. Every method is safe
-// from any goroutine and never panics: Envoy refuses metric calls once the
-// config that defined them is destroyed, which the SDK reports by panicking.
+// metrics are the stats of one filter-level config; they receive the
+// session host's events (sessionhost.Stats). Every method is safe from any
+// goroutine and never panics: Envoy refuses metric calls once the config
+// that defined them is destroyed, which the SDK reports by panicking.
 type metrics struct {
 	sessionsActive   api.GaugeMetric
 	sessionsTotal    api.CounterMetric
@@ -81,48 +80,22 @@ func (m *metrics) increment(c api.CounterMetric) {
 	}
 }
 
-// observer feeds the server's events to the stats of the newest config. It
-// keeps the active-session count itself and records it into the gauge, so
-// that the gauge is right whichever config's stats are current.
-type observer struct {
-	current atomic.Pointer[metrics]
-	active  atomic.Int64
+// SessionStarted counts a session and records the active count.
+func (m *metrics) SessionStarted(active int64) {
+	m.increment(m.sessionsTotal)
+	guarded(func() { m.sessionsActive.Record(uint64(active)) })
 }
 
-func (o *observer) use(m *metrics) { o.current.Store(m) }
-
-func (o *observer) metrics() *metrics { return o.current.Load() }
-
-// SessionStarted counts a session and updates the active gauge.
-func (o *observer) SessionStarted() {
-	n := o.active.Add(1)
-	if m := o.metrics(); m != nil {
-		m.increment(m.sessionsTotal)
-		guarded(func() { m.sessionsActive.Record(uint64(n)) })
-	}
-}
-
-// SessionEnded updates the active gauge.
-func (o *observer) SessionEnded() {
-	n := o.active.Add(-1)
-	if m := o.metrics(); m != nil {
-		guarded(func() { m.sessionsActive.Record(uint64(max(n, 0))) })
-	}
+// SessionEnded records the active count.
+func (m *metrics) SessionEnded(active int64) {
+	guarded(func() { m.sessionsActive.Record(uint64(active)) })
 }
 
 // Refused counts an upgrade the session server refused.
-func (o *observer) Refused(int) {
-	if m := o.metrics(); m != nil {
-		m.increment(m.upgradesRefused)
-	}
-}
+func (m *metrics) Refused(int) { m.increment(m.upgradesRefused) }
 
 // Command counts a finished command and its error, by kind.
-func (o *observer) Command(command string, err error) {
-	m := o.metrics()
-	if m == nil {
-		return
-	}
+func (m *metrics) Command(command string, err error) {
 	m.increment(m.commandsTotal)
 	if c := m.commandCounts[command]; c != nil {
 		m.increment(c)
@@ -135,9 +108,5 @@ func (o *observer) Command(command string, err error) {
 	}
 }
 
-// ticketRejected counts a refused ticket.
-func (o *observer) ticketRejected() {
-	if m := o.metrics(); m != nil {
-		m.increment(m.ticketsRejected)
-	}
-}
+// TicketRejected counts a refused ticket.
+func (m *metrics) TicketRejected() { m.increment(m.ticketsRejected) }

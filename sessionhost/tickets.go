@@ -1,4 +1,4 @@
-package filter
+package sessionhost
 
 import (
 	"crypto/rand"
@@ -10,37 +10,37 @@ import (
 	"github.com/envoy-pubsub/gateway/config"
 )
 
-// TicketHeader carries the one-time ticket from the filter to the session
-// server. The filter removes any value a client sent.
+// TicketHeader carries the one-time ticket from the Envoy filter to the
+// session server. The filter removes any value a client sent.
 const TicketHeader = "x-pubsub-ticket"
 
 // ticketBytes is the size of a ticket's random value: 128 bits.
 const ticketBytes = 16
 
-// Why a ticket was refused.
+// Why a ticket was refused, or not issued.
 var (
-	errTicketMissing = errors.New("no ticket")
-	errTicketUnknown = errors.New("unknown ticket")
-	errTicketReused  = errors.New("ticket already used")
-	errTicketExpired = errors.New("ticket expired")
-	errTicketsFull   = errors.New("too many outstanding tickets")
+	ErrTicketMissing = errors.New("no ticket")
+	ErrTicketUnknown = errors.New("unknown ticket")
+	ErrTicketReused  = errors.New("ticket already used")
+	ErrTicketExpired = errors.New("ticket expired")
+	ErrTicketsFull   = errors.New("too many outstanding tickets")
 )
 
-// grant is what a redeemed ticket lets a session do: one Kafka cluster with
+// Grant is what a redeemed ticket lets a session do: one Kafka cluster with
 // its credentials resolved, narrowed by the route-level documents.
-type grant struct {
-	// cluster is the Envoy cluster name, for logs.
-	cluster string
-	// kafka is a snapshot of the cluster's configuration with the SASL
+type Grant struct {
+	// Cluster is the Envoy cluster name, for logs.
+	Cluster string
+	// Kafka is a snapshot of the cluster's configuration with the SASL
 	// password resolved.
-	kafka *config.KafkaCluster
-	// routes are the route-level documents (virtual host, route, weighted
+	Kafka *config.KafkaCluster
+	// Routes are the route-level documents (virtual host, route, weighted
 	// cluster) whose allow-lists narrow the cluster's.
-	routes []*config.Route
+	Routes []*config.Route
 }
 
 type ticket struct {
-	grant   *grant
+	grant   *Grant
 	expires time.Time
 }
 
@@ -63,8 +63,8 @@ func newTicketStore(now func() time.Time) *ticketStore {
 
 // issue stores g under a new ticket valid for ttl and returns the ticket.
 // At most limit tickets are outstanding: when full, expired ones are purged
-// first and errTicketsFull is returned if none was.
-func (s *ticketStore) issue(g *grant, ttl time.Duration, limit int) (string, error) {
+// first and ErrTicketsFull is returned if none was.
+func (s *ticketStore) issue(g *Grant, ttl time.Duration, limit int) (string, error) {
 	var b [ticketBytes]byte
 	if _, err := rand.Read(b[:]); err != nil {
 		return "", err
@@ -77,7 +77,7 @@ func (s *ticketStore) issue(g *grant, ttl time.Duration, limit int) (string, err
 	if len(s.outstanding) >= limit {
 		s.purgeLocked(now)
 		if len(s.outstanding) >= limit {
-			return "", errTicketsFull
+			return "", ErrTicketsFull
 		}
 	}
 	s.outstanding[value] = ticket{grant: g, expires: now.Add(ttl)}
@@ -85,9 +85,9 @@ func (s *ticketStore) issue(g *grant, ttl time.Duration, limit int) (string, err
 }
 
 // redeem returns the grant of value and invalidates the ticket.
-func (s *ticketStore) redeem(value string) (*grant, error) {
+func (s *ticketStore) redeem(value string) (*Grant, error) {
 	if value == "" {
-		return nil, errTicketMissing
+		return nil, ErrTicketMissing
 	}
 	now := s.now()
 	s.mu.Lock()
@@ -95,13 +95,13 @@ func (s *ticketStore) redeem(value string) (*grant, error) {
 	t, ok := s.outstanding[value]
 	if !ok {
 		if exp, spent := s.spent[value]; spent && now.Before(exp) {
-			return nil, errTicketReused
+			return nil, ErrTicketReused
 		}
-		return nil, errTicketUnknown
+		return nil, ErrTicketUnknown
 	}
 	delete(s.outstanding, value)
 	if !now.Before(t.expires) {
-		return nil, errTicketExpired
+		return nil, ErrTicketExpired
 	}
 	s.rememberSpentLocked(value, t.expires, now)
 	return t.grant, nil

@@ -1,11 +1,11 @@
-// Package envoyconfig checks Envoy bootstrap files that run the pub-sub
+// Package envoycheck checks Envoy bootstrap files that run the pub-sub
 // plugin, without an Envoy binary: each file is parsed into go-control-plane's
 // Bootstrap message, validated with the protoc-gen-validate rules of Envoy's
 // API (on the bootstrap and on every Any inside it, which PGV does not descend
 // into), every plugin_config and per-route plugin config goes through the
 // plugin's own parser, and the wiring between the plugin and Envoy is checked
 // (see Check).
-package envoyconfig
+package envoycheck
 
 import (
 	"errors"
@@ -28,19 +28,34 @@ import (
 	_ "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/network/http_connection_manager/v3"
 )
 
+// Options adjust the checks to a deployment.
+type Options struct {
+	// LibraryPath is where the plugin's .so is installed; golang filters
+	// must load it from there. Default: the Docker image's LibraryPath.
+	LibraryPath string
+}
+
 // Check parses doc (YAML or JSON) as an Envoy bootstrap and reports every
-// problem found, joined: proto schema errors, PGV validation errors at any
-// depth, plugin configurations the plugin's parser rejects, and wiring
-// mistakes between the plugin and Envoy (see checkWiring). Problems name the
-// field path they were found at.
+// problem Problems finds with default options, joined.
 func Check(doc []byte) error {
+	return errors.Join(Problems(doc, Options{})...)
+}
+
+// Problems parses doc (YAML or JSON) as an Envoy bootstrap and returns every
+// problem found: proto schema errors, PGV validation errors at any depth,
+// plugin configurations the plugin's parser rejects, and wiring mistakes
+// between the plugin and Envoy (see checkWiring). Problems name the field
+// path they were found at.
+func Problems(doc []byte, opts Options) []error {
+	if opts.LibraryPath == "" {
+		opts.LibraryPath = LibraryPath
+	}
 	b, err := ParseBootstrap(doc)
 	if err != nil {
-		return err
+		return []error{err}
 	}
 	problems := Validate(b)
-	problems = append(problems, checkWiring(b)...)
-	return errors.Join(problems...)
+	return append(problems, checkWiring(b, opts)...)
 }
 
 // ParseBootstrap decodes a YAML or JSON bootstrap strictly: unknown fields and
@@ -48,15 +63,15 @@ func Check(doc []byte) error {
 func ParseBootstrap(doc []byte) (*bootstrapv3.Bootstrap, error) {
 	js, err := yaml.YAMLToJSON(doc)
 	if err != nil {
-		return nil, fmt.Errorf("envoyconfig: not YAML: %w", err)
+		return nil, fmt.Errorf("envoycheck: not YAML: %w", err)
 	}
 	b := &bootstrapv3.Bootstrap{}
 	if err := protojson.Unmarshal(js, b); err != nil {
 		hint := ""
 		if strings.Contains(err.Error(), "unable to resolve") {
-			hint = " (if the type is a real Envoy extension, import its go-control-plane package in envoyconfig)"
+			hint = " (if the type is a real Envoy extension, import its go-control-plane package in internal/envoycheck)"
 		}
-		return nil, fmt.Errorf("envoyconfig: not a valid envoy.config.bootstrap.v3.Bootstrap: %w%s", err, hint)
+		return nil, fmt.Errorf("envoycheck: not a valid envoy.config.bootstrap.v3.Bootstrap: %w%s", err, hint)
 	}
 	return b, nil
 }

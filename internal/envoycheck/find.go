@@ -1,4 +1,4 @@
-package envoyconfig
+package envoycheck
 
 import (
 	"fmt"
@@ -54,12 +54,12 @@ func Find(root string) ([]Source, error) {
 		if err != nil {
 			return err
 		}
-		sources, err := bootstrapsIn(filepath.ToSlash(rel), data)
+		sources, err := Bootstraps(filepath.ToSlash(rel), data)
 		if err != nil {
 			return err
 		}
 		if len(sources) == 0 && strings.Contains(strings.ToLower(d.Name()), "envoy") {
-			return fmt.Errorf("envoyconfig: %s: the name mentions envoy but no Envoy bootstrap was found in it", rel)
+			return fmt.Errorf("envoycheck: %s: the name mentions envoy but no Envoy bootstrap was found in it", rel)
 		}
 		found = append(found, sources...)
 		return nil
@@ -71,8 +71,11 @@ func Find(root string) ([]Source, error) {
 	return found, nil
 }
 
-// bootstrapsIn returns the bootstraps of one YAML file named name.
-func bootstrapsIn(name string, data []byte) ([]Source, error) {
+// Bootstraps returns the Envoy bootstraps in the YAML text of a file called
+// name: its documents with static_resources or dynamic_resources at the top,
+// and those in the data of its Kubernetes ConfigMaps, named as Find names
+// them.
+func Bootstraps(name string, data []byte) ([]Source, error) {
 	docs := documentSeparator.Split(string(data), -1)
 	var out []Source
 	for i, doc := range docs {
@@ -82,7 +85,7 @@ func bootstrapsIn(name string, data []byte) ([]Source, error) {
 		}
 		var top map[string]any
 		if err := yaml.Unmarshal([]byte(doc), &top); err != nil {
-			return nil, fmt.Errorf("envoyconfig: %s: %w", docName, err)
+			return nil, fmt.Errorf("envoycheck: %s: %w", docName, err)
 		}
 		switch {
 		case isBootstrap(top):
@@ -111,7 +114,7 @@ func bootstrapsInConfigMap(file string, cm map[string]any) ([]Source, error) {
 		name := fmt.Sprintf("%s#ConfigMap/%v/%s", file, metadata["name"], key)
 		var top map[string]any
 		if err := yaml.Unmarshal([]byte(text), &top); err != nil {
-			return nil, fmt.Errorf("envoyconfig: %s: %w", name, err)
+			return nil, fmt.Errorf("envoycheck: %s: %w", name, err)
 		}
 		if isBootstrap(top) {
 			out = append(out, Source{Name: name, YAML: []byte(text)})

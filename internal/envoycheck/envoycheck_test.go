@@ -1,10 +1,12 @@
-package envoyconfig
+package envoycheck
 
 import (
+	"fmt"
 	"os"
 	"path"
 	"path/filepath"
 	"regexp"
+	"strconv"
 	"strings"
 	"testing"
 
@@ -14,7 +16,7 @@ import (
 // moduleRoot returns the repository root (the directory holding go.mod).
 func moduleRoot(t *testing.T) string {
 	t.Helper()
-	root, err := filepath.Abs("..")
+	root, err := filepath.Abs(filepath.Join("..", ".."))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -216,6 +218,69 @@ func TestBrokenBootstrapsAreRejected(t *testing.T) {
 		new:       "                        disabled: true",
 		want:      []string{`disables the plugin on a route to kafka-scheme cluster "kafka"`},
 	}, {
+		name:      "kafka-scheme cluster without circuit breakers",
+		bootstrap: exampleBootstrap,
+		old:       "    circuit_breakers:\n      thresholds:\n      - priority: DEFAULT\n        max_connections: 10000\n        max_pending_requests: 10000\n        max_requests: 10000\n",
+		new:       "",
+		want: []string{
+			`cluster "kafka": Envoy's default max_connections 1024 is below session.max_sessions 10000`,
+			`cluster "kafka": Envoy's default max_pending_requests 1024 is below session.max_sessions 10000`,
+			`cluster "kafka": Envoy's default max_requests 1024 is below session.max_sessions 10000`,
+		},
+	}, {
+		name:      "circuit breaker below max_sessions",
+		bootstrap: kubernetesBootstrap,
+		old:       "max_requests: 2000",
+		new:       "max_requests: 1999",
+		want:      []string{`cluster "kafka": circuit_breakers max_requests 1999 is below session.max_sessions 2000`},
+	}, {
+		name:      "per-host connection limit below max_sessions",
+		bootstrap: exampleBootstrap,
+		old:       "        max_requests: 10000\n",
+		new:       "        max_requests: 10000\n      per_host_thresholds: [{max_connections: 100}]\n",
+		want:      []string{`cluster "kafka": per_host_thresholds max_connections 100 is below session.max_sessions 10000`},
+	}, {
+		name:      "stream idle timeout not longer than the ping interval",
+		bootstrap: exampleBootstrap,
+		old:       "stream_idle_timeout: 300s",
+		new:       "stream_idle_timeout: 30s",
+		want:      []string{`listener "ingress"`, "stream_idle_timeout 30s is not longer than session.ping_interval 30s"},
+	}, {
+		name:      "ping interval above the stream idle timeout",
+		bootstrap: kubernetesBootstrap,
+		old:       "ping_interval: 30s",
+		new:       "ping_interval: 301s",
+		want:      []string{"stream_idle_timeout 5m0s is not longer than session.ping_interval 5m1s"},
+	}, {
+		name:      "kafka route idle timeout not longer than the ping interval",
+		bootstrap: exampleBootstrap,
+		old:       "match: {path_separated_prefix: /kafka}\n                route: {cluster: kafka}",
+		new:       "match: {path_separated_prefix: /kafka}\n                route: {cluster: kafka, idle_timeout: 20s}",
+		want:      []string{"routes[1] (path_separated_prefix /kafka): idle_timeout 20s is not longer than session.ping_interval 30s"},
+	}, {
+		name:      "upstream idle timeout not longer than the ping interval",
+		bootstrap: exampleBootstrap,
+		old:       "  - name: kafka\n    type: STATIC\n",
+		new: "  - name: kafka\n    type: STATIC\n" +
+			"    typed_extension_protocol_options:\n" +
+			"      envoy.extensions.upstreams.http.v3.HttpProtocolOptions:\n" +
+			"        \"@type\": type.googleapis.com/envoy.extensions.upstreams.http.v3.HttpProtocolOptions\n" +
+			"        common_http_protocol_options: {idle_timeout: 10s}\n" +
+			"        explicit_http_config: {http_protocol_options: {}}\n",
+		want: []string{`cluster "kafka": upstream idle_timeout 10s is not longer than session.ping_interval 30s`},
+	}, {
+		name:      "route that takes its cluster from a client header",
+		bootstrap: exampleBootstrap,
+		old:       "route: {cluster: echo}",
+		new:       "route: {cluster_header: x-backend}",
+		want:      []string{"routes[2] (prefix /): takes its cluster from a request header (cluster_header)"},
+	}, {
+		name:      "weighted cluster taken from a client header",
+		bootstrap: kubernetesBootstrap,
+		old:       "route: {cluster: app}",
+		new:       "route: {weighted_clusters: {clusters: [{name: app, weight: 1}, {cluster_header: x-backend, weight: 1}]}}",
+		want:      []string{"takes its cluster from a request header (cluster_header)"},
+	}, {
 		name:      "password_secret not declared on the filter",
 		bootstrap: kubernetesBootstrap,
 		old:       "generic_secrets:\n              - name: kafka-password",
@@ -248,6 +313,27 @@ func TestBrokenBootstrapsAreRejected(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+// TestIdleTimeoutDefaults pins Envoy's defaults the checker assumes: an
+// absent stream_idle_timeout is 300s, which outlives the default 30s ping
+// interval but not a longer one, and a zero timeout is off.
+func TestIdleTimeoutDefaults(t *testing.T) {
+	src := string(repositoryBootstraps(t)[exampleBootstrap])
+	withoutTimeout := strings.Replace(src, "stream_idle_timeout: 300s\n", "", 1)
+	if withoutTimeout == src {
+		t.Fatal("the example sets no stream_idle_timeout")
+	}
+	if err := Check([]byte(strings.Replace(withoutTimeout, "ping_interval: 30s", "max_in_flight: 16", 1))); err != nil {
+		t.Errorf("default stream_idle_timeout with the default ping interval: %v", err)
+	}
+	err := Check([]byte(strings.Replace(withoutTimeout, "ping_interval: 30s", "ping_interval: 5m", 1)))
+	if err == nil || !strings.Contains(err.Error(), "stream_idle_timeout 5m0s is not longer than session.ping_interval 5m0s") {
+		t.Errorf("default stream_idle_timeout with a 5m ping interval: %v", err)
+	}
+	if err := Check([]byte(strings.Replace(src, "stream_idle_timeout: 300s", "stream_idle_timeout: 0s", 1))); err != nil {
+		t.Errorf("disabled stream_idle_timeout: %v", err)
 	}
 }
 
@@ -330,9 +416,15 @@ func TestDeploymentsProvideWhatBootstrapsExpect(t *testing.T) {
 		Spec struct {
 			Template struct {
 				Spec struct {
-					Containers []struct {
+					TerminationGracePeriodSeconds int `json:"terminationGracePeriodSeconds"`
+					Containers                    []struct {
 						Name         string
 						VolumeMounts []struct{ MountPath string } `json:"volumeMounts"`
+						Lifecycle    struct {
+							PreStop struct {
+								Exec struct{ Command []string }
+							} `json:"preStop"`
+						}
 					}
 				}
 			}
@@ -342,9 +434,23 @@ func TestDeploymentsProvideWhatBootstrapsExpect(t *testing.T) {
 		t.Fatal(err)
 	}
 	dir := socketDir(string(bootstraps[kubernetesBootstrap]))
+	b, err := ParseBootstrap(bootstraps[kubernetesBootstrap])
+	if err != nil {
+		t.Fatal(err)
+	}
+	adminPort := b.GetAdmin().GetAddress().GetSocketAddress().GetPortValue()
 	for _, c := range deployment.Spec.Template.Spec.Containers {
 		if c.Name != "envoy" {
 			continue
+		}
+		// The preStop hook drains Envoy's listeners through the admin
+		// interface, then waits within the grace period.
+		hook := strings.Join(c.Lifecycle.PreStop.Exec.Command, " ")
+		if !strings.Contains(hook, fmt.Sprintf("/dev/tcp/127.0.0.1/%d", adminPort)) || !strings.Contains(hook, "POST /drain_listeners?graceful ") {
+			t.Errorf("the envoy container's preStop hook does not POST /drain_listeners?graceful to the admin port %d: %q", adminPort, hook)
+		}
+		if m := regexp.MustCompile(`sleep (\d+)`).FindStringSubmatch(hook); m == nil || atoi(t, m[1]) >= deployment.Spec.Template.Spec.TerminationGracePeriodSeconds {
+			t.Errorf("the preStop hook's sleep must end within terminationGracePeriodSeconds (%d): %q", deployment.Spec.Template.Spec.TerminationGracePeriodSeconds, hook)
 		}
 		for _, m := range c.VolumeMounts {
 			if m.MountPath == dir {
@@ -353,4 +459,13 @@ func TestDeploymentsProvideWhatBootstrapsExpect(t *testing.T) {
 		}
 	}
 	t.Errorf("the envoy container of deploy/kubernetes/deployment.yaml mounts no volume at %s", dir)
+}
+
+func atoi(t *testing.T, s string) int {
+	t.Helper()
+	n, err := strconv.Atoi(s)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return n
 }

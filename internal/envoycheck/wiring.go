@@ -1,19 +1,22 @@
-package envoyconfig
+package envoycheck
 
 import (
 	"fmt"
 	"slices"
 	"sort"
 	"strings"
+	"time"
 
 	golangv3alpha "github.com/envoyproxy/go-control-plane/contrib/envoy/extensions/filters/http/golang/v3alpha"
 	bootstrapv3 "github.com/envoyproxy/go-control-plane/envoy/config/bootstrap/v3"
 	clusterv3 "github.com/envoyproxy/go-control-plane/envoy/config/cluster/v3"
+	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
 	routev3 "github.com/envoyproxy/go-control-plane/envoy/config/route/v3"
 	routerv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/http/router/v3"
 	hcmv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/network/http_connection_manager/v3"
 	upstreamhttpv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/upstreams/http/v3"
 	"google.golang.org/protobuf/types/known/anypb"
+	"google.golang.org/protobuf/types/known/wrapperspb"
 
 	"github.com/envoy-pubsub/gateway/config"
 	"github.com/envoy-pubsub/gateway/filter"
@@ -34,6 +37,7 @@ type connectionManager struct {
 // wiring is what the checks look across: the static clusters and secrets,
 // and every cluster a plugin treats as kafka-scheme.
 type wiring struct {
+	libraryPath   string // where golang filters must load the .so from
 	clusters      map[string]*clusterv3.Cluster
 	staticSecrets map[string]bool // names of static generic secrets
 	kafkaScheme   map[string]bool
@@ -57,9 +61,18 @@ func (w *wiring) addf(format string, args ...any) {
 //   - per-route plugin configs the plugin rejects, for an unknown plugin or
 //     filter name, or on a route that is not kafka-scheme;
 //   - a password_secret the filter does not list in generic_secrets, or a
-//     generic secret that is not defined.
-func checkWiring(b *bootstrapv3.Bootstrap) []error {
+//     generic secret that is not defined;
+//   - a kafka-scheme cluster whose circuit breakers (Envoy's default is 1024)
+//     would refuse upgrades below session.max_sessions;
+//   - an idle timeout (the connection manager's stream_idle_timeout, a kafka
+//     route's idle_timeout, the kafka-scheme cluster's upstream idle_timeout)
+//     that is not longer than session.ping_interval, so that it would cut
+//     quiet sessions whose only traffic is the server's pings;
+//   - a route that takes its cluster from a request header (cluster_header)
+//     where the plugin runs: the client would choose the Kafka cluster.
+func checkWiring(b *bootstrapv3.Bootstrap, opts Options) []error {
 	w := &wiring{
+		libraryPath:   opts.LibraryPath,
 		clusters:      map[string]*clusterv3.Cluster{},
 		staticSecrets: map[string]bool{},
 		kafkaScheme:   map[string]bool{},
@@ -122,8 +135,8 @@ func (w *wiring) checkPlugin(cm *connectionManager) {
 			w.addf("%s: plugin_name %q: the .so registers %q; Envoy would pass every request through untouched", where, golang.GetPluginName(), filter.PluginName)
 			continue
 		}
-		if golang.GetLibraryPath() != LibraryPath {
-			w.addf("%s: library_path %q: the image installs the plugin at %s", where, golang.GetLibraryPath(), LibraryPath)
+		if golang.GetLibraryPath() != w.libraryPath {
+			w.addf("%s: library_path %q: the plugin is installed at %s", where, golang.GetLibraryPath(), w.libraryPath)
 		}
 		if cm.plugin != nil {
 			w.addf("%s: a second pub-sub filter in the same connection manager", where)
@@ -140,6 +153,7 @@ func (w *wiring) checkPlugin(cm *connectionManager) {
 		}
 		w.checkSecrets(where, golang, doc)
 		w.checkKafkaClusters(where, doc)
+		w.checkStreamIdleTimeout(cm)
 	}
 }
 
@@ -193,6 +207,10 @@ func (w *wiring) checkKafkaClusters(where string, doc *config.Document) {
 		if usesHTTP2(c) {
 			w.addf("%s: cluster %q: must use HTTP/1.1 upstream (the session server answers WebSocket upgrades over HTTP/1.1)", where, name)
 		}
+		w.checkCircuitBreakers(where, c, doc.Session.MaxSessions)
+		if d, ok := upstreamIdleTimeout(c); ok && d > 0 && d <= doc.Session.PingInterval.Duration() {
+			w.addf("%s: cluster %q: upstream idle_timeout %s is not longer than session.ping_interval %s; quiet sessions would be cut", where, name, d, doc.Session.PingInterval.Duration())
+		}
 	}
 	for _, name := range sortedKeys(w.clusters) {
 		if doc.KafkaClusters[name] != nil {
@@ -218,10 +236,83 @@ func pipePaths(c *clusterv3.Cluster) []string {
 	return paths
 }
 
+// defaultCircuitBreakerLimit is what Envoy allows of each of
+// max_connections, max_pending_requests and max_requests when a cluster
+// sets no threshold.
+const defaultCircuitBreakerLimit = 1024
+
+// checkCircuitBreakers checks that c's default-priority thresholds let
+// maxSessions sessions through: each session holds one upstream connection
+// and one request, and a burst of upgrades waits as pending requests.
+func (w *wiring) checkCircuitBreakers(where string, c *clusterv3.Cluster, maxSessions int) {
+	var limits *clusterv3.CircuitBreakers_Thresholds
+	for _, t := range c.GetCircuitBreakers().GetThresholds() {
+		if t.GetPriority() == corev3.RoutingPriority_DEFAULT {
+			limits = t
+		}
+	}
+	for _, l := range []struct {
+		name  string
+		value *wrapperspb.UInt32Value
+	}{
+		{"max_connections", limits.GetMaxConnections()},
+		{"max_pending_requests", limits.GetMaxPendingRequests()},
+		{"max_requests", limits.GetMaxRequests()},
+	} {
+		limit, how := uint64(defaultCircuitBreakerLimit), "Envoy's default"
+		if l.value != nil {
+			limit, how = uint64(l.value.GetValue()), "circuit_breakers"
+		}
+		if limit < uint64(maxSessions) {
+			w.addf("%s: cluster %q: %s %s %d is below session.max_sessions %d; upgrades beyond it would get 503 (set circuit_breakers.thresholds {priority: DEFAULT, %s: %d} or more)",
+				where, c.GetName(), how, l.name, limit, maxSessions, l.name, maxSessions)
+		}
+	}
+	for _, t := range c.GetCircuitBreakers().GetPerHostThresholds() {
+		if v := t.GetMaxConnections(); t.GetPriority() == corev3.RoutingPriority_DEFAULT && v != nil && uint64(v.GetValue()) < uint64(maxSessions) {
+			w.addf("%s: cluster %q: per_host_thresholds max_connections %d is below session.max_sessions %d; upgrades beyond it would get 503",
+				where, c.GetName(), v.GetValue(), maxSessions)
+		}
+	}
+}
+
+// upstreamIdleTimeout returns the idle_timeout of c's upstream HTTP
+// connections, if c sets one.
+func upstreamIdleTimeout(c *clusterv3.Cluster) (time.Duration, bool) {
+	for _, a := range c.GetTypedExtensionProtocolOptions() {
+		opts := &upstreamhttpv3.HttpProtocolOptions{}
+		if a.MessageIs(opts) && a.UnmarshalTo(opts) == nil && opts.GetCommonHttpProtocolOptions().GetIdleTimeout() != nil {
+			return opts.GetCommonHttpProtocolOptions().GetIdleTimeout().AsDuration(), true
+		}
+	}
+	//lint:ignore SA1019 deprecated, still honoured by Envoy
+	if d := c.GetCommonHttpProtocolOptions().GetIdleTimeout(); d != nil {
+		return d.AsDuration(), true
+	}
+	return 0, false
+}
+
+// defaultStreamIdleTimeout is the connection manager's stream_idle_timeout
+// when the field is absent.
+const defaultStreamIdleTimeout = 300 * time.Second
+
+// checkStreamIdleTimeout checks that cm's stream_idle_timeout outlives the
+// plugin's ping interval (zero disables the timeout).
+func (w *wiring) checkStreamIdleTimeout(cm *connectionManager) {
+	timeout := defaultStreamIdleTimeout
+	if d := cm.hcm.GetStreamIdleTimeout(); d != nil {
+		timeout = d.AsDuration()
+	}
+	if ping := cm.plugin.Session.PingInterval.Duration(); timeout > 0 && timeout <= ping {
+		w.addf("%s: stream_idle_timeout %s is not longer than session.ping_interval %s; quiet sessions would be cut", cm.where, timeout, ping)
+	}
+}
+
 // usesHTTP2 reports whether c explicitly switches its upstream to HTTP/2 or
 // HTTP/3.
 func usesHTTP2(c *clusterv3.Cluster) bool {
-	if c.GetHttp2ProtocolOptions() != nil { //nolint:staticcheck // deprecated, still honoured by Envoy
+	//lint:ignore SA1019 deprecated, still honoured by Envoy
+	if c.GetHttp2ProtocolOptions() != nil {
 		return true
 	}
 	for _, a := range c.GetTypedExtensionProtocolOptions() {
@@ -254,6 +345,9 @@ func (w *wiring) checkRoutes(cm *connectionManager) {
 		for ri, r := range vh.GetRoutes() {
 			where := fmt.Sprintf("%s: routes[%d] (%s)", vhWhere, ri, describeMatch(r.GetMatch()))
 			clusters := routeClusters(r.GetRoute())
+			if cm.plugin != nil && usesClusterHeader(r.GetRoute()) {
+				w.addf("%s: takes its cluster from a request header (cluster_header) where the pub-sub filter runs; a client could pick any kafka-scheme cluster", where)
+			}
 			for _, c := range clusters {
 				if _, ok := w.clusters[c]; !ok {
 					w.addf("%s: cluster %q does not exist", where, c)
@@ -267,6 +361,11 @@ func (w *wiring) checkRoutes(cm *connectionManager) {
 			}
 			if kafkaCluster != "" && cm.plugin == nil {
 				w.addf("%s: routes to kafka-scheme cluster %q but the pub-sub filter does not run in this connection manager; sessions would get no ticket (401)", where, kafkaCluster)
+			}
+			if d := r.GetRoute().GetIdleTimeout(); kafkaCluster != "" && cm.plugin != nil && d != nil {
+				if ping := cm.plugin.Session.PingInterval.Duration(); d.AsDuration() > 0 && d.AsDuration() <= ping {
+					w.addf("%s: idle_timeout %s is not longer than session.ping_interval %s; quiet sessions would be cut", where, d.AsDuration(), ping)
+				}
 			}
 			w.checkPerFilterConfigs(cm, where, filterNames, r.GetTypedPerFilterConfig(), kafkaCluster)
 		}
@@ -283,6 +382,20 @@ func routeClusters(a *routev3.RouteAction) []string {
 		names = append(names, wc.GetName())
 	}
 	return names
+}
+
+// usesClusterHeader reports whether a route action, or one of its weighted
+// clusters, names its cluster by a request header.
+func usesClusterHeader(a *routev3.RouteAction) bool {
+	if a.GetClusterHeader() != "" {
+		return true
+	}
+	for _, wc := range a.GetWeightedClusters().GetClusters() {
+		if wc.GetClusterHeader() != "" {
+			return true
+		}
+	}
+	return false
 }
 
 func describeMatch(m *routev3.RouteMatch) string {

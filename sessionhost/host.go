@@ -1,0 +1,305 @@
+// Package sessionhost runs the gateway's session server inside the Envoy
+// process: one HTTP server per unix socket that answers the WebSocket
+// upgrades Envoy's router forwards to a kafka-scheme cluster, admitting only
+// those that carry a ticket the filter issued, and serving each as a pub-sub
+// session with the configuration snapshot the ticket holds. It keeps
+// sessions on the limits they started with when the configuration changes
+// (generations), hands its socket path over to a second process (hot
+// restart) and drains in the background. It knows nothing of Envoy's API:
+// the filter feeds it configurations and stats, and tests run it alone.
+package sessionhost
+
+import (
+	"context"
+	"errors"
+	"log/slog"
+	"net"
+	"net/http"
+	"runtime/debug"
+	"slices"
+	"sync"
+	"time"
+
+	"github.com/envoy-pubsub/gateway/config"
+	"github.com/envoy-pubsub/gateway/kafka"
+	"github.com/envoy-pubsub/gateway/pubsub"
+	"github.com/envoy-pubsub/gateway/server"
+)
+
+// drainTimeout bounds how long a drain waits for sessions to take their
+// 1001 close frame and end.
+const drainTimeout = 2 * time.Second
+
+// Why a host issues no ticket.
+var (
+	// ErrSuperseded: another process (a hot-restarted Envoy) took the
+	// socket path over; upgrades routed there would not reach this host.
+	ErrSuperseded = errors.New("the session socket was taken over by another process")
+	// ErrDraining: the host's last configuration was destroyed.
+	ErrDraining = errors.New("the session server is shutting down")
+)
+
+// Hosts are the session hosts of one process, by socket path, sharing one
+// Kafka client pool and one logger. The filter keeps one per process.
+type Hosts struct {
+	log  *slog.Logger
+	pool *kafka.Pool
+
+	mu     sync.Mutex
+	byPath map[string]*Host
+}
+
+// NewHosts returns an empty set of hosts logging to log.
+func NewHosts(log *slog.Logger) *Hosts {
+	return &Hosts{
+		log:    log,
+		pool:   kafka.NewPool(kafka.Logger(log)),
+		byPath: make(map[string]*Host),
+	}
+}
+
+// Host is the session server on one unix socket. It is started by the first
+// configuration that names the socket, takes the newest configuration's
+// limits and stats on every later Acquire, and drains when the last such
+// configuration is released. Upgrades are resolved by redeeming the ticket
+// the filter issued; the session then runs with the configuration snapshot
+// the ticket holds.
+type Host struct {
+	hosts   *Hosts
+	log     *slog.Logger
+	socket  *socket
+	tickets *ticketStore
+	stats   observer
+	http    *http.Server
+	served  chan struct{} // closed when the accept loop returns
+	drained chan struct{} // closed when the drain has finished
+
+	holders []holder // the live configurations, newest last; guarded by hosts.mu
+
+	mu       sync.Mutex
+	current  generation
+	retired  []*server.Server // earlier generations, drained at the end
+	draining bool
+	inflight sync.WaitGroup // requests being handed to a generation; Add only under mu while !draining
+}
+
+// holder is a live configuration using a host.
+type holder struct {
+	doc   *config.Document
+	stats Stats
+}
+
+// generation is a session server built for one set of session limits.
+// Sessions stay with the generation that accepted them.
+type generation struct {
+	limits config.Session
+	srv    *server.Server
+}
+
+// Acquire returns the host of doc.Listener, starting it if this is the first
+// configuration naming it, and makes it use doc's limits and stats from now
+// on. A socket path another process serves is taken over when this host
+// issues its first ticket (see Issue), not before: a process that only
+// validates the configuration (envoy --mode validate) leaves it alone.
+func (hs *Hosts) Acquire(doc *config.Document, stats Stats) (*Host, error) {
+	hs.mu.Lock()
+	defer hs.mu.Unlock()
+	h := hs.byPath[doc.Listener]
+	if h == nil {
+		var err error
+		if h, err = hs.start(doc.Listener); err != nil {
+			return nil, err
+		}
+		hs.byPath[doc.Listener] = h
+	}
+	h.holders = append(h.holders, holder{doc: doc, stats: stats})
+	h.update(doc, stats)
+	return h, nil
+}
+
+// Release drops the hold of the configuration whose stats are stats; the
+// limits and stats of the newest remaining configuration take over. The last
+// release stops accepting, gives the socket path up and drains in the
+// background: it does not wait for sessions.
+func (hs *Hosts) Release(h *Host, stats Stats) {
+	hs.mu.Lock()
+	defer hs.mu.Unlock()
+	held := len(h.holders)
+	h.holders = slices.DeleteFunc(h.holders, func(x holder) bool { return x.stats == stats })
+	if len(h.holders) == held {
+		return // not held by stats, or released already
+	}
+	if n := len(h.holders); n > 0 {
+		newest := h.holders[n-1]
+		h.update(newest.doc, newest.stats)
+		return
+	}
+	if hs.byPath[h.socket.path] == h {
+		delete(hs.byPath, h.socket.path)
+	}
+	h.drain(drainTimeout)
+}
+
+func (hs *Hosts) start(path string) (*Host, error) {
+	log := hs.log.With("listener", path)
+	h := &Host{
+		hosts:   hs,
+		log:     log,
+		tickets: newTicketStore(time.Now),
+		served:  make(chan struct{}),
+		drained: make(chan struct{}),
+	}
+	h.http = &http.Server{
+		Handler:           h,
+		ReadHeaderTimeout: 10 * time.Second,
+		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelWarn),
+	}
+	sock, err := openSocket(path, log, func(ln net.Listener) { h.goSafe("accept loop", func() { h.serve(ln) }) })
+	if err != nil {
+		return nil, err
+	}
+	h.socket = sock
+	return h, nil
+}
+
+// goSafe runs fn in a goroutine that recovers a panic: inside Envoy an
+// unrecovered panic kills the proxy.
+func (h *Host) goSafe(what string, fn func()) {
+	go func() {
+		defer func() {
+			if p := recover(); p != nil {
+				h.log.Error("pubsub: panic in session server "+what, "panic", p, "stack", string(debug.Stack()))
+			}
+		}()
+		fn()
+	}()
+}
+
+func (h *Host) serve(ln net.Listener) {
+	defer close(h.served)
+	h.log.Info("pubsub: session server listening")
+	err := h.http.Serve(ln)
+	if err != nil && !errors.Is(err, http.ErrServerClosed) && !errors.Is(err, net.ErrClosed) {
+		h.log.Error("pubsub: session server stopped", "err", err)
+	}
+}
+
+// update swaps in doc's limits (as a new generation when they changed) and
+// stats. Sessions already running keep their generation.
+func (h *Host) update(doc *config.Document, stats Stats) {
+	h.stats.use(stats)
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if h.current.srv != nil && h.current.limits == doc.Session {
+		return
+	}
+	opts := server.OptionsFrom(doc, h.log)
+	opts.Observer = &h.stats
+	if h.current.srv != nil {
+		h.retired = append(h.retired, h.current.srv)
+	}
+	h.current = generation{limits: doc.Session, srv: server.New(h, opts)}
+}
+
+// Issue stores g under a new one-time ticket valid for ttl, with at most
+// limit tickets outstanding, and returns the ticket. A host whose socket
+// path another process serves takes the path over first, atomically: from
+// then on new upgrades reach this host, while the other process keeps the
+// sessions it has. Errors: ErrTicketsFull, ErrSuperseded when another
+// process has taken the path from this host, ErrDraining, or a socket error.
+func (h *Host) Issue(g *Grant, ttl time.Duration, limit int) (string, error) {
+	if err := h.socket.serving(); err != nil {
+		return "", err
+	}
+	return h.tickets.issue(g, ttl, limit)
+}
+
+// Redeem returns the grant of ticket and invalidates the ticket.
+func (h *Host) Redeem(ticket string) (*Grant, error) { return h.tickets.redeem(ticket) }
+
+// Pending returns the number of outstanding tickets, expired ones included
+// until they are purged.
+func (h *Host) Pending() int { return h.tickets.pending() }
+
+// Drained is closed when the host has drained after its last release.
+func (h *Host) Drained() <-chan struct{} { return h.drained }
+
+// ServeHTTP hands a request on the socket to the current generation. The
+// drain waits for these hand-offs, so that every session they start is one
+// the drain knows of.
+func (h *Host) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	h.mu.Lock()
+	if h.draining {
+		h.mu.Unlock()
+		http.Error(w, "session server is shutting down", http.StatusServiceUnavailable)
+		return
+	}
+	srv := h.current.srv
+	h.inflight.Add(1)
+	h.mu.Unlock()
+	defer h.inflight.Done()
+	srv.ServeHTTP(w, r)
+}
+
+// Resolve redeems the request's ticket and binds the session to the shared
+// Kafka client of the ticket's cluster snapshot.
+func (h *Host) Resolve(r *http.Request) (server.Route, error) {
+	g, err := h.tickets.redeem(r.Header.Get(TicketHeader))
+	if err != nil {
+		h.stats.ticketRejected()
+		h.log.Warn("pubsub: upgrade refused", "reason", err.Error(), "remote", r.RemoteAddr)
+		return server.Route{}, &server.Error{Status: http.StatusUnauthorized, Message: "missing, invalid, used or expired pub-sub ticket"}
+	}
+	k, err := h.hosts.pool.Acquire(g.Kafka)
+	if err != nil {
+		h.log.Error("pubsub: kafka client", "cluster", g.Cluster, "err", err)
+		return server.Route{}, &server.Error{Status: http.StatusBadGateway, Message: "kafka cluster unavailable"}
+	}
+	mux := pubsub.NewMux()
+	kafka.Register(mux, k, kafka.NewPolicy(g.Kafka, g.Routes...))
+	return server.Route{
+		Handler: mux,
+		Release: k.Release,
+		Attrs:   []slog.Attr{slog.String("cluster", g.Cluster)},
+	}, nil
+}
+
+// drain stops accepting and gives the socket path up at once (a successor
+// in this process or another may bind it right away), then, in the
+// background, sends every session 1001 and waits up to timeout for them to
+// end.
+func (h *Host) drain(timeout time.Duration) {
+	h.mu.Lock()
+	h.draining = true
+	servers := append(h.retired, h.current.srv)
+	h.mu.Unlock()
+	accepting := h.socket.close()
+	h.goSafe("drain", func() {
+		defer close(h.drained)
+		ctx, cancel := context.WithTimeout(context.Background(), timeout)
+		defer cancel()
+		var errs []error
+		errs = append(errs, h.http.Shutdown(ctx))
+		handedOff := make(chan struct{})
+		h.goSafe("hand-off wait", func() {
+			defer close(handedOff)
+			h.inflight.Wait()
+		})
+		select {
+		case <-handedOff:
+		case <-ctx.Done():
+			errs = append(errs, ctx.Err())
+		}
+		for _, srv := range servers {
+			errs = append(errs, srv.Shutdown(ctx))
+		}
+		if accepting {
+			<-h.served
+		}
+		if err := errors.Join(errs...); err != nil {
+			h.log.Warn("pubsub: session server drained with errors", "err", err)
+			return
+		}
+		h.log.Info("pubsub: session server drained")
+	})
+}

@@ -1,0 +1,342 @@
+package sessionhost
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/gobwas/ws"
+
+	"github.com/envoy-pubsub/gateway/client"
+	"github.com/envoy-pubsub/gateway/config"
+)
+
+// In these tests each Hosts stands for one Envoy process: the code path of a
+// second process taking a socket over is the same, in one test process.
+
+// logBuffer collects a Hosts' log.
+type logBuffer struct {
+	mu  sync.Mutex
+	buf bytes.Buffer
+}
+
+func (b *logBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.Write(p)
+}
+
+func (b *logBuffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.String()
+}
+
+func newHosts(t *testing.T) (*Hosts, *logBuffer) {
+	t.Helper()
+	logs := &logBuffer{}
+	return NewHosts(slog.New(slog.NewTextHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug}))), logs
+}
+
+// countingStats counts a host's events.
+type countingStats struct {
+	mu                sync.Mutex
+	refused, rejected int
+	active            int64
+	started           chan struct{} // a value per session started
+}
+
+func newStats() *countingStats { return &countingStats{started: make(chan struct{}, 100)} }
+
+func (s *countingStats) SessionStarted(active int64) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.active = active
+	s.started <- struct{}{}
+}
+
+func (s *countingStats) SessionEnded(active int64) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.active = active
+}
+
+func (s *countingStats) Refused(int) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.refused++
+}
+
+func (s *countingStats) Command(string, error) {}
+
+func (s *countingStats) TicketRejected() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.rejected++
+}
+
+// socketPath returns a fresh unix socket path (short enough for sun_path).
+func socketPath(t *testing.T) string {
+	t.Helper()
+	dir, err := os.MkdirTemp("", "host")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { os.RemoveAll(dir) })
+	return filepath.Join(dir, "pubsub.sock")
+}
+
+func document(t *testing.T, sock string) *config.Document {
+	t.Helper()
+	doc, err := config.Parse([]byte(`{"listener": "` + sock + `", "kafka_clusters": {"kafka": {"brokers": ["127.0.0.1:1"]}}}`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return doc
+}
+
+// acquire starts or joins the host of sock in hs, released when the test
+// ends (a second release is a no-op).
+func acquire(t *testing.T, hs *Hosts, sock string) (*Host, *countingStats) {
+	t.Helper()
+	stats := newStats()
+	h, err := hs.Acquire(document(t, sock), stats)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { hs.Release(h, stats) })
+	return h, stats
+}
+
+// issue issues a ticket of h for the test's cluster.
+func issue(t *testing.T, h *Host) string {
+	t.Helper()
+	v, err := h.Issue(&Grant{Cluster: "kafka", Kafka: &config.KafkaCluster{Brokers: []string{"127.0.0.1:1"}}}, 30*time.Second, 100)
+	if err != nil {
+		t.Fatalf("issue: %v", err)
+	}
+	return v
+}
+
+// session opens a pub-sub session on sock with ticket v.
+func session(t *testing.T, sock, v string) *client.Client {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	c, err := client.Dial(ctx, "ws://pubsub/kafka", client.Options{
+		Header: http.Header{TicketHeader: {v}},
+		NetDial: func(ctx context.Context, _, _ string) (net.Conn, error) {
+			var d net.Dialer
+			return d.DialContext(ctx, "unix", sock)
+		},
+	})
+	if err != nil {
+		t.Fatalf("session: %v", err)
+	}
+	t.Cleanup(func() { c.Close() })
+	return c
+}
+
+func ping(t *testing.T, c *client.Client) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if _, err := c.Ping(ctx, nil); err != nil {
+		t.Fatalf("ping: %v", err)
+	}
+}
+
+// waitClosedWith waits for the server to close c with code.
+func waitClosedWith(t *testing.T, c *client.Client, code ws.StatusCode) {
+	t.Helper()
+	select {
+	case <-c.Done():
+	case <-time.After(10 * time.Second):
+		t.Fatalf("session not closed, want close %d", code)
+	}
+	var ce client.CloseError
+	if err := c.Err(); !errors.As(err, &ce) || ce.Code != code {
+		t.Errorf("session ended with %v, want close %d", err, code)
+	}
+}
+
+func stat(t *testing.T, path string) os.FileInfo {
+	t.Helper()
+	fi, err := os.Stat(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return fi
+}
+
+func TestSecondProcessTakesTheSocketOverWhileTheFirstServes(t *testing.T) {
+	sock := socketPath(t)
+	first, _ := newHosts(t)
+	a, aStats := acquire(t, first, sock)
+	old := session(t, sock, issue(t, a))
+	firstSocket := stat(t, sock)
+
+	// The second process starts (hot restart): it finds the socket served
+	// and leaves it alone until it issues a ticket.
+	second, secondLog := newHosts(t)
+	b, bStats := acquire(t, second, sock)
+	if !os.SameFile(stat(t, sock), firstSocket) {
+		t.Fatal("the second process took the socket over before issuing a ticket")
+	}
+	if !strings.Contains(secondLog.String(), "another process serves the session socket") {
+		t.Errorf("standby not logged:\n%s", secondLog.String())
+	}
+	oldToo := session(t, sock, issue(t, a))
+
+	// Its first ticket takes the path over; its sessions arrive there.
+	moved := session(t, sock, issue(t, b))
+	if os.SameFile(stat(t, sock), firstSocket) {
+		t.Fatal("the socket file is still the first process's")
+	}
+	if fi, err := os.Stat(sock); err != nil || fi.Mode().Perm() != 0o600 {
+		t.Errorf("socket after take-over: %v, %v; want mode 0600", fi, err)
+	}
+	ping(t, moved)
+
+	// The first keeps serving its sessions and refuses new tickets.
+	if _, err := a.Issue(&Grant{Cluster: "kafka"}, time.Minute, 10); !errors.Is(err, ErrSuperseded) {
+		t.Errorf("first process issued a ticket after the take-over: %v", err)
+	}
+	ping(t, old)
+	ping(t, oldToo)
+
+	// The first drains: its sessions get 1001, the second's socket stays.
+	first.Release(a, newStats()) // a release without a hold is a no-op
+	ping(t, old)
+	first.Release(a, aStats)
+	waitClosedWith(t, old, ws.StatusGoingAway)
+	waitClosedWith(t, oldToo, ws.StatusGoingAway)
+	<-a.Drained()
+	ping(t, moved)
+	ping(t, session(t, sock, issue(t, b)))
+
+	// The second's last release removes the socket it owns.
+	second.Release(b, bStats)
+	if _, err := os.Stat(sock); !os.IsNotExist(err) {
+		t.Errorf("socket left after the owner's drain: %v", err)
+	}
+	waitClosedWith(t, moved, ws.StatusGoingAway)
+}
+
+func TestValidatingProcessLeavesTheSocketAlone(t *testing.T) {
+	sock := socketPath(t)
+	live, _ := newHosts(t)
+	h, _ := acquire(t, live, sock)
+	before := stat(t, sock)
+
+	// envoy --mode validate parses the configuration and exits.
+	validate, _ := newHosts(t)
+	v, stats := acquire(t, validate, sock)
+	validate.Release(v, stats)
+	<-v.Drained()
+
+	if !os.SameFile(stat(t, sock), before) {
+		t.Fatal("the validating process replaced the live socket")
+	}
+	ping(t, session(t, sock, issue(t, h)))
+	entries, err := os.ReadDir(filepath.Dir(sock))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var names []string
+	for _, e := range entries {
+		names = append(names, e.Name())
+	}
+	if strings.Join(names, " ") != "pubsub.sock" && strings.Join(names, " ") != "pubsub.sock pubsub.sock.lock" {
+		t.Errorf("socket directory holds %v, want only the socket (and its lock)", names)
+	}
+}
+
+func TestReleaseDrainsInTheBackground(t *testing.T) {
+	sock := socketPath(t)
+	hs, _ := newHosts(t)
+	h, stats := acquire(t, hs, sock)
+	// A client that never answers the close frame: its session lingers
+	// for the close handshake before it ends.
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	conn, _, _, err := ws.Dialer{
+		Header: ws.HandshakeHeaderHTTP(http.Header{TicketHeader: {issue(t, h)}}),
+		NetDial: func(ctx context.Context, _, _ string) (net.Conn, error) {
+			var d net.Dialer
+			return d.DialContext(ctx, "unix", sock)
+		},
+	}.Dial(ctx, "ws://pubsub/kafka")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	<-stats.started
+
+	hs.Release(h, stats)
+	select {
+	case <-h.Drained():
+		t.Fatal("Release waited for the drain")
+	default:
+	}
+	if _, err := os.Stat(sock); !os.IsNotExist(err) {
+		t.Errorf("socket still there when Release returned: %v", err)
+	}
+	// A successor in the same process binds the path at once.
+	next, _ := acquire(t, hs, sock)
+	if next == h {
+		t.Fatal("the draining host was reused")
+	}
+	ping(t, session(t, sock, issue(t, next)))
+
+	conn.SetReadDeadline(time.Now().Add(10 * time.Second))
+	hdr, err := ws.ReadHeader(conn)
+	if err != nil || hdr.OpCode != ws.OpClose {
+		t.Fatalf("frame %+v, %v; want the close frame", hdr, err)
+	}
+	payload := make([]byte, hdr.Length)
+	if _, err := conn.Read(payload); err != nil {
+		t.Fatal(err)
+	}
+	if code, _ := ws.ParseCloseFrameData(payload); code != ws.StatusGoingAway {
+		t.Errorf("close code %d, want 1001", code)
+	}
+	select {
+	case <-h.Drained():
+	case <-time.After(10 * time.Second):
+		t.Fatal("drain never finished")
+	}
+}
+
+func TestStaleSocketIsReplaced(t *testing.T) {
+	sock := socketPath(t)
+	ln, err := net.Listen("unix", sock)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ln.(*net.UnixListener).SetUnlinkOnClose(false)
+	ln.Close() // the file stays, nothing answers: a crashed process's socket
+	hs, _ := newHosts(t)
+	h, _ := acquire(t, hs, sock)
+	ping(t, session(t, sock, issue(t, h)))
+}
+
+func TestAbstractSocket(t *testing.T) {
+	name := "@pubsub-host-test-" + strings.ReplaceAll(time.Now().Format("150405.000000000"), ".", "")
+	hs, _ := newHosts(t)
+	h, _ := acquire(t, hs, name)
+	ping(t, session(t, name, issue(t, h)))
+	other, _ := newHosts(t)
+	if _, err := other.Acquire(document(t, name), newStats()); err == nil || !strings.Contains(err.Error(), "an abstract socket cannot be handed over") {
+		t.Errorf("second process on a live abstract socket: %v", err)
+	}
+}

@@ -269,14 +269,17 @@ func assertNoSecretsLogged(t *testing.T, secrets ...string) {
 }
 
 // TestRouteNarrowsClusterTopics runs a session whose ticket went through a
-// virtual host's and a route's lists: every command naming a topic is
-// refused for a topic one of the levels denies, before any Kafka contact
+// virtual host's and a route's lists: every command naming a topic or group
+// is refused for a name one of the levels denies, before any Kafka contact
 // (the cluster's broker does not exist, so a command that got past the
 // policy would fail differently).
 func TestRouteNarrowsClusterTopics(t *testing.T) {
-	p := parsePlugin(t, oneCluster)
+	p := parsePlugin(t, "kafka_clusters:\n  kafka:\n    brokers: ['127.0.0.1:1']\n"+
+		"    topics: [orders, 'audit-*']\n    produce_topics: [orders, 'audit-*']\n    groups: ['web-*']\n")
 	// Virtual host, then route: each level narrows further.
-	merged := p.route(t, "topics: ['audit-*', orders]", "topics: ['audit-eu', 'billing']")
+	merged := p.route(t,
+		"{topics: ['audit-*', orders, billing], produce_topics: ['audit-*', billing], groups: ['web-*', app]}",
+		"{topics: ['audit-eu', 'billing'], produce_topics: ['audit-eu', orders], groups: [web-1, app]}")
 	c, err := p.dial(p.ticket(t, merged))
 	if err != nil {
 		t.Fatal(err)
@@ -284,29 +287,60 @@ func TestRouteNarrowsClusterTopics(t *testing.T) {
 	defer c.Close()
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancel()
-	commands := map[string]func(topic string) *pb.PubSubReq{
-		pubsub.CmdKafkaFetch: func(topic string) *pb.PubSubReq {
-			return &pb.PubSubReq{Req: &pb.PubSubReq_CmdKafkaFetch{CmdKafkaFetch: &pb.CmdKafkaFetch{Topic: topic, Partition: 3}}}
-		},
-		pubsub.CmdKafkaListOffset: func(topic string) *pb.PubSubReq {
-			return &pb.PubSubReq{Req: &pb.PubSubReq_CmdKafkaListOffset{CmdKafkaListOffset: &pb.CmdKafkaListOffset{Topic: topic, Partition: 3}}}
-		},
-		pubsub.CmdKafkaSubscribe: func(topic string) *pb.PubSubReq {
-			return &pb.PubSubReq{Req: &pb.PubSubReq_CmdKafkaSubscribe{CmdKafkaSubscribe: &pb.CmdKafkaSubscribe{Topic: topic, Partitions: []int32{3}}}}
-		},
+	type command struct {
+		build     func(topic, group string) *pb.PubSubReq
+		partition string // as the error names it
 	}
-	for name, build := range commands {
+	commands := map[string]command{
+		pubsub.CmdKafkaFetch: {func(topic, _ string) *pb.PubSubReq {
+			return &pb.PubSubReq{Req: &pb.PubSubReq_CmdKafkaFetch{CmdKafkaFetch: &pb.CmdKafkaFetch{Topic: topic, Partition: 3}}}
+		}, "3"},
+		pubsub.CmdKafkaListOffset: {func(topic, _ string) *pb.PubSubReq {
+			return &pb.PubSubReq{Req: &pb.PubSubReq_CmdKafkaListOffset{CmdKafkaListOffset: &pb.CmdKafkaListOffset{Topic: topic, Partition: 3}}}
+		}, "3"},
+		pubsub.CmdKafkaSubscribe: {func(topic, _ string) *pb.PubSubReq {
+			return &pb.PubSubReq{Req: &pb.PubSubReq_CmdKafkaSubscribe{CmdKafkaSubscribe: &pb.CmdKafkaSubscribe{Topic: topic, Partitions: []int32{3}}}}
+		}, "3"},
+		"group subscribe": {func(topic, group string) *pb.PubSubReq {
+			return &pb.PubSubReq{Req: &pb.PubSubReq_CmdKafkaSubscribe{CmdKafkaSubscribe: &pb.CmdKafkaSubscribe{Topic: topic, Group: group}}}
+		}, "-1"},
+		pubsub.CmdKafkaCommit: {func(topic, group string) *pb.PubSubReq {
+			return &pb.PubSubReq{Req: &pb.PubSubReq_CmdKafkaCommit{CmdKafkaCommit: &pb.CmdKafkaCommit{Group: group, Topic: topic, Offsets: []*pb.KafkaPartitionOffset{{Partition: 3}}}}}
+		}, "3"},
+		pubsub.CmdKafkaCommitted: {func(topic, group string) *pb.PubSubReq {
+			return &pb.PubSubReq{Req: &pb.PubSubReq_CmdKafkaCommitted{CmdKafkaCommitted: &pb.CmdKafkaCommitted{Group: group, Topic: topic, Partitions: []int32{3}}}}
+		}, "3"},
+	}
+	refused := func(name string, req *pb.PubSubReq, topic, partition, cause string) {
+		t.Helper()
+		_, err := c.Do(ctx, req)
+		if err == nil || !strings.HasSuffix(err.Error(), "topic: "+topic+", partition: "+partition+", err: "+cause) {
+			t.Errorf("%s %s: %v, want %s", name, topic, err, cause)
+		}
+	}
+	for name, cmd := range commands {
 		// billing: the virtual host denies it; orders and audit-us: the
 		// route does; payments: the cluster does.
 		for _, topic := range []string{"billing", "orders", "audit-us", "payments"} {
-			_, err := c.Do(ctx, build(topic))
-			if err == nil || !strings.HasSuffix(err.Error(), "topic: "+topic+", partition: 3, err: topic not allowed") {
-				t.Errorf("%s %s: %v, want topic not allowed", name, topic, err)
-			}
+			refused(name, cmd.build(topic, "web-1"), topic, cmd.partition, "topic not allowed")
+		}
+		if name == pubsub.CmdKafkaFetch || name == pubsub.CmdKafkaListOffset || name == pubsub.CmdKafkaSubscribe {
+			continue
+		}
+		// app: the cluster denies it; web-2: the route does.
+		for _, group := range []string{"app", "web-2"} {
+			refused(name, cmd.build("audit-eu", group), "audit-eu", cmd.partition, "group not allowed")
 		}
 	}
+	// Producing: billing is readable but the route does not let it be
+	// written, orders the virtual host does not, audit-us the route.
+	for _, topic := range []string{"billing", "orders", "audit-us", "payments"} {
+		refused(pubsub.CmdKafkaProduce, &pb.PubSubReq{Req: &pb.PubSubReq_CmdKafkaProduce{CmdKafkaProduce: &pb.CmdKafkaProduce{
+			Topic: topic, Partition: 3, Records: []*pb.KafkaRecord{{Value: []byte("v")}},
+		}}}, topic, "3", "topic not allowed")
+	}
 	// Allowed by every level: the command reaches for the broker.
-	if _, err := c.Do(ctx, commands[pubsub.CmdKafkaListOffset]("audit-eu")); err == nil || strings.Contains(err.Error(), "not allowed") {
+	if _, err := c.Do(ctx, commands[pubsub.CmdKafkaListOffset].build("audit-eu", "")); err == nil || strings.Contains(err.Error(), "not allowed") {
 		t.Errorf("list offset of an allowed topic: %v, want a broker error", err)
 	}
 }

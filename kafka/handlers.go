@@ -22,13 +22,18 @@ func Register(mux *pubsub.Mux, k *Cluster, policy Policy) {
 	mux.On(pubsub.CmdKafkaFetch, pubsub.HandlerFunc(h.fetch))
 	mux.On(pubsub.CmdKafkaSubscribe, pubsub.HandlerFunc(h.subscribe))
 	mux.On(pubsub.CmdKafkaUnsubscribe, pubsub.HandlerFunc(h.unsubscribe))
+	mux.On(pubsub.CmdKafkaProduce, pubsub.HandlerFunc(h.produce))
+	mux.On(pubsub.CmdKafkaCommit, pubsub.HandlerFunc(h.commit))
+	mux.On(pubsub.CmdKafkaCommitted, pubsub.HandlerFunc(h.committed))
 }
 
 // handlers serve one session's Kafka commands.
 type handlers struct {
-	k      *Cluster
-	policy Policy
-	subs   subscriptions
+	k       *Cluster
+	policy  Policy
+	subs    subscriptions
+	members members
+	writes  produceState
 }
 
 // Causes of command failures that are not Kafka error codes.
@@ -45,7 +50,7 @@ var (
 // "failed to fetch message, topic: T, partition: P, err: CAUSE", so that
 // clients written for APISIX read it unchanged.
 type CommandError struct {
-	Op        string // "list offset" or "fetch message"
+	Op        string // e.g. "list offset", "fetch message", "produce message"
 	Topic     string
 	Partition int32
 	Cause     error

@@ -3,6 +3,7 @@ package kafka_test
 import (
 	"bytes"
 	"encoding/json"
+	"fmt"
 	"io"
 	"log/slog"
 	"net"
@@ -24,45 +25,49 @@ import (
 	"github.com/envoy-pubsub/gateway/server"
 )
 
-// policyCommand is how the policy table exercises one PubSubReq command.
-type policyCommand struct {
-	// build returns the command naming topic; nil for a command that names
-	// no topic.
-	build func(topic string) *pb.PubSubReq
-	// served is false for a command the Kafka handlers do not register:
-	// the session answers "unknown command" without contacting Kafka.
-	served bool
+// policyRequest builds a request of one command naming topic and, when
+// namesGroup, group.
+type policyRequest struct {
+	build      func(topic, group string) *pb.PubSubReq
+	namesGroup bool
 }
 
-// policyCommands lists every PubSubReq command. TestEveryCommandIsInThePolicyTable
-// fails when the schema gains a command that is not listed here, so that a
-// new command cannot be added without a test of its policy check.
-var policyCommands = map[string]policyCommand{
-	pubsub.CmdEmpty:            {},
-	pubsub.CmdPing:             {},
-	pubsub.CmdKafkaUnsubscribe: {},
-	pubsub.CmdKafkaFetch: {served: true, build: func(topic string) *pb.PubSubReq {
+// policyCommands lists every PubSubReq command with the requests that
+// exercise its policy check (none for a command that names no topic).
+// TestEveryCommandIsInThePolicyTable fails when the schema gains a command
+// that is not listed here, so that no command is added without a test of its
+// policy check.
+var policyCommands = map[string][]policyRequest{
+	pubsub.CmdEmpty:            nil,
+	pubsub.CmdPing:             nil,
+	pubsub.CmdKafkaUnsubscribe: nil,
+	pubsub.CmdKafkaFetch: {{build: func(topic, _ string) *pb.PubSubReq {
 		return &pb.PubSubReq{Req: &pb.PubSubReq_CmdKafkaFetch{CmdKafkaFetch: &pb.CmdKafkaFetch{Topic: topic}}}
-	}},
-	pubsub.CmdKafkaListOffset: {served: true, build: func(topic string) *pb.PubSubReq {
+	}}},
+	pubsub.CmdKafkaListOffset: {{build: func(topic, _ string) *pb.PubSubReq {
 		return &pb.PubSubReq{Req: &pb.PubSubReq_CmdKafkaListOffset{CmdKafkaListOffset: &pb.CmdKafkaListOffset{Topic: topic, Timestamp: -1}}}
-	}},
-	pubsub.CmdKafkaSubscribe: {served: true, build: func(topic string) *pb.PubSubReq {
-		return &pb.PubSubReq{Req: &pb.PubSubReq_CmdKafkaSubscribe{CmdKafkaSubscribe: &pb.CmdKafkaSubscribe{Topic: topic}}}
-	}},
-	"cmd_kafka_produce": {build: func(topic string) *pb.PubSubReq {
+	}}},
+	pubsub.CmdKafkaSubscribe: {
+		{build: func(topic, _ string) *pb.PubSubReq {
+			return &pb.PubSubReq{Req: &pb.PubSubReq_CmdKafkaSubscribe{CmdKafkaSubscribe: &pb.CmdKafkaSubscribe{Topic: topic}}}
+		}},
+		{namesGroup: true, build: func(topic, group string) *pb.PubSubReq {
+			return &pb.PubSubReq{Req: &pb.PubSubReq_CmdKafkaSubscribe{CmdKafkaSubscribe: &pb.CmdKafkaSubscribe{Topic: topic, Group: group}}}
+		}},
+	},
+	pubsub.CmdKafkaProduce: {{build: func(topic, _ string) *pb.PubSubReq {
 		return &pb.PubSubReq{Req: &pb.PubSubReq_CmdKafkaProduce{CmdKafkaProduce: &pb.CmdKafkaProduce{
 			Topic: topic, Records: []*pb.KafkaRecord{{Value: []byte("v")}},
 		}}}
-	}},
-	"cmd_kafka_commit": {build: func(topic string) *pb.PubSubReq {
+	}}},
+	pubsub.CmdKafkaCommit: {{namesGroup: true, build: func(topic, group string) *pb.PubSubReq {
 		return &pb.PubSubReq{Req: &pb.PubSubReq_CmdKafkaCommit{CmdKafkaCommit: &pb.CmdKafkaCommit{
-			Group: "g", Topic: topic, Offsets: []*pb.KafkaPartitionOffset{{Partition: 0, Offset: 0}},
+			Group: group, Topic: topic, Offsets: []*pb.KafkaPartitionOffset{{Partition: 0, Offset: 0}},
 		}}}
-	}},
-	"cmd_kafka_committed": {build: func(topic string) *pb.PubSubReq {
-		return &pb.PubSubReq{Req: &pb.PubSubReq_CmdKafkaCommitted{CmdKafkaCommitted: &pb.CmdKafkaCommitted{Group: "g", Topic: topic}}}
-	}},
+	}}},
+	pubsub.CmdKafkaCommitted: {{namesGroup: true, build: func(topic, group string) *pb.PubSubReq {
+		return &pb.PubSubReq{Req: &pb.PubSubReq_CmdKafkaCommitted{CmdKafkaCommitted: &pb.CmdKafkaCommitted{Group: group, Topic: topic}}}
+	}}},
 }
 
 func TestEveryCommandIsInThePolicyTable(t *testing.T) {
@@ -118,14 +123,15 @@ func startPolicyServer(t *testing.T, cluster *config.KafkaCluster, routes ...*co
 }
 
 // parseCluster returns cluster "kafka" of a document serving brokers with
-// the allow-list key set to list.
-func parseCluster(t *testing.T, brokers []string, key string, list []string) *config.KafkaCluster {
+// the allow-lists topics, produce_topics and groups all set to list.
+func parseCluster(t *testing.T, brokers []string, list []string) *config.KafkaCluster {
 	t.Helper()
 	js, err := json.Marshal(list)
 	if err != nil {
 		t.Fatal(err)
 	}
-	doc, err := config.Parse([]byte(testkit.ClusterYAML(brokers, "    "+key+": "+string(js)+"\n", "")))
+	lists := fmt.Sprintf("    topics: %s\n    produce_topics: %s\n    groups: %s\n", js, js, js)
+	doc, err := config.Parse([]byte(testkit.ClusterYAML(brokers, lists, "")))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -144,9 +150,10 @@ func dialURL(t *testing.T, url string) *client.Client {
 }
 
 // TestEveryLevelsListAppliesToEveryCommand sends every command that names a
-// topic with a topic that exactly one level of allow-lists denies: each is
-// refused with "topic not allowed" and Kafka never hears of the topic. A
-// topic every level allows is not refused.
+// topic with a topic (and every command that names a group with a group)
+// that exactly one level of allow-lists denies: each is refused with "topic
+// not allowed" or "group not allowed", and Kafka never hears of the name.
+// Names every level allows are not refused.
 func TestEveryLevelsListAppliesToEveryCommand(t *testing.T) {
 	levels := []string{"cluster", "vhost", "route", "weighted"}
 	all := []string{"ok"}
@@ -162,8 +169,8 @@ func TestEveryLevelsListAppliesToEveryCommand(t *testing.T) {
 		}
 		return nil, nil, false
 	})
-	// Each level allows every topic but its own denied one (globs and
-	// exact names mixed).
+	// Each level allows every name but its own denied one (globs and
+	// exact names mixed), for reading, producing and groups alike.
 	allowAllBut := func(level string) []string {
 		list := []string{"o?"}
 		for _, l := range levels {
@@ -173,40 +180,46 @@ func TestEveryLevelsListAppliesToEveryCommand(t *testing.T) {
 		}
 		return list
 	}
-	url := startPolicyServer(t, parseCluster(t, k.ListenAddrs(), "topics", allowAllBut("cluster")),
-		&config.Route{Topics: allowAllBut("vhost")},
-		&config.Route{Topics: allowAllBut("route")},
+	route := func(level string) *config.Route {
+		l := allowAllBut(level)
+		return &config.Route{Topics: l, ProduceTopics: l, Groups: l}
+	}
+	url := startPolicyServer(t, parseCluster(t, k.ListenAddrs(), allowAllBut("cluster")),
+		route("vhost"), route("route"),
 		nil, // a level without a document does not narrow
-		&config.Route{Topics: allowAllBut("weighted")},
+		route("weighted"),
 	)
 	c := dialURL(t, url)
-	for name, cmd := range policyCommands {
-		if cmd.build == nil {
-			continue
-		}
-		for _, l := range levels {
-			topic := "denied-by-" + l
-			_, err := c.Do(ctx(t), cmd.build(topic))
-			msg := serverError(t, err)
-			want := ", topic: " + topic + ", partition: "
-			if !cmd.served {
-				if msg != pubsub.ErrUnknownCommand.Error() {
-					t.Errorf("%s (not served) on %s: %q", name, topic, msg)
+	for name, reqs := range policyCommands {
+		for _, r := range reqs {
+			for _, l := range levels {
+				denied := "denied-by-" + l
+				_, err := c.Do(ctx(t), r.build(denied, "ok"))
+				msg := serverError(t, err)
+				if !strings.Contains(msg, ", topic: "+denied+", partition: ") || !strings.HasSuffix(msg, ", err: topic not allowed") {
+					t.Errorf("%s on a topic the %s denies: %q, want topic not allowed", name, l, msg)
 				}
-				continue
+				if !r.namesGroup {
+					continue
+				}
+				_, err = c.Do(ctx(t), r.build("ok", denied))
+				if msg := serverError(t, err); !strings.HasSuffix(msg, ", topic: ok, partition: "+partitionOf(msg)+", err: group not allowed") {
+					t.Errorf("%s with a group the %s denies: %q, want group not allowed", name, l, msg)
+				}
 			}
-			if !strings.Contains(msg, want) || !strings.HasSuffix(msg, ", err: topic not allowed") {
-				t.Errorf("%s on a topic the %s denies: %q, want topic not allowed", name, l, msg)
+			if _, err := c.Do(ctx(t), r.build("ok", "ok")); err != nil {
+				t.Errorf("%s on names every level allows: %v", name, err)
 			}
-		}
-		if !cmd.served {
-			continue
-		}
-		if _, err := c.Do(ctx(t), cmd.build("ok")); err != nil {
-			t.Errorf("%s on a topic every level allows: %v", name, err)
 		}
 	}
 	if n := leaked.Load(); n != 0 {
-		t.Fatalf("Kafka saw %d requests naming a denied topic", n)
+		t.Fatalf("Kafka saw %d requests naming a denied topic or group", n)
 	}
+}
+
+// partitionOf returns the partition an error message names.
+func partitionOf(msg string) string {
+	_, after, _ := strings.Cut(msg, ", partition: ")
+	p, _, _ := strings.Cut(after, ",")
+	return p
 }

@@ -1,7 +1,9 @@
 // Package kafka runs the pub-sub protocol's Kafka commands with franz-go:
-// cmd_kafka_list_offset and cmd_kafka_fetch. Sessions share one franz-go
-// client per distinct cluster configuration, taken from a Pool; Register
-// binds the command handlers of one session to a shared client.
+// list offset, fetch, subscribe and unsubscribe, produce, commit and
+// committed. Sessions share one franz-go client (and one producer) per
+// distinct cluster configuration, taken from a Pool; Register binds the
+// command handlers of one session to a shared client and to the Policy that
+// says what the session may do.
 package kafka
 
 import (
@@ -78,6 +80,11 @@ type Cluster struct {
 	opts []kgo.Opt
 	// readers are the shared partition readers of subscriptions.
 	readers readerSet
+	// prod is the producer of the cluster's sessions, made on first use
+	// (producer); producerClosed is set when the cluster closes.
+	producerMu     sync.Mutex
+	prod           *kgo.Client
+	producerClosed bool
 }
 
 // Acquire returns the shared client for c, creating it on first use. The
@@ -209,8 +216,9 @@ func newCluster(p *Pool, key [32]byte, c *config.KafkaCluster) (*Cluster, error)
 	return k, nil
 }
 
-// close closes the client and the shared readers' consumer.
+// close closes the clients and the shared readers' consumer.
 func (k *Cluster) close() {
+	k.closeProducer()
 	k.readers.close()
 	k.cl.Close()
 }

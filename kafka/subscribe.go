@@ -51,6 +51,9 @@ type subscription struct {
 // the records of every partition as they arrive.
 func (h *handlers) subscribe(ctx context.Context, req *pubsub.Request) (*pb.PubSubResp, error) {
 	cmd := req.Msg.GetCmdKafkaSubscribe()
+	if cmd.GetGroup() != "" {
+		return h.subscribeGroup(ctx, req)
+	}
 	topic, partitions := cmd.GetTopic(), slices.Clone(cmd.GetPartitions())
 	fail := func(partition int32, cause error) (*pb.PubSubResp, error) {
 		return nil, &CommandError{Op: opSubscribe, Topic: topic, Partition: partition, Cause: cause}

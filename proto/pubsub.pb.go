@@ -1054,7 +1054,7 @@ func (x *KafkaSubscribeResp) GetPartitions() []*KafkaPartitionOffset {
 }
 
 // Extension: one record to produce; timestamp is in milliseconds, 0 for the
-// broker's time.
+// time the gateway hands the record to Kafka.
 type KafkaRecord struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	Key           []byte                 `protobuf:"bytes,1,opt,name=key,proto3" json:"key,omitempty"`

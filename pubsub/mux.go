@@ -26,6 +26,11 @@ const (
 	// extension.
 	CmdKafkaSubscribe   = "cmd_kafka_subscribe"
 	CmdKafkaUnsubscribe = "cmd_kafka_unsubscribe"
+	// CmdKafkaProduce, CmdKafkaCommit and CmdKafkaCommitted are this
+	// project's write and committed-offset extension.
+	CmdKafkaProduce   = "cmd_kafka_produce"
+	CmdKafkaCommit    = "cmd_kafka_commit"
+	CmdKafkaCommitted = "cmd_kafka_committed"
 )
 
 // Handler answers one command. It returns the reply to send (its sequence is

@@ -16,6 +16,7 @@ import (
 
 	"github.com/gobwas/ws"
 	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/reflect/protoreflect"
 
 	pb "github.com/envoy-pubsub/gateway/proto"
 )
@@ -109,6 +110,9 @@ type Request struct {
 	// Command is the name of the command set in Msg.
 	Command string
 	s       *session
+	// order is the request's position among the session's requests of
+	// the same command; see Order.
+	order uint64
 	// afterReply run once the reply is written; see AfterReply.
 	afterReply []func()
 }
@@ -119,6 +123,12 @@ type Request struct {
 // calls it before it returns; pushed replies are encoded when pushed and
 // need no such hook.
 func (r *Request) AfterReply(f func()) { r.afterReply = append(r.afterReply, f) }
+
+// Order returns the request's position among the requests of the same
+// command that the session read before it (0 for the first). Handlers run
+// concurrently; one whose effects must keep the client's order (a write)
+// waits for the requests of lower order.
+func (r *Request) Order() uint64 { return r.order }
 
 // Sequence returns the request's sequence, which every reply echoes.
 func (r *Request) Sequence() int64 { return r.Msg.GetSequence() }
@@ -248,6 +258,9 @@ type session struct {
 	// unread is the payload left unread of the frame that made the session
 	// close, or -1 when the client's stream cannot be parsed (reader only).
 	unread int64
+	// commandsRead counts the requests read per command, for
+	// Request.Order (reader only; made on first use).
+	commandsRead map[protoreflect.Name]uint64
 
 	streams      atomic.Int32 // live streams (Request.Hold)
 	qmu          sync.Mutex
@@ -399,7 +412,12 @@ func (s *session) dispatch(data []byte) bool {
 		return false
 	}
 	s.handlers.Add(1)
-	go s.serve(&Request{Msg: req, Command: string(cmd), s: s})
+	if s.commandsRead == nil {
+		s.commandsRead = make(map[protoreflect.Name]uint64, 4)
+	}
+	order := s.commandsRead[cmd]
+	s.commandsRead[cmd] = order + 1
+	go s.serve(&Request{Msg: req, Command: string(cmd), s: s, order: order})
 	return true
 }
 

@@ -255,8 +255,11 @@ func (h *Host) Resolve(r *http.Request) (server.Route, error) {
 		h.log.Error("pubsub: kafka client", "cluster", g.Cluster, "err", err)
 		return server.Route{}, &server.Error{Status: http.StatusBadGateway, Message: "kafka cluster unavailable"}
 	}
+	h.mu.Lock()
+	limits := h.current.limits
+	h.mu.Unlock()
 	mux := pubsub.NewMux()
-	kafka.Register(mux, k, kafka.NewPolicy(g.Kafka, g.Routes...))
+	kafka.Register(mux, k, kafka.NewPolicy(g.Kafka, g.Routes...).WithLimits(limits))
 	return server.Route{
 		Handler: mux,
 		Release: k.Release,

@@ -79,11 +79,14 @@ func (d *DevKafka) produce(ctx context.Context, cl *kgo.Client, log *slog.Logger
 	}
 }
 
-// DevConfig returns the configuration that serves d as cluster "kafka".
+// DevConfig returns the configuration that serves d as cluster "kafka",
+// where clients may also write to the demo topic and use the consumer groups
+// "demo-*".
 func DevConfig(d *DevKafka) (*config.Document, error) {
 	brokers, err := json.Marshal(d.Brokers())
 	if err != nil {
 		return nil, err
 	}
-	return config.Parse([]byte(`{"kafka_clusters": {"kafka": {"brokers": ` + string(brokers) + `}}}`))
+	return config.Parse([]byte(`{"kafka_clusters": {"kafka": {"brokers": ` + string(brokers) +
+		`, "produce_topics": ["` + DemoTopic + `"], "groups": ["demo-*"]}}}`))
 }

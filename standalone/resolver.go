@@ -19,13 +19,14 @@ import (
 type Resolver struct {
 	pool     *kafka.Pool
 	clusters map[string]*config.KafkaCluster
+	session  config.Session
 }
 
 // NewResolver resolves every cluster's SASL password (from the inline value,
 // password_file or password_env) once, so that a missing secret fails at
 // start rather than per session.
 func NewResolver(doc *config.Document, pool *kafka.Pool) (*Resolver, error) {
-	r := &Resolver{pool: pool, clusters: make(map[string]*config.KafkaCluster, len(doc.KafkaClusters))}
+	r := &Resolver{pool: pool, clusters: make(map[string]*config.KafkaCluster, len(doc.KafkaClusters)), session: doc.Session}
 	for _, name := range doc.ClusterNames() {
 		c, err := doc.KafkaClusters[name].WithPassword(nil)
 		if err != nil {
@@ -63,6 +64,6 @@ func (r *Resolver) Resolve(req *http.Request) (server.Route, error) {
 		return server.Route{}, &server.Error{Status: http.StatusBadGateway, Message: "kafka cluster unavailable"}
 	}
 	mux := pubsub.NewMux()
-	kafka.Register(mux, k, kafka.NewPolicy(c))
+	kafka.Register(mux, k, kafka.NewPolicy(c).WithLimits(r.session))
 	return server.Route{Handler: mux, Release: k.Release, Attrs: []slog.Attr{slog.String("cluster", name)}}, nil
 }

@@ -17,6 +17,7 @@ import (
 
 	"github.com/envoy-pubsub/gateway/client"
 	"github.com/envoy-pubsub/gateway/internal/testkit"
+	pb "github.com/envoy-pubsub/gateway/proto"
 )
 
 // startBinary builds and runs pubsub-server with args and returns the URL of
@@ -119,5 +120,60 @@ func TestWithoutConfigServesTheEmbeddedDemoTopic(t *testing.T) {
 	}
 	if seen < 2 {
 		t.Fatalf("read %d demo records in 5s, want a record every second", seen)
+	}
+}
+
+// TestEmbeddedDemoTopicTakesWritesAndGroups runs the README's end-to-end
+// example against the embedded Kafka: produce to demo, read it as a member
+// of group demo-readme, commit, and read the commit back.
+func TestEmbeddedDemoTopicTakesWritesAndGroups(t *testing.T) {
+	_, url := startBinary(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	c, err := client.Dial(ctx, url, client.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	written, err := c.Produce(ctx, "demo", -1, &pb.KafkaRecord{Key: []byte("user-1"), Value: []byte(`{"click":1}`)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	sub, err := c.Subscribe(ctx, &pb.CmdKafkaSubscribe{Topic: "demo", Group: "demo-readme",
+		Start: &pb.CmdKafkaSubscribe_Earliest{Earliest: true}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	errFound := errors.New("found")
+	var assigned []int32
+	next := map[int32]int64{}
+	err = sub.Handle(ctx, client.GroupHandler{
+		OnAssignment: func(a *pb.KafkaAssignment) error {
+			assigned = append(assigned, a.GetAssigned()...)
+			return nil
+		},
+		OnRecords: func(_ string, p int32, msgs []*pb.KafkaMessage) error {
+			for _, m := range msgs {
+				next[p] = m.GetOffset() + 1
+				if string(m.GetValue()) == `{"click":1}` {
+					return errFound
+				}
+			}
+			return nil
+		},
+	})
+	if !errors.Is(err, errFound) || len(assigned) != 1 || assigned[0] != 0 {
+		t.Fatalf("group subscription: %v, assigned %v", err, assigned)
+	}
+	commit := &pb.KafkaPartitionOffset{Partition: 0, Offset: next[0]}
+	if commit.Offset != written[0].GetOffset()+1 {
+		t.Fatalf("read up to %d, wrote at %d", commit.Offset, written[0].GetOffset())
+	}
+	if err := c.Commit(ctx, "demo-readme", "demo", commit); err != nil {
+		t.Fatal(err)
+	}
+	got, err := c.Committed(ctx, "demo-readme", "demo")
+	if err != nil || len(got) != 1 || got[0].GetOffset() != commit.Offset {
+		t.Fatalf("committed %v, %v; want %d", got, err, commit.Offset)
 	}
 }

@@ -2,6 +2,9 @@ module github.com/envoy-pubsub/gateway
 
 go 1.26.0
 
+// npm packages of the TypeScript client are not Go code.
+ignore ./clients/js/node_modules
+
 require (
 	github.com/cncf/xds/go v0.0.0-20260202195803-dba9d589def2
 	github.com/envoyproxy/envoy v1.39.1

@@ -5,6 +5,7 @@ package client
 
 import (
 	"bufio"
+	"bytes"
 	"context"
 	"crypto/tls"
 	"errors"
@@ -13,6 +14,8 @@ import (
 	"net"
 	"net/http"
 	"sync"
+	"sync/atomic"
+	"time"
 
 	"github.com/gobwas/ws"
 	"github.com/gobwas/ws/wsutil"
@@ -43,7 +46,19 @@ type Options struct {
 	TLSConfig *tls.Config
 	// NetDial, if set, opens the connection (e.g. to a unix socket).
 	NetDial func(ctx context.Context, network, addr string) (net.Conn, error)
+	// PingInterval, if positive, makes the client send a WebSocket ping
+	// this often. A server that sends nothing within PongTimeout of a ping
+	// is taken for dead: the connection is closed and Err returns
+	// ErrPingTimeout. The client always answers the server's pings.
+	PingInterval time.Duration
+	// PongTimeout is how long the client waits for the server after a ping.
+	// Default: PingInterval.
+	PongTimeout time.Duration
 }
+
+// ErrPingTimeout is the end of a connection whose server did not answer a
+// ping within Options.PongTimeout.
+var ErrPingTimeout = errors.New("client: server did not answer a ping")
 
 // Client is one pub-sub connection. It is safe for concurrent use.
 type Client struct {
@@ -60,6 +75,10 @@ type Client struct {
 	unmatched chan *pb.PubSubResp
 	err       error
 	done      chan struct{}
+	// heard counts the frames read from the server; delivering is set while
+	// the reader waits for a subscriber to take a push (and reads nothing).
+	heard      atomic.Int64
+	delivering atomic.Bool
 }
 
 // Dial connects to url (ws:// or wss://) and starts reading replies.
@@ -72,7 +91,72 @@ func Dial(ctx context.Context, url string, opts Options) (*Client, error) {
 	if err != nil {
 		return nil, fmt.Errorf("client: dial %s: %w", url, err)
 	}
-	return New(conn, br), nil
+	c := New(conn, br)
+	if opts.PingInterval > 0 {
+		timeout := opts.PongTimeout
+		if timeout <= 0 {
+			timeout = opts.PingInterval
+		}
+		go c.keepalive(opts.PingInterval, timeout)
+	}
+	return c, nil
+}
+
+// keepalive pings the server every interval and closes the connection with
+// ErrPingTimeout when nothing comes back within timeout of a ping.
+func (c *Client) keepalive(interval, timeout time.Duration) {
+	defer func() {
+		if p := recover(); p != nil {
+			c.fail(fmt.Errorf("client: keepalive panic: %v", p))
+		}
+	}()
+	ping := time.NewTicker(interval)
+	defer ping.Stop()
+	check := time.NewTimer(timeout)
+	check.Stop()
+	defer check.Stop()
+	var (
+		deadline <-chan time.Time // the pong deadline of the ping out, if any
+		heard    int64
+	)
+	for {
+		select {
+		case <-c.done:
+			return
+		case <-ping.C:
+			if deadline != nil && c.heard.Load() == heard {
+				continue // the last ping is still unanswered
+			}
+			heard = c.heard.Load()
+			if c.SendRaw(ws.OpPing, nil) != nil {
+				return
+			}
+			check.Reset(timeout)
+			deadline = check.C
+		case <-deadline:
+			switch {
+			case c.heard.Load() != heard:
+				deadline = nil
+			case c.delivering.Load():
+				// The reader waits for the application to take a push;
+				// it reads no pong meanwhile.
+				check.Reset(timeout)
+			default:
+				c.fail(ErrPingTimeout)
+				return
+			}
+		}
+	}
+}
+
+// fail ends the connection with err as its reason.
+func (c *Client) fail(err error) {
+	c.mu.Lock()
+	if c.err == nil {
+		c.err = err
+	}
+	c.mu.Unlock()
+	c.conn.Close()
 }
 
 // New runs a client on conn, which is past the handshake; br holds bytes the
@@ -241,16 +325,36 @@ func (c *Client) readLoop() {
 			sub.end()
 		}
 	}()
-	rw := struct {
-		io.Reader
-		io.Writer
-	}{c.rd, lockedWriter{c}}
+	control := wsutil.ControlFrameHandler(lockedWriter{c}, ws.StateClientSide)
+	rd := wsutil.DefaultReader(c.rd, ws.StateClientSide)
+	rd.OnIntermediate = func(h ws.Header, r io.Reader) error {
+		c.heard.Add(1)
+		return control(h, r)
+	}
+	var buf bytes.Buffer
 	for {
-		var data []byte
-		data, err = wsutil.ReadServerBinary(rw)
-		if err != nil {
+		var h ws.Header
+		if h, err = rd.NextFrame(); err != nil {
 			return
 		}
+		if h.OpCode.IsControl() {
+			if err = rd.OnIntermediate(h, rd); err != nil {
+				return
+			}
+			continue
+		}
+		c.heard.Add(1)
+		if h.OpCode != ws.OpBinary {
+			if err = rd.Discard(); err != nil {
+				return
+			}
+			continue
+		}
+		buf.Reset()
+		if _, err = buf.ReadFrom(rd); err != nil {
+			return
+		}
+		data := buf.Bytes()
 		resp := &pb.PubSubResp{}
 		if err = proto.Unmarshal(data, resp); err != nil {
 			err = fmt.Errorf("client: decode reply: %w", err)
@@ -265,7 +369,9 @@ func (c *Client) readLoop() {
 		case ch != nil:
 			ch <- resp
 		case sub != nil:
+			c.delivering.Store(true)
 			sub.deliver(resp)
+			c.delivering.Store(false)
 		default:
 			select {
 			case c.unmatched <- resp:

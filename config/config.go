@@ -39,6 +39,7 @@ const (
 	DefaultFetchMaxBytes    = 1 << 20
 	DefaultFetchMaxWait     = 100 * time.Millisecond
 	DefaultWindowBytes      = 4 << 20
+	DefaultCacheBytes       = 64 << 20
 	DefaultRequestTimeout   = 5 * time.Second
 	DefaultListenerSocket   = "/var/run/envoy-pubsub/pubsub.sock"
 	DefaultTicketTTL        = 30 * time.Second
@@ -97,10 +98,16 @@ type KafkaCluster struct {
 	// RequestTimeout bounds one command's Kafka work, retries included.
 	// Default 5s.
 	RequestTimeout Duration `json:"request_timeout,omitempty"`
-	// WindowBytes bounds the recent records a shared partition reader keeps
-	// for its subscribers (keys, values and headers), per partition.
+	// WindowBytes bounds the decoded records the cluster's record cache
+	// keeps for one partition (keys, values, headers and a fixed cost per
+	// record), so that one busy partition cannot take the whole cache.
 	// Default 4 MiB.
 	WindowBytes int `json:"window_bytes,omitempty"`
+	// CacheBytes bounds the decoded records the cluster's record cache
+	// keeps for all partitions together, counted as WindowBytes counts
+	// them; the oldest are evicted first. Every session reading a partition
+	// (fetches and subscriptions) is served from it. Default 64 MiB.
+	CacheBytes int `json:"cache_bytes,omitempty"`
 }
 
 // TLS configures TLS to the brokers.
@@ -367,6 +374,9 @@ func (c *KafkaCluster) complete(key string) error {
 		return fmt.Errorf("config: %s.fetch_max_bytes: must be positive", key)
 	}
 	if err := defaultCount(key+".window_bytes", &c.WindowBytes, DefaultWindowBytes); err != nil {
+		return err
+	}
+	if err := defaultCount(key+".cache_bytes", &c.CacheBytes, DefaultCacheBytes); err != nil {
 		return err
 	}
 	if err := defaultDuration(key+".fetch_max_wait", &c.FetchMaxWait, DefaultFetchMaxWait); err != nil {

@@ -18,7 +18,8 @@ func TestParseFillsDefaults(t *testing.T) {
 		t.Fatalf("session defaults not filled: %+v", s)
 	}
 	c := d.KafkaClusters["kafka"]
-	if c.FetchMaxBytes != DefaultFetchMaxBytes || c.FetchMaxWait.Duration() != DefaultFetchMaxWait || c.RequestTimeout.Duration() != DefaultRequestTimeout {
+	if c.FetchMaxBytes != DefaultFetchMaxBytes || c.FetchMaxWait.Duration() != DefaultFetchMaxWait || c.RequestTimeout.Duration() != DefaultRequestTimeout ||
+		c.WindowBytes != DefaultWindowBytes || c.CacheBytes != DefaultCacheBytes {
 		t.Fatalf("cluster defaults not filled: %+v", c)
 	}
 	if d.Listener != DefaultListenerSocket || d.Tickets.TTL.Duration() != DefaultTicketTTL || d.Tickets.MaxOutstanding != DefaultMaxTickets {
@@ -76,6 +77,7 @@ func TestParseRejectsBadDocumentsNamingTheKey(t *testing.T) {
 		"kafka_clusters: {k: {brokers: [nohost]}}":                                        "kafka_clusters.k.brokers[0]",
 		"kafka_clusters: {k: {brokers: [a:1], topics: [\"[\"]}}":                          "kafka_clusters.k.topics[0]",
 		"kafka_clusters: {k: {brokers: [a:1], fetch_max_bytes: -1}}":                      "kafka_clusters.k.fetch_max_bytes",
+		"kafka_clusters: {k: {brokers: [a:1], cache_bytes: -1}}":                          "kafka_clusters.k.cache_bytes",
 		"kafka_clusters: {k: {brokers: [a:1], fetch_max_wait: 10s, request_timeout: 5s}}": "kafka_clusters.k.request_timeout",
 		"kafka_clusters: {k: null}":                                                       "kafka_clusters.k",
 		"kafka_clusters: [1]":                                                             "kafka_clusters",

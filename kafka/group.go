@@ -136,7 +136,7 @@ func (h *handlers) subscribeGroup(ctx context.Context, req *pubsub.Request) (*pb
 	}
 	maxRecords := int(cmd.GetMaxRecords())
 	if maxRecords <= 0 {
-		maxRecords = DefaultWindowRecords
+		maxRecords = DefaultMaxRecords
 	}
 	m := &member{k: h.k, req: req, group: group, topic: topic, maxRecords: maxRecords,
 		delivered: make(map[int32]int64), committed: make(map[int32]int64)}
@@ -272,7 +272,7 @@ func (m *member) run(ctx context.Context, wg *sync.WaitGroup, release func(), fo
 // client was sent; it reports whether the session still takes pushes.
 func (m *member) push(ctx context.Context, partition int32, recs []*kgo.Record) bool {
 	d := &delivery{k: m.k, req: m.req, topic: m.topic, partition: partition, cursor: recs[0].Offset, maxRecords: m.maxRecords}
-	live := d.push(ctx, recs)
+	live := d.push(ctx, recs) // the member's own records: encoded for it alone
 	m.mu.Lock()
 	m.delivered[partition] = d.cursor
 	m.mu.Unlock()

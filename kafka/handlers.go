@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"math"
 	"time"
 
 	"github.com/twmb/franz-go/pkg/kerr"
@@ -17,7 +18,7 @@ import (
 // Register binds the Kafka commands of mux to the shared client k, for a
 // session that may do what policy allows.
 func Register(mux *pubsub.Mux, k *Cluster, policy Policy) {
-	h := &handlers{k: k, policy: policy}
+	h := &handlers{k: k, policy: policy, lane: k.turns.newLane()}
 	mux.On(pubsub.CmdKafkaListOffset, pubsub.HandlerFunc(h.listOffset))
 	mux.On(pubsub.CmdKafkaFetch, pubsub.HandlerFunc(h.fetch))
 	mux.On(pubsub.CmdKafkaSubscribe, pubsub.HandlerFunc(h.subscribe))
@@ -34,6 +35,7 @@ type handlers struct {
 	subs    subscriptions
 	members members
 	writes  produceState
+	lane    *brokerLane // the session's turn at the brokers
 }
 
 // Causes of command failures that are not Kafka error codes.
@@ -77,7 +79,7 @@ func (h *handlers) listOffset(ctx context.Context, req *pubsub.Request) (*pb.Pub
 	if err := h.policy.checkRead(topic); err != nil {
 		return fail(err)
 	}
-	ctx, cancel := context.WithTimeout(ctx, h.k.cfg.RequestTimeout.Duration())
+	ctx, cancel := context.WithTimeout(withLane(ctx, h.lane), h.k.cfg.RequestTimeout.Duration())
 	defer cancel()
 	offset, err := h.k.ListOffset(ctx, topic, partition, cmd.GetTimestamp())
 	if err != nil {
@@ -94,47 +96,138 @@ func (h *handlers) fetch(ctx context.Context, req *pubsub.Request) (*pb.PubSubRe
 	if err := h.policy.checkRead(topic); err != nil {
 		return nil, &CommandError{Op: opFetch, Topic: topic, Partition: partition, Cause: err}
 	}
-	ctx, cancel := context.WithTimeout(ctx, h.k.cfg.RequestTimeout.Duration())
+	// A broker fetch reserves its bytes in the reply budget before it is
+	// sent (a wait at the end of the log holds none).
+	ctx, cancel := context.WithTimeout(withReply(withLane(ctx, h.lane), req), h.k.cfg.RequestTimeout.Duration())
 	defer cancel()
-	records, shared, err := h.k.fetchShared(recycled(ctx), topic, partition, cmd.GetOffset())
+	slab := messageSlabs.Get().(*messageSlab)
+	out := newReply(cmd.GetOffset(), DefaultMaxRecords, int(h.k.cfg.FetchMaxBytes))
+	out.records = slab.records[:0]
+	err := h.k.fetchReply(ctx, topic, partition, out)
+	slab.records = out.records
 	if err != nil {
+		slab.release()
 		return nil, &CommandError{Op: opFetch, Topic: topic, Partition: partition, Cause: err}
 	}
-	if !shared {
-		// The records go back to their pool once the reply is written;
-		// records of a shared window stay where they are.
-		req.AfterReply(func() { recycleRecords(records) })
+	// Records of the cache are in memory already; the reply built of
+	// them is not, until its bytes are reserved.
+	if err := req.Reserve(ctx, recordsBytes(out.records)); err != nil {
+		slab.release()
+		return nil, &CommandError{Op: opFetch, Topic: topic, Partition: partition, Cause: h.k.cause(ctx, err)}
 	}
-	slab := messageSlabs.Get().(*messageSlab)
 	req.AfterReply(slab.release)
 	return &pb.PubSubResp{Resp: &pb.PubSubResp_KafkaFetchResp{
-		KafkaFetchResp: &pb.KafkaFetchResp{Messages: slab.messagesOf(records)},
+		KafkaFetchResp: &pb.KafkaFetchResp{Messages: slab.messagesOf(out.records), NextOffset: out.next},
 	}}, nil
 }
 
-// fetchShared serves a fetch from the window of a shared reader when one
-// covers offset (shared reports that: those records belong to the window and
-// must not be recycled), and from Kafka otherwise. It never makes the broker
-// wait: a fetch at the end of the log waits on a shared reader instead, so
-// that one session's wait does not hold up the fetches queued behind it on
-// the client's connection. When nothing arrives, the broker has the last
-// word, which also reports a broker that went away.
-func (k *Cluster) fetchShared(ctx context.Context, topic string, partition int32, offset int64) (recs []*kgo.Record, shared bool, err error) {
-	r := k.runningReader(topic, partition)
-	if r == nil || !r.covers(offset) {
-		recs, err = k.fetchWait(ctx, topic, partition, offset, 0)
-		if err != nil || len(recs) > 0 {
-			return recs, false, err
-		}
-		if r, err = k.leaseReader(ctx, topic, partition); err != nil || !r.covers(offset) {
-			return nil, false, nil // the empty answer stands
+// fetchReply answers a fetch at out.next into out, from the record cache, or
+// from Kafka where the cache does not hold the offset. It never makes the
+// broker wait: at the end of the log it waits on the partition's shared
+// reader, so that one session's wait does not hold up the fetches queued
+// behind it on the client's connection. When nothing arrives, the broker
+// has the last word, which also reports a broker that went away.
+func (k *Cluster) fetchReply(ctx context.Context, topic string, partition int32, out *reply) error {
+	if err := k.readAt(ctx, topic, partition, out); err != nil || len(out.records) > 0 {
+		return err
+	}
+	r, err := k.leaseReader(ctx, topic, partition)
+	if err != nil {
+		return nil // the empty answer stands
+	}
+	changed, _, _ := r.state()
+	if k.cache.read(readerKey{topic, partition}, out.next, out) && len(out.records) > 0 {
+		return nil
+	}
+	if !waitChange(ctx, changed, k.cfg.FetchMaxWait.Duration()) {
+		return nil
+	}
+	return k.readAt(ctx, topic, partition, out)
+}
+
+// readAt reads topic/partition from out.next on into out: from the record
+// cache while it holds the offsets, else from Kafka without waiting. The
+// first record is the one at out.next, unless that offset holds no data
+// record: a read that would add no record but moved past such offsets goes
+// on from there. Then out.next is the offset to ask for next.
+func (k *Cluster) readAt(ctx context.Context, topic string, partition int32, out *reply) error {
+	info, err := k.lookup(ctx, topic, partition, false)
+	if err != nil {
+		return err
+	}
+	key := readerKey{topic, partition}
+	k.cache.bind(key, info.topicID)
+	if k.cache.holds(key, out.next) {
+		if err := k.confirmCached(ctx, key); err != nil {
+			return err
 		}
 	}
-	if recs, ok := r.waitRead(ctx, offset, int(k.cfg.FetchMaxBytes), k.cfg.FetchMaxWait.Duration()); ok && len(recs) > 0 {
-		return recs, true, nil
+	for {
+		at := out.next
+		if err := k.read(ctx, key, at, out); err != nil {
+			return err
+		}
+		if len(out.records) > 0 || out.next == at {
+			return nil
+		}
 	}
-	recs, err = k.fetchWait(ctx, topic, partition, offset, 0)
-	return recs, false, err
+}
+
+// confirmCached checks, before the record cache answers a fetch, that its
+// records of key are still what Kafka holds: the topic is the incarnation
+// they came from (fresh metadata; a topic deleted and created again has a
+// new id) and the log still starts at or before them (DeleteRecords,
+// retention). Records Kafka no longer holds are dropped, so that the fetch
+// asks Kafka. It costs two small requests at once, no fetch and no
+// decoding.
+func (k *Cluster) confirmCached(ctx context.Context, key readerKey) error {
+	type answer struct {
+		info partitionInfo
+		err  error
+	}
+	fresh := make(chan answer, 1)
+	go func() {
+		a := answer{err: errors.New("internal error")}
+		defer func() { fresh <- a }()
+		defer k.pool.recoverPanic("looking up metadata")
+		a.info, a.err = k.lookup(ctx, key.topic, key.partition, true)
+	}()
+	start, err := k.ListOffset(ctx, key.topic, key.partition, -2)
+	a := <-fresh
+	if a.err != nil {
+		return a.err
+	}
+	if err != nil {
+		return err
+	}
+	k.cache.bind(key, a.info.topicID)
+	k.cache.trimBefore(key, start)
+	return nil
+}
+
+// read adds to out the records of key from offset on: from the record cache
+// if it holds offset, else from Kafka without waiting. A fetch of the same
+// offset that runs already is waited for, up to the cluster's fetch wait
+// (its session may wait for reply budget), and read from the cache.
+func (k *Cluster) read(ctx context.Context, key readerKey, offset int64, out *reply) error {
+	if k.cache.read(key, offset, out) {
+		return nil
+	}
+	done, first := k.fetching.begin(key, offset)
+	if !first {
+		if !waitChange(ctx, done, k.cfg.FetchMaxWait.Duration()) {
+			return k.cause(ctx, ctx.Err())
+		}
+		if k.cache.read(key, offset, out) {
+			return nil
+		}
+		return k.fetchWait(ctx, key, offset, 0, out) // it failed, is slow, or its records are gone
+	}
+	defer k.fetching.end(key, offset)
+	if k.cache.read(key, offset, out) { // a fetch that ended since the first look
+		return nil
+	}
+	return k.fetchWait(ctx, key, offset, 0, out)
 }
 
 // messagesOf converts records to protocol messages in a slab of their own
@@ -146,6 +239,7 @@ func messagesOf(records []*kgo.Record) []*pb.KafkaMessage {
 // messageSlab holds the protocol messages of one reply in a few slices that
 // can be reused for the next reply once this one is written.
 type messageSlab struct {
+	records    []*kgo.Record // the reply's records, while it is built
 	msgs       []*pb.KafkaMessage
 	backing    []pb.KafkaMessage
 	headerPtrs []*pb.KafkaHeader
@@ -263,7 +357,7 @@ func (k *Cluster) ListOffset(ctx context.Context, topic string, partition int32,
 		rp.Timestamp = timestamp
 		rt.Partitions = []kmsg.ListOffsetsRequestTopicPartition{rp}
 		req.Topics = []kmsg.ListOffsetsRequestTopic{rt}
-		r, err := k.cl.Request(ctx, req)
+		r, err := k.brokerRequest(ctx, -1, req)
 		if err != nil {
 			return 0, k.cause(ctx, err)
 		}
@@ -290,24 +384,41 @@ func (k *Cluster) ListOffset(ctx context.Context, topic string, partition int32,
 
 // Fetch returns the records of topic/partition from offset on, as many as
 // one fetch of the cluster's byte limit returns. The first record returned
-// is the one at offset; at the end of the log the result is empty after at
-// most the cluster's fetch wait.
+// is the one at offset, unless offset holds no data record (compacted away,
+// a control record, an aborted transaction): then it is the first data
+// record after it. At the end of the log the result is empty after at most
+// the cluster's fetch wait.
 func (k *Cluster) Fetch(ctx context.Context, topic string, partition int32, offset int64) ([]*kgo.Record, error) {
-	return k.fetchWait(ctx, topic, partition, offset, k.cfg.FetchMaxWait.Duration())
+	out := newReply(offset, DefaultMaxRecords, int(k.cfg.FetchMaxBytes))
+	if err := k.readAt(ctx, topic, partition, out); err != nil || len(out.records) > 0 {
+		return out.records, err
+	}
+	if err := k.fetchWait(ctx, readerKey{topic, partition}, out.next, k.cfg.FetchMaxWait.Duration(), out); err != nil {
+		return nil, err
+	}
+	return out.records, nil
 }
 
-// fetchWait is Fetch with the broker's wait at the end of the log.
-func (k *Cluster) fetchWait(ctx context.Context, topic string, partition int32, offset int64, wait time.Duration) ([]*kgo.Record, error) {
+// fetchWait asks the partition's leader for the records from offset on,
+// waiting up to wait at the end of the log, decodes what out and a
+// read-ahead need into the record cache, and adds the records to out.
+// Records of transactions are read once committed (read_committed).
+func (k *Cluster) fetchWait(ctx context.Context, key readerKey, offset int64, wait time.Duration, out *reply) error {
+	topic, partition := key.topic, key.partition
 	for attempt := 0; ; attempt++ {
 		info, err := k.lookup(ctx, topic, partition, attempt > 0)
 		if err != nil {
-			return nil, err
+			return err
 		}
 		req := kmsg.NewPtrFetchRequest()
 		req.ReplicaID = -1
 		req.MaxWaitMillis = int32(wait.Milliseconds())
 		req.MinBytes = 1
-		req.MaxBytes = k.cfg.FetchMaxBytes
+		// The partition's bound limits the answer; the request's is left
+		// open (a broker caps it with its own fetch.max.bytes), as kfake
+		// leaves out the aborted transactions of a partition that meets it.
+		req.MaxBytes = math.MaxInt32
+		req.IsolationLevel = 1
 		req.SessionEpoch = -1
 		rt := kmsg.NewFetchRequestTopic()
 		rt.Topic = topic
@@ -318,38 +429,35 @@ func (k *Cluster) fetchWait(ctx context.Context, topic string, partition int32, 
 		rp.PartitionMaxBytes = k.cfg.FetchMaxBytes
 		rt.Partitions = []kmsg.FetchRequestTopicPartition{rp}
 		req.Topics = []kmsg.FetchRequestTopic{rt}
-		r, err := k.cl.Broker(int(info.leader)).Request(ctx, req)
+		r, err := k.brokerRequest(ctx, info.leader, req)
 		if err != nil {
 			if attempt == 0 && ctx.Err() == nil {
 				continue // the leader may have moved or gone: look again
 			}
-			return nil, k.cause(ctx, err)
+			return k.cause(ctx, err)
 		}
 		resp := r.(*kmsg.FetchResponse)
 		if err := kerr.ErrorForCode(resp.ErrorCode); err != nil {
-			return nil, k.cause(ctx, err)
+			return k.cause(ctx, err)
 		}
 		if len(resp.Topics) != 1 || len(resp.Topics[0].Partitions) != 1 {
-			return nil, fmt.Errorf("malformed Fetch response")
+			return fmt.Errorf("malformed Fetch response")
 		}
-		fp, _ := kgo.ProcessFetchPartition(kgo.ProcessFetchPartitionOpts{
-			Offset:    offset,
-			Topic:     topic,
-			Partition: partition,
-			Pools:     fetchPools(ctx),
-		}, &resp.Topics[0].Partitions[0], decompressor, nil)
-		if fp.Err != nil {
-			if attempt == 0 && stale(fp.Err) {
+		fp := &resp.Topics[0].Partitions[0]
+		if err := kerr.ErrorForCode(fp.ErrorCode); err != nil {
+			if attempt == 0 && stale(err) {
 				continue
 			}
-			return nil, k.cause(ctx, fp.Err)
+			return k.cause(ctx, err)
 		}
-		// Brokers return whole batches; keep the reply within the limit.
-		return fp.Records[:limitRecords(fp.Records, len(fp.Records), int(k.cfg.FetchMaxBytes))], nil
+		k.cache.bind(key, info.topicID)
+		k.cache.trimBefore(key, fp.LogStartOffset)
+		if err := k.decodeFetched(key, info.topicID, fp, offset, out); err != nil {
+			return k.cause(ctx, err)
+		}
+		return nil
 	}
 }
-
-var decompressor = kgo.DefaultDecompressor()
 
 // stale reports whether err means the cached metadata is out of date, so a
 // fresh lookup and one retry may succeed.
@@ -360,4 +468,13 @@ func stale(err error) bool {
 		errors.Is(err, kerr.FencedLeaderEpoch) ||
 		errors.Is(err, kerr.LeaderNotAvailable) ||
 		errors.Is(err, kerr.InconsistentTopicID)
+}
+
+// recordsBytes is the size of recs' keys, values and headers.
+func recordsBytes(recs []*kgo.Record) int {
+	n := 0
+	for _, r := range recs {
+		n += recordBytes(r)
+	}
+	return n
 }

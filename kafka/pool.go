@@ -80,6 +80,14 @@ type Cluster struct {
 	opts []kgo.Opt
 	// readers are the shared partition readers of subscriptions.
 	readers readerSet
+	// cache holds the decoded records every session of the cluster reads.
+	cache *recordCache
+	// fetching runs one broker fetch per partition and offset at a time.
+	fetching fetchGroup
+	// turns share the brokers between sessions.
+	turns brokerTurns
+	// pushes are the recent subscription pushes, encoded once.
+	pushes encodedPushes
 	// prod is the producer of the cluster's sessions, made on first use
 	// (producer); producerClosed is set when the cluster closes.
 	producerMu     sync.Mutex
@@ -144,6 +152,11 @@ func (p *Pool) recoverPanic(what string) {
 	}
 }
 
+// CachedBytes returns the bytes the cluster's record cache holds, as
+// counted against cache_bytes (keys, values, headers and a fixed cost per
+// record and per run of records).
+func (k *Cluster) CachedBytes() int { return k.cache.Bytes() }
+
 // Client returns the franz-go client.
 func (k *Cluster) Client() *kgo.Client { return k.cl }
 
@@ -173,7 +186,7 @@ func (p *Pool) Clients() int {
 }
 
 func newCluster(p *Pool, key [32]byte, c *config.KafkaCluster) (*Cluster, error) {
-	k := &Cluster{pool: p, key: key, cfg: *c}
+	k := &Cluster{pool: p, key: key, cfg: *c, cache: newRecordCache(c.CacheBytes, c.WindowBytes)}
 	warnInsecure(p.log, c)
 	if c.SASL != nil {
 		// The client keeps the password inside its authenticator; the
@@ -257,6 +270,7 @@ func fingerprint(c *config.KafkaCluster) [32]byte {
 	field(c.FetchMaxWait.Duration().String())
 	field(fmt.Sprint(c.FetchMaxBytes))
 	field(fmt.Sprint(c.WindowBytes))
+	field(fmt.Sprint(c.CacheBytes))
 	var sum [32]byte
 	h.Sum(sum[:0])
 	return sum

@@ -5,7 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"runtime/debug"
-	"sort"
+	"slices"
 	"sync"
 	"time"
 
@@ -15,9 +15,8 @@ import (
 
 // Shared partition readers.
 const (
-	// DefaultWindowRecords bounds the records a window keeps; its bytes
-	// are bounded by the cluster's window_bytes.
-	DefaultWindowRecords = 100000
+	// DefaultMaxRecords bounds the records of one reply or push.
+	DefaultMaxRecords = 100000
 	// tailFetchWait is how long the readers' consumer waits at the end of
 	// the log. New records of the partitions in a waiting fetch come at
 	// once; a partition added meanwhile joins the next fetch, so this bounds
@@ -48,14 +47,12 @@ type readerSet struct {
 	closed   bool
 }
 
-// partitionReader tails one partition for every subscriber of a Cluster. It
-// keeps the records from start (inclusive) to next (exclusive) in a window
-// bounded in bytes and records; subscribers that fall behind the window
-// read Kafka on their own until they reach it again. It starts at the end of
-// the log when its first user comes and stops when its last one leaves.
+// partitionReader tails one partition for every user of a Cluster: the
+// readers' consumer puts what it fetches into the record cache and wakes the
+// users waiting at the end of the log. It starts at the end of the log when
+// its first user comes and stops when its last one leaves.
 type partitionReader struct {
-	key      readerKey
-	maxBytes int // the window's byte bound
+	key readerKey
 
 	// Guarded by the readerSet's mu.
 	refs      int
@@ -63,11 +60,8 @@ type partitionReader struct {
 	lastLease time.Time // when a plain fetch last waited on the reader
 
 	mu      sync.Mutex
-	records []*kgo.Record
-	bytes   int
-	start   int64
-	next    int64
-	changed chan struct{} // closed and replaced at every append
+	end     int64         // the end of the readable log, as last seen
+	changed chan struct{} // closed and replaced when records came or end moved
 	err     error         // the partition is gone
 }
 
@@ -78,7 +72,7 @@ func (k *Cluster) acquireReader(ctx context.Context, topic string, partition int
 	rs := &k.readers
 	key := readerKey{topic, partition}
 	rs.mu.Lock()
-	if r := rs.readers[key]; r != nil {
+	if r := rs.readers[key]; r != nil && r.live() {
 		r.refs++
 		rs.mu.Unlock()
 		return r, nil
@@ -98,14 +92,19 @@ func (k *Cluster) acquireReader(ctx context.Context, topic string, partition int
 	if rs.closed {
 		return nil, fmt.Errorf("kafka: cluster client closed")
 	}
-	if r := rs.readers[key]; r != nil { // another user started it meanwhile
+	if r := rs.readers[key]; r != nil && r.live() { // another user started it meanwhile
 		r.refs++
 		return r, nil
 	}
 	if err := k.startConsumer(); err != nil {
 		return nil, err
 	}
-	r := &partitionReader{key: key, maxBytes: k.cfg.WindowBytes, refs: 1, start: end, next: end, changed: make(chan struct{})}
+	if rs.readers[key] != nil {
+		// Its partition was gone: the topic has been created again. Its
+		// users see the failure; new users get a new reader.
+		rs.consumer.RemoveConsumePartitions(map[string][]int32{topic: {partition}})
+	}
+	r := &partitionReader{key: key, refs: 1, end: end, changed: make(chan struct{})}
 	if rs.readers == nil {
 		rs.readers = make(map[readerKey]*partitionReader)
 	}
@@ -189,7 +188,12 @@ func (k *Cluster) startConsumer() error {
 	opts := append(k.opts[:len(k.opts):len(k.opts)],
 		kgo.FetchMaxWait(tailFetchWait),
 		kgo.FetchMaxPartitionBytes(k.cfg.FetchMaxBytes),
+		// A reset (after OFFSET_OUT_OF_RANGE, or an epoch the new leader
+		// does not know) jumps to the end: the cache never takes a jump
+		// for the log, and users read what it skipped from Kafka.
 		kgo.ConsumeResetOffset(kgo.NewOffset().AtEnd()),
+		kgo.FetchIsolationLevel(kgo.ReadCommitted()),
+		kgo.KeepControlRecords(), // their offsets join runs; they are not delivered
 	)
 	cl, err := kgo.NewClient(opts...)
 	if err != nil {
@@ -212,8 +216,11 @@ func (k *Cluster) consume(ctx context.Context, cl *kgo.Client, done chan struct{
 	}
 }
 
-// deliverPoll appends one poll's records to their readers and marks the
-// readers of partitions that are gone.
+// deliverPoll puts one poll's records into the record cache, tells the
+// readers where the log ends, and marks the readers of partitions that are
+// gone. A data loss the consumer reports (its reset may have skipped
+// records, or the log changed under it) drops the partition's cached
+// records.
 func (k *Cluster) deliverPoll(ctx context.Context, fetches kgo.Fetches, lastErr *string) {
 	defer func() {
 		if p := recover(); p != nil {
@@ -228,19 +235,57 @@ func (k *Cluster) deliverPoll(ctx context.Context, fetches kgo.Fetches, lastErr 
 			*lastErr = err.Error()
 			k.pool.log.Warn("kafka: shared reader", "topic", topic, "partition", partition, "err", err)
 		}
-		if r := k.runningReader(topic, partition); r != nil && gone(err) {
-			r.fail(ErrTopicNotFound)
+		key := readerKey{topic, partition}
+		r := k.runningReader(topic, partition)
+		if lost, ok := errors.AsType[*kgo.ErrDataLoss](err); ok {
+			k.cache.drop(key)
+			if r != nil {
+				r.advance(lost.ResetTo)
+			}
+		}
+		if gone(err) {
+			k.cache.drop(key)
+			if r != nil {
+				r.fail(ErrTopicNotFound)
+			}
 		}
 	})
 	fetches.EachPartition(func(p kgo.FetchTopicPartition) {
 		if len(p.Records) == 0 {
 			return
 		}
+		key := readerKey{p.Topic, p.Partition}
+		k.cache.trimBefore(key, p.LogStartOffset)
+		k.cacheConsumed(key, p.Records)
 		if r := k.runningReader(p.Topic, p.Partition); r != nil {
-			r.append(p.Records)
+			end := p.Records[len(p.Records)-1].Offset + 1
+			r.advance(max(end, p.LastStableOffset))
 		}
 	})
 }
+
+// cacheConsumed puts records of the readers' consumer into the cache: each
+// run of consecutive offsets is a chunk. Control records join runs but are
+// not data; a jump between two records (an aborted transaction, or a reset
+// of the consumer) is left out, for users to read from Kafka.
+func (k *Cluster) cacheConsumed(key readerKey, recs []*kgo.Record) {
+	var runs []run
+	for len(recs) > 0 {
+		n := 1
+		for n < len(recs) && recs[n].Offset == recs[n-1].Offset+1 {
+			n++
+		}
+		r := run{recs[0].Offset, recs[n-1].Offset + 1, recs[:n]}
+		if slices.ContainsFunc(r.records, isControl) {
+			r.records = slices.DeleteFunc(slices.Clone(r.records), isControl)
+		}
+		runs = append(runs, r)
+		recs = recs[n:]
+	}
+	k.cache.insert(key, [16]byte{}, runs...)
+}
+
+func isControl(r *kgo.Record) bool { return r.Attrs.IsControl() }
 
 // close stops the readers' consumer.
 func (rs *readerSet) close() {
@@ -256,38 +301,29 @@ func (rs *readerSet) close() {
 	<-done
 }
 
-// append adds fetched records (those not already held), evicts the oldest
-// beyond the window bounds and wakes the waiting users.
-func (r *partitionReader) append(recs []*kgo.Record) {
+// advance records where the readable log ends and wakes the waiting users.
+func (r *partitionReader) advance(end int64) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	added := false
-	for _, rec := range recs {
-		if rec.Offset < r.next {
-			continue // buffered before the reader was (re)positioned
-		}
-		r.records = append(r.records, rec)
-		r.bytes += recordBytes(rec)
-		r.next = rec.Offset + 1
-		added = true
-	}
-	if !added {
-		return
-	}
-	drop := 0
-	for drop < len(r.records)-1 && (r.bytes > r.maxBytes || len(r.records)-drop > DefaultWindowRecords) {
-		r.bytes -= recordBytes(r.records[drop])
-		r.records[drop] = nil
-		drop++
-	}
-	if drop > 0 {
-		r.records = r.records[drop:]
-	}
-	if first := r.records[0].Offset; first > r.start {
-		r.start = first
-	}
+	r.end = end
 	close(r.changed)
 	r.changed = make(chan struct{})
+}
+
+// live reports whether the reader's partition still exists.
+func (r *partitionReader) live() bool {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.err == nil
+}
+
+// state returns what a user needs to decide whether to wait: the channel
+// closed at the next change, the end of the readable log as last seen, and
+// whether the partition is gone.
+func (r *partitionReader) state() (changed <-chan struct{}, end int64, err error) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.changed, r.end, r.err
 }
 
 // fail records that the partition is gone and wakes the waiting users.
@@ -304,74 +340,18 @@ func gone(err error) bool {
 	return errors.Is(err, kerr.UnknownTopicOrPartition) || errors.Is(err, kerr.UnknownTopicID)
 }
 
-// windowRead is what a user gets from the window at its cursor.
-type windowRead struct {
-	records []*kgo.Record // from the cursor on, possibly empty
-	behind  bool          // the cursor is before the window: read Kafka directly
-	err     error         // the partition is gone (set when records is empty)
-	changed <-chan struct{}
-}
-
-// read returns up to maxRecords records (at least one if any) of at most
-// maxBytes from offset on.
-func (r *partitionReader) read(offset int64, maxRecords, maxBytes int) windowRead {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	if offset < r.start {
-		return windowRead{behind: true, changed: r.changed}
-	}
-	i := sort.Search(len(r.records), func(i int) bool { return r.records[i].Offset >= offset })
-	end := i + limitRecords(r.records[i:], maxRecords, maxBytes)
-	w := windowRead{records: r.records[i:end:end], changed: r.changed}
-	if end == i {
-		w.err = r.err
-	}
-	return w
-}
-
-// covers reports whether the window holds, or is about to receive, offset.
-func (r *partitionReader) covers(offset int64) bool {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	return offset >= r.start && offset <= r.next
-}
-
-// waitRead reads from offset on, waiting up to wait for records when the
-// window has none yet. ok is false when offset is before the window.
-func (r *partitionReader) waitRead(ctx context.Context, offset int64, maxBytes int, wait time.Duration) (recs []*kgo.Record, ok bool) {
-	w := r.read(offset, DefaultWindowRecords, maxBytes)
-	if w.behind || len(w.records) > 0 {
-		return w.records, !w.behind
-	}
-	t := time.NewTimer(wait)
+// waitChange waits until changed is closed or d passes; it reports false
+// when ctx ended first.
+func waitChange(ctx context.Context, changed <-chan struct{}, d time.Duration) bool {
+	t := time.NewTimer(d)
 	defer t.Stop()
 	select {
-	case <-w.changed:
+	case <-changed:
 	case <-t.C:
 	case <-ctx.Done():
+		return false
 	}
-	w = r.read(offset, DefaultWindowRecords, maxBytes)
-	return w.records, !w.behind
-}
-
-// limitRecords returns how many of recs, from the first, fit in maxRecords
-// and maxBytes; at least one when recs is not empty, so that a record larger
-// than maxBytes is still delivered.
-func limitRecords(recs []*kgo.Record, maxRecords, maxBytes int) int {
-	n, size := 0, 0
-	for n < len(recs) && (n == 0 || (n < maxRecords && size+recordBytes(recs[n]) <= maxBytes)) {
-		size += recordBytes(recs[n])
-		n++
-	}
-	return n
-}
-
-func recordBytes(r *kgo.Record) int {
-	n := len(r.Key) + len(r.Value)
-	for _, h := range r.Headers {
-		n += len(h.Key) + len(h.Value)
-	}
-	return n
+	return true
 }
 
 // sleep waits d or until ctx is done; it reports whether ctx is still live.

@@ -12,8 +12,9 @@ import (
 )
 
 // TestConcurrentFetchesReadIntactRecords runs sessions that fetch their own
-// partition over and over from changing offsets, so that pooled record
-// slices and message slabs are reused between them all the time; every
+// partition over and over from changing offsets, so that pooled message
+// slabs are reused between them all the time and records come from both the
+// broker and the record cache; every
 // record must still arrive with its own offset, value and headers (every
 // third record has two, the others none).
 func TestConcurrentFetchesReadIntactRecords(t *testing.T) {

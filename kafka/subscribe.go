@@ -85,24 +85,27 @@ func (h *handlers) subscribe(ctx context.Context, req *pubsub.Request) (*pb.PubS
 		starts[i] = &pb.KafkaPartitionOffset{Partition: p, Offset: off}
 	}
 
-	sub := &subscription{partitions: len(partitions)}
+	// The subscription is complete before an unsubscribe can find it:
+	// it cancels it and waits for its deliveries.
+	sctx, scancel := context.WithCancel(withLane(req.Context(), h.lane))
+	sub := &subscription{partitions: len(partitions), cancel: scancel}
+	sub.wg.Add(len(starts))
 	if err := h.subs.add(req.Sequence(), sub); err != nil {
+		scancel()
 		return fail(first, err)
 	}
-	sctx, scancel := context.WithCancel(req.Context())
-	sub.cancel = scancel
 	ack := &pb.PubSubResp{Resp: &pb.PubSubResp_KafkaSubscribeResp{KafkaSubscribeResp: &pb.KafkaSubscribeResp{Partitions: starts}}}
 	if err := req.Push(sctx, ack); err != nil {
 		h.subs.remove(req.Sequence())
 		scancel()
+		sub.wg.Add(-len(starts)) // no delivery starts
 		return nil, nil
 	}
 	maxRecords := int(cmd.GetMaxRecords())
 	if maxRecords <= 0 {
-		maxRecords = DefaultWindowRecords
+		maxRecords = DefaultMaxRecords
 	}
 	for _, s := range starts {
-		sub.wg.Add(1)
 		d := &delivery{k: h.k, req: req, topic: topic, partition: s.Partition, cursor: s.Offset, maxRecords: maxRecords}
 		go d.run(sctx, &sub.wg, req.Hold())
 	}
@@ -195,9 +198,9 @@ type delivery struct {
 	maxRecords int
 }
 
-// run delivers from the shared reader's window, reading Kafka directly while
-// the cursor is behind the window, until ctx ends or the session stops
-// taking pushes.
+// run delivers from the record cache, which the shared reader fills at the
+// end of the log, and from Kafka where the cache does not hold the cursor,
+// until ctx ends or the session stops taking pushes.
 func (d *delivery) run(ctx context.Context, wg *sync.WaitGroup, release func()) {
 	defer wg.Done()
 	defer release() // the session may idle out once no delivery is live
@@ -221,35 +224,41 @@ func (d *delivery) run(ctx context.Context, wg *sync.WaitGroup, release func()) 
 		r, err = d.k.acquireReader(ctx, d.topic, d.partition)
 	}
 	defer d.k.releaseReader(r)
-	maxBytes := int(d.k.cfg.FetchMaxBytes)
+	key := readerKey{d.topic, d.partition}
+	if info, err := d.k.lookup(ctx, d.topic, d.partition, true); err == nil {
+		d.k.cache.bind(key, info.topicID) // no records of an older topic of that name
+	}
 	for ctx.Err() == nil {
-		w := r.read(d.cursor, d.maxRecords, maxBytes)
-		recs := w.records
-		if w.behind {
-			var err error
-			if recs, err = d.catchUp(ctx); err != nil {
-				if terminal(err) {
-					d.fail(ctx, err)
-					return
-				}
-				log.Warn("kafka: subscription catch-up failed", "err", err)
-				sleep(ctx, readerBackoff)
-				continue
+		changed, end, gone := r.state()
+		out := newReply(d.cursor, d.maxRecords, int(d.k.cfg.FetchMaxBytes))
+		if d.cursor >= end {
+			d.k.cache.read(key, d.cursor, out) // what came since state
+		} else if err := d.catchUp(ctx, out); err != nil {
+			if terminal(err) {
+				d.fail(ctx, err)
+				return
 			}
+			log.Warn("kafka: subscription catch-up failed", "err", err)
+			sleep(ctx, readerBackoff)
+			continue
 		}
-		if len(recs) == 0 && w.err != nil {
-			d.fail(ctx, w.err)
-			return
-		}
-		if len(recs) == 0 {
-			select {
-			case <-w.changed:
-			case <-ctx.Done():
+		if len(out.records) > 0 {
+			if !d.pushCached(ctx, out) {
+				return
 			}
 			continue
 		}
-		if !d.push(ctx, recs) {
+		if out.next > d.cursor {
+			d.cursor = out.next // offsets that hold no data record
+			continue
+		}
+		if gone != nil {
+			d.fail(ctx, gone)
 			return
+		}
+		select {
+		case <-changed:
+		case <-ctx.Done():
 		}
 	}
 }
@@ -261,31 +270,49 @@ func (d *delivery) fail(ctx context.Context, cause error) {
 	}}})
 }
 
-// catchUp reads the partition directly from the cursor, which is behind the
-// window, so records are there and the broker need not wait.
-func (d *delivery) catchUp(ctx context.Context) ([]*kgo.Record, error) {
+// catchUp reads the partition at the cursor, which is before the end of
+// the log: from the record cache, else from Kafka (the broker need not
+// wait).
+func (d *delivery) catchUp(ctx context.Context, out *reply) error {
 	ctx, cancel := context.WithTimeout(ctx, d.k.cfg.RequestTimeout.Duration())
 	defer cancel()
-	return d.k.fetchWait(ctx, d.topic, d.partition, d.cursor, 0)
+	return d.k.read(ctx, readerKey{d.topic, d.partition}, d.cursor, out)
 }
 
-// push sends recs in pushes of at most maxRecords and the cluster's fetch
-// byte limit, and advances the cursor;
+// push sends recs (consecutive data records of the partition, in offset
+// order, none of them from the record cache) in pushes of at most
+// maxRecords and the cluster's fetch byte limit, and advances the cursor;
 // it reports whether the session still takes pushes.
 func (d *delivery) push(ctx context.Context, recs []*kgo.Record) bool {
 	for len(recs) > 0 {
-		n := limitRecords(recs, d.maxRecords, int(d.k.cfg.FetchMaxBytes))
-		resp := &pb.PubSubResp{Resp: &pb.PubSubResp_KafkaFetchResp{KafkaFetchResp: &pb.KafkaFetchResp{
-			Messages:  messagesOf(recs[:n]),
-			Topic:     d.topic,
-			Partition: d.partition,
-		}}}
-		if err := d.req.Push(ctx, resp); err != nil {
+		out := newReply(recs[0].Offset, d.maxRecords, int(d.k.cfg.FetchMaxBytes))
+		for _, r := range recs {
+			if !out.add(r) {
+				break
+			}
+		}
+		if err := d.req.Push(ctx, pushReply(d.topic, d.partition, out)); err != nil {
 			return false
 		}
-		d.cursor = recs[n-1].Offset + 1
-		recs = recs[n:]
+		d.cursor = out.next
+		recs = recs[len(out.records):]
 	}
+	return true
+}
+
+// pushCached sends the records of out, records of the record cache, in one
+// push encoded once for every subscriber that pushes the same records, and
+// moves the cursor to the offset to ask for next; it reports whether the
+// session still takes pushes.
+func (d *delivery) pushCached(ctx context.Context, out *reply) bool {
+	e, err := d.k.pushes.encode(d.topic, d.partition, out, d.k.cfg.WindowBytes)
+	if err == nil {
+		err = d.req.PushEncoded(ctx, e)
+	}
+	if err != nil {
+		return false
+	}
+	d.cursor = out.next
 	return true
 }
 

@@ -2,8 +2,10 @@ package kafka_test
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"net"
+	"os"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -317,7 +319,9 @@ func TestSlowSubscriberIsClosedWhileAFastOneKeepsUp(t *testing.T) {
 	collect(t, sub, 0, 0, n)
 	time.Sleep(time.Second) // the slow client stays stuck beyond push_stall_timeout
 
-	// Now the slow client reads: what was in flight, then close 4008.
+	// Now the slow client reads: what was in flight, then close 4008, or,
+	// since its socket was full at the deadline, the end of the connection:
+	// the server abandoned the write and closed it rather than waiting.
 	var rd interface{ Read([]byte) (int, error) } = slow
 	if br != nil {
 		rd = br
@@ -327,7 +331,10 @@ func TestSlowSubscriberIsClosedWhileAFastOneKeepsUp(t *testing.T) {
 	for {
 		f, err := ws.ReadFrame(rd)
 		if err != nil {
-			t.Fatalf("slow client: %v before a close frame (%d frames)", err, frames)
+			if errors.Is(err, os.ErrDeadlineExceeded) {
+				t.Fatalf("slow client: still connected after %d frames", frames)
+			}
+			break
 		}
 		frames++
 		if f.Header.OpCode == ws.OpClose {

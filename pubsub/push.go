@@ -34,7 +34,7 @@ var ErrSlowConsumer = errors.New("pubsub: slow consumer")
 // a pusher blocked for PushStallTimeout closes the session with
 // CloseSlowConsumer. Replies to plain requests do not wait behind pushes.
 type pushQueue struct {
-	frames  []*[]byte
+	frames  []pushFrame
 	bytes   int
 	running bool          // a drainPushes goroutine is running
 	stopped bool          // the session ended: no more pushes
@@ -42,22 +42,31 @@ type pushQueue struct {
 	exited  chan struct{} // closed when the writer exits; made by stopPushes
 }
 
-// enqueuePush encodes resp and queues it for writing, waiting while the
-// queue is full.
+// enqueuePush waits while the queue is full, then encodes resp and queues it
+// for writing: a paused push holds no encoded bytes.
 func (s *session) enqueuePush(ctx context.Context, resp *pb.PubSubResp) error {
-	buf := getBuf()
-	b, err := proto.MarshalOptions{}.MarshalAppend((*buf)[:0], resp)
-	if err != nil {
-		putBuf(buf)
-		return fmt.Errorf("pubsub: encode push: %w", err)
-	}
-	*buf = b
+	return s.enqueue(ctx, proto.Size(resp), func() (pushFrame, error) {
+		// The size was just computed on resp, which nothing changed since.
+		buf := getBuf()
+		b, err := proto.MarshalOptions{UseCachedSize: true}.MarshalAppend((*buf)[:0], resp)
+		if err != nil {
+			putBuf(buf)
+			return pushFrame{}, fmt.Errorf("pubsub: encode push: %w", err)
+		}
+		*buf = b
+		return pushFrame{own: buf}, nil
+	})
+}
+
+// enqueue waits while the queue has no room for a push of size bytes, then
+// builds it and queues it for writing. Queued pushes count as the
+// session's pending reply bytes until written.
+func (s *session) enqueue(ctx context.Context, size int, build func() (pushFrame, error)) error {
 	var stall <-chan time.Time
 	s.qmu.Lock()
-	for s.queue.bytes > 0 && s.queue.bytes+len(b) > s.opts.PushQueueBytes {
+	for s.queue.bytes > 0 && s.queue.bytes+size > s.opts.PushQueueBytes {
 		if s.queue.stopped || s.closing.Load() {
 			s.qmu.Unlock()
-			putBuf(buf)
 			return s.pushClosedErr()
 		}
 		if s.queue.space == nil {
@@ -73,13 +82,10 @@ func (s *session) enqueuePush(ctx context.Context, resp *pb.PubSubResp) error {
 		select {
 		case <-space:
 		case <-s.ctx.Done():
-			putBuf(buf)
 			return s.pushClosedErr()
 		case <-ctx.Done():
-			putBuf(buf)
 			return ctx.Err()
 		case <-stall:
-			putBuf(buf)
 			s.closeSlowConsumer()
 			return ErrSlowConsumer
 		}
@@ -87,11 +93,17 @@ func (s *session) enqueuePush(ctx context.Context, resp *pb.PubSubResp) error {
 	}
 	if s.queue.stopped || s.closing.Load() || s.ctx.Err() != nil {
 		s.qmu.Unlock()
-		putBuf(buf)
 		return s.pushClosedErr()
 	}
-	s.queue.frames = append(s.queue.frames, buf)
-	s.queue.bytes += len(b)
+	f, err := build()
+	if err != nil {
+		s.qmu.Unlock()
+		return err
+	}
+	f.size = size
+	s.queue.frames = append(s.queue.frames, f)
+	s.queue.bytes += size
+	s.holdFrame(f)
 	start := !s.queue.running
 	s.queue.running = true
 	s.qmu.Unlock()
@@ -102,22 +114,16 @@ func (s *session) enqueuePush(ctx context.Context, resp *pb.PubSubResp) error {
 }
 
 // closeSlowConsumer ends a session whose client stopped taking pushes: its
-// handlers and push writer stop at once, and the close frame follows the
-// frame being written, if the client ever reads it.
+// handlers and push writer stop at once, a write blocked on the client is
+// abandoned after closeGrace, and the close frame follows the frame being
+// written if the client takes it by then.
 func (s *session) closeSlowConsumer() {
 	if s.slowConsumer.Swap(true) {
 		return
 	}
 	s.opts.Logger.Warn("pubsub: closing slow consumer", "remote", s.conn.RemoteAddr(), "stall", s.opts.PushStallTimeout)
 	s.cancel()
-	go func() {
-		defer func() {
-			if p := recover(); p != nil {
-				s.opts.Logger.Error("pubsub: close panic", "panic", p, "stack", string(debug.Stack()))
-			}
-		}()
-		s.closeWith(CloseSlowConsumer, fmt.Sprintf("slow consumer: pushed replies not read for %v", s.opts.PushStallTimeout))
-	}()
+	go s.closeAbandoning(CloseSlowConsumer, fmt.Sprintf("slow consumer: pushed replies not read for %v", s.opts.PushStallTimeout))
 }
 
 // stopPushes refuses further pushes and waits for the push writer to exit.
@@ -163,7 +169,7 @@ func (s *session) drainPushes() {
 		s.qmu.Unlock()
 		err := s.writeFrames(frames)
 		for _, f := range frames {
-			putBuf(f)
+			s.releaseFrame(f)
 		}
 		s.qmu.Lock()
 		s.queue.bytes -= n
@@ -184,7 +190,7 @@ func (s *session) drainPushes() {
 
 // exitDrain ends the push writer, dropping frames. Callers hold qmu, which
 // exitDrain releases.
-func (s *session) exitDrain(frames []*[]byte) {
+func (s *session) exitDrain(frames []pushFrame) {
 	s.queue.running = false
 	s.queue.bytes = 0
 	if s.queue.exited != nil {
@@ -197,6 +203,6 @@ func (s *session) exitDrain(frames []*[]byte) {
 	}
 	s.qmu.Unlock()
 	for _, f := range frames {
-		putBuf(f)
+		s.releaseFrame(f)
 	}
 }

@@ -44,6 +44,23 @@ type Options struct {
 	// PushStallTimeout closes a session with CloseSlowConsumer when its
 	// pushes stay paused this long. Default 10s.
 	PushStallTimeout time.Duration
+	// MaxPendingBytes bounds the reply bytes a session holds: reserved for
+	// replies being built (Request.Reserve), encoded or queued but not
+	// written. Reservations wait while it is reached, and the session reads
+	// no more requests until its replies drain. A session holding nothing
+	// may reserve more, so that one large record still goes through.
+	// Default 4 MiB.
+	MaxPendingBytes int
+	// Memory, if set, bounds the reply bytes of all the sessions that share
+	// it, on top of each session's MaxPendingBytes.
+	Memory *MemoryBudget
+	// PingInterval is how often the server sends the client a WebSocket
+	// ping, so that proxies see traffic and a dead peer is found.
+	// Default 30s; negative disables pings.
+	PingInterval time.Duration
+	// PongTimeout closes a session (1001 "ping timeout") whose client has
+	// not answered a ping this long after it was written. Default 15s.
+	PongTimeout time.Duration
 	// Logger receives session events; default slog.Default().
 	Logger *slog.Logger
 	// OnCommand, if set, is called after each command with its name and the
@@ -57,6 +74,8 @@ const (
 	DefaultIdleTimeout   = 60 * time.Second
 	DefaultWriteTimeout  = 30 * time.Second
 	DefaultMaxInFlight   = 16
+	DefaultPingInterval  = 30 * time.Second
+	DefaultPongTimeout   = 15 * time.Second
 )
 
 func (o Options) withDefaults() Options {
@@ -78,6 +97,15 @@ func (o Options) withDefaults() Options {
 	if o.PushStallTimeout <= 0 {
 		o.PushStallTimeout = DefaultPushStallTimeout
 	}
+	if o.MaxPendingBytes <= 0 {
+		o.MaxPendingBytes = DefaultMaxPendingBytes
+	}
+	if o.PingInterval == 0 {
+		o.PingInterval = DefaultPingInterval
+	}
+	if o.PongTimeout <= 0 {
+		o.PongTimeout = DefaultPongTimeout
+	}
 	if o.Logger == nil {
 		o.Logger = slog.Default()
 	}
@@ -95,6 +123,7 @@ const (
 	ClosePolicyViolation  = ws.StatusPolicyViolation
 	closeReasonIdle       = "idle timeout"
 	closeReasonShutdown   = "server shutting down"
+	closeReasonPing       = "ping timeout"
 	errMsgNoCommand       = "invalid request: no command"
 	errMsgUndecodable     = "invalid request: cannot decode PubSubReq"
 	errMsgInternalFailure = "internal error"
@@ -115,6 +144,30 @@ type Request struct {
 	order uint64
 	// afterReply run once the reply is written; see AfterReply.
 	afterReply []func()
+	// reserved are the reply bytes taken with Reserve.
+	reserved int64
+}
+
+// Reserve makes the request hold n bytes of the session's and the
+// process's reply budgets for the reply the handler is about to build. More
+// than it holds waits while the budgets are spent (the client has not read
+// earlier replies, or the process holds its limit); less gives the rest
+// back at once, when the reply turns out smaller than feared. A handler
+// calls it before it allocates a large reply (or asks Kafka for one), from
+// its own goroutine, so that memory is bounded before it is used; the bytes
+// are given back once the reply is written. Reserve fails with ctx's error,
+// or ErrSessionClosed once the session has ended.
+func (r *Request) Reserve(ctx context.Context, n int) error {
+	more := int64(max(n, 0)) - r.reserved
+	if more < 0 {
+		r.s.charge(more)
+	} else if more > 0 {
+		if err := r.s.reserve(ctx, more); err != nil {
+			return err
+		}
+	}
+	r.reserved += more
+	return nil
 }
 
 // AfterReply registers f to run once the handler's reply has been encoded
@@ -170,6 +223,7 @@ func Serve(ctx context.Context, conn net.Conn, h Handler, opts Options) (err err
 		opts:     o,
 		inflight: make(chan struct{}, o.MaxInFlight),
 		in:       readAhead{conn: conn},
+		vectored: writesVectors(conn),
 	}
 	s.ctx, s.cancel = context.WithCancel(ctx)
 	stop := context.AfterFunc(ctx, func() {
@@ -180,7 +234,7 @@ func Serve(ctx context.Context, conn net.Conn, h Handler, opts Options) (err err
 		}()
 		// Unblock a writer stuck on a client that does not read, so that
 		// shutdown is prompt.
-		s.conn.SetWriteDeadline(time.Now().Add(time.Second))
+		s.abandonWrites(closeLinger)
 		s.closeWith(CloseGoingAway, closeReasonShutdown)
 	})
 	defer func() {
@@ -190,12 +244,14 @@ func Serve(ctx context.Context, conn net.Conn, h Handler, opts Options) (err err
 			err = fmt.Errorf("pubsub: session panic: %v", p)
 		}
 		stop()
+		s.stopKeepalive()
 		s.cancel()
 		s.awaitPeerClose()
 		s.conn.Close()
 		s.stopPushes()
 		s.handlers.Wait()
 	}()
+	s.startKeepalive()
 	return s.readLoop()
 }
 
@@ -234,7 +290,9 @@ func (s *session) awaitPeerClose() {
 // this struct, its reader goroutine and the socket: read buffers are taken
 // per message and write buffers per burst of replies.
 type session struct {
-	conn     net.Conn
+	conn net.Conn
+	// vectored is set when conn writes net.Buffers with one system call.
+	vectored bool
 	handler  Handler
 	opts     Options
 	ctx      context.Context
@@ -262,10 +320,21 @@ type session struct {
 	// Request.Order (reader only; made on first use).
 	commandsRead map[protoreflect.Name]uint64
 
+	// abandonAt, once set, is the write deadline (Unix ns) of a session
+	// being closed: a write still blocked then is abandoned.
+	abandonAt atomic.Int64
+
 	streams      atomic.Int32 // live streams (Request.Hold)
 	qmu          sync.Mutex
 	queue        pushQueue
 	slowConsumer atomic.Bool
+
+	// pending counts the reply bytes the session holds (MaxPendingBytes).
+	pending pendingBytes
+	// readerBlocked is set while the reader waits for room (MaxInFlight,
+	// MaxPendingBytes) instead of reading the client's frames.
+	readerBlocked atomic.Bool
+	keepalive     keepalive
 }
 
 var (
@@ -282,13 +351,23 @@ func (s *session) readLoop() error {
 		}
 	}()
 	fragmented := false
+	// The idle deadline moves with the client's messages and pings, not
+	// with its pongs: answering the server's pings keeps no session open.
+	var idle time.Time
+	active := func() {
+		if s.opts.IdleTimeout > 0 {
+			idle = time.Now().Add(s.opts.IdleTimeout)
+		}
+	}
+	active()
 	for {
 		if s.opts.IdleTimeout > 0 && !s.closing.Load() {
-			s.conn.SetReadDeadline(time.Now().Add(s.opts.IdleTimeout))
+			s.conn.SetReadDeadline(idle)
 		}
 		h, err := ws.ReadHeaderBuffer(&s.in, s.hdr[:])
 		if err != nil {
 			if errors.Is(err, os.ErrDeadlineExceeded) && s.streams.Load() > 0 && !s.closing.Load() {
+				active()
 				continue // a client whose streams are live has no need to speak
 			}
 			return s.readFailed(err)
@@ -303,6 +382,9 @@ func (s *session) readLoop() error {
 			return err
 		}
 		if h.OpCode.IsControl() {
+			if h.OpCode == ws.OpPing {
+				active()
+			}
 			if done, err := s.control(h); done {
 				return err
 			}
@@ -347,6 +429,7 @@ func (s *session) readLoop() error {
 		}
 		putBuf(msg)
 		msg = nil
+		active()
 	}
 }
 
@@ -376,6 +459,8 @@ func (s *session) control(h ws.Header) (done bool, err error) {
 		if err := s.writeFrame(ws.OpPong, p); err != nil {
 			return true, err
 		}
+	case ws.OpPong:
+		s.keepalive.pong.Store(true)
 	case ws.OpClose:
 		code, reason := ws.ParseCloseFrameData(p)
 		if err := ws.CheckCloseFrameData(code, reason); err != nil {
@@ -393,8 +478,9 @@ func (s *session) control(h ws.Header) (done bool, err error) {
 }
 
 // dispatch decodes one message and starts its handler. It blocks while the
-// session is at MaxInFlight, which stops reading from a client whose replies
-// cannot be written. It returns false once the session is over.
+// session is at MaxInFlight or MaxPendingBytes, which stops reading from a
+// client whose replies cannot be written. It returns false once the session
+// is over.
 func (s *session) dispatch(data []byte) bool {
 	req := &pb.PubSubReq{}
 	if err := proto.Unmarshal(data, req); err != nil {
@@ -406,6 +492,8 @@ func (s *session) dispatch(data []byte) bool {
 		s.reportCommand("", errors.New(errMsgNoCommand))
 		return s.writeError(req.GetSequence(), errMsgNoCommand) == nil
 	}
+	s.readerBlocked.Store(true)
+	defer s.readerBlocked.Store(false)
 	select {
 	case s.inflight <- struct{}{}:
 	case <-s.ctx.Done():
@@ -418,7 +506,9 @@ func (s *session) dispatch(data []byte) bool {
 	order := s.commandsRead[cmd]
 	s.commandsRead[cmd] = order + 1
 	go s.serve(&Request{Msg: req, Command: string(cmd), s: s, order: order})
-	return true
+	// The next request is read only once the session's replies leave room
+	// under MaxPendingBytes.
+	return s.waitForPendingRoom()
 }
 
 // serve runs one handler and writes its reply.
@@ -429,6 +519,7 @@ func (s *session) serve(req *Request) {
 			s.writeError(req.Sequence(), errMsgInternalFailure)
 		}
 		s.runAfterReply(req)
+		s.charge(-req.reserved)
 		<-s.inflight
 		s.handlers.Done()
 	}()
@@ -439,7 +530,7 @@ func (s *session) serve(req *Request) {
 		s.writeError(req.Sequence(), err.Error())
 	case resp != nil:
 		resp.Sequence = req.Sequence()
-		s.writeReply(resp)
+		s.writeReply(resp, req.reserved)
 	}
 }
 
@@ -467,12 +558,15 @@ func (s *session) reportCommand(cmd string, err error) {
 func (s *session) writeError(seq int64, msg string) error {
 	return s.writeReply(&pb.PubSubResp{Sequence: seq, Resp: &pb.PubSubResp_ErrorResp{
 		ErrorResp: &pb.ErrorResp{Code: 0, Message: msg},
-	}})
+	}}, 0)
 }
 
 // writeReply encodes resp into a pooled buffer and writes it as one binary
-// message.
-func (s *session) writeReply(resp *pb.PubSubResp) error {
+// message. The encoded bytes count as the session's pending reply bytes
+// until written, beyond the reserved bytes the handler already holds for
+// it (a reply larger than its reservation is charged without waiting: its
+// records are in memory already).
+func (s *session) writeReply(resp *pb.PubSubResp, reserved int64) error {
 	buf := getBuf()
 	defer putBuf(buf)
 	b, err := proto.MarshalOptions{}.MarshalAppend((*buf)[:0], resp)
@@ -480,23 +574,39 @@ func (s *session) writeReply(resp *pb.PubSubResp) error {
 		return fmt.Errorf("pubsub: encode reply: %w", err)
 	}
 	*buf = b
+	if extra := int64(len(b)) - reserved; extra > 0 {
+		s.charge(extra)
+		defer s.charge(-extra)
+	}
 	return s.writeFrame(ws.OpBinary, b)
 }
 
 // writeFrame writes one unfragmented frame. Writers are serialised; replies
 // that queue up behind each other share one buffer and one flush.
 func (s *session) writeFrame(op ws.OpCode, payload []byte) error {
-	return s.write(op, payload)
+	return s.write(op == ws.OpClose, func() error { return s.putFrame(op, payload) })
 }
 
-// writeFrames writes binary frames back to back with one flush.
-func (s *session) writeFrames(payloads []*[]byte) error {
-	return s.write(ws.OpBinary, *payloads[0], payloads[1:]...)
+// writeFrames writes pushes back to back with one flush: the pushes queued
+// for a session go out in one write, buffered when they fit the write
+// buffer, else vectored (no payload copied).
+func (s *session) writeFrames(frames []pushFrame) error {
+	return s.write(false, func() error {
+		if s.vectored && payloadBytes(frames) > s.bw.Available() {
+			return s.writeVectored(frames)
+		}
+		for _, f := range frames {
+			if err := s.putPush(f); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
 }
 
-// write writes one frame of op with payload, or one binary frame for each of
-// more, holding the write lock once and flushing when no other writer waits.
-func (s *session) write(op ws.OpCode, payload []byte, more ...*[]byte) error {
+// write runs put, which buffers frames, holding the write lock, and flushes
+// when no other writer waits (or at once, for a close frame).
+func (s *session) write(flushNow bool, put func() error) error {
 	s.pendingWrites.Add(1)
 	s.wmu.Lock()
 	defer s.wmu.Unlock()
@@ -514,14 +624,13 @@ func (s *session) write(op ws.OpCode, payload []byte, more ...*[]byte) error {
 	if s.opts.WriteTimeout > 0 {
 		s.conn.SetWriteDeadline(time.Now().Add(s.opts.WriteTimeout))
 	}
-	err := s.putFrame(op, payload)
-	for _, p := range more {
-		if err != nil {
-			break
-		}
-		err = s.putFrame(ws.OpBinary, *p)
+	// Checked after the deadline is set: abandonWrites sets its own
+	// deadline after it marks the session, so one of the two wins.
+	if at := s.abandonAt.Load(); at != 0 {
+		s.conn.SetWriteDeadline(time.Unix(0, at))
 	}
-	if err == nil && (last || op == ws.OpClose) {
+	err := put()
+	if err == nil && (last || flushNow) {
 		err = s.releaseWriter()
 	}
 	if err != nil {
@@ -559,10 +668,41 @@ func (s *session) failWrites(err error) {
 		s.bw = nil
 	}
 	s.conn.Close()
-	if errors.Is(err, os.ErrDeadlineExceeded) {
+	if errors.Is(err, os.ErrDeadlineExceeded) && s.abandonAt.Load() == 0 {
 		s.opts.Logger.Warn("pubsub: closing session: client does not read its replies", "remote", s.conn.RemoteAddr())
 	}
 }
+
+// abandonWrites gives a write blocked on a client that does not read until
+// grace from now, then fails it, which closes the connection; writes that
+// start later get the same deadline. A session that is being closed calls
+// it so that its close does not wait for write_timeout: the close frame
+// follows if the blocked write ends in time.
+func (s *session) abandonWrites(grace time.Duration) {
+	at := time.Now().Add(grace)
+	s.abandonAt.CompareAndSwap(0, at.UnixNano())
+	s.conn.SetWriteDeadline(time.Unix(0, s.abandonAt.Load()))
+}
+
+// closeAbandoning closes the session with code and reason without waiting
+// for a write blocked on the client beyond closeGrace: its handlers stop at
+// once, and the close frame follows the frame being written if the client
+// takes it in time; otherwise the connection is closed without one. It runs
+// in a goroutine of its own.
+func (s *session) closeAbandoning(code ws.StatusCode, reason string) {
+	defer func() {
+		if p := recover(); p != nil {
+			s.opts.Logger.Error("pubsub: close panic", "panic", p, "stack", string(debug.Stack()))
+		}
+	}()
+	s.cancel()
+	s.abandonWrites(closeGrace)
+	s.closeWith(code, reason)
+}
+
+// closeGrace is how long a session closed for a stalled or silent client
+// lets a write in progress finish before abandoning it.
+const closeGrace = 500 * time.Millisecond
 
 // closeWith sends a close frame with code and reason (once), ends the
 // session's handlers and leaves closeLinger for the client's answer. Later

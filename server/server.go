@@ -115,6 +115,15 @@ func New(resolver Resolver, opts Options) *Server {
 // ActiveSessions returns the number of sessions being served.
 func (s *Server) ActiveSessions() int { return int(s.active.Load()) }
 
+// ReplyBytes returns the reply bytes all sessions hold under the process's
+// memory budget (Options.Session.Memory), 0 without one.
+func (s *Server) ReplyBytes() int {
+	if s.opts.Session.Memory == nil {
+		return 0
+	}
+	return s.opts.Session.Memory.Used()
+}
+
 // Serve accepts HTTP connections on ln until Shutdown or Close.
 func (s *Server) Serve(ln net.Listener) error {
 	hs := &http.Server{
@@ -199,6 +208,12 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		s.active.Add(-1)
 		release()
 		s.refuse(w, &Error{Status: http.StatusServiceUnavailable, Message: "too many sessions"})
+		return
+	}
+	if mem := s.opts.Session.Memory; mem != nil && mem.Full() {
+		s.active.Add(-1)
+		release()
+		s.refuse(w, &Error{Status: http.StatusServiceUnavailable, Message: "memory limit reached"})
 		return
 	}
 	conn, rw, _, err := ws.UpgradeHTTP(r, w)
@@ -306,7 +321,9 @@ func (c *prefixedConn) Read(p []byte) (int, error) {
 	return c.Conn.Read(p)
 }
 
-// OptionsFrom returns the server options that doc's session limits ask for.
+// OptionsFrom returns the server options that doc's session limits ask
+// for, with a memory budget of limits.max_memory_bytes shared by the
+// server's sessions.
 func OptionsFrom(doc *config.Document, log *slog.Logger) Options {
 	s := doc.Session
 	return Options{
@@ -319,6 +336,10 @@ func OptionsFrom(doc *config.Document, log *slog.Logger) Options {
 			MaxInFlight:      s.MaxInFlight,
 			PushQueueBytes:   s.PushQueueBytes,
 			PushStallTimeout: s.PushStallTimeout.Duration(),
+			MaxPendingBytes:  s.MaxPendingBytes,
+			Memory:           pubsub.NewMemoryBudget(doc.Limits.MaxMemoryBytes),
+			PingInterval:     s.PingInterval.Duration(),
+			PongTimeout:      s.PongTimeout.Duration(),
 			Logger:           log,
 		},
 	}

@@ -26,6 +26,9 @@ import (
 	pb "github.com/envoy-pubsub/gateway/proto"
 )
 
+// pingInterval is how often the client pings the server (-ping-interval).
+var pingInterval = flag.Duration("ping-interval", 30*time.Second, "send a WebSocket ping this often and give up on a server that does not answer within as long; 0 sends none")
+
 func main() {
 	url := flag.String("url", "ws://127.0.0.1:9080/kafka", "pub-sub endpoint")
 	topic := flag.String("topic", "demo", "topic to read or write")
@@ -52,9 +55,10 @@ func main() {
 	}
 }
 
-// dial connects to url with the extra upgrade header NAME:VALUE, if any.
+// dial connects to url with the extra upgrade header NAME:VALUE, if any,
+// pinging the server every -ping-interval.
 func dial(ctx context.Context, url, header string) (*client.Client, error) {
-	opts := client.Options{}
+	opts := client.Options{PingInterval: *pingInterval}
 	if name, value, ok := strings.Cut(header, ":"); ok {
 		opts.Header = http.Header{name: {value}}
 	}

@@ -1,5 +1,6 @@
 // Command pubsub-server serves the pub-sub protocol over WebSocket without
-// Envoy: cluster NAME of the configuration is at ws://HOST:PORT/NAME. With no
+// Envoy: cluster NAME of the configuration is at ws://HOST:PORT/NAME, and a
+// live page that shows a topic's records is at http://HOST:PORT/. With no
 // -config it starts an embedded in-memory Kafka with a demo topic, for
 // development only.
 package main
@@ -21,6 +22,7 @@ import (
 	"github.com/envoy-pubsub/gateway/kafka"
 	"github.com/envoy-pubsub/gateway/server"
 	"github.com/envoy-pubsub/gateway/standalone"
+	"github.com/envoy-pubsub/gateway/web"
 )
 
 func main() {
@@ -44,6 +46,7 @@ func run() error {
 	slog.SetDefault(log)
 
 	var doc *config.Document
+	site := web.Site{}
 	if *configFile != "" {
 		d, err := config.Load(*configFile)
 		if err != nil {
@@ -63,7 +66,9 @@ func run() error {
 			return err
 		}
 		doc = d
+		site.Topic = standalone.DemoTopic
 	}
+	site.Clusters = doc.ClusterNames()
 
 	pool := kafka.NewPool(kafka.Logger(log))
 	defer pool.Close()
@@ -72,6 +77,15 @@ func run() error {
 		return err
 	}
 	srv := server.New(resolver, server.OptionsFrom(doc, log))
+	handler, err := web.Handler(site, srv)
+	if err != nil {
+		return err
+	}
+	hs := &http.Server{
+		Handler:           handler,
+		ReadHeaderTimeout: 10 * time.Second,
+		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelWarn),
+	}
 	ln, err := net.Listen("tcp", *listen)
 	if err != nil {
 		return err
@@ -79,6 +93,7 @@ func run() error {
 	for _, name := range doc.ClusterNames() {
 		log.Info("serving", "cluster", name, "url", fmt.Sprintf("ws://%s/%s", ln.Addr(), name))
 	}
+	log.Info("live page", "url", fmt.Sprintf("http://%s/", ln.Addr()))
 	if *configFile == "" {
 		log.Info(fmt.Sprintf("try it: go run ./cmd/pubsub-client -url ws://%s/kafka -topic %s", ln.Addr(), standalone.DemoTopic))
 	}
@@ -86,7 +101,7 @@ func run() error {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	errc := make(chan error, 1)
-	go func() { errc <- srv.Serve(ln) }()
+	go func() { errc <- hs.Serve(ln) }()
 	select {
 	case err := <-errc:
 		if !errors.Is(err, http.ErrServerClosed) {
@@ -97,5 +112,6 @@ func run() error {
 	}
 	sctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	return srv.Shutdown(sctx)
+	// Sessions first (each gets 1001), then the page's connections.
+	return errors.Join(srv.Shutdown(sctx), hs.Shutdown(sctx))
 }

@@ -4,10 +4,14 @@ import (
 	"bufio"
 	"context"
 	"errors"
+	"fmt"
+	"io"
+	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"regexp"
+	"strings"
 	"syscall"
 	"testing"
 	"time"
@@ -120,6 +124,31 @@ func TestWithoutConfigServesTheEmbeddedDemoTopic(t *testing.T) {
 	}
 	if seen < 2 {
 		t.Fatalf("read %d demo records in 5s, want a record every second", seen)
+	}
+}
+
+func TestServesTheLivePageBesideTheEndpoints(t *testing.T) {
+	_, url := startBinary(t)
+	base := "http://" + strings.TrimSuffix(strings.TrimPrefix(url, "ws://"), "/kafka")
+	for path, want := range map[string]string{
+		"/":                 "200 text/html; charset=utf-8",
+		"/_page/site.json":  `200 application/json {"clusters":["kafka"],"topic":"demo"}`,
+		"/kafka":            "426 text/plain; charset=utf-8",
+		"/no-such-endpoint": "404 text/plain; charset=utf-8",
+	} {
+		resp, err := http.Get(base + path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		body, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		got := fmt.Sprintf("%d %s", resp.StatusCode, resp.Header.Get("Content-Type"))
+		if strings.HasSuffix(path, ".json") {
+			got += " " + string(body)
+		}
+		if got != want {
+			t.Errorf("GET %s: %s, want %s", path, got, want)
+		}
 	}
 }
 

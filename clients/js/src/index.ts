@@ -1,0 +1,30 @@
+/**
+ * Client of the envoy-pubsub protocol: Kafka over WebSocket, from browsers
+ * and Node. See connect().
+ */
+export {
+  connect,
+  Client,
+  type Bytes,
+  type ConnectOptions,
+  type ConnectionState,
+  type FetchResult,
+  type OffsetQuery,
+  type PartitionOffset,
+  type ProduceRecord,
+  type ReconnectOptions,
+  type RequestOptions,
+  type WebSocketConstructor,
+  type WebSocketLike,
+} from "./client.js";
+export {
+  Subscription,
+  type PartitionError,
+  type RecordBatch,
+  type StartPosition,
+  type SubscribeOptions,
+  type SubscriptionCallback,
+  type SubscriptionEvent,
+} from "./subscription.js";
+export { AbortedError, ConnectionClosedError, PubSubError, RequestTimeoutError, ServerError } from "./errors.js";
+export type { KafkaHeader, KafkaMessage } from "./gen/pubsub_pb.js";

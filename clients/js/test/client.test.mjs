@@ -1,0 +1,184 @@
+// Integration tests of the client against the real pubsub-server binary and
+// an in-memory Kafka in its own process (so the server can be restarted
+// while Kafka keeps its records). Records are produced in snappy batches
+// with JSON values and a header, as franz-go's producer writes them.
+import assert from "node:assert/strict";
+import { writeFile, mkdtemp } from "node:fs/promises";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { test } from "node:test";
+import { WebSocket } from "ws";
+import { Client, ConnectionClosedError, ServerError, connect } from "../dist/index.js";
+import { clusterConfig, eventually, startKafka, startServer } from "./harness.mjs";
+
+const decoder = new TextDecoder();
+
+async function setup(t) {
+  const kafka = await startKafka(t, "orders:2,secret:1");
+  const dir = await mkdtemp(join(tmpdir(), "pubsub-js-config-"));
+  const config = join(dir, "config.json");
+  await writeFile(config, clusterConfig(kafka.brokers, ["orders"], { produce_topics: ["orders"], groups: ["app-*"] }));
+  const server = await startServer(t, ["-config", config]);
+  return { kafka, server };
+}
+
+function open(t, url, options = {}) {
+  return connect(url, { WebSocket, ...options }).then((c) => {
+    t.after(() => c.close());
+    return c;
+  });
+}
+
+test("ping, list offset and fetch of compressed JSON records with headers", async (t) => {
+  const { kafka, server } = await setup(t);
+  await kafka.produce("orders", 0, 120);
+  const c = await open(t, server.url());
+
+  const state = await c.ping(new TextEncoder().encode("hello"));
+  assert.equal(decoder.decode(state), "hello");
+  assert.equal(await c.listOffset("orders", 0, "earliest"), 0n);
+  assert.equal(await c.listOffset("orders", 0, "latest"), 120n);
+
+  // Fetch requests run concurrently; each reply finds its request by sequence.
+  const [a, b] = await Promise.all([c.fetch("orders", 0, 0), c.fetch("orders", 0, 100)]);
+  assert.equal(a.records[0].offset, 0n);
+  assert.equal(b.records[0].offset, 100n);
+
+  const seen = [];
+  for (let next = 0n; next < 120n;) {
+    const { records, nextOffset } = await c.fetch("orders", 0, next);
+    assert.ok(records.length > 0);
+    assert.equal(nextOffset, records[records.length - 1].offset + 1n);
+    for (const r of records) {
+      const value = JSON.parse(decoder.decode(r.value));
+      assert.equal(value.n, Number(r.offset));
+      assert.equal(decoder.decode(r.key), `k${r.offset}`);
+      assert.deepEqual(r.headers.map((h) => [h.key, decoder.decode(h.value)]), [["source", "testkafka"]]);
+      seen.push(r.offset);
+    }
+    next = nextOffset;
+  }
+  assert.deepEqual(seen, Array.from({ length: 120 }, (_, i) => BigInt(i)));
+  const end = await c.fetch("orders", 0, 120n);
+  assert.deepEqual([end.records.length, end.nextOffset], [0, 120n]);
+});
+
+test("server errors are typed, carry the server's message and leave the connection usable", async (t) => {
+  const { server } = await setup(t);
+  const c = await open(t, server.url());
+  await assert.rejects(c.fetch("secret", 0, 0), (err) => err instanceof ServerError &&
+    err.message === "failed to fetch message, topic: secret, partition: 0, err: topic not allowed" && err.code === 0);
+  await assert.rejects(c.fetch("orders", 0, 5), (err) => err instanceof ServerError && err.message.endsWith("err: OFFSET_OUT_OF_RANGE"));
+  await assert.rejects(c.subscribe({ topic: "secret", start: "earliest" }),
+    (err) => err instanceof ServerError && /^failed to subscribe, topic: secret, .*err: topic not allowed$/.test(err.message));
+  assert.equal(decoder.decode(await c.ping(new TextEncoder().encode("still here"))), "still here");
+});
+
+test("subscribe as an async iterator and with a callback; unsubscribe stops the pushes", async (t) => {
+  const { kafka, server } = await setup(t);
+  await kafka.produce("orders", 0, 5);
+  await kafka.produce("orders", 1, 3);
+  const c = await open(t, server.url());
+
+  const sub = await c.subscribe({ topic: "orders", start: "earliest" });
+  assert.deepEqual([...sub.starts.entries()].sort(), [[0, 0n], [1, 0n]]);
+  const got = new Map([[0, []], [1, []]]);
+  for await (const ev of sub) {
+    assert.equal(ev.kind, "records");
+    got.get(ev.partition).push(...ev.records.map((r) => r.offset));
+    if (got.get(0).length === 5 && got.get(1).length === 3) break; // leaving the loop unsubscribes
+  }
+  assert.deepEqual(got.get(0), [0n, 1n, 2n, 3n, 4n]);
+  assert.deepEqual(got.get(1), [0n, 1n, 2n]);
+  assert.ok(sub.ended);
+
+  const events = [];
+  const cb = await c.subscribe({ topic: "orders", partitions: [1], start: "latest" }, (ev) => events.push(ev));
+  await kafka.produce("orders", 1, 2, 3);
+  await eventually(() => events.flatMap((e) => e.records).length === 2, 10_000, "callback records");
+  assert.deepEqual(events.flatMap((e) => e.records.map((r) => JSON.parse(decoder.decode(r.value)).n)), [3, 4]);
+  assert.equal(cb.positions.get(1), 5n);
+  await cb.unsubscribe();
+  await kafka.produce("orders", 1, 2, 5);
+  // A fetch that sees the new records is answered after any push they would cause.
+  const { records } = await c.fetch("orders", 1, 5);
+  assert.equal(records.length, 2);
+  assert.equal(events.flatMap((e) => e.records).length, 2);
+});
+
+test("a subscription resumes across a server restart with every record exactly once", async (t) => {
+  const { kafka, server } = await setup(t);
+  await kafka.produce("orders", 0, 50);
+  await kafka.produce("orders", 1, 50);
+  const states = [];
+  const c = await open(t, server.url(), {
+    reconnect: { initialDelayMs: 50, maxDelayMs: 500 },
+    onStateChange: (s) => states.push(s),
+  });
+  const got = new Map([[0, []], [1, []]]);
+  const total = () => got.get(0).length + got.get(1).length;
+  await c.subscribe({ topic: "orders", start: "earliest", maxRecords: 7 }, (ev) => {
+    assert.equal(ev.kind, "records");
+    got.get(ev.partition).push(...ev.records.map((r) => r.offset));
+  });
+  await eventually(() => total() === 100, 10_000, "records before the restart");
+
+  await server.stop();
+  await kafka.produce("orders", 0, 50, 50); // written while the server is down
+  await server.restart();
+  await kafka.produce("orders", 1, 50, 50);
+  await eventually(() => total() === 200, 20_000, "records after the restart");
+
+  const expected = Array.from({ length: 100 }, (_, i) => BigInt(i));
+  assert.deepEqual(got.get(0), expected);
+  assert.deepEqual(got.get(1), expected);
+  const reconnecting = states.find((s) => s.state === "reconnecting");
+  assert.ok(reconnecting, `states: ${JSON.stringify(states)}`);
+  assert.equal(reconnecting.closeCode, 1001);
+  assert.equal(states.at(-1).state, "connected");
+});
+
+test("without reconnect the client closes with the server's close code", async (t) => {
+  const { server } = await setup(t);
+  const c = await open(t, server.url(), { reconnect: false });
+  const sub = await c.subscribe({ topic: "orders" });
+  const ended = assert.rejects((async () => {
+    for await (const _ of sub) { /* no records */ }
+  })(), (err) => err instanceof ConnectionClosedError && err.closeCode === 1001);
+  await server.stop();
+  await ended;
+  assert.deepEqual(c.state.state, "closed");
+  await assert.rejects(c.ping(), (err) => err instanceof ConnectionClosedError && err.closeCode === 1001);
+});
+
+test("connect rejects clearly when the endpoint does not exist, or when closed while connecting", async (t) => {
+  const { server } = await setup(t);
+  await assert.rejects(connect(server.url("nope"), { WebSocket }),
+    (err) => err instanceof ConnectionClosedError && err.closeCode === 1006 && /404/.test(err.reason));
+  const c = new Client(server.url(), { WebSocket });
+  c.close(); // ws reports an error for a socket closed while connecting; nothing throws
+  await assert.rejects(c.opened, (err) => err instanceof ConnectionClosedError && err.closeCode === 1000);
+  assert.equal(decoder.decode(await (await open(t, server.url())).ping(new TextEncoder().encode("ok"))), "ok");
+});
+
+test("produce, commit and read back committed offsets", async (t) => {
+  const { server } = await setup(t);
+  const c = await open(t, server.url());
+  const written = await c.produce("orders", 1, [
+    { key: "user-1", value: JSON.stringify({ click: 1 }), headers: [{ key: "source", value: "browser" }] },
+    { key: new Uint8Array([0, 255]), value: new Uint8Array([1, 2, 3]), timestamp: new Date(1_700_000_000_000) },
+  ]);
+  assert.deepEqual(written, [{ partition: 1, offset: 0n }, { partition: 1, offset: 1n }]);
+  const { records } = await c.fetch("orders", 1, 0);
+  assert.deepEqual(records.map((r) => [decoder.decode(r.key), decoder.decode(r.value)]).slice(0, 1), [["user-1", '{"click":1}']]);
+  assert.deepEqual(records[0].headers.map((h) => [h.key, decoder.decode(h.value)]), [["source", "browser"]]);
+  assert.deepEqual([...records[1].value], [1, 2, 3]);
+  assert.equal(records[1].timestamp, 1_700_000_000_000n);
+  await assert.rejects(c.produce("secret", 0, [{ value: "x" }]),
+    (err) => err instanceof ServerError && err.message === "failed to produce message, topic: secret, partition: 0, err: topic not allowed");
+
+  assert.deepEqual(await c.committed("app-1", "orders"), [{ partition: 0, offset: -1n }, { partition: 1, offset: -1n }]);
+  await c.commit("app-1", "orders", [{ partition: 1, offset: 2n }]);
+  assert.deepEqual(await c.committed("app-1", "orders", [1]), [{ partition: 1, offset: 2n }]);
+  await assert.rejects(c.commit("other", "orders", [{ partition: 1, offset: 2n }]), (err) => err instanceof ServerError && /not allowed/.test(err.message));
+});

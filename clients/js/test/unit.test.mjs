@@ -1,0 +1,265 @@
+// Unit tests of the client against a scripted in-memory WebSocket: sequence
+// matching, timeouts, cancellation, keepalive, reconnect backoff and the
+// resume offsets (next_offset honoured, no record delivered twice).
+import assert from "node:assert/strict";
+import { test } from "node:test";
+import { create, fromBinary, toBinary } from "@bufbuild/protobuf";
+import {
+  KafkaFetchRespSchema,
+  KafkaMessageSchema,
+  PubSubReqSchema,
+  PubSubRespSchema,
+} from "../dist/gen/pubsub_pb.js";
+import { AbortedError, ConnectionClosedError, RequestTimeoutError, ServerError, connect } from "../dist/index.js";
+import { eventually } from "./harness.mjs";
+
+/**
+ * A WebSocket whose peer is a test script: each instance asks
+ * FakeSocket.accept(socket) whether to open, and hands every request to
+ * socket.onRequest.
+ */
+class FakeSocket {
+  static accept = () => true;
+  static sockets = [];
+  binaryType = "blob";
+  onopen = null;
+  onmessage = null;
+  onclose = null;
+  onerror = null;
+  requests = [];
+  onRequest = () => {};
+
+  constructor(url) {
+    this.url = url;
+    FakeSocket.sockets.push(this);
+    setTimeout(() => {
+      if (FakeSocket.accept(this)) this.onopen?.({});
+      else this.serverClose(1006, "");
+    }, 0);
+  }
+
+  send(data) {
+    const req = fromBinary(PubSubReqSchema, data);
+    this.requests.push(req);
+    this.onRequest(req);
+  }
+
+  close() {
+    this.closed = true;
+  }
+
+  /** The server sends resp. */
+  reply(init) {
+    const bytes = toBinary(PubSubRespSchema, create(PubSubRespSchema, init));
+    this.onmessage?.({ data: bytes.buffer.slice(bytes.byteOffset, bytes.byteOffset + bytes.byteLength) });
+  }
+
+  /** The server closes the connection. */
+  serverClose(code, reason) {
+    this.onclose?.({ code, reason });
+  }
+}
+
+function fakeOptions(extra = {}) {
+  FakeSocket.accept = () => true;
+  FakeSocket.sockets = [];
+  return { WebSocket: FakeSocket, keepaliveIntervalMs: 0, ...extra };
+}
+
+const records = (from, n) => Array.from({ length: n }, (_, i) =>
+  create(KafkaMessageSchema, { offset: BigInt(from + i), value: new TextEncoder().encode(`v${from + i}`) }));
+
+test("replies are matched by sequence, whatever their order", async () => {
+  const c = await connect("ws://test/kafka", fakeOptions());
+  const ws = FakeSocket.sockets[0];
+  const a = c.listOffset("t", 0, "earliest");
+  const b = c.listOffset("t", 0, "latest");
+  const [ra, rb] = ws.requests;
+  assert.equal(ra.req.value.timestamp, -2n);
+  assert.equal(rb.req.value.timestamp, -1n);
+  assert.notEqual(ra.sequence, rb.sequence);
+  ws.reply({ sequence: rb.sequence, resp: { case: "kafkaListOffsetResp", value: { offset: 42n } } });
+  ws.reply({ sequence: ra.sequence, resp: { case: "kafkaListOffsetResp", value: { offset: 7n } } });
+  assert.deepEqual(await Promise.all([a, b]), [7n, 42n]);
+
+  const failed = c.fetch("t", 0, 3);
+  ws.reply({ sequence: ws.requests[2].sequence, resp: { case: "errorResp", value: { code: 0, message: "failed to fetch message, topic: t, partition: 0, err: OFFSET_OUT_OF_RANGE" } } });
+  await assert.rejects(failed, (e) => e instanceof ServerError && e.message.endsWith("OFFSET_OUT_OF_RANGE"));
+  c.close();
+});
+
+test("fetch continues at next_offset when the server sets it, else at last + 1", async () => {
+  const c = await connect("ws://test/kafka", fakeOptions());
+  const ws = FakeSocket.sockets[0];
+  ws.onRequest = (req) => {
+    const from = Number(req.req.value.offset);
+    const value = from === 0
+      ? { messages: records(0, 3), nextOffset: 10n } // offsets 3..9 hold no data record
+      : { messages: records(from, 2) };
+    ws.reply({ sequence: req.sequence, resp: { case: "kafkaFetchResp", value: create(KafkaFetchRespSchema, value) } });
+  };
+  assert.equal((await c.fetch("t", 0, 0)).nextOffset, 10n);
+  assert.equal((await c.fetch("t", 0, 10)).nextOffset, 12n);
+  c.close();
+});
+
+test("a request without a reply times out; one can be aborted; a late reply is ignored", async () => {
+  const c = await connect("ws://test/kafka", fakeOptions({ requestTimeoutMs: 30 }));
+  const ws = FakeSocket.sockets[0];
+  await assert.rejects(c.ping(), (e) => e instanceof RequestTimeoutError && e.timeoutMs === 30);
+  ws.reply({ sequence: ws.requests[0].sequence, resp: { case: "pongResp", value: {} } });
+  const ac = new AbortController();
+  const p = c.ping(undefined, { signal: ac.signal, timeoutMs: 10_000 });
+  ac.abort();
+  await assert.rejects(p, (e) => e instanceof AbortedError);
+  c.close();
+  await assert.rejects(c.ping(), (e) => e instanceof ConnectionClosedError && e.closeCode === 1000);
+});
+
+test("keepalive finds a connection that stopped answering and reconnects", async () => {
+  const states = [];
+  const c = await connect("ws://test/kafka", fakeOptions({
+    keepaliveIntervalMs: 20,
+    keepaliveTimeoutMs: 30,
+    reconnect: { initialDelayMs: 1 },
+    onStateChange: (s) => states.push(s),
+  }));
+  const dead = FakeSocket.sockets[0]; // never answers
+  await eventually(() => FakeSocket.sockets.length === 2 && c.state.state === "connected", 5_000, "reconnect");
+  assert.ok(dead.requests.length >= 1 && dead.requests[0].req.case === "cmdPing");
+  assert.ok(dead.closed);
+  const r = states.find((s) => s.state === "reconnecting");
+  assert.equal(r.closeCode, 1006);
+  assert.match(r.reason, /keepalive/);
+  // A live connection answers the keepalive and stays.
+  const live = FakeSocket.sockets[1];
+  live.onRequest = (req) => live.reply({ sequence: req.sequence, resp: { case: "pongResp", value: { state: req.req.value.state } } });
+  await eventually(() => live.requests.length >= 3, 5_000, "keepalive pings");
+  assert.equal(FakeSocket.sockets.length, 2);
+  c.close();
+});
+
+test("reconnect waits longer after every failed attempt and gives up after maxAttempts", async () => {
+  const states = [];
+  const c = await connect("ws://test/kafka", fakeOptions({
+    reconnect: { initialDelayMs: 4, maxDelayMs: 20, maxAttempts: 5 },
+    onStateChange: (s) => states.push(s),
+  }));
+  FakeSocket.accept = () => false;
+  FakeSocket.sockets[0].serverClose(1001, "going away");
+  await eventually(() => c.state.state === "closed", 5_000, "giving up");
+  const delays = states.filter((s) => s.state === "reconnecting").map((s) => [s.attempt, s.delayMs]);
+  assert.deepEqual(delays.map(([a]) => a), [1, 2, 3, 4, 5]);
+  const bases = [4, 8, 16, 20, 20];
+  delays.forEach(([, d], i) => assert.ok(d >= bases[i] * 0.8 - 1 && d <= bases[i] * 1.2 + 1, `attempt ${i + 1}: ${d} ms`));
+  assert.equal(c.state.closeCode, 1006);
+});
+
+test("a close code that says the client broke the protocol is not retried", async () => {
+  for (const code of [1002, 1003, 1007, 1008, 1009]) {
+    const c = await connect("ws://test/kafka", fakeOptions());
+    FakeSocket.sockets[0].serverClose(code, "bad client");
+    assert.deepEqual(c.state, { state: "closed", closeCode: code, reason: "bad client" });
+    assert.equal(FakeSocket.sockets.length, 1);
+  }
+});
+
+test("in-flight requests fail when the connection is lost; requests made while reconnecting wait for it", async () => {
+  const c = await connect("ws://test/kafka", fakeOptions({ reconnect: { initialDelayMs: 1 } }));
+  const inFlight = c.ping();
+  FakeSocket.accept = () => false;
+  FakeSocket.sockets[0].serverClose(1001, "going away");
+  await assert.rejects(inFlight, (e) => e instanceof ConnectionClosedError && e.closeCode === 1001);
+  const waiting = c.listOffset("t", 0, "latest");
+  await eventually(() => FakeSocket.sockets.length >= 3, 5_000, "failed attempts");
+  FakeSocket.accept = () => true;
+  await eventually(() => c.state.state === "connected", 5_000, "reconnect");
+  const ws = FakeSocket.sockets.at(-1);
+  assert.equal(ws.requests.length, 1);
+  ws.reply({ sequence: ws.requests[0].sequence, resp: { case: "kafkaListOffsetResp", value: { offset: 9n } } });
+  assert.equal(await waiting, 9n);
+  c.close();
+});
+
+test("a resumed subscription asks for the offset after the last one delivered and never repeats a record", async () => {
+  const c = await connect("ws://test/kafka", fakeOptions({ reconnect: { initialDelayMs: 1 } }));
+  const push = (ws, seq, partition, msgs, nextOffset = 0n) => ws.reply({
+    sequence: seq,
+    resp: { case: "kafkaFetchResp", value: create(KafkaFetchRespSchema, { topic: "t", partition, messages: msgs, nextOffset }) },
+  });
+  const ack = (ws, req, starts) => ws.reply({
+    sequence: req.sequence,
+    resp: { case: "kafkaSubscribeResp", value: { partitions: starts.map(([partition, offset]) => ({ partition, offset: BigInt(offset) })) } },
+  });
+  let ws = FakeSocket.sockets[0];
+  ws.onRequest = (req) => ack(ws, req, [[0, 0], [1, 5]]);
+  const got = [];
+  const sub = await c.subscribe({ topic: "t", start: "earliest", maxRecords: 3 },
+    (ev) => got.push(...ev.records.map((r) => `${ev.partition}:${r.offset}`)));
+  const seq = ws.requests[0].sequence;
+  push(ws, seq, 0, records(0, 3));
+  push(ws, seq, 1, records(5, 1), 9n); // 6..8 hold no data record
+  assert.deepEqual([...sub.positions], [[0, 3n], [1, 9n]]);
+
+  FakeSocket.sockets[0].serverClose(1001, "going away");
+  await eventually(() => FakeSocket.sockets.length === 2 && c.state.state === "connected", 5_000, "reconnect");
+  ws = FakeSocket.sockets[1];
+  await eventually(() => ws.requests.length === 1, 5_000, "resubscribe");
+  const resub = ws.requests[0].req.value;
+  assert.deepEqual([...resub.partitions].sort(), [0, 1]);
+  assert.deepEqual(Object.entries(resub.offsets).sort(), [["0", 3n], ["1", 9n]]);
+  assert.equal(resub.maxRecords, 3);
+  ack(ws, ws.requests[0], [[0, 3], [1, 9]]);
+  const seq2 = ws.requests[0].sequence;
+  push(ws, seq2, 0, records(2, 3)); // 2 was delivered before: only 3 and 4 are new
+  push(ws, seq, 0, records(9, 1)); // the old sequence is gone
+  assert.deepEqual(got, ["0:0", "0:1", "0:2", "1:5", "0:3", "0:4"]);
+  assert.equal(sub.sequence, Number(seq2));
+
+  ws.onRequest = (req) => ws.reply({ sequence: req.sequence, resp: { case: "kafkaUnsubscribeResp", value: { subscription: seq2 } } });
+  await sub.unsubscribe();
+  assert.equal(ws.requests[1].req.value.subscription, seq2);
+  push(ws, seq2, 0, records(5, 1));
+  assert.equal(got.length, 6);
+  c.close();
+});
+
+test("a subscription acknowledged after its request timed out is unsubscribed", async () => {
+  const c = await connect("ws://test/kafka", fakeOptions({ requestTimeoutMs: 20 }));
+  const ws = FakeSocket.sockets[0];
+  await assert.rejects(c.subscribe({ topic: "t" }), (e) => e instanceof RequestTimeoutError);
+  const seq = ws.requests[0].sequence;
+  ws.reply({ sequence: seq, resp: { case: "kafkaSubscribeResp", value: { partitions: [{ partition: 0, offset: 0n }] } } });
+  assert.equal(ws.requests[1].req.case, "cmdKafkaUnsubscribe");
+  assert.equal(ws.requests[1].req.value.subscription, seq);
+  c.close();
+});
+
+test("a partition failure is reported and that partition is not resumed", async () => {
+  const c = await connect("ws://test/kafka", fakeOptions());
+  const ws = FakeSocket.sockets[0];
+  ws.onRequest = (req) => ws.reply({ sequence: req.sequence, resp: { case: "kafkaSubscribeResp", value: { partitions: [{ partition: 0, offset: 0n }, { partition: 1, offset: 0n }] } } });
+  const sub = await c.subscribe({ topic: "t" });
+  ws.reply({ sequence: ws.requests[0].sequence, resp: { case: "errorResp", value: { message: "failed to subscribe, topic: t, partition: 1, err: OFFSET_OUT_OF_RANGE" } } });
+  const it = sub[Symbol.asyncIterator]();
+  const { value } = await it.next();
+  assert.equal(value.kind, "error");
+  assert.equal(value.partition, 1);
+  assert.ok(value.error instanceof ServerError);
+  assert.deepEqual([...sub.positions.keys()], [0]);
+  c.close();
+  assert.deepEqual(await it.next(), { done: true, value: undefined });
+});
+
+test("a subscription whose partitions all failed ends at the next reconnect instead of subscribing to every partition", async () => {
+  const c = await connect("ws://test/kafka", fakeOptions({ reconnect: { initialDelayMs: 1 } }));
+  const ws = FakeSocket.sockets[0];
+  ws.onRequest = (req) => ws.reply({ sequence: req.sequence, resp: { case: "kafkaSubscribeResp", value: { partitions: [{ partition: 3, offset: 0n }] } } });
+  const sub = await c.subscribe({ topic: "t", partitions: [3] }, () => {});
+  ws.reply({ sequence: ws.requests[0].sequence, resp: { case: "errorResp", value: { message: "failed to subscribe, topic: t, partition: 3, err: UNKNOWN_TOPIC_OR_PARTITION" } } });
+  ws.serverClose(1001, "going away");
+  await eventually(() => c.state.state === "connected" && FakeSocket.sockets.length === 2, 5_000, "reconnect");
+  assert.ok(sub.ended);
+  assert.equal(FakeSocket.sockets[1].requests.length, 0);
+  c.close();
+});

@@ -1,0 +1,337 @@
+package kafka
+
+import (
+	"container/list"
+	"slices"
+	"sort"
+	"sync"
+	"unsafe"
+
+	"github.com/twmb/franz-go/pkg/kgo"
+)
+
+// The record cache keeps the records a Cluster decoded, for every session
+// that reads the same partitions: fetches and subscriptions read it first,
+// and only what it does not hold is asked of Kafka and decoded, once.
+//
+// It never serves a gap. It holds chunks: runs of offsets [first, next)
+// proven to hold exactly the chunk's data records, either by one broker
+// fetch answer (the batches returned from first on, whose metadata covers
+// offsets that hold no data record: compacted away, control records,
+// aborted transactions) or by consecutive offsets from the shared readers'
+// consumer. A read follows chunks only while each begins where the previous
+// one ends; anything else goes to Kafka. Whatever the consumer does (a reset
+// after an unknown leader epoch skips records), a skipped offset is simply
+// not in the cache.
+
+// Fixed costs counted with each record and chunk, so that the cache's bound
+// holds for many small records too.
+var (
+	recordOverhead = int(unsafe.Sizeof(kgo.Record{})) + int(unsafe.Sizeof(&kgo.Record{}))
+	chunkOverhead  = int(unsafe.Sizeof(chunk{})) + 2*int(unsafe.Sizeof(list.Element{}))
+)
+
+// recordCache holds the chunks of one Cluster, bounded in bytes over all
+// partitions and per partition, and evicts the oldest chunks first.
+type recordCache struct {
+	maxBytes     int // all partitions together
+	maxPartBytes int // one partition
+
+	mu     sync.Mutex
+	bytes  int
+	parts  map[readerKey]*partitionCache
+	oldest list.List // of *chunk, in insertion order
+}
+
+// partitionCache holds the chunks of one partition.
+type partitionCache struct {
+	key     readerKey
+	topicID [16]byte  // the topic incarnation the chunks belong to, zero if unknown
+	chunks  []*chunk  // ordered by offset, disjoint
+	bytes   int       // the bytes of the chunks
+	oldest  list.List // of *chunk, in insertion order
+}
+
+// chunk is a run of offsets whose data records are all known.
+type chunk struct {
+	first, next int64         // the run [first, next)
+	records     []*kgo.Record // every data record of the run, in offset order
+	bytes       int
+	part        *partitionCache
+	inCache     *list.Element // in recordCache.oldest
+	inPart      *list.Element // in partitionCache.oldest
+}
+
+func newRecordCache(maxBytes, maxPartBytes int) *recordCache {
+	return &recordCache{maxBytes: maxBytes, maxPartBytes: maxPartBytes, parts: make(map[readerKey]*partitionCache)}
+}
+
+// Bytes returns the bytes the cache holds, as counted against its bounds.
+func (rc *recordCache) Bytes() int {
+	rc.mu.Lock()
+	defer rc.mu.Unlock()
+	return rc.bytes
+}
+
+// run is a range of offsets [first, next) of a partition and exactly the
+// data records in it, in offset order.
+type run struct {
+	first, next int64
+	records     []*kgo.Record
+}
+
+// insert records runs of key, all at once, so that no reader sees part of
+// one broker answer. Parts of a run the cache holds already are left as
+// they are. topicID is the topic's incarnation when known: chunks of
+// another incarnation are dropped.
+func (rc *recordCache) insert(key readerKey, topicID [16]byte, runs ...run) {
+	rc.mu.Lock()
+	defer rc.mu.Unlock()
+	p := rc.parts[key]
+	if p == nil {
+		p = &partitionCache{key: key}
+	}
+	rc.bindLocked(p, topicID)
+	rc.parts[key] = p // binding may have unlisted it
+	for _, r := range runs {
+		rc.insertLocked(p, r)
+	}
+	for p.bytes > rc.maxPartBytes && p.oldest.Len() > 0 {
+		rc.removeLocked(p.oldest.Front().Value.(*chunk))
+	}
+	for rc.bytes > rc.maxBytes && rc.oldest.Len() > 0 {
+		rc.removeLocked(rc.oldest.Front().Value.(*chunk))
+	}
+	if len(p.chunks) == 0 && rc.parts[key] == p {
+		delete(rc.parts, key)
+	}
+}
+
+// insertLocked adds the parts of r that p does not hold yet as chunks.
+// Callers hold mu.
+func (rc *recordCache) insertLocked(p *partitionCache, r run) {
+	i := sort.Search(len(p.chunks), func(i int) bool { return p.chunks[i].next > r.first })
+	for at := r.first; at < r.next; {
+		if i < len(p.chunks) && p.chunks[i].first <= at {
+			at = p.chunks[i].next // held already
+			i++
+			continue
+		}
+		end := r.next
+		if i < len(p.chunks) && p.chunks[i].first < end {
+			end = p.chunks[i].first
+		}
+		c := &chunk{first: at, next: end, records: recordsIn(r.records, at, end), part: p}
+		c.bytes = chunkOverhead
+		for _, rec := range c.records {
+			c.bytes += recordBytes(rec) + recordOverhead
+		}
+		p.chunks = slices.Insert(p.chunks, i, c)
+		c.inCache = rc.oldest.PushBack(c)
+		c.inPart = p.oldest.PushBack(c)
+		p.bytes += c.bytes
+		rc.bytes += c.bytes
+		i++
+		at = end
+	}
+}
+
+// recordsIn returns the records of recs (in offset order) in [from, to).
+func recordsIn(recs []*kgo.Record, from, to int64) []*kgo.Record {
+	i := sort.Search(len(recs), func(i int) bool { return recs[i].Offset >= from })
+	j := i + sort.Search(len(recs)-i, func(j int) bool { return recs[i+j].Offset >= to })
+	return recs[i:j:j]
+}
+
+// removeLocked drops chunk c. Callers hold mu.
+func (rc *recordCache) removeLocked(c *chunk) {
+	p := c.part
+	i := sort.Search(len(p.chunks), func(i int) bool { return p.chunks[i].first >= c.first })
+	p.chunks = slices.Delete(p.chunks, i, i+1)
+	rc.oldest.Remove(c.inCache)
+	p.oldest.Remove(c.inPart)
+	p.bytes -= c.bytes
+	rc.bytes -= c.bytes
+	if len(p.chunks) == 0 && rc.parts[p.key] == p {
+		delete(rc.parts, p.key)
+	}
+}
+
+// bindLocked drops the chunks of p when they belong to another incarnation
+// of the topic than topicID (zero: unknown). Callers hold mu.
+func (rc *recordCache) bindLocked(p *partitionCache, topicID [16]byte) {
+	if topicID == ([16]byte{}) {
+		return
+	}
+	if p.topicID != topicID && p.topicID != ([16]byte{}) {
+		for len(p.chunks) > 0 {
+			rc.removeLocked(p.chunks[0])
+		}
+	}
+	p.topicID = topicID
+}
+
+// bind drops the chunks of key when they belong to another incarnation of
+// the topic than topicID.
+func (rc *recordCache) bind(key readerKey, topicID [16]byte) {
+	rc.mu.Lock()
+	defer rc.mu.Unlock()
+	if p := rc.parts[key]; p != nil {
+		rc.bindLocked(p, topicID)
+	}
+}
+
+// trimBefore drops the chunks of key that begin before logStart: Kafka no
+// longer holds those records.
+func (rc *recordCache) trimBefore(key readerKey, logStart int64) {
+	rc.mu.Lock()
+	defer rc.mu.Unlock()
+	p := rc.parts[key]
+	for p != nil && len(p.chunks) > 0 && p.chunks[0].first < logStart {
+		rc.removeLocked(p.chunks[0])
+	}
+}
+
+// drop forgets every chunk of key: its log may have changed under them.
+func (rc *recordCache) drop(key readerKey) {
+	rc.mu.Lock()
+	defer rc.mu.Unlock()
+	p := rc.parts[key]
+	for p != nil && len(p.chunks) > 0 {
+		rc.removeLocked(p.chunks[0])
+	}
+}
+
+// holds reports whether a chunk of key holds offset.
+func (rc *recordCache) holds(key readerKey, offset int64) bool {
+	rc.mu.Lock()
+	defer rc.mu.Unlock()
+	p := rc.parts[key]
+	if p == nil {
+		return false
+	}
+	i := sort.Search(len(p.chunks), func(i int) bool { return p.chunks[i].next > offset })
+	return i < len(p.chunks) && p.chunks[i].first <= offset
+}
+
+// read adds to out the records of key from offset on, following chunks while
+// they are contiguous. It reports false when no chunk holds offset.
+func (rc *recordCache) read(key readerKey, offset int64, out *reply) bool {
+	rc.mu.Lock()
+	defer rc.mu.Unlock()
+	p := rc.parts[key]
+	if p == nil {
+		return false
+	}
+	i := sort.Search(len(p.chunks), func(i int) bool { return p.chunks[i].next > offset })
+	if i == len(p.chunks) || p.chunks[i].first > offset {
+		return false
+	}
+	for start := i; i < len(p.chunks); i++ {
+		c := p.chunks[i]
+		if i > start && c.first != out.next {
+			break // a gap: what lies in it is not known here
+		}
+		recs := c.records
+		if i == start {
+			recs = recordsIn(recs, offset, c.next)
+		}
+		for _, r := range recs {
+			if !out.add(r) {
+				return true
+			}
+		}
+		out.through(c.next)
+	}
+	return true
+}
+
+// fetchKey names a broker fetch: a partition and the offset asked for.
+type fetchKey struct {
+	readerKey
+	offset int64
+}
+
+// fetchGroup runs one broker fetch per partition and offset at a time:
+// sessions that ask for the same offset meanwhile (readers in step, or
+// subscribers catching up together) wait for it and read what it decoded
+// from the cache, instead of each decoding the same batches.
+type fetchGroup struct {
+	mu      sync.Mutex
+	running map[fetchKey]chan struct{}
+}
+
+// begin returns the channel closed when the fetch of key at offset ends, and
+// whether the caller runs that fetch (then it must call end).
+func (g *fetchGroup) begin(key readerKey, offset int64) (done chan struct{}, first bool) {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	fk := fetchKey{key, offset}
+	if done := g.running[fk]; done != nil {
+		return done, false
+	}
+	if g.running == nil {
+		g.running = make(map[fetchKey]chan struct{})
+	}
+	done = make(chan struct{})
+	g.running[fk] = done
+	return done, true
+}
+
+// end marks the fetch of key at offset done.
+func (g *fetchGroup) end(key readerKey, offset int64) {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	fk := fetchKey{key, offset}
+	close(g.running[fk])
+	delete(g.running, fk)
+}
+
+// reply collects the records of one reply (a fetch answer or a push):
+// at most maxRecords and maxBytes of keys, values and headers, but at least
+// one record, so that a large record is still delivered.
+type reply struct {
+	records    []*kgo.Record
+	maxRecords int
+	maxBytes   int
+	bytes      int
+	full       bool
+	next       int64 // the offset to ask for next
+}
+
+// newReply starts a reply at offset.
+func newReply(offset int64, maxRecords, maxBytes int) *reply {
+	return &reply{maxRecords: maxRecords, maxBytes: maxBytes, next: offset}
+}
+
+// add appends r unless the reply is full; it reports whether r was added.
+func (rp *reply) add(r *kgo.Record) bool {
+	if rp.full {
+		return false
+	}
+	n := recordBytes(r)
+	if len(rp.records) > 0 && (len(rp.records) >= rp.maxRecords || rp.bytes+n > rp.maxBytes) {
+		rp.full = true
+		return false
+	}
+	rp.records = append(rp.records, r)
+	rp.bytes += n
+	rp.next = r.Offset + 1
+	return true
+}
+
+// through records that every data record before end has been offered, so
+// that the next offset to ask for is at least end.
+func (rp *reply) through(end int64) {
+	if !rp.full && end > rp.next {
+		rp.next = end
+	}
+}
+
+func recordBytes(r *kgo.Record) int {
+	n := len(r.Key) + len(r.Value)
+	for _, h := range r.Headers {
+		n += len(h.Key) + len(h.Value)
+	}
+	return n
+}

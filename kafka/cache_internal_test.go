@@ -1,0 +1,174 @@
+package kafka
+
+import (
+	"fmt"
+	"slices"
+	"testing"
+
+	"github.com/twmb/franz-go/pkg/kgo"
+)
+
+// records returns records at the given offsets with value "v<offset>".
+func records(offsets ...int64) []*kgo.Record {
+	recs := make([]*kgo.Record, len(offsets))
+	for i, o := range offsets {
+		recs[i] = &kgo.Record{Offset: o, Value: fmt.Appendf(nil, "v%d", o)}
+	}
+	return recs
+}
+
+// offsetsOf returns the offsets of recs.
+func offsetsOf(recs []*kgo.Record) []int64 {
+	out := make([]int64, len(recs))
+	for i, r := range recs {
+		out[i] = r.Offset
+	}
+	return out
+}
+
+// readAll reads key from offset with room for everything.
+func readAll(rc *recordCache, key readerKey, offset int64) (offsets []int64, next int64, ok bool) {
+	out := newReply(offset, 1000, 1<<20)
+	ok = rc.read(key, offset, out)
+	return offsetsOf(out.records), out.next, ok
+}
+
+var p0 = readerKey{"t", 0}
+
+func TestCacheReadsFollowOnlyContiguousRuns(t *testing.T) {
+	rc := newRecordCache(1<<20, 1<<20)
+	rc.insert(p0, [16]byte{}, run{0, 3, records(0, 1, 2)})
+	// The consumer jumped from 2 to 5: offsets 3 and 4 are not known.
+	rc.insert(p0, [16]byte{}, run{5, 8, records(5, 6, 7)})
+
+	if got, next, ok := readAll(rc, p0, 0); !ok || !slices.Equal(got, []int64{0, 1, 2}) || next != 3 {
+		t.Fatalf("read at 0: %v next %d ok %v; want [0 1 2] next 3", got, next, ok)
+	}
+	for _, at := range []int64{3, 4, 8, -1} {
+		if got, _, ok := readAll(rc, p0, at); ok {
+			t.Fatalf("read at %d: served %v from a gap or past the end", at, got)
+		}
+	}
+	if got, next, ok := readAll(rc, p0, 6); !ok || !slices.Equal(got, []int64{6, 7}) || next != 8 {
+		t.Fatalf("read at 6: %v next %d; want [6 7] next 8", got, next)
+	}
+
+	// A broker answer proves 3 holds a control record and 4 an aborted one.
+	rc.insert(p0, [16]byte{}, run{3, 5, nil})
+	if got, next, _ := readAll(rc, p0, 1); !slices.Equal(got, []int64{1, 2, 5, 6, 7}) || next != 8 {
+		t.Fatalf("read at 1 across the proven run: %v next %d; want [1 2 5 6 7] next 8", got, next)
+	}
+	if got, next, ok := readAll(rc, p0, 3); !ok || !slices.Equal(got, []int64{5, 6, 7}) || next != 8 {
+		t.Fatalf("read at 3 (no data record): %v next %d; want [5 6 7] next 8", got, next)
+	}
+}
+
+func TestCacheReplyLimitsAndNextOffset(t *testing.T) {
+	rc := newRecordCache(1<<20, 1<<20)
+	// A compacted batch: [10, 20) holds only 12, 15 and 19.
+	rc.insert(p0, [16]byte{}, run{10, 20, records(12, 15, 19)})
+	out := newReply(10, 2, 1<<20)
+	rc.read(p0, 10, out)
+	if got := offsetsOf(out.records); !slices.Equal(got, []int64{12, 15}) || out.next != 16 {
+		t.Fatalf("two records from 10: %v next %d; want [12 15] next 16", got, out.next)
+	}
+	out = newReply(16, 10, 1<<20)
+	rc.read(p0, 16, out)
+	if got := offsetsOf(out.records); !slices.Equal(got, []int64{19}) || out.next != 20 {
+		t.Fatalf("from 16: %v next %d; want [19] next 20", got, out.next)
+	}
+	// A byte bound below one record still delivers that record.
+	out = newReply(12, 10, 1)
+	rc.read(p0, 12, out)
+	if got := offsetsOf(out.records); !slices.Equal(got, []int64{12}) || out.next != 13 {
+		t.Fatalf("from 12 with 1 byte: %v next %d; want [12] next 13", got, out.next)
+	}
+}
+
+func TestCacheKeepsWhatItHoldsWhenRunsOverlap(t *testing.T) {
+	rc := newRecordCache(1<<20, 1<<20)
+	rc.insert(p0, [16]byte{}, run{5, 8, records(5, 6, 7)})
+	before := rc.Bytes()
+	// A later answer covering [3, 10) adds only what is missing.
+	rc.insert(p0, [16]byte{}, run{3, 10, records(3, 4, 5, 6, 7, 8, 9)})
+	if got, next, _ := readAll(rc, p0, 3); !slices.Equal(got, []int64{3, 4, 5, 6, 7, 8, 9}) || next != 10 {
+		t.Fatalf("read at 3: %v next %d", got, next)
+	}
+	added := rc.Bytes() - before
+	if want := 2*chunkOverhead + 4*(2+recordOverhead); added != want {
+		t.Fatalf("overlapping insert added %d bytes, want %d (two chunks of two records)", added, want)
+	}
+	if n := len(rc.parts[p0].chunks); n != 3 {
+		t.Fatalf("%d chunks, want 3", n)
+	}
+}
+
+func TestCacheStaysWithinItsBytesAndEvictsOldestFirst(t *testing.T) {
+	one := chunkOverhead + 10*(3+recordOverhead) // ten records "vNN"
+	rc := newRecordCache(5*one, 3*one)
+	p1 := readerKey{"t", 1}
+	insert := func(key readerKey, first int64) {
+		recs := make([]int64, 10)
+		for i := range recs {
+			recs[i] = first + int64(i)
+		}
+		rc.insert(key, [16]byte{}, run{first, first + 10, records(recs...)})
+		if b := rc.Bytes(); b > 5*one {
+			t.Fatalf("cache holds %d bytes, bound %d", b, 5*one)
+		}
+		if b := rc.parts[key].bytes; b > 3*one {
+			t.Fatalf("partition %d holds %d bytes, bound %d", key.partition, b, 3*one)
+		}
+	}
+	for _, first := range []int64{10, 20, 30, 40} { // the fourth evicts the first
+		insert(p0, first)
+	}
+	if _, _, ok := readAll(rc, p0, 10); ok {
+		t.Fatal("the oldest chunk of the partition was not evicted")
+	}
+	if got, next, _ := readAll(rc, p0, 20); len(got) != 30 || next != 50 {
+		t.Fatalf("read at 20: %d records next %d; want 30 next 50", len(got), next)
+	}
+	insert(p1, 10)
+	insert(p1, 20)
+	insert(p1, 30) // the cache's bound: the oldest chunk overall (p0 at 20) goes
+	if _, _, ok := readAll(rc, p0, 25); ok {
+		t.Fatal("the oldest chunk of the cache was not evicted")
+	}
+	if got, _, _ := readAll(rc, p0, 30); len(got) != 20 {
+		t.Fatalf("p0 at 30: %d records, want 20", len(got))
+	}
+	if got, _, _ := readAll(rc, p1, 10); len(got) != 30 {
+		t.Fatalf("p1 at 10: %d records, want 30", len(got))
+	}
+	// A chunk larger than the bounds is not kept at all.
+	big := records(100)
+	big[0].Value = make([]byte, 6*one)
+	rc.insert(p0, [16]byte{}, run{100, 101, big})
+	if _, _, ok := readAll(rc, p0, 100); ok || rc.Bytes() > 5*one {
+		t.Fatalf("an oversized chunk stayed: %d bytes", rc.Bytes())
+	}
+}
+
+func TestCacheForgetsWhatKafkaNoLongerHolds(t *testing.T) {
+	rc := newRecordCache(1<<20, 1<<20)
+	first, second := [16]byte{1}, [16]byte{2}
+	rc.insert(p0, first, run{0, 3, records(0, 1, 2)})
+	rc.insert(p0, first, run{3, 6, records(3, 4, 5)})
+	rc.trimBefore(p0, 2) // the log start moved to 2
+	if _, _, ok := readAll(rc, p0, 1); ok {
+		t.Fatal("records before the log start are still served")
+	}
+	if got, _, _ := readAll(rc, p0, 3); !slices.Equal(got, []int64{3, 4, 5}) {
+		t.Fatalf("read at 3: %v", got)
+	}
+	rc.bind(p0, second) // the topic was deleted and created again
+	if _, _, ok := readAll(rc, p0, 3); ok || rc.Bytes() != 0 {
+		t.Fatalf("records of the old topic are still served (%d bytes)", rc.Bytes())
+	}
+	rc.insert(p0, second, run{0, 1, records(0)})
+	rc.drop(p0)
+	if _, _, ok := readAll(rc, p0, 0); ok || rc.Bytes() != 0 {
+		t.Fatalf("dropped records are still served (%d bytes)", rc.Bytes())
+	}
+}

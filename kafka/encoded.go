@@ -1,0 +1,97 @@
+package kafka
+
+import (
+	"sync"
+
+	"github.com/twmb/franz-go/pkg/kgo"
+
+	pb "github.com/envoy-pubsub/gateway/proto"
+	"github.com/envoy-pubsub/gateway/pubsub"
+)
+
+// Pushes of records from the record cache are encoded once for all the
+// subscribers that deliver the same records: subscribers that keep up read
+// the same run of the cache after each poll of the shared reader, so they
+// push the same records in the same grouping. A push is known by its first
+// record (its address, so a topic deleted and made again does not match),
+// the number of records and the offset to ask for next.
+
+// maxEncodedPushes bounds the encoded pushes a cluster keeps; their bytes
+// are bounded by the cluster's window_bytes. A push still queued for some
+// session stays alive there after it is evicted from here.
+const maxEncodedPushes = 64
+
+// encodedPushes keeps the recent encoded pushes of a cluster's windows,
+// oldest first out.
+type encodedPushes struct {
+	mu    sync.Mutex
+	byKey map[pushKey]*encodedPush
+	order []pushKey
+	bytes int
+}
+
+// pushKey names one push.
+type pushKey struct {
+	first *kgo.Record
+	n     int
+	next  int64
+}
+
+// encodedPush is one push, encoded by the first subscriber that needs it.
+type encodedPush struct {
+	once sync.Once
+	e    *pubsub.EncodedReply
+	err  error
+}
+
+// pushReply is the push of out's records of topic/partition to a
+// subscriber.
+func pushReply(topic string, partition int32, out *reply) *pb.PubSubResp {
+	return &pb.PubSubResp{Resp: &pb.PubSubResp_KafkaFetchResp{KafkaFetchResp: &pb.KafkaFetchResp{
+		Messages:   messagesOf(out.records),
+		Topic:      topic,
+		Partition:  partition,
+		NextOffset: out.next,
+	}}}
+}
+
+// encode returns the encoded push of out (at least one record), encoding it
+// on first use and keeping at most maxEncodedPushes of maxBytes in all.
+func (p *encodedPushes) encode(topic string, partition int32, out *reply, maxBytes int) (*pubsub.EncodedReply, error) {
+	key := pushKey{out.records[0], len(out.records), out.next}
+	p.mu.Lock()
+	ep := p.byKey[key]
+	if ep == nil {
+		ep = &encodedPush{}
+		if p.byKey == nil {
+			p.byKey = make(map[pushKey]*encodedPush)
+		}
+		p.byKey[key] = ep
+		p.order = append(p.order, key)
+	}
+	p.mu.Unlock()
+	ep.once.Do(func() {
+		ep.e, ep.err = pubsub.EncodeReply(pushReply(topic, partition, out))
+		if ep.err == nil {
+			p.added(ep.e.Len(), maxBytes)
+		}
+	})
+	return ep.e, ep.err
+}
+
+// added counts an encoded push's bytes and evicts the oldest pushes beyond
+// the bounds.
+func (p *encodedPushes) added(n, maxBytes int) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.bytes += n
+	for len(p.order) > 1 && (len(p.order) > maxEncodedPushes || p.bytes > maxBytes) {
+		old := p.byKey[p.order[0]]
+		delete(p.byKey, p.order[0])
+		p.order[0] = pushKey{}
+		p.order = p.order[1:]
+		if old.e != nil {
+			p.bytes -= old.e.Len()
+		}
+	}
+}

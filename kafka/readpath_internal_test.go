@@ -1,0 +1,314 @@
+package kafka
+
+import (
+	"context"
+	"fmt"
+	"slices"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/twmb/franz-go/pkg/kfake"
+	"github.com/twmb/franz-go/pkg/kgo"
+	"github.com/twmb/franz-go/pkg/kmsg"
+
+	"github.com/envoy-pubsub/gateway/config"
+)
+
+// brokerFetches counts the Fetch requests a cluster's franz-go clients send.
+type brokerFetches struct{ n atomic.Int64 }
+
+func (c *brokerFetches) OnBrokerWrite(_ kgo.BrokerMetadata, key int16, _ int, _, _ time.Duration, err error) {
+	if key == 1 && err == nil {
+		c.n.Add(1)
+	}
+}
+
+// testCluster returns a shared client of kafka with the cluster settings in
+// extra (YAML lines of the cluster) and a count of its broker fetches.
+func testCluster(t *testing.T, kafka *kfake.Cluster, extra string) (*Cluster, *brokerFetches) {
+	t.Helper()
+	doc, err := config.Parse([]byte("kafka_clusters:\n  kafka:\n    brokers: [" + kafka.ListenAddrs()[0] + "]\n" + extra))
+	if err != nil {
+		t.Fatal(err)
+	}
+	fetches := new(brokerFetches)
+	pool := NewPool(ClientOptions(kgo.WithHooks(fetches)))
+	t.Cleanup(pool.Close)
+	k, err := pool.Acquire(doc.KafkaClusters["kafka"])
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(k.Release)
+	return k, fetches
+}
+
+func testContext(t *testing.T) context.Context {
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	t.Cleanup(cancel)
+	return ctx
+}
+
+// consumeAll reads every record of topic/partition 0 with a plain franz-go
+// consumer (read_committed).
+func consumeAll(t *testing.T, kafka *kfake.Cluster, topic string, n int) []*kgo.Record {
+	t.Helper()
+	cl, err := kgo.NewClient(kgo.SeedBrokers(kafka.ListenAddrs()...), kgo.FetchIsolationLevel(kgo.ReadCommitted()),
+		kgo.ConsumePartitions(map[string]map[int32]kgo.Offset{topic: {0: kgo.NewOffset().AtStart()}}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cl.Close()
+	ctx := testContext(t)
+	var recs []*kgo.Record
+	for len(recs) < n {
+		fs := cl.PollFetches(ctx)
+		if err := fs.Err0(); err != nil {
+			t.Fatalf("direct consumer: %v", err)
+		}
+		recs = append(recs, fs.Records()...)
+	}
+	return recs
+}
+
+// TestAConsumerJumpIsNeverServed hands the cache what the readers' consumer
+// hands it after a reset that skipped offsets 3 and 4: fetches at and
+// around the jump still get every offset, from Kafka where needed.
+func TestAConsumerJumpIsNeverServed(t *testing.T) {
+	kafka, err := kfake.NewCluster(kfake.NumBrokers(1), kfake.SeedTopics(1, "t"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(kafka.Close) // after the clients' cleanups
+	producer, err := kgo.NewClient(kgo.SeedBrokers(kafka.ListenAddrs()...), kgo.DefaultProduceTopic("t"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer producer.Close()
+	ctx := testContext(t)
+	for i := range 8 {
+		if err := producer.ProduceSync(ctx, &kgo.Record{Value: fmt.Appendf(nil, "v%d", i)}).FirstErr(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	k, fetches := testCluster(t, kafka, "")
+	all := consumeAll(t, kafka, "t", 8)
+	k.cacheConsumed(readerKey{"t", 0}, slices.Concat(all[:3], all[5:]))
+
+	before := fetches.n.Load()
+	got, err := k.Fetch(ctx, "t", 0, 0)
+	if err != nil || !slices.Equal(offsetsOf(got), []int64{0, 1, 2}) {
+		t.Fatalf("fetch at 0: %v, %v; want the cached run [0 1 2] and no more", offsetsOf(got), err)
+	}
+	if n := fetches.n.Load() - before; n != 0 {
+		t.Fatalf("fetch at 0 asked the broker %d times; the run is cached", n)
+	}
+	for _, at := range []int64{2, 3, 4} {
+		got, err := k.Fetch(ctx, "t", 0, at)
+		if err != nil || len(got) == 0 || got[0].Offset != at {
+			t.Fatalf("fetch at %d: %v, %v", at, offsetsOf(got), err)
+		}
+		for i, r := range got {
+			if r.Offset != at+int64(i) || string(r.Value) != fmt.Sprintf("v%d", r.Offset) {
+				t.Fatalf("fetch at %d: record %d is offset %d %q", at, i, r.Offset, r.Value)
+			}
+		}
+	}
+	if n := fetches.n.Load() - before; n == 0 {
+		t.Fatal("the skipped offsets were served without asking the broker")
+	}
+}
+
+// jsonEvent is a realistic event value: a few hundred bytes of JSON with
+// fixed field names and varied values.
+func jsonEvent(i int) []byte {
+	return fmt.Appendf(nil, `{"event":"page_view","id":%d,"user":"user-%04d","session":"s-%06x","path":"/products/%d/reviews",`+
+		`"referrer":"https://www.example.com/search?q=item-%d","agent":"Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36",`+
+		`"ts":"2026-11-29T10:%02d:%02d.%03dZ","country":"%s","amount":%d.%02d}`,
+		i, i%977, i*7919%0xffffff, i%5003, i%101, i/60%60, i%60, i%1000, []string{"DE", "FR", "US", "JP", "BR"}[i%5], i%300, i%100)
+}
+
+// cachedRecords counts the records the cache holds.
+func cachedRecords(rc *recordCache) int {
+	rc.mu.Lock()
+	defer rc.mu.Unlock()
+	n := 0
+	for _, p := range rc.parts {
+		for _, c := range p.chunks {
+			n += len(c.records)
+		}
+	}
+	return n
+}
+
+// TestCompressedBatchesAreDecodedLazilyAndShared reads a partition of
+// snappy-compressed JSON (franz-go producer defaults) with the fetch loop
+// at last + 1: a fetch decodes only what its reply and a read-ahead need,
+// not the whole broker answer; the loop gets every record once, in order;
+// a second reader of the same offsets is served from the cache without a
+// broker fetch; a small cache stays within its bytes throughout.
+func TestCompressedBatchesAreDecodedLazilyAndShared(t *testing.T) {
+	kafka, err := kfake.NewCluster(kfake.NumBrokers(1), kfake.SeedTopics(1, "t"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(kafka.Close) // after the clients' cleanups
+	producer, err := kgo.NewClient(kgo.SeedBrokers(kafka.ListenAddrs()...), kgo.DefaultProduceTopic("t"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer producer.Close()
+	ctx := testContext(t)
+	// Batches of 100 events, as a producer lingering a few ms writes them
+	// at a moderate rate: about 30 KiB decoded, 5 KiB compressed each.
+	const total, perBatch = 20000, 100
+	for i := 0; i < total; i += perBatch {
+		batch := make([]*kgo.Record, perBatch)
+		for j := range batch {
+			batch[j] = &kgo.Record{Value: jsonEvent(i + j)}
+		}
+		if err := producer.ProduceSync(ctx, batch...).FirstErr(); err != nil {
+			t.Fatal(err)
+		}
+	}
+
+	const fetchMax = 64 << 10
+	k, fetches := testCluster(t, kafka, fmt.Sprintf("    fetch_max_bytes: %d\n    window_bytes: %d\n", fetchMax, 32<<20))
+
+	// What one broker answer at offset 0 holds, decoded.
+	info, err := k.lookup(ctx, "t", 0, false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	req := kmsg.NewPtrFetchRequest()
+	req.ReplicaID, req.MaxBytes, req.SessionEpoch = -1, fetchMax, -1
+	rt := kmsg.NewFetchRequestTopic()
+	rt.Topic, rt.TopicID = "t", info.topicID
+	rp := kmsg.NewFetchRequestTopicPartition()
+	rp.PartitionMaxBytes = fetchMax
+	rt.Partitions = append(rt.Partitions, rp)
+	req.Topics = append(req.Topics, rt)
+	resp, err := k.cl.Broker(int(info.leader)).Request(ctx, req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var compressed int
+	answer, _ := kgo.ProcessFetchPartition(kgo.ProcessFetchPartitionOpts{}, &resp.(*kmsg.FetchResponse).Topics[0].Partitions[0], decompressor,
+		func(m kgo.FetchBatchMetrics) {
+			if m.CompressionType == 2 { // snappy
+				compressed++
+			}
+		})
+	if compressed == 0 {
+		t.Fatal("the producer's batches are not snappy-compressed")
+	}
+
+	first, err := k.Fetch(ctx, "t", 0, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	decoded := cachedRecords(k.cache)
+	t.Logf("one broker answer of %d KiB holds %d records in %d snappy batches; the first fetch returned %d and decoded %d",
+		fetchMax>>10, len(answer.Records), compressed, len(first), decoded)
+	if decoded >= len(answer.Records)*3/4 {
+		t.Fatalf("the first fetch decoded %d of the answer's %d records", decoded, len(answer.Records))
+	}
+
+	loop := func(k *Cluster, bound int) {
+		for next := int64(0); next < total; {
+			recs, err := k.Fetch(ctx, "t", 0, next)
+			if err != nil {
+				t.Fatalf("fetch at %d: %v", next, err)
+			}
+			if len(recs) == 0 {
+				t.Fatalf("fetch at %d: no record", next)
+			}
+			for _, r := range recs {
+				if r.Offset != next || string(r.Value) != string(jsonEvent(int(next))) {
+					t.Fatalf("fetch: got offset %d, want %d with its value", r.Offset, next)
+				}
+				next++
+			}
+			if b := k.CachedBytes(); b > bound {
+				t.Fatalf("the cache holds %d bytes, bound %d", b, bound)
+			}
+		}
+	}
+	start := fetches.n.Load()
+	loop(k, 64<<20)
+	firstLoop := fetches.n.Load() - start
+	loop(k, 64<<20)
+	if again := fetches.n.Load() - start - firstLoop; again != 0 {
+		t.Fatalf("a second reader of the same offsets made %d broker fetches (the first made %d)", again, firstLoop)
+	}
+	t.Logf("the first loop made %d broker fetches, the second none; the cache holds %d KiB", firstLoop, k.CachedBytes()>>10)
+
+	small, _ := testCluster(t, kafka, fmt.Sprintf("    fetch_max_bytes: %d\n    cache_bytes: %d\n    window_bytes: %d\n", fetchMax, 256<<10, 128<<10))
+	loop(small, 128<<10)
+}
+
+// TestSessionsInStepDecodeOnce has ten readers fetch the same offsets at the
+// same time, as sessions that started together do: each offset is fetched
+// from the broker and decoded once, the others wait for it and read the
+// cache.
+func TestSessionsInStepDecodeOnce(t *testing.T) {
+	kafka, err := kfake.NewCluster(kfake.NumBrokers(1), kfake.SeedTopics(1, "t"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(kafka.Close)
+	producer, err := kgo.NewClient(kgo.SeedBrokers(kafka.ListenAddrs()...), kgo.DefaultProduceTopic("t"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer producer.Close()
+	ctx := testContext(t)
+	const total = 3000
+	for i := 0; i < total; i += 100 {
+		batch := make([]*kgo.Record, 100)
+		for j := range batch {
+			batch[j] = &kgo.Record{Value: jsonEvent(i + j)}
+		}
+		if err := producer.ProduceSync(ctx, batch...).FirstErr(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	k, fetches := testCluster(t, kafka, "    fetch_max_bytes: 65536\n")
+	before := fetches.n.Load()
+	errs := make(chan error, 10)
+	for range 10 {
+		go func() {
+			for next := int64(0); next < total; {
+				recs, err := k.Fetch(ctx, "t", 0, next)
+				if err == nil && (len(recs) == 0 || recs[0].Offset != next) {
+					err = fmt.Errorf("fetch at %d: %d records from %v", next, len(recs), offsetsOf(recs[:min(1, len(recs))]))
+				}
+				if err != nil {
+					errs <- err
+					return
+				}
+				next = recs[len(recs)-1].Offset + 1
+			}
+			errs <- nil
+		}()
+	}
+	for range 10 {
+		if err := <-errs; err != nil {
+			t.Fatal(err)
+		}
+	}
+	used := fetches.n.Load() - before
+	alone, aloneFetches := testCluster(t, kafka, "    fetch_max_bytes: 65536\n")
+	for next := int64(0); next < total; {
+		recs, err := alone.Fetch(ctx, "t", 0, next)
+		if err != nil {
+			t.Fatal(err)
+		}
+		next = recs[len(recs)-1].Offset + 1
+	}
+	single := aloneFetches.n.Load()
+	t.Logf("ten readers in step made %d broker fetches; one reader alone makes %d", used, single)
+	if used > single {
+		t.Fatalf("ten readers in step made %d broker fetches, one alone %d", used, single)
+	}
+}

@@ -1,0 +1,174 @@
+package pubsub
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"testing"
+	"time"
+
+	"github.com/gobwas/ws"
+	"google.golang.org/protobuf/proto"
+
+	pb "github.com/envoy-pubsub/gateway/proto"
+)
+
+func fetchPush(values ...string) *pb.PubSubResp {
+	resp := &pb.KafkaFetchResp{Topic: "t", Partition: 3}
+	for i, v := range values {
+		resp.Messages = append(resp.Messages, &pb.KafkaMessage{Offset: int64(i), Value: []byte(v), Headers: []*pb.KafkaHeader{{Key: "h", Value: []byte("x")}}})
+	}
+	return &pb.PubSubResp{Resp: &pb.PubSubResp_KafkaFetchResp{KafkaFetchResp: resp}}
+}
+
+// TestPushEncodedSendsWhatPushSends: a reply encoded once reaches sessions
+// of any sequence (0, small, large) byte for byte as Push sends it.
+func TestPushEncodedSendsWhatPushSends(t *testing.T) {
+	shared, err := EncodeReply(fetchPush(`{"a":1}`, `{"b":2}`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, seq := range []int64{0, 1, 300, 1 << 40} {
+		m := NewMux()
+		m.On(CmdKafkaFetch, HandlerFunc(func(ctx context.Context, req *Request) (*pb.PubSubResp, error) {
+			if err := req.PushEncoded(ctx, shared); err != nil {
+				return nil, err
+			}
+			return nil, req.Push(ctx, fetchPush(`{"a":1}`, `{"b":2}`))
+		}))
+		p := startSession(t, context.Background(), m, Options{})
+		p.send(fetchReq(seq, "t"))
+		encodedOnce, pushed := p.readFrame().Payload, p.readFrame().Payload
+		if !bytes.Equal(encodedOnce, pushed) {
+			t.Fatalf("sequence %d: PushEncoded sent %x, Push %x", seq, encodedOnce, pushed)
+		}
+		var resp pb.PubSubResp
+		if err := proto.Unmarshal(encodedOnce, &resp); err != nil || resp.GetSequence() != seq || len(resp.GetKafkaFetchResp().GetMessages()) != 2 {
+			t.Fatalf("sequence %d: decoded %v, %v", seq, &resp, err)
+		}
+	}
+}
+
+func TestEncodeReplyRefusesASequence(t *testing.T) {
+	resp := fetchPush("x")
+	resp.Sequence = 7
+	if _, err := EncodeReply(resp); err == nil {
+		t.Fatal("EncodeReply accepted a reply with a sequence")
+	}
+}
+
+// TestSharedPushCountsOnceUnderTheMemoryBudget: sessions that queue the
+// same encoded reply hold its bytes once in the process's budget, each its
+// full size in its own.
+func TestSharedPushCountsOnceUnderTheMemoryBudget(t *testing.T) {
+	shared, err := EncodeReply(fetchPush(string(make([]byte, 10000))))
+	if err != nil {
+		t.Fatal(err)
+	}
+	mem := NewMemoryBudget(1 << 20)
+	queued := make(chan struct{}, 3)
+	m := NewMux()
+	m.On(CmdKafkaFetch, HandlerFunc(func(ctx context.Context, req *Request) (*pb.PubSubResp, error) {
+		err := req.PushEncoded(ctx, shared)
+		queued <- struct{}{}
+		return nil, err
+	}))
+	var peers []*peer
+	for range 3 { // pushes stay queued: nobody reads the pipes yet
+		p := startSession(t, context.Background(), m, Options{Memory: mem})
+		p.send(fetchReq(1, "t"))
+		peers = append(peers, p)
+	}
+	for range 3 {
+		<-queued
+	}
+	if used := mem.Used(); used != shared.Len() {
+		t.Fatalf("budget holds %d bytes for one reply of %d queued by 3 sessions", used, shared.Len())
+	}
+	for _, p := range peers {
+		p.readFrame()
+	}
+	eventually(t, "the budget to be given back", func() bool { return mem.Used() == 0 })
+}
+
+// TestQueuedPushesGoOutVectoredOverTCP: pushes that queue up beyond the
+// write buffer on a TCP connection go out in vectored writes, frames intact
+// and in order, shared and own ones mixed.
+func TestQueuedPushesGoOutVectoredOverTCP(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	const pushes = 40
+	value := string(make([]byte, 40<<10))
+	var want [][]byte
+	for i := range pushes {
+		resp := fetchPush(value, fmt.Sprint(i))
+		resp.Sequence = 9
+		b, _ := proto.Marshal(resp)
+		want = append(want, b)
+	}
+	m := NewMux()
+	m.On(CmdKafkaFetch, HandlerFunc(func(ctx context.Context, req *Request) (*pb.PubSubResp, error) {
+		for i := range pushes {
+			var err error
+			if i%2 == 0 {
+				var e *EncodedReply
+				if e, err = EncodeReply(fetchPush(value, fmt.Sprint(i))); err == nil {
+					err = req.PushEncoded(ctx, e)
+				}
+			} else {
+				err = req.Push(ctx, fetchPush(value, fmt.Sprint(i)))
+			}
+			if err != nil {
+				return nil, err
+			}
+		}
+		return nil, nil
+	}))
+	served := make(chan error, 1)
+	go func() {
+		conn, err := ln.Accept()
+		if err != nil {
+			served <- err
+			return
+		}
+		if !writesVectors(conn) {
+			served <- fmt.Errorf("%T does not write vectors", conn)
+			return
+		}
+		served <- Serve(context.Background(), conn, m, Options{Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
+	}()
+	conn, err := net.Dial("tcp", ln.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	req, _ := proto.Marshal(fetchReq(9, "t"))
+	if err := ws.WriteFrame(conn, ws.MaskFrame(ws.NewBinaryFrame(req))); err != nil {
+		t.Fatal(err)
+	}
+	conn.SetReadDeadline(time.Now().Add(10 * time.Second))
+	for i := range pushes {
+		h, err := ws.ReadHeader(conn)
+		if err != nil {
+			t.Fatalf("push %d: %v", i, err)
+		}
+		payload := make([]byte, h.Length)
+		if _, err := io.ReadFull(conn, payload); err != nil {
+			t.Fatalf("push %d: %v", i, err)
+		}
+		if !h.Fin || h.OpCode != ws.OpBinary || !bytes.Equal(payload, want[i]) {
+			t.Fatalf("push %d arrived as %v with %d bytes, want %d", i, h, len(payload), len(want[i]))
+		}
+	}
+	conn.Close()
+	if err := <-served; err != nil && !errors.Is(err, net.ErrClosed) {
+		t.Logf("session ended: %v", err)
+	}
+}

@@ -222,7 +222,7 @@ func subscribedFanout(ctx context.Context, g *gatewayProcess, brokers []string, 
 	row.RecordsPerS = float64(row.Delivered) / row.Seconds
 	row.FetchRequests, row.FetchBytes = s.FetchRequests, s.FetchBytes
 	row.RequestsPerRecord = float64(s.FetchRequests) / float64(row.Delivered)
-	row.Cost = gatewayCost{CPUPerRecord: cpuPerRecord(s.CPU-cpuAtStart, row.Delivered), PeakRSS: s.PeakRSS}
+	row.Cost = costFrom(cpuAtStart, s, row.Delivered)
 	return row, nil
 }
 

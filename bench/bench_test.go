@@ -77,6 +77,9 @@ func TestRunMeasuresEverythingOnATinyScale(t *testing.T) {
 		if r.Readers != i+1 || r.DirectPerS <= 0 || r.GatewayPerS <= 0 || r.OfDirect <= 0 || r.Cost.CPUPerRecord <= 0 || r.Cost.PeakRSS == 0 {
 			t.Errorf("real data row %+v", r)
 		}
+		if r.WarmPerS <= 0 || r.WarmOfDirect <= 0 {
+			t.Errorf("real data row %+v: no second read", r)
+		}
 		if i == 0 && r.FetchBytesPerRecord <= 0 {
 			t.Errorf("real data row %+v: the gateway's first read of the topic fetched nothing from Kafka", r)
 		}

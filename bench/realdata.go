@@ -32,11 +32,14 @@ func CodecNames() []string {
 	return names
 }
 
-// RealDataRun is one partition of JSON events compressed with one codec,
-// read from its start by as many direct consumers as sessions.
+// RealDataRun is JSON events compressed with one codec, read from the start
+// of a partition by as many direct consumers as sessions. Each reader count
+// of each round reads a partition of its own holding the same events, so
+// that the gateway meets every partition with nothing of it cached.
 type RealDataRun struct {
-	Codec   string `json:"codec"`
-	Records int    `json:"records"`
+	Codec string `json:"codec"`
+	// Records is the number of events in each partition.
+	Records int `json:"records"`
 	// ValueBytes is the mean size of a value.
 	ValueBytes float64 `json:"value_bytes"`
 	// BatchBytes and CompressedBytes are the producer's record batches
@@ -55,6 +58,11 @@ type SharedRow struct {
 	DirectPerS  float64 `json:"direct_records_per_s"`
 	GatewayPerS float64 `json:"gateway_records_per_s"`
 	OfDirect    float64 `json:"of_direct"`
+	// WarmPerS is the gateway's rate when the same number of sessions read
+	// the partition again, at once after the first read, and WarmOfDirect
+	// its ratio to DirectPerS: what a record cache gives later readers.
+	WarmPerS     float64 `json:"gateway_warm_records_per_s"`
+	WarmOfDirect float64 `json:"warm_of_direct"`
 	// FetchBytesPerRecord is the gateway's Kafka fetch response bytes per
 	// record it delivered: above the compressed size of a record, the
 	// gateway fetched the same batches more than once.
@@ -75,22 +83,26 @@ func isJSONObject(value []byte) error {
 	return nil
 }
 
-// produceEvents writes n JSON events to partition 0 of topic with a
-// franz-go producer configured as applications leave it (10 ms linger,
-// 1 MB batches) except for its batch compression, and returns what the
-// producer reported of its batches.
-func produceEvents(ctx context.Context, brokers []string, topic, codec string, n int) (RealDataRun, error) {
+// produceEvents writes the same n JSON events to each of partitions of
+// topic with a franz-go producer configured as applications leave it
+// (10 ms linger, 1 MB batches) except for its batch compression, and
+// returns what the producer reported of its batches, per partition.
+func produceEvents(ctx context.Context, brokers []string, topic, codec string, n, partitions int) (RealDataRun, error) {
 	run := RealDataRun{Codec: codec, Records: n}
 	events := newEventSource(1)
+	values := make([][]byte, n)
 	var valueBytes int64
+	for i := range values {
+		values[i] = events.next()
+		valueBytes += int64(len(values[i]))
+	}
 	batches := &batchCounter{}
-	err := produceRecords(ctx, brokers, topic, n, func(int) *kgo.Record {
-		v := events.next()
-		valueBytes += int64(len(v))
-		return &kgo.Record{Value: v}
-	}, kgo.ProducerBatchCompression(Codecs[codec]), kgo.WithHooks(batches))
+	err := produceRecords(ctx, brokers, topic, n*partitions, func(i int) *kgo.Record {
+		return &kgo.Record{Partition: int32(i / n), Value: values[i%n]}
+	}, kgo.ProducerBatchCompression(Codecs[codec]), kgo.RecordPartitioner(kgo.ManualPartitioner()), kgo.WithHooks(batches))
 	run.ValueBytes = float64(valueBytes) / float64(max(n, 1))
-	run.BatchBytes, run.CompressedBytes = batches.uncompressed.Load(), batches.compressed.Load()
+	run.BatchBytes = batches.uncompressed.Load() / int64(partitions)
+	run.CompressedBytes = batches.compressed.Load() / int64(partitions)
 	return run, err
 }
 
@@ -105,26 +117,29 @@ func (b *batchCounter) OnProduceBatchWritten(_ kgo.BrokerMetadata, _ string, _ i
 	b.compressed.Add(int64(m.CompressedBytes))
 }
 
-// measureRealData fills one partition per codec with JSON events and reads
-// it, for each reader count, with as many direct consumers and as many
-// gateway sessions, in rounds as measureThroughput does.
+// measureRealData fills a topic per codec with JSON events, a partition per
+// round and reader count, and reads each partition with as many direct
+// consumers and then as many gateway sessions, twice (first read, then
+// warm), in rounds as measureThroughput does.
 func measureRealData(ctx context.Context, g *gatewayProcess, brokers []string, cfg Config, logf func(string, ...any)) ([]RealDataRun, error) {
 	var runs []RealDataRun
 	for _, codec := range cfg.Codecs {
 		topic := realDataTopic(codec)
 		n := max(1, int(cfg.EventMB*1e6/approxEventBytes))
-		logf("real data, %s: producing %d JSON events", codec, n)
-		run, err := produceEvents(ctx, brokers, topic, codec, n)
+		logf("real data, %s: producing %d JSON events to each of %d partitions", codec, n, realDataPartitions(cfg))
+		run, err := produceEvents(ctx, brokers, topic, codec, n, realDataPartitions(cfg))
 		if err != nil {
 			return runs, err
 		}
 		logf("real data, %s: %.0f B per event, batches %.1f MB, compressed %.1f MB", codec, run.ValueBytes, float64(run.BatchBytes)/1e6, float64(run.CompressedBytes)/1e6)
 		direct := make([]time.Duration, len(cfg.SharedSessions))
 		gateway := make([]time.Duration, len(cfg.SharedSessions))
+		warm := make([]time.Duration, len(cfg.SharedSessions))
 		run.Rows = make([]SharedRow, len(cfg.SharedSessions))
 		for round := range max(cfg.Runs, 1) {
 			for i, readers := range cfg.SharedSessions {
-				d, err := readDirect(ctx, brokers, topic, 1, n, readers, isJSONObject)
+				partition := []int32{int32(round*len(cfg.SharedSessions) + i)}
+				d, err := readDirect(ctx, brokers, topic, partition, n, readers, isJSONObject)
 				if err != nil {
 					return runs, fmt.Errorf("%s, %d direct consumers: %w", codec, readers, err)
 				}
@@ -133,7 +148,7 @@ func measureRealData(ctx context.Context, g *gatewayProcess, brokers []string, c
 				}
 				var took time.Duration
 				cost, fetchBytes, err := g.measureCost(func() (int64, error) {
-					took, err = readGateway(ctx, g.target, topic, 1, n, readers, everyPartition, isJSONObject)
+					took, err = readGateway(ctx, g.target, topic, partition, n, readers, everyPartition, isJSONObject)
 					return int64(readers * n), err
 				})
 				if err != nil {
@@ -144,6 +159,13 @@ func measureRealData(ctx context.Context, g *gatewayProcess, brokers []string, c
 					run.Rows[i].Cost = cost
 					run.Rows[i].FetchBytesPerRecord = float64(fetchBytes) / float64(readers*n)
 				}
+				again, err := readGateway(ctx, g.target, topic, partition, n, readers, everyPartition, isJSONObject)
+				if err != nil {
+					return runs, fmt.Errorf("%s, %d sessions reading again: %w", codec, readers, err)
+				}
+				if round == 0 || again < warm[i] {
+					warm[i] = again
+				}
 			}
 		}
 		for i, readers := range cfg.SharedSessions {
@@ -152,13 +174,19 @@ func measureRealData(ctx context.Context, g *gatewayProcess, brokers []string, c
 			r.DirectPerS = float64(readers*n) / direct[i].Seconds()
 			r.GatewayPerS = float64(readers*n) / gateway[i].Seconds()
 			r.OfDirect = r.GatewayPerS / r.DirectPerS
-			logf("real data, %s, %d readers: direct %.0f records/s, gateway %.0f records/s (%.0f%%), %.2f us gateway CPU per record",
-				codec, readers, r.DirectPerS, r.GatewayPerS, 100*r.OfDirect, r.Cost.CPUPerRecord)
+			r.WarmPerS = float64(readers*n) / warm[i].Seconds()
+			r.WarmOfDirect = r.WarmPerS / r.DirectPerS
+			logf("real data, %s, %d readers: direct %.0f records/s, gateway %.0f records/s (%.0f%%), %.2f us gateway CPU per record; read again %.0f records/s (%.0f%%)",
+				codec, readers, r.DirectPerS, r.GatewayPerS, 100*r.OfDirect, r.Cost.CPUPerRecord, r.WarmPerS, 100*r.WarmOfDirect)
 		}
 		runs = append(runs, run)
 	}
 	return runs, nil
 }
+
+// realDataPartitions is the number of partitions of each codec's topic:
+// one per round and reader count.
+func realDataPartitions(cfg Config) int { return max(cfg.Runs, 1) * len(cfg.SharedSessions) }
 
 // approxEventBytes is about the mean size of a generated event, to turn
 // megabytes into a record count.

@@ -96,7 +96,7 @@ func Run(ctx context.Context, cfg Config, progress io.Writer) (res Results, err 
 	}
 	topics := []string{latencyTopic + ":1", fanoutTopic + ":1", subscribeTopic + ":1", pushTopic + ":1"}
 	for _, codec := range cfg.Codecs {
-		topics = append(topics, realDataTopic(codec)+":1")
+		topics = append(topics, fmt.Sprintf("%s:%d", realDataTopic(codec), realDataPartitions(cfg)))
 	}
 	for _, size := range cfg.ValueSizes {
 		topics = append(topics, fmt.Sprintf("%s:%d", valuesTopic(size), slices.Max(cfg.Sessions)))
@@ -166,11 +166,11 @@ func measureThroughput(ctx context.Context, gw gatewayTarget, brokers []string, 
 		return nil, err
 	}
 	readers := []func() (time.Duration, error){func() (time.Duration, error) {
-		return readDirect(ctx, brokers, topic, partitions, perPartition, 1, sizeIs(size))
+		return readDirect(ctx, brokers, topic, partitionRange(0, partitions), perPartition, 1, sizeIs(size))
 	}}
 	for _, sessions := range cfg.Sessions {
 		readers = append(readers, func() (time.Duration, error) {
-			return readGateway(ctx, gw, topic, partitions, perPartition, sessions, disjointPartitions, sizeIs(size))
+			return readGateway(ctx, gw, topic, partitionRange(0, partitions), perPartition, sessions, disjointPartitions, sizeIs(size))
 		})
 	}
 	best := make([]time.Duration, len(readers))

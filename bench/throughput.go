@@ -107,7 +107,7 @@ func sizeIs(n int) valueCheck {
 // perPartition records of every one of partitions of topic, and returns how
 // long that took. As the gateway's sessions, the clients are connected
 // before the clock starts.
-func readDirect(ctx context.Context, brokers []string, topic string, partitions, perPartition, consumers int, check valueCheck) (time.Duration, error) {
+func readDirect(ctx context.Context, brokers []string, topic string, partitions []int32, perPartition, consumers int, check valueCheck) (time.Duration, error) {
 	clients := make([]*kgo.Client, 0, consumers)
 	defer func() {
 		for _, cl := range clients {
@@ -138,14 +138,15 @@ func readDirect(ctx context.Context, brokers []string, topic string, partitions,
 
 // consume reads the first perPartition records of every one of partitions
 // of topic with cl, checking each record's offset and value.
-func consume(ctx context.Context, cl *kgo.Client, topic string, partitions, perPartition int, check valueCheck) error {
-	offsets := make(map[int32]kgo.Offset, partitions)
-	for p := range partitions {
-		offsets[int32(p)] = kgo.NewOffset().At(0)
+func consume(ctx context.Context, cl *kgo.Client, topic string, partitions []int32, perPartition int, check valueCheck) error {
+	offsets := make(map[int32]kgo.Offset, len(partitions))
+	next := make(map[int32]int64, len(partitions))
+	for _, p := range partitions {
+		offsets[p] = kgo.NewOffset().At(0)
+		next[p] = 0
 	}
 	cl.AddConsumePartitions(map[string]map[int32]kgo.Offset{topic: offsets})
-	next := make([]int64, partitions)
-	for seen, total := 0, partitions*perPartition; seen < total; {
+	for seen, total := 0, len(partitions)*perPartition; seen < total; {
 		fs := cl.PollFetches(ctx)
 		if err := ctx.Err(); err != nil {
 			return fmt.Errorf("direct consumer: %d of %d records: %w", seen, total, err)
@@ -171,10 +172,19 @@ func consume(ctx context.Context, cl *kgo.Client, topic string, partitions, perP
 	return nil
 }
 
+// partitionRange returns the partitions first, first+1, ..., first+n-1.
+func partitionRange(first, n int) []int32 {
+	out := make([]int32, n)
+	for i := range out {
+		out[i] = int32(first + i)
+	}
+	return out
+}
+
 // Layouts of the sessions of a gateway read over the partitions of a topic.
 const (
-	// disjointPartitions: session i reads the partitions p with
-	// p mod sessions = i.
+	// disjointPartitions: session i reads the i-th partition, the
+	// (i+sessions)-th and so on.
 	disjointPartitions = iota
 	// everyPartition: every session reads every partition (as every direct
 	// consumer does), so sessions share what they read.
@@ -183,9 +193,10 @@ const (
 
 // readGateway reads perPartition records from each of partitions of topic
 // through the gateway with sessions APISIX-style clients laid out over the
-// partitions by layout: list the earliest offset, fetch from it, continue
+// partitions by layout (session i reading partitions[p] with p mod sessions
+// = i, or every session all of them): list the earliest offset, fetch from it, continue
 // at last+1. The sessions connect before the clock starts.
-func readGateway(ctx context.Context, gw gatewayTarget, topic string, partitions, perPartition, sessions, layout int, check valueCheck) (time.Duration, error) {
+func readGateway(ctx context.Context, gw gatewayTarget, topic string, partitions []int32, perPartition, sessions, layout int, check valueCheck) (time.Duration, error) {
 	clients, err := dialSessions(ctx, gw, sessions)
 	if err != nil {
 		return 0, err
@@ -199,8 +210,8 @@ func readGateway(ctx context.Context, gw gatewayTarget, topic string, partitions
 			first, step = 0, 1
 		}
 		goSafe(errs, func() error {
-			for p := first; p < partitions; p += step {
-				if err := readPartition(c, topic, int32(p), int64(perPartition), check); err != nil {
+			for p := first; p < len(partitions); p += step {
+				if err := readPartition(c, topic, partitions[p], int64(perPartition), check); err != nil {
 					return err
 				}
 			}

@@ -15,7 +15,6 @@ import (
 
 	"github.com/twmb/franz-go/pkg/kfake"
 
-	"github.com/envoy-pubsub/gateway/config"
 	"github.com/envoy-pubsub/gateway/internal/testkit"
 )
 
@@ -40,7 +39,7 @@ func TestRunMeasuresEverythingOnATinyScale(t *testing.T) {
 		ValueSizes: []int{100}, MBPerSize: 0.02, Runs: 1, Sessions: []int{1, 2},
 		IdleSessions: []int{5, 10}, LatencySamples: 20, FanoutSessions: 3, FanoutRecords: 30,
 		Codecs: []string{"snappy"}, EventMB: 0.05, SharedSessions: []int{1, 2},
-		PushSessions: []int{2}, PushRecords: 20, PushRate: 2000,
+		PushSessions: []int{2}, PushRecords: 20, PushRate: 2000, CacheBytes: 16 << 20, WindowBytes: 1 << 20,
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
@@ -83,8 +82,8 @@ func TestRunMeasuresEverythingOnATinyScale(t *testing.T) {
 		if i == 0 && r.FetchBytesPerRecord <= 0 {
 			t.Errorf("real data row %+v: the gateway's first read of the topic fetched nothing from Kafka", r)
 		}
-		if c := r.Cost; c.CacheLimit != config.DefaultCacheBytes || c.PeakCacheBytes <= 0 || c.PeakCacheBytes > c.CacheLimit {
-			t.Errorf("real data row %+v: want the decoded cache seen holding records, within the default bound", r)
+		if c := r.Cost; c.CacheLimit != 16<<20 || c.PeakCacheBytes <= 0 || c.PeakCacheBytes > c.CacheLimit {
+			t.Errorf("real data row %+v: want the decoded cache seen holding records, within the configured 16 MiB", r)
 		}
 	}
 	if len(res.Push) != 1 || res.Push[0].Latency.Samples != 40 || res.Push[0].Cost.CPUPerRecord <= 0 {

@@ -12,6 +12,7 @@ import (
 	"runtime"
 	"runtime/debug"
 	"runtime/pprof"
+	"strconv"
 	"strings"
 	"sync/atomic"
 	"time"
@@ -58,16 +59,18 @@ type gatewayProcess struct {
 // benchCluster is the name of the one Kafka cluster the gateway serves.
 const benchCluster = "kafka"
 
-// startGateway serves brokers as cluster benchCluster in a child process;
-// profile files, when set, receive its CPU and heap profiles.
-func startGateway(brokers []string, clientKind, cpuProfile, memProfile string) (*gatewayProcess, error) {
+// startGateway serves brokers as cluster benchCluster in a child process,
+// with the cluster's record cache bounds of cfg (0: the gateway's defaults);
+// cfg's profile files, when set, receive its CPU and heap profiles.
+func startGateway(brokers []string, cfg Config) (*gatewayProcess, error) {
 	var ready gatewayReady
 	c, err := startChild(RoleGateway, &ready,
-		"-brokers", strings.Join(brokers, ","), "-cpuprofile", cpuProfile, "-memprofile", memProfile)
+		"-brokers", strings.Join(brokers, ","), "-cpuprofile", cfg.CPUProfile, "-memprofile", cfg.MemProfile,
+		"-cache-bytes", strconv.Itoa(cfg.CacheBytes), "-window-bytes", strconv.Itoa(cfg.WindowBytes))
 	if err != nil {
 		return nil, err
 	}
-	return &gatewayProcess{child: c, target: gatewayTarget{url: "ws://" + ready.Addr + "/" + benchCluster, client: clientKind}}, nil
+	return &gatewayProcess{child: c, target: gatewayTarget{url: "ws://" + ready.Addr + "/" + benchCluster, client: cfg.Client}}, nil
 }
 
 func (g *gatewayProcess) stats() (GatewayStats, error) {
@@ -154,6 +157,8 @@ func runGateway(args []string) (err error) {
 	brokers := fs.String("brokers", "", "comma-separated Kafka brokers")
 	cpuProfile := fs.String("cpuprofile", "", "write a CPU profile of the gateway to this file")
 	memProfile := fs.String("memprofile", "", "write a heap profile of the gateway to this file at exit")
+	cacheBytes := fs.Int("cache-bytes", 0, "kafka_clusters.NAME.cache_bytes; 0 leaves the default")
+	windowBytes := fs.Int("window-bytes", 0, "kafka_clusters.NAME.window_bytes; 0 leaves the default")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -171,9 +176,16 @@ func runGateway(args []string) (err error) {
 		defer func() { err = errors.Join(err, writeHeapProfile(*memProfile)) }()
 	}
 
+	clusterYAML := fmt.Sprintf("    brokers: [%s]\n", *brokers)
+	if *cacheBytes > 0 {
+		clusterYAML += fmt.Sprintf("    cache_bytes: %d\n", *cacheBytes)
+	}
+	if *windowBytes > 0 {
+		clusterYAML += fmt.Sprintf("    window_bytes: %d\n", *windowBytes)
+	}
 	doc, err := config.Parse([]byte(fmt.Sprintf(
-		"kafka_clusters:\n  %s:\n    brokers: [%s]\nsession: {idle_timeout: 1h, max_sessions: %d}\n",
-		benchCluster, *brokers, maxOpenFiles)))
+		"kafka_clusters:\n  %s:\n%ssession: {idle_timeout: 1h, max_sessions: %d}\n",
+		benchCluster, clusterYAML, maxOpenFiles)))
 	if err != nil {
 		return err
 	}

@@ -52,6 +52,10 @@ type Config struct {
 	// Client is the client the sessions use: ClientRaw (default), a lean
 	// frame-level client, or ClientGo, the project's client package.
 	Client string `json:"client"`
+	// CacheBytes and WindowBytes, if not 0, set the gateway cluster's
+	// record cache bounds (cache_bytes, window_bytes); 0 keeps the defaults.
+	CacheBytes  int `json:"cache_bytes,omitempty"`
+	WindowBytes int `json:"window_bytes,omitempty"`
 	// CPUProfile and MemProfile, if set, receive the gateway process's
 	// CPU profile and heap (allocs) profile.
 	CPUProfile string `json:"-"`
@@ -106,7 +110,7 @@ func Run(ctx context.Context, cfg Config, progress io.Writer) (res Results, err 
 		return res, err
 	}
 	defer func() { err = errors.Join(err, broker.stop()) }()
-	gateway, err := startGateway(brokers, cfg.Client, cfg.CPUProfile, cfg.MemProfile)
+	gateway, err := startGateway(brokers, cfg)
 	if err != nil {
 		return res, err
 	}

@@ -56,6 +56,8 @@ func run() error {
 	pushSessions := flag.String("push-sessions", "1,100,1000", "subscriber counts of the push latency runs; empty skips them")
 	pushRecords := flag.Int("push-records", 3000, "records produced in each push latency run")
 	pushRate := flag.Float64("push-rate", 1000, "records per second produced in the push latency runs")
+	cacheBytes := flag.Int("cache-bytes", 0, "the gateway cluster's cache_bytes (its decoded-record cache); 0 keeps the gateway's default")
+	windowBytes := flag.Int("window-bytes", 0, "the gateway cluster's window_bytes (the cache's share for one partition); 0 keeps the gateway's default")
 	clientKind := flag.String("client", bench.ClientRaw, "client of the sessions: raw (a lean frame-level client) or go (the project's client package)")
 	out := flag.String("out", "results", "directory of the result files (the default is relative to the bench module, where the command runs)")
 	doc := flag.String("doc", filepath.Join("..", "BENCHMARKS.md"), "Markdown file whose results section is replaced; empty leaves it")
@@ -75,6 +77,8 @@ func run() error {
 		FanoutRecords:    *fanoutRecords,
 		SubscribeRecords: *subscribeRecords,
 		EventMB:          *eventMB,
+		CacheBytes:       *cacheBytes,
+		WindowBytes:      *windowBytes,
 		PushRecords:      *pushRecords,
 		PushRate:         *pushRate,
 		CPUProfile:       absolute(*cpuProfile),

@@ -31,6 +31,7 @@ import (
 
 	"github.com/envoy-pubsub/gateway/client"
 	"github.com/envoy-pubsub/gateway/internal/testkit"
+	"github.com/envoy-pubsub/gateway/kafka"
 	pb "github.com/envoy-pubsub/gateway/proto"
 )
 
@@ -707,6 +708,9 @@ func TestFetchAfterTheLogStartMoves(t *testing.T) {
 		t.Fatalf("delete records: %v", err)
 	}
 	after := readLog(t, brokers, "truncated", 0, last)
+	// The cache may answer from a check up to CacheCheckInterval old: the
+	// documented bound on how late it sees the log start move.
+	time.Sleep(kafka.CacheCheckInterval)
 	if after.start != newStart {
 		t.Fatalf("log starts at %d after deleting records before %d", after.start, newStart)
 	}
@@ -753,6 +757,9 @@ func TestFetchAfterTheTopicIsRecreated(t *testing.T) {
 	fresh.batch(15)
 	last := fresh.batch(45)[44].offset
 	l := readLog(t, brokers, "recreated", 0, last)
+	// The cache may answer from a check up to CacheCheckInterval old: the
+	// documented bound on how late it sees a topic deleted and created.
+	time.Sleep(kafka.CacheCheckInterval)
 
 	// The gateway may take a moment to see the new topic; it must never
 	// answer with the old one's records meanwhile.

@@ -128,7 +128,8 @@ func (h *handlers) fetch(ctx context.Context, req *pubsub.Request) (*pb.PubSubRe
 // behind it on the client's connection. When nothing arrives, the broker
 // has the last word, which also reports a broker that went away.
 func (k *Cluster) fetchReply(ctx context.Context, topic string, partition int32, out *reply) error {
-	if err := k.readAt(ctx, topic, partition, out); err != nil || len(out.records) > 0 {
+	waited := k.waitAtTail(ctx, topic, partition, out.next)
+	if err := k.readAt(ctx, topic, partition, out); err != nil || len(out.records) > 0 || waited {
 		return err
 	}
 	r, err := k.leaseReader(ctx, topic, partition)
@@ -143,6 +144,24 @@ func (k *Cluster) fetchReply(ctx context.Context, topic string, partition int32,
 		return nil
 	}
 	return k.readAt(ctx, topic, partition, out)
+}
+
+// waitAtTail waits, up to the cluster's fetch wait, when the partition's
+// shared reader runs and sees the log end at offset: a client polling the
+// end of the log then waits for the reader's next records instead of
+// asking the broker on every poll. It reports whether it waited; the
+// broker still has the last word after the wait.
+func (k *Cluster) waitAtTail(ctx context.Context, topic string, partition int32, offset int64) bool {
+	r := k.runningReader(topic, partition)
+	if r == nil {
+		return false
+	}
+	changed, end, err := r.state()
+	if err != nil || offset != end || k.cache.holds(readerKey{topic, partition}, offset) {
+		return false
+	}
+	waitChange(ctx, changed, k.cfg.FetchMaxWait.Duration())
+	return true
 }
 
 // readAt reads topic/partition from out.next on into out: from the record
@@ -171,38 +190,6 @@ func (k *Cluster) readAt(ctx context.Context, topic string, partition int32, out
 			return nil
 		}
 	}
-}
-
-// confirmCached checks, before the record cache answers a fetch, that its
-// records of key are still what Kafka holds: the topic is the incarnation
-// they came from (fresh metadata; a topic deleted and created again has a
-// new id) and the log still starts at or before them (DeleteRecords,
-// retention). Records Kafka no longer holds are dropped, so that the fetch
-// asks Kafka. It costs two small requests at once, no fetch and no
-// decoding.
-func (k *Cluster) confirmCached(ctx context.Context, key readerKey) error {
-	type answer struct {
-		info partitionInfo
-		err  error
-	}
-	fresh := make(chan answer, 1)
-	go func() {
-		a := answer{err: errors.New("internal error")}
-		defer func() { fresh <- a }()
-		defer k.pool.recoverPanic("looking up metadata")
-		a.info, a.err = k.lookup(ctx, key.topic, key.partition, true)
-	}()
-	start, err := k.ListOffset(ctx, key.topic, key.partition, -2)
-	a := <-fresh
-	if a.err != nil {
-		return a.err
-	}
-	if err != nil {
-		return err
-	}
-	k.cache.bind(key, a.info.topicID)
-	k.cache.trimBefore(key, start)
-	return nil
 }
 
 // read adds to out the records of key from offset on: from the record cache

@@ -84,6 +84,8 @@ type Cluster struct {
 	cache *recordCache
 	// fetching runs one broker fetch per partition and offset at a time.
 	fetching fetchGroup
+	// checks share the checks that cached records are still in Kafka.
+	checks cacheChecks
 	// turns share the brokers between sessions.
 	turns brokerTurns
 	// pushes are the recent subscription pushes, encoded once.

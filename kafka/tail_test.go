@@ -1,0 +1,101 @@
+package kafka_test
+
+import (
+	"context"
+	"fmt"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/twmb/franz-go/pkg/kfake"
+	"github.com/twmb/franz-go/pkg/kgo"
+	"github.com/twmb/franz-go/pkg/kmsg"
+
+	"github.com/envoy-pubsub/gateway/internal/testkit"
+	"github.com/envoy-pubsub/gateway/kafka"
+)
+
+// requestCounter counts the requests of some kinds the gateway's franz-go
+// clients send.
+type requestCounter struct{ n [int(kmsg.MaxKey) + 1]atomic.Int64 }
+
+func (c *requestCounter) OnBrokerWrite(_ kgo.BrokerMetadata, key int16, _ int, _, _ time.Duration, err error) {
+	if err == nil && key >= 0 && int(key) < len(c.n) {
+		c.n[key].Add(1)
+	}
+}
+
+func (c *requestCounter) load(key kmsg.Key) int64 { return c.n[key].Load() }
+
+// Sessions polling the end of the log with the APISIX fetch loop wait on the
+// partition's shared stream and read what it brings from the record cache:
+// neither the broker fetches nor the cache's checks grow with the number of
+// polling sessions.
+func TestPollingTheEndOfTheLogSharesTheBrokerWork(t *testing.T) {
+	k := testkit.Kafka(t, kfake.SeedTopics(1, "t"))
+	var reqs requestCounter
+	srv := testkit.StartServer(t, testkit.ClusterYAML(k.ListenAddrs(), "", ""), nil,
+		kafka.ClientOptions(kgo.WithHooks(&reqs)))
+	const sessions, batches, perBatch = 20, 20, 10
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+
+	var wg sync.WaitGroup
+	started := make(chan struct{}, sessions)
+	errs := make(chan error, sessions)
+	for range sessions {
+		c := srv.Dial(t, "kafka")
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			next, first := int64(0), true
+			for next < batches*perBatch {
+				msgs, err := c.Fetch(ctx, "t", 0, next)
+				if err != nil {
+					errs <- err
+					return
+				}
+				if first {
+					first = false
+					started <- struct{}{}
+				}
+				for _, m := range msgs {
+					if m.GetOffset() != next {
+						errs <- fmt.Errorf("offset %d after %d", m.GetOffset(), next-1)
+						return
+					}
+					next++
+				}
+			}
+		}()
+	}
+	for range sessions {
+		<-started // every session has polled the empty log once
+	}
+	fetchesBefore, checksBefore := reqs.load(kmsg.Fetch), reqs.load(kmsg.ListOffsets)
+	for b := range batches {
+		recs := make([]testkit.Record, perBatch)
+		for i := range recs {
+			recs[i] = testkit.Record{Value: fmt.Sprintf("b%d-%d", b, i)}
+		}
+		testkit.Produce(t, k.ListenAddrs(), "t", 0, recs)
+		time.Sleep(20 * time.Millisecond) // paces production; nothing waits on it
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		t.Fatal(err)
+	}
+	fetches := reqs.load(kmsg.Fetch) - fetchesBefore
+	checks := reqs.load(kmsg.ListOffsets) - checksBefore
+	// Each session asking the broker on every poll would make at least
+	// sessions*batches of each; shared, they grow with the batches and
+	// the time, not with the sessions.
+	if fetches > 5*batches || checks > 5*batches {
+		t.Fatalf("%d broker fetches and %d list-offsets requests for %d polling sessions and %d batches: the tail is not shared",
+			fetches, checks, sessions, batches)
+	}
+	t.Logf("%d broker fetches and %d list-offsets requests delivered %d records to each of %d polling sessions",
+		fetches, checks, batches*perBatch, sessions)
+}

@@ -21,6 +21,7 @@ var decompressor = kgo.DefaultDecompressor()
 // Offsets within a record batch's header (v2, the only kind Kafka writes
 // since 0.11; older message sets are decoded too, as franz-go does).
 const (
+	batchBaseOffsetAt = 0  // int64: the offset of the batch's first record
 	batchLengthAt     = 8  // int32: the bytes after this field
 	batchMagicAt      = 16 // int8
 	batchAttributesAt = 21 // int16, low 3 bits: compression codec
@@ -55,10 +56,18 @@ func (k *Cluster) decodeFetched(key readerKey, topicID [16]byte, rp *kmsg.FetchR
 			// keeps the rest of the answer from staying in memory.
 			raw = bytes.Clone(raw)
 		}
+		from := at
+		if at == offset && raw[batchMagicAt] == 2 {
+			// The first batch may begin before offset; it is decoded
+			// whole anyway, and caching it from its first offset serves
+			// the sessions a little behind this one (within the log).
+			base := int64(binary.BigEndian.Uint64(raw[batchBaseOffsetAt:]))
+			from = min(max(base, rp.LogStartOffset), at)
+		}
 		one := kmsg.FetchResponseTopicPartition{Partition: key.partition, RecordBatches: raw, AbortedTransactions: aborted}
 		fp, end := kgo.ProcessFetchPartition(kgo.ProcessFetchPartitionOpts{
 			KeepControlRecords: true, // their offsets prove the run; they are not delivered
-			Offset:             at,
+			Offset:             from,
 			IsolationLevel:     kgo.ReadCommitted(),
 			Topic:              key.topic,
 			Partition:          key.partition,
@@ -81,8 +90,11 @@ func (k *Cluster) decodeFetched(key readerKey, topicID [16]byte, rp *kmsg.FetchR
 			}
 			data = slices.DeleteFunc(data, isControl)
 		}
-		runs = append(runs, run{at, end, data})
+		runs = append(runs, run{from, end, data})
 		for _, r := range data {
+			if r.Offset < at {
+				continue // cached for others, before this reply
+			}
 			if !out.add(r) {
 				ahead += recordBytes(r)
 			}

@@ -18,7 +18,9 @@ import (
 
 // requestCounter counts the requests of some kinds the gateway's franz-go
 // clients send.
-type requestCounter struct{ n [int(kmsg.MaxKey) + 1]atomic.Int64 }
+type requestCounter struct {
+	n [int(kmsg.MaxKey) + 1]atomic.Int64
+}
 
 func (c *requestCounter) OnBrokerWrite(_ kgo.BrokerMetadata, key int16, _ int, _, _ time.Duration, err error) {
 	if err == nil && key >= 0 && int(key) < len(c.n) {
@@ -98,4 +100,41 @@ func TestPollingTheEndOfTheLogSharesTheBrokerWork(t *testing.T) {
 	}
 	t.Logf("%d broker fetches and %d list-offsets requests delivered %d records to each of %d polling sessions",
 		fetches, checks, batches*perBatch, sessions)
+}
+
+// A broker answer's first batch is decoded whole even when the fetch starts
+// inside it; the cache keeps all of it, so sessions a little behind the
+// first one (the usual drift of readers of one partition) read that batch
+// without asking Kafka or decoding it again.
+func TestSessionsBehindInOneBatchShareItsDecoding(t *testing.T) {
+	k := testkit.Kafka(t, kfake.SeedTopics(1, "b"))
+	brokers := k.ListenAddrs()
+	acked := newBatchProducer(t, brokers, "b", 0, kgo.SnappyCompression(), "drift").batch(200)
+	var reqs requestCounter
+	srv := testkit.StartServer(t, testkit.ClusterYAML(brokers, fmt.Sprintf("    fetch_max_bytes: %d\n", exactFetchMaxBytes), ""), nil,
+		kafka.ClientOptions(kgo.WithHooks(&reqs)))
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+
+	ahead := srv.Dial(t, "kafka")
+	if msgs, err := ahead.Fetch(ctx, "b", 0, 150); err != nil || len(msgs) == 0 || msgs[0].GetOffset() != 150 {
+		t.Fatalf("fetch at 150: %d records, %v", len(msgs), err)
+	}
+	before := reqs.load(kmsg.Fetch)
+	behind := srv.Dial(t, "kafka")
+	for next := int64(20); next < 150; {
+		msgs, err := behind.Fetch(ctx, "b", 0, next)
+		if err != nil || len(msgs) == 0 {
+			t.Fatalf("fetch at %d: %d records, %v", next, len(msgs), err)
+		}
+		for _, m := range msgs {
+			if m.GetOffset() != next || string(m.GetValue()) != string(acked[next].value) {
+				t.Fatalf("record at %d: offset %d, value %q; want %q", next, m.GetOffset(), m.GetValue(), acked[next].value)
+			}
+			next++
+		}
+	}
+	if used := reqs.load(kmsg.Fetch) - before; used != 0 {
+		t.Fatalf("%d broker fetches for offsets of a batch the cache decoded for a session ahead", used)
+	}
 }

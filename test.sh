@@ -1,10 +1,11 @@
 #!/usr/bin/env bash
 # Runs every test of the project: vet, the unit, integration, ABI and config
-# layers with the race detector, the TypeScript client's tests and the live
-# page's tests in headless Chromium, and a short fuzzing pass. Needs Go, gcc,
-# Node 20+ and npm; installs protoc (Debian's protobuf-compiler) and Chromium
-# with apt when it can (as root), so that the generated-code checks and the
-# browser tests run too. The e2e layer skips without a Docker engine.
+# layers with the race detector, the benchmark module's own tests, the
+# TypeScript client's tests and the live page's tests in headless Chromium, and
+# a short fuzzing pass. Needs Go, gcc, Node 20+ and npm; installs protoc
+# (Debian's protobuf-compiler) and Chromium with apt when it can (as root), so
+# that the generated-code checks and the browser tests run too. The e2e layer
+# skips without a Docker engine.
 set -euo pipefail
 cd "$(dirname "$0")"
 
@@ -26,9 +27,12 @@ fi
 
 echo "test.sh: go vet"
 go vet ./...
+# The benchmark is a module of its own (bench/go.mod), outside ./... of the gateway's.
+(cd bench && go vet ./...)
 
 echo "test.sh: go test"
 go test -race -count=1 -timeout 20m ./...
+(cd bench && go test -race -count=1 -timeout 5m ./...)
 
 echo "test.sh: TypeScript client and browser tests (clients/js)"
 (cd clients/js && npm ci --no-audit --no-fund --loglevel=error && npm test)

@@ -3,6 +3,7 @@ package bench
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"image/png"
@@ -37,6 +38,8 @@ func TestRunMeasuresEverythingOnATinyScale(t *testing.T) {
 	cfg := Config{
 		ValueSizes: []int{100}, MBPerSize: 0.02, Runs: 1, Sessions: []int{1, 2},
 		IdleSessions: []int{5, 10}, LatencySamples: 20, FanoutSessions: 3, FanoutRecords: 30,
+		Codecs: []string{"snappy"}, EventMB: 0.05, SharedSessions: []int{1, 2},
+		PushSessions: []int{2}, PushRecords: 20, PushRate: 2000, CacheBytes: 16 << 20, WindowBytes: 1 << 20,
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
@@ -61,6 +64,30 @@ func TestRunMeasuresEverythingOnATinyScale(t *testing.T) {
 	}
 	if s := res.Sessions; len(s.Steps) != 2 || s.Steps[1].Sessions != 10 || s.Steps[1].Goroutines < 10 || s.HandshakesPerS <= 0 {
 		t.Errorf("sessions %+v", s)
+	}
+	if len(res.RealData) != 1 || len(res.RealData[0].Rows) != 2 {
+		t.Fatalf("real data %+v, want one codec read by 1 and 2 readers", res.RealData)
+	}
+	run := res.RealData[0]
+	if run.Codec != "snappy" || run.Records != 111 || run.CompressedBytes <= 0 || run.CompressedBytes >= run.BatchBytes {
+		t.Errorf("real data %+v: want 111 events (0.05 MB of about 450 B) in batches that snappy shrank", run)
+	}
+	for i, r := range run.Rows {
+		if r.Readers != i+1 || r.DirectPerS <= 0 || r.GatewayPerS <= 0 || r.OfDirect <= 0 || r.Cost.CPUPerRecord <= 0 || r.Cost.PeakRSS == 0 {
+			t.Errorf("real data row %+v", r)
+		}
+		if r.WarmPerS <= 0 || r.WarmOfDirect <= 0 {
+			t.Errorf("real data row %+v: no second read", r)
+		}
+		if i == 0 && r.FetchBytesPerRecord <= 0 {
+			t.Errorf("real data row %+v: the gateway's first read of the topic fetched nothing from Kafka", r)
+		}
+		if c := r.Cost; c.CacheLimit != 16<<20 || c.PeakCacheBytes <= 0 || c.PeakCacheBytes > c.CacheLimit {
+			t.Errorf("real data row %+v: want the decoded cache seen holding records, within the configured 16 MiB", r)
+		}
+	}
+	if len(res.Push) != 1 || res.Push[0].Latency.Samples != 40 || res.Push[0].Cost.CPUPerRecord <= 0 {
+		t.Errorf("push %+v, want 2 subscribers x 20 records timed", res.Push)
 	}
 	dir := t.TempDir()
 	if err := Write(dir, res, &res); err != nil {
@@ -199,7 +226,53 @@ func TestBestKeepsEachFiguresBestRun(t *testing.T) {
 	if best.Latency.Fetch.P99 != 1 || best.Latency.Fetch.P50 != 0.5 || best.Sessions.Steps[0].HeapPerSession != 6000 {
 		t.Errorf("latency %+v, sessions %+v: want the second run's", best.Latency.Fetch, best.Sessions)
 	}
+	shared := func(ofDirect float64) Results {
+		return Results{RealData: []RealDataRun{{Codec: "zstd", Rows: []SharedRow{{Readers: 10, OfDirect: ofDirect}}}}}
+	}
+	if best, _ := Best(shared(0.4), shared(0.6), shared(0.5)); best.RealData[0].Rows[0].OfDirect != 0.6 {
+		t.Errorf("real data %+v: want the highest ratio", best.RealData)
+	}
 	if _, err := Best(); err == nil {
 		t.Error("nothing to combine was accepted")
+	}
+}
+
+func TestEventsAreVariedJSONOfAFewHundredBytes(t *testing.T) {
+	events := newEventSource(1)
+	types := map[string]bool{}
+	var total int
+	const n = 1000
+	for range n {
+		v := events.next()
+		var e event
+		if err := json.Unmarshal(v, &e); err != nil {
+			t.Fatalf("%s: %v", v, err)
+		}
+		if err := isJSONObject(v); err != nil {
+			t.Fatal(err)
+		}
+		types[e.Type] = true
+		total += len(v)
+	}
+	if mean := total / n; mean < 200 || mean > 700 {
+		t.Errorf("mean value %d B, want a few hundred", mean)
+	}
+	if len(types) != len(eventTypes) {
+		t.Errorf("event types %v, want all of %v", types, eventTypes)
+	}
+	if a, b := newEventSource(7).next(), newEventSource(7).next(); !bytes.Equal(a, b) {
+		t.Error("the same seed gave different events")
+	}
+}
+
+func TestParseCodecs(t *testing.T) {
+	got, err := ParseCodecs("none, zstd,lz4")
+	if err != nil || strings.Join(got, ",") != "none,zstd,lz4" {
+		t.Errorf("%v, %v", got, err)
+	}
+	for _, bad := range []string{"brotli", "lz4,lz4", ""} {
+		if _, err := ParseCodecs(bad); err == nil {
+			t.Errorf("%q accepted", bad)
+		}
 	}
 }

@@ -46,7 +46,7 @@ func measureFanout(ctx context.Context, g *gatewayProcess, brokers []string, top
 	if err != nil {
 		return res, fmt.Errorf("list offset: %w", err)
 	}
-	if err := g.resetCounters(); err != nil {
+	if _, err := g.resetCounters(); err != nil {
 		return res, err
 	}
 	start := time.Now()

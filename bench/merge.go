@@ -8,7 +8,9 @@ import (
 // Best combines runs of the same command on the same code into one result
 // that keeps, for each figure, its best run: the fastest throughput per
 // reader, the latency set with the lowest p99, the idle-session set with
-// the least memory, the fan-out run with the least Kafka traffic. A loaded
+// the least memory, the fan-out run with the least Kafka traffic, the
+// real-data row with the highest ratio to direct (each ratio measured within
+// one run), the push latency run with the lowest p99. A loaded
 // machine only ever makes figures worse, so the best of several runs is the
 // most faithful; apply it to both sides of a comparison alike.
 func Best(runs ...Results) (Results, error) {
@@ -18,6 +20,11 @@ func Best(runs ...Results) (Results, error) {
 	best := runs[len(runs)-1]
 	best.Throughput = slices.Clone(best.Throughput)
 	best.Subscribe.Fanout = slices.Clone(best.Subscribe.Fanout)
+	best.Push = slices.Clone(best.Push)
+	best.RealData = slices.Clone(best.RealData)
+	for i := range best.RealData {
+		best.RealData[i].Rows = slices.Clone(best.RealData[i].Rows)
+	}
 	best.Merged = 0
 	for _, r := range runs {
 		best.Merged += max(r.Merged, 1)
@@ -42,6 +49,27 @@ func Best(runs ...Results) (Results, error) {
 			for _, other := range r.Subscribe.Fanout {
 				if other.Sessions == row.Sessions && other.RecordsPerS > best.Subscribe.Fanout[i].RecordsPerS {
 					best.Subscribe.Fanout[i] = other
+				}
+			}
+		}
+		for i, row := range best.Push {
+			for _, other := range r.Push {
+				if other.Sessions == row.Sessions && other.Latency.Samples > 0 && other.Latency.P99 < best.Push[i].Latency.P99 {
+					best.Push[i] = other
+				}
+			}
+		}
+		for i, run := range best.RealData {
+			for _, other := range r.RealData {
+				if other.Codec != run.Codec {
+					continue
+				}
+				for j, row := range run.Rows {
+					for _, o := range other.Rows {
+						if o.Readers == row.Readers && o.OfDirect > best.RealData[i].Rows[j].OfDirect {
+							best.RealData[i].Rows[j] = o
+						}
+					}
 				}
 			}
 		}

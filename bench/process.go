@@ -9,16 +9,24 @@ import (
 	"strconv"
 	"strings"
 	"syscall"
+	"time"
 )
 
-// ProcessStats is the memory of one process after two forced collections.
+// ProcessStats is the memory of one process after two forced collections,
+// and its CPU time before them.
 type ProcessStats struct {
 	// HeapInuse and StackInuse are from runtime.MemStats.
 	HeapInuse  uint64 `json:"heap_inuse"`
 	StackInuse uint64 `json:"stack_inuse"`
 	// RSS is VmRSS from /proc/self/status (0 where there is none).
-	RSS        uint64 `json:"rss"`
+	RSS uint64 `json:"rss"`
+	// PeakRSS is VmHWM: the highest resident memory since the process
+	// started or since the last resetPeakRSS.
+	PeakRSS    uint64 `json:"peak_rss"`
 	Goroutines int    `json:"goroutines"`
+	// CPU is the process's user and system CPU time so far, read before
+	// the forced collections so that they are not counted.
+	CPU time.Duration `json:"cpu_ns"`
 }
 
 // Heap returns the Go memory the process holds: heap spans and stacks.
@@ -27,6 +35,7 @@ func (s ProcessStats) Heap() uint64 { return s.HeapInuse + s.StackInuse }
 // readProcessStats collects garbage twice (the second pass frees what
 // finalizers released) and reads the process's memory.
 func readProcessStats() ProcessStats {
+	cpu := cpuTime()
 	runtime.GC()
 	runtime.GC()
 	var m runtime.MemStats
@@ -34,13 +43,31 @@ func readProcessStats() ProcessStats {
 	return ProcessStats{
 		HeapInuse:  m.HeapInuse,
 		StackInuse: m.StackInuse,
-		RSS:        residentBytes(),
+		RSS:        statusBytes("VmRSS:"),
+		PeakRSS:    statusBytes("VmHWM:"),
 		Goroutines: runtime.NumGoroutine(),
+		CPU:        cpu,
 	}
 }
 
-// residentBytes returns VmRSS of this process, or 0 if it cannot be read.
-func residentBytes() uint64 {
+// cpuTime returns the user and system CPU time this process has used.
+func cpuTime() time.Duration {
+	var ru syscall.Rusage
+	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
+		return 0
+	}
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
+}
+
+// resetPeakRSS starts a new VmHWM period: the peak becomes the current
+// resident memory (Linux's clear_refs, value 5).
+func resetPeakRSS() error {
+	return os.WriteFile("/proc/self/clear_refs", []byte("5"), 0)
+}
+
+// statusBytes returns the kB figure of the /proc/self/status line starting
+// with field, in bytes, or 0 if it cannot be read.
+func statusBytes(field string) uint64 {
 	f, err := os.Open("/proc/self/status")
 	if err != nil {
 		return 0
@@ -48,7 +75,7 @@ func residentBytes() uint64 {
 	defer f.Close()
 	s := bufio.NewScanner(f)
 	for s.Scan() {
-		if rest, ok := strings.CutPrefix(s.Text(), "VmRSS:"); ok {
+		if rest, ok := strings.CutPrefix(s.Text(), field); ok {
 			kb, err := strconv.ParseUint(strings.TrimSuffix(strings.TrimSpace(rest), " kB"), 10, 64)
 			if err != nil {
 				return 0

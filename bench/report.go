@@ -85,6 +85,12 @@ func Markdown(res Results, baseline *Results) string {
 	if sub := res.Subscribe; sub.ProduceToClient.Samples > 0 || len(sub.Fanout) > 0 {
 		subscriptions(p, sub, res.Latency.ProduceToClient)
 	}
+	if len(res.RealData) > 0 {
+		realData(p, res.RealData)
+	}
+	if len(res.Push) > 0 {
+		pushLatencies(p, res.Push)
+	}
 	p("#### Targets of issue 5 (aimed at, never asserted)")
 	p("")
 	p("| target | figure |")
@@ -96,6 +102,8 @@ func Markdown(res Results, baseline *Results) string {
 		p("| idle session <= 16 KiB | %s heap + stacks, %s RSS (at %d sessions) |", kib(s.HeapPerSession), kib(s.RSSPerSession), s.Sessions)
 	}
 	p("| fetch p99 < 5 ms at light load | %.3f ms |", res.Latency.Fetch.P99)
+	p("")
+	issue12Targets(p, res)
 	if baseline != nil {
 		p("")
 		b.WriteString(comparison(res, *baseline))
@@ -150,6 +158,39 @@ func comparison(res, base Results) string {
 	}
 	row("handshakes", base.Sessions.HandshakesPerS, res.Sessions.HandshakesPerS, "%.0f/s", true)
 	row("fan-out fetch bytes per delivered record", base.Fanout.BytesPerRecord, res.Fanout.BytesPerRecord, "%.1f B", false)
+	for _, r := range res.Subscribe.Fanout {
+		for _, o := range base.Subscribe.Fanout {
+			if o.Sessions == r.Sessions {
+				row(fmt.Sprintf("%d subscribers, delivered records/s", r.Sessions), o.RecordsPerS, r.RecordsPerS, "%.0f", true)
+				row(fmt.Sprintf("%d subscribers, gateway CPU per delivered record", r.Sessions), o.Cost.CPUPerRecord, r.Cost.CPUPerRecord, "%.2f us", false)
+			}
+		}
+	}
+	for _, run := range res.RealData {
+		for _, o := range base.RealData {
+			if o.Codec != run.Codec {
+				continue
+			}
+			for _, r := range run.Rows {
+				for _, or := range o.Rows {
+					if or.Readers == r.Readers {
+						name := fmt.Sprintf("JSON %s, %d reader%s of one partition", run.Codec, r.Readers, plural(r.Readers))
+						row(name+", of direct", 100*or.OfDirect, 100*r.OfDirect, "%.0f%%", true)
+						row(name+", gateway CPU per record", or.Cost.CPUPerRecord, r.Cost.CPUPerRecord, "%.2f us", false)
+					}
+				}
+			}
+		}
+	}
+	for _, r := range res.Push {
+		for _, o := range base.Push {
+			if o.Sessions == r.Sessions {
+				row(fmt.Sprintf("push to %d subscribers p50", r.Sessions), o.Latency.P50, r.Latency.P50, "%.3f ms", false)
+				row(fmt.Sprintf("push to %d subscribers p99", r.Sessions), o.Latency.P99, r.Latency.P99, "%.3f ms", false)
+				row(fmt.Sprintf("push to %d subscribers, gateway CPU per delivered record", r.Sessions), o.Cost.CPUPerRecord, r.Cost.CPUPerRecord, "%.2f us", false)
+			}
+		}
+	}
 	return b.String()
 }
 
@@ -189,12 +230,153 @@ func subscriptions(p func(string, ...any), sub SubscribeResult, polling Percenti
 		p("| %s | %d | %.3f | %.3f | %.3f | %.3f |", l.name, l.p.Samples, l.p.P50, l.p.P99, l.p.P999, l.p.Max)
 	}
 	p("")
-	p("| subscribed sessions | records produced | value | delivered | seconds | delivered records/s | Kafka fetch requests | requests per delivered record |")
-	p("|---:|---:|---:|---:|---:|---:|---:|---:|")
+	p("| subscribed sessions | records produced | value | delivered | seconds | delivered records/s | Kafka fetch requests | requests per delivered record | gateway CPU per delivered record | gateway peak RSS | peak decoded cache |")
+	p("|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
 	for _, r := range sub.Fanout {
-		p("| %d | %d | %s | %d | %.2f | %.0f | %d | %.5f |", r.Sessions, r.Records, sizeName(r.ValueBytes), r.Delivered, r.Seconds, r.RecordsPerS, r.FetchRequests, r.RequestsPerRecord)
+		p("| %d | %d | %s | %d | %.2f | %.0f | %d | %.5f | %s | %s | %s |", r.Sessions, r.Records, sizeName(r.ValueBytes), r.Delivered, r.Seconds, r.RecordsPerS, r.FetchRequests, r.RequestsPerRecord, micros(r.Cost.CPUPerRecord), mib(r.Cost.PeakRSS), cacheFigure(r.Cost))
 	}
 	p("")
+}
+
+// realData renders the JSON-event runs.
+func realData(p func(string, ...any), runs []RealDataRun) {
+	p("#### Real data: compressed JSON events, N readers of one partition")
+	p("")
+	p("Every partition holds the same JSON events, produced by a franz-go producer with its default batching (10 ms linger, 1 MB batches) and the codec. For each reader count N, in each round, a partition of its own: N direct franz-go consumers each read the whole partition, then N gateway sessions each do (the APISIX fetch loop: `cmd_kafka_fetch` from offset 0, then at last + 1), the gateway meeting the partition for the first time; then N sessions read it again (\"read again\": what a record cache gives later readers). Records/s count the deliveries to all readers together. Gateway CPU is the gateway process's CPU time over the records of the first read; Kafka fetch bytes per record above the compressed size mean the gateway fetched the same batches more than once.")
+	p("")
+	p("| codec | events | mean value | compressed | readers | direct records/s | gateway records/s | of direct | gateway CPU per record | Kafka fetch bytes per record | gateway peak RSS | peak decoded cache | read again: records/s | of direct |")
+	p("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
+	for _, run := range runs {
+		compressed := "-"
+		if run.CompressedBytes > 0 {
+			compressed = fmt.Sprintf("%.0f B (%.1fx)", float64(run.CompressedBytes)/float64(run.Records), float64(run.BatchBytes)/float64(run.CompressedBytes))
+		}
+		for _, r := range run.Rows {
+			again := "- | -"
+			if r.WarmPerS > 0 {
+				again = fmt.Sprintf("%.0f | %.0f%%", r.WarmPerS, 100*r.WarmOfDirect)
+			}
+			p("| %s | %d | %.0f B | %s | %d | %.0f | %.0f | %.0f%% | %s | %.0f B | %s | %s | %s |", run.Codec, run.Records, run.ValueBytes, compressed, r.Readers, r.DirectPerS, r.GatewayPerS, 100*r.OfDirect, micros(r.Cost.CPUPerRecord), r.FetchBytesPerRecord, mib(r.Cost.PeakRSS), cacheFigure(r.Cost), again)
+		}
+	}
+	p("")
+}
+
+// pushLatencies renders the push latency runs.
+func pushLatencies(p func(string, ...any), rows []PushRow) {
+	p("#### Push latency: JSON events at a steady rate to subscribers of one partition")
+	p("")
+	p("Each record carries its send time; every subscriber's every record counts. The producer does not linger (snappy, its default compression).")
+	p("")
+	p("| subscribers | records | rate | samples | p50 ms | p99 ms | p99.9 ms | max ms | gateway CPU per delivered record | gateway peak RSS | peak decoded cache |")
+	p("|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
+	for _, r := range rows {
+		l := r.Latency
+		p("| %d | %d | %.0f/s | %d | %.3f | %.3f | %.3f | %.3f | %s | %s | %s |", r.Sessions, r.Records, r.Rate, l.Samples, l.P50, l.P99, l.P999, l.Max, micros(r.Cost.CPUPerRecord), mib(r.Cost.PeakRSS), cacheFigure(r.Cost))
+	}
+	p("")
+}
+
+// issue12Targets renders the targets of issue 12 against the figures.
+func issue12Targets(p func(string, ...any), res Results) {
+	p("#### Targets of issue 12 (aimed at, never asserted)")
+	p("")
+	p("| target | figure |")
+	p("|---|---|")
+	p("| compressed JSON, 1 session >= 70%% of direct | %s |", sharedOfDirect(res.RealData, 1, true))
+	p("| compressed JSON, 10 sessions on one partition >= 100%% of 10 direct consumers | %s |", sharedOfDirect(res.RealData, 10, true))
+	p("| uncompressed: no regression | JSON, 1 / 10 sessions: %s / %s; random values: see the comparison |", sharedOfDirect(res.RealData, 1, false), sharedOfDirect(res.RealData, 10, false))
+	var fanout []string
+	for _, r := range res.Subscribe.Fanout {
+		if r.Sessions == 100 {
+			fanout = append(fanout, micros(r.Cost.CPUPerRecord)+" (100 B values, as fast as the producer goes)")
+		}
+	}
+	for _, r := range res.Push {
+		if r.Sessions == 100 {
+			fanout = append(fanout, fmt.Sprintf("%s (JSON at %.0f/s)", micros(r.Cost.CPUPerRecord), r.Rate))
+		}
+	}
+	if fanout == nil {
+		fanout = []string{"not measured"}
+	}
+	p("| fan-out <= 0.5 us gateway CPU per delivered record at 100 subscribers | %s |", strings.Join(fanout, "; "))
+	thousand := "not measured"
+	for _, r := range res.Subscribe.Fanout {
+		if r.Sessions == 1000 {
+			thousand = fmt.Sprintf("%.2f M/s", r.RecordsPerS/1e6)
+		}
+	}
+	p("| >= 1 M deliveries/s at 1000 subscribers of one partition | %s |", thousand)
+	latency := "not measured"
+	for _, r := range res.Push {
+		if r.Sessions == 100 {
+			latency = fmt.Sprintf("p50 %.3f ms, p99 %.3f ms", r.Latency.P50, r.Latency.P99)
+		}
+	}
+	p("| push at 1000 records/s to 100 subscribers: p99 < 2 ms, p50 < 0.5 ms | %s |", latency)
+	var peak gatewayCost
+	costs := []gatewayCost{}
+	for _, run := range res.RealData {
+		for _, r := range run.Rows {
+			costs = append(costs, r.Cost)
+		}
+	}
+	for _, r := range res.Subscribe.Fanout {
+		costs = append(costs, r.Cost)
+	}
+	for _, r := range res.Push {
+		costs = append(costs, r.Cost)
+	}
+	for _, c := range costs {
+		peak.PeakRSS = max(peak.PeakRSS, c.PeakRSS)
+		peak.PeakCacheBytes = max(peak.PeakCacheBytes, c.PeakCacheBytes)
+		peak.CacheLimit = max(peak.CacheLimit, c.CacheLimit)
+	}
+	p("| decoded cache within its configured bytes | peak over the real-data, subscription and push runs: %s; gateway peak RSS %s |", cacheFigure(peak), mib(peak.PeakRSS))
+}
+
+// cacheFigure is the peak of the decoded-record cache against its bound,
+// or "-" for a gateway without one.
+func cacheFigure(c gatewayCost) string {
+	if c.CacheLimit == 0 {
+		return "-"
+	}
+	return fmt.Sprintf("%.1f of %.0f MiB", float64(c.PeakCacheBytes)/(1<<20), float64(c.CacheLimit)/(1<<20))
+}
+
+// sharedOfDirect lists the real-data ratios of readers sessions, of the
+// compressed codecs or of the uncompressed one.
+func sharedOfDirect(runs []RealDataRun, readers int, compressed bool) string {
+	var parts []string
+	for _, run := range runs {
+		if (run.Codec != "none") != compressed {
+			continue
+		}
+		for _, r := range run.Rows {
+			if r.Readers == readers {
+				parts = append(parts, fmt.Sprintf("%.0f%% (%s)", 100*r.OfDirect, run.Codec))
+			}
+		}
+	}
+	if parts == nil {
+		return "not measured"
+	}
+	return strings.Join(parts, ", ")
+}
+
+func micros(us float64) string {
+	if us == 0 {
+		return "-"
+	}
+	return fmt.Sprintf("%.2f us", us)
+}
+
+func mib(b uint64) string {
+	if b == 0 {
+		return "-"
+	}
+	return fmt.Sprintf("%.0f MiB", float64(b)/(1<<20))
 }
 
 func ofDirect(rows []ThroughputRow, sessions int) string {

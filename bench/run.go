@@ -33,9 +33,29 @@ type Config struct {
 	// arrive, one run per count; none skips the subscription runs.
 	SubscribeSessions []int `json:"subscribe_sessions"`
 	SubscribeRecords  int   `json:"subscribe_records"`
+	// Codecs are the batch compressions of the real-data runs (keys of
+	// Codecs); none skips them.
+	Codecs []string `json:"codecs"`
+	// EventMB is how many megabytes (10^6 B) of JSON events each codec's
+	// partition holds.
+	EventMB float64 `json:"event_mb"`
+	// SharedSessions are the reader counts of the real-data runs: as many
+	// direct consumers, then as many gateway sessions, each read the whole
+	// partition.
+	SharedSessions []int `json:"shared_sessions"`
+	// PushSessions are the subscriber counts of the push latency runs, in
+	// which PushRecords JSON events arrive at PushRate records/s; none
+	// skips them.
+	PushSessions []int   `json:"push_sessions"`
+	PushRecords  int     `json:"push_records"`
+	PushRate     float64 `json:"push_rate"`
 	// Client is the client the sessions use: ClientRaw (default), a lean
 	// frame-level client, or ClientGo, the project's client package.
 	Client string `json:"client"`
+	// CacheBytes and WindowBytes, if not 0, set the gateway cluster's
+	// record cache bounds (cache_bytes, window_bytes); 0 keeps the defaults.
+	CacheBytes  int `json:"cache_bytes,omitempty"`
+	WindowBytes int `json:"window_bytes,omitempty"`
 	// CPUProfile and MemProfile, if set, receive the gateway process's
 	// CPU profile and heap (allocs) profile.
 	CPUProfile string `json:"-"`
@@ -55,6 +75,10 @@ type Results struct {
 	Fanout     FanoutResult    `json:"fanout"`
 	Subscribe  SubscribeResult `json:"subscribe"`
 	Sessions   SessionsResult  `json:"sessions"`
+	// RealData are the JSON-event runs, one per codec.
+	RealData []RealDataRun `json:"real_data,omitempty"`
+	// Push are the push latency runs, one per subscriber count.
+	Push []PushRow `json:"push,omitempty"`
 }
 
 // Topics of a run besides the throughput topics, one partition each.
@@ -62,6 +86,7 @@ const (
 	latencyTopic   = "latency"
 	fanoutTopic    = "fanout"
 	subscribeTopic = "subscribe"
+	pushTopic      = "push"
 )
 
 func valuesTopic(size int) string { return "values-" + strconv.Itoa(size) }
@@ -73,7 +98,10 @@ func Run(ctx context.Context, cfg Config, progress io.Writer) (res Results, err 
 	if _, err := raiseOpenFiles(maxOpenFiles); err != nil {
 		return res, err
 	}
-	topics := []string{latencyTopic + ":1", fanoutTopic + ":1", subscribeTopic + ":1"}
+	topics := []string{latencyTopic + ":1", fanoutTopic + ":1", subscribeTopic + ":1", pushTopic + ":1"}
+	for _, codec := range cfg.Codecs {
+		topics = append(topics, fmt.Sprintf("%s:%d", realDataTopic(codec), realDataPartitions(cfg)))
+	}
 	for _, size := range cfg.ValueSizes {
 		topics = append(topics, fmt.Sprintf("%s:%d", valuesTopic(size), slices.Max(cfg.Sessions)))
 	}
@@ -82,7 +110,7 @@ func Run(ctx context.Context, cfg Config, progress io.Writer) (res Results, err 
 		return res, err
 	}
 	defer func() { err = errors.Join(err, broker.stop()) }()
-	gateway, err := startGateway(brokers, cfg.Client, cfg.CPUProfile, cfg.MemProfile)
+	gateway, err := startGateway(brokers, cfg)
 	if err != nil {
 		return res, err
 	}
@@ -111,11 +139,16 @@ func Run(ctx context.Context, cfg Config, progress io.Writer) (res Results, err 
 	if res.Fanout, err = measureFanout(ctx, gateway, brokers, fanoutTopic, cfg.FanoutSessions, cfg.FanoutRecords, 100); err != nil {
 		return res, fmt.Errorf("fan-out: %w", err)
 	}
-	if len(cfg.SubscribeSessions) == 0 {
-		return res, nil // e.g. code from before subscriptions, as a baseline
+	if len(cfg.SubscribeSessions) > 0 { // none: e.g. code from before subscriptions, as a baseline
+		if res.Subscribe, err = measureSubscriptions(ctx, gateway, brokers, subscribeTopic, cfg.LatencySamples, cfg.SubscribeSessions, cfg.SubscribeRecords, logf); err != nil {
+			return res, fmt.Errorf("subscriptions: %w", err)
+		}
 	}
-	if res.Subscribe, err = measureSubscriptions(ctx, gateway, brokers, subscribeTopic, cfg.LatencySamples, cfg.SubscribeSessions, cfg.SubscribeRecords, logf); err != nil {
-		return res, fmt.Errorf("subscriptions: %w", err)
+	if res.RealData, err = measureRealData(ctx, gateway, brokers, cfg, logf); err != nil {
+		return res, fmt.Errorf("real data: %w", err)
+	}
+	if res.Push, err = measurePush(ctx, gateway, brokers, pushTopic, cfg, logf); err != nil {
+		return res, fmt.Errorf("push latency: %w", err)
 	}
 	return res, nil
 }
@@ -137,11 +170,11 @@ func measureThroughput(ctx context.Context, gw gatewayTarget, brokers []string, 
 		return nil, err
 	}
 	readers := []func() (time.Duration, error){func() (time.Duration, error) {
-		return readDirect(ctx, brokers, topic, partitions, perPartition, size)
+		return readDirect(ctx, brokers, topic, partitionRange(0, partitions), perPartition, 1, sizeIs(size))
 	}}
 	for _, sessions := range cfg.Sessions {
 		readers = append(readers, func() (time.Duration, error) {
-			return readGateway(ctx, gw, topic, partitions, perPartition, size, sessions)
+			return readGateway(ctx, gw, topic, partitionRange(0, partitions), perPartition, sessions, disjointPartitions, sizeIs(size))
 		})
 	}
 	best := make([]time.Duration, len(readers))

@@ -35,6 +35,8 @@ type SubscribeFanoutRow struct {
 	FetchRequests     int64   `json:"fetch_requests"`
 	FetchBytes        int64   `json:"fetch_bytes"`
 	RequestsPerRecord float64 `json:"fetch_requests_per_delivered_record"`
+	// Cost is the gateway's CPU per delivered record and peak memory.
+	Cost gatewayCost `json:"gateway"`
 }
 
 // Field numbers of the subscription extension (PROTOCOL.md).
@@ -182,7 +184,8 @@ func subscribedFanout(ctx context.Context, g *gatewayProcess, brokers []string, 
 			return row, err
 		}
 	}
-	if err := g.resetCounters(); err != nil {
+	cpuAtStart, err := g.resetCounters()
+	if err != nil {
 		return row, err
 	}
 	start := time.Now()
@@ -219,6 +222,7 @@ func subscribedFanout(ctx context.Context, g *gatewayProcess, brokers []string, 
 	row.RecordsPerS = float64(row.Delivered) / row.Seconds
 	row.FetchRequests, row.FetchBytes = s.FetchRequests, s.FetchBytes
 	row.RequestsPerRecord = float64(s.FetchRequests) / float64(row.Delivered)
+	row.Cost = costFrom(cpuAtStart, s, row.Delivered)
 	return row, nil
 }
 

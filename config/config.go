@@ -38,7 +38,7 @@ const (
 
 	DefaultFetchMaxBytes    = 1 << 20
 	DefaultFetchMaxWait     = 100 * time.Millisecond
-	DefaultWindowBytes      = 4 << 20
+	DefaultWindowBytes      = 16 << 20
 	DefaultCacheBytes       = 64 << 20
 	DefaultRequestTimeout   = 5 * time.Second
 	DefaultListenerSocket   = "/var/run/envoy-pubsub/pubsub.sock"
@@ -100,8 +100,9 @@ type KafkaCluster struct {
 	RequestTimeout Duration `json:"request_timeout,omitempty"`
 	// WindowBytes bounds the decoded records the cluster's record cache
 	// keeps for one partition (keys, values, headers and a fixed cost per
-	// record), so that one busy partition cannot take the whole cache.
-	// Default 4 MiB.
+	// record), so that one busy partition cannot take the whole cache;
+	// sessions of one partition that drift further apart than this decode
+	// the same batches again. Default 16 MiB.
 	WindowBytes int `json:"window_bytes,omitempty"`
 	// CacheBytes bounds the decoded records the cluster's record cache
 	// keeps for all partitions together, counted as WindowBytes counts

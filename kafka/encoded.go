@@ -42,6 +42,8 @@ type encodedPush struct {
 	once sync.Once
 	e    *pubsub.EncodedReply
 	err  error
+	// bytes is what it counts in encodedPushes.bytes; guarded by its mu.
+	bytes int
 }
 
 // pushReply is the push of out's records of topic/partition to a
@@ -73,25 +75,28 @@ func (p *encodedPushes) encode(topic string, partition int32, out *reply, maxByt
 	ep.once.Do(func() {
 		ep.e, ep.err = pubsub.EncodeReply(pushReply(topic, partition, out))
 		if ep.err == nil {
-			p.added(ep.e.Len(), maxBytes)
+			p.added(key, ep, maxBytes)
 		}
 	})
 	return ep.e, ep.err
 }
 
-// added counts an encoded push's bytes and evicts the oldest pushes beyond
-// the bounds.
-func (p *encodedPushes) added(n, maxBytes int) {
+// added counts the bytes of ep, just encoded, and evicts the oldest pushes
+// beyond the bounds. A push evicted while it was encoded is not counted:
+// it is no longer kept here.
+func (p *encodedPushes) added(key pushKey, ep *encodedPush, maxBytes int) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	p.bytes += n
+	if p.byKey[key] != ep {
+		return
+	}
+	ep.bytes = ep.e.Len()
+	p.bytes += ep.bytes
 	for len(p.order) > 1 && (len(p.order) > maxEncodedPushes || p.bytes > maxBytes) {
 		old := p.byKey[p.order[0]]
 		delete(p.byKey, p.order[0])
 		p.order[0] = pushKey{}
 		p.order = p.order[1:]
-		if old.e != nil {
-			p.bytes -= old.e.Len()
-		}
+		p.bytes -= old.bytes
 	}
 }

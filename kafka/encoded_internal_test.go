@@ -1,6 +1,7 @@
 package kafka
 
 import (
+	"sync"
 	"testing"
 
 	"github.com/twmb/franz-go/pkg/kgo"
@@ -64,5 +65,33 @@ func TestEncodedPushesStayWithinTheirBounds(t *testing.T) {
 	}
 	if p.bytes > 2500+1100 || len(p.byKey) > 3 {
 		t.Fatalf("%d pushes of %d bytes kept, byte bound 2500", len(p.byKey), p.bytes)
+	}
+}
+
+// Pushes encoded at once by many subscribers, some evicted while they are
+// encoded, leave the byte count equal to what is kept.
+func TestEncodedPushesCountOnlyWhatTheyKeepUnderConcurrency(t *testing.T) {
+	var p encodedPushes
+	var wg sync.WaitGroup
+	for g := range 8 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := range 200 {
+				recs := windowRecords(1+(g+i)%3, 100)
+				if _, err := p.encode("t", 0, replyOf(recs), 2000); err != nil {
+					t.Error(err)
+					return
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	kept := 0
+	for _, ep := range p.byKey {
+		kept += ep.bytes
+	}
+	if p.bytes != kept || p.bytes > 2000 {
+		t.Fatalf("the pushes count %d bytes, those kept hold %d (bound 2000)", p.bytes, kept)
 	}
 }

@@ -199,6 +199,7 @@ func (k *Cluster) newMemberClient(m *member, reset kgo.Offset) (*kgo.Client, err
 		kgo.ConsumeResetOffset(reset),
 		kgo.DisableAutoCommit(),
 		kgo.BlockRebalanceOnPoll(),
+		kgo.FetchIsolationLevel(kgo.ReadCommitted()), // as fetches and subscriptions read
 		kgo.FetchMaxBytes(k.cfg.FetchMaxBytes),
 		kgo.FetchMaxPartitionBytes(k.cfg.FetchMaxBytes),
 		kgo.OnPartitionsAssigned(func(_ context.Context, _ *kgo.Client, assigned map[string][]int32) {

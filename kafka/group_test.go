@@ -507,3 +507,51 @@ func TestGroupMembershipLimitsAndLeaving(t *testing.T) {
 		t.Errorf("commit without membership after the member left: %v", err)
 	}
 }
+
+// A group member reads committed data only, as fetches and subscriptions
+// do: records of an aborted transaction never reach it.
+func TestGroupSubscriptionSkipsAbortedTransactions(t *testing.T) {
+	f := newFixture(t, "    groups: ['g']\n")
+	brokers := f.kafka.ListenAddrs()
+	plain := newBatchProducer(t, brokers, "t", 0, kgo.SnappyCompression(), "plain")
+	txn := newBatchProducer(t, brokers, "t", 0, kgo.SnappyCompression(), "txn", kgo.TransactionalID("group-txn"))
+	plain.batch(3)
+	if err := txn.cl.BeginTransaction(); err != nil {
+		t.Fatal(err)
+	}
+	txn.batch(4)
+	if err := txn.cl.EndTransaction(ctx(t), kgo.TryAbort); err != nil {
+		t.Fatalf("abort: %v", err)
+	}
+	want := append(plain.batch(2), plain.batch(1)...)
+	l := readLog(t, brokers, "t", 0, want[len(want)-1].offset)
+	if len(l.records) != 6 {
+		t.Fatalf("a read_committed read holds %d data records, want 6", len(l.records))
+	}
+
+	sub, err := f.c.Subscribe(ctx(t), &pb.CmdKafkaSubscribe{Topic: "t", Group: "g", Start: &pb.CmdKafkaSubscribe_Earliest{Earliest: true}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var got []*pb.KafkaMessage
+	for len(got) < len(l.records) {
+		select {
+		case resp := <-sub.C():
+			if fr := resp.GetKafkaFetchResp(); fr != nil && fr.GetPartition() == 0 {
+				got = append(got, fr.GetMessages()...)
+			} else if resp.GetErrorResp() != nil {
+				t.Fatalf("push %v", resp)
+			}
+		case <-ctx(t).Done():
+			t.Fatalf("%d of %d records before the deadline", len(got), len(l.records))
+		}
+	}
+	if len(got) != len(l.records) {
+		t.Fatalf("%d records pushed, the committed log holds %d", len(got), len(l.records))
+	}
+	for i, m := range got {
+		if m.GetOffset() != l.records[i].Offset || string(m.GetValue()) != string(l.records[i].Value) {
+			t.Fatalf("record %d: offset %d value %s; the committed log has offset %d value %s", i, m.GetOffset(), m.GetValue(), l.records[i].Offset, l.records[i].Value)
+		}
+	}
+}

@@ -231,16 +231,18 @@ func (d *delivery) run(ctx context.Context, wg *sync.WaitGroup, release func()) 
 	for ctx.Err() == nil {
 		changed, end, gone := r.state()
 		out := newReply(d.cursor, d.maxRecords, int(d.k.cfg.FetchMaxBytes))
-		if d.cursor >= end {
-			d.k.cache.read(key, d.cursor, out) // what came since state
-		} else if err := d.catchUp(ctx, out); err != nil {
-			if terminal(err) {
-				d.fail(ctx, err)
-				return
+		// The record cache first: at the end of the log it holds what came
+		// since state, and a catch-up needs a deadline only for Kafka.
+		if !d.k.cache.read(key, d.cursor, out) && d.cursor < end {
+			if err := d.catchUp(ctx, out); err != nil {
+				if terminal(err) {
+					d.fail(ctx, err)
+					return
+				}
+				log.Warn("kafka: subscription catch-up failed", "err", err)
+				sleep(ctx, readerBackoff)
+				continue
 			}
-			log.Warn("kafka: subscription catch-up failed", "err", err)
-			sleep(ctx, readerBackoff)
-			continue
 		}
 		if len(out.records) > 0 {
 			if !d.pushCached(ctx, out) {

@@ -1,7 +1,10 @@
 // Command pubsub-bench measures the gateway against direct franz-go on
 // loopback in one run: throughput with 1, 10 and 100 sessions, latency,
-// idle-session memory, handshake rate, fan-out cost, and streaming
-// subscriptions (latency, and delivery to 1, 100 and 1000 sessions). It writes JSON,
+// idle-session memory, handshake rate, fan-out cost, streaming
+// subscriptions (latency, and delivery to 1, 100 and 1000 sessions), real
+// data (compressed JSON events read by 1, 10 and 100 sessions of one
+// partition against as many direct consumers) and push latency at a steady
+// rate to 1, 100 and 1000 subscribers. It writes JSON,
 // Markdown and a PNG chart to -out and the tables into BENCHMARKS.md.
 //
 // The broker (kfake) and the gateway run as child processes started from
@@ -47,9 +50,17 @@ func run() error {
 	fanoutRecords := flag.Int("fanout-records", 5000, "records produced in the fan-out run")
 	subscribeSessions := flag.String("subscribe-sessions", "1,100,1000", "session counts subscribed to one partition in the subscription runs; empty skips them (code without subscriptions)")
 	subscribeRecords := flag.Int("subscribe-records", 20000, "records produced in each subscription run")
+	codecs := flag.String("codecs", "none,snappy,lz4,zstd", "batch compressions of the real-data runs ("+strings.Join(bench.CodecNames(), ", ")+"); empty skips them")
+	eventMB := flag.Float64("event-mb", 10, "megabytes of JSON events in each codec's partition")
+	sharedSessions := flag.String("shared-sessions", "1,10,100", "reader counts of the real-data runs: as many direct consumers and as many sessions each read the whole partition")
+	pushSessions := flag.String("push-sessions", "1,100,1000", "subscriber counts of the push latency runs; empty skips them")
+	pushRecords := flag.Int("push-records", 3000, "records produced in each push latency run")
+	pushRate := flag.Float64("push-rate", 1000, "records per second produced in the push latency runs")
+	cacheBytes := flag.Int("cache-bytes", 0, "the gateway cluster's cache_bytes (its decoded-record cache); 0 keeps the gateway's default")
+	windowBytes := flag.Int("window-bytes", 0, "the gateway cluster's window_bytes (the cache's share for one partition); 0 keeps the gateway's default")
 	clientKind := flag.String("client", bench.ClientRaw, "client of the sessions: raw (a lean frame-level client) or go (the project's client package)")
-	out := flag.String("out", filepath.Join("bench", "results"), "directory of the result files")
-	doc := flag.String("doc", "BENCHMARKS.md", "Markdown file whose results section is replaced; empty leaves it")
+	out := flag.String("out", "results", "directory of the result files (the default is relative to the bench module, where the command runs)")
+	doc := flag.String("doc", filepath.Join("..", "BENCHMARKS.md"), "Markdown file whose results section is replaced; empty leaves it")
 	compare := flag.String("compare", "", "results.json of an earlier run to compare with (before/after table)")
 	merge := flag.String("merge", "", "comma-separated results.json files of runs of the same code: measure nothing, write the best figure of each (see bench.Best)")
 	cpuProfile := flag.String("cpuprofile", "", "write a CPU profile of the gateway process to this file")
@@ -65,6 +76,11 @@ func run() error {
 		FanoutSessions:   *fanoutSessions,
 		FanoutRecords:    *fanoutRecords,
 		SubscribeRecords: *subscribeRecords,
+		EventMB:          *eventMB,
+		CacheBytes:       *cacheBytes,
+		WindowBytes:      *windowBytes,
+		PushRecords:      *pushRecords,
+		PushRate:         *pushRate,
 		CPUProfile:       absolute(*cpuProfile),
 		MemProfile:       absolute(*memProfile),
 	}
@@ -86,6 +102,22 @@ func run() error {
 			return err
 		}
 	}
+	if *codecs != "" {
+		if cfg.Codecs, err = bench.ParseCodecs(*codecs); err != nil {
+			return fmt.Errorf("-codecs: %w", err)
+		}
+	}
+	if cfg.SharedSessions, err = ints("shared-sessions", *sharedSessions); err != nil {
+		return err
+	}
+	if *pushSessions != "" {
+		if cfg.PushSessions, err = ints("push-sessions", *pushSessions); err != nil {
+			return err
+		}
+	}
+	if cfg.PushRate <= 0 || cfg.PushRecords <= 0 || cfg.EventMB <= 0 {
+		return fmt.Errorf("-push-rate, -push-records and -event-mb must be positive")
+	}
 	if *quick {
 		cfg.MBPerSize = 20
 		cfg.Runs = 1
@@ -94,6 +126,10 @@ func run() error {
 		cfg.FanoutRecords = 1000
 		cfg.SubscribeSessions = []int{1, 100}
 		cfg.SubscribeRecords = 2000
+		cfg.EventMB = 2
+		cfg.SharedSessions = []int{1, 10}
+		cfg.PushSessions = []int{1, 100}
+		cfg.PushRecords = 500
 		*out = filepath.Join(os.TempDir(), "pubsub-bench-quick")
 		*doc = ""
 	}

@@ -6,8 +6,6 @@ import (
 	"flag"
 	"fmt"
 	"log/slog"
-	"net"
-	"net/http"
 	"os"
 	"runtime"
 	"runtime/debug"
@@ -22,7 +20,6 @@ import (
 
 	"github.com/envoy-pubsub/gateway/config"
 	"github.com/envoy-pubsub/gateway/kafka"
-	"github.com/envoy-pubsub/gateway/server"
 	"github.com/envoy-pubsub/gateway/standalone"
 )
 
@@ -191,51 +188,37 @@ func runGateway(args []string) (err error) {
 	}
 	log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
 	counter := &fetchCounter{}
-	pool := kafka.NewPool(kafka.Logger(log), kafka.ClientOptions(kgo.WithHooks(counter)))
-	defer pool.Close()
+	srv, err := standalone.Start(doc, "127.0.0.1:0", standalone.Options{
+		Logger:      log,
+		PoolOptions: []kafka.PoolOption{kafka.ClientOptions(kgo.WithHooks(counter))},
+	})
+	if err != nil {
+		return err
+	}
+	defer func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		srv.Shutdown(ctx)
+	}()
 	clusterConfig, err := doc.KafkaClusters[benchCluster].WithPassword(nil)
 	if err != nil {
 		return err
 	}
 	// The sessions acquire this same shared cluster (one per configuration);
 	// holding it here lets the cache be watched between sessions too.
-	cluster, err := pool.Acquire(clusterConfig)
+	cluster, err := srv.Pool().Acquire(clusterConfig)
 	if err != nil {
 		return err
 	}
 	defer cluster.Release()
 	cache := newCacheWatch(cluster.CachedBytes, log)
 	defer cache.stop()
-	resolver, err := standalone.NewResolver(doc, pool)
-	if err != nil {
-		return err
-	}
-	srv := server.New(resolver, server.OptionsFrom(doc, log))
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		return err
-	}
-	go func() {
-		defer func() {
-			if p := recover(); p != nil {
-				log.Error("bench gateway: serve panic", "panic", p, "stack", string(debug.Stack()))
-			}
-		}()
-		if err := srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
-			log.Error("bench gateway: serve", "err", err)
-		}
-	}()
-	defer func() {
-		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-		defer cancel()
-		srv.Shutdown(ctx)
-	}()
-	return serveCommands(gatewayReady{Addr: ln.Addr().String()}, func(command string) (any, error) {
+	return serveCommands(gatewayReady{Addr: srv.Addr()}, func(command string) (any, error) {
 		switch command {
 		case "stats":
 			return GatewayStats{
 				ProcessStats:   readProcessStats(),
-				Sessions:       srv.ActiveSessions(),
+				Sessions:       srv.Sessions().ActiveSessions(),
 				FetchRequests:  counter.requests.Load(),
 				FetchBytes:     counter.bytes.Load(),
 				CacheBytes:     int64(cluster.CachedBytes()),

@@ -15,18 +15,19 @@ import (
 	"github.com/envoy-pubsub/gateway/server"
 )
 
-// Resolver maps the request path /NAME to Kafka cluster NAME.
-type Resolver struct {
+// resolver maps the request path /NAME to Kafka cluster NAME.
+type resolver struct {
 	pool     *kafka.Pool
+	log      *slog.Logger
 	clusters map[string]*config.KafkaCluster
 	session  config.Session
 }
 
-// NewResolver resolves every cluster's SASL password (from the inline value,
+// newResolver resolves every cluster's SASL password (from the inline value,
 // password_file or password_env) once, so that a missing secret fails at
 // start rather than per session.
-func NewResolver(doc *config.Document, pool *kafka.Pool) (*Resolver, error) {
-	r := &Resolver{pool: pool, clusters: make(map[string]*config.KafkaCluster, len(doc.KafkaClusters)), session: doc.Session}
+func newResolver(doc *config.Document, pool *kafka.Pool, log *slog.Logger) (*resolver, error) {
+	r := &resolver{pool: pool, log: log, clusters: make(map[string]*config.KafkaCluster, len(doc.KafkaClusters)), session: doc.Session}
 	for _, name := range doc.ClusterNames() {
 		c, err := doc.KafkaClusters[name].WithPassword(nil)
 		if err != nil {
@@ -37,7 +38,7 @@ func NewResolver(doc *config.Document, pool *kafka.Pool) (*Resolver, error) {
 	return r, nil
 }
 
-func (r *Resolver) cluster(req *http.Request) (string, *config.KafkaCluster, error) {
+func (r *resolver) cluster(req *http.Request) (string, *config.KafkaCluster, error) {
 	name := strings.Trim(req.URL.Path, "/")
 	c := r.clusters[name]
 	if c == nil {
@@ -47,16 +48,16 @@ func (r *Resolver) cluster(req *http.Request) (string, *config.KafkaCluster, err
 }
 
 // CheckEndpoint answers 404 for paths that name no cluster.
-func (r *Resolver) CheckEndpoint(req *http.Request) error {
+func (r *resolver) CheckEndpoint(req *http.Request) error {
 	_, _, err := r.cluster(req)
 	return err
 }
 
 // Resolve binds a session to the shared client of the path's cluster.
-func (r *Resolver) Resolve(req *http.Request) (server.Route, error) {
+func (r *resolver) Resolve(req *http.Request) (server.Route, error) {
 	name, c, err := r.cluster(req)
 	if err != nil {
 		return server.Route{}, err
 	}
-	return server.KafkaRoute(r.pool, name, c, kafka.NewPolicy(c).WithLimits(r.session), slog.Default())
+	return server.KafkaRoute(r.pool, name, c, kafka.NewPolicy(c).WithLimits(r.session), r.log)
 }

@@ -51,7 +51,7 @@ func Start(doc *config.Document, addr string, opts Options) (*Server, error) {
 		pool.Close()
 		return nil, err
 	}
-	resolver, err := NewResolver(doc, pool)
+	resolver, err := newResolver(doc, pool, log)
 	if err != nil {
 		return fail(err)
 	}

@@ -3,6 +3,7 @@ package kafka
 import (
 	"context"
 	"errors"
+	"fmt"
 	"io"
 	"net"
 	"sync/atomic"
@@ -131,3 +132,30 @@ func (w *setupWatch) closedCause(k *Cluster, err error) error {
 	}
 	return ErrClosedByBroker
 }
+
+// Causes of command failures that are not Kafka error codes.
+var (
+	ErrTopicNotAllowed   = errors.New("topic not allowed")
+	ErrTopicNotFound     = errors.New("not found topic")
+	ErrPartitionNotFound = errors.New("not found partition")
+	ErrBrokerUnreachable = errors.New("broker unreachable")
+	ErrAuthentication    = errors.New("authentication failed")
+	ErrTimeout           = errors.New("request timed out")
+)
+
+// CommandError is a failed Kafka command. Its text is in APISIX's format,
+// "failed to fetch message, topic: T, partition: P, err: CAUSE", so that
+// clients written for APISIX read it unchanged.
+type CommandError struct {
+	Op        string // e.g. "list offset", "fetch message", "produce message"
+	Topic     string
+	Partition int32
+	Cause     error
+}
+
+func (e *CommandError) Error() string {
+	return fmt.Sprintf("failed to %s, topic: %s, partition: %d, err: %s", e.Op, e.Topic, e.Partition, e.Cause)
+}
+
+// Unwrap returns the cause.
+func (e *CommandError) Unwrap() error { return e.Cause }

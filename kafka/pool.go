@@ -1,9 +1,16 @@
 // Package kafka runs the pub-sub protocol's Kafka commands with franz-go:
-// list offset, fetch, subscribe and unsubscribe, produce, commit and
-// committed. Sessions share one franz-go client (and one producer) per
-// distinct cluster configuration, taken from a Pool; Register binds the
-// command handlers of one session to a shared client and to the Policy that
-// says what the session may do.
+// list offset, fetch, subscribe and unsubscribe, produce, commit, committed,
+// and group subscriptions (a subscribe that names a consumer group). Sessions
+// share one franz-go client (and one producer) per distinct cluster
+// configuration, taken from a Pool; Register binds the command handlers of
+// one session to a shared client and to the Policy that says what the
+// session may do, which every command checks before Kafka is asked.
+//
+// Files by layer: handlers.go is the session glue (commands to calls),
+// read.go the cache-first read path, broker.go the requests to the brokers,
+// messages.go the conversion of records to protocol messages; each further
+// command has a file of its own (subscribe.go, group.go, produce.go,
+// commit.go).
 package kafka
 
 import (
@@ -21,18 +28,12 @@ import (
 	"github.com/envoy-pubsub/gateway/config"
 )
 
-// DefaultIdleClientTimeout is how long a client nobody uses is kept before it
-// is closed.
-const DefaultIdleClientTimeout = 2 * time.Minute
+// idleClientTimeout is how long a client nobody uses stays open before it is
+// closed, so that sessions that come and go reuse its broker connections.
+const idleClientTimeout = 2 * time.Minute
 
 // PoolOption configures a Pool.
 type PoolOption func(*Pool)
-
-// IdleClientTimeout sets how long an unused client stays open, so that
-// sessions that come and go reuse its broker connections. Default 2m.
-func IdleClientTimeout(d time.Duration) PoolOption {
-	return func(p *Pool) { p.idle = d }
-}
 
 // ClientOptions adds franz-go options to every client the Pool creates
 // (e.g. hooks for metrics or tests).
@@ -49,7 +50,6 @@ func Logger(l *slog.Logger) PoolOption {
 // cluster configuration (brokers, TLS, SASL credentials and client tuning).
 // It is safe for concurrent use.
 type Pool struct {
-	idle    time.Duration
 	extra   []kgo.Opt
 	log     *slog.Logger
 	mu      sync.Mutex
@@ -59,7 +59,7 @@ type Pool struct {
 
 // NewPool returns an empty Pool.
 func NewPool(opts ...PoolOption) *Pool {
-	p := &Pool{idle: DefaultIdleClientTimeout, log: slog.Default(), clients: make(map[[32]byte]*Cluster)}
+	p := &Pool{log: slog.Default(), clients: make(map[[32]byte]*Cluster)}
 	for _, o := range opts {
 		o(p)
 	}
@@ -124,7 +124,7 @@ func (p *Pool) Acquire(c *config.KafkaCluster) (*Cluster, error) {
 }
 
 // Release gives back a client taken with Acquire. The last release closes
-// it after the pool's idle timeout unless it is acquired again.
+// it after idleClientTimeout unless it is acquired again.
 func (k *Cluster) Release() {
 	p := k.pool
 	p.mu.Lock()
@@ -133,7 +133,7 @@ func (k *Cluster) Release() {
 	if k.refs > 0 || p.closed {
 		return
 	}
-	k.timer = time.AfterFunc(p.idle, func() {
+	k.timer = time.AfterFunc(idleClientTimeout, func() {
 		p.mu.Lock()
 		defer p.mu.Unlock()
 		if k.refs == 0 && p.clients[k.key] == k {
@@ -158,9 +158,6 @@ func (p *Pool) recoverPanic(what string) {
 // counted against cache_bytes (keys, values, headers and a fixed cost per
 // record and per run of records).
 func (k *Cluster) CachedBytes() int { return k.cache.Bytes() }
-
-// Client returns the franz-go client.
-func (k *Cluster) Client() *kgo.Client { return k.cl }
 
 // Config returns the cluster configuration the client was built from.
 func (k *Cluster) Config() *config.KafkaCluster { return &k.cfg }

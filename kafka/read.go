@@ -1,0 +1,120 @@
+package kafka
+
+import (
+	"context"
+
+	"github.com/twmb/franz-go/pkg/kgo"
+)
+
+// fetchReply answers a fetch at out.next into out, from the record cache, or
+// from Kafka where the cache does not hold the offset. It never makes the
+// broker wait: at the end of the log it waits on the partition's shared
+// reader, so that one session's wait does not hold up the fetches queued
+// behind it on the client's connection. When nothing arrives, the broker
+// has the last word, which also reports a broker that went away.
+func (k *Cluster) fetchReply(ctx context.Context, topic string, partition int32, out *reply) error {
+	waited := k.waitAtTail(ctx, topic, partition, out.next)
+	if err := k.readAt(ctx, topic, partition, out); err != nil || len(out.records) > 0 || waited {
+		return err
+	}
+	r, err := k.leaseReader(ctx, topic, partition)
+	if err != nil {
+		return nil // the empty answer stands
+	}
+	changed, _, _ := r.state()
+	if k.cache.read(readerKey{topic, partition}, out.next, out) && len(out.records) > 0 {
+		return nil
+	}
+	if !waitChange(ctx, changed, k.cfg.FetchMaxWait.Duration()) {
+		return nil
+	}
+	return k.readAt(ctx, topic, partition, out)
+}
+
+// waitAtTail waits, up to the cluster's fetch wait, when the partition's
+// shared reader runs and sees the log end at offset: a client polling the
+// end of the log then waits for the reader's next records instead of
+// asking the broker on every poll. It reports whether it waited; the
+// broker still has the last word after the wait.
+func (k *Cluster) waitAtTail(ctx context.Context, topic string, partition int32, offset int64) bool {
+	r := k.runningReader(topic, partition)
+	if r == nil {
+		return false
+	}
+	changed, end, err := r.state()
+	if err != nil || offset != end || k.cache.holds(readerKey{topic, partition}, offset) {
+		return false
+	}
+	waitChange(ctx, changed, k.cfg.FetchMaxWait.Duration())
+	return true
+}
+
+// readAt reads topic/partition from out.next on into out: from the record
+// cache while it holds the offsets, else from Kafka without waiting. The
+// first record is the one at out.next, unless that offset holds no data
+// record: a read that would add no record but moved past such offsets goes
+// on from there. Then out.next is the offset to ask for next.
+func (k *Cluster) readAt(ctx context.Context, topic string, partition int32, out *reply) error {
+	info, err := k.lookup(ctx, topic, partition, false)
+	if err != nil {
+		return err
+	}
+	key := readerKey{topic, partition}
+	k.cache.bind(key, info.topicID)
+	if k.cache.holds(key, out.next) {
+		if err := k.confirmCached(ctx, key); err != nil {
+			return err
+		}
+	}
+	for {
+		at := out.next
+		if err := k.read(ctx, key, at, out); err != nil {
+			return err
+		}
+		if len(out.records) > 0 || out.next == at {
+			return nil
+		}
+	}
+}
+
+// read adds to out the records of key from offset on: from the record cache
+// if it holds offset, else from Kafka without waiting. A fetch of the same
+// offset that runs already is waited for, up to the cluster's fetch wait
+// (its session may wait for reply budget), and read from the cache.
+func (k *Cluster) read(ctx context.Context, key readerKey, offset int64, out *reply) error {
+	if k.cache.read(key, offset, out) {
+		return nil
+	}
+	done, first := k.fetching.begin(key, offset)
+	if !first {
+		if !waitChange(ctx, done, k.cfg.FetchMaxWait.Duration()) {
+			return k.cause(ctx, ctx.Err())
+		}
+		if k.cache.read(key, offset, out) {
+			return nil
+		}
+		return k.fetchWait(ctx, key, offset, 0, out) // it failed, is slow, or its records are gone
+	}
+	defer k.fetching.end(key, offset)
+	if k.cache.read(key, offset, out) { // a fetch that ended since the first look
+		return nil
+	}
+	return k.fetchWait(ctx, key, offset, 0, out)
+}
+
+// Fetch returns the records of topic/partition from offset on, as many as
+// one fetch of the cluster's byte limit returns. The first record returned
+// is the one at offset, unless offset holds no data record (compacted away,
+// a control record, an aborted transaction): then it is the first data
+// record after it. At the end of the log the result is empty after at most
+// the cluster's fetch wait.
+func (k *Cluster) Fetch(ctx context.Context, topic string, partition int32, offset int64) ([]*kgo.Record, error) {
+	out := newReply(offset, DefaultMaxRecords, int(k.cfg.FetchMaxBytes))
+	if err := k.readAt(ctx, topic, partition, out); err != nil || len(out.records) > 0 {
+		return out.records, err
+	}
+	if err := k.fetchWait(ctx, readerKey{topic, partition}, out.next, k.cfg.FetchMaxWait.Duration(), out); err != nil {
+		return nil, err
+	}
+	return out.records, nil
+}

@@ -1,4 +1,5 @@
 import type { KafkaMessage } from "./gen/pubsub_pb.js";
+import type { PartitionOffset } from "./client.js";
 import type { ServerError } from "./errors.js";
 
 /** Records the server pushed for one partition of a subscription. */
@@ -45,7 +46,7 @@ export interface Assignment {
    * the subscription's group, once everything before this event is
    * processed, so that the next owner starts where this one stopped.
    */
-  offsets: { partition: number; offset: bigint }[];
+  offsets: PartitionOffset[];
   /**
    * True when the client made this revocation itself because the connection
    * was lost: the session is no member of the group any more, so a commit
@@ -204,7 +205,7 @@ export class Subscription implements AsyncIterable<SubscriptionEvent> {
   }
 
   #revoke(assigned: number[], revoked: number[], lost: boolean): void {
-    const offsets: { partition: number; offset: bigint }[] = [];
+    const offsets: PartitionOffset[] = [];
     for (const p of revoked) {
       const o = this.#positions.get(p);
       if (o !== undefined && o !== unknownPosition) offsets.push({ partition: p, offset: o });

@@ -49,7 +49,7 @@ export interface Assignment {
   offsets: PartitionOffset[];
   /**
    * True when the client made this revocation itself because the connection
-   * was lost: the session is no member of the group any more, so a commit
+   * was lost: the session is no longer a member of the group, so a commit
    * cannot hand these partitions over. After the reconnect the subscription
    * joins the group again and is assigned partitions anew.
    */
@@ -192,19 +192,20 @@ export class Subscription implements AsyncIterable<SubscriptionEvent> {
 
   /** @internal The group changed the subscription's partitions. */
   deliverAssignment(assigned: number[], revoked: number[]): void {
-    if (this.#ended) return;
+    if (this.#ended || this.group === undefined) return;
     // A partition assigned again starts wherever the group's committed offset is.
     for (const p of assigned) this.#positions.set(p, unknownPosition);
-    this.#revoke(assigned, revoked, false);
+    this.#emitAssignment(assigned, revoked, false);
   }
 
   /** @internal The connection was lost: a group subscription's partitions went with it. */
   connectionLost(): void {
     if (this.#ended || this.group === undefined || this.#positions.size === 0) return;
-    this.#revoke([], [...this.#positions.keys()].sort((a, b) => a - b), true);
+    this.#emitAssignment([], [...this.#positions.keys()].sort((a, b) => a - b), true);
   }
 
-  #revoke(assigned: number[], revoked: number[], lost: boolean): void {
+  /** Forgets the revoked partitions and emits the assignment with where each stood. */
+  #emitAssignment(assigned: number[], revoked: number[], lost: boolean): void {
     const offsets: PartitionOffset[] = [];
     for (const p of revoked) {
       const o = this.#positions.get(p);

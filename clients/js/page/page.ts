@@ -159,6 +159,7 @@ function onEvent(ev: SubscriptionEvent): void {
     showMessage(`Partition ${ev.partition ?? "?"} of "${ev.topic}" stopped: ${ev.error.message}`);
     return;
   }
+  if (ev.kind !== "records") return; // the page subscribes without a group: no assignments
   received += ev.records.length;
   for (const record of ev.records) pending.push({ partition: ev.partition, record });
   if (pending.length > maxRows) pending = pending.slice(pending.length - maxRows);

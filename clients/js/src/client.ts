@@ -279,9 +279,12 @@ export class Client implements SubscriptionOwner {
   }
 
   /**
-   * Subscribes to partitions of a topic; resolves once the server accepted.
-   * With a callback, events go to it; otherwise read the subscription with
-   * `for await`.
+   * Subscribes to partitions of a topic, or with options.group as a member
+   * of a consumer group; resolves once the server accepted. With a callback,
+   * events go to it; otherwise read the subscription with `for await`. A
+   * group subscription's events include assignments: on a revocation,
+   * commit its offsets (`commit(group, topic, ev.offsets)`) to hand the
+   * partitions over without a record delivered twice.
    */
   subscribe(options: SubscribeOptions, callback?: SubscriptionCallback, opts?: RequestOptions): Promise<Subscription> {
     return new Promise<Subscription>((resolve, reject) => {
@@ -391,7 +394,7 @@ export class Client implements SubscriptionOwner {
 
   /** Subscribes again from the subscription's positions after a reconnect. */
   #resume(sub: Subscription): void {
-    if (sub.positions.size === 0) {
+    if (sub.group === undefined && sub.positions.size === 0) {
       // Every partition failed: nothing is left to resume (and no partitions would mean all).
       this.#subscriptions.delete(sub);
       sub.end();
@@ -470,6 +473,9 @@ export class Client implements SubscriptionOwner {
         sub.deliverRecords(fr.partition, fr.messages, fr.nextOffset);
         break;
       }
+      case "kafkaAssignment":
+        sub.deliverAssignment(resp.resp.value.assigned, resp.resp.value.revoked);
+        break;
       case "errorResp":
         sub.deliverError(new ServerError(resp.resp.value.message, resp.resp.value.code));
         break;
@@ -481,6 +487,7 @@ export class Client implements SubscriptionOwner {
     for (const p of this.#inFlight.values()) p.reject(err);
     this.#inFlight.clear();
     this.#bySequence.clear();
+    for (const sub of this.#subscriptions) sub.connectionLost();
     if (!this.#everOpened) {
       this.#settleOpened?.reject(err);
       this.#settleOpened = undefined;
@@ -611,6 +618,7 @@ function subscribeRequest(o: SubscribeOptions): Req {
       start,
       offsets,
       maxRecords: o.maxRecords ?? 0,
+      group: o.group ?? "",
     }),
   };
 }

@@ -19,6 +19,7 @@ export {
 } from "./client.js";
 export {
   Subscription,
+  type Assignment,
   type PartitionError,
   type RecordBatch,
   type StartPosition,

@@ -1,4 +1,5 @@
 import type { KafkaMessage } from "./gen/pubsub_pb.js";
+import type { PartitionOffset } from "./client.js";
 import type { ServerError } from "./errors.js";
 
 /** Records the server pushed for one partition of a subscription. */
@@ -25,8 +26,38 @@ export interface PartitionError {
   error: ServerError;
 }
 
-/** What a subscription delivers: record batches and partition failures. */
-export type SubscriptionEvent = RecordBatch | PartitionError;
+/**
+ * A change of a group subscription's partitions (kafka_assignment). The
+ * server pushes `assigned` before the first records of those partitions and
+ * `revoked` after the last records of partitions taken away; the group waits
+ * a bounded time (10 s) for the member to commit them before another member
+ * takes them over from the committed offsets.
+ */
+export interface Assignment {
+  kind: "assignment";
+  topic: string;
+  /** Partitions the group gave this subscription. */
+  assigned: number[];
+  /** Partitions taken away from this subscription. */
+  revoked: number[];
+  /**
+   * For revoked partitions: the offset after the last record delivered of
+   * each (those with no record delivered are left out). Commit them, with
+   * the subscription's group, once everything before this event is
+   * processed, so that the next owner starts where this one stopped.
+   */
+  offsets: PartitionOffset[];
+  /**
+   * True when the client made this revocation itself because the connection
+   * was lost: the session is no longer a member of the group, so a commit
+   * cannot hand these partitions over. After the reconnect the subscription
+   * joins the group again and is assigned partitions anew.
+   */
+  lost: boolean;
+}
+
+/** What a subscription delivers: record batches, partition failures and, for a group, assignments. */
+export type SubscriptionEvent = RecordBatch | PartitionError | Assignment;
 
 /** Where a subscription starts in every partition it has no offset for. */
 export type StartPosition =
@@ -38,12 +69,18 @@ export type StartPosition =
 /** What to subscribe to. */
 export interface SubscribeOptions {
   topic: string;
-  /** The partitions to read; empty or absent means every partition. */
+  /** The partitions to read; empty or absent means every partition. Not with group. */
   partitions?: number[];
   /** Where to start; default "latest". */
   start?: StartPosition;
-  /** Start offsets of single partitions, overriding start. */
+  /** Start offsets of single partitions, overriding start. Not with group. */
   offsets?: Record<number, bigint | number>;
+  /**
+   * Read as one member of this consumer group: the group assigns the
+   * partitions (see Assignment), each read from the group's committed
+   * offset, or from start where it has none.
+   */
+  group?: string;
   /** At most this many records per push; 0 or absent: as many as one fetch holds. */
   maxRecords?: number;
 }
@@ -58,17 +95,24 @@ export interface SubscriptionOwner {
 
 const partitionInMessage = /partition: (-?\d+)/;
 
+/** The position of an assigned partition before its first record: any offset is new. */
+const unknownPosition = -1n;
+
 /**
  * A live subscription. The server pushes records of its partitions; the
  * client tracks the next offset of every partition and, after a reconnect,
  * subscribes again from there, so every record is delivered exactly once and
- * in order per partition. Read it with `for await` or give subscribe() a
- * callback. Events wait in memory until read: a reader that stops reading
- * grows the queue (the server cannot slow a browser down).
+ * in order per partition. A group subscription instead joins its group again
+ * after a reconnect and resumes from the group's committed offsets: records
+ * it did not commit may be delivered again. Read it with `for await` or give
+ * subscribe() a callback. Events wait in memory until read: a reader that
+ * stops reading grows the queue (the server cannot slow a browser down).
  */
 export class Subscription implements AsyncIterable<SubscriptionEvent> {
   /** The subscribed topic. */
   readonly topic: string;
+  /** The consumer group of a group subscription, else undefined. */
+  readonly group: string | undefined;
   /** The offset each partition started at, from the server's first answer. */
   readonly starts: ReadonlyMap<number, bigint>;
 
@@ -88,6 +132,7 @@ export class Subscription implements AsyncIterable<SubscriptionEvent> {
     this.#owner = owner;
     this.#options = options;
     this.topic = options.topic;
+    this.group = options.group || undefined;
     this.#sequence = sequence;
     this.starts = starts;
     for (const [p, o] of starts) this.#positions.set(p, o);
@@ -99,7 +144,11 @@ export class Subscription implements AsyncIterable<SubscriptionEvent> {
     return this.#sequence;
   }
 
-  /** The next offset of every live partition: where a resume starts. */
+  /**
+   * The next offset of every live partition: where a resume starts. For a
+   * group subscription, its assigned partitions (-1 until the first record
+   * of one is delivered).
+   */
   get positions(): ReadonlyMap<number, bigint> {
     return this.#positions;
   }
@@ -116,6 +165,8 @@ export class Subscription implements AsyncIterable<SubscriptionEvent> {
 
   /** @internal The request that resumes the subscription where it stands. */
   resumeOptions(): SubscribeOptions {
+    // A group resumes from its committed offsets: the request as it was.
+    if (this.group !== undefined) return this.#options;
     const offsets: Record<number, bigint> = {};
     for (const [p, o] of this.#positions) offsets[p] = o;
     return { ...this.#options, partitions: [...this.#positions.keys()], offsets };
@@ -137,6 +188,31 @@ export class Subscription implements AsyncIterable<SubscriptionEvent> {
     const next = serverNext > last ? serverNext : last;
     this.#positions.set(partition, next);
     if (fresh.length > 0) this.#emit({ kind: "records", topic: this.topic, partition, records: fresh, nextOffset: next });
+  }
+
+  /** @internal The group changed the subscription's partitions. */
+  deliverAssignment(assigned: number[], revoked: number[]): void {
+    if (this.#ended || this.group === undefined) return;
+    // A partition assigned again starts wherever the group's committed offset is.
+    for (const p of assigned) this.#positions.set(p, unknownPosition);
+    this.#emitAssignment(assigned, revoked, false);
+  }
+
+  /** @internal The connection was lost: a group subscription's partitions went with it. */
+  connectionLost(): void {
+    if (this.#ended || this.group === undefined || this.#positions.size === 0) return;
+    this.#emitAssignment([], [...this.#positions.keys()].sort((a, b) => a - b), true);
+  }
+
+  /** Forgets the revoked partitions and emits the assignment with where each stood. */
+  #emitAssignment(assigned: number[], revoked: number[], lost: boolean): void {
+    const offsets: PartitionOffset[] = [];
+    for (const p of revoked) {
+      const o = this.#positions.get(p);
+      if (o !== undefined && o !== unknownPosition) offsets.push({ partition: p, offset: o });
+      this.#positions.delete(p);
+    }
+    this.#emit({ kind: "assignment", topic: this.topic, assigned, revoked, offsets, lost });
   }
 
   /** @internal A partition failed: it is not resumed. */

@@ -182,3 +182,124 @@ test("produce, commit and read back committed offsets", async (t) => {
   assert.deepEqual(await c.committed("app-1", "orders", [1]), [{ partition: 1, offset: 2n }]);
   await assert.rejects(c.commit("other", "orders", [{ partition: 1, offset: 2n }]), (err) => err instanceof ServerError && /not allowed/.test(err.message));
 });
+
+/** Starts Kafka with topic "events" of four partitions and a server that allows groups app-*. */
+async function setupGroups(t) {
+  const kafka = await startKafka(t, "events:4");
+  const dir = await mkdtemp(join(tmpdir(), "pubsub-js-config-"));
+  const config = join(dir, "config.json");
+  await writeFile(config, clusterConfig(kafka.brokers, ["events"], { groups: ["app-*"] }));
+  const server = await startServer(t, ["-config", config]);
+  return { kafka, server };
+}
+
+/**
+ * A member of group that processes records in its callback, checks that each
+ * comes from a partition assigned to it (assignments before records) and,
+ * when a partition is revoked, commits what it processed of it. stop() stops
+ * processing, commits and leaves, as PROTOCOL.md says a member leaves
+ * without a record delivered twice.
+ */
+async function groupMember(c, group, topic) {
+  const m = { processed: [], assignments: [], assigned: new Set(), outside: [], errors: [], stopped: false };
+  m.sub = await c.subscribe({ topic, group, start: "earliest" }, (ev) => {
+    if (m.stopped) return;
+    if (ev.kind === "error") {
+      m.errors.push(ev.error);
+      return;
+    }
+    if (ev.kind === "assignment") {
+      m.assignments.push(ev);
+      for (const p of ev.assigned) m.assigned.add(p);
+      for (const p of ev.revoked) m.assigned.delete(p);
+      if (ev.offsets.length > 0 && !ev.lost) c.commit(group, topic, ev.offsets).catch((e) => m.errors.push(e));
+      return;
+    }
+    if (!m.assigned.has(ev.partition)) m.outside.push(ev.partition);
+    for (const r of ev.records) m.processed.push(`${ev.partition}/${JSON.parse(decoder.decode(r.value)).n}`);
+  });
+  m.stop = async () => {
+    m.stopped = true;
+    const offsets = [...m.sub.positions].filter(([, o]) => o >= 0n).map(([partition, offset]) => ({ partition, offset }));
+    if (offsets.length > 0) await c.commit(group, topic, offsets);
+    await m.sub.unsubscribe();
+  };
+  return m;
+}
+
+/** Produces count records (values n = first..first+count-1) to every partition of "events". */
+function produceAll(kafka, count, first) {
+  return Promise.all([0, 1, 2, 3].map((p) => kafka.produce("events", p, count, first)));
+}
+
+function expectedRecords(from, to) {
+  return [0, 1, 2, 3].flatMap((p) => Array.from({ length: to - from }, (_, i) => `${p}/${from + i}`)).sort();
+}
+
+test("two members of a group split a topic; one leaving hands its partitions over with commits, none lost or twice", async (t) => {
+  const { kafka, server } = await setupGroups(t);
+  await produceAll(kafka, 30, 0);
+  const a = await groupMember(await open(t, server.url()), "app-split", "events");
+  await eventually(() => a.processed.length === 120, 20_000, "the first member's records");
+  assert.deepEqual(a.assignments[0].assigned, [0, 1, 2, 3]);
+
+  // A second member joins: the group moves partitions to it; the first
+  // commits them on revocation, so the second starts after what it read.
+  const b = await groupMember(await open(t, server.url()), "app-split", "events");
+  await eventually(() => b.assigned.size > 0 && a.assigned.size > 0 && a.assigned.size + b.assigned.size === 4, 30_000, "the split");
+  assert.deepEqual([...a.assigned, ...b.assigned].sort(), [0, 1, 2, 3]);
+  await produceAll(kafka, 30, 30);
+  await eventually(() => a.processed.length + b.processed.length === 240, 20_000, "records after the split");
+  assert.ok(a.assignments.some((ev) => ev.revoked.length > 0 && ev.offsets.length > 0), "the first member committed a revocation");
+  assert.ok(b.processed.length > 0, "the second member read records");
+  assert.deepEqual([...a.processed, ...b.processed].sort(), expectedRecords(0, 60));
+
+  // The first member leaves: its partitions move to the second, which
+  // starts at the offsets the first committed.
+  await a.stop();
+  await eventually(() => b.assigned.size === 4, 30_000, "the handover");
+  await produceAll(kafka, 30, 60);
+  // One more record per partition: a record pushed twice would come before it.
+  await produceAll(kafka, 1, 90);
+  await eventually(() => [0, 1, 2, 3].every((p) => b.processed.includes(`${p}/90`)), 20_000, "records after the handover");
+  assert.deepEqual([...a.processed, ...b.processed].sort(), expectedRecords(0, 91));
+  for (const m of [a, b]) {
+    assert.deepEqual(m.outside, [], "records of partitions not assigned");
+    assert.deepEqual(m.errors, [], "partition failures or failed commits");
+    assert.equal(m.assignments[0].assigned.length > 0, true, "an assignment comes first");
+  }
+});
+
+test("a group subscription rejoins after a server restart and resumes from the committed offsets", async (t) => {
+  const { kafka, server } = await setupGroups(t);
+  await produceAll(kafka, 20, 0);
+  const c = await open(t, server.url(), { reconnect: { initialDelayMs: 50, maxDelayMs: 500 } });
+  const events = [];
+  const sub = await c.subscribe({ topic: "events", group: "app-resume", start: "earliest" });
+  const reading = (async () => {
+    for await (const ev of sub) events.push(ev);
+  })();
+  assert.equal(sub.group, "app-resume");
+  const records = () => events.filter((e) => e.kind === "records").flatMap((e) => e.records.map((r) => `${e.partition}/${JSON.parse(decoder.decode(r.value)).n}`));
+  await eventually(() => records().length === 80, 20_000, "records before the restart");
+  assert.deepEqual(records().sort(), expectedRecords(0, 20));
+  assert.deepEqual(events[0], { kind: "assignment", topic: "events", assigned: [0, 1, 2, 3], revoked: [], offsets: [], lost: false });
+  assert.deepEqual([...sub.positions].sort(), [[0, 20n], [1, 20n], [2, 20n], [3, 20n]]);
+  // Processed and committed up to 15 only: the rest is delivered again.
+  await c.commit("app-resume", "events", [0, 1, 2, 3].map((partition) => ({ partition, offset: 15n })));
+
+  const before = events.length;
+  await server.stop();
+  await produceAll(kafka, 5, 20);
+  await server.restart();
+  await eventually(() => records().length === 80 + 40, 30_000, "records after the restart");
+  const after = events.slice(before);
+  // Every partition was revoked (by the server leaving the group, or by the
+  // client when the connection went) before the new assignment.
+  const revokedAt = after.findIndex((e) => e.kind === "assignment" && e.assigned.length > 0);
+  assert.deepEqual(after.slice(0, revokedAt).flatMap((e) => e.revoked).sort(), [0, 1, 2, 3]);
+  assert.deepEqual(after[revokedAt].assigned, [0, 1, 2, 3]);
+  assert.deepEqual(records().slice(80).sort(), [0, 1, 2, 3].flatMap((p) => Array.from({ length: 10 }, (_, i) => `${p}/${15 + i}`)).sort());
+  await sub.unsubscribe();
+  await reading;
+});

@@ -263,3 +263,52 @@ test("a subscription whose partitions all failed ends at the next reconnect inst
   assert.equal(FakeSocket.sockets[1].requests.length, 0);
   c.close();
 });
+
+test("a group subscription loses its partitions with the connection and resubscribes with the group and no offsets", async () => {
+  const c = await connect("ws://test/kafka", fakeOptions({ reconnect: { initialDelayMs: 1 } }));
+  const ackGroup = (ws, req) => ws.reply({ sequence: req.sequence, resp: { case: "kafkaSubscribeResp", value: {} } });
+  const assignment = (ws, seq, assigned, revoked = []) => ws.reply({
+    sequence: seq, resp: { case: "kafkaAssignment", value: { topic: "t", assigned, revoked } },
+  });
+  const push = (ws, seq, partition, msgs) => ws.reply({
+    sequence: seq, resp: { case: "kafkaFetchResp", value: create(KafkaFetchRespSchema, { topic: "t", partition, messages: msgs }) },
+  });
+  let ws = FakeSocket.sockets[0];
+  ws.onRequest = (req) => ackGroup(ws, req);
+  const events = [];
+  const sub = await c.subscribe({ topic: "t", group: "g", start: "earliest" }, (ev) => events.push(ev));
+  const req = ws.requests[0].req.value;
+  assert.deepEqual([req.group, req.partitions, req.offsets], ["g", [], {}]);
+  const seq = ws.requests[0].sequence;
+  push(ws, seq, 0, records(0, 1)); // before any assignment: not this subscription's
+  assignment(ws, seq, [0, 1, 2]);
+  push(ws, seq, 0, records(7, 2));
+  push(ws, seq, 1, records(3, 1));
+  assignment(ws, seq, [], [1]);
+  push(ws, seq, 1, records(4, 1)); // revoked: dropped
+  assert.deepEqual([...sub.positions], [[0, 9n], [2, -1n]]);
+
+  ws.serverClose(1006, "");
+  await eventually(() => FakeSocket.sockets.length === 2 && c.state.state === "connected", 5_000, "reconnect");
+  ws = FakeSocket.sockets[1];
+  await eventually(() => ws.requests.length === 1, 5_000, "resubscribe");
+  const resub = ws.requests[0].req.value;
+  assert.deepEqual([resub.group, resub.partitions, resub.offsets, resub.start.case], ["g", [], {}, "earliest"]);
+  ackGroup(ws, ws.requests[0]);
+  const seq2 = ws.requests[0].sequence;
+  assignment(ws, seq2, [0]);
+  push(ws, seq2, 0, records(8, 3)); // from the committed offset: 8 is delivered again
+  assert.deepEqual(events.map((ev) => ev.kind === "records"
+    ? `records ${ev.partition}:${ev.records.map((r) => r.offset).join(",")}`
+    : `assignment +${ev.assigned} -${ev.revoked} ${ev.offsets.map((o) => `${o.partition}@${o.offset}`)}${ev.lost ? " lost" : ""}`), [
+    "assignment +0,1,2 - ",
+    "records 0:7,8",
+    "records 1:3",
+    "assignment + -1 1@4",
+    "assignment + -0,2 0@9 lost",
+    "assignment +0 - ",
+    "records 0:8,9,10",
+  ]);
+  assert.equal(sub.group, "g");
+  c.close();
+});

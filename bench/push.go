@@ -43,27 +43,10 @@ func measurePush(ctx context.Context, g *gatewayProcess, brokers []string, topic
 // second after subscribeWarmup events that are not counted.
 func pushLatency(ctx context.Context, g *gatewayProcess, brokers []string, topic string, sessions, records int, rate float64) (PushRow, error) {
 	row := PushRow{Sessions: sessions, Records: records, Rate: rate}
-	clients := make([]*rawClient, 0, sessions)
-	defer func() {
-		for _, c := range clients {
-			c.Close()
-		}
-	}()
-	for range sessions {
-		c, err := dialRaw(ctx, g.target.url)
-		if err != nil {
-			return row, err
-		}
-		clients = append(clients, c)
-	}
-	end, err := clients[0].listOffset(topic, 0, -1)
+	clients, end, err := subscribeAtEnd(ctx, g.target.url, topic, sessions)
+	defer closeAll(clients)
 	if err != nil {
 		return row, err
-	}
-	for _, c := range clients {
-		if err := c.subscribe(topic, 0, end); err != nil {
-			return row, err
-		}
 	}
 	total := int64(records + subscribeWarmup)
 	var all []time.Duration

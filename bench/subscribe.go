@@ -157,32 +157,45 @@ func produceTimestamps(ctx context.Context, brokers []string, topic string, n in
 	return nil
 }
 
+// subscribeAtEnd dials sessions to url and subscribes each to partition 0
+// of topic from its end, which it returns. The clients dialled so far are
+// returned with an error too, for closeAll.
+func subscribeAtEnd(ctx context.Context, url, topic string, sessions int) (clients []*rawClient, end int64, err error) {
+	clients = make([]*rawClient, 0, sessions)
+	for range sessions {
+		c, err := dialRaw(ctx, url)
+		if err != nil {
+			return clients, 0, err
+		}
+		clients = append(clients, c)
+	}
+	if end, err = clients[0].listOffset(topic, 0, -1); err != nil {
+		return clients, 0, err
+	}
+	for _, c := range clients {
+		if err := c.subscribe(topic, 0, end); err != nil {
+			return clients, 0, err
+		}
+	}
+	return clients, end, nil
+}
+
+// closeAll closes clients.
+func closeAll(clients []*rawClient) {
+	for _, c := range clients {
+		c.Close()
+	}
+}
+
 // subscribedFanout subscribes sessions to the end of topic, produces
 // records of valueBytes as fast as it can, and counts the gateway's Kafka
 // fetches until every session has every record.
 func subscribedFanout(ctx context.Context, g *gatewayProcess, brokers []string, topic string, sessions, records, valueBytes int) (SubscribeFanoutRow, error) {
 	row := SubscribeFanoutRow{Sessions: sessions, Records: records, ValueBytes: valueBytes}
-	clients := make([]*rawClient, 0, sessions)
-	defer func() {
-		for _, c := range clients {
-			c.Close()
-		}
-	}()
-	for range sessions {
-		c, err := dialRaw(ctx, g.target.url)
-		if err != nil {
-			return row, err
-		}
-		clients = append(clients, c)
-	}
-	end, err := clients[0].listOffset(topic, 0, -1)
+	clients, end, err := subscribeAtEnd(ctx, g.target.url, topic, sessions)
+	defer closeAll(clients)
 	if err != nil {
 		return row, err
-	}
-	for _, c := range clients {
-		if err := c.subscribe(topic, 0, end); err != nil {
-			return row, err
-		}
 	}
 	cpuAtStart, err := g.resetCounters()
 	if err != nil {

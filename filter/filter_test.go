@@ -17,6 +17,7 @@ import (
 	"github.com/gobwas/ws"
 
 	"github.com/envoy-pubsub/gateway/client"
+	"github.com/envoy-pubsub/gateway/internal/testkit"
 	pb "github.com/envoy-pubsub/gateway/proto"
 	"github.com/envoy-pubsub/gateway/pubsub"
 	"github.com/envoy-pubsub/gateway/sessionhost"
@@ -495,14 +496,14 @@ func TestConfigUpdateKeepsSessionsAndLastDestroyDrains(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer c2.Close()
-	ping(t, c2)
+	testkit.Ping(t, c2)
 	if n := second.stats.value(statSessionsActive); n != 2 {
 		t.Errorf("active sessions = %d, want 2", n)
 	}
 
 	second.cfg.Destroy()
 	for _, cl := range []*client.Client{c, c2} {
-		waitClosedWith(t, cl, ws.StatusGoingAway)
+		testkit.WaitClosedWith(t, cl, ws.StatusGoingAway)
 	}
 	if _, err := os.Stat(sock); !os.IsNotExist(err) {
 		t.Errorf("socket left behind: %v", err)
@@ -572,35 +573,12 @@ func TestLimitsAndStatsFollowTheNewestLiveConfig(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer c.Close()
-	ping(t, c) // the session has started once it answers
+	testkit.Ping(t, c) // the session has started once it answers
 	if n := older.stats.value(statSessionsTotal); n != 1 {
 		t.Errorf("%s on the remaining config = %d, want 1", statSessionsTotal, n)
 	}
 	_, err = older.dial(older.ticket(t, older.cfg))
 	wantStatus(t, err, http.StatusServiceUnavailable) // max_sessions: 1 again
-}
-
-func ping(t *testing.T, c *client.Client) {
-	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
-	if _, err := c.Ping(ctx, nil); err != nil {
-		t.Fatalf("ping: %v", err)
-	}
-}
-
-// waitClosedWith waits for the server to close c with code.
-func waitClosedWith(t *testing.T, c *client.Client, code ws.StatusCode) {
-	t.Helper()
-	select {
-	case <-c.Done():
-	case <-time.After(10 * time.Second):
-		t.Fatalf("session not closed, want close %d", code)
-	}
-	var ce client.CloseError
-	if err := c.Err(); !errors.As(err, &ce) || ce.Code != code {
-		t.Errorf("session ended with %v, want close %d", err, code)
-	}
 }
 
 func TestUpgradeAfterAnotherProcessTookTheSocketOverGets503(t *testing.T) {

@@ -41,21 +41,6 @@ func startServer(t *testing.T, clusterExtra, sessionExtra string) (*testkit.Serv
 	return testkit.StartServer(t, testkit.ClusterYAML(k.ListenAddrs(), clusterExtra, top), nil), k
 }
 
-// waitClosed waits for the server to close c and returns its close frame.
-func waitClosed(t *testing.T, c *client.Client) client.CloseError {
-	t.Helper()
-	select {
-	case <-c.Done():
-	case <-time.After(10 * time.Second):
-		t.Fatal("the server did not close the session")
-	}
-	var ce client.CloseError
-	if !errors.As(c.Err(), &ce) {
-		t.Fatalf("session ended with %v, want a close frame", c.Err())
-	}
-	return ce
-}
-
 func TestMaxSessions(t *testing.T) {
 	s, _ := startServer(t, "", "max_sessions: 2")
 	first := s.Dial(t, "kafka")
@@ -100,7 +85,7 @@ func TestMaxFrameBytes(t *testing.T) {
 	if err := c.SendRaw(ws.OpBinary, make([]byte, 257)); err != nil {
 		t.Fatal(err)
 	}
-	if ce := waitClosed(t, c); ce.Code != ws.StatusMessageTooBig {
+	if ce := testkit.WaitClosed(t, c); ce.Code != ws.StatusMessageTooBig {
 		t.Fatalf("closed with %d %q, want 1009", ce.Code, ce.Reason)
 	}
 }
@@ -160,7 +145,7 @@ func TestIdleTimeout(t *testing.T) {
 		time.Sleep(100 * time.Millisecond)
 	}
 	// ...silence ends it.
-	if ce := waitClosed(t, c); ce.Code != ws.StatusNormalClosure || ce.Reason != "idle timeout" {
+	if ce := testkit.WaitClosed(t, c); ce.Code != ws.StatusNormalClosure || ce.Reason != "idle timeout" {
 		t.Fatalf("closed with %d %q, want 1000 \"idle timeout\"", ce.Code, ce.Reason)
 	}
 }

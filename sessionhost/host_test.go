@@ -18,6 +18,7 @@ import (
 
 	"github.com/envoy-pubsub/gateway/client"
 	"github.com/envoy-pubsub/gateway/config"
+	"github.com/envoy-pubsub/gateway/internal/testkit"
 )
 
 // In these tests each Hosts stands for one Envoy process: the code path of a
@@ -146,29 +147,6 @@ func session(t *testing.T, sock, v string) *client.Client {
 	return c
 }
 
-func ping(t *testing.T, c *client.Client) {
-	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
-	if _, err := c.Ping(ctx, nil); err != nil {
-		t.Fatalf("ping: %v", err)
-	}
-}
-
-// waitClosedWith waits for the server to close c with code.
-func waitClosedWith(t *testing.T, c *client.Client, code ws.StatusCode) {
-	t.Helper()
-	select {
-	case <-c.Done():
-	case <-time.After(10 * time.Second):
-		t.Fatalf("session not closed, want close %d", code)
-	}
-	var ce client.CloseError
-	if err := c.Err(); !errors.As(err, &ce) || ce.Code != code {
-		t.Errorf("session ended with %v, want close %d", err, code)
-	}
-}
-
 func stat(t *testing.T, path string) os.FileInfo {
 	t.Helper()
 	fi, err := os.Stat(path)
@@ -205,31 +183,31 @@ func TestSecondProcessTakesTheSocketOverWhileTheFirstServes(t *testing.T) {
 	if fi, err := os.Stat(sock); err != nil || fi.Mode().Perm() != 0o600 {
 		t.Errorf("socket after take-over: %v, %v; want mode 0600", fi, err)
 	}
-	ping(t, moved)
+	testkit.Ping(t, moved)
 
 	// The first keeps serving its sessions and refuses new tickets.
 	if _, err := a.Issue(&Grant{Cluster: "kafka"}, time.Minute, 10); !errors.Is(err, ErrSuperseded) {
 		t.Errorf("first process issued a ticket after the take-over: %v", err)
 	}
-	ping(t, old)
-	ping(t, oldToo)
+	testkit.Ping(t, old)
+	testkit.Ping(t, oldToo)
 
 	// The first drains: its sessions get 1001, the second's socket stays.
 	first.Release(a, newStats()) // a release without a hold is a no-op
-	ping(t, old)
+	testkit.Ping(t, old)
 	first.Release(a, aStats)
-	waitClosedWith(t, old, ws.StatusGoingAway)
-	waitClosedWith(t, oldToo, ws.StatusGoingAway)
+	testkit.WaitClosedWith(t, old, ws.StatusGoingAway)
+	testkit.WaitClosedWith(t, oldToo, ws.StatusGoingAway)
 	<-a.Drained()
-	ping(t, moved)
-	ping(t, session(t, sock, issue(t, b)))
+	testkit.Ping(t, moved)
+	testkit.Ping(t, session(t, sock, issue(t, b)))
 
 	// The second's last release removes the socket it owns.
 	second.Release(b, bStats)
 	if _, err := os.Stat(sock); !os.IsNotExist(err) {
 		t.Errorf("socket left after the owner's drain: %v", err)
 	}
-	waitClosedWith(t, moved, ws.StatusGoingAway)
+	testkit.WaitClosedWith(t, moved, ws.StatusGoingAway)
 }
 
 func TestValidatingProcessLeavesTheSocketAlone(t *testing.T) {
@@ -247,7 +225,7 @@ func TestValidatingProcessLeavesTheSocketAlone(t *testing.T) {
 	if !os.SameFile(stat(t, sock), before) {
 		t.Fatal("the validating process replaced the live socket")
 	}
-	ping(t, session(t, sock, issue(t, h)))
+	testkit.Ping(t, session(t, sock, issue(t, h)))
 	entries, err := os.ReadDir(filepath.Dir(sock))
 	if err != nil {
 		t.Fatal(err)
@@ -296,7 +274,7 @@ func TestReleaseDrainsInTheBackground(t *testing.T) {
 	if next == h {
 		t.Fatal("the draining host was reused")
 	}
-	ping(t, session(t, sock, issue(t, next)))
+	testkit.Ping(t, session(t, sock, issue(t, next)))
 
 	conn.SetReadDeadline(time.Now().Add(10 * time.Second))
 	hdr, err := ws.ReadHeader(conn)
@@ -327,14 +305,14 @@ func TestStaleSocketIsReplaced(t *testing.T) {
 	ln.Close() // the file stays, nothing answers: a crashed process's socket
 	hs, _ := newHosts(t)
 	h, _ := acquire(t, hs, sock)
-	ping(t, session(t, sock, issue(t, h)))
+	testkit.Ping(t, session(t, sock, issue(t, h)))
 }
 
 func TestAbstractSocket(t *testing.T) {
 	name := "@pubsub-host-test-" + strings.ReplaceAll(time.Now().Format("150405.000000000"), ".", "")
 	hs, _ := newHosts(t)
 	h, _ := acquire(t, hs, name)
-	ping(t, session(t, name, issue(t, h)))
+	testkit.Ping(t, session(t, name, issue(t, h)))
 	other, _ := newHosts(t)
 	if _, err := other.Acquire(document(t, name), newStats()); err == nil || !strings.Contains(err.Error(), "an abstract socket cannot be handed over") {
 		t.Errorf("second process on a live abstract socket: %v", err)

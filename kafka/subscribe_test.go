@@ -7,7 +7,6 @@ import (
 	"net"
 	"os"
 	"sync"
-	"sync/atomic"
 	"testing"
 	"time"
 
@@ -15,6 +14,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kfake"
 	"github.com/twmb/franz-go/pkg/kgo"
+	"github.com/twmb/franz-go/pkg/kmsg"
 	"google.golang.org/protobuf/proto"
 
 	"github.com/envoy-pubsub/gateway/client"
@@ -200,18 +200,9 @@ func TestUnsubscribeStopsDelivery(t *testing.T) {
 	}
 }
 
-// fetchCounter counts the Fetch requests the gateway's franz-go clients send.
-type fetchCounter struct{ n atomic.Int64 }
-
-func (c *fetchCounter) OnBrokerWrite(_ kgo.BrokerMetadata, key int16, _ int, _, _ time.Duration, err error) {
-	if key == 1 && err == nil {
-		c.n.Add(1)
-	}
-}
-
 func TestManySubscribersShareOneFetchStream(t *testing.T) {
 	k := testkit.Kafka(t, kfake.SeedTopics(1, "t"))
-	var fetches fetchCounter
+	var fetches requestCounter
 	srv := testkit.StartServer(t, testkit.ClusterYAML(k.ListenAddrs(), "", ""), nil,
 		kafka.ClientOptions(kgo.WithHooks(&fetches)))
 	const sessions, batches, perBatch = 100, 20, 10
@@ -224,7 +215,7 @@ func TestManySubscribersShareOneFetchStream(t *testing.T) {
 		}
 		subs[i] = sub
 	}
-	before := fetches.n.Load()
+	before := fetches.load(kmsg.Fetch)
 	for b := range batches {
 		recs := make([]testkit.Record, perBatch)
 		for i := range recs {
@@ -242,7 +233,7 @@ func TestManySubscribersShareOneFetchStream(t *testing.T) {
 		}()
 	}
 	wg.Wait()
-	used := fetches.n.Load() - before
+	used := fetches.load(kmsg.Fetch) - before
 	// Polling sessions would make at least sessions*batches fetches; one
 	// shared stream makes about one per batch plus idle waits.
 	if used > 5*batches {
@@ -253,7 +244,7 @@ func TestManySubscribersShareOneFetchStream(t *testing.T) {
 
 func TestFetchIsServedFromTheSharedWindow(t *testing.T) {
 	k := testkit.Kafka(t, kfake.SeedTopics(1, "t"))
-	var fetches fetchCounter
+	var fetches requestCounter
 	srv := testkit.StartServer(t, testkit.ClusterYAML(k.ListenAddrs(), "", ""), nil,
 		kafka.ClientOptions(kgo.WithHooks(&fetches)))
 	c := srv.Dial(t, "kafka")
@@ -263,7 +254,7 @@ func TestFetchIsServedFromTheSharedWindow(t *testing.T) {
 	}
 	testkit.Produce(t, k.ListenAddrs(), "t", 0, testkit.Numbered(50))
 	collect(t, sub, 0, 0, 50)
-	before := fetches.n.Load()
+	before := fetches.load(kmsg.Fetch)
 	poller := srv.Dial(t, "kafka")
 	for next := int64(10); next < 50; {
 		msgs, err := poller.Fetch(ctx(t), "t", 0, next)
@@ -273,7 +264,7 @@ func TestFetchIsServedFromTheSharedWindow(t *testing.T) {
 		next = msgs[len(msgs)-1].GetOffset() + 1
 	}
 	// The reader's own long-poll may issue one fetch meanwhile.
-	if used := fetches.n.Load() - before; used > 2 {
+	if used := fetches.load(kmsg.Fetch) - before; used > 2 {
 		t.Fatalf("%d broker fetches for fetches inside the window", used)
 	}
 }

@@ -75,6 +75,10 @@ func (k *Cluster) ListOffset(ctx context.Context, topic string, partition int32,
 		}
 		req := kmsg.NewPtrListOffsetsRequest()
 		req.ReplicaID = -1
+		// read_committed, as every read of the gateway: the latest offset
+		// is the last stable one, so that a client starting there does not
+		// skip a transaction still open.
+		req.IsolationLevel = 1
 		rt := kmsg.NewListOffsetsRequestTopic()
 		rt.Topic = topic
 		rp := kmsg.NewListOffsetsRequestTopicPartition()

@@ -14,6 +14,7 @@ import (
 
 	"github.com/envoy-pubsub/gateway/internal/testkit"
 	"github.com/envoy-pubsub/gateway/kafka"
+	pb "github.com/envoy-pubsub/gateway/proto"
 )
 
 // requestCounter counts the requests of some kinds the gateway's franz-go
@@ -136,5 +137,54 @@ func TestSessionsBehindInOneBatchShareItsDecoding(t *testing.T) {
 	}
 	if used := reqs.load(kmsg.Fetch) - before; used != 0 {
 		t.Fatalf("%d broker fetches for offsets of a batch the cache decoded for a session ahead", used)
+	}
+}
+
+// "Latest" is the last stable offset, as a read_committed Kafka consumer
+// sees it: a transaction open when a client asks for it is delivered once
+// it commits, to a subscription at latest and to a fetch loop started at
+// the listed offset.
+func TestLatestDoesNotSkipAnOpenTransaction(t *testing.T) {
+	k := testkit.Kafka(t, kfake.SeedTopics(1, "lso"))
+	brokers := k.ListenAddrs()
+	plain := newBatchProducer(t, brokers, "lso", 0, kgo.SnappyCompression(), "plain")
+	txn := newBatchProducer(t, brokers, "lso", 0, kgo.SnappyCompression(), "txn", kgo.TransactionalID("lso-txn"))
+	plain.batch(2)
+	if err := txn.cl.BeginTransaction(); err != nil {
+		t.Fatal(err)
+	}
+	open := txn.batch(3)
+	srv := testkit.StartServer(t, testkit.ClusterYAML(brokers, "", ""), nil)
+	c := srv.Dial(t, "kafka")
+	latest, err := c.ListOffset(ctx(t), "lso", 0, -1)
+	if err != nil || latest != open[0].offset {
+		t.Fatalf("latest offset %d, %v; want %d, where the open transaction begins", latest, err, open[0].offset)
+	}
+	sub, err := c.Subscribe(ctx(t), &pb.CmdKafkaSubscribe{Topic: "lso", Partitions: []int32{0}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := txn.cl.EndTransaction(ctx(t), kgo.TryCommit); err != nil {
+		t.Fatalf("commit: %v", err)
+	}
+	got := collect(t, sub, 0, open[0].offset, len(open))
+	for i, m := range got {
+		if string(m.GetValue()) != string(open[i].value) {
+			t.Fatalf("pushed record %d: %s, want %s", m.GetOffset(), m.GetValue(), open[i].value)
+		}
+	}
+	var fetched []*pb.KafkaMessage
+	for next := latest; len(fetched) < len(open); {
+		msgs, err := c.Fetch(ctx(t), "lso", 0, next)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, m := range msgs {
+			fetched = append(fetched, m)
+			next = m.GetOffset() + 1
+		}
+	}
+	if fetched[0].GetOffset() != open[0].offset || len(fetched) != len(open) {
+		t.Fatalf("a fetch loop from the listed latest offset read %d records from %d", len(fetched), fetched[0].GetOffset())
 	}
 }

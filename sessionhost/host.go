@@ -22,6 +22,7 @@ import (
 
 	"github.com/envoy-pubsub/gateway/config"
 	"github.com/envoy-pubsub/gateway/kafka"
+	"github.com/envoy-pubsub/gateway/pubsub"
 	"github.com/envoy-pubsub/gateway/server"
 )
 
@@ -89,10 +90,13 @@ type holder struct {
 }
 
 // generation is a session server built for one set of session limits.
-// Sessions stay with the generation that accepted them.
+// Sessions stay with the generation that accepted them; generations share
+// the process's memory budget while limits.max_memory_bytes stays the same.
 type generation struct {
-	limits config.Session
-	srv    *server.Server
+	limits  config.Session
+	process config.Limits
+	memory  *pubsub.MemoryBudget
+	srv     *server.Server
 }
 
 // Acquire returns the host of doc.Listener, starting it if this is the first
@@ -185,15 +189,18 @@ func (h *Host) update(doc *config.Document, stats Stats) {
 	h.stats.use(stats)
 	h.mu.Lock()
 	defer h.mu.Unlock()
-	if h.current.srv != nil && h.current.limits == doc.Session {
+	if h.current.srv != nil && h.current.limits == doc.Session && h.current.process == doc.Limits {
 		return
 	}
 	opts := server.OptionsFrom(doc, h.log)
 	opts.Observer = &h.stats
 	if h.current.srv != nil {
 		h.retired = append(h.retired, h.current.srv)
+		if h.current.process == doc.Limits {
+			opts.Session.Memory = h.current.memory // one budget for old and new sessions
+		}
 	}
-	h.current = generation{limits: doc.Session, srv: server.New(h, opts)}
+	h.current = generation{limits: doc.Session, process: doc.Limits, memory: opts.Session.Memory, srv: server.New(h, opts)}
 }
 
 // Issue stores g under a new one-time ticket valid for ttl, with at most

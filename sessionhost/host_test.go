@@ -318,3 +318,39 @@ func TestAbstractSocket(t *testing.T) {
 		t.Errorf("second process on a live abstract socket: %v", err)
 	}
 }
+
+// A configuration that changes session limits starts a new generation of
+// the session server; its sessions and the old generation's share one
+// process memory budget while limits.max_memory_bytes stays the same, and a
+// new one sizes a new budget.
+func TestGenerationsShareTheProcessMemoryBudget(t *testing.T) {
+	hs, _ := newHosts(t)
+	sock := socketPath(t)
+	h, _ := acquire(t, hs, sock)
+	first := h.current.memory
+
+	doc := document(t, sock)
+	doc.Session.MaxInFlight++
+	stats := newStats()
+	if _, err := hs.Acquire(doc, stats); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { hs.Release(h, stats) })
+	if h.current.limits != doc.Session || len(h.retired) != 1 {
+		t.Fatalf("new session limits did not start a new generation (%d retired)", len(h.retired))
+	}
+	if h.current.memory != first || first == nil {
+		t.Fatal("the new generation has a memory budget of its own: old and new sessions could hold twice limits.max_memory_bytes")
+	}
+
+	doc = document(t, sock)
+	doc.Session.MaxInFlight++ // the same session limits: only the process's budget changes
+	doc.Limits.MaxMemoryBytes *= 2
+	if _, err := hs.Acquire(doc, stats); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { hs.Release(h, stats) })
+	if len(h.retired) != 2 || h.current.process != doc.Limits || h.current.memory == first {
+		t.Fatal("a new limits.max_memory_bytes did not size a new budget")
+	}
+}

@@ -14,9 +14,17 @@ import (
 // fetch_max_bytes of compressed batches, which may hold many times that
 // once decoded. Every decoded batch goes into the record cache, so the next
 // fetch at last + 1, from any session, is served without asking Kafka or
-// decoding again.
+// decoding again. The read-ahead is decoded in the background while the
+// reply travels, as a consumer decodes one fetch while it waits for the
+// next; the next fetch waits for it rather than asking Kafka.
 
 var decompressor = kgo.DefaultDecompressor()
+
+// readAheadSlots bounds the broker answers a Cluster decodes in the
+// background at once; each holds at most fetch_max_bytes of answer and
+// decodes at most fetch_max_bytes of records into the (bounded) cache.
+// Without a free slot the read-ahead is decoded before the reply goes.
+const readAheadSlots = 4
 
 // Offsets within a record batch's header (v2, the only kind Kafka writes
 // since 0.11; older message sets are decoded too, as franz-go does).
@@ -28,81 +36,149 @@ const (
 	batchHeaderBytes  = 23
 )
 
-// decodeFetched decodes the batches of one fetch answer from offset on into
-// the cache and adds their data records to out, then keeps decoding until
-// the read-ahead (maxBytes more) is decoded too or the answer ends. The
-// answer proves that [offset, end of its last whole batch) holds exactly
-// the records decoded: Kafka returns the log from offset on, and batch
-// metadata covers the offsets whose records were compacted away, control
-// records and aborted transactions. It reports an error only when the
-// first batch cannot be decoded.
-func (k *Cluster) decodeFetched(key readerKey, topicID [16]byte, rp *kmsg.FetchResponseTopicPartition, offset int64, out *reply) error {
+// batchDecoder decodes the record batches of one fetch answer in order.
+// The answer proves that [offset, end of its last whole batch) holds
+// exactly the records decoded: Kafka returns the log from offset on, and
+// batch metadata covers the offsets whose records were compacted away,
+// control records and aborted transactions.
+type batchDecoder struct {
+	key      readerKey
+	in       []byte // the batches not decoded yet
+	offset   int64  // the offset the answer was asked for
+	at       int64  // the first offset not decoded yet
+	logStart int64
+	aborted  []kmsg.FetchResponseTopicPartitionAbortedTransaction // ordered by first offset
+}
+
+func newBatchDecoder(key readerKey, rp *kmsg.FetchResponseTopicPartition, offset int64) *batchDecoder {
 	aborted := slices.Clone(rp.AbortedTransactions)
 	slices.SortFunc(aborted, func(a, b kmsg.FetchResponseTopicPartitionAbortedTransaction) int {
 		return int(min(max(a.FirstOffset-b.FirstOffset, -1), 1))
 	})
-	in, at, ahead := rp.RecordBatches, offset, 0
-	var runs []run
-	defer func() { k.cache.insert(key, topicID, runs...) }()
-	for len(in) > batchHeaderBytes && ahead < out.maxBytes {
-		length := int(int32(binary.BigEndian.Uint32(in[batchLengthAt:]))) + batchLengthAt + 4
-		if length <= batchHeaderBytes || length > len(in) {
-			break // a partial batch ends the answer
+	return &batchDecoder{key: key, in: rp.RecordBatches, offset: offset, at: offset, logStart: rp.LogStartOffset, aborted: aborted}
+}
+
+// next decodes the next batch that ends after the decoded offsets into a
+// run of its data records; ok is false at the end of the answer (a partial
+// batch ends it).
+func (d *batchDecoder) next() (r run, ok bool, err error) {
+	for len(d.in) > batchHeaderBytes {
+		length := int(int32(binary.BigEndian.Uint32(d.in[batchLengthAt:]))) + batchLengthAt + 4
+		if length <= batchHeaderBytes || length > len(d.in) {
+			break
 		}
-		raw := in[:length:length]
-		in = in[length:]
+		raw := d.in[:length:length]
+		d.in = d.in[length:]
 		if raw[batchMagicAt] == 2 && binary.BigEndian.Uint16(raw[batchAttributesAt:])&0x7 == 0 {
 			// Records of an uncompressed batch point into it: a copy
 			// keeps the rest of the answer from staying in memory.
 			raw = bytes.Clone(raw)
 		}
-		from := at
-		if at == offset && raw[batchMagicAt] == 2 {
+		from := d.at
+		if d.at == d.offset && raw[batchMagicAt] == 2 {
 			// The first batch may begin before offset; it is decoded
 			// whole anyway, and caching it from its first offset serves
 			// the sessions a little behind this one (within the log).
 			base := int64(binary.BigEndian.Uint64(raw[batchBaseOffsetAt:]))
-			from = min(max(base, rp.LogStartOffset), at)
+			from = min(max(base, d.logStart), d.at)
 		}
-		one := kmsg.FetchResponseTopicPartition{Partition: key.partition, RecordBatches: raw, AbortedTransactions: aborted}
+		one := kmsg.FetchResponseTopicPartition{Partition: d.key.partition, RecordBatches: raw, AbortedTransactions: d.aborted}
 		fp, end := kgo.ProcessFetchPartition(kgo.ProcessFetchPartitionOpts{
 			KeepControlRecords: true, // their offsets prove the run; they are not delivered
 			Offset:             from,
 			IsolationLevel:     kgo.ReadCommitted(),
-			Topic:              key.topic,
-			Partition:          key.partition,
+			Topic:              d.key.topic,
+			Partition:          d.key.partition,
 		}, &one, decompressor, nil)
 		if fp.Err != nil {
-			if at == offset {
-				return fp.Err
-			}
-			break // serve what decoded; the next fetch reports it
+			d.in = nil
+			return run{}, false, fp.Err
 		}
-		if end <= at {
+		if end <= d.at {
 			continue // a batch wholly before offset
 		}
 		data := fp.Records
 		if slices.ContainsFunc(data, isControl) {
 			for _, r := range data {
 				if isControl(r) && len(r.Key) >= 4 && r.Key[2] == 0 && r.Key[3] == 0 {
-					aborted = closeAborted(aborted, r.ProducerID, r.Offset)
+					d.aborted = closeAborted(d.aborted, r.ProducerID, r.Offset)
 				}
 			}
 			data = slices.DeleteFunc(data, isControl)
 		}
-		runs = append(runs, run{from, end, data})
-		for _, r := range data {
-			if r.Offset < at {
+		d.at = end
+		return run{from, end, data}, true, nil
+	}
+	d.in = nil
+	return run{}, false, nil
+}
+
+// decodeFetched decodes the batches of one fetch answer from offset on into
+// the cache and adds their data records to out; the read-ahead (maxBytes
+// more of records) follows in the background, or at once when no slot is
+// free. It reports an error only when the first batch cannot be decoded.
+func (k *Cluster) decodeFetched(key readerKey, topicID [16]byte, rp *kmsg.FetchResponseTopicPartition, offset int64, out *reply) error {
+	d := newBatchDecoder(key, rp, offset)
+	var runs []run
+	ahead := 0
+	for !out.full {
+		r, ok, err := d.next()
+		if err != nil && len(runs) == 0 {
+			return err
+		}
+		if !ok {
+			break // the end, or a batch that failed: the next fetch reports it
+		}
+		runs = append(runs, r)
+		for _, rec := range r.records {
+			if rec.Offset < offset {
 				continue // cached for others, before this reply
 			}
-			if !out.add(r) {
-				ahead += recordBytes(r)
+			if !out.add(rec) {
+				ahead += recordBytes(rec)
 			}
 		}
-		out.through(end)
-		at = end
+		out.through(r.next)
 	}
+	k.cache.insert(key, topicID, runs...)
+	if len(d.in) == 0 || ahead >= out.maxBytes {
+		return nil
+	}
+	select {
+	case k.readAheads <- struct{}{}:
+	default:
+		k.decodeAhead(d, topicID, out.maxBytes-ahead) // no slot: before the reply
+		return nil
+	}
+	if _, first := k.fetching.begin(key, d.at); !first {
+		<-k.readAheads // a fetch of those offsets runs already
+		return nil
+	}
+	at, budget := d.at, out.maxBytes-ahead
+	go func() {
+		defer func() { <-k.readAheads }()
+		defer k.fetching.end(key, at)
+		defer k.pool.recoverPanic("decoding ahead")
+		k.decodeAhead(d, topicID, budget)
+	}()
 	return nil
+}
+
+// decodeAhead decodes the rest of d, up to maxBytes of data records, into
+// the record cache.
+func (k *Cluster) decodeAhead(d *batchDecoder, topicID [16]byte, maxBytes int) {
+	var runs []run
+	for n := 0; n < maxBytes; {
+		r, ok, _ := d.next()
+		if !ok {
+			break
+		}
+		runs = append(runs, r)
+		for _, rec := range r.records {
+			n += recordBytes(rec)
+		}
+	}
+	k.cache.insert(d.key, topicID, runs...)
 }
 
 // closeAborted removes the aborted transaction of producer pid that an abort

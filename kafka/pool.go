@@ -86,6 +86,9 @@ type Cluster struct {
 	fetching fetchGroup
 	// checks share the checks that cached records are still in Kafka.
 	checks cacheChecks
+	// readAheads holds a token per broker answer decoded in the background
+	// (at most readAheadSlots).
+	readAheads chan struct{}
 	// turns share the brokers between sessions.
 	turns brokerTurns
 	// pushes are the recent subscription pushes, encoded once.
@@ -185,7 +188,7 @@ func (p *Pool) Clients() int {
 }
 
 func newCluster(p *Pool, key [32]byte, c *config.KafkaCluster) (*Cluster, error) {
-	k := &Cluster{pool: p, key: key, cfg: *c, cache: newRecordCache(c.CacheBytes, c.WindowBytes)}
+	k := &Cluster{pool: p, key: key, cfg: *c, cache: newRecordCache(c.CacheBytes, c.WindowBytes), readAheads: make(chan struct{}, readAheadSlots)}
 	warnInsecure(p.log, c)
 	if c.SASL != nil {
 		// The client keeps the password inside its authenticator; the

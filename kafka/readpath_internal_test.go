@@ -119,6 +119,16 @@ func TestAConsumerJumpIsNeverServed(t *testing.T) {
 	}
 }
 
+// awaitReadAheads waits until k decodes nothing in the background.
+func awaitReadAheads(k *Cluster) {
+	for range readAheadSlots {
+		k.readAheads <- struct{}{}
+	}
+	for range readAheadSlots {
+		<-k.readAheads
+	}
+}
+
 // jsonEvent is a realistic event value: a few hundred bytes of JSON with
 // fixed field names and varied values.
 func jsonEvent(i int) []byte {
@@ -207,6 +217,7 @@ func TestCompressedBatchesAreDecodedLazilyAndShared(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	awaitReadAheads(k)
 	decoded := cachedRecords(k.cache)
 	t.Logf("one broker answer of %d KiB holds %d records in %d snappy batches; the first fetch returned %d and decoded %d",
 		fetchMax>>10, len(answer.Records), compressed, len(first), decoded)
@@ -214,8 +225,9 @@ func TestCompressedBatchesAreDecodedLazilyAndShared(t *testing.T) {
 		t.Fatalf("the first fetch decoded %d of the answer's %d records", decoded, len(answer.Records))
 	}
 
+	replies := 0
 	loop := func(k *Cluster, bound int) {
-		for next := int64(0); next < total; {
+		for next := int64(0); next < total; replies++ {
 			recs, err := k.Fetch(ctx, "t", 0, next)
 			if err != nil {
 				t.Fatalf("fetch at %d: %v", next, err)
@@ -237,6 +249,11 @@ func TestCompressedBatchesAreDecodedLazilyAndShared(t *testing.T) {
 	start := fetches.n.Load()
 	loop(k, 64<<20)
 	firstLoop := fetches.n.Load() - start
+	// Each broker answer serves its reply and, decoded ahead while that
+	// reply travels, the next one.
+	if firstLoop*3 > int64(replies)*2 {
+		t.Fatalf("one reader's %d replies made %d broker fetches: the read-ahead is not used", replies, firstLoop)
+	}
 	loop(k, 64<<20)
 	if again := fetches.n.Load() - start - firstLoop; again != 0 {
 		t.Fatalf("a second reader of the same offsets made %d broker fetches (the first made %d)", again, firstLoop)

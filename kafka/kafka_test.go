@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -159,11 +160,26 @@ func TestFetchAtTheEndIsEmptyAndPrompt(t *testing.T) {
 
 func TestFetchWaitsForNewRecords(t *testing.T) {
 	f := newFixture(t, "    fetch_max_wait: 3s\n    request_timeout: 10s\n")
-	go func() {
-		time.Sleep(200 * time.Millisecond)
-		testkit.Produce(t, f.kafka.ListenAddrs(), "t", 0, testkit.Numbered(1))
-	}()
+	// The record is written once the fetch, finding the log empty, sets
+	// up its wait (it positions the partition's shared reader).
+	var once sync.Once
+	produced := make(chan struct{})
+	f.kafka.ControlKey(int16(kmsg.ListOffsets), func(kmsg.Request) (kmsg.Response, error, bool) {
+		f.kafka.KeepControl()
+		once.Do(func() {
+			go func() {
+				defer close(produced)
+				testkit.Produce(t, f.kafka.ListenAddrs(), "t", 0, testkit.Numbered(1))
+			}()
+		})
+		return nil, nil, false
+	})
 	msgs, err := f.c.Fetch(ctx(t), "t", 0, 0)
+	select {
+	case <-produced:
+	case <-time.After(10 * time.Second):
+		t.Fatal("the fetch never positioned a reader to wait on")
+	}
 	if err != nil {
 		t.Fatal(err)
 	}

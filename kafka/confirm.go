@@ -75,7 +75,10 @@ func (k *Cluster) confirmCached(ctx context.Context, key readerKey) error {
 		if c.err != nil {
 			k.checks.forget(key, c)
 		} else {
-			time.AfterFunc(2*CacheCheckInterval, func() { k.checks.forget(key, c) })
+			time.AfterFunc(2*CacheCheckInterval, func() {
+				defer k.pool.recoverPanic("forgetting a cache check")
+				k.checks.forget(key, c)
+			})
 		}
 		return c.err
 	}

@@ -38,17 +38,8 @@ func BenchmarkSubscribeFanOut(b *testing.B) {
 			b.ResetTimer()
 			cpu := processCPU()
 			for range sessions {
-				conn, br, _, err := ws.Dial(ctx(b), srv.URL("kafka"))
-				if err != nil {
-					b.Fatal(err)
-				}
-				defer conn.Close()
+				rd := subscribeRaw(b, srv.URL("kafka"), sub)
 				go func() {
-					var rd interface{ Read([]byte) (int, error) } = conn
-					if br != nil {
-						rd = br
-					}
-					ws.WriteFrame(conn, ws.MaskFrame(ws.NewBinaryFrame(sub)))
 					var bytes int64
 					for bytes < int64(b.N)*100 {
 						f, err := wstest.ReadFrame(rd, 4<<20)
@@ -69,6 +60,24 @@ func BenchmarkSubscribeFanOut(b *testing.B) {
 			b.ReportMetric(float64(sessions)*float64(b.N)/b.Elapsed().Seconds(), "records/s")
 		})
 	}
+}
+
+// subscribeRaw opens a session on url, closed with the benchmark, and sends
+// it sub, an encoded subscribe request; it returns what reads the session's
+// frames.
+func subscribeRaw(b *testing.B, url string, sub []byte) io.Reader {
+	conn, br, _, err := ws.Dial(ctx(b), url)
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(func() { conn.Close() })
+	if err := ws.WriteFrame(conn, ws.MaskFrame(ws.NewBinaryFrame(sub))); err != nil {
+		b.Fatal(err)
+	}
+	if br != nil {
+		return br
+	}
+	return conn
 }
 
 // processCPU returns the CPU time the process has used, user and system.
@@ -101,17 +110,8 @@ func BenchmarkSubscribeFanOutLive(b *testing.B) {
 			subscribed := make(chan struct{}, sessions)
 			done := make(chan bool, sessions)
 			for range sessions {
-				conn, br, _, err := ws.Dial(ctx(b), srv.URL("kafka"))
-				if err != nil {
-					b.Fatal(err)
-				}
-				defer conn.Close()
+				rd := subscribeRaw(b, srv.URL("kafka"), sub)
 				go func() {
-					var rd interface{ Read([]byte) (int, error) } = conn
-					if br != nil {
-						rd = br
-					}
-					ws.WriteFrame(conn, ws.MaskFrame(ws.NewBinaryFrame(sub)))
 					if _, err := skipFrame(rd); err != nil { // the acknowledgement
 						done <- false
 						return

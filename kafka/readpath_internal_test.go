@@ -43,6 +43,23 @@ func testCluster(t *testing.T, kafka *kfake.Cluster, extra string) (*Cluster, *b
 	return k, fetches
 }
 
+// oneBrokerKafka starts a one-broker kfake cluster with topic t (one
+// partition) and a producer to t, both closed with the test.
+func oneBrokerKafka(t *testing.T) (*kfake.Cluster, *kgo.Client) {
+	t.Helper()
+	kafka, err := kfake.NewCluster(kfake.NumBrokers(1), kfake.SeedTopics(1, "t"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(kafka.Close) // after the clients' cleanups
+	producer, err := kgo.NewClient(kgo.SeedBrokers(kafka.ListenAddrs()...), kgo.DefaultProduceTopic("t"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(producer.Close)
+	return kafka, producer
+}
+
 func testContext(t *testing.T) context.Context {
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	t.Cleanup(cancel)
@@ -75,16 +92,7 @@ func consumeAll(t *testing.T, kafka *kfake.Cluster, topic string, n int) []*kgo.
 // hands it after a reset that skipped offsets 3 and 4: fetches at and
 // around the jump still get every offset, from Kafka where needed.
 func TestAConsumerJumpIsNeverServed(t *testing.T) {
-	kafka, err := kfake.NewCluster(kfake.NumBrokers(1), kfake.SeedTopics(1, "t"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(kafka.Close) // after the clients' cleanups
-	producer, err := kgo.NewClient(kgo.SeedBrokers(kafka.ListenAddrs()...), kgo.DefaultProduceTopic("t"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer producer.Close()
+	kafka, producer := oneBrokerKafka(t)
 	ctx := testContext(t)
 	for i := range 8 {
 		if err := producer.ProduceSync(ctx, &kgo.Record{Value: fmt.Appendf(nil, "v%d", i)}).FirstErr(); err != nil {
@@ -158,16 +166,7 @@ func cachedRecords(rc *recordCache) int {
 // a second reader of the same offsets is served from the cache without a
 // broker fetch; a small cache stays within its bytes throughout.
 func TestCompressedBatchesAreDecodedLazilyAndShared(t *testing.T) {
-	kafka, err := kfake.NewCluster(kfake.NumBrokers(1), kfake.SeedTopics(1, "t"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(kafka.Close) // after the clients' cleanups
-	producer, err := kgo.NewClient(kgo.SeedBrokers(kafka.ListenAddrs()...), kgo.DefaultProduceTopic("t"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer producer.Close()
+	kafka, producer := oneBrokerKafka(t)
 	ctx := testContext(t)
 	// Batches of 100 events, as a producer lingering a few ms writes them
 	// at a moderate rate: about 30 KiB decoded, 5 KiB compressed each.
@@ -269,16 +268,7 @@ func TestCompressedBatchesAreDecodedLazilyAndShared(t *testing.T) {
 // from the broker and decoded once, the others wait for it and read the
 // cache.
 func TestSessionsInStepDecodeOnce(t *testing.T) {
-	kafka, err := kfake.NewCluster(kfake.NumBrokers(1), kfake.SeedTopics(1, "t"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(kafka.Close)
-	producer, err := kgo.NewClient(kgo.SeedBrokers(kafka.ListenAddrs()...), kgo.DefaultProduceTopic("t"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer producer.Close()
+	kafka, producer := oneBrokerKafka(t)
 	ctx := testContext(t)
 	const total = 3000
 	for i := 0; i < total; i += 100 {

@@ -107,19 +107,7 @@ func TestPongsDoNotKeepAnIdleSessionOpen(t *testing.T) {
 // write timeout by the write blocked on its full socket.
 func TestStalledSubscriberEndsAtItsDeadline(t *testing.T) {
 	const stall = 200 * time.Millisecond
-	pushed := make(chan error, 1)
-	m := NewMux()
-	m.On(CmdKafkaFetch, HandlerFunc(func(ctx context.Context, req *Request) (*pb.PubSubResp, error) {
-		for i := 0; ; i++ {
-			err := req.Push(ctx, &pb.PubSubResp{Resp: &pb.PubSubResp_KafkaFetchResp{KafkaFetchResp: &pb.KafkaFetchResp{
-				Messages: []*pb.KafkaMessage{{Offset: int64(i), Value: make([]byte, 1000)}},
-			}}})
-			if err != nil {
-				pushed <- err
-				return nil, nil
-			}
-		}
-	}))
+	m, pushed := endlessPusher()
 	p := startSession(t, context.Background(), m, Options{PushQueueBytes: 4 << 10, PushStallTimeout: stall, WriteTimeout: time.Minute})
 	p.send(fetchReq(1, "t"))
 	start := time.Now()

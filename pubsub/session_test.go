@@ -408,7 +408,10 @@ func TestOnRejectsUnknownCommandNames(t *testing.T) {
 	NewMux().On("cmd_nonexistent", HandlerFunc(pong))
 }
 
-func TestSlowConsumerIsPausedThenClosedWith4008(t *testing.T) {
+// endlessPusher returns a mux whose cmd_kafka_fetch pushes records of
+// 1000 bytes until a push fails, and the channel that then receives the
+// push's error.
+func endlessPusher() (*Mux, <-chan error) {
 	pushed := make(chan error, 1)
 	m := NewMux()
 	m.On(CmdKafkaFetch, HandlerFunc(func(ctx context.Context, req *Request) (*pb.PubSubResp, error) {
@@ -422,6 +425,11 @@ func TestSlowConsumerIsPausedThenClosedWith4008(t *testing.T) {
 			}
 		}
 	}))
+	return m, pushed
+}
+
+func TestSlowConsumerIsPausedThenClosedWith4008(t *testing.T) {
+	m, pushed := endlessPusher()
 	p := startSession(t, context.Background(), m, Options{PushQueueBytes: 4 << 10, PushStallTimeout: 200 * time.Millisecond})
 	p.send(fetchReq(1, "t"))
 	select {

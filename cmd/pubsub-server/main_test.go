@@ -71,13 +71,7 @@ func TestServesAConfigFileAndShutsDownOnSIGTERM(t *testing.T) {
 		t.Fatal(err)
 	}
 	cmd, url := startBinary(t, "-config", cfg)
-	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
-	defer cancel()
-	c, err := client.Dial(ctx, url, client.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.Close()
+	ctx, c := dial(t, url)
 	if off, err := c.ListOffset(ctx, "orders", 0, -1); err != nil || off != 3 {
 		t.Fatalf("list offset: %d, %v", off, err)
 	}
@@ -105,15 +99,23 @@ func TestServesAConfigFileAndShutsDownOnSIGTERM(t *testing.T) {
 	}
 }
 
-func TestWithoutConfigServesTheEmbeddedDemoTopic(t *testing.T) {
-	_, url := startBinary(t)
+// dial opens a session on url; the session and the returned context (20
+// seconds) end with the test.
+func dial(t *testing.T, url string) (context.Context, *client.Client) {
+	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
-	defer cancel()
+	t.Cleanup(cancel)
 	c, err := client.Dial(ctx, url, client.Options{})
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer c.Close()
+	t.Cleanup(func() { c.Close() })
+	return ctx, c
+}
+
+func TestWithoutConfigServesTheEmbeddedDemoTopic(t *testing.T) {
+	_, url := startBinary(t)
+	ctx, c := dial(t, url)
 	var seen int
 	for deadline := time.Now().Add(5 * time.Second); seen < 2 && time.Now().Before(deadline); {
 		msgs, err := c.Fetch(ctx, "demo", 0, int64(seen))
@@ -157,13 +159,7 @@ func TestServesTheLivePageBesideTheEndpoints(t *testing.T) {
 // of group demo-readme, commit, and read the commit back.
 func TestEmbeddedDemoTopicTakesWritesAndGroups(t *testing.T) {
 	_, url := startBinary(t)
-	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
-	defer cancel()
-	c, err := client.Dial(ctx, url, client.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.Close()
+	ctx, c := dial(t, url)
 	written, err := c.Produce(ctx, "demo", -1, &pb.KafkaRecord{Key: []byte("user-1"), Value: []byte(`{"click":1}`)})
 	if err != nil {
 		t.Fatal(err)

@@ -42,6 +42,11 @@ func run() error {
 	log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: level}))
 	slog.SetDefault(log)
 
+	// Signals are taken before the server starts and says where it
+	// serves, so that a SIGTERM right after that line still drains.
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+
 	var doc *config.Document
 	site := web.Site{}
 	if *configFile != "" {
@@ -82,8 +87,6 @@ func run() error {
 		log.Info(fmt.Sprintf("try it: go run ./cmd/pubsub-client -url %s -topic %s", srv.URL("kafka"), standalone.DemoTopic))
 	}
 
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	defer stop()
 	var served error
 	select {
 	case served = <-srv.Failed():

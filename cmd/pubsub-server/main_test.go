@@ -202,3 +202,22 @@ func TestEmbeddedDemoTopicTakesWritesAndGroups(t *testing.T) {
 		t.Fatalf("committed %v, %v; want %d", got, err, commit.Offset)
 	}
 }
+
+// A SIGTERM as soon as the server says where it serves still drains and
+// exits cleanly: signals are taken before that line.
+func TestSIGTERMRightAfterStartExitsCleanly(t *testing.T) {
+	cmd, _ := startBinary(t)
+	if err := cmd.Process.Signal(syscall.SIGTERM); err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan error, 1)
+	go func() { done <- cmd.Wait() }()
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Fatalf("exit: %v (the signal was not handled)", err)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("server did not exit after SIGTERM")
+	}
+}

@@ -113,10 +113,12 @@ func (x *CmdPing) GetState() []byte {
 
 // Reads records of one partition starting at offset.
 type CmdKafkaFetch struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Topic         string                 `protobuf:"bytes,1,opt,name=topic,proto3" json:"topic,omitempty"`
-	Partition     int32                  `protobuf:"varint,2,opt,name=partition,proto3" json:"partition,omitempty"`
-	Offset        int64                  `protobuf:"varint,3,opt,name=offset,proto3" json:"offset,omitempty"`
+	state     protoimpl.MessageState `protogen:"open.v1"`
+	Topic     string                 `protobuf:"bytes,1,opt,name=topic,proto3" json:"topic,omitempty"`
+	Partition int32                  `protobuf:"varint,2,opt,name=partition,proto3" json:"partition,omitempty"`
+	Offset    int64                  `protobuf:"varint,3,opt,name=offset,proto3" json:"offset,omitempty"`
+	// Extension: only records that match this filter are returned.
+	Filter        *KafkaFilter `protobuf:"bytes,100,opt,name=filter,proto3" json:"filter,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -172,6 +174,159 @@ func (x *CmdKafkaFetch) GetOffset() int64 {
 	return 0
 }
 
+func (x *CmdKafkaFetch) GetFilter() *KafkaFilter {
+	if x != nil {
+		return x.Filter
+	}
+	return nil
+}
+
+// Extension: a client's own record filter, applied after the identity scope.
+// A record matches when its key equals key (when key is set) and it carries
+// every listed header with that value.
+type KafkaFilter struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Key           []byte                 `protobuf:"bytes,1,opt,name=key,proto3" json:"key,omitempty"`
+	Headers       []*KafkaHeader         `protobuf:"bytes,2,rep,name=headers,proto3" json:"headers,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *KafkaFilter) Reset() {
+	*x = KafkaFilter{}
+	mi := &file_pubsub_proto_msgTypes[3]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *KafkaFilter) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*KafkaFilter) ProtoMessage() {}
+
+func (x *KafkaFilter) ProtoReflect() protoreflect.Message {
+	mi := &file_pubsub_proto_msgTypes[3]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use KafkaFilter.ProtoReflect.Descriptor instead.
+func (*KafkaFilter) Descriptor() ([]byte, []int) {
+	return file_pubsub_proto_rawDescGZIP(), []int{3}
+}
+
+func (x *KafkaFilter) GetKey() []byte {
+	if x != nil {
+		return x.Key
+	}
+	return nil
+}
+
+func (x *KafkaFilter) GetHeaders() []*KafkaHeader {
+	if x != nil {
+		return x.Headers
+	}
+	return nil
+}
+
+// Extension: a fresh token for the session's subject, extending its expiry.
+type CmdAuth struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Token         string                 `protobuf:"bytes,1,opt,name=token,proto3" json:"token,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *CmdAuth) Reset() {
+	*x = CmdAuth{}
+	mi := &file_pubsub_proto_msgTypes[4]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *CmdAuth) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*CmdAuth) ProtoMessage() {}
+
+func (x *CmdAuth) ProtoReflect() protoreflect.Message {
+	mi := &file_pubsub_proto_msgTypes[4]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use CmdAuth.ProtoReflect.Descriptor instead.
+func (*CmdAuth) Descriptor() ([]byte, []int) {
+	return file_pubsub_proto_rawDescGZIP(), []int{4}
+}
+
+func (x *CmdAuth) GetToken() string {
+	if x != nil {
+		return x.Token
+	}
+	return ""
+}
+
+// Extension: the answer to CmdAuth; expires_at is the new expiry (ms since
+// the epoch).
+type AuthResp struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	ExpiresAt     int64                  `protobuf:"varint,1,opt,name=expires_at,json=expiresAt,proto3" json:"expires_at,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *AuthResp) Reset() {
+	*x = AuthResp{}
+	mi := &file_pubsub_proto_msgTypes[5]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *AuthResp) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*AuthResp) ProtoMessage() {}
+
+func (x *AuthResp) ProtoReflect() protoreflect.Message {
+	mi := &file_pubsub_proto_msgTypes[5]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use AuthResp.ProtoReflect.Descriptor instead.
+func (*AuthResp) Descriptor() ([]byte, []int) {
+	return file_pubsub_proto_rawDescGZIP(), []int{5}
+}
+
+func (x *AuthResp) GetExpiresAt() int64 {
+	if x != nil {
+		return x.ExpiresAt
+	}
+	return 0
+}
+
 // Looks up an offset: -2 earliest, -1 latest, otherwise by timestamp (ms).
 type CmdKafkaListOffset struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
@@ -184,7 +339,7 @@ type CmdKafkaListOffset struct {
 
 func (x *CmdKafkaListOffset) Reset() {
 	*x = CmdKafkaListOffset{}
-	mi := &file_pubsub_proto_msgTypes[3]
+	mi := &file_pubsub_proto_msgTypes[6]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -196,7 +351,7 @@ func (x *CmdKafkaListOffset) String() string {
 func (*CmdKafkaListOffset) ProtoMessage() {}
 
 func (x *CmdKafkaListOffset) ProtoReflect() protoreflect.Message {
-	mi := &file_pubsub_proto_msgTypes[3]
+	mi := &file_pubsub_proto_msgTypes[6]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -209,7 +364,7 @@ func (x *CmdKafkaListOffset) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CmdKafkaListOffset.ProtoReflect.Descriptor instead.
 func (*CmdKafkaListOffset) Descriptor() ([]byte, []int) {
-	return file_pubsub_proto_rawDescGZIP(), []int{3}
+	return file_pubsub_proto_rawDescGZIP(), []int{6}
 }
 
 func (x *CmdKafkaListOffset) GetTopic() string {
@@ -259,14 +414,16 @@ type CmdKafkaSubscribe struct {
 	// Extension: join this consumer group; the group assigns the partitions
 	// (partitions must then be empty) and records start at its committed
 	// offsets.
-	Group         string `protobuf:"bytes,9,opt,name=group,proto3" json:"group,omitempty"`
+	Group string `protobuf:"bytes,9,opt,name=group,proto3" json:"group,omitempty"`
+	// Extension: only records that match this filter are pushed.
+	Filter        *KafkaFilter `protobuf:"bytes,10,opt,name=filter,proto3" json:"filter,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
 
 func (x *CmdKafkaSubscribe) Reset() {
 	*x = CmdKafkaSubscribe{}
-	mi := &file_pubsub_proto_msgTypes[4]
+	mi := &file_pubsub_proto_msgTypes[7]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -278,7 +435,7 @@ func (x *CmdKafkaSubscribe) String() string {
 func (*CmdKafkaSubscribe) ProtoMessage() {}
 
 func (x *CmdKafkaSubscribe) ProtoReflect() protoreflect.Message {
-	mi := &file_pubsub_proto_msgTypes[4]
+	mi := &file_pubsub_proto_msgTypes[7]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -291,7 +448,7 @@ func (x *CmdKafkaSubscribe) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CmdKafkaSubscribe.ProtoReflect.Descriptor instead.
 func (*CmdKafkaSubscribe) Descriptor() ([]byte, []int) {
-	return file_pubsub_proto_rawDescGZIP(), []int{4}
+	return file_pubsub_proto_rawDescGZIP(), []int{7}
 }
 
 func (x *CmdKafkaSubscribe) GetTopic() string {
@@ -372,6 +529,13 @@ func (x *CmdKafkaSubscribe) GetGroup() string {
 	return ""
 }
 
+func (x *CmdKafkaSubscribe) GetFilter() *KafkaFilter {
+	if x != nil {
+		return x.Filter
+	}
+	return nil
+}
+
 type isCmdKafkaSubscribe_Start interface {
 	isCmdKafkaSubscribe_Start()
 }
@@ -414,7 +578,7 @@ type CmdKafkaUnsubscribe struct {
 
 func (x *CmdKafkaUnsubscribe) Reset() {
 	*x = CmdKafkaUnsubscribe{}
-	mi := &file_pubsub_proto_msgTypes[5]
+	mi := &file_pubsub_proto_msgTypes[8]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -426,7 +590,7 @@ func (x *CmdKafkaUnsubscribe) String() string {
 func (*CmdKafkaUnsubscribe) ProtoMessage() {}
 
 func (x *CmdKafkaUnsubscribe) ProtoReflect() protoreflect.Message {
-	mi := &file_pubsub_proto_msgTypes[5]
+	mi := &file_pubsub_proto_msgTypes[8]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -439,7 +603,7 @@ func (x *CmdKafkaUnsubscribe) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CmdKafkaUnsubscribe.ProtoReflect.Descriptor instead.
 func (*CmdKafkaUnsubscribe) Descriptor() ([]byte, []int) {
-	return file_pubsub_proto_rawDescGZIP(), []int{5}
+	return file_pubsub_proto_rawDescGZIP(), []int{8}
 }
 
 func (x *CmdKafkaUnsubscribe) GetSubscription() int64 {
@@ -464,6 +628,7 @@ type PubSubReq struct {
 	//	*PubSubReq_CmdKafkaProduce
 	//	*PubSubReq_CmdKafkaCommit
 	//	*PubSubReq_CmdKafkaCommitted
+	//	*PubSubReq_CmdAuth
 	Req           isPubSubReq_Req `protobuf_oneof:"req"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
@@ -471,7 +636,7 @@ type PubSubReq struct {
 
 func (x *PubSubReq) Reset() {
 	*x = PubSubReq{}
-	mi := &file_pubsub_proto_msgTypes[6]
+	mi := &file_pubsub_proto_msgTypes[9]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -483,7 +648,7 @@ func (x *PubSubReq) String() string {
 func (*PubSubReq) ProtoMessage() {}
 
 func (x *PubSubReq) ProtoReflect() protoreflect.Message {
-	mi := &file_pubsub_proto_msgTypes[6]
+	mi := &file_pubsub_proto_msgTypes[9]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -496,7 +661,7 @@ func (x *PubSubReq) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PubSubReq.ProtoReflect.Descriptor instead.
 func (*PubSubReq) Descriptor() ([]byte, []int) {
-	return file_pubsub_proto_rawDescGZIP(), []int{6}
+	return file_pubsub_proto_rawDescGZIP(), []int{9}
 }
 
 func (x *PubSubReq) GetSequence() int64 {
@@ -594,6 +759,15 @@ func (x *PubSubReq) GetCmdKafkaCommitted() *CmdKafkaCommitted {
 	return nil
 }
 
+func (x *PubSubReq) GetCmdAuth() *CmdAuth {
+	if x != nil {
+		if x, ok := x.Req.(*PubSubReq_CmdAuth); ok {
+			return x.CmdAuth
+		}
+	}
+	return nil
+}
+
 type isPubSubReq_Req interface {
 	isPubSubReq_Req()
 }
@@ -634,6 +808,10 @@ type PubSubReq_CmdKafkaCommitted struct {
 	CmdKafkaCommitted *CmdKafkaCommitted `protobuf:"bytes,104,opt,name=cmd_kafka_committed,json=cmdKafkaCommitted,proto3,oneof"`
 }
 
+type PubSubReq_CmdAuth struct {
+	CmdAuth *CmdAuth `protobuf:"bytes,105,opt,name=cmd_auth,json=cmdAuth,proto3,oneof"`
+}
+
 func (*PubSubReq_CmdEmpty) isPubSubReq_Req() {}
 
 func (*PubSubReq_CmdPing) isPubSubReq_Req() {}
@@ -652,6 +830,8 @@ func (*PubSubReq_CmdKafkaCommit) isPubSubReq_Req() {}
 
 func (*PubSubReq_CmdKafkaCommitted) isPubSubReq_Req() {}
 
+func (*PubSubReq_CmdAuth) isPubSubReq_Req() {}
+
 // A failed request.
 type ErrorResp struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
@@ -663,7 +843,7 @@ type ErrorResp struct {
 
 func (x *ErrorResp) Reset() {
 	*x = ErrorResp{}
-	mi := &file_pubsub_proto_msgTypes[7]
+	mi := &file_pubsub_proto_msgTypes[10]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -675,7 +855,7 @@ func (x *ErrorResp) String() string {
 func (*ErrorResp) ProtoMessage() {}
 
 func (x *ErrorResp) ProtoReflect() protoreflect.Message {
-	mi := &file_pubsub_proto_msgTypes[7]
+	mi := &file_pubsub_proto_msgTypes[10]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -688,7 +868,7 @@ func (x *ErrorResp) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ErrorResp.ProtoReflect.Descriptor instead.
 func (*ErrorResp) Descriptor() ([]byte, []int) {
-	return file_pubsub_proto_rawDescGZIP(), []int{7}
+	return file_pubsub_proto_rawDescGZIP(), []int{10}
 }
 
 func (x *ErrorResp) GetCode() int32 {
@@ -715,7 +895,7 @@ type PongResp struct {
 
 func (x *PongResp) Reset() {
 	*x = PongResp{}
-	mi := &file_pubsub_proto_msgTypes[8]
+	mi := &file_pubsub_proto_msgTypes[11]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -727,7 +907,7 @@ func (x *PongResp) String() string {
 func (*PongResp) ProtoMessage() {}
 
 func (x *PongResp) ProtoReflect() protoreflect.Message {
-	mi := &file_pubsub_proto_msgTypes[8]
+	mi := &file_pubsub_proto_msgTypes[11]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -740,7 +920,7 @@ func (x *PongResp) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PongResp.ProtoReflect.Descriptor instead.
 func (*PongResp) Descriptor() ([]byte, []int) {
-	return file_pubsub_proto_rawDescGZIP(), []int{8}
+	return file_pubsub_proto_rawDescGZIP(), []int{11}
 }
 
 func (x *PongResp) GetState() []byte {
@@ -761,7 +941,7 @@ type KafkaHeader struct {
 
 func (x *KafkaHeader) Reset() {
 	*x = KafkaHeader{}
-	mi := &file_pubsub_proto_msgTypes[9]
+	mi := &file_pubsub_proto_msgTypes[12]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -773,7 +953,7 @@ func (x *KafkaHeader) String() string {
 func (*KafkaHeader) ProtoMessage() {}
 
 func (x *KafkaHeader) ProtoReflect() protoreflect.Message {
-	mi := &file_pubsub_proto_msgTypes[9]
+	mi := &file_pubsub_proto_msgTypes[12]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -786,7 +966,7 @@ func (x *KafkaHeader) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use KafkaHeader.ProtoReflect.Descriptor instead.
 func (*KafkaHeader) Descriptor() ([]byte, []int) {
-	return file_pubsub_proto_rawDescGZIP(), []int{9}
+	return file_pubsub_proto_rawDescGZIP(), []int{12}
 }
 
 func (x *KafkaHeader) GetKey() string {
@@ -818,7 +998,7 @@ type KafkaMessage struct {
 
 func (x *KafkaMessage) Reset() {
 	*x = KafkaMessage{}
-	mi := &file_pubsub_proto_msgTypes[10]
+	mi := &file_pubsub_proto_msgTypes[13]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -830,7 +1010,7 @@ func (x *KafkaMessage) String() string {
 func (*KafkaMessage) ProtoMessage() {}
 
 func (x *KafkaMessage) ProtoReflect() protoreflect.Message {
-	mi := &file_pubsub_proto_msgTypes[10]
+	mi := &file_pubsub_proto_msgTypes[13]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -843,7 +1023,7 @@ func (x *KafkaMessage) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use KafkaMessage.ProtoReflect.Descriptor instead.
 func (*KafkaMessage) Descriptor() ([]byte, []int) {
-	return file_pubsub_proto_rawDescGZIP(), []int{10}
+	return file_pubsub_proto_rawDescGZIP(), []int{13}
 }
 
 func (x *KafkaMessage) GetOffset() int64 {
@@ -898,7 +1078,7 @@ type KafkaFetchResp struct {
 
 func (x *KafkaFetchResp) Reset() {
 	*x = KafkaFetchResp{}
-	mi := &file_pubsub_proto_msgTypes[11]
+	mi := &file_pubsub_proto_msgTypes[14]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -910,7 +1090,7 @@ func (x *KafkaFetchResp) String() string {
 func (*KafkaFetchResp) ProtoMessage() {}
 
 func (x *KafkaFetchResp) ProtoReflect() protoreflect.Message {
-	mi := &file_pubsub_proto_msgTypes[11]
+	mi := &file_pubsub_proto_msgTypes[14]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -923,7 +1103,7 @@ func (x *KafkaFetchResp) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use KafkaFetchResp.ProtoReflect.Descriptor instead.
 func (*KafkaFetchResp) Descriptor() ([]byte, []int) {
-	return file_pubsub_proto_rawDescGZIP(), []int{11}
+	return file_pubsub_proto_rawDescGZIP(), []int{14}
 }
 
 func (x *KafkaFetchResp) GetMessages() []*KafkaMessage {
@@ -965,7 +1145,7 @@ type KafkaPartitionOffset struct {
 
 func (x *KafkaPartitionOffset) Reset() {
 	*x = KafkaPartitionOffset{}
-	mi := &file_pubsub_proto_msgTypes[12]
+	mi := &file_pubsub_proto_msgTypes[15]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -977,7 +1157,7 @@ func (x *KafkaPartitionOffset) String() string {
 func (*KafkaPartitionOffset) ProtoMessage() {}
 
 func (x *KafkaPartitionOffset) ProtoReflect() protoreflect.Message {
-	mi := &file_pubsub_proto_msgTypes[12]
+	mi := &file_pubsub_proto_msgTypes[15]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -990,7 +1170,7 @@ func (x *KafkaPartitionOffset) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use KafkaPartitionOffset.ProtoReflect.Descriptor instead.
 func (*KafkaPartitionOffset) Descriptor() ([]byte, []int) {
-	return file_pubsub_proto_rawDescGZIP(), []int{12}
+	return file_pubsub_proto_rawDescGZIP(), []int{15}
 }
 
 func (x *KafkaPartitionOffset) GetPartition() int32 {
@@ -1018,7 +1198,7 @@ type KafkaSubscribeResp struct {
 
 func (x *KafkaSubscribeResp) Reset() {
 	*x = KafkaSubscribeResp{}
-	mi := &file_pubsub_proto_msgTypes[13]
+	mi := &file_pubsub_proto_msgTypes[16]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1030,7 +1210,7 @@ func (x *KafkaSubscribeResp) String() string {
 func (*KafkaSubscribeResp) ProtoMessage() {}
 
 func (x *KafkaSubscribeResp) ProtoReflect() protoreflect.Message {
-	mi := &file_pubsub_proto_msgTypes[13]
+	mi := &file_pubsub_proto_msgTypes[16]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1043,7 +1223,7 @@ func (x *KafkaSubscribeResp) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use KafkaSubscribeResp.ProtoReflect.Descriptor instead.
 func (*KafkaSubscribeResp) Descriptor() ([]byte, []int) {
-	return file_pubsub_proto_rawDescGZIP(), []int{13}
+	return file_pubsub_proto_rawDescGZIP(), []int{16}
 }
 
 func (x *KafkaSubscribeResp) GetPartitions() []*KafkaPartitionOffset {
@@ -1067,7 +1247,7 @@ type KafkaRecord struct {
 
 func (x *KafkaRecord) Reset() {
 	*x = KafkaRecord{}
-	mi := &file_pubsub_proto_msgTypes[14]
+	mi := &file_pubsub_proto_msgTypes[17]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1079,7 +1259,7 @@ func (x *KafkaRecord) String() string {
 func (*KafkaRecord) ProtoMessage() {}
 
 func (x *KafkaRecord) ProtoReflect() protoreflect.Message {
-	mi := &file_pubsub_proto_msgTypes[14]
+	mi := &file_pubsub_proto_msgTypes[17]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1092,7 +1272,7 @@ func (x *KafkaRecord) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use KafkaRecord.ProtoReflect.Descriptor instead.
 func (*KafkaRecord) Descriptor() ([]byte, []int) {
-	return file_pubsub_proto_rawDescGZIP(), []int{14}
+	return file_pubsub_proto_rawDescGZIP(), []int{17}
 }
 
 func (x *KafkaRecord) GetKey() []byte {
@@ -1136,7 +1316,7 @@ type CmdKafkaProduce struct {
 
 func (x *CmdKafkaProduce) Reset() {
 	*x = CmdKafkaProduce{}
-	mi := &file_pubsub_proto_msgTypes[15]
+	mi := &file_pubsub_proto_msgTypes[18]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1148,7 +1328,7 @@ func (x *CmdKafkaProduce) String() string {
 func (*CmdKafkaProduce) ProtoMessage() {}
 
 func (x *CmdKafkaProduce) ProtoReflect() protoreflect.Message {
-	mi := &file_pubsub_proto_msgTypes[15]
+	mi := &file_pubsub_proto_msgTypes[18]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1161,7 +1341,7 @@ func (x *CmdKafkaProduce) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CmdKafkaProduce.ProtoReflect.Descriptor instead.
 func (*CmdKafkaProduce) Descriptor() ([]byte, []int) {
-	return file_pubsub_proto_rawDescGZIP(), []int{15}
+	return file_pubsub_proto_rawDescGZIP(), []int{18}
 }
 
 func (x *CmdKafkaProduce) GetTopic() string {
@@ -1196,7 +1376,7 @@ type KafkaProduceResp struct {
 
 func (x *KafkaProduceResp) Reset() {
 	*x = KafkaProduceResp{}
-	mi := &file_pubsub_proto_msgTypes[16]
+	mi := &file_pubsub_proto_msgTypes[19]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1208,7 +1388,7 @@ func (x *KafkaProduceResp) String() string {
 func (*KafkaProduceResp) ProtoMessage() {}
 
 func (x *KafkaProduceResp) ProtoReflect() protoreflect.Message {
-	mi := &file_pubsub_proto_msgTypes[16]
+	mi := &file_pubsub_proto_msgTypes[19]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1221,7 +1401,7 @@ func (x *KafkaProduceResp) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use KafkaProduceResp.ProtoReflect.Descriptor instead.
 func (*KafkaProduceResp) Descriptor() ([]byte, []int) {
-	return file_pubsub_proto_rawDescGZIP(), []int{16}
+	return file_pubsub_proto_rawDescGZIP(), []int{19}
 }
 
 func (x *KafkaProduceResp) GetOffsets() []*KafkaPartitionOffset {
@@ -1244,7 +1424,7 @@ type CmdKafkaCommit struct {
 
 func (x *CmdKafkaCommit) Reset() {
 	*x = CmdKafkaCommit{}
-	mi := &file_pubsub_proto_msgTypes[17]
+	mi := &file_pubsub_proto_msgTypes[20]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1256,7 +1436,7 @@ func (x *CmdKafkaCommit) String() string {
 func (*CmdKafkaCommit) ProtoMessage() {}
 
 func (x *CmdKafkaCommit) ProtoReflect() protoreflect.Message {
-	mi := &file_pubsub_proto_msgTypes[17]
+	mi := &file_pubsub_proto_msgTypes[20]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1269,7 +1449,7 @@ func (x *CmdKafkaCommit) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CmdKafkaCommit.ProtoReflect.Descriptor instead.
 func (*CmdKafkaCommit) Descriptor() ([]byte, []int) {
-	return file_pubsub_proto_rawDescGZIP(), []int{17}
+	return file_pubsub_proto_rawDescGZIP(), []int{20}
 }
 
 func (x *CmdKafkaCommit) GetGroup() string {
@@ -1309,7 +1489,7 @@ type KafkaCommitResp struct {
 
 func (x *KafkaCommitResp) Reset() {
 	*x = KafkaCommitResp{}
-	mi := &file_pubsub_proto_msgTypes[18]
+	mi := &file_pubsub_proto_msgTypes[21]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1321,7 +1501,7 @@ func (x *KafkaCommitResp) String() string {
 func (*KafkaCommitResp) ProtoMessage() {}
 
 func (x *KafkaCommitResp) ProtoReflect() protoreflect.Message {
-	mi := &file_pubsub_proto_msgTypes[18]
+	mi := &file_pubsub_proto_msgTypes[21]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1334,7 +1514,7 @@ func (x *KafkaCommitResp) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use KafkaCommitResp.ProtoReflect.Descriptor instead.
 func (*KafkaCommitResp) Descriptor() ([]byte, []int) {
-	return file_pubsub_proto_rawDescGZIP(), []int{18}
+	return file_pubsub_proto_rawDescGZIP(), []int{21}
 }
 
 // Extension: reads a consumer group's committed offsets; empty partitions
@@ -1350,7 +1530,7 @@ type CmdKafkaCommitted struct {
 
 func (x *CmdKafkaCommitted) Reset() {
 	*x = CmdKafkaCommitted{}
-	mi := &file_pubsub_proto_msgTypes[19]
+	mi := &file_pubsub_proto_msgTypes[22]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1362,7 +1542,7 @@ func (x *CmdKafkaCommitted) String() string {
 func (*CmdKafkaCommitted) ProtoMessage() {}
 
 func (x *CmdKafkaCommitted) ProtoReflect() protoreflect.Message {
-	mi := &file_pubsub_proto_msgTypes[19]
+	mi := &file_pubsub_proto_msgTypes[22]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1375,7 +1555,7 @@ func (x *CmdKafkaCommitted) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CmdKafkaCommitted.ProtoReflect.Descriptor instead.
 func (*CmdKafkaCommitted) Descriptor() ([]byte, []int) {
-	return file_pubsub_proto_rawDescGZIP(), []int{19}
+	return file_pubsub_proto_rawDescGZIP(), []int{22}
 }
 
 func (x *CmdKafkaCommitted) GetGroup() string {
@@ -1410,7 +1590,7 @@ type KafkaCommittedResp struct {
 
 func (x *KafkaCommittedResp) Reset() {
 	*x = KafkaCommittedResp{}
-	mi := &file_pubsub_proto_msgTypes[20]
+	mi := &file_pubsub_proto_msgTypes[23]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1422,7 +1602,7 @@ func (x *KafkaCommittedResp) String() string {
 func (*KafkaCommittedResp) ProtoMessage() {}
 
 func (x *KafkaCommittedResp) ProtoReflect() protoreflect.Message {
-	mi := &file_pubsub_proto_msgTypes[20]
+	mi := &file_pubsub_proto_msgTypes[23]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1435,7 +1615,7 @@ func (x *KafkaCommittedResp) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use KafkaCommittedResp.ProtoReflect.Descriptor instead.
 func (*KafkaCommittedResp) Descriptor() ([]byte, []int) {
-	return file_pubsub_proto_rawDescGZIP(), []int{20}
+	return file_pubsub_proto_rawDescGZIP(), []int{23}
 }
 
 func (x *KafkaCommittedResp) GetOffsets() []*KafkaPartitionOffset {
@@ -1458,7 +1638,7 @@ type KafkaAssignment struct {
 
 func (x *KafkaAssignment) Reset() {
 	*x = KafkaAssignment{}
-	mi := &file_pubsub_proto_msgTypes[21]
+	mi := &file_pubsub_proto_msgTypes[24]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1470,7 +1650,7 @@ func (x *KafkaAssignment) String() string {
 func (*KafkaAssignment) ProtoMessage() {}
 
 func (x *KafkaAssignment) ProtoReflect() protoreflect.Message {
-	mi := &file_pubsub_proto_msgTypes[21]
+	mi := &file_pubsub_proto_msgTypes[24]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1483,7 +1663,7 @@ func (x *KafkaAssignment) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use KafkaAssignment.ProtoReflect.Descriptor instead.
 func (*KafkaAssignment) Descriptor() ([]byte, []int) {
-	return file_pubsub_proto_rawDescGZIP(), []int{21}
+	return file_pubsub_proto_rawDescGZIP(), []int{24}
 }
 
 func (x *KafkaAssignment) GetTopic() string {
@@ -1518,7 +1698,7 @@ type KafkaUnsubscribeResp struct {
 
 func (x *KafkaUnsubscribeResp) Reset() {
 	*x = KafkaUnsubscribeResp{}
-	mi := &file_pubsub_proto_msgTypes[22]
+	mi := &file_pubsub_proto_msgTypes[25]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1530,7 +1710,7 @@ func (x *KafkaUnsubscribeResp) String() string {
 func (*KafkaUnsubscribeResp) ProtoMessage() {}
 
 func (x *KafkaUnsubscribeResp) ProtoReflect() protoreflect.Message {
-	mi := &file_pubsub_proto_msgTypes[22]
+	mi := &file_pubsub_proto_msgTypes[25]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1543,7 +1723,7 @@ func (x *KafkaUnsubscribeResp) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use KafkaUnsubscribeResp.ProtoReflect.Descriptor instead.
 func (*KafkaUnsubscribeResp) Descriptor() ([]byte, []int) {
-	return file_pubsub_proto_rawDescGZIP(), []int{22}
+	return file_pubsub_proto_rawDescGZIP(), []int{25}
 }
 
 func (x *KafkaUnsubscribeResp) GetSubscription() int64 {
@@ -1563,7 +1743,7 @@ type KafkaListOffsetResp struct {
 
 func (x *KafkaListOffsetResp) Reset() {
 	*x = KafkaListOffsetResp{}
-	mi := &file_pubsub_proto_msgTypes[23]
+	mi := &file_pubsub_proto_msgTypes[26]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1575,7 +1755,7 @@ func (x *KafkaListOffsetResp) String() string {
 func (*KafkaListOffsetResp) ProtoMessage() {}
 
 func (x *KafkaListOffsetResp) ProtoReflect() protoreflect.Message {
-	mi := &file_pubsub_proto_msgTypes[23]
+	mi := &file_pubsub_proto_msgTypes[26]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1588,7 +1768,7 @@ func (x *KafkaListOffsetResp) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use KafkaListOffsetResp.ProtoReflect.Descriptor instead.
 func (*KafkaListOffsetResp) Descriptor() ([]byte, []int) {
-	return file_pubsub_proto_rawDescGZIP(), []int{23}
+	return file_pubsub_proto_rawDescGZIP(), []int{26}
 }
 
 func (x *KafkaListOffsetResp) GetOffset() int64 {
@@ -1614,6 +1794,7 @@ type PubSubResp struct {
 	//	*PubSubResp_KafkaCommitResp
 	//	*PubSubResp_KafkaCommittedResp
 	//	*PubSubResp_KafkaAssignment
+	//	*PubSubResp_AuthResp
 	Resp          isPubSubResp_Resp `protobuf_oneof:"resp"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
@@ -1621,7 +1802,7 @@ type PubSubResp struct {
 
 func (x *PubSubResp) Reset() {
 	*x = PubSubResp{}
-	mi := &file_pubsub_proto_msgTypes[24]
+	mi := &file_pubsub_proto_msgTypes[27]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1633,7 +1814,7 @@ func (x *PubSubResp) String() string {
 func (*PubSubResp) ProtoMessage() {}
 
 func (x *PubSubResp) ProtoReflect() protoreflect.Message {
-	mi := &file_pubsub_proto_msgTypes[24]
+	mi := &file_pubsub_proto_msgTypes[27]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1646,7 +1827,7 @@ func (x *PubSubResp) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PubSubResp.ProtoReflect.Descriptor instead.
 func (*PubSubResp) Descriptor() ([]byte, []int) {
-	return file_pubsub_proto_rawDescGZIP(), []int{24}
+	return file_pubsub_proto_rawDescGZIP(), []int{27}
 }
 
 func (x *PubSubResp) GetSequence() int64 {
@@ -1753,6 +1934,15 @@ func (x *PubSubResp) GetKafkaAssignment() *KafkaAssignment {
 	return nil
 }
 
+func (x *PubSubResp) GetAuthResp() *AuthResp {
+	if x != nil {
+		if x, ok := x.Resp.(*PubSubResp_AuthResp); ok {
+			return x.AuthResp
+		}
+	}
+	return nil
+}
+
 type isPubSubResp_Resp interface {
 	isPubSubResp_Resp()
 }
@@ -1797,6 +1987,10 @@ type PubSubResp_KafkaAssignment struct {
 	KafkaAssignment *KafkaAssignment `protobuf:"bytes,105,opt,name=kafka_assignment,json=kafkaAssignment,proto3,oneof"`
 }
 
+type PubSubResp_AuthResp struct {
+	AuthResp *AuthResp `protobuf:"bytes,106,opt,name=auth_resp,json=authResp,proto3,oneof"`
+}
+
 func (*PubSubResp_ErrorResp) isPubSubResp_Resp() {}
 
 func (*PubSubResp_PongResp) isPubSubResp_Resp() {}
@@ -1817,6 +2011,8 @@ func (*PubSubResp_KafkaCommittedResp) isPubSubResp_Resp() {}
 
 func (*PubSubResp_KafkaAssignment) isPubSubResp_Resp() {}
 
+func (*PubSubResp_AuthResp) isPubSubResp_Resp() {}
+
 var File_pubsub_proto protoreflect.FileDescriptor
 
 const file_pubsub_proto_rawDesc = "" +
@@ -1825,15 +2021,24 @@ const file_pubsub_proto_rawDesc = "" +
 	"\n" +
 	"\bCmdEmpty\"\x1f\n" +
 	"\aCmdPing\x12\x14\n" +
-	"\x05state\x18\x01 \x01(\fR\x05state\"[\n" +
+	"\x05state\x18\x01 \x01(\fR\x05state\"\x81\x01\n" +
 	"\rCmdKafkaFetch\x12\x14\n" +
 	"\x05topic\x18\x01 \x01(\tR\x05topic\x12\x1c\n" +
 	"\tpartition\x18\x02 \x01(\x05R\tpartition\x12\x16\n" +
-	"\x06offset\x18\x03 \x01(\x03R\x06offset\"f\n" +
+	"\x06offset\x18\x03 \x01(\x03R\x06offset\x12$\n" +
+	"\x06filter\x18d \x01(\v2\f.KafkaFilterR\x06filter\"G\n" +
+	"\vKafkaFilter\x12\x10\n" +
+	"\x03key\x18\x01 \x01(\fR\x03key\x12&\n" +
+	"\aheaders\x18\x02 \x03(\v2\f.KafkaHeaderR\aheaders\"\x1f\n" +
+	"\aCmdAuth\x12\x14\n" +
+	"\x05token\x18\x01 \x01(\tR\x05token\")\n" +
+	"\bAuthResp\x12\x1d\n" +
+	"\n" +
+	"expires_at\x18\x01 \x01(\x03R\texpiresAt\"f\n" +
 	"\x12CmdKafkaListOffset\x12\x14\n" +
 	"\x05topic\x18\x01 \x01(\tR\x05topic\x12\x1c\n" +
 	"\tpartition\x18\x02 \x01(\x05R\tpartition\x12\x1c\n" +
-	"\ttimestamp\x18\x03 \x01(\x03R\ttimestamp\"\xf2\x02\n" +
+	"\ttimestamp\x18\x03 \x01(\x03R\ttimestamp\"\x98\x03\n" +
 	"\x11CmdKafkaSubscribe\x12\x14\n" +
 	"\x05topic\x18\x01 \x01(\tR\x05topic\x12\x1e\n" +
 	"\n" +
@@ -1846,13 +2051,15 @@ const file_pubsub_proto_rawDesc = "" +
 	"\aoffsets\x18\a \x03(\v2\x1f.CmdKafkaSubscribe.OffsetsEntryR\aoffsets\x12\x1f\n" +
 	"\vmax_records\x18\b \x01(\x05R\n" +
 	"maxRecords\x12\x14\n" +
-	"\x05group\x18\t \x01(\tR\x05group\x1a:\n" +
+	"\x05group\x18\t \x01(\tR\x05group\x12$\n" +
+	"\x06filter\x18\n" +
+	" \x01(\v2\f.KafkaFilterR\x06filter\x1a:\n" +
 	"\fOffsetsEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\x05R\x03key\x12\x14\n" +
 	"\x05value\x18\x02 \x01(\x03R\x05value:\x028\x01B\a\n" +
 	"\x05start\"9\n" +
 	"\x13CmdKafkaUnsubscribe\x12\"\n" +
-	"\fsubscription\x18\x01 \x01(\x03R\fsubscription\"\xd8\x04\n" +
+	"\fsubscription\x18\x01 \x01(\x03R\fsubscription\"\xff\x04\n" +
 	"\tPubSubReq\x12\x1a\n" +
 	"\bsequence\x18\x01 \x01(\x03R\bsequence\x12(\n" +
 	"\tcmd_empty\x18\x1f \x01(\v2\t.CmdEmptyH\x00R\bcmdEmpty\x12%\n" +
@@ -1863,7 +2070,8 @@ const file_pubsub_proto_rawDesc = "" +
 	"\x15cmd_kafka_unsubscribe\x18e \x01(\v2\x14.CmdKafkaUnsubscribeH\x00R\x13cmdKafkaUnsubscribe\x12>\n" +
 	"\x11cmd_kafka_produce\x18f \x01(\v2\x10.CmdKafkaProduceH\x00R\x0fcmdKafkaProduce\x12;\n" +
 	"\x10cmd_kafka_commit\x18g \x01(\v2\x0f.CmdKafkaCommitH\x00R\x0ecmdKafkaCommit\x12D\n" +
-	"\x13cmd_kafka_committed\x18h \x01(\v2\x12.CmdKafkaCommittedH\x00R\x11cmdKafkaCommittedB\x05\n" +
+	"\x13cmd_kafka_committed\x18h \x01(\v2\x12.CmdKafkaCommittedH\x00R\x11cmdKafkaCommitted\x12%\n" +
+	"\bcmd_auth\x18i \x01(\v2\b.CmdAuthH\x00R\acmdAuthB\x05\n" +
 	"\x03req\"9\n" +
 	"\tErrorResp\x12\x12\n" +
 	"\x04code\x18\x01 \x01(\x05R\x04code\x12\x18\n" +
@@ -1924,7 +2132,7 @@ const file_pubsub_proto_rawDesc = "" +
 	"\x14KafkaUnsubscribeResp\x12\"\n" +
 	"\fsubscription\x18\x01 \x01(\x03R\fsubscription\"-\n" +
 	"\x13KafkaListOffsetResp\x12\x16\n" +
-	"\x06offset\x18\x01 \x01(\x03R\x06offset\"\xb4\x05\n" +
+	"\x06offset\x18\x01 \x01(\x03R\x06offset\"\xde\x05\n" +
 	"\n" +
 	"PubSubResp\x12\x1a\n" +
 	"\bsequence\x18\x01 \x01(\x03R\bsequence\x12+\n" +
@@ -1939,7 +2147,8 @@ const file_pubsub_proto_rawDesc = "" +
 	"\x12kafka_produce_resp\x18f \x01(\v2\x11.KafkaProduceRespH\x00R\x10kafkaProduceResp\x12>\n" +
 	"\x11kafka_commit_resp\x18g \x01(\v2\x10.KafkaCommitRespH\x00R\x0fkafkaCommitResp\x12G\n" +
 	"\x14kafka_committed_resp\x18h \x01(\v2\x13.KafkaCommittedRespH\x00R\x12kafkaCommittedResp\x12=\n" +
-	"\x10kafka_assignment\x18i \x01(\v2\x10.KafkaAssignmentH\x00R\x0fkafkaAssignmentB\x06\n" +
+	"\x10kafka_assignment\x18i \x01(\v2\x10.KafkaAssignmentH\x00R\x0fkafkaAssignment\x12(\n" +
+	"\tauth_resp\x18j \x01(\v2\t.AuthRespH\x00R\bauthRespB\x06\n" +
 	"\x04respB0Z.github.com/envoy-pubsub/gateway/proto;pubsubpbb\x06proto3"
 
 var (
@@ -1954,69 +2163,77 @@ func file_pubsub_proto_rawDescGZIP() []byte {
 	return file_pubsub_proto_rawDescData
 }
 
-var file_pubsub_proto_msgTypes = make([]protoimpl.MessageInfo, 26)
+var file_pubsub_proto_msgTypes = make([]protoimpl.MessageInfo, 29)
 var file_pubsub_proto_goTypes = []any{
 	(*CmdEmpty)(nil),             // 0: CmdEmpty
 	(*CmdPing)(nil),              // 1: CmdPing
 	(*CmdKafkaFetch)(nil),        // 2: CmdKafkaFetch
-	(*CmdKafkaListOffset)(nil),   // 3: CmdKafkaListOffset
-	(*CmdKafkaSubscribe)(nil),    // 4: CmdKafkaSubscribe
-	(*CmdKafkaUnsubscribe)(nil),  // 5: CmdKafkaUnsubscribe
-	(*PubSubReq)(nil),            // 6: PubSubReq
-	(*ErrorResp)(nil),            // 7: ErrorResp
-	(*PongResp)(nil),             // 8: PongResp
-	(*KafkaHeader)(nil),          // 9: KafkaHeader
-	(*KafkaMessage)(nil),         // 10: KafkaMessage
-	(*KafkaFetchResp)(nil),       // 11: KafkaFetchResp
-	(*KafkaPartitionOffset)(nil), // 12: KafkaPartitionOffset
-	(*KafkaSubscribeResp)(nil),   // 13: KafkaSubscribeResp
-	(*KafkaRecord)(nil),          // 14: KafkaRecord
-	(*CmdKafkaProduce)(nil),      // 15: CmdKafkaProduce
-	(*KafkaProduceResp)(nil),     // 16: KafkaProduceResp
-	(*CmdKafkaCommit)(nil),       // 17: CmdKafkaCommit
-	(*KafkaCommitResp)(nil),      // 18: KafkaCommitResp
-	(*CmdKafkaCommitted)(nil),    // 19: CmdKafkaCommitted
-	(*KafkaCommittedResp)(nil),   // 20: KafkaCommittedResp
-	(*KafkaAssignment)(nil),      // 21: KafkaAssignment
-	(*KafkaUnsubscribeResp)(nil), // 22: KafkaUnsubscribeResp
-	(*KafkaListOffsetResp)(nil),  // 23: KafkaListOffsetResp
-	(*PubSubResp)(nil),           // 24: PubSubResp
-	nil,                          // 25: CmdKafkaSubscribe.OffsetsEntry
+	(*KafkaFilter)(nil),          // 3: KafkaFilter
+	(*CmdAuth)(nil),              // 4: CmdAuth
+	(*AuthResp)(nil),             // 5: AuthResp
+	(*CmdKafkaListOffset)(nil),   // 6: CmdKafkaListOffset
+	(*CmdKafkaSubscribe)(nil),    // 7: CmdKafkaSubscribe
+	(*CmdKafkaUnsubscribe)(nil),  // 8: CmdKafkaUnsubscribe
+	(*PubSubReq)(nil),            // 9: PubSubReq
+	(*ErrorResp)(nil),            // 10: ErrorResp
+	(*PongResp)(nil),             // 11: PongResp
+	(*KafkaHeader)(nil),          // 12: KafkaHeader
+	(*KafkaMessage)(nil),         // 13: KafkaMessage
+	(*KafkaFetchResp)(nil),       // 14: KafkaFetchResp
+	(*KafkaPartitionOffset)(nil), // 15: KafkaPartitionOffset
+	(*KafkaSubscribeResp)(nil),   // 16: KafkaSubscribeResp
+	(*KafkaRecord)(nil),          // 17: KafkaRecord
+	(*CmdKafkaProduce)(nil),      // 18: CmdKafkaProduce
+	(*KafkaProduceResp)(nil),     // 19: KafkaProduceResp
+	(*CmdKafkaCommit)(nil),       // 20: CmdKafkaCommit
+	(*KafkaCommitResp)(nil),      // 21: KafkaCommitResp
+	(*CmdKafkaCommitted)(nil),    // 22: CmdKafkaCommitted
+	(*KafkaCommittedResp)(nil),   // 23: KafkaCommittedResp
+	(*KafkaAssignment)(nil),      // 24: KafkaAssignment
+	(*KafkaUnsubscribeResp)(nil), // 25: KafkaUnsubscribeResp
+	(*KafkaListOffsetResp)(nil),  // 26: KafkaListOffsetResp
+	(*PubSubResp)(nil),           // 27: PubSubResp
+	nil,                          // 28: CmdKafkaSubscribe.OffsetsEntry
 }
 var file_pubsub_proto_depIdxs = []int32{
-	25, // 0: CmdKafkaSubscribe.offsets:type_name -> CmdKafkaSubscribe.OffsetsEntry
-	0,  // 1: PubSubReq.cmd_empty:type_name -> CmdEmpty
-	1,  // 2: PubSubReq.cmd_ping:type_name -> CmdPing
-	2,  // 3: PubSubReq.cmd_kafka_fetch:type_name -> CmdKafkaFetch
-	3,  // 4: PubSubReq.cmd_kafka_list_offset:type_name -> CmdKafkaListOffset
-	4,  // 5: PubSubReq.cmd_kafka_subscribe:type_name -> CmdKafkaSubscribe
-	5,  // 6: PubSubReq.cmd_kafka_unsubscribe:type_name -> CmdKafkaUnsubscribe
-	15, // 7: PubSubReq.cmd_kafka_produce:type_name -> CmdKafkaProduce
-	17, // 8: PubSubReq.cmd_kafka_commit:type_name -> CmdKafkaCommit
-	19, // 9: PubSubReq.cmd_kafka_committed:type_name -> CmdKafkaCommitted
-	9,  // 10: KafkaMessage.headers:type_name -> KafkaHeader
-	10, // 11: KafkaFetchResp.messages:type_name -> KafkaMessage
-	12, // 12: KafkaSubscribeResp.partitions:type_name -> KafkaPartitionOffset
-	9,  // 13: KafkaRecord.headers:type_name -> KafkaHeader
-	14, // 14: CmdKafkaProduce.records:type_name -> KafkaRecord
-	12, // 15: KafkaProduceResp.offsets:type_name -> KafkaPartitionOffset
-	12, // 16: CmdKafkaCommit.offsets:type_name -> KafkaPartitionOffset
-	12, // 17: KafkaCommittedResp.offsets:type_name -> KafkaPartitionOffset
-	7,  // 18: PubSubResp.error_resp:type_name -> ErrorResp
-	8,  // 19: PubSubResp.pong_resp:type_name -> PongResp
-	11, // 20: PubSubResp.kafka_fetch_resp:type_name -> KafkaFetchResp
-	23, // 21: PubSubResp.kafka_list_offset_resp:type_name -> KafkaListOffsetResp
-	13, // 22: PubSubResp.kafka_subscribe_resp:type_name -> KafkaSubscribeResp
-	22, // 23: PubSubResp.kafka_unsubscribe_resp:type_name -> KafkaUnsubscribeResp
-	16, // 24: PubSubResp.kafka_produce_resp:type_name -> KafkaProduceResp
-	18, // 25: PubSubResp.kafka_commit_resp:type_name -> KafkaCommitResp
-	20, // 26: PubSubResp.kafka_committed_resp:type_name -> KafkaCommittedResp
-	21, // 27: PubSubResp.kafka_assignment:type_name -> KafkaAssignment
-	28, // [28:28] is the sub-list for method output_type
-	28, // [28:28] is the sub-list for method input_type
-	28, // [28:28] is the sub-list for extension type_name
-	28, // [28:28] is the sub-list for extension extendee
-	0,  // [0:28] is the sub-list for field type_name
+	3,  // 0: CmdKafkaFetch.filter:type_name -> KafkaFilter
+	12, // 1: KafkaFilter.headers:type_name -> KafkaHeader
+	28, // 2: CmdKafkaSubscribe.offsets:type_name -> CmdKafkaSubscribe.OffsetsEntry
+	3,  // 3: CmdKafkaSubscribe.filter:type_name -> KafkaFilter
+	0,  // 4: PubSubReq.cmd_empty:type_name -> CmdEmpty
+	1,  // 5: PubSubReq.cmd_ping:type_name -> CmdPing
+	2,  // 6: PubSubReq.cmd_kafka_fetch:type_name -> CmdKafkaFetch
+	6,  // 7: PubSubReq.cmd_kafka_list_offset:type_name -> CmdKafkaListOffset
+	7,  // 8: PubSubReq.cmd_kafka_subscribe:type_name -> CmdKafkaSubscribe
+	8,  // 9: PubSubReq.cmd_kafka_unsubscribe:type_name -> CmdKafkaUnsubscribe
+	18, // 10: PubSubReq.cmd_kafka_produce:type_name -> CmdKafkaProduce
+	20, // 11: PubSubReq.cmd_kafka_commit:type_name -> CmdKafkaCommit
+	22, // 12: PubSubReq.cmd_kafka_committed:type_name -> CmdKafkaCommitted
+	4,  // 13: PubSubReq.cmd_auth:type_name -> CmdAuth
+	12, // 14: KafkaMessage.headers:type_name -> KafkaHeader
+	13, // 15: KafkaFetchResp.messages:type_name -> KafkaMessage
+	15, // 16: KafkaSubscribeResp.partitions:type_name -> KafkaPartitionOffset
+	12, // 17: KafkaRecord.headers:type_name -> KafkaHeader
+	17, // 18: CmdKafkaProduce.records:type_name -> KafkaRecord
+	15, // 19: KafkaProduceResp.offsets:type_name -> KafkaPartitionOffset
+	15, // 20: CmdKafkaCommit.offsets:type_name -> KafkaPartitionOffset
+	15, // 21: KafkaCommittedResp.offsets:type_name -> KafkaPartitionOffset
+	10, // 22: PubSubResp.error_resp:type_name -> ErrorResp
+	11, // 23: PubSubResp.pong_resp:type_name -> PongResp
+	14, // 24: PubSubResp.kafka_fetch_resp:type_name -> KafkaFetchResp
+	26, // 25: PubSubResp.kafka_list_offset_resp:type_name -> KafkaListOffsetResp
+	16, // 26: PubSubResp.kafka_subscribe_resp:type_name -> KafkaSubscribeResp
+	25, // 27: PubSubResp.kafka_unsubscribe_resp:type_name -> KafkaUnsubscribeResp
+	19, // 28: PubSubResp.kafka_produce_resp:type_name -> KafkaProduceResp
+	21, // 29: PubSubResp.kafka_commit_resp:type_name -> KafkaCommitResp
+	23, // 30: PubSubResp.kafka_committed_resp:type_name -> KafkaCommittedResp
+	24, // 31: PubSubResp.kafka_assignment:type_name -> KafkaAssignment
+	5,  // 32: PubSubResp.auth_resp:type_name -> AuthResp
+	33, // [33:33] is the sub-list for method output_type
+	33, // [33:33] is the sub-list for method input_type
+	33, // [33:33] is the sub-list for extension type_name
+	33, // [33:33] is the sub-list for extension extendee
+	0,  // [0:33] is the sub-list for field type_name
 }
 
 func init() { file_pubsub_proto_init() }
@@ -2024,13 +2241,13 @@ func file_pubsub_proto_init() {
 	if File_pubsub_proto != nil {
 		return
 	}
-	file_pubsub_proto_msgTypes[4].OneofWrappers = []any{
+	file_pubsub_proto_msgTypes[7].OneofWrappers = []any{
 		(*CmdKafkaSubscribe_Offset)(nil),
 		(*CmdKafkaSubscribe_Earliest)(nil),
 		(*CmdKafkaSubscribe_Latest)(nil),
 		(*CmdKafkaSubscribe_Timestamp)(nil),
 	}
-	file_pubsub_proto_msgTypes[6].OneofWrappers = []any{
+	file_pubsub_proto_msgTypes[9].OneofWrappers = []any{
 		(*PubSubReq_CmdEmpty)(nil),
 		(*PubSubReq_CmdPing)(nil),
 		(*PubSubReq_CmdKafkaFetch)(nil),
@@ -2040,8 +2257,9 @@ func file_pubsub_proto_init() {
 		(*PubSubReq_CmdKafkaProduce)(nil),
 		(*PubSubReq_CmdKafkaCommit)(nil),
 		(*PubSubReq_CmdKafkaCommitted)(nil),
+		(*PubSubReq_CmdAuth)(nil),
 	}
-	file_pubsub_proto_msgTypes[24].OneofWrappers = []any{
+	file_pubsub_proto_msgTypes[27].OneofWrappers = []any{
 		(*PubSubResp_ErrorResp)(nil),
 		(*PubSubResp_PongResp)(nil),
 		(*PubSubResp_KafkaFetchResp)(nil),
@@ -2052,6 +2270,7 @@ func file_pubsub_proto_init() {
 		(*PubSubResp_KafkaCommitResp)(nil),
 		(*PubSubResp_KafkaCommittedResp)(nil),
 		(*PubSubResp_KafkaAssignment)(nil),
+		(*PubSubResp_AuthResp)(nil),
 	}
 	type x struct{}
 	out := protoimpl.TypeBuilder{
@@ -2059,7 +2278,7 @@ func file_pubsub_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_pubsub_proto_rawDesc), len(file_pubsub_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   26,
+			NumMessages:   29,
 			NumExtensions: 0,
 			NumServices:   0,
 		},

@@ -18,7 +18,7 @@ import type { Message } from "@bufbuild/protobuf";
  * Describes the file pubsub.proto.
  */
 export const file_pubsub: GenFile = /*@__PURE__*/
-  fileDesc("CgxwdWJzdWIucHJvdG8iCgoIQ21kRW1wdHkiGAoHQ21kUGluZxINCgVzdGF0ZRgBIAEoDCJBCg1DbWRLYWZrYUZldGNoEg0KBXRvcGljGAEgASgJEhEKCXBhcnRpdGlvbhgCIAEoBRIOCgZvZmZzZXQYAyABKAMiSQoSQ21kS2Fma2FMaXN0T2Zmc2V0Eg0KBXRvcGljGAEgASgJEhEKCXBhcnRpdGlvbhgCIAEoBRIRCgl0aW1lc3RhbXAYAyABKAMikgIKEUNtZEthZmthU3Vic2NyaWJlEg0KBXRvcGljGAEgASgJEhIKCnBhcnRpdGlvbnMYAiADKAUSEAoGb2Zmc2V0GAMgASgDSAASEgoIZWFybGllc3QYBCABKAhIABIQCgZsYXRlc3QYBSABKAhIABITCgl0aW1lc3RhbXAYBiABKANIABIwCgdvZmZzZXRzGAcgAygLMh8uQ21kS2Fma2FTdWJzY3JpYmUuT2Zmc2V0c0VudHJ5EhMKC21heF9yZWNvcmRzGAggASgFEg0KBWdyb3VwGAkgASgJGi4KDE9mZnNldHNFbnRyeRILCgNrZXkYASABKAUSDQoFdmFsdWUYAiABKAM6AjgBQgcKBXN0YXJ0IisKE0NtZEthZmthVW5zdWJzY3JpYmUSFAoMc3Vic2NyaXB0aW9uGAEgASgDIrwDCglQdWJTdWJSZXESEAoIc2VxdWVuY2UYASABKAMSHgoJY21kX2VtcHR5GB8gASgLMgkuQ21kRW1wdHlIABIcCghjbWRfcGluZxggIAEoCzIILkNtZFBpbmdIABIpCg9jbWRfa2Fma2FfZmV0Y2gYISABKAsyDi5DbWRLYWZrYUZldGNoSAASNAoVY21kX2thZmthX2xpc3Rfb2Zmc2V0GCIgASgLMhMuQ21kS2Fma2FMaXN0T2Zmc2V0SAASMQoTY21kX2thZmthX3N1YnNjcmliZRhkIAEoCzISLkNtZEthZmthU3Vic2NyaWJlSAASNQoVY21kX2thZmthX3Vuc3Vic2NyaWJlGGUgASgLMhQuQ21kS2Fma2FVbnN1YnNjcmliZUgAEi0KEWNtZF9rYWZrYV9wcm9kdWNlGGYgASgLMhAuQ21kS2Fma2FQcm9kdWNlSAASKwoQY21kX2thZmthX2NvbW1pdBhnIAEoCzIPLkNtZEthZmthQ29tbWl0SAASMQoTY21kX2thZmthX2NvbW1pdHRlZBhoIAEoCzISLkNtZEthZmthQ29tbWl0dGVkSABCBQoDcmVxIioKCUVycm9yUmVzcBIMCgRjb2RlGAEgASgFEg8KB21lc3NhZ2UYAiABKAkiGQoIUG9uZ1Jlc3ASDQoFc3RhdGUYASABKAwiKQoLS2Fma2FIZWFkZXISCwoDa2V5GAEgASgJEg0KBXZhbHVlGAIgASgMImwKDEthZmthTWVzc2FnZRIOCgZvZmZzZXQYASABKAMSEQoJdGltZXN0YW1wGAIgASgDEgsKA2tleRgDIAEoDBINCgV2YWx1ZRgEIAEoDBIdCgdoZWFkZXJzGGQgAygLMgwuS2Fma2FIZWFkZXIiaAoOS2Fma2FGZXRjaFJlc3ASHwoIbWVzc2FnZXMYASADKAsyDS5LYWZrYU1lc3NhZ2USDQoFdG9waWMYZCABKAkSEQoJcGFydGl0aW9uGGUgASgFEhMKC25leHRfb2Zmc2V0GGYgASgDIjkKFEthZmthUGFydGl0aW9uT2Zmc2V0EhEKCXBhcnRpdGlvbhgBIAEoBRIOCgZvZmZzZXQYAiABKAMiPwoSS2Fma2FTdWJzY3JpYmVSZXNwEikKCnBhcnRpdGlvbnMYASADKAsyFS5LYWZrYVBhcnRpdGlvbk9mZnNldCJbCgtLYWZrYVJlY29yZBILCgNrZXkYASABKAwSDQoFdmFsdWUYAiABKAwSHQoHaGVhZGVycxgDIAMoCzIMLkthZmthSGVhZGVyEhEKCXRpbWVzdGFtcBgEIAEoAyJSCg9DbWRLYWZrYVByb2R1Y2USDQoFdG9waWMYASABKAkSEQoJcGFydGl0aW9uGAIgASgFEh0KB3JlY29yZHMYAyADKAsyDC5LYWZrYVJlY29yZCI6ChBLYWZrYVByb2R1Y2VSZXNwEiYKB29mZnNldHMYASADKAsyFS5LYWZrYVBhcnRpdGlvbk9mZnNldCJoCg5DbWRLYWZrYUNvbW1pdBINCgVncm91cBgBIAEoCRINCgV0b3BpYxgCIAEoCRImCgdvZmZzZXRzGAMgAygLMhUuS2Fma2FQYXJ0aXRpb25PZmZzZXQSEAoIbWV0YWRhdGEYBCABKAkiEQoPS2Fma2FDb21taXRSZXNwIkUKEUNtZEthZmthQ29tbWl0dGVkEg0KBWdyb3VwGAEgASgJEg0KBXRvcGljGAIgASgJEhIKCnBhcnRpdGlvbnMYAyADKAUiPAoSS2Fma2FDb21taXR0ZWRSZXNwEiYKB29mZnNldHMYASADKAsyFS5LYWZrYVBhcnRpdGlvbk9mZnNldCJDCg9LYWZrYUFzc2lnbm1lbnQSDQoFdG9waWMYASABKAkSEAoIYXNzaWduZWQYAiADKAUSDwoHcmV2b2tlZBgDIAMoBSIsChRLYWZrYVVuc3Vic2NyaWJlUmVzcBIUCgxzdWJzY3JpcHRpb24YASABKAMiJQoTS2Fma2FMaXN0T2Zmc2V0UmVzcBIOCgZvZmZzZXQYASABKAMi/gMKClB1YlN1YlJlc3ASEAoIc2VxdWVuY2UYASABKAMSIAoKZXJyb3JfcmVzcBgfIAEoCzIKLkVycm9yUmVzcEgAEh4KCXBvbmdfcmVzcBggIAEoCzIJLlBvbmdSZXNwSAASKwoQa2Fma2FfZmV0Y2hfcmVzcBghIAEoCzIPLkthZmthRmV0Y2hSZXNwSAASNgoWa2Fma2FfbGlzdF9vZmZzZXRfcmVzcBgiIAEoCzIULkthZmthTGlzdE9mZnNldFJlc3BIABIzChRrYWZrYV9zdWJzY3JpYmVfcmVzcBhkIAEoCzITLkthZmthU3Vic2NyaWJlUmVzcEgAEjcKFmthZmthX3Vuc3Vic2NyaWJlX3Jlc3AYZSABKAsyFS5LYWZrYVVuc3Vic2NyaWJlUmVzcEgAEi8KEmthZmthX3Byb2R1Y2VfcmVzcBhmIAEoCzIRLkthZmthUHJvZHVjZVJlc3BIABItChFrYWZrYV9jb21taXRfcmVzcBhnIAEoCzIQLkthZmthQ29tbWl0UmVzcEgAEjMKFGthZmthX2NvbW1pdHRlZF9yZXNwGGggASgLMhMuS2Fma2FDb21taXR0ZWRSZXNwSAASLAoQa2Fma2FfYXNzaWdubWVudBhpIAEoCzIQLkthZmthQXNzaWdubWVudEgAQgYKBHJlc3BCMFouZ2l0aHViLmNvbS9lbnZveS1wdWJzdWIvZ2F0ZXdheS9wcm90bztwdWJzdWJwYmIGcHJvdG8z");
+  fileDesc("CgxwdWJzdWIucHJvdG8iCgoIQ21kRW1wdHkiGAoHQ21kUGluZxINCgVzdGF0ZRgBIAEoDCJfCg1DbWRLYWZrYUZldGNoEg0KBXRvcGljGAEgASgJEhEKCXBhcnRpdGlvbhgCIAEoBRIOCgZvZmZzZXQYAyABKAMSHAoGZmlsdGVyGGQgASgLMgwuS2Fma2FGaWx0ZXIiOQoLS2Fma2FGaWx0ZXISCwoDa2V5GAEgASgMEh0KB2hlYWRlcnMYAiADKAsyDC5LYWZrYUhlYWRlciIYCgdDbWRBdXRoEg0KBXRva2VuGAEgASgJIh4KCEF1dGhSZXNwEhIKCmV4cGlyZXNfYXQYASABKAMiSQoSQ21kS2Fma2FMaXN0T2Zmc2V0Eg0KBXRvcGljGAEgASgJEhEKCXBhcnRpdGlvbhgCIAEoBRIRCgl0aW1lc3RhbXAYAyABKAMisAIKEUNtZEthZmthU3Vic2NyaWJlEg0KBXRvcGljGAEgASgJEhIKCnBhcnRpdGlvbnMYAiADKAUSEAoGb2Zmc2V0GAMgASgDSAASEgoIZWFybGllc3QYBCABKAhIABIQCgZsYXRlc3QYBSABKAhIABITCgl0aW1lc3RhbXAYBiABKANIABIwCgdvZmZzZXRzGAcgAygLMh8uQ21kS2Fma2FTdWJzY3JpYmUuT2Zmc2V0c0VudHJ5EhMKC21heF9yZWNvcmRzGAggASgFEg0KBWdyb3VwGAkgASgJEhwKBmZpbHRlchgKIAEoCzIMLkthZmthRmlsdGVyGi4KDE9mZnNldHNFbnRyeRILCgNrZXkYASABKAUSDQoFdmFsdWUYAiABKAM6AjgBQgcKBXN0YXJ0IisKE0NtZEthZmthVW5zdWJzY3JpYmUSFAoMc3Vic2NyaXB0aW9uGAEgASgDItoDCglQdWJTdWJSZXESEAoIc2VxdWVuY2UYASABKAMSHgoJY21kX2VtcHR5GB8gASgLMgkuQ21kRW1wdHlIABIcCghjbWRfcGluZxggIAEoCzIILkNtZFBpbmdIABIpCg9jbWRfa2Fma2FfZmV0Y2gYISABKAsyDi5DbWRLYWZrYUZldGNoSAASNAoVY21kX2thZmthX2xpc3Rfb2Zmc2V0GCIgASgLMhMuQ21kS2Fma2FMaXN0T2Zmc2V0SAASMQoTY21kX2thZmthX3N1YnNjcmliZRhkIAEoCzISLkNtZEthZmthU3Vic2NyaWJlSAASNQoVY21kX2thZmthX3Vuc3Vic2NyaWJlGGUgASgLMhQuQ21kS2Fma2FVbnN1YnNjcmliZUgAEi0KEWNtZF9rYWZrYV9wcm9kdWNlGGYgASgLMhAuQ21kS2Fma2FQcm9kdWNlSAASKwoQY21kX2thZmthX2NvbW1pdBhnIAEoCzIPLkNtZEthZmthQ29tbWl0SAASMQoTY21kX2thZmthX2NvbW1pdHRlZBhoIAEoCzISLkNtZEthZmthQ29tbWl0dGVkSAASHAoIY21kX2F1dGgYaSABKAsyCC5DbWRBdXRoSABCBQoDcmVxIioKCUVycm9yUmVzcBIMCgRjb2RlGAEgASgFEg8KB21lc3NhZ2UYAiABKAkiGQoIUG9uZ1Jlc3ASDQoFc3RhdGUYASABKAwiKQoLS2Fma2FIZWFkZXISCwoDa2V5GAEgASgJEg0KBXZhbHVlGAIgASgMImwKDEthZmthTWVzc2FnZRIOCgZvZmZzZXQYASABKAMSEQoJdGltZXN0YW1wGAIgASgDEgsKA2tleRgDIAEoDBINCgV2YWx1ZRgEIAEoDBIdCgdoZWFkZXJzGGQgAygLMgwuS2Fma2FIZWFkZXIiaAoOS2Fma2FGZXRjaFJlc3ASHwoIbWVzc2FnZXMYASADKAsyDS5LYWZrYU1lc3NhZ2USDQoFdG9waWMYZCABKAkSEQoJcGFydGl0aW9uGGUgASgFEhMKC25leHRfb2Zmc2V0GGYgASgDIjkKFEthZmthUGFydGl0aW9uT2Zmc2V0EhEKCXBhcnRpdGlvbhgBIAEoBRIOCgZvZmZzZXQYAiABKAMiPwoSS2Fma2FTdWJzY3JpYmVSZXNwEikKCnBhcnRpdGlvbnMYASADKAsyFS5LYWZrYVBhcnRpdGlvbk9mZnNldCJbCgtLYWZrYVJlY29yZBILCgNrZXkYASABKAwSDQoFdmFsdWUYAiABKAwSHQoHaGVhZGVycxgDIAMoCzIMLkthZmthSGVhZGVyEhEKCXRpbWVzdGFtcBgEIAEoAyJSCg9DbWRLYWZrYVByb2R1Y2USDQoFdG9waWMYASABKAkSEQoJcGFydGl0aW9uGAIgASgFEh0KB3JlY29yZHMYAyADKAsyDC5LYWZrYVJlY29yZCI6ChBLYWZrYVByb2R1Y2VSZXNwEiYKB29mZnNldHMYASADKAsyFS5LYWZrYVBhcnRpdGlvbk9mZnNldCJoCg5DbWRLYWZrYUNvbW1pdBINCgVncm91cBgBIAEoCRINCgV0b3BpYxgCIAEoCRImCgdvZmZzZXRzGAMgAygLMhUuS2Fma2FQYXJ0aXRpb25PZmZzZXQSEAoIbWV0YWRhdGEYBCABKAkiEQoPS2Fma2FDb21taXRSZXNwIkUKEUNtZEthZmthQ29tbWl0dGVkEg0KBWdyb3VwGAEgASgJEg0KBXRvcGljGAIgASgJEhIKCnBhcnRpdGlvbnMYAyADKAUiPAoSS2Fma2FDb21taXR0ZWRSZXNwEiYKB29mZnNldHMYASADKAsyFS5LYWZrYVBhcnRpdGlvbk9mZnNldCJDCg9LYWZrYUFzc2lnbm1lbnQSDQoFdG9waWMYASABKAkSEAoIYXNzaWduZWQYAiADKAUSDwoHcmV2b2tlZBgDIAMoBSIsChRLYWZrYVVuc3Vic2NyaWJlUmVzcBIUCgxzdWJzY3JpcHRpb24YASABKAMiJQoTS2Fma2FMaXN0T2Zmc2V0UmVzcBIOCgZvZmZzZXQYASABKAMingQKClB1YlN1YlJlc3ASEAoIc2VxdWVuY2UYASABKAMSIAoKZXJyb3JfcmVzcBgfIAEoCzIKLkVycm9yUmVzcEgAEh4KCXBvbmdfcmVzcBggIAEoCzIJLlBvbmdSZXNwSAASKwoQa2Fma2FfZmV0Y2hfcmVzcBghIAEoCzIPLkthZmthRmV0Y2hSZXNwSAASNgoWa2Fma2FfbGlzdF9vZmZzZXRfcmVzcBgiIAEoCzIULkthZmthTGlzdE9mZnNldFJlc3BIABIzChRrYWZrYV9zdWJzY3JpYmVfcmVzcBhkIAEoCzITLkthZmthU3Vic2NyaWJlUmVzcEgAEjcKFmthZmthX3Vuc3Vic2NyaWJlX3Jlc3AYZSABKAsyFS5LYWZrYVVuc3Vic2NyaWJlUmVzcEgAEi8KEmthZmthX3Byb2R1Y2VfcmVzcBhmIAEoCzIRLkthZmthUHJvZHVjZVJlc3BIABItChFrYWZrYV9jb21taXRfcmVzcBhnIAEoCzIQLkthZmthQ29tbWl0UmVzcEgAEjMKFGthZmthX2NvbW1pdHRlZF9yZXNwGGggASgLMhMuS2Fma2FDb21taXR0ZWRSZXNwSAASLAoQa2Fma2FfYXNzaWdubWVudBhpIAEoCzIQLkthZmthQXNzaWdubWVudEgAEh4KCWF1dGhfcmVzcBhqIAEoCzIJLkF1dGhSZXNwSABCBgoEcmVzcEIwWi5naXRodWIuY29tL2Vudm95LXB1YnN1Yi9nYXRld2F5L3Byb3RvO3B1YnN1YnBiYgZwcm90bzM");
 
 /**
  * An empty command; it has no handler and is answered "unknown command".
@@ -74,6 +74,13 @@ export type CmdKafkaFetch = Message<"CmdKafkaFetch"> & {
    * @generated from field: int64 offset = 3;
    */
   offset: bigint;
+
+  /**
+   * Extension: only records that match this filter are returned.
+   *
+   * @generated from field: KafkaFilter filter = 100;
+   */
+  filter?: KafkaFilter | undefined;
 };
 
 /**
@@ -82,6 +89,71 @@ export type CmdKafkaFetch = Message<"CmdKafkaFetch"> & {
  */
 export const CmdKafkaFetchSchema: GenMessage<CmdKafkaFetch> = /*@__PURE__*/
   messageDesc(file_pubsub, 2);
+
+/**
+ * Extension: a client's own record filter, applied after the identity scope.
+ * A record matches when its key equals key (when key is set) and it carries
+ * every listed header with that value.
+ *
+ * @generated from message KafkaFilter
+ */
+export type KafkaFilter = Message<"KafkaFilter"> & {
+  /**
+   * @generated from field: bytes key = 1;
+   */
+  key: Uint8Array;
+
+  /**
+   * @generated from field: repeated KafkaHeader headers = 2;
+   */
+  headers: KafkaHeader[];
+};
+
+/**
+ * Describes the message KafkaFilter.
+ * Use `create(KafkaFilterSchema)` to create a new message.
+ */
+export const KafkaFilterSchema: GenMessage<KafkaFilter> = /*@__PURE__*/
+  messageDesc(file_pubsub, 3);
+
+/**
+ * Extension: a fresh token for the session's subject, extending its expiry.
+ *
+ * @generated from message CmdAuth
+ */
+export type CmdAuth = Message<"CmdAuth"> & {
+  /**
+   * @generated from field: string token = 1;
+   */
+  token: string;
+};
+
+/**
+ * Describes the message CmdAuth.
+ * Use `create(CmdAuthSchema)` to create a new message.
+ */
+export const CmdAuthSchema: GenMessage<CmdAuth> = /*@__PURE__*/
+  messageDesc(file_pubsub, 4);
+
+/**
+ * Extension: the answer to CmdAuth; expires_at is the new expiry (ms since
+ * the epoch).
+ *
+ * @generated from message AuthResp
+ */
+export type AuthResp = Message<"AuthResp"> & {
+  /**
+   * @generated from field: int64 expires_at = 1;
+   */
+  expiresAt: bigint;
+};
+
+/**
+ * Describes the message AuthResp.
+ * Use `create(AuthRespSchema)` to create a new message.
+ */
+export const AuthRespSchema: GenMessage<AuthResp> = /*@__PURE__*/
+  messageDesc(file_pubsub, 5);
 
 /**
  * Looks up an offset: -2 earliest, -1 latest, otherwise by timestamp (ms).
@@ -110,7 +182,7 @@ export type CmdKafkaListOffset = Message<"CmdKafkaListOffset"> & {
  * Use `create(CmdKafkaListOffsetSchema)` to create a new message.
  */
 export const CmdKafkaListOffsetSchema: GenMessage<CmdKafkaListOffset> = /*@__PURE__*/
-  messageDesc(file_pubsub, 3);
+  messageDesc(file_pubsub, 6);
 
 /**
  * Extension: subscribes to partitions of a topic. The server answers with
@@ -195,6 +267,13 @@ export type CmdKafkaSubscribe = Message<"CmdKafkaSubscribe"> & {
    * @generated from field: string group = 9;
    */
   group: string;
+
+  /**
+   * Extension: only records that match this filter are pushed.
+   *
+   * @generated from field: KafkaFilter filter = 10;
+   */
+  filter?: KafkaFilter | undefined;
 };
 
 /**
@@ -202,7 +281,7 @@ export type CmdKafkaSubscribe = Message<"CmdKafkaSubscribe"> & {
  * Use `create(CmdKafkaSubscribeSchema)` to create a new message.
  */
 export const CmdKafkaSubscribeSchema: GenMessage<CmdKafkaSubscribe> = /*@__PURE__*/
-  messageDesc(file_pubsub, 4);
+  messageDesc(file_pubsub, 7);
 
 /**
  * Extension: ends the subscription made by the request with this sequence.
@@ -221,7 +300,7 @@ export type CmdKafkaUnsubscribe = Message<"CmdKafkaUnsubscribe"> & {
  * Use `create(CmdKafkaUnsubscribeSchema)` to create a new message.
  */
 export const CmdKafkaUnsubscribeSchema: GenMessage<CmdKafkaUnsubscribe> = /*@__PURE__*/
-  messageDesc(file_pubsub, 5);
+  messageDesc(file_pubsub, 8);
 
 /**
  * A client request; its sequence is echoed by every reply to it.
@@ -291,6 +370,12 @@ export type PubSubReq = Message<"PubSubReq"> & {
      */
     value: CmdKafkaCommitted;
     case: "cmdKafkaCommitted";
+  } | {
+    /**
+     * @generated from field: CmdAuth cmd_auth = 105;
+     */
+    value: CmdAuth;
+    case: "cmdAuth";
   } | { case: undefined; value?: undefined };
 };
 
@@ -299,7 +384,7 @@ export type PubSubReq = Message<"PubSubReq"> & {
  * Use `create(PubSubReqSchema)` to create a new message.
  */
 export const PubSubReqSchema: GenMessage<PubSubReq> = /*@__PURE__*/
-  messageDesc(file_pubsub, 6);
+  messageDesc(file_pubsub, 9);
 
 /**
  * A failed request.
@@ -323,7 +408,7 @@ export type ErrorResp = Message<"ErrorResp"> & {
  * Use `create(ErrorRespSchema)` to create a new message.
  */
 export const ErrorRespSchema: GenMessage<ErrorResp> = /*@__PURE__*/
-  messageDesc(file_pubsub, 7);
+  messageDesc(file_pubsub, 10);
 
 /**
  * The answer to CmdPing.
@@ -342,7 +427,7 @@ export type PongResp = Message<"PongResp"> & {
  * Use `create(PongRespSchema)` to create a new message.
  */
 export const PongRespSchema: GenMessage<PongResp> = /*@__PURE__*/
-  messageDesc(file_pubsub, 8);
+  messageDesc(file_pubsub, 11);
 
 /**
  * Extension: one record header.
@@ -366,7 +451,7 @@ export type KafkaHeader = Message<"KafkaHeader"> & {
  * Use `create(KafkaHeaderSchema)` to create a new message.
  */
 export const KafkaHeaderSchema: GenMessage<KafkaHeader> = /*@__PURE__*/
-  messageDesc(file_pubsub, 9);
+  messageDesc(file_pubsub, 12);
 
 /**
  * One Kafka record; timestamp is in milliseconds.
@@ -407,7 +492,7 @@ export type KafkaMessage = Message<"KafkaMessage"> & {
  * Use `create(KafkaMessageSchema)` to create a new message.
  */
 export const KafkaMessageSchema: GenMessage<KafkaMessage> = /*@__PURE__*/
-  messageDesc(file_pubsub, 10);
+  messageDesc(file_pubsub, 13);
 
 /**
  * The answer to CmdKafkaFetch, and the records a subscription pushes.
@@ -447,7 +532,7 @@ export type KafkaFetchResp = Message<"KafkaFetchResp"> & {
  * Use `create(KafkaFetchRespSchema)` to create a new message.
  */
 export const KafkaFetchRespSchema: GenMessage<KafkaFetchResp> = /*@__PURE__*/
-  messageDesc(file_pubsub, 11);
+  messageDesc(file_pubsub, 14);
 
 /**
  * Extension: a partition and an offset.
@@ -471,7 +556,7 @@ export type KafkaPartitionOffset = Message<"KafkaPartitionOffset"> & {
  * Use `create(KafkaPartitionOffsetSchema)` to create a new message.
  */
 export const KafkaPartitionOffsetSchema: GenMessage<KafkaPartitionOffset> = /*@__PURE__*/
-  messageDesc(file_pubsub, 12);
+  messageDesc(file_pubsub, 15);
 
 /**
  * Extension: the answer to CmdKafkaSubscribe: the offset each partition
@@ -491,7 +576,7 @@ export type KafkaSubscribeResp = Message<"KafkaSubscribeResp"> & {
  * Use `create(KafkaSubscribeRespSchema)` to create a new message.
  */
 export const KafkaSubscribeRespSchema: GenMessage<KafkaSubscribeResp> = /*@__PURE__*/
-  messageDesc(file_pubsub, 13);
+  messageDesc(file_pubsub, 16);
 
 /**
  * Extension: one record to produce; timestamp is in milliseconds, 0 for the
@@ -526,7 +611,7 @@ export type KafkaRecord = Message<"KafkaRecord"> & {
  * Use `create(KafkaRecordSchema)` to create a new message.
  */
 export const KafkaRecordSchema: GenMessage<KafkaRecord> = /*@__PURE__*/
-  messageDesc(file_pubsub, 14);
+  messageDesc(file_pubsub, 17);
 
 /**
  * Extension: writes records to a topic; partition -1 lets Kafka's default
@@ -556,7 +641,7 @@ export type CmdKafkaProduce = Message<"CmdKafkaProduce"> & {
  * Use `create(CmdKafkaProduceSchema)` to create a new message.
  */
 export const CmdKafkaProduceSchema: GenMessage<CmdKafkaProduce> = /*@__PURE__*/
-  messageDesc(file_pubsub, 15);
+  messageDesc(file_pubsub, 18);
 
 /**
  * Extension: the answer to CmdKafkaProduce: the partition and offset of each
@@ -576,7 +661,7 @@ export type KafkaProduceResp = Message<"KafkaProduceResp"> & {
  * Use `create(KafkaProduceRespSchema)` to create a new message.
  */
 export const KafkaProduceRespSchema: GenMessage<KafkaProduceResp> = /*@__PURE__*/
-  messageDesc(file_pubsub, 16);
+  messageDesc(file_pubsub, 19);
 
 /**
  * Extension: stores a consumer group's offsets for partitions of a topic.
@@ -610,7 +695,7 @@ export type CmdKafkaCommit = Message<"CmdKafkaCommit"> & {
  * Use `create(CmdKafkaCommitSchema)` to create a new message.
  */
 export const CmdKafkaCommitSchema: GenMessage<CmdKafkaCommit> = /*@__PURE__*/
-  messageDesc(file_pubsub, 17);
+  messageDesc(file_pubsub, 20);
 
 /**
  * Extension: the answer to CmdKafkaCommit.
@@ -625,7 +710,7 @@ export type KafkaCommitResp = Message<"KafkaCommitResp"> & {
  * Use `create(KafkaCommitRespSchema)` to create a new message.
  */
 export const KafkaCommitRespSchema: GenMessage<KafkaCommitResp> = /*@__PURE__*/
-  messageDesc(file_pubsub, 18);
+  messageDesc(file_pubsub, 21);
 
 /**
  * Extension: reads a consumer group's committed offsets; empty partitions
@@ -655,7 +740,7 @@ export type CmdKafkaCommitted = Message<"CmdKafkaCommitted"> & {
  * Use `create(CmdKafkaCommittedSchema)` to create a new message.
  */
 export const CmdKafkaCommittedSchema: GenMessage<CmdKafkaCommitted> = /*@__PURE__*/
-  messageDesc(file_pubsub, 19);
+  messageDesc(file_pubsub, 22);
 
 /**
  * Extension: the answer to CmdKafkaCommitted; offset -1 where the group has
@@ -675,7 +760,7 @@ export type KafkaCommittedResp = Message<"KafkaCommittedResp"> & {
  * Use `create(KafkaCommittedRespSchema)` to create a new message.
  */
 export const KafkaCommittedRespSchema: GenMessage<KafkaCommittedResp> = /*@__PURE__*/
-  messageDesc(file_pubsub, 20);
+  messageDesc(file_pubsub, 23);
 
 /**
  * Extension: pushed to a group subscription (with its sequence) before the
@@ -705,7 +790,7 @@ export type KafkaAssignment = Message<"KafkaAssignment"> & {
  * Use `create(KafkaAssignmentSchema)` to create a new message.
  */
 export const KafkaAssignmentSchema: GenMessage<KafkaAssignment> = /*@__PURE__*/
-  messageDesc(file_pubsub, 21);
+  messageDesc(file_pubsub, 24);
 
 /**
  * Extension: the answer to CmdKafkaUnsubscribe; no push of the subscription
@@ -725,7 +810,7 @@ export type KafkaUnsubscribeResp = Message<"KafkaUnsubscribeResp"> & {
  * Use `create(KafkaUnsubscribeRespSchema)` to create a new message.
  */
 export const KafkaUnsubscribeRespSchema: GenMessage<KafkaUnsubscribeResp> = /*@__PURE__*/
-  messageDesc(file_pubsub, 22);
+  messageDesc(file_pubsub, 25);
 
 /**
  * The answer to CmdKafkaListOffset.
@@ -744,7 +829,7 @@ export type KafkaListOffsetResp = Message<"KafkaListOffsetResp"> & {
  * Use `create(KafkaListOffsetRespSchema)` to create a new message.
  */
 export const KafkaListOffsetRespSchema: GenMessage<KafkaListOffsetResp> = /*@__PURE__*/
-  messageDesc(file_pubsub, 23);
+  messageDesc(file_pubsub, 26);
 
 /**
  * A server reply, carrying the sequence of the request it answers.
@@ -820,6 +905,12 @@ export type PubSubResp = Message<"PubSubResp"> & {
      */
     value: KafkaAssignment;
     case: "kafkaAssignment";
+  } | {
+    /**
+     * @generated from field: AuthResp auth_resp = 106;
+     */
+    value: AuthResp;
+    case: "authResp";
   } | { case: undefined; value?: undefined };
 };
 
@@ -828,5 +919,5 @@ export type PubSubResp = Message<"PubSubResp"> & {
  * Use `create(PubSubRespSchema)` to create a new message.
  */
 export const PubSubRespSchema: GenMessage<PubSubResp> = /*@__PURE__*/
-  messageDesc(file_pubsub, 24);
+  messageDesc(file_pubsub, 27);
 

@@ -24,6 +24,9 @@ type Policy struct {
 	// produceBytesPerSecond bounds the record bytes the session produces
 	// per second; 0 means no bound.
 	produceBytesPerSecond int
+	// scope returns the records of a topic the session may see; nil means
+	// every record of every topic.
+	scope func(topic string) Scope
 }
 
 // NewPolicy returns the policy of a session on cluster, narrowed by the
@@ -65,6 +68,22 @@ func (p Policy) WithLimits(s config.Session) Policy {
 	}
 	p.produceBytesPerSecond = max(s.ProduceBytesPerSecond, 0)
 	return p
+}
+
+// WithReadScope returns p with scope deciding which records of a topic the
+// session sees (identity-scoped access); scope returns nil for every record.
+func (p Policy) WithReadScope(scope func(topic string) Scope) Policy {
+	p.scope = scope
+	return p
+}
+
+// ReadScope returns the records of topic the session may see: nil for every
+// record.
+func (p Policy) ReadScope(topic string) Scope {
+	if p.scope == nil {
+		return nil
+	}
+	return p.scope(topic)
 }
 
 // nonNil returns list, or an empty list (which allows nothing) for nil.

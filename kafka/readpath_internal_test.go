@@ -101,7 +101,11 @@ func TestAConsumerJumpIsNeverServed(t *testing.T) {
 	}
 	k, fetches := testCluster(t, kafka, "")
 	all := consumeAll(t, kafka, "t", 8)
-	k.cacheConsumed(readerKey{"t", 0}, slices.Concat(all[:3], all[5:]))
+	info, err := k.lookup(ctx, "t", 0, true)
+	if err != nil {
+		t.Fatal(err)
+	}
+	k.cacheConsumed(cacheKey{readerKey{"t", 0}, info.topicID}, slices.Concat(all[:3], all[5:]))
 
 	before := fetches.n.Load()
 	got, err := k.Fetch(ctx, "t", 0, 0)
@@ -202,7 +206,7 @@ func TestCompressedBatchesAreDecodedLazilyAndShared(t *testing.T) {
 		t.Fatal(err)
 	}
 	var compressed int
-	answer, _ := kgo.ProcessFetchPartition(kgo.ProcessFetchPartitionOpts{}, &resp.(*kmsg.FetchResponse).Topics[0].Partitions[0], decompressor,
+	answer, _ := kgo.ProcessFetchPartition(kgo.ProcessFetchPartitionOpts{}, &resp.(*kmsg.FetchResponse).Topics[0].Partitions[0], k.decompressor,
 		func(m kgo.FetchBatchMetrics) {
 			if m.CompressionType == 2 { // snappy
 				compressed++

@@ -196,6 +196,7 @@ type delivery struct {
 	partition  int32
 	cursor     int64 // the next offset to deliver
 	maxRecords int
+	key        cacheKey // the partition and incarnation read, once the reader runs
 }
 
 // run delivers from the record cache, which the shared reader fills at the
@@ -224,16 +225,22 @@ func (d *delivery) run(ctx context.Context, wg *sync.WaitGroup, release func()) 
 		r, err = d.k.acquireReader(ctx, d.topic, d.partition)
 	}
 	defer d.k.releaseReader(r)
-	key := readerKey{d.topic, d.partition}
-	if info, err := d.k.lookup(ctx, d.topic, d.partition, true); err == nil {
-		d.k.cache.bind(key, info.topicID) // no records of an older topic of that name
-	}
+	d.key = r.cacheKey() // the incarnation of the topic the subscription reads
 	for ctx.Err() == nil {
 		changed, end, gone := r.state()
 		out := newReply(d.cursor, d.maxRecords, int(d.k.cfg.FetchMaxBytes))
 		// The record cache first: at the end of the log it holds what came
 		// since state, and a catch-up needs a deadline only for Kafka.
-		if !d.k.cache.read(key, d.cursor, out) && d.cursor < end {
+		if err := d.confirmCached(ctx); err != nil {
+			if terminal(err) {
+				d.fail(ctx, err)
+				return
+			}
+			log.Warn("kafka: subscription cannot check the record cache", "err", err)
+			sleep(ctx, readerBackoff)
+			continue
+		}
+		if !d.k.cache.read(d.key, d.cursor, out) && d.cursor < end {
 			if err := d.catchUp(ctx, out); err != nil {
 				if terminal(err) {
 					d.fail(ctx, err)
@@ -278,7 +285,25 @@ func (d *delivery) fail(ctx context.Context, cause error) {
 func (d *delivery) catchUp(ctx context.Context, out *reply) error {
 	ctx, cancel := context.WithTimeout(ctx, d.k.cfg.RequestTimeout.Duration())
 	defer cancel()
-	return d.k.read(ctx, readerKey{d.topic, d.partition}, d.cursor, out)
+	return d.k.read(ctx, d.key, true, d.cursor, out)
+}
+
+// confirmCached makes sure, before the record cache answers at the cursor,
+// that what it holds there is still in Kafka: records the shared reader
+// cached within CacheCheckInterval are as fresh as a check; older ones (a
+// subscriber behind the end of the log) join the partition's check, so that
+// a DeleteRecords or a recreation of the topic since is seen at read time.
+func (d *delivery) confirmCached(ctx context.Context) error {
+	if !d.k.cache.heldBefore(d.key, d.cursor, time.Now().Add(-CacheCheckInterval)) {
+		return nil
+	}
+	ctx, cancel := context.WithTimeout(ctx, d.k.cfg.RequestTimeout.Duration())
+	defer cancel()
+	id, err := d.k.confirmCached(ctx, d.key.readerKey)
+	if err == nil && id != d.key.topicID {
+		err = ErrTopicNotFound // deleted and created again
+	}
+	return err
 }
 
 // push sends recs (consecutive data records of the partition, in offset
@@ -319,9 +344,14 @@ func (d *delivery) pushCached(ctx context.Context, out *reply) bool {
 }
 
 // terminal reports whether a catch-up failure ends the subscription of the
-// partition rather than being retried.
+// partition rather than being retried: a Kafka error that retrying does
+// not cure (OFFSET_OUT_OF_RANGE, TOPIC_AUTHORIZATION_FAILED, ...), a
+// partition that is gone, or a batch the gateway refuses to decode.
 func terminal(err error) bool {
-	return errors.Is(err, kerr.OffsetOutOfRange) || errors.Is(err, ErrTopicNotFound) || errors.Is(err, ErrPartitionNotFound)
+	if ke, ok := errors.AsType[*kerr.Error](err); ok {
+		return !ke.Retriable
+	}
+	return errors.Is(err, ErrTopicNotFound) || errors.Is(err, ErrPartitionNotFound) || errors.Is(err, ErrBatchTooLarge)
 }
 
 // topicPartitions lists the partitions of topic from (cached) metadata.

@@ -42,11 +42,11 @@ const (
 type batchDecoder struct {
 	key          readerKey
 	decompressor kgo.Decompressor
-	in       []byte // the batches not decoded yet
-	offset   int64  // the offset the answer was asked for
-	at       int64  // the first offset not decoded yet
-	logStart int64
-	aborted  []kmsg.FetchResponseTopicPartitionAbortedTransaction // ordered by first offset
+	in           []byte // the batches not decoded yet
+	offset       int64  // the offset the answer was asked for
+	at           int64  // the first offset not decoded yet
+	logStart     int64
+	aborted      []kmsg.FetchResponseTopicPartitionAbortedTransaction // ordered by first offset
 }
 
 func newBatchDecoder(key readerKey, d kgo.Decompressor, rp *kmsg.FetchResponseTopicPartition, offset int64) *batchDecoder {

@@ -65,10 +65,10 @@ func Logger(l *slog.Logger) PoolOption {
 type Pool struct {
 	extra         []kgo.Opt
 	maxBatchBytes int
-	log     *slog.Logger
-	mu      sync.Mutex
-	clients map[[32]byte]*Cluster
-	closed  bool
+	log           *slog.Logger
+	mu            sync.Mutex
+	clients       map[[32]byte]*Cluster
+	closed        bool
 }
 
 // NewPool returns an empty Pool.

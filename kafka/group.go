@@ -247,6 +247,7 @@ func (m *member) run(ctx context.Context, wg *sync.WaitGroup, release func(), fo
 		if ctx.Err() != nil || fetches.IsClientClosed() {
 			return
 		}
+		recreated := false
 		fetches.EachError(func(topic string, partition int32, err error) {
 			if errors.Is(err, context.Canceled) {
 				return
@@ -254,8 +255,19 @@ func (m *member) run(ctx context.Context, wg *sync.WaitGroup, release func(), fo
 			if topic == "" { // an error of the group, not of a partition
 				topic = m.topic
 			}
-			(&delivery{req: m.req, topic: topic, partition: partition}).fail(ctx, m.k.cause(ctx, err))
+			cause := m.k.cause(ctx, err)
+			if gone(err) {
+				cause, recreated = ErrTopicNotFound, true
+			}
+			(&delivery{req: m.req, topic: topic, partition: partition}).fail(ctx, cause)
 		})
+		if recreated {
+			// The topic was deleted (and perhaps created again): franz-go
+			// fails its old id until it is purged. The member forgets it
+			// and joins the topic of that name anew.
+			m.cl.PurgeTopicsFromConsuming(m.topic)
+			m.cl.AddConsumeTopics(m.topic)
+		}
 		live := true
 		fetches.EachPartition(func(p kgo.FetchTopicPartition) {
 			if live && len(p.Records) > 0 {

@@ -323,3 +323,25 @@ func TestSessionsInStepDecodeOnce(t *testing.T) {
 		t.Fatalf("ten readers in step made %d broker fetches, one alone %d", used, single)
 	}
 }
+
+// TestTheSharedCacheCheckWaitsInNoSessionsLane: the check of a partition's
+// cached records serves every session that joins it, so the session that
+// happens to run it must not make them all wait behind its own queued
+// broker requests.
+func TestTheSharedCacheCheckWaitsInNoSessionsLane(t *testing.T) {
+	kafka, _ := oneBrokerKafka(t)
+	k, _ := testCluster(t, kafka, "")
+	ctx := testContext(t)
+	lane := k.turns.newLane()
+	sessionCtx := withLane(ctx, lane)
+	release, err := k.turns.wait(sessionCtx) // the session's one turn is taken
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer release()
+	checkCtx, cancel := context.WithTimeout(sessionCtx, 5*time.Second)
+	defer cancel()
+	if _, err := k.confirmCached(checkCtx, readerKey{"t", 0}); err != nil {
+		t.Fatalf("the check waited behind the session's request: %v", err)
+	}
+}

@@ -26,21 +26,21 @@ func replyOf(recs []*kgo.Record) *reply {
 func TestWindowPushIsEncodedOnceAndDecodesToItsRecords(t *testing.T) {
 	var p encodedPushes
 	recs := windowRecords(3, 10)
-	a, err := p.encode("t", 2, replyOf(recs), 1<<20)
+	a, err := p.encode("t", 2, replyOf(recs), keyedView{}, 1<<20)
 	if err != nil {
 		t.Fatal(err)
 	}
-	b, _ := p.encode("t", 2, replyOf(recs), 1<<20)
+	b, _ := p.encode("t", 2, replyOf(recs), keyedView{}, 1<<20)
 	if a != b {
 		t.Fatal("the same records were encoded twice")
 	}
-	if c, _ := p.encode("t", 2, replyOf(recs[:2]), 1<<20); c == a {
+	if c, _ := p.encode("t", 2, replyOf(recs[:2]), keyedView{}, 1<<20); c == a {
 		t.Fatal("a push of fewer records shares the longer one's encoding")
 	}
-	if c, _ := p.encode("t", 2, &reply{records: recs, next: 9}, 1<<20); c == a {
+	if c, _ := p.encode("t", 2, &reply{records: recs, next: 9}, keyedView{}, 1<<20); c == a {
 		t.Fatal("a push with another next_offset shares the encoding")
 	}
-	want, _ := proto.Marshal(pushReply("t", 2, replyOf(recs)))
+	want, _ := proto.Marshal(pushReply("t", 2, recs, 3))
 	var resp pb.PubSubResp
 	if err := proto.Unmarshal(want, &resp); err != nil || len(resp.GetKafkaFetchResp().GetMessages()) != 3 {
 		t.Fatalf("reference push: %v", err)
@@ -53,7 +53,7 @@ func TestWindowPushIsEncodedOnceAndDecodesToItsRecords(t *testing.T) {
 func TestEncodedPushesStayWithinTheirBounds(t *testing.T) {
 	var p encodedPushes
 	for range 3 * maxEncodedPushes {
-		if _, err := p.encode("t", 0, replyOf(windowRecords(1, 100)), 1<<20); err != nil {
+		if _, err := p.encode("t", 0, replyOf(windowRecords(1, 100)), keyedView{}, 1<<20); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -61,7 +61,7 @@ func TestEncodedPushesStayWithinTheirBounds(t *testing.T) {
 		t.Fatalf("%d pushes kept, bound %d", len(p.byKey), maxEncodedPushes)
 	}
 	for range 10 {
-		p.encode("t", 0, replyOf(windowRecords(1, 1000)), 2500)
+		p.encode("t", 0, replyOf(windowRecords(1, 1000)), keyedView{}, 2500)
 	}
 	if p.bytes > 2500+1100 || len(p.byKey) > 3 {
 		t.Fatalf("%d pushes of %d bytes kept, byte bound 2500", len(p.byKey), p.bytes)
@@ -79,7 +79,7 @@ func TestEncodedPushesCountOnlyWhatTheyKeepUnderConcurrency(t *testing.T) {
 			defer wg.Done()
 			for i := range 200 {
 				recs := windowRecords(1+(g+i)%3, 100)
-				if _, err := p.encode("t", 0, replyOf(recs), 2000); err != nil {
+				if _, err := p.encode("t", 0, replyOf(recs), keyedView{}, 2000); err != nil {
 					t.Error(err)
 					return
 				}

@@ -238,6 +238,12 @@ func (d *delivery) run(ctx context.Context, wg *sync.WaitGroup, release func()) 
 	}
 	for ctx.Err() == nil {
 		changed, end, gone := r.state()
+		if ep := d.keptPush(key); ep != nil {
+			if !d.send(ctx, ep) {
+				return
+			}
+			continue
+		}
 		out := newReply(d.cursor, d.maxRecords, int(d.k.cfg.FetchMaxBytes))
 		// The record cache first: at the end of the log it holds what came
 		// since state, and a catch-up needs a deadline only for Kafka.
@@ -327,21 +333,40 @@ func (d *delivery) push(ctx context.Context, recs []*kgo.Record, next int64) boo
 // pushes. Records the session does not see move the cursor without a push,
 // but for one that carries the position now and then.
 func (d *delivery) pushCached(ctx context.Context, out *reply) bool {
-	e, err := d.k.pushes.encode(d.topic, d.partition, out, d.view, d.k.cfg.WindowBytes)
-	if err != nil {
-		return false
+	ep, err := d.k.pushes.encode(d.topic, d.partition, d.cursor, out, d.view, d.k.cfg.WindowBytes)
+	return err == nil && d.send(ctx, ep)
+}
+
+// keptPush returns the push that another subscriber of the session's view
+// read at the cursor, if it is kept and the record cache still holds its
+// first record there; nil for a view of every record.
+func (d *delivery) keptPush(key readerKey) *encodedPush {
+	if d.view.All() {
+		return nil
 	}
-	if e == nil {
-		d.cursor = out.next
+	ep := d.k.pushes.startingAt(pushStart{key, d.cursor, d.view.key, d.maxRecords})
+	if ep == nil || d.k.cachedFirst(key, d.cursor) != ep.first {
+		return nil
+	}
+	return ep
+}
+
+// send pushes ep, encoded for the session's view, and moves the cursor to
+// its next_offset; when the view sees none of its records, it only moves
+// the cursor, but for a push of the position now and then. It reports
+// whether the session still takes pushes.
+func (d *delivery) send(ctx context.Context, ep *encodedPush) bool {
+	if ep.e == nil {
+		d.cursor = ep.next
 		if time.Since(d.toldAt) < positionPushInterval {
 			return true
 		}
 		return d.tellPosition(ctx)
 	}
-	if err := d.req.PushEncoded(ctx, e); err != nil {
+	if err := d.req.PushEncoded(ctx, ep.e); err != nil {
 		return false
 	}
-	d.cursor = out.next
+	d.cursor = ep.next
 	if !d.view.All() {
 		d.told, d.toldAt = d.cursor, time.Now()
 	}
@@ -351,9 +376,9 @@ func (d *delivery) pushCached(ctx context.Context, out *reply) bool {
 // tellPosition pushes the cursor as next_offset, without records; it
 // reports whether the session still takes pushes.
 func (d *delivery) tellPosition(ctx context.Context) bool {
-	e, err := d.k.pushes.encode(d.topic, d.partition, &reply{next: d.cursor}, keyedView{}, d.k.cfg.WindowBytes)
+	ep, err := d.k.pushes.encode(d.topic, d.partition, d.cursor, &reply{next: d.cursor}, keyedView{}, d.k.cfg.WindowBytes)
 	if err == nil {
-		err = d.req.PushEncoded(ctx, e)
+		err = d.req.PushEncoded(ctx, ep.e)
 	}
 	if err != nil {
 		return false

@@ -245,6 +245,7 @@ func TestFetchFiltersApplyAfterTheScope(t *testing.T) {
 		tenantRecord("a", "k2", "2"),
 		tenantRecord("", "k1", "3"),
 		{Key: "k1", Value: "4", Headers: []kgo.RecordHeader{{Key: "tenant", Value: []byte("a")}, {Key: "kind", Value: []byte("x")}}},
+		{Key: "k2", Value: "5", Headers: []kgo.RecordHeader{{Key: "kind", Value: []byte("y")}, {Key: "tenant", Value: []byte("a")}, {Key: "kind", Value: []byte("x")}}},
 	}
 	testkit.Produce(t, k.ListenAddrs(), "t", 0, recs)
 	kindX := []*pb.KafkaHeader{{Key: "kind", Value: []byte("x")}}
@@ -256,12 +257,13 @@ func TestFetchFiltersApplyAfterTheScope(t *testing.T) {
 	}{
 		{"no scope, key", "kafka", &pb.KafkaFilter{Key: []byte("k1")}, []int64{0, 1, 3, 4}},
 		{"no scope, header", "kafka", &pb.KafkaFilter{Headers: []*pb.KafkaHeader{{Key: "tenant", Value: []byte("b")}}}, []int64{1}},
-		{"scope a", "kafka?tenant=a", nil, []int64{0, 2, 4}},
+		{"scope a", "kafka?tenant=a", nil, []int64{0, 2, 4, 5}},
 		{"scope a, key", "kafka?tenant=a", &pb.KafkaFilter{Key: []byte("k1")}, []int64{0, 4}},
 		{"scope a, key and header", "kafka?tenant=a", &pb.KafkaFilter{Key: []byte("k1"), Headers: kindX}, []int64{4}},
+		{"scope a, a repeated header", "kafka?tenant=a", &pb.KafkaFilter{Headers: kindX}, []int64{4, 5}},
 		{"scope a, filter of b", "kafka?tenant=a", &pb.KafkaFilter{Headers: []*pb.KafkaHeader{{Key: "tenant", Value: []byte("b")}}}, nil},
 		{"scope a or b", "kafka?tenant=a&tenant=b", &pb.KafkaFilter{Key: []byte("k1")}, []int64{0, 1, 4}},
-		{"empty filter", "kafka", &pb.KafkaFilter{}, []int64{0, 1, 2, 3, 4}},
+		{"empty filter", "kafka", &pb.KafkaFilter{}, []int64{0, 1, 2, 3, 4, 5}},
 	} {
 		got, _ := scopedFetchLoop(t, srv.Dial(t, tc.path), "t", 0, int64(len(recs)), tc.filter, 10*time.Second)
 		if !slices.Equal(got, tc.want) {
@@ -544,6 +546,36 @@ func TestScopedGroupMembersGetTheirRecordsOnce(t *testing.T) {
 		slices.Sort(got)
 		if want := logs[p].of(0, "a"); !slices.Equal(got, want) {
 			t.Errorf("partition %d: the members processed %v, want %v", p, got, want)
+		}
+	}
+}
+
+// A group push holds the records the member sees of one poll and goes on
+// past the records it does not see that follow them; a filter on a group
+// subscription applies after the scope.
+func TestGroupPushGoesOnPastRecordsTheMemberDoesNotSee(t *testing.T) {
+	k := testkit.Kafka(t, kfake.SeedTopics(1, "events"))
+	srv := startScopedServer(t, k.ListenAddrs(), "    groups: ['app']\n")
+	var log tenantLog
+	log.produce(t, k, "events", 0, []testkit.Record{tenantRecord("a", "k1", "0"), tenantRecord("a", "k2", "1"), tenantRecord("b", "k1", "2"), tenantRecord("b", "k1", "3")})
+	sub, err := srv.Dial(t, "kafka?tenant=a").Subscribe(ctx(t), &pb.CmdKafkaSubscribe{Topic: "events", Group: "app",
+		Start: &pb.CmdKafkaSubscribe_Earliest{Earliest: true}, Filter: &pb.KafkaFilter{Key: []byte("k1")}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for {
+		select {
+		case resp := <-sub.C():
+			fr := resp.GetKafkaFetchResp()
+			if fr == nil {
+				continue // the assignment
+			}
+			if len(fr.GetMessages()) != 1 || fr.GetMessages()[0].GetOffset() != 0 || fr.GetNextOffset() != log.end {
+				t.Fatalf("push %v, want record 0 with next_offset %d", fr, log.end)
+			}
+			return
+		case <-ctx(t).Done():
+			t.Fatal("no push")
 		}
 	}
 }

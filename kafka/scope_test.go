@@ -528,8 +528,16 @@ func TestScopedGroupMembersGetTheirRecordsOnce(t *testing.T) {
 	produce()
 	m1 := joinGroup(t, srv.Dial(t, "kafka?tenant=a"), "m1", "app", "events", seen)
 	seen.await(t, visible())
+	joined := time.Now()
 	m2 := joinGroup(t, srv.Dial(t, "kafka?tenant=a"), "m2", "app", "events", seen)
 	awaitSplit(t, 4, m1, m2)
+	// m1's pushes end before records it does not see: the revocation
+	// waits for its commit of the offset after its last record, which
+	// comes at once, not for RevokeCommitTimeout.
+	if took := time.Since(joined); took >= kafka.RevokeCommitTimeout {
+		t.Errorf("the hand-over took %v: the revocation waited for a commit the member could not know to make", took)
+	}
+	t.Logf("hand-over in %v", time.Since(joined))
 	produce()
 	seen.await(t, visible())
 	m1.leave(t)

@@ -17,8 +17,7 @@ import (
 // the number of records and the offset to ask for next, and by the View
 // of its subscribers: those with equal views (View.Key) share the records
 // they see, filtered once, and their encoding; those that see every record
-// filter nothing. A push without records carries only next_offset, and is
-// the same for every view.
+// filter nothing.
 //
 // A subscriber whose view does not see every record would otherwise read
 // every record of the cache, seen or not, to find its push: so the pushes
@@ -86,16 +85,12 @@ func pushReply(topic string, partition int32, records []*kgo.Record, next int64)
 	}}}
 }
 
-// encode returns the push of the records of out, read from offset from,
-// that view sees, encoding it on first use and keeping at most
-// maxEncodedPushes of maxBytes in all. Its reply is nil when out has
-// records and view sees none of them; a push of out without records
-// carries only its next_offset.
+// encode returns the push of the records of out (at least one), read from
+// offset from, that view sees, encoding it on first use and keeping at
+// most maxEncodedPushes of maxBytes in all. Its reply is nil when view sees
+// none of the records.
 func (p *encodedPushes) encode(topic string, partition int32, from int64, out *reply, view keyedView, maxBytes int) (*encodedPush, error) {
-	key := pushKey{next: out.next}
-	if len(out.records) > 0 {
-		key = pushKey{out.records[0], len(out.records), out.next, view.key}
-	}
+	key := pushKey{out.records[0], len(out.records), out.next, view.key}
 	p.mu.Lock()
 	ep := p.byKey[key]
 	if ep == nil {
@@ -109,17 +104,17 @@ func (p *encodedPushes) encode(topic string, partition int32, from int64, out *r
 	p.mu.Unlock()
 	ep.once.Do(func() {
 		recs := out.records
-		if len(recs) > 0 && !view.All() {
+		if !view.All() {
 			recs = visibleOf(view.View, recs)
 		}
-		if len(recs) > 0 || len(out.records) == 0 {
+		if len(recs) > 0 {
 			ep.e, ep.err = pubsub.EncodeReply(pushReply(topic, partition, recs, out.next))
 		}
 		if ep.err != nil {
 			return
 		}
 		var start *pushStart
-		if key.first != nil && !view.All() {
+		if !view.All() {
 			start = &pushStart{readerKey{topic, partition}, from, view.key, out.maxRecords}
 		}
 		p.added(key, ep, start, maxBytes)

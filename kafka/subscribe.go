@@ -376,11 +376,7 @@ func (d *delivery) send(ctx context.Context, ep *encodedPush) bool {
 // tellPosition pushes the cursor as next_offset, without records; it
 // reports whether the session still takes pushes.
 func (d *delivery) tellPosition(ctx context.Context) bool {
-	ep, err := d.k.pushes.encode(d.topic, d.partition, d.cursor, &reply{next: d.cursor}, keyedView{}, d.k.cfg.WindowBytes)
-	if err == nil {
-		err = d.req.PushEncoded(ctx, ep.e)
-	}
-	if err != nil {
+	if err := d.req.Push(ctx, pushReply(d.topic, d.partition, nil, d.cursor)); err != nil {
 		return false
 	}
 	d.told, d.toldAt = d.cursor, time.Now()

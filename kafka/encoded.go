@@ -28,7 +28,7 @@ import (
 // maxEncodedPushes bounds the encoded pushes a cluster keeps; their bytes
 // are bounded by the cluster's window_bytes. A push still queued for some
 // session stays alive there after it is evicted from here.
-const maxEncodedPushes = 64
+const maxEncodedPushes = 1024
 
 // encodedPushes keeps the recent encoded pushes of a cluster's windows,
 // oldest first out.

@@ -421,8 +421,9 @@ func TestPositionPushesAreFewWhileNothingIsVisible(t *testing.T) {
 	}
 }
 
-// Subscribers of one view share one encoding of each push, whatever their
-// number; subscribers of other views get their own. A scoped subscription
+// Subscribers of one view (scope and client filter) share one encoding of
+// each push, whatever their number; subscribers of other views get their
+// own, even where they see the same records. A scoped subscription
 // costs no broker fetch of its own: all views tail the partition's one
 // shared stream.
 func TestSubscribersOfOneViewShareOneEncodingAndTheFetchStream(t *testing.T) {
@@ -431,12 +432,14 @@ func TestSubscribersOfOneViewShareOneEncodingAndTheFetchStream(t *testing.T) {
 	srv := startScopedServer(t, k.ListenAddrs(), "", kafka.ClientOptions(kgo.WithHooks(&reqs)))
 	views := []struct {
 		path     string
+		filter   *pb.KafkaFilter
 		sessions int
-		tenants  []string
+		tenants  []string // whose records the view sees
 	}{
-		{"kafka?tenant=a", 100, []string{"a"}},
-		{"kafka?tenant=b", 10, []string{"b"}},
-		{"kafka", 10, []string{"a", "b", ""}},
+		{"kafka?tenant=a", nil, 100, []string{"a"}},
+		{"kafka?tenant=b", nil, 10, []string{"b"}},
+		{"kafka", &pb.KafkaFilter{Headers: []*pb.KafkaHeader{{Key: "tenant", Value: []byte("b")}}}, 10, []string{"b"}},
+		{"kafka", nil, 10, []string{"a", "b", ""}},
 	}
 	type subscriber struct {
 		sub     *client.Subscription
@@ -445,7 +448,7 @@ func TestSubscribersOfOneViewShareOneEncodingAndTheFetchStream(t *testing.T) {
 	var subs []subscriber
 	for _, v := range views {
 		for range v.sessions {
-			sub, err := srv.Dial(t, v.path).Subscribe(ctx(t), &pb.CmdKafkaSubscribe{Topic: "t", Partitions: []int32{0}})
+			sub, err := srv.Dial(t, v.path).Subscribe(ctx(t), &pb.CmdKafkaSubscribe{Topic: "t", Partitions: []int32{0}, Filter: v.filter})
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -487,12 +490,12 @@ func TestSubscribersOfOneViewShareOneEncodingAndTheFetchStream(t *testing.T) {
 						}
 						next = fr.GetNextOffset()
 					case <-ctx(t).Done():
-						t.Errorf("%s: pushes stopped at %d of %d", view.path, next, log.end)
+						t.Errorf("%s %v: pushes stopped at %d of %d", view.path, view.filter, next, log.end)
 						return
 					}
 				}
 				if want := log.of(0, s.tenants...); !slices.Equal(got, want) {
-					t.Errorf("%s: pushed %v, want %v", view.path, got, want)
+					t.Errorf("%s %v: pushed %v, want %v", view.path, view.filter, got, want)
 				}
 			}()
 		}
@@ -505,7 +508,7 @@ func TestSubscribersOfOneViewShareOneEncodingAndTheFetchStream(t *testing.T) {
 	for v := range views {
 		pushes += len(distinct[v])
 		if len(distinct[v]) > 2*batches {
-			t.Errorf("%s: %d distinct pushes for %d batches", views[v].path, len(distinct[v]), batches)
+			t.Errorf("%s %v: %d distinct pushes for %d batches", views[v].path, views[v].filter, len(distinct[v]), batches)
 		}
 	}
 	if n := kafka.EncodedRecordPushes(srv.sharedCluster(t)); n != pushes {

@@ -515,8 +515,10 @@ func TestSubscribersOfOneViewShareOneEncodingAndTheFetchStream(t *testing.T) {
 		t.Errorf("%d encodings for %d distinct pushes of %d views to %d sessions; want one per distinct push", n, pushes, len(views), len(subs))
 	}
 	// Sessions each fetching would make at least sessions*batches fetches;
-	// the shared stream makes about one per batch plus idle waits.
-	if used := reqs.load(kmsg.Fetch) - before; used > 5*batches {
+	// the shared stream makes about one per batch plus one per idle wait
+	// of its reader (a tenth of a second), fewer than one per session
+	// unless the machine stalls the test for seconds.
+	if used := reqs.load(kmsg.Fetch) - before; used >= int64(len(subs)) {
 		t.Errorf("%d broker fetches for %d scoped and unscoped sessions and %d batches: the stream is not shared", used, len(subs), batches)
 	}
 }

@@ -140,6 +140,9 @@ func (hs *Hosts) Release(h *Host, stats Stats) {
 	if hs.byPath[h.socket.path] == h {
 		delete(hs.byPath, h.socket.path)
 	}
+	// The released configuration's stats die with it (Envoy refuses them
+	// once it is destroyed): the draining sessions report to no one.
+	h.stats.use(nil)
 	h.drain(drainTimeout)
 }
 
@@ -213,14 +216,36 @@ func (h *Host) Issue(g *Grant, ttl time.Duration, limit int) (string, error) {
 	if err := h.socket.serving(); err != nil {
 		return "", err
 	}
-	return h.tickets.issue(g, ttl, limit)
+	ticket, outstanding, err := h.tickets.issue(g, ttl, limit)
+	h.stats.ticketsOutstanding(outstanding)
+	return ticket, err
+}
+
+// Revoke withdraws ticket if it was issued and is neither redeemed nor
+// expired, and reports whether it did. The filter revokes the ticket of a
+// stream that ends before its upgrade reached the session server (the
+// router's 503, a failed connect, a client reset), so that such streams do
+// not hold tickets for their whole TTL. It is O(1) and takes the store's
+// lock only for a map and a list update: safe on an Envoy worker thread.
+func (h *Host) Revoke(ticket string) bool {
+	if !h.tickets.revoke(ticket) {
+		return false
+	}
+	h.stats.ticketsOutstanding(h.tickets.pending())
+	return true
 }
 
 // Redeem returns the grant of ticket and invalidates the ticket.
-func (h *Host) Redeem(ticket string) (*Grant, error) { return h.tickets.redeem(ticket) }
+func (h *Host) Redeem(ticket string) (*Grant, error) { return h.redeem(ticket) }
 
-// Pending returns the number of outstanding tickets, expired ones included
-// until they are purged.
+func (h *Host) redeem(ticket string) (*Grant, error) {
+	g, err := h.tickets.redeem(ticket)
+	h.stats.ticketsOutstanding(h.tickets.pending())
+	return g, err
+}
+
+// Pending returns the number of outstanding tickets; expired ones count
+// until the next issue or redeem drops them.
 func (h *Host) Pending() int { return h.tickets.pending() }
 
 // Drained is closed when the host has drained after its last release.
@@ -246,7 +271,7 @@ func (h *Host) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 // Resolve redeems the request's ticket and binds the session to the shared
 // Kafka client of the ticket's cluster snapshot.
 func (h *Host) Resolve(r *http.Request) (server.Route, error) {
-	g, err := h.tickets.redeem(r.Header.Get(TicketHeader))
+	g, err := h.redeem(r.Header.Get(TicketHeader))
 	if err != nil {
 		h.stats.ticketRejected()
 		h.log.Warn("pubsub: upgrade refused", "reason", err.Error(), "remote", r.RemoteAddr)

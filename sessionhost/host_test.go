@@ -53,6 +53,7 @@ type countingStats struct {
 	mu                sync.Mutex
 	refused, rejected int
 	active            int64
+	outstanding       int64
 	started           chan struct{} // a value per session started
 }
 
@@ -353,4 +354,10 @@ func TestGenerationsShareTheProcessMemoryBudget(t *testing.T) {
 	if len(h.retired) != 2 || h.current.process != doc.Limits || h.current.memory == first {
 		t.Fatal("a new limits.max_memory_bytes did not size a new budget")
 	}
+}
+
+func (s *countingStats) TicketsOutstanding(n int64) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.outstanding = n
 }

@@ -17,6 +17,9 @@ type Stats interface {
 	// TicketRejected reports an upgrade with a missing, unknown, reused or
 	// expired ticket.
 	TicketRejected()
+	// TicketsOutstanding reports the number of tickets issued and neither
+	// redeemed, revoked nor expired, after each change.
+	TicketsOutstanding(n int64)
 }
 
 // observer feeds the session servers' events to the Stats of the newest
@@ -69,5 +72,11 @@ func (o *observer) Command(command string, err error) {
 func (o *observer) ticketRejected() {
 	if s := o.stats(); s != nil {
 		s.TicketRejected()
+	}
+}
+
+func (o *observer) ticketsOutstanding(n int) {
+	if s := o.stats(); s != nil {
+		s.TicketsOutstanding(int64(n))
 	}
 }

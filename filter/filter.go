@@ -157,6 +157,7 @@ type filter struct {
 	cfg          *filterConfig
 	routes       []*config.Route
 	routeInvalid error
+	ticket       string // issued for this stream; revoked by OnDestroy unless redeemed
 }
 
 // Local reply bodies.
@@ -214,8 +215,23 @@ func (f *filter) DecodeHeaders(headers api.RequestHeaderMap, endStream bool) api
 		return f.reply(http.StatusServiceUnavailable, bodyHostUnavailable, "pubsub_session_server_unavailable", nil)
 	}
 	f.cfg.metrics.increment(f.cfg.metrics.ticketsIssued)
+	f.ticket = ticket
 	headers.Set(sessionhost.TicketHeader, ticket)
 	return api.Continue
+}
+
+// OnDestroy runs on the worker when the stream ends. A ticket the session
+// server has not redeemed by then never will be (the router answered 503,
+// the connect failed, or the client reset before the 101): it is revoked,
+// in O(1), instead of holding a place in the bounded store for its TTL.
+func (f *filter) OnDestroy(api.DestroyReason) {
+	if f.ticket == "" {
+		return
+	}
+	if f.cfg.host.Revoke(f.ticket) {
+		f.cfg.metrics.increment(f.cfg.metrics.ticketsRevoked)
+	}
+	f.ticket = ""
 }
 
 // secret reads an Envoy generic_secret; request-scoped, so only during

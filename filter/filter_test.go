@@ -385,6 +385,57 @@ func TestTicketBoundRefusesWith503(t *testing.T) {
 	}
 }
 
+// A stream that ends before its upgrade reaches the session server (the
+// router's 503, a failed connect, a client reset) gives its ticket back in
+// OnDestroy: such streams never fill the bounded store. A redeemed ticket's
+// stream ends without a revoke.
+func TestStreamEndingUnredeemedRevokesItsTicket(t *testing.T) {
+	p := parsePlugin(t, oneCluster+"tickets: {max_outstanding: 2}\n")
+	for i := range 5 {
+		cb := routedTo("kafka")
+		f := Factory(p.cfg, cb)
+		if st := f.DecodeHeaders(upgradeHeaders(), true); st != api.Continue {
+			t.Fatalf("upgrade %d after %d unredeemed streams ended: status %v replies %+v", i, i, st, cb.replies)
+		}
+		if got := p.stats.value(statTicketsOutstand); got != 1 {
+			t.Errorf("tickets_outstanding gauge = %d with one stream open, want 1", got)
+		}
+		f.OnDestroy(api.Normal)
+		if got := p.stats.value(statTicketsOutstand); got != 0 {
+			t.Errorf("tickets_outstanding gauge = %d after the stream ended, want 0", got)
+		}
+	}
+	if p.cfg.host.Pending() != 0 || p.stats.value(statTicketsRevoked) != 5 {
+		t.Errorf("%d tickets pending, %d revoked; want 0 and 5", p.cfg.host.Pending(), p.stats.value(statTicketsRevoked))
+	}
+
+	// A session's stream ends after its ticket was redeemed: nothing to revoke.
+	h := upgradeHeaders()
+	f := Factory(p.cfg, routedTo("kafka"))
+	f.DecodeHeaders(h, true)
+	v, _ := h.Get(sessionhost.TicketHeader)
+	c, err := p.dial(v)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	f.OnDestroy(api.Normal)
+	if p.stats.value(statTicketsRevoked) != 5 {
+		t.Errorf("the redeemed ticket's stream counted a revoke")
+	}
+	testkit.Ping(t, c)
+
+	// Streams the filter answered itself, or passed through, hold no ticket.
+	for _, cluster := range []string{"kafka", "web"} {
+		f := Factory(p.cfg, routedTo(cluster))
+		f.DecodeHeaders(newHeaders(":method", "GET", ":path", "/"), true)
+		f.OnDestroy(api.Terminate)
+	}
+	if p.stats.value(statTicketsRevoked) != 5 {
+		t.Errorf("a stream without a ticket counted a revoke")
+	}
+}
+
 // dial opens a session on the plugin's socket with ticket.
 func (p *plugin) dial(ticket string) (*client.Client, error) {
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)

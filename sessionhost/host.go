@@ -197,6 +197,9 @@ func (h *Host) update(doc *config.Document, stats Stats) {
 	}
 	opts := server.OptionsFrom(doc, h.log)
 	opts.Observer = &h.stats
+	// Only Envoy reaches the socket, and it forwards HTTP/2 WebSockets
+	// without a key (server.Options.KeylessUpgrade).
+	opts.KeylessUpgrade = true
 	if h.current.srv != nil {
 		h.retired = append(h.retired, h.current.srv)
 		if h.current.process == doc.Limits {

@@ -361,3 +361,32 @@ func (s *countingStats) TicketsOutstanding(n int64) {
 	defer s.mu.Unlock()
 	s.outstanding = n
 }
+
+// An HTTP/2 WebSocket reaches the session socket as Envoy forwards it, a
+// GET upgrade without Sec-WebSocket-Key; with a ticket it is a session, the
+// keyed HTTP/1.1 form still is, and without a ticket it gets 401.
+func TestKeylessUpgradeFromEnvoyIsServed(t *testing.T) {
+	sock := socketPath(t)
+	hs, _ := newHosts(t)
+	h, _ := acquire(t, hs, sock)
+	dialUnix := func() net.Conn {
+		t.Helper()
+		conn, err := net.Dial("unix", sock)
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { conn.Close() })
+		return conn
+	}
+	conn := dialUnix()
+	resp, br := testkit.RawUpgrade(t, conn, testkit.EnvoyH2UpgradeRequest("/kafka", TicketHeader+": "+issue(t, h)+"\r\n"))
+	if resp.StatusCode != http.StatusSwitchingProtocols {
+		t.Fatalf("keyless upgrade with a ticket: %d", resp.StatusCode)
+	}
+	testkit.RawPing(t, conn, br, "h2")
+	testkit.Ping(t, session(t, sock, issue(t, h)))
+	resp, _ = testkit.RawUpgrade(t, dialUnix(), testkit.EnvoyH2UpgradeRequest("/kafka", ""))
+	if resp.StatusCode != http.StatusUnauthorized {
+		t.Errorf("keyless upgrade without a ticket: %d, want 401", resp.StatusCode)
+	}
+}

@@ -105,6 +105,7 @@ func TestSharedLibraryInFakeEnvoy(t *testing.T) {
 
 	// 1. Kafka-scheme cluster + upgrade: client ticket stripped, fresh one set.
 	r := e.request(t, merged, "kafka", 0, append(upgrade, "x-pubsub-ticket=forged-by-client")...)
+	upgraded := r // its stream stays open while the router proxies the upgrade
 	if r.status != statusContinue || r.reply != "" {
 		t.Fatalf("upgrade: %+v, want Continue without local reply", r)
 	}
@@ -118,7 +119,7 @@ func TestSharedLibraryInFakeEnvoy(t *testing.T) {
 	t.Logf("issued ticket %s", ticket[0])
 
 	// 2. Kafka-scheme cluster without upgrade: 426.
-	r = e.request(t, merged, "kafka", 1, ":method=GET", ":path=/kafka", ":authority=gateway")
+	r = e.requestEnded(t, merged, "kafka", 1, ":method=GET", ":path=/kafka", ":authority=gateway")
 	if r.status != statusLocalReply || !strings.HasPrefix(r.reply, "426 ") || !strings.Contains(r.reply, "WebSocket") {
 		t.Errorf("plain request: %+v, want a 426 local reply asking for WebSocket", r)
 	}
@@ -127,22 +128,22 @@ func TestSharedLibraryInFakeEnvoy(t *testing.T) {
 	}
 
 	// 3. Any other cluster: untouched.
-	r = e.request(t, merged, "web", 0, append(upgrade, "x-pubsub-ticket=client-value")...)
+	r = e.requestEnded(t, merged, "web", 0, append(upgrade, "x-pubsub-ticket=client-value")...)
 	if r.status != statusContinue || r.reply != "" || len(r.mutations) != 0 || r.headers["x-pubsub-ticket"][0] != "client-value" {
 		t.Errorf("other cluster: %+v, want Continue with nothing touched", r)
 	}
-	r = e.request(t, filterID, "-", 1, upgrade...)
+	r = e.requestEnded(t, filterID, "-", 1, upgrade...)
 	if r.status != statusContinue || len(r.mutations) != 0 {
 		t.Errorf("no routed cluster: %+v", r)
 	}
 
 	// A secret Envoy does not have: 503, no ticket.
-	r = e.request(t, filterID, "kafka-nosecret", 0, upgrade...)
+	r = e.requestEnded(t, filterID, "kafka-nosecret", 0, upgrade...)
 	if r.status != statusLocalReply || !strings.HasPrefix(r.reply, "503 ") || len(r.headers["x-pubsub-ticket"]) != 0 {
 		t.Errorf("missing secret: %+v, want a 503 local reply", r)
 	}
 	// A bad route config refuses kafka upgrades instead of failing.
-	r = e.request(t, badMerged, "kafka", 0, upgrade...)
+	r = e.requestEnded(t, badMerged, "kafka", 0, upgrade...)
 	if r.status != statusLocalReply || !strings.HasPrefix(r.reply, "500 ") {
 		t.Errorf("bad route: %+v, want a 500 local reply", r)
 	}
@@ -154,7 +155,7 @@ func TestSharedLibraryInFakeEnvoy(t *testing.T) {
 	}
 	defer c.Close()
 	runSession(t, c)
-
+	e.end(t, upgraded) // Envoy destroys the stream after the session
 	_, err = dial(sock, ticket[0])
 	wantStatus(t, "reused ticket", err, http.StatusUnauthorized)
 	_, err = dial(sock, "00112233445566778899aabbccddeeff")
@@ -171,6 +172,8 @@ func TestSharedLibraryInFakeEnvoy(t *testing.T) {
 		"pubsub.commands_total":           5,
 		"pubsub.command_errors":           1,
 		"pubsub.commands.cmd_kafka_fetch": 1,
+		"pubsub.tickets_outstanding":      0,
+		"pubsub.tickets_revoked":          0, // the one ticket was redeemed
 	} {
 		if got, ok := stats[name]; !ok || got != want {
 			t.Errorf("stat %s = %d (defined %v), want %d", name, got, ok, want)
@@ -192,7 +195,7 @@ func TestSharedLibraryInFakeEnvoy(t *testing.T) {
 	if _, err := c.Ping(ctx, []byte("after update")); err != nil {
 		t.Fatalf("session lost on config update: %v", err)
 	}
-	r = e.request(t, updatedID, "kafka", 1, upgrade...)
+	r = e.requestEnded(t, updatedID, "kafka", 1, upgrade...)
 	if r.status != statusContinue || len(r.headers["x-pubsub-ticket"]) != 1 {
 		t.Fatalf("upgrade with the updated config: %+v", r)
 	}
@@ -221,6 +224,7 @@ func TestSharedLibraryInFakeEnvoy(t *testing.T) {
 		t.Fatalf("session with the second process's ticket: %v\nlog:\n%s", err, e2.log())
 	}
 	defer c2.Close()
+	e2.end(t, r)
 	if msgs, err := c2.Fetch(ctx, topic, 0, 4); err != nil || len(msgs) != 1 || msgs[0].GetOffset() != 4 {
 		t.Fatalf("fetch from 4 in the second process's session = %v, %v; want record 4", msgs, err)
 	}
@@ -231,7 +235,7 @@ func TestSharedLibraryInFakeEnvoy(t *testing.T) {
 	if _, err := c.Ping(ctx, []byte("after take-over")); err != nil {
 		t.Fatalf("first process's session lost on take-over: %v", err)
 	}
-	r = e.request(t, updatedID, "kafka", 0, upgrade...)
+	r = e.requestEnded(t, updatedID, "kafka", 0, upgrade...)
 	if r.status != statusLocalReply || !strings.HasPrefix(r.reply, "503 ") || !strings.Contains(r.reply, "newer Envoy") {
 		t.Errorf("upgrade in the superseded process: %+v, want a 503 local reply", r)
 	}
@@ -557,6 +561,7 @@ func (e *fakeEnvoy) merge(t *testing.T, parent, child uint64) uint64 {
 
 // decoded is what the host saw of one DecodeHeaders call.
 type decoded struct {
+	stream       int // the open stream's number, for end
 	status       int
 	reply        string // "CODE DETAILS BODY"
 	replyHeaders map[string]string
@@ -582,6 +587,11 @@ func (e *fakeEnvoy) request(t *testing.T, configID uint64, cluster string, worke
 		kind, rest, _ := strings.Cut(line, " ")
 		switch kind {
 		case "END":
+			n, err := strconv.Atoi(rest)
+			if err != nil {
+				t.Fatalf("host said %q, want END STREAM", line)
+			}
+			d.stream = n
 			return d
 		case "REPLY":
 			d.reply = rest
@@ -597,6 +607,21 @@ func (e *fakeEnvoy) request(t *testing.T, configID uint64, cluster string, worke
 			t.Fatalf("host said %q in a request report", line)
 		}
 	}
+}
+
+// end ends a stream as Envoy's onDestroy does.
+func (e *fakeEnvoy) end(t *testing.T, d decoded) {
+	t.Helper()
+	e.send(t, fmt.Sprintf("end %d", d.stream))
+	e.expect(t, fmt.Sprintf("ENDED %d", d.stream))
+}
+
+// requestEnded runs a request whose stream ends at once.
+func (e *fakeEnvoy) requestEnded(t *testing.T, configID uint64, cluster string, worker int, headers ...string) decoded {
+	t.Helper()
+	d := e.request(t, configID, cluster, worker, headers...)
+	e.end(t, d)
+	return d
 }
 
 func (e *fakeEnvoy) stats(t *testing.T) map[string]int64 {

@@ -49,12 +49,8 @@ const (
 var ticketFormat = regexp.MustCompile(`^[0-9a-f]{32}$`)
 
 func TestSharedLibraryInFakeEnvoy(t *testing.T) {
-	if _, err := exec.LookPath("gcc"); err != nil {
-		t.Fatal("gcc not found: the ABI test builds a fake Envoy host in C and needs a C compiler (install gcc)")
-	}
 	work := t.TempDir()
-	so := buildLibrary(t, filepath.Join(work, "envoy-pubsub.so"))
-	host := buildHost(t, filepath.Join(work, "fakeenvoy"))
+	so, host := built(t)
 
 	kafka := testkit.Kafka(t, kfake.SeedTopics(1, topic), kfake.EnableSASL(), kfake.Superuser("PLAIN", saslUser, saslPassword))
 	brokers := kafka.ListenAddrs()
@@ -320,8 +316,68 @@ func runSession(t *testing.T, c *client.Client) {
 	}
 }
 
+// library is the .so and the fake host, built once for the package's tests
+// and benchmarks.
+var library struct {
+	once      sync.Once
+	dir       string
+	so, host  string
+	buildFail string
+}
+
+func TestMain(m *testing.M) {
+	code := m.Run()
+	if library.dir != "" {
+		os.RemoveAll(library.dir)
+	}
+	os.Exit(code)
+}
+
+// built returns the library and the host, building them on first use.
+func built(tb testing.TB) (so, host string) {
+	tb.Helper()
+	if _, err := exec.LookPath("gcc"); err != nil {
+		tb.Fatal("gcc not found: the ABI test builds a fake Envoy host in C and needs a C compiler (install gcc)")
+	}
+	library.once.Do(func() {
+		dir, err := os.MkdirTemp("", "abitest")
+		if err != nil {
+			library.buildFail = err.Error()
+			return
+		}
+		library.dir = dir
+		b := &buildRecorder{TB: tb}
+		library.so = buildLibrary(b, filepath.Join(dir, "envoy-pubsub.so"))
+		if b.failed == "" {
+			library.host = buildHost(b, filepath.Join(dir, "fakeenvoy"))
+		}
+		library.buildFail = b.failed
+	})
+	if library.buildFail != "" {
+		tb.Fatal(library.buildFail)
+	}
+	return library.so, library.host
+}
+
+// buildRecorder keeps the build's failure for every later test, instead of
+// failing only the test that happened to build.
+type buildRecorder struct {
+	testing.TB
+	failed string
+}
+
+func (b *buildRecorder) Fatalf(format string, args ...any) {
+	b.failed = fmt.Sprintf(format, args...)
+	b.TB.Fatalf(format, args...)
+}
+
+func (b *buildRecorder) Errorf(format string, args ...any) {
+	b.failed = fmt.Sprintf(format, args...)
+	b.TB.Errorf(format, args...)
+}
+
 // buildLibrary runs build.sh into out and checks its report.
-func buildLibrary(t *testing.T, out string) string {
+func buildLibrary(t testing.TB, out string) string {
 	t.Helper()
 	script, err := filepath.Abs(filepath.Join("..", "build.sh"))
 	if err != nil {
@@ -341,7 +397,7 @@ func buildLibrary(t *testing.T, out string) string {
 }
 
 // buildHost compiles the fake Envoy host against the SDK's api.h.
-func buildHost(t *testing.T, out string) string {
+func buildHost(t testing.TB, out string) string {
 	t.Helper()
 	dir, err := exec.Command("go", "list", "-m", "-f", "{{.Dir}}", "github.com/envoyproxy/envoy").Output()
 	if err != nil {
@@ -358,7 +414,7 @@ func buildHost(t *testing.T, out string) string {
 
 // writeConfig writes doc as the serialized Any of an xds.type.v3.TypedStruct,
 // the bytes Envoy hands the library as plugin_config.
-func writeConfig(t *testing.T, dir, name string, doc map[string]any) string {
+func writeConfig(t testing.TB, dir, name string, doc map[string]any) string {
 	t.Helper()
 	s, err := structpb.NewStruct(doc)
 	if err != nil {
@@ -388,7 +444,7 @@ func toAny(ss []string) []any {
 }
 
 // shortSocketPath returns a socket path within the 108 bytes of sun_path.
-func shortSocketPath(t *testing.T) string {
+func shortSocketPath(t testing.TB) string {
 	dir, err := os.MkdirTemp("", "abi")
 	if err != nil {
 		t.Fatal(err)
@@ -448,7 +504,7 @@ func (b *lockedBuffer) String() string {
 	return b.buf.String()
 }
 
-func startHost(t *testing.T, host, so string) *fakeEnvoy {
+func startHost(t testing.TB, host, so string) *fakeEnvoy {
 	t.Helper()
 	e := &fakeEnvoy{cmd: exec.Command(host, so), lines: make(chan string, 256), stderr: &lockedBuffer{}}
 	e.cmd.Stderr = e.stderr
@@ -488,7 +544,7 @@ func (e *fakeEnvoy) log() string { return e.stderr.String() }
 
 // waitLog waits for text to appear in the library's log, which reaches the
 // test through a pipe after the command that caused it was answered.
-func (e *fakeEnvoy) waitLog(t *testing.T, text string) {
+func (e *fakeEnvoy) waitLog(t testing.TB, text string) {
 	t.Helper()
 	for deadline := time.Now().Add(10 * time.Second); !strings.Contains(e.log(), text); {
 		if time.Now().After(deadline) {
@@ -499,7 +555,7 @@ func (e *fakeEnvoy) waitLog(t *testing.T, text string) {
 	}
 }
 
-func (e *fakeEnvoy) send(t *testing.T, line string) {
+func (e *fakeEnvoy) send(t testing.TB, line string) {
 	t.Helper()
 	if _, err := io.WriteString(e.stdin, line+"\n"); err != nil {
 		t.Fatalf("host: %v; log:\n%s", err, e.log())
@@ -507,7 +563,7 @@ func (e *fakeEnvoy) send(t *testing.T, line string) {
 }
 
 // next returns the host's next output line.
-func (e *fakeEnvoy) next(t *testing.T) string {
+func (e *fakeEnvoy) next(t testing.TB) string {
 	t.Helper()
 	select {
 	case line, ok := <-e.lines:
@@ -524,7 +580,7 @@ func (e *fakeEnvoy) next(t *testing.T) string {
 	return ""
 }
 
-func (e *fakeEnvoy) expect(t *testing.T, want string) {
+func (e *fakeEnvoy) expect(t testing.TB, want string) {
 	t.Helper()
 	if got := e.next(t); got != want {
 		t.Fatalf("host said %q, want %q", got, want)
@@ -532,7 +588,7 @@ func (e *fakeEnvoy) expect(t *testing.T, want string) {
 }
 
 // number reads a "PREFIX N" line.
-func (e *fakeEnvoy) number(t *testing.T, prefix string) uint64 {
+func (e *fakeEnvoy) number(t testing.TB, prefix string) uint64 {
 	t.Helper()
 	line := e.next(t)
 	v, ok := strings.CutPrefix(line, prefix+" ")
@@ -543,13 +599,13 @@ func (e *fakeEnvoy) number(t *testing.T, prefix string) uint64 {
 	return n
 }
 
-func (e *fakeEnvoy) config(t *testing.T, kind, file string) uint64 {
+func (e *fakeEnvoy) config(t testing.TB, kind, file string) uint64 {
 	t.Helper()
 	e.send(t, "config "+kind+" "+file)
 	return e.number(t, "CONFIG")
 }
 
-func (e *fakeEnvoy) merge(t *testing.T, parent, child uint64) uint64 {
+func (e *fakeEnvoy) merge(t testing.TB, parent, child uint64) uint64 {
 	t.Helper()
 	e.send(t, fmt.Sprintf("merge %d %d", parent, child))
 	id := e.number(t, "MERGED")
@@ -578,7 +634,7 @@ func (d decoded) mutated(m string) bool {
 	return false
 }
 
-func (e *fakeEnvoy) request(t *testing.T, configID uint64, cluster string, worker int, headers ...string) decoded {
+func (e *fakeEnvoy) request(t testing.TB, configID uint64, cluster string, worker int, headers ...string) decoded {
 	t.Helper()
 	e.send(t, fmt.Sprintf("request %d %s %d %s", configID, cluster, worker, strings.Join(headers, " ")))
 	d := decoded{status: int(e.number(t, "STATUS")), replyHeaders: map[string]string{}, headers: map[string][]string{}}
@@ -610,21 +666,21 @@ func (e *fakeEnvoy) request(t *testing.T, configID uint64, cluster string, worke
 }
 
 // end ends a stream as Envoy's onDestroy does.
-func (e *fakeEnvoy) end(t *testing.T, d decoded) {
+func (e *fakeEnvoy) end(t testing.TB, d decoded) {
 	t.Helper()
 	e.send(t, fmt.Sprintf("end %d", d.stream))
 	e.expect(t, fmt.Sprintf("ENDED %d", d.stream))
 }
 
 // requestEnded runs a request whose stream ends at once.
-func (e *fakeEnvoy) requestEnded(t *testing.T, configID uint64, cluster string, worker int, headers ...string) decoded {
+func (e *fakeEnvoy) requestEnded(t testing.TB, configID uint64, cluster string, worker int, headers ...string) decoded {
 	t.Helper()
 	d := e.request(t, configID, cluster, worker, headers...)
 	e.end(t, d)
 	return d
 }
 
-func (e *fakeEnvoy) stats(t *testing.T) map[string]int64 {
+func (e *fakeEnvoy) stats(t testing.TB) map[string]int64 {
 	t.Helper()
 	e.send(t, "stats")
 	stats := map[string]int64{}
@@ -644,7 +700,7 @@ func (e *fakeEnvoy) stats(t *testing.T) map[string]int64 {
 
 // finish closes the host's input and reads its final report: finalized and
 // created requests and configs, and the number of ABI rule violations.
-func (e *fakeEnvoy) finish(t *testing.T) ([4]int, int) {
+func (e *fakeEnvoy) finish(t testing.TB) ([4]int, int) {
 	t.Helper()
 	e.stdin.Close()
 	var fin [4]int

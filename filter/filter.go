@@ -185,8 +185,10 @@ func (f *filter) DecodeHeaders(headers api.RequestHeaderMap, endStream bool) api
 	upgrade, clientTicket := inspect(headers)
 	if !upgrade {
 		f.cfg.metrics.increment(f.cfg.metrics.upgradeRequired)
-		return f.reply(http.StatusUpgradeRequired, bodyUpgradeRequired, "pubsub_upgrade_required",
-			map[string][]string{"upgrade": {"websocket"}})
+		// No Upgrade header: Envoy removes it from the response to a request
+		// that is not an upgrade (ConnectionManagerUtility::
+		// mutateResponseHeaders, conn_manager_utility.cc:711-716 in v1.39.1).
+		return f.reply(http.StatusUpgradeRequired, bodyUpgradeRequired, "pubsub_upgrade_required", nil)
 	}
 	if clientTicket {
 		headers.Del(sessionhost.TicketHeader)

@@ -37,6 +37,7 @@ type filterConfig struct {
 	doc         *config.Document
 	metrics     *metrics
 	host        *sessionhost.Host
+	credentials *credentials
 	destroyOnce sync.Once
 }
 
@@ -44,7 +45,10 @@ type filterConfig struct {
 // of a listener makes it drain, in the background: Destroy runs on Envoy's
 // main thread and returns at once.
 func (c *filterConfig) Destroy() {
-	c.destroyOnce.Do(func() { processHosts().Release(c.host, c.metrics) })
+	c.destroyOnce.Do(func() {
+		c.credentials.close()
+		processHosts().Release(c.host, c.metrics)
+	})
 }
 
 // routeConfig is a parsed per-route plugin config. invalid is set, instead
@@ -88,7 +92,7 @@ func (p *Parser) Parse(any *anypb.Any, callbacks api.ConfigCallbackHandler) (par
 	if err != nil {
 		return nil, fmt.Errorf("pubsub: session server: %w", err)
 	}
-	return &filterConfig{doc: doc, metrics: m, host: host}, nil
+	return &filterConfig{doc: doc, metrics: m, host: host, credentials: newCredentials(doc, passwordFilePoll)}, nil
 }
 
 func parseRoute(any *anypb.Any) (rc *routeConfig) {
@@ -197,7 +201,7 @@ func (f *filter) DecodeHeaders(headers api.RequestHeaderMap, endStream bool) api
 		api.LogErrorf("pubsub: refusing upgrade to cluster %s: route config is invalid: %v", cluster, f.routeInvalid)
 		return f.reply(http.StatusInternalServerError, bodyRouteInvalid, "pubsub_route_config_invalid", nil)
 	}
-	snapshot, err := kc.WithPassword(f.secret)
+	snapshot, err := f.cfg.credentials.snapshot(cluster, kc, f.secret)
 	if err != nil {
 		api.LogErrorf("pubsub: refusing upgrade to cluster %s: kafka_clusters.%s.%v", cluster, cluster, err)
 		return f.reply(http.StatusServiceUnavailable, bodyNoCredentials, "pubsub_credentials_unavailable", nil)

@@ -171,6 +171,7 @@ const (
 	bodyNoCredentials   = "Kafka credentials for this route are unavailable\n"
 	bodyTooManyTickets  = "too many pending pub-sub upgrades; retry later\n"
 	bodyHostMoved       = "pub-sub sessions are served by a newer Envoy process now; retry\n"
+	bodyHostStarting    = "the pub-sub session server of this Envoy process is starting; retry\n"
 	bodyHostUnavailable = "the pub-sub session server is unavailable; retry later\n"
 )
 
@@ -213,6 +214,9 @@ func (f *filter) DecodeHeaders(headers api.RequestHeaderMap, endStream bool) api
 	case errors.Is(err, sessionhost.ErrTicketsFull):
 		api.LogWarnf("pubsub: refusing upgrade to cluster %s: %v", cluster, err)
 		return f.reply(http.StatusServiceUnavailable, bodyTooManyTickets, "pubsub_tickets_exhausted", nil)
+	case errors.Is(err, sessionhost.ErrStarting):
+		api.LogInfof("pubsub: refusing upgrade to cluster %s: %v", cluster, err)
+		return f.reply(http.StatusServiceUnavailable, bodyHostStarting, "pubsub_session_server_starting", nil)
 	case errors.Is(err, sessionhost.ErrSuperseded), errors.Is(err, sessionhost.ErrDraining):
 		api.LogInfof("pubsub: refusing upgrade to cluster %s: %v", cluster, err)
 		return f.reply(http.StatusServiceUnavailable, bodyHostMoved, "pubsub_session_server_moved", nil)

@@ -646,14 +646,26 @@ func TestUpgradeAfterAnotherProcessTookTheSocketOverGets503(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { successor.Release(h, m) })
-	if _, err := h.Issue(&sessionhost.Grant{Cluster: "kafka", Kafka: p.cfg.doc.KafkaClusters["kafka"]}, time.Minute, 10); err != nil {
-		t.Fatal(err)
+	// Its first upgrade gets 503 (retry) while it takes the path over in
+	// the background.
+	successorFilter := &filterConfig{doc: p.cfg.doc, metrics: m, host: h, credentials: newCredentials(p.cfg.doc, time.Hour)}
+	first := routedTo("kafka")
+	if st := decode(successorFilter, first, upgradeHeaders()); st != api.LocalReply || first.replies[0].status != http.StatusServiceUnavailable || first.replies[0].body != bodyHostStarting {
+		t.Fatalf("first upgrade of the second process: status %v replies %+v, want a 503 saying it is starting", st, first.replies)
 	}
+	testkit.Eventually(t, "the take-over", func() bool {
+		_, err := h.Issue(&sessionhost.Grant{Cluster: "kafka", Kafka: p.cfg.doc.KafkaClusters["kafka"]}, time.Minute, 10)
+		return err == nil
+	})
 
-	cb := routedTo("kafka")
-	hdr := upgradeHeaders()
-	if st := decode(p.cfg, cb, hdr); st != api.LocalReply || len(cb.replies) != 1 || cb.replies[0].status != http.StatusServiceUnavailable || cb.replies[0].body != bodyHostMoved {
-		t.Fatalf("status %v replies %+v, want a 503 saying a newer Envoy serves sessions", st, cb.replies)
+	var cb *callbacks
+	var hdr *requestHeaders
+	testkit.Eventually(t, "the first process noticing the take-over", func() bool {
+		cb, hdr = routedTo("kafka"), upgradeHeaders()
+		return decode(p.cfg, cb, hdr) == api.LocalReply
+	})
+	if len(cb.replies) != 1 || cb.replies[0].status != http.StatusServiceUnavailable || cb.replies[0].body != bodyHostMoved {
+		t.Fatalf("replies %+v, want a 503 saying a newer Envoy serves sessions", cb.replies)
 	}
 	if _, ok := hdr.Get(sessionhost.TicketHeader); ok {
 		t.Error("ticket set on a refused upgrade")

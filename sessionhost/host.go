@@ -211,10 +211,13 @@ func (h *Host) update(doc *config.Document, stats Stats) {
 
 // Issue stores g under a new one-time ticket valid for ttl, with at most
 // limit tickets outstanding, and returns the ticket. A host whose socket
-// path another process serves takes the path over first, atomically: from
-// then on new upgrades reach this host, while the other process keeps the
-// sessions it has. Errors: ErrTicketsFull, ErrSuperseded when another
-// process has taken the path from this host, ErrDraining, or a socket error.
+// path another process serves starts taking the path over, atomically and
+// in the background, and answers ErrStarting until it has: from then on new
+// upgrades reach this host, while the other process keeps the sessions it
+// has. Errors: ErrTicketsFull, ErrStarting, ErrSuperseded when another
+// process has taken the path from this host, ErrDraining. Issue makes no
+// system call but for the ticket's random bytes: it runs on Envoy's worker
+// threads.
 func (h *Host) Issue(g *Grant, ttl time.Duration, limit int) (string, error) {
 	if err := h.socket.serving(); err != nil {
 		return "", err

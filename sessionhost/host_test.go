@@ -129,6 +129,23 @@ func issue(t *testing.T, h *Host) string {
 	return v
 }
 
+// issueTakingOver issues h's first ticket on a socket another process
+// serves: the take-over runs in the background and Issue answers
+// ErrStarting until it is done.
+func issueTakingOver(t *testing.T, h *Host) string {
+	t.Helper()
+	var v string
+	testkit.Eventually(t, "the take-over of the socket", func() bool {
+		var err error
+		v, err = h.Issue(&Grant{Cluster: "kafka", Kafka: &config.KafkaCluster{Brokers: []string{"127.0.0.1:1"}}}, 30*time.Second, 100)
+		if err != nil && !errors.Is(err, ErrStarting) {
+			t.Fatalf("issue: %v", err)
+		}
+		return err == nil
+	})
+	return v
+}
+
 // session opens a pub-sub session on sock with ticket v.
 func session(t *testing.T, sock, v string) *client.Client {
 	t.Helper()
@@ -176,8 +193,12 @@ func TestSecondProcessTakesTheSocketOverWhileTheFirstServes(t *testing.T) {
 	}
 	oldToo := session(t, sock, issue(t, a))
 
-	// Its first ticket takes the path over; its sessions arrive there.
-	moved := session(t, sock, issue(t, b))
+	// Its first upgrade starts taking the path over, off the worker; its
+	// sessions arrive there.
+	if _, err := b.Issue(&Grant{Cluster: "kafka"}, time.Minute, 10); !errors.Is(err, ErrStarting) {
+		t.Fatalf("first issue of the second process: %v, want ErrStarting", err)
+	}
+	moved := session(t, sock, issueTakingOver(t, b))
 	if os.SameFile(stat(t, sock), firstSocket) {
 		t.Fatal("the socket file is still the first process's")
 	}
@@ -186,10 +207,12 @@ func TestSecondProcessTakesTheSocketOverWhileTheFirstServes(t *testing.T) {
 	}
 	testkit.Ping(t, moved)
 
-	// The first keeps serving its sessions and refuses new tickets.
-	if _, err := a.Issue(&Grant{Cluster: "kafka"}, time.Minute, 10); !errors.Is(err, ErrSuperseded) {
-		t.Errorf("first process issued a ticket after the take-over: %v", err)
-	}
+	// The first keeps serving its sessions and, once its watcher has seen
+	// the take-over (within ownershipPoll), refuses new tickets.
+	testkit.Eventually(t, "the first process refusing tickets", func() bool {
+		_, err := a.Issue(&Grant{Cluster: "kafka"}, time.Minute, 10)
+		return errors.Is(err, ErrSuperseded)
+	})
 	testkit.Ping(t, old)
 	testkit.Ping(t, oldToo)
 

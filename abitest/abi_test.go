@@ -210,9 +210,20 @@ func TestSharedLibraryInFakeEnvoy(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	// Its first upgrade takes the socket path over; the session lands there.
-	r = e2.request(t, secondID, "kafka", 0, upgrade...)
-	if r.status != statusContinue || len(r.headers["x-pubsub-ticket"]) != 1 {
+	// Its first upgrade starts taking the socket path over, off the
+	// worker, and gets 503 (retry) until it has; the session lands there.
+	r = e2.requestEnded(t, secondID, "kafka", 0, upgrade...)
+	if r.status != statusLocalReply || !strings.HasPrefix(r.reply, "503 pubsub_session_server_starting") {
+		t.Fatalf("first upgrade in the second process: %+v, want 503 starting; log:\n%s", r, e2.log())
+	}
+	testkit.Eventually(t, "the second process's take-over", func() bool {
+		r = e2.request(t, secondID, "kafka", 0, upgrade...)
+		if r.status != statusContinue {
+			e2.end(t, r)
+		}
+		return r.status == statusContinue
+	})
+	if len(r.headers["x-pubsub-ticket"]) != 1 {
 		t.Fatalf("upgrade in the second process: %+v; log:\n%s", r, e2.log())
 	}
 	c2, err := dial(sock, r.headers["x-pubsub-ticket"][0])
@@ -231,8 +242,12 @@ func TestSharedLibraryInFakeEnvoy(t *testing.T) {
 	if _, err := c.Ping(ctx, []byte("after take-over")); err != nil {
 		t.Fatalf("first process's session lost on take-over: %v", err)
 	}
-	r = e.requestEnded(t, updatedID, "kafka", 0, upgrade...)
-	if r.status != statusLocalReply || !strings.HasPrefix(r.reply, "503 ") || !strings.Contains(r.reply, "newer Envoy") {
+	// (once its watcher has seen the take-over, within 100ms)
+	testkit.Eventually(t, "the first process refusing upgrades", func() bool {
+		r = e.requestEnded(t, updatedID, "kafka", 0, upgrade...)
+		return r.status == statusLocalReply
+	})
+	if !strings.HasPrefix(r.reply, "503 ") || !strings.Contains(r.reply, "newer Envoy") {
 		t.Errorf("upgrade in the superseded process: %+v, want a 503 local reply", r)
 	}
 

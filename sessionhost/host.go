@@ -41,9 +41,16 @@ var (
 
 // Hosts are the session hosts of one process, by socket path, sharing one
 // Kafka client pool and one logger. The filter keeps one per process.
+//
+// Nothing logs to log for a host once its last configuration is released
+// (Envoy has destroyed it): the host's drain and its remaining sessions log
+// warnings and errors to stderr instead, and so does the Kafka client pool
+// while no host is held.
 type Hosts struct {
-	log  *slog.Logger
-	pool *kafka.Pool
+	log      *slog.Logger
+	detached slog.Handler // where released hosts log
+	poolLog  logGate
+	pool     *kafka.Pool
 
 	mu     sync.Mutex
 	byPath map[string]*Host
@@ -51,11 +58,13 @@ type Hosts struct {
 
 // NewHosts returns an empty set of hosts logging to log.
 func NewHosts(log *slog.Logger) *Hosts {
-	return &Hosts{
-		log:    log,
-		pool:   kafka.NewPool(kafka.Logger(log)),
-		byPath: make(map[string]*Host),
+	hs := &Hosts{
+		log:      log,
+		detached: detachedHandler(),
+		byPath:   make(map[string]*Host),
 	}
+	hs.pool = kafka.NewPool(kafka.Logger(slog.New(&gatedHandler{gate: &hs.poolLog, live: log.Handler(), closed: hs.detached})))
+	return hs
 }
 
 // Host is the session server on one unix socket. It is started by the first
@@ -66,7 +75,8 @@ func NewHosts(log *slog.Logger) *Hosts {
 // the ticket holds.
 type Host struct {
 	hosts   *Hosts
-	log     *slog.Logger
+	log     *slog.Logger // behind logGate
+	logGate logGate
 	socket  *socket
 	tickets *ticketStore
 	stats   observer
@@ -117,6 +127,7 @@ func (hs *Hosts) Acquire(doc *config.Document, stats Stats) (*Host, error) {
 	}
 	h.holders = append(h.holders, holder{doc: doc, stats: stats})
 	h.update(doc, stats)
+	hs.poolLog.set(true)
 	return h, nil
 }
 
@@ -140,21 +151,27 @@ func (hs *Hosts) Release(h *Host, stats Stats) {
 	if hs.byPath[h.socket.path] == h {
 		delete(hs.byPath, h.socket.path)
 	}
-	// The released configuration's stats die with it (Envoy refuses them
-	// once it is destroyed): the draining sessions report to no one.
+	// The released configuration's stats and log die with it (Envoy
+	// refuses them once it is destroyed): the draining sessions report to
+	// no one and log to stderr.
 	h.stats.use(nil)
+	h.logGate.set(false)
+	if len(hs.byPath) == 0 {
+		hs.poolLog.set(false)
+	}
 	h.drain(drainTimeout)
 }
 
 func (hs *Hosts) start(path string) (*Host, error) {
-	log := hs.log.With("listener", path)
 	h := &Host{
 		hosts:   hs,
-		log:     log,
 		tickets: newTicketStore(time.Now),
 		served:  make(chan struct{}),
 		drained: make(chan struct{}),
 	}
+	h.logGate.set(true)
+	log := slog.New(&gatedHandler{gate: &h.logGate, live: hs.log.Handler(), closed: hs.detached}).With("listener", path)
+	h.log = log
 	h.http = server.NewHTTPServer(h, log)
 	sock, err := openSocket(path, log, func(ln net.Listener) { h.goSafe("accept loop", func() { h.serve(ln) }) })
 	if err != nil {

@@ -413,3 +413,30 @@ func TestKeylessUpgradeFromEnvoyIsServed(t *testing.T) {
 		t.Errorf("keyless upgrade without a ticket: %d, want 401", resp.StatusCode)
 	}
 }
+
+// Once its last configuration is released, a host logs nothing to the live
+// logger (inside Envoy: no api.Log* call for a destroyed configuration):
+// its drain and its last sessions log to the detached handler.
+func TestReleasedHostLogsOnlyToTheDetachedHandler(t *testing.T) {
+	hs, live := newHosts(t)
+	detached := &logBuffer{}
+	hs.detached = slog.NewTextHandler(detached, &slog.HandlerOptions{Level: slog.LevelDebug})
+	sock := socketPath(t)
+	h, stats := acquire(t, hs, sock)
+	c := session(t, sock, issue(t, h))
+	testkit.Ping(t, c)
+	if !strings.Contains(live.String(), "session server listening") {
+		t.Fatalf("the live log got nothing while the host was held:\n%s", live.String())
+	}
+
+	before := live.String()
+	hs.Release(h, stats)
+	testkit.WaitClosedWith(t, c, ws.StatusGoingAway)
+	<-h.Drained()
+	if after := live.String(); after != before {
+		t.Errorf("logged to the live logger after the release:\n%s", strings.TrimPrefix(after, before))
+	}
+	if !strings.Contains(detached.String(), "session server drained") {
+		t.Errorf("the drain was not logged to the detached handler:\n%s", detached.String())
+	}
+}

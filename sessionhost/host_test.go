@@ -415,8 +415,9 @@ func TestKeylessUpgradeFromEnvoyIsServed(t *testing.T) {
 }
 
 // Once its last configuration is released, a host logs nothing to the live
-// logger (inside Envoy: no api.Log* call for a destroyed configuration):
-// its drain and its last sessions log to the detached handler.
+// logger and reports nothing to that configuration's stats (inside Envoy:
+// no api.Log* or metric call for a destroyed configuration): its drain and
+// its last sessions log to the detached handler.
 func TestReleasedHostLogsOnlyToTheDetachedHandler(t *testing.T) {
 	hs, live := newHosts(t)
 	detached := &logBuffer{}
@@ -438,5 +439,11 @@ func TestReleasedHostLogsOnlyToTheDetachedHandler(t *testing.T) {
 	}
 	if !strings.Contains(detached.String(), "session server drained") {
 		t.Errorf("the drain was not logged to the detached handler:\n%s", detached.String())
+	}
+	// Nor do the released configuration's stats hear of the session's end.
+	stats.mu.Lock()
+	defer stats.mu.Unlock()
+	if stats.active != 1 {
+		t.Errorf("the released configuration's stats were told of %d active sessions after the release", stats.active)
 	}
 }

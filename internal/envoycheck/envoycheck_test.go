@@ -528,3 +528,27 @@ func TestPerRouteDisableIsAnAlternative(t *testing.T) {
 		t.Errorf("filter on every route: %v, want exactly one warning", problems)
 	}
 }
+
+// A golang filter configured through extension config discovery is refused
+// with a message that says why: its plugin_config cannot be checked here.
+func TestDiscoveredFilterConfigIsRefusedClearly(t *testing.T) {
+	var doc map[string]any
+	if err := yaml.Unmarshal(repositoryBootstraps(t)[exampleBootstrap], &doc); err != nil {
+		t.Fatal(err)
+	}
+	hcm := doc["static_resources"].(map[string]any)["listeners"].([]any)[0].(map[string]any)["filter_chains"].([]any)[0].(map[string]any)["filters"].([]any)[0].(map[string]any)["typed_config"].(map[string]any)
+	golang := hcm["http_filters"].([]any)[0].(map[string]any)
+	delete(golang, "typed_config")
+	golang["config_discovery"] = map[string]any{
+		"config_source": map[string]any{"path_config_source": map[string]any{"path": "/etc/envoy/pubsub-filter.yaml"}},
+		"type_urls":     []any{"type.googleapis.com/envoy.extensions.filters.http.golang.v3alpha.Config"},
+	}
+	b, err := yaml.Marshal(doc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	err = Check(b)
+	if err == nil || !strings.Contains(err.Error(), `http_filters[0] "envoy.filters.http.golang": the golang filter's config comes from config_discovery`) {
+		t.Fatalf("got %v", err)
+	}
+}

@@ -136,6 +136,7 @@ func (w *wiring) checkPlugin(cm *connectionManager) {
 		if hf.GetTypedConfig().MessageIs(&routerv3.Router{}) && i != len(filters)-1 {
 			w.addf("%s: the router must be the last HTTP filter", where)
 		}
+		w.checkDiscoveredFilter(where, hf)
 		golang := &golangv3alpha.Config{}
 		if !hf.GetTypedConfig().MessageIs(golang) || hf.GetTypedConfig().UnmarshalTo(golang) != nil {
 			continue

@@ -1,0 +1,180 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"io"
+	"log/slog"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/gobwas/ws"
+	"google.golang.org/protobuf/proto"
+
+	pb "github.com/envoy-pubsub/gateway/proto"
+	"github.com/envoy-pubsub/gateway/pubsub"
+)
+
+// fakeGateway serves the pub-sub protocol with mux and keeps what clients
+// sent: the upgrade headers and every request.
+type fakeGateway struct {
+	url string
+
+	mu       sync.Mutex
+	headers  []http.Header
+	requests []*pb.PubSubReq
+}
+
+func newFakeGateway(t *testing.T, mux *pubsub.Mux) *fakeGateway {
+	t.Helper()
+	g := &fakeGateway{}
+	ctx, cancel := context.WithCancel(context.Background())
+	var sessions sync.WaitGroup
+	recorder := pubsub.HandlerFunc(func(ctx context.Context, req *pubsub.Request) (*pb.PubSubResp, error) {
+		g.mu.Lock()
+		g.requests = append(g.requests, proto.Clone(req.Msg).(*pb.PubSubReq))
+		g.mu.Unlock()
+		return mux.ServePubSub(ctx, req)
+	})
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		g.mu.Lock()
+		g.headers = append(g.headers, r.Header.Clone())
+		g.mu.Unlock()
+		conn, _, _, err := ws.UpgradeHTTP(r, w)
+		if err != nil {
+			return
+		}
+		sessions.Add(1)
+		go func() {
+			defer sessions.Done()
+			pubsub.Serve(ctx, conn, recorder, pubsub.Options{Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
+		}()
+	}))
+	t.Cleanup(func() {
+		cancel()
+		sessions.Wait()
+		srv.Close()
+	})
+	g.url = "ws://" + strings.TrimPrefix(srv.URL, "http://") + "/kafka"
+	return g
+}
+
+// sent returns the requests of one command the gateway received.
+func (g *fakeGateway) sent(match func(*pb.PubSubReq) bool) []*pb.PubSubReq {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	var out []*pb.PubSubReq
+	for _, r := range g.requests {
+		if match(r) {
+			out = append(out, r)
+		}
+	}
+	return out
+}
+
+// A partition whose pushes never reach the end of the log (the records
+// after the reader's position are hidden by its filters): the subscription
+// and the fetch that -e sends to find where the partition goes on carry
+// the filter flags, the upgrade carries the token, and -e ends.
+func TestFilterFlagsGoOnTheSubscriptionAndTheEndProbe(t *testing.T) {
+	mux := pubsub.NewMux()
+	mux.On(pubsub.CmdKafkaSubscribe, pubsub.HandlerFunc(func(ctx context.Context, req *pubsub.Request) (*pb.PubSubResp, error) {
+		return &pb.PubSubResp{Resp: &pb.PubSubResp_KafkaSubscribeResp{KafkaSubscribeResp: &pb.KafkaSubscribeResp{
+			Partitions: []*pb.KafkaPartitionOffset{{Partition: 2, Offset: 10}},
+		}}}, nil
+	}))
+	mux.On(pubsub.CmdKafkaListOffset, pubsub.HandlerFunc(func(ctx context.Context, req *pubsub.Request) (*pb.PubSubResp, error) {
+		return &pb.PubSubResp{Resp: &pb.PubSubResp_KafkaListOffsetResp{KafkaListOffsetResp: &pb.KafkaListOffsetResp{Offset: 500}}}, nil
+	}))
+	mux.On(pubsub.CmdKafkaFetch, pubsub.HandlerFunc(func(ctx context.Context, req *pubsub.Request) (*pb.PubSubResp, error) {
+		// Nothing visible from the offset asked for up to 200, then up to
+		// the end.
+		next := int64(200)
+		if req.Msg.GetCmdKafkaFetch().GetOffset() >= 200 {
+			next = 500
+		}
+		return &pb.PubSubResp{Resp: &pb.PubSubResp_KafkaFetchResp{KafkaFetchResp: &pb.KafkaFetchResp{NextOffset: next}}}, nil
+	}))
+	g := newFakeGateway(t, mux)
+	tokenFile := filepath.Join(t.TempDir(), "token")
+	if err := os.WriteFile(tokenFile, []byte("tok-123\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+
+	var stdout, stderr bytes.Buffer
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	code := run(ctx, []string{"-url", g.url, "-t", "orders", "-p", "2", "-e", "-token-file", tokenFile,
+		"-filter-key", "user-1", "-filter-header", "tenant=acme", "-filter-header", "region=eu=west"}, nil, &stdout, &stderr)
+	if code != 0 || stdout.Len() != 0 || ctx.Err() != nil {
+		t.Fatalf("exit %d, stdout %q, stderr %q, %v", code, stdout.String(), stderr.String(), ctx.Err())
+	}
+
+	want := &pb.KafkaFilter{Key: []byte("user-1"), Headers: []*pb.KafkaHeader{
+		{Key: "tenant", Value: []byte("acme")}, {Key: "region", Value: []byte("eu=west")},
+	}}
+	subs := g.sent(func(r *pb.PubSubReq) bool { return r.GetCmdKafkaSubscribe() != nil })
+	if len(subs) != 1 || !proto.Equal(subs[0].GetCmdKafkaSubscribe().GetFilter(), want) ||
+		len(subs[0].GetCmdKafkaSubscribe().GetPartitions()) != 1 || subs[0].GetCmdKafkaSubscribe().GetPartitions()[0] != 2 {
+		t.Errorf("subscriptions %v, want one of partition 2 with filter %v", subs, want)
+	}
+	fetches := g.sent(func(r *pb.PubSubReq) bool { return r.GetCmdKafkaFetch() != nil })
+	if len(fetches) != 2 {
+		t.Fatalf("fetches %v, want two probes (from 10, then from 200)", fetches)
+	}
+	for i, from := range []int64{10, 200} {
+		f := fetches[i].GetCmdKafkaFetch()
+		if f.GetOffset() != from || f.GetPartition() != 2 || f.GetTopic() != "orders" || !proto.Equal(f.GetFilter(), want) {
+			t.Errorf("probe %d: %v, want orders/2 from %d with filter %v", i, f, from, want)
+		}
+	}
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	if got := g.headers[0].Get("Authorization"); got != "Bearer tok-123" {
+		t.Errorf("upgrade Authorization %q, want the token of -token-file", got)
+	}
+}
+
+func TestWithoutFilterFlagsRequestsCarryNoFilter(t *testing.T) {
+	o, err := parseArgs([]string{"-t", "orders"}, io.Discard)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if f := subscribeCmd(o, nil).GetFilter(); f != nil {
+		t.Errorf("subscription filter %v, want none", f)
+	}
+	if f := probeCmd(o, 0, 0).GetFilter(); f != nil {
+		t.Errorf("probe filter %v, want none", f)
+	}
+}
+
+func TestSubscribeCommandOfEachStart(t *testing.T) {
+	for _, tc := range []struct {
+		args []string
+		want *pb.CmdKafkaSubscribe
+	}{
+		{[]string{"-t", "o"}, &pb.CmdKafkaSubscribe{Topic: "o", Start: &pb.CmdKafkaSubscribe_Earliest{Earliest: true}}},
+		{[]string{"-t", "o", "-o", "end", "-p", "3"}, &pb.CmdKafkaSubscribe{Topic: "o", Partitions: []int32{3}, Start: &pb.CmdKafkaSubscribe_Latest{Latest: true}}},
+		{[]string{"-t", "o", "-o", "42"}, &pb.CmdKafkaSubscribe{Topic: "o", Start: &pb.CmdKafkaSubscribe_Offset{Offset: 42}}},
+		{[]string{"-t", "o", "-o", "s@1700000000000", "-G", "g"}, &pb.CmdKafkaSubscribe{Topic: "o", Group: "g", Start: &pb.CmdKafkaSubscribe_Timestamp{Timestamp: 1700000000000}}},
+	} {
+		o, err := parseArgs(tc.args, io.Discard)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := subscribeCmd(o, nil); !proto.Equal(got, tc.want) {
+			t.Errorf("%q: %v, want %v", tc.args, got, tc.want)
+		}
+	}
+	o, _ := parseArgs([]string{"-t", "o", "-o", "-5"}, io.Discard)
+	got := subscribeCmd(o, map[int32]int64{0: 7, 1: 0})
+	if len(got.GetOffsets()) != 2 || got.GetOffsets()[0] != 7 {
+		t.Errorf("-o -5: %v, want the offsets of every partition", got)
+	}
+}

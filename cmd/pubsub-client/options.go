@@ -189,9 +189,9 @@ func parseArgs(args []string, stderr io.Writer) (*options, error) {
 	if set["C"] && o.produce {
 		return fail("-C and -P are two modes: give one")
 	}
-	mode, others := "reading (-C)", readOnlyFlags
+	mode, others := "producing (-P)", readOnlyFlags
 	if !o.produce {
-		mode, others = "producing (-P)", produceOnlyFlags
+		mode, others = "reading (-C)", produceOnlyFlags
 	}
 	for _, name := range others {
 		if set[name] {

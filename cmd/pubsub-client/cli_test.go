@@ -17,6 +17,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 
@@ -410,5 +411,75 @@ func TestEndIsReachedPastTransactionMarkersAndAbortedRecords(t *testing.T) {
 	res := runCLI(t, "", "-url", c.url, "-t", "orders", "-p", "2", "-e", "-f", `%o %s\n`)
 	if res.code != 0 || res.stdout != "0 commit=true\n" {
 		t.Fatalf("exit %d, printed %q, stderr %q", res.code, res.stdout, res.stderr)
+	}
+}
+
+func TestEndWithoutExitFollowsNewRecords(t *testing.T) {
+	c := newCluster(t)
+	cmd := exec.Command(binary(t), "-url", c.url, "-t", "orders", "-o", "end", "-c", "1", "-f", `%p:%s\n`)
+	var stdout bytes.Buffer
+	cmd.Stdout = &stdout
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	exited := make(chan error, 1)
+	go func() { exited <- cmd.Wait() }()
+	// Records written before the subscription starts are not printed; write
+	// one every 100ms until the command has printed one and exited.
+	deadline := time.After(30 * time.Second)
+	for {
+		testkit.Produce(t, c.k.ListenAddrs(), "orders", 2, []testkit.Record{{Value: "new"}})
+		select {
+		case err := <-exited:
+			if err != nil || stdout.String() != "2:new\n" {
+				t.Fatalf("exit %v, printed %q, want one new record", err, stdout.String())
+			}
+			return
+		case <-deadline:
+			cmd.Process.Kill()
+			t.Fatalf("-o end -c 1 printed %q and did not exit", stdout.String())
+		case <-time.After(100 * time.Millisecond):
+		}
+	}
+}
+
+func TestSIGTERMEndsAGroupMemberWithStatusZeroAndItsCommits(t *testing.T) {
+	c := newCluster(t)
+	cmd := exec.Command(binary(t), "-url", c.url, "-t", "orders", "-G", "g-signal", "-f", `%p:%o\n`)
+	stdout, err := cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { cmd.Process.Kill() })
+	sc := bufio.NewScanner(stdout)
+	for n := 0; n < 7; n++ {
+		if !sc.Scan() {
+			t.Fatalf("the member printed %d records, want 7", n)
+		}
+	}
+	if err := cmd.Process.Signal(syscall.SIGTERM); err != nil {
+		t.Fatal(err)
+	}
+	if err := cmd.Wait(); err != nil {
+		t.Fatalf("after SIGTERM: %v, want exit status 0", err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	got, err := c.srv.Dial(t, "kafka").Committed(ctx, "g-signal", "orders")
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := map[int32]int64{0: 5, 1: 2, 2: -1}
+	if len(got) != len(want) {
+		t.Fatalf("committed %v, want %v", got, want)
+	}
+	for _, o := range got {
+		if want[o.GetPartition()] != o.GetOffset() {
+			t.Errorf("committed %v, want %v", got, want)
+			break
+		}
 	}
 }

@@ -64,6 +64,9 @@ type partitionState struct {
 	// looks past records the partition's pushes skip.
 	lastTick int64
 	probing  bool
+	// held are pushes that came before end was known (-e), printed once it
+	// is, so that none beyond it is.
+	held []*pb.KafkaFetchResp
 }
 
 func newPartitionState(next int64) *partitionState {
@@ -189,6 +192,10 @@ func (r *reader) print(f *pb.KafkaFetchResp) error {
 	if st == nil {
 		return nil // revoked
 	}
+	if r.o.toEnd && st.end < 0 {
+		st.held = append(st.held, f)
+		return nil
+	}
 	r.buf.Reset()
 	n, printedNext := 0, st.printedNext
 	for _, m := range f.GetMessages() {
@@ -237,8 +244,18 @@ func (r *reader) add(p int32, next int64) {
 				r.fail(err)
 				return
 			}
-			if st := r.parts[p]; st != nil {
-				st.end, st.next = end, max(st.next, start)
+			st := r.parts[p]
+			if st == nil {
+				return // revoked meanwhile
+			}
+			st.end, st.next = end, max(st.next, start)
+			held := st.held
+			st.held = nil
+			for _, f := range held {
+				if err := r.print(f); err != nil {
+					r.fail(err)
+					return
+				}
 			}
 		}
 	})

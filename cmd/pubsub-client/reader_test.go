@@ -178,3 +178,74 @@ func TestSubscribeCommandOfEachStart(t *testing.T) {
 		t.Errorf("-o -5: %v, want the offsets of every partition", got)
 	}
 }
+
+// subscribeThenPush answers a subscription with starts, then pushes each
+// of pushes.
+func subscribeThenPush(starts []*pb.KafkaPartitionOffset, pushes ...*pb.PubSubResp) pubsub.Handler {
+	return pubsub.HandlerFunc(func(ctx context.Context, req *pubsub.Request) (*pb.PubSubResp, error) {
+		ack := &pb.PubSubResp{Resp: &pb.PubSubResp_KafkaSubscribeResp{KafkaSubscribeResp: &pb.KafkaSubscribeResp{Partitions: starts}}}
+		for _, r := range append([]*pb.PubSubResp{ack}, pushes...) {
+			if err := req.Push(ctx, r); err != nil {
+				return nil, err
+			}
+		}
+		return nil, nil
+	})
+}
+
+// records is a push of partition p's records at offsets.
+func records(p int32, offsets ...int64) *pb.PubSubResp {
+	f := &pb.KafkaFetchResp{Topic: "orders", Partition: p, NextOffset: offsets[len(offsets)-1] + 1}
+	for _, o := range offsets {
+		f.Messages = append(f.Messages, &pb.KafkaMessage{Offset: o, Value: []byte("v")})
+	}
+	return &pb.PubSubResp{Resp: &pb.PubSubResp_KafkaFetchResp{KafkaFetchResp: f}}
+}
+
+// endAt answers every list offset with end.
+func endAt(end int64) pubsub.Handler {
+	return pubsub.HandlerFunc(func(ctx context.Context, req *pubsub.Request) (*pb.PubSubResp, error) {
+		return &pb.PubSubResp{Resp: &pb.PubSubResp_KafkaListOffsetResp{KafkaListOffsetResp: &pb.KafkaListOffsetResp{Offset: end}}}, nil
+	})
+}
+
+// runFake runs the command against the fake gateway with args and returns
+// its exit status and output.
+func runFake(t *testing.T, g *fakeGateway, args ...string) (int, string, string) {
+	t.Helper()
+	var stdout, stderr bytes.Buffer
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	code := run(ctx, append([]string{"-url", g.url}, args...), nil, &stdout, &stderr)
+	if ctx.Err() != nil {
+		t.Fatalf("did not exit: stdout %q, stderr %q", stdout.String(), stderr.String())
+	}
+	return code, stdout.String(), stderr.String()
+}
+
+// Records written after the end of the log was taken, pushed together with
+// the last records before it (and before the reader learned where the log
+// ends), are not printed by -e.
+func TestEndCutsAPushAtTheEndOfTheLogAsItWas(t *testing.T) {
+	mux := pubsub.NewMux()
+	mux.On(pubsub.CmdKafkaListOffset, endAt(3))
+	mux.On(pubsub.CmdKafkaSubscribe, subscribeThenPush([]*pb.KafkaPartitionOffset{{Partition: 0, Offset: 0}}, records(0, 0, 1, 2, 3, 4)))
+	code, stdout, stderr := runFake(t, newFakeGateway(t, mux), "-t", "orders", "-e", "-f", `%o\n`)
+	if code != 0 || stdout != "0\n1\n2\n" {
+		t.Fatalf("exit %d, printed %q, stderr %q; want offsets 0 to 2", code, stdout, stderr)
+	}
+}
+
+func TestAPartitionThatFailsEndsTheCommandWithTheServersMessage(t *testing.T) {
+	mux := pubsub.NewMux()
+	const message = "failed to subscribe, topic: orders, partition: 1, err: OFFSET_OUT_OF_RANGE"
+	mux.On(pubsub.CmdKafkaSubscribe, subscribeThenPush(
+		[]*pb.KafkaPartitionOffset{{Partition: 0, Offset: 0}, {Partition: 1, Offset: 0}},
+		records(0, 0),
+		&pb.PubSubResp{Resp: &pb.PubSubResp_ErrorResp{ErrorResp: &pb.ErrorResp{Message: message}}},
+	))
+	code, stdout, stderr := runFake(t, newFakeGateway(t, mux), "-t", "orders", "-f", `%p:%o\n`)
+	if code != 1 || stdout != "0:0\n" || stderr != "pubsub-client: "+message+"\n" {
+		t.Fatalf("exit %d, stdout %q, stderr %q; want the record before the failure, then exit 1 with the message", code, stdout, stderr)
+	}
+}

@@ -395,9 +395,10 @@ func (r *reader) nextCommit() {
 	})
 }
 
-// finish ends the reading: a group member waits for its queued commits and
-// commits what it printed since. The subscription is drained meanwhile, so
-// the connection's reader never waits for this goroutine.
+// finish ends the reading: a group member waits for the commit in flight
+// and commits what it printed since, also after a failure (while the
+// connection lives). The subscription is drained meanwhile, so the
+// connection's reader never waits for this goroutine.
 func (r *reader) finish(sub *client.Subscription) error {
 	if r.o.group == "" {
 		return nil
@@ -406,20 +407,18 @@ func (r *reader) finish(sub *client.Subscription) error {
 		for range sub.C() {
 		}
 	}()
-	for r.err == nil && (r.committing || len(r.commitQueue) > 0) {
+	for r.committing {
 		(<-r.events)()
-	}
-	if r.err != nil {
-		return nil // reported by run
-	}
-	offsets := r.uncommitted()
-	if len(offsets) == 0 {
-		return nil
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), requestTimeout)
 	defer cancel()
-	if err := r.c.Commit(ctx, r.o.group, r.o.topic, offsets...); err != nil {
-		return fmt.Errorf("commit: %w", err)
+	for _, offsets := range append(r.commitQueue, r.uncommitted()) {
+		if len(offsets) == 0 {
+			continue
+		}
+		if err := r.c.Commit(ctx, r.o.group, r.o.topic, offsets...); err != nil {
+			return fmt.Errorf("commit: %w", err)
+		}
 	}
 	return nil
 }

@@ -3,12 +3,14 @@ package main
 import (
 	"bytes"
 	"context"
+	"fmt"
 	"io"
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -247,5 +249,59 @@ func TestAPartitionThatFailsEndsTheCommandWithTheServersMessage(t *testing.T) {
 	code, stdout, stderr := runFake(t, newFakeGateway(t, mux), "-t", "orders", "-f", `%p:%o\n`)
 	if code != 1 || stdout != "0:0\n" || stderr != "pubsub-client: "+message+"\n" {
 		t.Fatalf("exit %d, stdout %q, stderr %q; want the record before the failure, then exit 1 with the message", code, stdout, stderr)
+	}
+}
+
+func TestAGroupMemberCommitsWhatItPrintedAlsoWhenItFails(t *testing.T) {
+	mux := pubsub.NewMux()
+	const message = "failed to subscribe, topic: orders, partition: 0, err: UNKNOWN_TOPIC_OR_PARTITION"
+	mux.On(pubsub.CmdKafkaSubscribe, subscribeThenPush(nil,
+		&pb.PubSubResp{Resp: &pb.PubSubResp_KafkaAssignment{KafkaAssignment: &pb.KafkaAssignment{Topic: "orders", Assigned: []int32{0}}}},
+		records(0, 0, 1),
+		&pb.PubSubResp{Resp: &pb.PubSubResp_ErrorResp{ErrorResp: &pb.ErrorResp{Message: message}}},
+	))
+	mux.On(pubsub.CmdKafkaCommit, pubsub.HandlerFunc(func(ctx context.Context, req *pubsub.Request) (*pb.PubSubResp, error) {
+		return &pb.PubSubResp{Resp: &pb.PubSubResp_KafkaCommitResp{KafkaCommitResp: &pb.KafkaCommitResp{}}}, nil
+	}))
+	g := newFakeGateway(t, mux)
+	code, stdout, stderr := runFake(t, g, "-t", "orders", "-G", "g-1", "-f", `%o\n`)
+	if code != 1 || stdout != "0\n1\n" || !strings.Contains(stderr, message) {
+		t.Fatalf("exit %d, stdout %q, stderr %q", code, stdout, stderr)
+	}
+	commits := g.sent(func(r *pb.PubSubReq) bool { return r.GetCmdKafkaCommit() != nil })
+	want := &pb.CmdKafkaCommit{Group: "g-1", Topic: "orders", Offsets: []*pb.KafkaPartitionOffset{{Partition: 0, Offset: 2}}}
+	if len(commits) != 1 || !proto.Equal(commits[0].GetCmdKafkaCommit(), want) {
+		t.Fatalf("commits %v, want %v", commits, want)
+	}
+}
+
+func TestAGroupMemberCommitsARevokedPartitionBeforeItsLastCommit(t *testing.T) {
+	assignment := func(a *pb.KafkaAssignment) *pb.PubSubResp {
+		return &pb.PubSubResp{Resp: &pb.PubSubResp_KafkaAssignment{KafkaAssignment: a}}
+	}
+	mux := pubsub.NewMux()
+	mux.On(pubsub.CmdKafkaSubscribe, subscribeThenPush(nil,
+		assignment(&pb.KafkaAssignment{Assigned: []int32{0, 1}}),
+		records(0, 0, 1), records(1, 0),
+		assignment(&pb.KafkaAssignment{Revoked: []int32{0}}),
+		records(0, 2), // after its revocation: not printed
+		records(1, 1),
+	))
+	mux.On(pubsub.CmdKafkaCommit, pubsub.HandlerFunc(func(ctx context.Context, req *pubsub.Request) (*pb.PubSubResp, error) {
+		return &pb.PubSubResp{Resp: &pb.PubSubResp_KafkaCommitResp{KafkaCommitResp: &pb.KafkaCommitResp{}}}, nil
+	}))
+	g := newFakeGateway(t, mux)
+	code, stdout, stderr := runFake(t, g, "-t", "orders", "-G", "g-1", "-c", "4", "-f", `%p:%o\n`)
+	if code != 0 || stdout != "0:0\n0:1\n1:0\n1:1\n" {
+		t.Fatalf("exit %d, stdout %q, stderr %q", code, stdout, stderr)
+	}
+	var got []string
+	for _, r := range g.sent(func(r *pb.PubSubReq) bool { return r.GetCmdKafkaCommit() != nil }) {
+		for _, o := range r.GetCmdKafkaCommit().GetOffsets() {
+			got = append(got, fmt.Sprintf("%d:%d", o.GetPartition(), o.GetOffset()))
+		}
+	}
+	if want := []string{"0:2", "1:2"}; !slices.Equal(got, want) {
+		t.Fatalf("commits %q, want %q in that order", got, want)
 	}
 }

@@ -164,6 +164,9 @@ func (r *reader) finished() bool {
 	if !r.o.toEnd || !r.started {
 		return false
 	}
+	if r.o.group != "" && len(r.parts) == 0 {
+		return false // all revoked: the group assigns partitions again (kcat waits too)
+	}
 	for _, st := range r.parts {
 		if st.end < 0 || st.next < st.end {
 			return false

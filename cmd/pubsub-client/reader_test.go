@@ -305,3 +305,43 @@ func TestAGroupMemberCommitsARevokedPartitionBeforeItsLastCommit(t *testing.T) {
 		t.Fatalf("commits %q, want %q in that order", got, want)
 	}
 }
+
+// A member whose partitions are all revoked is not at the end of anything:
+// with -e it reads the partitions the group assigns next.
+func TestAGroupMemberWithEveryPartitionRevokedWaitsForTheNextAssignment(t *testing.T) {
+	assignment := func(a *pb.KafkaAssignment) *pb.PubSubResp {
+		return &pb.PubSubResp{Resp: &pb.PubSubResp_KafkaAssignment{KafkaAssignment: a}}
+	}
+	mux := pubsub.NewMux()
+	mux.On(pubsub.CmdKafkaSubscribe, subscribeThenPush(nil,
+		assignment(&pb.KafkaAssignment{Assigned: []int32{0}}),
+		records(0, 0),
+		assignment(&pb.KafkaAssignment{Revoked: []int32{0}}),
+		assignment(&pb.KafkaAssignment{Assigned: []int32{1}}),
+		records(1, 0),
+	))
+	mux.On(pubsub.CmdKafkaListOffset, pubsub.HandlerFunc(func(ctx context.Context, req *pubsub.Request) (*pb.PubSubResp, error) {
+		if req.Msg.GetCmdKafkaListOffset().GetPartition() == 0 {
+			<-ctx.Done() // partition 0 is revoked before its end is known
+			return nil, ctx.Err()
+		}
+		off := int64(1) // partition 1 holds offset 0 only
+		if req.Msg.GetCmdKafkaListOffset().GetTimestamp() == -2 {
+			off = 0
+		}
+		return &pb.PubSubResp{Resp: &pb.PubSubResp_KafkaListOffsetResp{KafkaListOffsetResp: &pb.KafkaListOffsetResp{Offset: off}}}, nil
+	}))
+	mux.On(pubsub.CmdKafkaCommitted, pubsub.HandlerFunc(func(ctx context.Context, req *pubsub.Request) (*pb.PubSubResp, error) {
+		p := req.Msg.GetCmdKafkaCommitted().GetPartitions()[0]
+		return &pb.PubSubResp{Resp: &pb.PubSubResp_KafkaCommittedResp{KafkaCommittedResp: &pb.KafkaCommittedResp{
+			Offsets: []*pb.KafkaPartitionOffset{{Partition: p, Offset: -1}},
+		}}}, nil
+	}))
+	mux.On(pubsub.CmdKafkaCommit, pubsub.HandlerFunc(func(ctx context.Context, req *pubsub.Request) (*pb.PubSubResp, error) {
+		return &pb.PubSubResp{Resp: &pb.PubSubResp_KafkaCommitResp{KafkaCommitResp: &pb.KafkaCommitResp{}}}, nil
+	}))
+	code, stdout, stderr := runFake(t, newFakeGateway(t, mux), "-t", "orders", "-G", "g-1", "-e", "-f", `%p:%o\n`)
+	if code != 0 || stdout != "1:0\n" {
+		t.Fatalf("exit %d, stdout %q, stderr %q; want the record of the partition assigned last", code, stdout, stderr)
+	}
+}

@@ -290,6 +290,8 @@ func TestGroupResumesAfterWhatWasPrinted(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { cmd.Process.Kill(); cmd.Wait() })
+	hung := time.AfterFunc(time.Minute, func() { cmd.Process.Kill() }) // a hung member fails the test, not the run
+	defer hung.Stop()
 	sc := bufio.NewScanner(stdout)
 	for _, want := range []string{"2:0", "2:1"} {
 		if !sc.Scan() || sc.Text() != want {
@@ -454,6 +456,8 @@ func TestSIGTERMEndsAGroupMemberWithStatusZeroAndItsCommits(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { cmd.Process.Kill() })
+	hung := time.AfterFunc(time.Minute, func() { cmd.Process.Kill() }) // a hung member fails the test, not the run
+	defer hung.Stop()
 	sc := bufio.NewScanner(stdout)
 	for n := 0; n < 7; n++ {
 		if !sc.Scan() {

@@ -229,7 +229,8 @@ func (r *reader) print(f *pb.KafkaFetchResp) error {
 // add starts reading partition p at offset next (-1: not known yet) and,
 // for -e, learns where its log ends now.
 func (r *reader) add(p int32, next int64) {
-	r.parts[p] = newPartitionState(next)
+	st := newPartitionState(next)
+	r.parts[p] = st
 	if !r.o.toEnd {
 		return
 	}
@@ -247,9 +248,8 @@ func (r *reader) add(p int32, next int64) {
 				r.fail(err)
 				return
 			}
-			st := r.parts[p]
-			if st == nil {
-				return // revoked meanwhile
+			if r.parts[p] != st {
+				return // revoked meanwhile (and maybe assigned again: that has its own)
 			}
 			st.end, st.next = end, max(st.next, start)
 			held := st.held

@@ -88,7 +88,7 @@ func (s *scopedServer) Dial(t testing.TB, path string) *client.Client {
 	return c
 }
 
-// cluster returns the shared client the server's sessions use.
+// sharedCluster returns the shared client the server's sessions use.
 func (s *scopedServer) sharedCluster(t testing.TB) *kafka.Cluster {
 	t.Helper()
 	k, err := s.pool.Acquire(s.cluster)

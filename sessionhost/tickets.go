@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/envoy-pubsub/gateway/config"
+	"github.com/envoy-pubsub/gateway/identity"
 )
 
 // TicketHeader carries the one-time ticket from the Envoy filter to the
@@ -37,6 +38,12 @@ type Grant struct {
 	// Routes are the route-level documents (virtual host, route, weighted
 	// cluster) whose allow-lists narrow the cluster's.
 	Routes []*config.Route
+	// Claims are the verified identity of the upgrade (jwt_authn's
+	// payload); nil for an anonymous one.
+	Claims identity.Claims
+	// Verifier checks the tokens of the session's cmd_auth; nil refuses
+	// them as not supported.
+	Verifier *identity.Verifier
 }
 
 type ticket struct {

@@ -87,7 +87,7 @@ func TestBrokenBootstrapsAreRejected(t *testing.T) {
 		bootstrap: exampleBootstrap,
 		old:       "library_id: pubsub",
 		new:       `library_id: ""`,
-		want:      []string{"http_filters[0].typed_config", "golang.v3alpha.Config", "LibraryId"},
+		want:      []string{"http_filters[1].typed_config", "golang.v3alpha.Config", "LibraryId"},
 	}, {
 		name:      "PGV rule inside the connection manager's Any",
 		bootstrap: exampleBootstrap,
@@ -196,14 +196,14 @@ func TestBrokenBootstrapsAreRejected(t *testing.T) {
 	}, {
 		name:      "per-route config for another plugin",
 		bootstrap: exampleBootstrap,
-		old:       "                      pubsub:\n                        config:",
-		new:       "                      pubsb:\n                        config:",
+		old:       "                      pubsub:\n                        config:\n                          \"@type\": type.googleapis.com/xds.type.v3.TypedStruct\n                          value:\n                            topics:",
+		new:       "                      pubsb:\n                        config:\n                          \"@type\": type.googleapis.com/xds.type.v3.TypedStruct\n                          value:\n                            topics:",
 		want:      []string{`the .so has no plugin "pubsb"`},
 	}, {
 		name:      "per-route config keyed by a filter that does not exist",
 		bootstrap: exampleBootstrap,
-		old:       "                typed_per_filter_config:\n                  envoy.filters.http.golang:",
-		new:       "                typed_per_filter_config:\n                  golang:",
+		old:       "/kafka/public}\n                route: {cluster: kafka}\n                typed_per_filter_config:\n                  envoy.filters.http.golang:",
+		new:       "/kafka/public}\n                route: {cluster: kafka}\n                typed_per_filter_config:\n                  golang:",
 		want:      []string{"typed_per_filter_config.golang: no HTTP filter of that name"},
 	}, {
 		name:      "narrowing on a route that is not kafka-scheme",
@@ -256,7 +256,7 @@ func TestBrokenBootstrapsAreRejected(t *testing.T) {
 		bootstrap: exampleBootstrap,
 		old:       "match: {path_separated_prefix: /kafka}\n                route: {cluster: kafka}",
 		new:       "match: {path_separated_prefix: /kafka}\n                route: {cluster: kafka, idle_timeout: 20s}",
-		want:      []string{"routes[1] (path_separated_prefix /kafka): idle_timeout 20s is not longer than session.ping_interval 30s"},
+		want:      []string{"routes[2] (path_separated_prefix /kafka): idle_timeout 20s is not longer than session.ping_interval 30s"},
 	}, {
 		name:      "upstream idle timeout not longer than the ping interval",
 		bootstrap: exampleBootstrap,
@@ -273,7 +273,7 @@ func TestBrokenBootstrapsAreRejected(t *testing.T) {
 		bootstrap: exampleBootstrap,
 		old:       "route: {cluster: echo}",
 		new:       "route: {cluster_header: x-backend}",
-		want:      []string{"routes[2] (prefix /): takes its cluster from a request header (cluster_header)"},
+		want:      []string{"routes[3] (prefix /): takes its cluster from a request header (cluster_header)"},
 	}, {
 		name:      "weighted cluster taken from a client header",
 		bootstrap: kubernetesBootstrap,

@@ -151,6 +151,7 @@ func (w *wiring) checkPlugin(cm *connectionManager) {
 		if !allowsWebSocket(cm.hcm) {
 			w.addf("%s: upgrade_configs has no enabled websocket upgrade; Envoy would refuse every session", cm.where)
 		}
+		w.checkIdentity(cm, i, where)
 		w.checkSecrets(where, golang, doc)
 		w.checkKafkaClusters(where, doc)
 		w.checkStreamIdleTimeout(cm)

@@ -212,7 +212,7 @@ func (f *filter) DecodeHeaders(headers api.RequestHeaderMap, endStream bool) api
 		return f.reply(http.StatusInternalServerError, bodyRouteInvalid, "pubsub_route_config_invalid", nil)
 	}
 	claims := f.claims()
-	if claims == nil && f.identityRequired() {
+	if len(claims) == 0 && f.identityRequired() {
 		return f.reply(http.StatusUnauthorized, bodyIdentityRequired, "pubsub_identity_required", nil)
 	}
 	snapshot, err := kc.WithPassword(f.secret)

@@ -12,18 +12,20 @@ const bodyIdentityRequired = "401 Unauthorized: this route needs a verified toke
 
 // claims returns the payload jwt_authn verified for this request, from the
 // dynamic metadata key identity.envoy_jwt_metadata names: nil where no
-// identity is configured or the request carried no verified token.
+// identity is configured, empty where the request carried no verified
+// token (an anonymous session of a listener with identity).
 func (f *filter) claims() identity.Claims {
 	id := f.cfg.doc.Identity
-	if id == nil || id.EnvoyJWTMetadata == "" {
+	if id == nil {
 		return nil
 	}
-	md := f.callbacks.StreamInfo().DynamicMetadata().Get(JWTAuthnNamespace)
-	payload, ok := md[id.EnvoyJWTMetadata].(map[string]interface{})
-	if !ok || len(payload) == 0 {
-		return nil
+	if id.EnvoyJWTMetadata != "" {
+		md := f.callbacks.StreamInfo().DynamicMetadata().Get(JWTAuthnNamespace)
+		if payload, ok := md[id.EnvoyJWTMetadata].(map[string]interface{}); ok && len(payload) > 0 {
+			return identity.Claims(payload)
+		}
 	}
-	return identity.Claims(payload)
+	return identity.Claims{}
 }
 
 // identityRequired reports whether an upgrade without claims is refused.

@@ -148,3 +148,22 @@ func TestEnvoyCmdAuthWithIdentityJWT(t *testing.T) {
 		t.Fatalf("cmd_auth for bob: %v", err)
 	}
 }
+
+// TestAnonymousUpgradeWhereIdentityIsOptional: without identity.required an
+// upgrade without a verified token gets a ticket for an anonymous session
+// (empty claims: rules naming claims match nothing for it).
+func TestAnonymousUpgradeWhereIdentityIsOptional(t *testing.T) {
+	p := parsePlugin(t, "identity: {envoy_jwt_metadata: jwt_payload}\n"+oneCluster)
+	h := upgradeHeaders()
+	if st := decode(p.cfg, routedTo("kafka"), h); st != api.Continue {
+		t.Fatalf("status %v", st)
+	}
+	v, _ := h.Get(sessionhost.TicketHeader)
+	g, err := p.cfg.host.Redeem(v)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if g.Claims == nil || len(g.Claims) != 0 {
+		t.Fatalf("claims %v, want empty (anonymous)", g.Claims)
+	}
+}

@@ -39,7 +39,8 @@ type Grant struct {
 	// cluster) whose allow-lists narrow the cluster's.
 	Routes []*config.Route
 	// Claims are the verified identity of the upgrade (jwt_authn's
-	// payload); nil for an anonymous one.
+	// payload): empty for an anonymous session, nil where the listener has
+	// no identity section (the session then knows nothing of identities).
 	Claims identity.Claims
 	// Verifier checks the tokens of the session's cmd_auth; nil refuses
 	// them as not supported.

@@ -115,6 +115,14 @@ type RecordsRule struct {
 	Key *string `json:"key,omitempty"`
 }
 
+// CheckRouteAccess reports a rule of route r that names a claim while id
+// (the identity section of the filter-level document r applies under) names
+// no source of identities: such a rule could never match. The error names
+// the rule's key.
+func CheckRouteAccess(r *Route, id *Identity) error {
+	return validateAccess("access", r.Access, id.Verifies())
+}
+
 // validateAccess checks the rules of an access section at key; claims says
 // whether placeholders can ever be filled (an identity is configured).
 func validateAccess(key string, rules []AccessRule, claims bool) error {

@@ -85,3 +85,11 @@ func rejectChanged(t *testing.T, name, src, old, new string, wants ...string) {
 		}
 	}
 }
+
+// TestRouteRuleNamingAClaimNeedsIdentity: a per-route access rule that names
+// a claim, under a plugin without identity, could never match.
+func TestRouteRuleNamingAClaimNeedsIdentity(t *testing.T) {
+	src := string(repositoryBootstraps(t)[exampleBootstrap])
+	rejectChanged(t, exampleBootstrap, src, "                  identity:\n                    envoy_jwt_metadata: jwt_payload\n", "",
+		`access[0].read[0]: {sub} names a claim, but identity is not configured`)
+}

@@ -450,7 +450,10 @@ func (w *wiring) checkPerFilterConfigs(cm *connectionManager, where string, filt
 			if rp.GetConfig() == nil {
 				continue
 			}
-			if _, err := filter.ParseRouteConfig(rp.GetConfig()); err != nil {
+			route, err := filter.ParseRouteConfig(rp.GetConfig())
+			if err != nil {
+				w.addf("%s.config: %v", pluginWhere, err)
+			} else if err := config.CheckRouteAccess(route, cm.plugin.Identity); err != nil {
 				w.addf("%s.config: %v", pluginWhere, err)
 			}
 			if kafkaCluster == "" {

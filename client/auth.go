@@ -36,16 +36,3 @@ func (c *Client) Auth(ctx context.Context, token string) (time.Time, error) {
 	}
 	return time.UnixMilli(resp.GetAuthResp().GetExpiresAt()), nil
 }
-
-// FetchWith runs cmd_kafka_fetch as cmd says (its filter included) and
-// returns the whole reply, next_offset with it.
-func (c *Client) FetchWith(ctx context.Context, cmd *pb.CmdKafkaFetch) (*pb.KafkaFetchResp, error) {
-	resp, err := c.Do(ctx, &pb.PubSubReq{Req: &pb.PubSubReq_CmdKafkaFetch{CmdKafkaFetch: cmd}})
-	if err != nil {
-		return nil, err
-	}
-	if resp.GetKafkaFetchResp() == nil {
-		return nil, fmt.Errorf("client: unexpected reply %v", resp)
-	}
-	return resp.GetKafkaFetchResp(), nil
-}

@@ -6,8 +6,6 @@ import (
 	"testing"
 	"time"
 
-	"google.golang.org/protobuf/proto"
-
 	pb "github.com/envoy-pubsub/gateway/proto"
 	"github.com/envoy-pubsub/gateway/pubsub"
 )
@@ -29,12 +27,9 @@ func TestUpgradeHeaderCarriesTheToken(t *testing.T) {
 	}
 }
 
-// TestAuthAndFetchWith: Auth sends cmd_auth and returns auth_resp's
-// expiry; FetchWith sends the command as given (its filter included) and
-// returns the whole reply.
-func TestAuthAndFetchWith(t *testing.T) {
+// TestAuth: Auth sends cmd_auth and returns auth_resp's expiry.
+func TestAuth(t *testing.T) {
 	exp := time.UnixMilli(time.Now().Add(time.Hour).UnixMilli())
-	filter := &pb.KafkaFilter{Key: []byte("k"), Headers: []*pb.KafkaHeader{{Key: "tenant", Value: []byte("acme")}}}
 	mux := pubsub.NewMux()
 	mux.On(pubsub.CmdAuth, pubsub.HandlerFunc(func(_ context.Context, req *pubsub.Request) (*pb.PubSubResp, error) {
 		if req.Msg.GetCmdAuth().GetToken() != "fresh" {
@@ -42,19 +37,9 @@ func TestAuthAndFetchWith(t *testing.T) {
 		}
 		return &pb.PubSubResp{Resp: &pb.PubSubResp_AuthResp{AuthResp: &pb.AuthResp{ExpiresAt: exp.UnixMilli()}}}, nil
 	}))
-	mux.On(pubsub.CmdKafkaFetch, pubsub.HandlerFunc(func(_ context.Context, req *pubsub.Request) (*pb.PubSubResp, error) {
-		if !proto.Equal(req.Msg.GetCmdKafkaFetch().GetFilter(), filter) {
-			t.Errorf("filter %v", req.Msg.GetCmdKafkaFetch().GetFilter())
-		}
-		return &pb.PubSubResp{Resp: &pb.PubSubResp_KafkaFetchResp{KafkaFetchResp: &pb.KafkaFetchResp{NextOffset: 42}}}, nil
-	}))
 	c, _ := serve(t, mux)
 	until, err := c.Auth(testCtx(t), "fresh")
 	if err != nil || !until.Equal(exp) {
 		t.Fatalf("Auth: %v %v, want %v", until, err, exp)
-	}
-	resp, err := c.FetchWith(testCtx(t), &pb.CmdKafkaFetch{Topic: "t", Filter: filter})
-	if err != nil || resp.GetNextOffset() != 42 {
-		t.Fatalf("FetchWith: %v %v", resp, err)
 	}
 }

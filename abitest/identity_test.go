@@ -62,7 +62,7 @@ func TestIdentityThroughTheSharedLibrary(t *testing.T) {
 	upgrade := []string{":method=GET", ":path=/kafka", ":authority=gateway", "connection=Upgrade", "upgrade=websocket", "sec-websocket-version=13"}
 
 	// No verified token: 401, no ticket.
-	r := e.request(t, filterID, "kafka", 0, upgrade...)
+	r := e.requestEnded(t, filterID, "kafka", 0, upgrade...)
 	if r.status != statusLocalReply || !strings.HasPrefix(r.reply, "401 ") || len(r.headers["x-pubsub-ticket"]) != 0 {
 		t.Fatalf("upgrade without identity: %+v, want a 401 local reply", r)
 	}
@@ -100,11 +100,16 @@ func TestIdentityThroughTheSharedLibrary(t *testing.T) {
 		t.Fatalf("session ended before exp %v", exp)
 	}
 
+	e.end(t, r) // the stream ends with the session
 	e.send(t, "metadata "+jwtAuthnNamespace+" -")
 	e.expect(t, "OK")
 	e.send(t, fmt.Sprintf("destroy %d", filterID))
 	e.expect(t, fmt.Sprintf("DESTROYED %d", filterID))
-	if _, violations := e.finish(t); violations != 0 {
+	fin, violations := e.finish(t)
+	if fin[0] != fin[1] || fin[2] != fin[3] {
+		t.Errorf("finalized %d of %d requests and %d of %d configs", fin[0], fin[1], fin[2], fin[3])
+	}
+	if violations != 0 {
 		t.Errorf("%d ABI rule violations; log:\n%s", violations, e.log())
 	}
 	if strings.Contains(e.log(), tenant) {

@@ -35,9 +35,10 @@ var processHosts = sync.OnceValue(func() *sessionhost.Hosts { return sessionhost
 // filterConfig is a parsed filter-level plugin_config. Its session host
 // hold is released when Envoy destroys it.
 type filterConfig struct {
-	doc     *config.Document
-	metrics *metrics
-	host    *sessionhost.Host
+	doc         *config.Document
+	metrics     *metrics
+	host        *sessionhost.Host
+	credentials *credentials
 	// verifier checks the tokens of cmd_auth (identity.jwt); nil without.
 	verifier    *identity.Verifier
 	destroyOnce sync.Once
@@ -48,6 +49,7 @@ type filterConfig struct {
 // main thread and returns at once.
 func (c *filterConfig) Destroy() {
 	c.destroyOnce.Do(func() {
+		c.credentials.close()
 		processHosts().Release(c.host, c.metrics)
 		if c.verifier != nil {
 			c.verifier.Close()
@@ -105,7 +107,7 @@ func (p *Parser) Parse(any *anypb.Any, callbacks api.ConfigCallbackHandler) (par
 		}
 		return nil, fmt.Errorf("pubsub: session server: %w", err)
 	}
-	return &filterConfig{doc: doc, metrics: m, host: host, verifier: verifier}, nil
+	return &filterConfig{doc: doc, metrics: m, host: host, credentials: newCredentials(doc, passwordFilePoll), verifier: verifier}, nil
 }
 
 func parseRoute(any *anypb.Any) (rc *routeConfig) {
@@ -174,6 +176,7 @@ type filter struct {
 	cfg          *filterConfig
 	routes       []*config.Route
 	routeInvalid error
+	ticket       string // issued for this stream; revoked by OnDestroy unless redeemed
 }
 
 // Local reply bodies.
@@ -183,6 +186,7 @@ const (
 	bodyNoCredentials   = "Kafka credentials for this route are unavailable\n"
 	bodyTooManyTickets  = "too many pending pub-sub upgrades; retry later\n"
 	bodyHostMoved       = "pub-sub sessions are served by a newer Envoy process now; retry\n"
+	bodyHostStarting    = "the pub-sub session server of this Envoy process is starting; retry\n"
 	bodyHostUnavailable = "the pub-sub session server is unavailable; retry later\n"
 )
 
@@ -201,8 +205,10 @@ func (f *filter) DecodeHeaders(headers api.RequestHeaderMap, endStream bool) api
 	upgrade, clientTicket := inspect(headers)
 	if !upgrade {
 		f.cfg.metrics.increment(f.cfg.metrics.upgradeRequired)
-		return f.reply(http.StatusUpgradeRequired, bodyUpgradeRequired, "pubsub_upgrade_required",
-			map[string][]string{"upgrade": {"websocket"}})
+		// No Upgrade header: Envoy removes it from the response to a request
+		// that is not an upgrade (ConnectionManagerUtility::
+		// mutateResponseHeaders, conn_manager_utility.cc:711-716 in v1.39.1).
+		return f.reply(http.StatusUpgradeRequired, bodyUpgradeRequired, "pubsub_upgrade_required", nil)
 	}
 	if clientTicket {
 		headers.Del(sessionhost.TicketHeader)
@@ -215,7 +221,7 @@ func (f *filter) DecodeHeaders(headers api.RequestHeaderMap, endStream bool) api
 	if len(claims) == 0 && f.identityRequired() {
 		return f.reply(http.StatusUnauthorized, bodyIdentityRequired, "pubsub_identity_required", nil)
 	}
-	snapshot, err := kc.WithPassword(f.secret)
+	snapshot, err := f.cfg.credentials.snapshot(cluster, kc, f.secret)
 	if err != nil {
 		api.LogErrorf("pubsub: refusing upgrade to cluster %s: kafka_clusters.%s.%v", cluster, cluster, err)
 		return f.reply(http.StatusServiceUnavailable, bodyNoCredentials, "pubsub_credentials_unavailable", nil)
@@ -228,6 +234,9 @@ func (f *filter) DecodeHeaders(headers api.RequestHeaderMap, endStream bool) api
 	case errors.Is(err, sessionhost.ErrTicketsFull):
 		api.LogWarnf("pubsub: refusing upgrade to cluster %s: %v", cluster, err)
 		return f.reply(http.StatusServiceUnavailable, bodyTooManyTickets, "pubsub_tickets_exhausted", nil)
+	case errors.Is(err, sessionhost.ErrStarting):
+		api.LogInfof("pubsub: refusing upgrade to cluster %s: %v", cluster, err)
+		return f.reply(http.StatusServiceUnavailable, bodyHostStarting, "pubsub_session_server_starting", nil)
 	case errors.Is(err, sessionhost.ErrSuperseded), errors.Is(err, sessionhost.ErrDraining):
 		api.LogInfof("pubsub: refusing upgrade to cluster %s: %v", cluster, err)
 		return f.reply(http.StatusServiceUnavailable, bodyHostMoved, "pubsub_session_server_moved", nil)
@@ -236,8 +245,23 @@ func (f *filter) DecodeHeaders(headers api.RequestHeaderMap, endStream bool) api
 		return f.reply(http.StatusServiceUnavailable, bodyHostUnavailable, "pubsub_session_server_unavailable", nil)
 	}
 	f.cfg.metrics.increment(f.cfg.metrics.ticketsIssued)
+	f.ticket = ticket
 	headers.Set(sessionhost.TicketHeader, ticket)
 	return api.Continue
+}
+
+// OnDestroy runs on the worker when the stream ends. A ticket the session
+// server has not redeemed by then never will be (the router answered 503,
+// the connect failed, or the client reset before the 101): it is revoked,
+// in O(1), instead of holding a place in the bounded store for its TTL.
+func (f *filter) OnDestroy(api.DestroyReason) {
+	if f.ticket == "" {
+		return
+	}
+	if f.cfg.host.Revoke(f.ticket) {
+		f.cfg.metrics.increment(f.cfg.metrics.ticketsRevoked)
+	}
+	f.ticket = ""
 }
 
 // secret reads an Envoy generic_secret; request-scoped, so only during

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"maps"
 	"runtime/debug"
 	"slices"
 	"sync"
@@ -165,6 +166,23 @@ func (rs *readerSet) retireLocked(r *partitionReader, err error) {
 	}
 }
 
+// readIDs returns the incarnation the consumer reads of each topic.
+func (rs *readerSet) readIDs() map[string][16]byte {
+	rs.mu.Lock()
+	defer rs.mu.Unlock()
+	return maps.Clone(rs.topicIDs)
+}
+
+// retireTopic stops every reader of topic with err if they read
+// incarnation id (see retireTopicLocked).
+func (rs *readerSet) retireTopic(topic string, id [16]byte, err error) {
+	rs.mu.Lock()
+	defer rs.mu.Unlock()
+	if cur, ok := rs.topicIDs[topic]; ok && cur == id {
+		rs.retireTopicLocked(topic, err)
+	}
+}
+
 // retireTopicLocked stops every reader of topic with err and makes the
 // consumer forget the topic, so that it learns its incarnation afresh.
 // Callers hold mu.
@@ -295,6 +313,13 @@ func (k *Cluster) deliverPoll(ctx context.Context, fetches kgo.Fetches, lastErr 
 		}
 	}()
 	rs := &k.readers
+	// A partition that is gone ends the readers of its topic, unless they
+	// read a newer incarnation than the one the poll failed on: one that
+	// started while the poll was handled.
+	var (
+		readIDs    map[string][16]byte
+		goneTopics []string
+	)
 	fetches.EachError(func(topic string, partition int32, err error) {
 		if ctx.Err() != nil || errors.Is(err, context.Canceled) || errors.Is(err, kgo.ErrClientClosed) {
 			return
@@ -312,15 +337,23 @@ func (k *Cluster) deliverPoll(ctx context.Context, fetches kgo.Fetches, lastErr 
 			return
 		}
 		if gone(err) {
-			rs.mu.Lock()
-			rs.retireTopicLocked(topic, ErrTopicNotFound)
-			rs.mu.Unlock()
+			if readIDs == nil {
+				readIDs = rs.readIDs()
+			}
+			if !slices.Contains(goneTopics, topic) {
+				goneTopics = append(goneTopics, topic)
+			}
 			return
 		}
 		if r != nil {
 			rs.retire(r, k.fetchCause(ctx, err))
 		}
 	})
+	for _, topic := range goneTopics {
+		if id, ok := readIDs[topic]; ok {
+			rs.retireTopic(topic, id, ErrTopicNotFound)
+		}
+	}
 	fetches.EachTopic(func(t kgo.FetchTopic) {
 		for i := range t.Partitions {
 			p := &t.Partitions[i]

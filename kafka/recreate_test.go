@@ -235,7 +235,11 @@ func TestRecreatedTopicUnderAGroupMember(t *testing.T) {
 	pushes.await(t, "the old records", func(values, _ []string) bool { return len(values) >= 10 })
 	recreate(t, f.kafka, "t", 3)
 	testkit.Produce(t, f.kafka.ListenAddrs(), "t", 0, valued("new", 5))
+	start := time.Now()
+	pushes.await(t, "the error", func(_, errs []string) bool { return len(errs) > 0 })
+	t.Logf("error after %v", time.Since(start))
 	pushes.await(t, "the new records", func(values, _ []string) bool { return len(values) >= 15 })
+	t.Logf("records after %v", time.Since(start))
 	pushes.mu.Lock()
 	defer pushes.mu.Unlock()
 	if got := pushes.values[10:]; !slices.Equal(got, []string{"new-0", "new-1", "new-2", "new-3", "new-4"}) {

@@ -85,7 +85,7 @@ func checkFile(file string, opts envoycheck.Options) []problem {
 	}
 	var out []problem
 	for _, s := range sources {
-		for _, p := range envoycheck.Problems(s.YAML, opts) {
+		for _, p := range s.Problems(opts) {
 			out = append(out, problem{text: s.Name + ": " + p.Error(), warning: envoycheck.IsWarning(p)})
 		}
 	}

@@ -35,6 +35,12 @@ type Options struct {
 	// LibraryPath is where the plugin's .so is installed; golang filters
 	// must load it from there. Default: the Docker image's LibraryPath.
 	LibraryPath string
+	// ReadDiscovered returns the text of the file at path, a
+	// path_config_source of a filter's config_discovery, as Envoy would
+	// read it (ErrNoDiscoveredFile if there is none). Source.Problems
+	// reads it beside the bootstrap. Default: nil, and such a filter is
+	// refused.
+	ReadDiscovered func(path string) ([]byte, error)
 }
 
 // Check parses doc (YAML or JSON) as an Envoy bootstrap and reports every

@@ -3,7 +3,6 @@ package envoycheck
 import (
 	"errors"
 	"fmt"
-	"slices"
 
 	golangv3alpha "github.com/envoyproxy/go-control-plane/contrib/envoy/extensions/filters/http/golang/v3alpha"
 	routev3 "github.com/envoyproxy/go-control-plane/envoy/config/route/v3"
@@ -137,14 +136,4 @@ func (w *wiring) checkKafkaRouteTimeout(where string, a *routev3.RouteAction) {
 		timeout = d.AsDuration().String()
 	}
 	w.warnf("%s: a kafka route's timeout is %s; set timeout: 0s so that the route timeout never runs during a session", where, timeout)
-}
-
-// checkDiscoveredFilter refuses a golang filter whose config comes from
-// extension config discovery (config_discovery): its plugin_config is not
-// in the bootstrap, so none of the checks could run on it.
-func (w *wiring) checkDiscoveredFilter(where string, hf *hcmv3.HttpFilter) {
-	golangType := "type.googleapis.com/" + string((&golangv3alpha.Config{}).ProtoReflect().Descriptor().FullName())
-	if slices.Contains(hf.GetConfigDiscovery().GetTypeUrls(), golangType) {
-		w.addf("%s: the golang filter's config comes from config_discovery; envoy-pubsub-check checks plugin configs inline in the bootstrap only (check the discovered config inline in a copy)", where)
-	}
 }

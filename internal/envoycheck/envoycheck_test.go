@@ -419,6 +419,18 @@ func TestBrokenBootstrapsAreRejected(t *testing.T) {
 		old:       "library_id: pubsub",
 		new:       `library_id: ""`,
 		want:      []string{"config_discovery /etc/envoy-config/pubsub-filter.yaml: resources[0]", "golang.v3alpha.Config", "LibraryId"},
+	}, {
+		name:      "drain time in a static listener",
+		bootstrap: exampleBootstrap,
+		old:       "pong_timeout: 15s",
+		new:       "pong_timeout: 15s\n                    drain_time: 600s",
+		want:      []string{"warning: ", "session.drain_time 10m0s: a static listener changes only by a restart"},
+	}, {
+		name:      "drain time in a discovered config",
+		bootstrap: kubernetesBootstrap,
+		old:       "ping_interval: 30s",
+		new:       "ping_interval: 30s\n          drain_time: 20s",
+		want:      []string{"warning: ", "(config_discovery /etc/envoy-config/pubsub-filter.yaml): session.drain_time 20s: a filter config from config_discovery is replaced without a drain"},
 	}}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {

@@ -10,6 +10,7 @@ import (
 	hcmv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/network/http_connection_manager/v3"
 	"google.golang.org/protobuf/types/known/anypb"
 
+	"github.com/envoy-pubsub/gateway/config"
 	"github.com/envoy-pubsub/gateway/filter"
 )
 
@@ -136,4 +137,22 @@ func (w *wiring) checkKafkaRouteTimeout(where string, a *routev3.RouteAction) {
 		timeout = d.AsDuration().String()
 	}
 	w.warnf("%s: a kafka route's timeout is %s; set timeout: 0s so that the route timeout never runs during a session", where, timeout)
+}
+
+// checkDrainTime warns about session.drain_time in a bootstrap's listener:
+// it says that a newer filter config on the socket replaces this one by a
+// listener update that drains it (LDS). Envoy updates a static listener
+// only by a restart, and a newer config that comes from extension config
+// discovery or another listener drains nothing: the older config's sessions
+// would get 1001 while Envoy would keep them.
+func (w *wiring) checkDrainTime(where string, doc *config.Document, discovered bool) {
+	d := doc.Session.DrainTime.Duration()
+	if d <= 0 {
+		return
+	}
+	why := "a static listener changes only by a restart"
+	if discovered {
+		why = "a filter config from config_discovery is replaced without a drain"
+	}
+	w.warnf("%s: session.drain_time %s: %s, so a newer config on the socket drains nothing and this config's sessions would get 1001 needlessly; set it only for listeners LDS replaces (docs/envoy-deployment.md, \"Restarts and shutdown\")", where, d, why)
 }

@@ -176,6 +176,7 @@ func (w *wiring) checkPlugin(cm *connectionManager) {
 		w.checkSecrets(where, golang, doc)
 		w.checkKafkaClusters(where, doc)
 		w.checkStreamIdleTimeout(cm)
+		w.checkDrainTime(where, doc, cm.discoveredFrom[hf] != "")
 	}
 }
 

@@ -487,7 +487,9 @@ func TestReplacedConfigurationsSessionsGet1001BeforeTheDrainEnds(t *testing.T) {
 	t.Cleanup(func() { hs.Release(h, nextStats) })
 	kept := session(t, sock, issueFor(t, h, next))
 
-	testkit.WaitClosedWith(t, drained, ws.StatusGoingAway)
+	if ce := testkit.WaitClosed(t, drained); ce.Code != ws.StatusGoingAway || ce.Reason != "server shutting down" {
+		t.Errorf("closed with %d %q, want 1001 \"server shutting down\"", ce.Code, ce.Reason)
+	}
 	if elapsed, want := time.Since(replacedAt), drainTime-DrainLead(drainTime); elapsed < want {
 		t.Errorf("closed %v after the replacement, before drain_time - DrainLead = %v", elapsed, want)
 	}

@@ -11,6 +11,7 @@ import {
   type KafkaMessage,
   type StartPosition,
   type Subscription,
+  type SubscriptionEnd,
   type SubscriptionEvent,
 } from "../src/index.js";
 
@@ -154,7 +155,7 @@ async function start(): Promise<void> {
   }
 }
 
-function onEvent(ev: SubscriptionEvent): void {
+function onEvent(ev: SubscriptionEvent | SubscriptionEnd): void {
   if (ev.kind === "error") {
     showMessage(`Partition ${ev.partition ?? "?"} of "${ev.topic}" stopped: ${ev.error.message}`);
     return;

@@ -25,9 +25,9 @@ function hasProtoc() {
 test("src/gen is what `npm run generate` makes from proto/pubsub.proto", { skip: !hasProtoc() && "protoc not installed" }, async () => {
   const dir = await mkdtemp(join(tmpdir(), "pubsub-gen-"));
   await run("npm", ["run", "--silent", "generate"], { cwd: pkg, env: { ...process.env, OUT_DIR: dir } });
-  const fresh = await readFile(join(dir, "pubsub_pb.ts"), "utf8");
-  const committed = await readFile(join(pkg, "src/gen/pubsub_pb.ts"), "utf8");
-  assert.ok(fresh === committed, "src/gen/pubsub_pb.ts is stale: run `npm run generate` in clients/js");
+  const fresh = await readFile(join(dir, "pubsub.ts"), "utf8");
+  const committed = await readFile(join(pkg, "src/gen/pubsub.ts"), "utf8");
+  assert.ok(fresh === committed, "src/gen/pubsub.ts is stale: run `npm run generate` in clients/js");
 });
 
 test("web/static is what `npm run build` bundles from page/ and src/", async () => {

@@ -3,14 +3,8 @@
 // resume offsets (next_offset honoured, no record delivered twice).
 import assert from "node:assert/strict";
 import { test } from "node:test";
-import { create, fromBinary, toBinary } from "@bufbuild/protobuf";
-import {
-  KafkaFetchRespSchema,
-  KafkaMessageSchema,
-  PubSubReqSchema,
-  PubSubRespSchema,
-} from "../dist/gen/pubsub_pb.js";
-import { AbortedError, ConnectionClosedError, RequestTimeoutError, ServerError, connect } from "../dist/index.js";
+import { PubSubReq, PubSubResp } from "../dist/gen/pubsub.js";
+import { AbortedError, ConnectionClosedError, PubSubError, RequestTimeoutError, RequestTooLargeError, ServerError, connect } from "../dist/index.js";
 import { eventually } from "./harness.mjs";
 
 /**
@@ -20,6 +14,8 @@ import { eventually } from "./harness.mjs";
  */
 class FakeSocket {
   static accept = () => true;
+  /** The reason of a refused connection (Node's ws names the HTTP status there). */
+  static refusal = "";
   static sockets = [];
   binaryType = "blob";
   onopen = null;
@@ -29,17 +25,19 @@ class FakeSocket {
   requests = [];
   onRequest = () => {};
 
-  constructor(url) {
+  constructor(url, protocols, options) {
     this.url = url;
+    this.protocols = protocols;
+    this.options = options;
     FakeSocket.sockets.push(this);
     setTimeout(() => {
       if (FakeSocket.accept(this)) this.onopen?.({});
-      else this.serverClose(1006, "");
+      else this.serverClose(1006, FakeSocket.refusal);
     }, 0);
   }
 
   send(data) {
-    const req = fromBinary(PubSubReqSchema, data);
+    const req = PubSubReq.decode(data);
     this.requests.push(req);
     this.onRequest(req);
   }
@@ -48,9 +46,10 @@ class FakeSocket {
     this.closed = true;
   }
 
-  /** The server sends resp. */
-  reply(init) {
-    const bytes = toBinary(PubSubRespSchema, create(PubSubRespSchema, init));
+  /** The server sends resp ({sequence, resp: {case, value}}, value's fields defaulted). */
+  reply({ sequence, resp }) {
+    const value = { ...respDefaults[resp.case], ...resp.value };
+    const bytes = PubSubResp.encode({ sequence: BigInt(sequence), resp: { $case: resp.case, value } }).finish();
     this.onmessage?.({ data: bytes.buffer.slice(bytes.byteOffset, bytes.byteOffset + bytes.byteLength) });
   }
 
@@ -60,14 +59,27 @@ class FakeSocket {
   }
 }
 
+/** The default of every field of the replies the tests send. */
+const respDefaults = {
+  errorResp: { code: 0, message: "" },
+  pongResp: { state: new Uint8Array() },
+  kafkaFetchResp: { messages: [], topic: "", partition: 0, nextOffset: 0n },
+  kafkaListOffsetResp: { offset: 0n },
+  kafkaSubscribeResp: { partitions: [] },
+  kafkaUnsubscribeResp: { subscription: 0n },
+  kafkaAssignment: { topic: "", assigned: [], revoked: [] },
+  authResp: { expiresAt: 0n },
+};
+
 function fakeOptions(extra = {}) {
   FakeSocket.accept = () => true;
+  FakeSocket.refusal = "";
   FakeSocket.sockets = [];
   return { WebSocket: FakeSocket, keepaliveIntervalMs: 0, ...extra };
 }
 
 const records = (from, n) => Array.from({ length: n }, (_, i) =>
-  create(KafkaMessageSchema, { offset: BigInt(from + i), value: new TextEncoder().encode(`v${from + i}`) }));
+  ({ offset: BigInt(from + i), timestamp: 0n, key: new Uint8Array(), value: new TextEncoder().encode(`v${from + i}`), headers: [] }));
 
 test("replies are matched by sequence, whatever their order", async () => {
   const c = await connect("ws://test/kafka", fakeOptions());
@@ -96,7 +108,7 @@ test("fetch continues at next_offset when the server sets it, else at last + 1",
     const value = from === 0
       ? { messages: records(0, 3), nextOffset: 10n } // offsets 3..9 hold no data record
       : { messages: records(from, 2) };
-    ws.reply({ sequence: req.sequence, resp: { case: "kafkaFetchResp", value: create(KafkaFetchRespSchema, value) } });
+    ws.reply({ sequence: req.sequence, resp: { case: "kafkaFetchResp", value: value } });
   };
   assert.equal((await c.fetch("t", 0, 0)).nextOffset, 10n);
   assert.equal((await c.fetch("t", 0, 10)).nextOffset, 12n);
@@ -121,12 +133,12 @@ test("keepalive finds a connection that stopped answering and reconnects", async
   const c = await connect("ws://test/kafka", fakeOptions({
     keepaliveIntervalMs: 20,
     keepaliveTimeoutMs: 30,
-    reconnect: { initialDelayMs: 1 },
+    reconnect: { initialDelayMs: 1, restartDelayMs: 1 },
     onStateChange: (s) => states.push(s),
   }));
   const dead = FakeSocket.sockets[0]; // never answers
   await eventually(() => FakeSocket.sockets.length === 2 && c.state.state === "connected", 5_000, "reconnect");
-  assert.ok(dead.requests.length >= 1 && dead.requests[0].req.case === "cmdPing");
+  assert.ok(dead.requests.length >= 1 && dead.requests[0].req.$case === "cmdPing");
   assert.ok(dead.closed);
   const r = states.find((s) => s.state === "reconnecting");
   assert.equal(r.closeCode, 1006);
@@ -139,33 +151,111 @@ test("keepalive finds a connection that stopped answering and reconnects", async
   c.close();
 });
 
-test("reconnect waits longer after every failed attempt and gives up after maxAttempts", async () => {
-  const states = [];
-  const c = await connect("ws://test/kafka", fakeOptions({
-    reconnect: { initialDelayMs: 4, maxDelayMs: 20, maxAttempts: 5 },
-    onStateChange: (s) => states.push(s),
-  }));
-  FakeSocket.accept = () => false;
-  FakeSocket.sockets[0].serverClose(1001, "going away");
-  await eventually(() => c.state.state === "closed", 5_000, "giving up");
-  const delays = states.filter((s) => s.state === "reconnecting").map((s) => [s.attempt, s.delayMs]);
-  assert.deepEqual(delays.map(([a]) => a), [1, 2, 3, 4, 5]);
-  const bases = [4, 8, 16, 20, 20];
-  delays.forEach(([, d], i) => assert.ok(d >= bases[i] * 0.8 - 1 && d <= bases[i] * 1.2 + 1, `attempt ${i + 1}: ${d} ms`));
-  assert.equal(c.state.closeCode, 1006);
+/** Runs fn with Math.random returning r (the client's jitter). */
+async function withRandom(r, fn) {
+  const real = Math.random;
+  Math.random = () => r;
+  try {
+    return await fn();
+  } finally {
+    Math.random = real;
+  }
+}
+
+/** The [attempt, delayMs] of every reconnecting state. */
+const waits = (states) => states.filter((s) => s.state === "reconnecting").map((s) => [s.attempt, s.delayMs]);
+
+test("reconnect waits are drawn between 0 and a cap that doubles per attempt (full jitter); it gives up after maxAttempts", async () => {
+  for (const [r, want] of [[1, [4, 8, 16, 20, 20]], [0.5, [2, 4, 8, 10, 10]], [0, [0, 0, 0, 0, 0]]]) {
+    const states = [];
+    const c = await connect("ws://test/kafka", fakeOptions({
+      reconnect: { initialDelayMs: 4, maxDelayMs: 20, maxAttempts: 5 },
+      onStateChange: (s) => states.push(s),
+    }));
+    FakeSocket.accept = () => false;
+    await withRandom(r, async () => {
+      FakeSocket.sockets[0].serverClose(1006, "");
+      await eventually(() => c.state.state === "closed", 5_000, "giving up");
+    });
+    assert.deepEqual(waits(states), want.map((d, i) => [i + 1, d]), `random ${r}`);
+    assert.equal(c.state.closeCode, 1006);
+  }
 });
 
-test("a close code that says the client broke the protocol is not retried", async () => {
-  for (const code of [1002, 1003, 1007, 1008, 1009]) {
+test("after 1001, 4008 or a 503 the first wait's cap is restartDelayMs", async () => {
+  for (const [code, reason] of [[1001, "going away"], [4008, "slow consumer"], [1006, "Unexpected server response: 503"]]) {
+    const states = [];
+    const c = await connect("ws://test/kafka", fakeOptions({
+      reconnect: { initialDelayMs: 4, maxDelayMs: 100, restartDelayMs: 30, maxAttempts: 3 },
+      onStateChange: (s) => states.push(s),
+    }));
+    FakeSocket.accept = () => false;
+    await withRandom(1, async () => {
+      FakeSocket.sockets[0].serverClose(code, reason);
+      await eventually(() => c.state.state === "closed", 5_000, "giving up");
+    });
+    assert.deepEqual(waits(states), [[1, 30], [2, 60], [3, 100]], `close ${code} ${reason}`);
+  }
+});
+
+test("the attempt count resets only once a connection stayed up for resetAfterMs", async () => {
+  const states = [];
+  const c = await connect("ws://test/kafka", fakeOptions({
+    reconnect: { initialDelayMs: 1, maxDelayMs: 1, resetAfterMs: 200 },
+    onStateChange: (s) => states.push(s),
+  }));
+  // Accepted, then dropped at once, three times: the count goes on.
+  for (let i = 0; i < 3; i++) {
+    FakeSocket.sockets.at(-1).serverClose(1006, "");
+    await eventually(() => FakeSocket.sockets.length === i + 2 && c.state.state === "connected", 5_000, "reconnect");
+  }
+  assert.deepEqual(waits(states).map(([a]) => a), [1, 2, 3]);
+  // A connection that stays up resets it.
+  await new Promise((r) => setTimeout(r, 250));
+  FakeSocket.sockets.at(-1).serverClose(1006, "");
+  await eventually(() => c.state.state === "connected" && FakeSocket.sockets.length === 5, 5_000, "reconnect");
+  assert.deepEqual(waits(states).map(([a]) => a), [1, 2, 3, 1]);
+  c.close();
+});
+
+test("a close code that says the client broke the protocol is not retried; 1009 is", async () => {
+  for (const code of [1002, 1003, 1007, 1008]) {
     const c = await connect("ws://test/kafka", fakeOptions());
     FakeSocket.sockets[0].serverClose(code, "bad client");
     assert.deepEqual(c.state, { state: "closed", closeCode: code, reason: "bad client" });
     assert.equal(FakeSocket.sockets.length, 1);
   }
+  // The client never sends a frame over maxFrameBytes: a 1009 is something else, and passes.
+  const c = await connect("ws://test/kafka", fakeOptions({ reconnect: { initialDelayMs: 1, restartDelayMs: 1 } }));
+  FakeSocket.sockets[0].serverClose(1009, "message too big");
+  await eventually(() => FakeSocket.sockets.length === 2 && c.state.state === "connected", 5_000, "reconnect after 1009");
+  c.close();
+});
+
+test("the first connect tries again until the server accepts, unless reconnect is false", async () => {
+  const options = fakeOptions({ reconnect: { initialDelayMs: 2, maxDelayMs: 5 } });
+  let refusals = 3;
+  FakeSocket.accept = () => refusals-- <= 0;
+  const states = [];
+  const c = await connect("ws://test/kafka", { ...options, onStateChange: (s) => states.push(s.state) });
+  assert.equal(FakeSocket.sockets.length, 4);
+  assert.deepEqual(states.filter((s) => s === "reconnecting").length, 3);
+  c.close();
+
+  const once = fakeOptions({ reconnect: false });
+  FakeSocket.accept = () => false;
+  await assert.rejects(connect("ws://test/kafka", once), (e) => e instanceof ConnectionClosedError && e.closeCode === 1006);
+  assert.equal(FakeSocket.sockets.length, 1);
+  // An upgrade refused as a client error (404) is not tried again either.
+  const refusedOptions = fakeOptions({ reconnect: { initialDelayMs: 1, restartDelayMs: 1 } });
+  FakeSocket.accept = () => false;
+  FakeSocket.refusal = "Unexpected server response: 404";
+  await assert.rejects(connect("ws://test/nope", refusedOptions), (e) => e instanceof ConnectionClosedError && /404/.test(e.reason));
+  assert.equal(FakeSocket.sockets.length, 1);
 });
 
 test("in-flight requests fail when the connection is lost; requests made while reconnecting wait for it", async () => {
-  const c = await connect("ws://test/kafka", fakeOptions({ reconnect: { initialDelayMs: 1 } }));
+  const c = await connect("ws://test/kafka", fakeOptions({ reconnect: { initialDelayMs: 1, restartDelayMs: 1 } }));
   const inFlight = c.ping();
   FakeSocket.accept = () => false;
   FakeSocket.sockets[0].serverClose(1001, "going away");
@@ -182,10 +272,10 @@ test("in-flight requests fail when the connection is lost; requests made while r
 });
 
 test("a resumed subscription asks for the offset after the last one delivered and never repeats a record", async () => {
-  const c = await connect("ws://test/kafka", fakeOptions({ reconnect: { initialDelayMs: 1 } }));
+  const c = await connect("ws://test/kafka", fakeOptions({ reconnect: { initialDelayMs: 1, restartDelayMs: 1 } }));
   const push = (ws, seq, partition, msgs, nextOffset = 0n) => ws.reply({
     sequence: seq,
-    resp: { case: "kafkaFetchResp", value: create(KafkaFetchRespSchema, { topic: "t", partition, messages: msgs, nextOffset }) },
+    resp: { case: "kafkaFetchResp", value: { topic: "t", partition, messages: msgs, nextOffset } },
   });
   const ack = (ws, req, starts) => ws.reply({
     sequence: req.sequence,
@@ -195,7 +285,7 @@ test("a resumed subscription asks for the offset after the last one delivered an
   ws.onRequest = (req) => ack(ws, req, [[0, 0], [1, 5]]);
   const got = [];
   const sub = await c.subscribe({ topic: "t", start: "earliest", maxRecords: 3 },
-    (ev) => got.push(...ev.records.map((r) => `${ev.partition}:${r.offset}`)));
+    (ev) => ev.kind === "records" && got.push(...ev.records.map((r) => `${ev.partition}:${r.offset}`)));
   const seq = ws.requests[0].sequence;
   push(ws, seq, 0, records(0, 3));
   push(ws, seq, 1, records(5, 1), 9n); // 6..8 hold no data record
@@ -230,7 +320,7 @@ test("a subscription acknowledged after its request timed out is unsubscribed", 
   await assert.rejects(c.subscribe({ topic: "t" }), (e) => e instanceof RequestTimeoutError);
   const seq = ws.requests[0].sequence;
   ws.reply({ sequence: seq, resp: { case: "kafkaSubscribeResp", value: { partitions: [{ partition: 0, offset: 0n }] } } });
-  assert.equal(ws.requests[1].req.case, "cmdKafkaUnsubscribe");
+  assert.equal(ws.requests[1].req.$case, "cmdKafkaUnsubscribe");
   assert.equal(ws.requests[1].req.value.subscription, seq);
   c.close();
 });
@@ -251,27 +341,32 @@ test("a partition failure is reported and that partition is not resumed", async 
   assert.deepEqual(await it.next(), { done: true, value: undefined });
 });
 
-test("a subscription whose partitions all failed ends at the next reconnect instead of subscribing to every partition", async () => {
-  const c = await connect("ws://test/kafka", fakeOptions({ reconnect: { initialDelayMs: 1 } }));
+test("a plain subscription whose partitions all failed ends with the last error: end event, closed, no resume", async () => {
+  const c = await connect("ws://test/kafka", fakeOptions({ reconnect: { initialDelayMs: 1, restartDelayMs: 1 } }));
   const ws = FakeSocket.sockets[0];
   ws.onRequest = (req) => ws.reply({ sequence: req.sequence, resp: { case: "kafkaSubscribeResp", value: { partitions: [{ partition: 3, offset: 0n }] } } });
-  const sub = await c.subscribe({ topic: "t", partitions: [3] }, () => {});
+  const events = [];
+  const sub = await c.subscribe({ topic: "t", partitions: [3] }, (ev) => events.push(ev));
   ws.reply({ sequence: ws.requests[0].sequence, resp: { case: "errorResp", value: { message: "failed to subscribe, topic: t, partition: 3, err: UNKNOWN_TOPIC_OR_PARTITION" } } });
+  assert.ok(sub.ended);
+  const err = await sub.closed;
+  assert.ok(err instanceof ServerError && err.partition === 3 && err.cause === "UNKNOWN_TOPIC_OR_PARTITION");
+  assert.deepEqual(events.map((e) => e.kind), ["error", "end"]);
+  assert.equal(events[1].error, err);
   ws.serverClose(1001, "going away");
   await eventually(() => c.state.state === "connected" && FakeSocket.sockets.length === 2, 5_000, "reconnect");
-  assert.ok(sub.ended);
   assert.equal(FakeSocket.sockets[1].requests.length, 0);
   c.close();
 });
 
 test("a group subscription loses its partitions with the connection and resubscribes with the group and no offsets", async () => {
-  const c = await connect("ws://test/kafka", fakeOptions({ reconnect: { initialDelayMs: 1 } }));
+  const c = await connect("ws://test/kafka", fakeOptions({ reconnect: { initialDelayMs: 1, restartDelayMs: 1 } }));
   const ackGroup = (ws, req) => ws.reply({ sequence: req.sequence, resp: { case: "kafkaSubscribeResp", value: {} } });
   const assignment = (ws, seq, assigned, revoked = []) => ws.reply({
     sequence: seq, resp: { case: "kafkaAssignment", value: { topic: "t", assigned, revoked } },
   });
   const push = (ws, seq, partition, msgs) => ws.reply({
-    sequence: seq, resp: { case: "kafkaFetchResp", value: create(KafkaFetchRespSchema, { topic: "t", partition, messages: msgs }) },
+    sequence: seq, resp: { case: "kafkaFetchResp", value: { topic: "t", partition, messages: msgs } },
   });
   let ws = FakeSocket.sockets[0];
   ws.onRequest = (req) => ackGroup(ws, req);
@@ -293,7 +388,7 @@ test("a group subscription loses its partitions with the connection and resubscr
   ws = FakeSocket.sockets[1];
   await eventually(() => ws.requests.length === 1, 5_000, "resubscribe");
   const resub = ws.requests[0].req.value;
-  assert.deepEqual([resub.group, resub.partitions, resub.offsets, resub.start.case], ["g", [], {}, "earliest"]);
+  assert.deepEqual([resub.group, resub.partitions, resub.offsets, resub.start.$case], ["g", [], {}, "earliest"]);
   ackGroup(ws, ws.requests[0]);
   const seq2 = ws.requests[0].sequence;
   assignment(ws, seq2, [0]);

@@ -3,6 +3,7 @@
 // resume offsets (next_offset honoured, no record delivered twice).
 import assert from "node:assert/strict";
 import { test } from "node:test";
+import vm from "node:vm";
 import { PubSubReq, PubSubResp } from "../dist/gen/pubsub.js";
 import { AbortedError, ConnectionClosedError, PubSubError, RequestTimeoutError, RequestTooLargeError, ServerError, connect } from "../dist/index.js";
 import { eventually } from "./harness.mjs";
@@ -406,4 +407,208 @@ test("a group subscription loses its partitions with the connection and resubscr
   ]);
   assert.equal(sub.group, "g");
   c.close();
+});
+
+test("every error class names itself explicitly, and ServerError is parsed once into its parts", () => {
+  const cases = [
+    [new PubSubError("x"), "PubSubError"],
+    [new ServerError("failed to fetch message, topic: t, partition: 2, err: broker unreachable"), "ServerError"],
+    [new RequestTimeoutError("ping", 5), "RequestTimeoutError"],
+    [new ConnectionClosedError(1001, "going away"), "ConnectionClosedError"],
+    [new AbortedError("aborted"), "AbortedError"],
+    [new RequestTooLargeError("produce", 2, 1), "RequestTooLargeError"],
+  ];
+  for (const [err, name] of cases) {
+    assert.equal(err.name, name);
+    assert.ok(err instanceof PubSubError && err instanceof Error);
+    assert.ok(String(err).startsWith(`${name}: `));
+  }
+  const e = cases[1][0];
+  assert.deepEqual([e.op, e.topic, e.partition, e.cause, e.retriable, e.code], ["fetch message", "t", 2, "broker unreachable", true, 0]);
+  const oor = new ServerError("failed to subscribe, topic: orders, partition: 0, err: OFFSET_OUT_OF_RANGE");
+  assert.deepEqual([oor.op, oor.topic, oor.partition, oor.cause, oor.retriable], ["subscribe", "orders", 0, "OFFSET_OUT_OF_RANGE", false]);
+  const leader = new ServerError("failed to list offset, topic: a.b-c, partition: 11, err: NOT_LEADER_FOR_PARTITION");
+  assert.deepEqual([leader.topic, leader.partition, leader.retriable], ["a.b-c", 11, true]);
+  const group = new ServerError("failed to commit offset, group: g, topic: t, err: group not allowed");
+  assert.deepEqual([group.op, group.topic, group.partition, group.cause, group.retriable], ["commit offset", "t", undefined, "group not allowed", false]);
+  const other = new ServerError("unknown command", 3);
+  assert.deepEqual([other.op, other.topic, other.partition, other.cause, other.retriable, other.code], [undefined, undefined, undefined, "unknown command", false, 3]);
+});
+
+test("a request over maxFrameBytes is refused locally, nothing is sent, and the client stays connected", async () => {
+  const c = await connect("ws://test/kafka", fakeOptions({ maxFrameBytes: 1000 }));
+  const ws = FakeSocket.sockets[0];
+  await assert.rejects(c.produce("t", 0, [{ value: new Uint8Array(1000) }]),
+    (e) => e instanceof RequestTooLargeError && e.maxFrameBytes === 1000 && e.bytes > 1000 && e.name === "RequestTooLargeError");
+  assert.equal(ws.requests.length, 0);
+  assert.equal(c.state.state, "connected");
+  ws.onRequest = (req) => ws.reply({ sequence: req.sequence, resp: { case: "kafkaProduceResp", value: { offsets: [{ partition: 0, offset: 7n }] } } });
+  assert.deepEqual(await c.produce("t", 0, [{ value: new Uint8Array(900) }]), [{ partition: 0, offset: 7n }]);
+  c.close();
+});
+
+test("subprotocols and upgrade headers reach the WebSocket class; none are passed when not given", async () => {
+  const c = await connect("ws://test/kafka", fakeOptions({ protocols: ["pubsub.v1"], headers: { Authorization: "Bearer t" } }));
+  assert.deepEqual([FakeSocket.sockets[0].protocols, FakeSocket.sockets[0].options], [["pubsub.v1"], { headers: { Authorization: "Bearer t" } }]);
+  c.close();
+  const plain = await connect("ws://test/kafka", fakeOptions());
+  assert.deepEqual([FakeSocket.sockets[0].protocols, FakeSocket.sockets[0].options], [undefined, undefined]);
+  plain.close();
+});
+
+test("a binary message made in another realm (an iframe's or a worker's ArrayBuffer) is read", async () => {
+  const c = await connect("ws://test/kafka", fakeOptions());
+  const ws = FakeSocket.sockets[0];
+  const p = c.listOffset("t", 0, "latest");
+  const bytes = PubSubResp.encode({ sequence: ws.requests[0].sequence, resp: { $case: "kafkaListOffsetResp", value: { offset: 5n } } }).finish();
+  const foreign = vm.runInNewContext(`new ArrayBuffer(${bytes.length})`);
+  assert.ok(!(foreign instanceof ArrayBuffer));
+  new Uint8Array(foreign).set(bytes);
+  ws.onmessage({ data: foreign });
+  assert.equal(await p, 5n);
+  c.close();
+});
+
+/** A fake server for subscriptions of topic "t": acks with starts, pushes on request. */
+function subscriptionServer(ws, starts) {
+  const s = { subscribes: [], unsubscribes: [], refuse: [] };
+  ws.onRequest = (req) => {
+    if (req.req.$case === "cmdKafkaSubscribe") {
+      s.subscribes.push(req);
+      const refusal = s.refuse.shift();
+      if (refusal) {
+        ws.reply({ sequence: req.sequence, resp: { case: "errorResp", value: { message: refusal } } });
+        return;
+      }
+      const offsets = req.req.value.offsets;
+      ws.reply({ sequence: req.sequence, resp: { case: "kafkaSubscribeResp", value: {
+        partitions: starts.map(([partition, offset]) => ({ partition, offset: offsets[partition] ?? BigInt(offset) })),
+      } } });
+    } else if (req.req.$case === "cmdKafkaUnsubscribe") {
+      s.unsubscribes.push(req.req.value.subscription);
+      ws.reply({ sequence: req.sequence, resp: { case: "kafkaUnsubscribeResp", value: { subscription: req.req.value.subscription } } });
+    } else if (req.req.$case === "cmdKafkaListOffset") {
+      const { partition, timestamp } = req.req.value;
+      ws.reply({ sequence: req.sequence, resp: { case: "kafkaListOffsetResp", value: { offset: (timestamp === -2n ? 100n : 500n) + BigInt(partition) } } });
+    }
+  };
+  s.push = (partition, from, n, seq = s.subscribes.at(-1).sequence) => ws.reply({
+    sequence: seq, resp: { case: "kafkaFetchResp", value: { topic: "t", partition, messages: records(from, n) } },
+  });
+  return s;
+}
+
+test("concurrent next() calls get the events in order; the iterator throws the error that ended it", async () => {
+  const c = await connect("ws://test/kafka", fakeOptions());
+  const server = subscriptionServer(FakeSocket.sockets[0], [[0, 0]]);
+  const sub = await c.subscribe({ topic: "t", partitions: [0] });
+  const it = sub[Symbol.asyncIterator]();
+  const [a, b, d] = [it.next(), it.next(), it.next()];
+  server.push(0, 0, 1);
+  server.push(0, 1, 2);
+  assert.deepEqual((await a).value.records.map((r) => r.offset), [0n]);
+  assert.deepEqual((await b).value.records.map((r) => r.offset), [1n, 2n]);
+  FakeSocket.sockets[0].reply({ sequence: server.subscribes[0].sequence, resp: { case: "errorResp", value: { message: "failed to subscribe, topic: t, partition: 0, err: not found topic" } } });
+  assert.equal((await d).value.kind, "error");
+  const e = it.next();
+  const after = it.next();
+  await assert.rejects(e, (err) => err instanceof ServerError && err.cause === "not found topic");
+  assert.deepEqual(await after, { done: true, value: undefined });
+  assert.equal((await sub.closed).cause, "not found topic");
+  c.close();
+});
+
+test("an unread iterator stops the server at maxBufferedRecords and resumes after its queue, with nothing lost or twice", async () => {
+  const c = await connect("ws://test/kafka", fakeOptions());
+  const ws = FakeSocket.sockets[0];
+  const server = subscriptionServer(ws, [[0, 0], [1, 0]]);
+  const sub = await c.subscribe({ topic: "t", start: "earliest", maxBufferedRecords: 10 });
+  const first = server.subscribes[0].sequence;
+  server.push(0, 0, 6);
+  server.push(1, 0, 4);
+  assert.deepEqual([sub.buffered, server.unsubscribes.length], [10, 0]);
+  server.push(0, 6, 3); // over the limit: the client unsubscribes
+  assert.deepEqual([sub.buffered, server.unsubscribes], [13, [first]]);
+  // Taking records moves positions; the resume waits until half the queue is read.
+  const it = sub[Symbol.asyncIterator]();
+  assert.deepEqual([...sub.positions], [[0, 0n], [1, 0n]]);
+  await it.next();
+  assert.deepEqual([sub.buffered, sub.positions.get(0), server.subscribes.length], [7, 6n, 1]);
+  await it.next();
+  assert.deepEqual([sub.buffered, sub.positions.get(1), server.subscribes.length], [3, 4n, 2]);
+  const resume = server.subscribes[1].req.value;
+  assert.deepEqual([[...resume.partitions].sort(), Object.entries(resume.offsets).sort()], [[0, 1], [["0", 9n], ["1", 4n]]]);
+  server.push(0, 9, 1);
+  server.push(0, 6, 1, first); // the old subscription is gone
+  const offsets = [];
+  for (let i = 0; i < 2; i++) offsets.push(...(await it.next()).value.records.map((r) => r.offset));
+  assert.deepEqual(offsets, [6n, 7n, 8n, 9n]);
+  assert.deepEqual([sub.buffered, sub.positions.get(0)], [0, 10n]);
+  c.close();
+});
+
+test("a resume refused for a while is tried again with backoff; one refused for good ends the subscription", async () => {
+  const c = await connect("ws://test/kafka", fakeOptions({ reconnect: { initialDelayMs: 1, restartDelayMs: 1, maxDelayMs: 5 } }));
+  let server = subscriptionServer(FakeSocket.sockets[0], [[0, 0]]);
+  const events = [];
+  const sub = await c.subscribe({ topic: "t", partitions: [0] }, (ev) => events.push(ev));
+  server.push(0, 0, 2);
+  FakeSocket.accept = (ws) => {
+    server = subscriptionServer(ws, [[0, 0]]);
+    server.refuse.push(
+      "failed to subscribe, topic: t, partition: 0, err: broker unreachable",
+      "failed to subscribe, topic: t, partition: 0, err: NOT_LEADER_FOR_PARTITION",
+    );
+    return true;
+  };
+  FakeSocket.sockets[0].serverClose(1006, "");
+  await eventually(() => server.subscribes.length === 3, 5_000, "resume attempts");
+  assert.ok(!sub.ended);
+  assert.deepEqual(server.subscribes.map((r) => r.req.value.offsets[0]), [2n, 2n, 2n]);
+  server.push(0, 2, 1);
+  assert.deepEqual(events.flatMap((e) => e.records?.map((r) => r.offset) ?? []), [0n, 1n, 2n]);
+
+  // The topic was deleted meanwhile: the resume is refused and the subscription ends with it.
+  FakeSocket.accept = (ws) => {
+    server = subscriptionServer(ws, [[0, 0]]);
+    server.refuse.push("failed to subscribe, topic: t, partition: 0, err: not found topic");
+    return true;
+  };
+  FakeSocket.sockets.at(-1).serverClose(1006, "");
+  const err = await sub.closed;
+  assert.ok(err instanceof ServerError && err.cause === "not found topic");
+  assert.deepEqual(events.at(-1), { kind: "end", error: err });
+  assert.equal(events.filter((e) => e.kind === "end").length, 1);
+  c.close();
+});
+
+test("a resumed partition out of the log follows autoOffsetReset, per partition", async () => {
+  for (const [reset, want] of [["earliest", 100n], ["latest", 500n], ["error", undefined]]) {
+    const c = await connect("ws://test/kafka", fakeOptions({ reconnect: { initialDelayMs: 1, restartDelayMs: 1 } }));
+    let server = subscriptionServer(FakeSocket.sockets[0], [[0, 0], [1, 0]]);
+    const events = [];
+    const sub = await c.subscribe({ topic: "t", start: "earliest", autoOffsetReset: reset === "error" ? undefined : reset }, (ev) => events.push(ev));
+    server.push(0, 0, 3);
+    server.push(1, 0, 3);
+    FakeSocket.accept = (ws) => {
+      server = subscriptionServer(ws, [[0, 0], [1, 0]]);
+      server.refuse.push("failed to subscribe, topic: t, partition: 0, err: OFFSET_OUT_OF_RANGE");
+      return true;
+    };
+    FakeSocket.sockets[0].serverClose(1006, "");
+    await eventually(() => server.subscribes.length === 2, 5_000, `resume (${reset})`);
+    const resumed = server.subscribes[1].req.value;
+    if (want === undefined) {
+      // "error" (the default): partition 0 stops with an error event, partition 1 goes on.
+      assert.deepEqual([resumed.partitions, resumed.offsets], [[1], { 1: 3n }]);
+      const e = events.find((ev) => ev.kind === "error");
+      assert.ok(e && e.partition === 0 && e.error.cause === "OFFSET_OUT_OF_RANGE");
+      assert.deepEqual([...sub.positions], [[1, 3n]]);
+    } else {
+      assert.deepEqual([[...resumed.partitions].sort(), resumed.offsets], [[0, 1], { 0: want, 1: 3n }]);
+      assert.ok(!events.some((ev) => ev.kind === "error"));
+    }
+    assert.ok(!sub.ended);
+    c.close();
+  }
 });

@@ -47,7 +47,8 @@ function waitForLine(lines, re, timeoutMs, what) {
 
 /**
  * Starts testkafka with topics ("orders:2,secret:1") and returns its brokers,
- * produce(topic, partition, count, first) -> offsets, and stop().
+ * produce(topic, partition, count, first, size) -> offsets, deleteRecords,
+ * deleteTopic and stop().
  */
 export async function startKafka(t, topics) {
   const bins = await buildBinaries();
@@ -73,18 +74,33 @@ export async function startKafka(t, topics) {
   t.after(stop);
   const { brokers } = await next();
   let queue = Promise.resolve();
+  /** Sends one request to testkafka and resolves with its reply, one at a time. */
+  const call = (req) => {
+    const result = queue.then(async () => {
+      proc.stdin.write(JSON.stringify(req) + "\n");
+      const reply = await next();
+      if (reply.error) throw new Error(`${req.op ?? "produce"}: ${reply.error}`);
+      return reply;
+    });
+    queue = result.catch(() => undefined);
+    return result;
+  };
   return {
     brokers,
-    /** Produces count records (JSON values, a header, snappy batches); resolves with their offsets. */
-    produce(topic, partition, count, first = 0) {
-      const result = queue.then(async () => {
-        proc.stdin.write(JSON.stringify({ topic, partition, count, first }) + "\n");
-        const reply = await next();
-        if (reply.error) throw new Error(`produce: ${reply.error}`);
-        return reply.offsets;
-      });
-      queue = result.catch(() => undefined);
-      return result;
+    /**
+     * Produces count records (JSON values padded to at least size bytes, a
+     * header, snappy batches); resolves with their offsets.
+     */
+    async produce(topic, partition, count, first = 0, size = 0) {
+      return (await call({ topic, partition, count, first, size })).offsets;
+    },
+    /** Moves a partition's log start to offset, as retention does. */
+    async deleteRecords(topic, partition, offset) {
+      await call({ op: "delete_records", topic, partition, offset });
+    },
+    /** Deletes a topic. */
+    async deleteTopic(topic) {
+      await call({ op: "delete_topic", topic });
     },
     stop,
   };

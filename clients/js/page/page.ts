@@ -9,6 +9,7 @@ import {
   type ConnectionState,
   type KafkaMessage,
   type PubSubError,
+  type RecordFilter,
   type StartPosition,
   type Subscription,
   type SubscriptionEnd,
@@ -50,6 +51,9 @@ const startSelect = $<HTMLSelectElement>("start");
 const offsetInput = $<HTMLInputElement>("offset");
 const timeInput = $<HTMLInputElement>("time");
 const formatSelect = $<HTMLSelectElement>("format");
+const filterKeyInput = $<HTMLInputElement>("filter-key");
+const filterHeadersInput = $<HTMLInputElement>("filter-headers");
+const tokenInput = $<HTMLInputElement>("token");
 const stopButton = $<HTMLButtonElement>("stop");
 const pauseButton = $<HTMLButtonElement>("pause");
 const clearButton = $<HTMLButtonElement>("clear");
@@ -75,6 +79,7 @@ const copiedText = $("copied");
 let site: Site = { clusters: [] };
 let client: Client | null = null;
 let clientURL = "";
+let clientToken = "";
 let subscription: Subscription | null = null;
 /** Bumped by every start() and stop(), so that a superseded start does nothing. */
 let generation = 0;
@@ -152,13 +157,27 @@ function partitions(): number[] {
   return partitionsInput.value.split(",").map((p) => p.trim()).filter((p) => p !== "").map(Number);
 }
 
-/** The client of url, made once: a second start while it connects shares it. */
-function clientFor(url: string): Client {
-  if (client && clientURL === url && client.state.state !== "closed") return client;
+/** Only records with the key and headers the filter fields name; undefined when they are empty. */
+function recordFilter(): RecordFilter | undefined {
+  const headers = filterHeadersInput.value.split(",").map((h) => h.trim()).filter((h) => h !== "").map((h) => {
+    const eq = h.indexOf("=");
+    return eq < 0 ? { key: h, value: "" } : { key: h.slice(0, eq).trim(), value: h.slice(eq + 1).trim() };
+  });
+  const key = filterKeyInput.value;
+  return key === "" && headers.length === 0 ? undefined : { ...(key === "" ? {} : { key }), headers };
+}
+
+/** The client of url and token, made once: a second start while it connects shares it. */
+function clientFor(url: string, token: string): Client {
+  if (client && clientURL === url && clientToken === token && client.state.state !== "closed") return client;
   client?.close();
   clientURL = url;
+  clientToken = token;
   showState({ state: "connecting" });
-  const c = new Client(url, { onStateChange: (s) => { if (client === c) showState(s); } });
+  const c = new Client(url, {
+    onStateChange: (s) => { if (client === c) showState(s); },
+    ...(token === "" ? {} : { token }),
+  });
   client = c;
   return c;
 }
@@ -195,7 +214,7 @@ async function start(): Promise<void> {
   perSecond.clear();
   await stopSubscription();
   try {
-    const c = clientFor(endpointURL(cluster));
+    const c = clientFor(endpointURL(cluster), tokenInput.value.trim());
     await c.opened;
     if (gen !== generation) return;
     const wanted = partitions();
@@ -207,6 +226,7 @@ async function start(): Promise<void> {
       partitions: offsets && wanted.length === 0 ? Object.keys(offsets).map(Number) : wanted,
       start: offsets ? "latest" : startPosition(),
       offsets,
+      filter: recordFilter(),
     }, (ev) => onEvent(own, ev));
     own.sub = sub;
     if (gen !== generation) {
@@ -513,6 +533,8 @@ async function main(): Promise<void> {
     startSelect.value = from;
   }
   formatSelect.value = params.get("format") === "hex" ? "hex" : "text";
+  filterKeyInput.value = params.get("filter_key") ?? "";
+  filterHeadersInput.value = params.getAll("filter_header").join(", ");
   showStartFields();
 
   form.addEventListener("submit", (e) => {

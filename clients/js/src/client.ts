@@ -1,11 +1,7 @@
-import {
-  PubSubReq,
-  PubSubResp,
-  type CmdKafkaSubscribe,
-  type KafkaFilter,
-  type KafkaHeader,
-  type KafkaMessage,
-} from "./gen/pubsub.js";
+// Requests are only encoded and replies only decoded: each comes from a
+// codec generated with just that half, so the bundle holds no other.
+import { PubSubReq, type CmdKafkaSubscribe, type KafkaFilter, type KafkaHeader } from "./gen/encode/pubsub.js";
+import { PubSubResp, type KafkaMessage } from "./gen/decode/pubsub.js";
 import {
   AbortedError,
   ConnectionClosedError,
@@ -109,6 +105,17 @@ export interface ConnectOptions {
    * with RequestTooLargeError instead of the server closing with 1009.
    */
   maxFrameBytes?: number;
+  /**
+   * A bearer token (a JWT) for the gateway, or a function that returns one:
+   * it is called at every connect, and again before the token expires (its
+   * `exp`, or the server's `auth_resp.expires_at`) to refresh the session
+   * with `cmd_auth`. Sent as `?access_token=` (what browsers can send), or
+   * as `Authorization: Bearer` when `headers` is set. A session the server
+   * ends at expiry (4401) reconnects with a fresh token.
+   */
+  token?: string | (() => string | Promise<string>);
+  /** How long before the token expires it is refreshed; default 30 s (at most half its remaining life). */
+  tokenRefreshBeforeMs?: number;
   /** Called on every change of the connection's state. */
   onStateChange?: (state: ConnectionState) => void;
 }
@@ -161,6 +168,9 @@ export type OffsetQuery = "earliest" | "latest" | number | bigint | Date;
  * never sends one over maxFrameBytes, so a 1009 means something else.)
  */
 const permanentCloseCodes = new Set([1002, 1003, 1007, 1008]);
+
+/** The close code of a session whose token expired. */
+const tokenExpired = 4401;
 
 /** Closes after which the server is restarting or shedding load: the first wait is longer. */
 const restartCloseCodes = new Set([1001, 4008]);
@@ -228,6 +238,7 @@ export class Client {
   readonly #retries = new Map<Subscription, { attempt: number; timer?: ReturnType<typeof setTimeout> }>();
   #reconnectTimer: ReturnType<typeof setTimeout> | undefined;
   #stableTimer: ReturnType<typeof setTimeout> | undefined;
+  #refreshTimer: ReturnType<typeof setTimeout> | undefined;
   #keepaliveTimer: ReturnType<typeof setInterval> | undefined;
   #lastReceived = 0;
   #keepalivePending = false;
@@ -410,12 +421,37 @@ export class Client {
     }
   }
 
+  /** Opens a socket, with a token (fetched first when it is a function). */
   #open(): void {
+    const { token } = this.#options;
+    if (typeof token === "function") {
+      Promise.resolve().then(token).then((t) => {
+        if (this.#state.state === "connecting") this.#openSocket(t);
+      }, (e) => {
+        if (this.#state.state === "connecting") this.#onDisconnect(1006, `token: ${e instanceof Error ? e.message : String(e)}`);
+      });
+    } else {
+      this.#openSocket(token);
+    }
+  }
+
+  #openSocket(token: string | undefined): void {
     let ws: WebSocketLike;
-    const { protocols, headers } = this.#options;
+    let { protocols, headers } = this.#options;
+    let url = this.url;
+    if (token !== undefined) {
+      if (headers) {
+        headers = { ...headers, Authorization: `Bearer ${token}` };
+      } else {
+        const u = new URL(url);
+        u.searchParams.set("access_token", token);
+        url = u.href;
+      }
+      this.#scheduleRefresh(expiry(token));
+    }
     try {
-      ws = headers ? new this.#WebSocket(this.url, protocols ?? [], { headers })
-        : protocols ? new this.#WebSocket(this.url, protocols) : new this.#WebSocket(this.url);
+      ws = headers ? new this.#WebSocket(url, protocols ?? [], { headers })
+        : protocols ? new this.#WebSocket(url, protocols) : new this.#WebSocket(url);
     } catch (e) {
       this.#finish(1006, `cannot open ${this.url}: ${e instanceof Error ? e.message : String(e)}`);
       return;
@@ -432,6 +468,28 @@ export class Client {
       this.#detach();
       this.#onDisconnect(ev?.code ?? 1006, ev?.reason || failure);
     };
+  }
+
+  /**
+   * Refreshes the session's token before expiresAt (ms since the epoch):
+   * only a token function can give a fresh one. A refused refresh leaves
+   * the session to end at expiry (4401), after which the client reconnects.
+   */
+  #scheduleRefresh(expiresAt: number | undefined): void {
+    clearTimeout(this.#refreshTimer);
+    const fresh = this.#options.token;
+    if (typeof fresh !== "function" || !expiresAt) return;
+    const left = expiresAt - Date.now();
+    const wait = Math.max(0, left - Math.min(this.#options.tokenRefreshBeforeMs ?? 30_000, left / 2));
+    this.#refreshTimer = setTimeout(async () => {
+      try {
+        const token = await fresh();
+        const resp = await this.#request({ $case: "cmdAuth", value: { token } }, "token refresh", undefined);
+        this.#scheduleRefresh(Number(expect(resp, "authResp").expiresAt) || expiry(token));
+      } catch {
+        // The session ends at expiry with 4401, and the next connect takes a fresh token.
+      }
+    }, wait);
   }
 
   /**
@@ -651,7 +709,8 @@ export class Client {
     }
     if (this.#attempt === 0) this.#restarting = restartCloseCodes.has(code) || status === 503;
     this.#attempt++;
-    const delayMs = this.#delay(this.#attempt, this.#restarting);
+    // An expired token is not an outage: the next attempt takes a fresh token at once.
+    const delayMs = code === tokenExpired && this.#attempt === 1 ? 0 : this.#delay(this.#attempt, this.#restarting);
     this.#setState({ state: "reconnecting", attempt: this.#attempt, delayMs, closeCode: code, reason });
     this.#reconnectTimer = setTimeout(() => {
       this.#reconnectTimer = undefined;
@@ -664,6 +723,7 @@ export class Client {
   #finish(code: number, reason: string): void {
     if (this.#state.state === "closed") return;
     clearTimeout(this.#reconnectTimer);
+    clearTimeout(this.#refreshTimer);
     const err = new ConnectionClosedError(code, reason);
     this.#settleOpened?.reject(err);
     this.#settleOpened = undefined;
@@ -767,6 +827,17 @@ function binary(data: unknown): Uint8Array | undefined {
   if (ArrayBuffer.isView(data)) return new Uint8Array(data.buffer, data.byteOffset, data.byteLength);
   if (Object.prototype.toString.call(data) === "[object ArrayBuffer]") return new Uint8Array(data as ArrayBuffer);
   return undefined;
+}
+
+/** A JWT's `exp` in ms since the epoch, when the token is a JWT that has one. */
+function expiry(token: string): number | undefined {
+  try {
+    const payload = token.split(".")[1].replace(/-/g, "+").replace(/_/g, "/");
+    const exp = JSON.parse(atob(payload)).exp;
+    return typeof exp === "number" ? exp * 1000 : undefined;
+  } catch {
+    return undefined;
+  }
 }
 
 /** The offset after a fetch or push: next_offset when the server set it, else last + 1. */

@@ -39,4 +39,4 @@ export {
   RequestTooLargeError,
   ServerError,
 } from "./errors.js";
-export type { KafkaHeader, KafkaMessage } from "./gen/pubsub.js";
+export type { KafkaHeader, KafkaMessage } from "./gen/decode/pubsub.js";

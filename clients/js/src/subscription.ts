@@ -1,4 +1,4 @@
-import type { KafkaMessage } from "./gen/pubsub.js";
+import type { KafkaMessage } from "./gen/decode/pubsub.js";
 import type { PartitionOffset } from "./client.js";
 import type { PubSubError, ServerError } from "./errors.js";
 

@@ -25,9 +25,11 @@ function hasProtoc() {
 test("src/gen is what `npm run generate` makes from proto/pubsub.proto", { skip: !hasProtoc() && "protoc not installed" }, async () => {
   const dir = await mkdtemp(join(tmpdir(), "pubsub-gen-"));
   await run("npm", ["run", "--silent", "generate"], { cwd: pkg, env: { ...process.env, OUT_DIR: dir } });
-  const fresh = await readFile(join(dir, "pubsub.ts"), "utf8");
-  const committed = await readFile(join(pkg, "src/gen/pubsub.ts"), "utf8");
-  assert.ok(fresh === committed, "src/gen/pubsub.ts is stale: run `npm run generate` in clients/js");
+  for (const half of ["encode", "decode"]) {
+    const fresh = await readFile(join(dir, half, "pubsub.ts"), "utf8");
+    const committed = await readFile(join(pkg, "src/gen", half, "pubsub.ts"), "utf8");
+    assert.ok(fresh === committed, `src/gen/${half}/pubsub.ts is stale: run \`npm run generate\` in clients/js`);
+  }
 });
 
 test("web/static is what `npm run build` bundles from page/ and src/; the library is at most 12 KB gzipped", async () => {

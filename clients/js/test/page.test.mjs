@@ -31,11 +31,12 @@ const skip = !chromiumPath && !process.env.CI && "Chromium not installed (apt-ge
 
 /**
  * Opens a page in a fresh headless Chromium (context: Playwright's context
- * options; beforeLoad: a script run before the page's own). page.errors
+ * options; beforeLoad: a script run before the page's own; onPage: called
+ * with the page before it loads). page.errors
  * collects errors in the page, except failed WebSocket connections where
  * expectReconnects.
  */
-async function openPage(t, url, { expectReconnects = false, context = {}, beforeLoad } = {}) {
+async function openPage(t, url, { expectReconnects = false, context = {}, beforeLoad, onPage } = {}) {
   const browser = await chromium.launch({ executablePath: chromiumPath, args: ["--no-sandbox"] });
   t.after(() => browser.close());
   const page = await (await browser.newContext({ viewport: { width: 1280, height: 800 }, ...context })).newPage();
@@ -48,6 +49,7 @@ async function openPage(t, url, { expectReconnects = false, context = {}, before
     errors.push(m.text());
   });
   page.errors = errors;
+  onPage?.(page);
   await page.goto(url);
   return page;
 }
@@ -371,6 +373,23 @@ test("the page meets WCAG AA (axe-core) in the light and the dark theme", { skip
     assert.ok(result.passes.some((p) => p.id === "color-contrast"), "contrast was checked");
     await page.screenshot({ path: join(resultsDir, `page-${colorScheme}.png`) });
   }
+});
+
+test("the token field's token goes with the connection, and a new token makes a new one", { skip, timeout: 60_000 }, async (t) => {
+  const { kafka, server } = await configServer(t);
+  await kafka.produce("orders", 0, 2);
+  const sockets = [];
+  const page = await openPage(t, `${server.pageURL}?topic=orders&partitions=0&from=earliest`,
+    { onPage: (p) => p.on("websocket", (ws) => sockets.push(new URL(ws.url()))) });
+  await page.waitForSelector("#rows > .row[data-offset='1']", { timeout: 10_000 });
+  await page.fill("#token", "token-1");
+  await page.click("#subscribe");
+  await page.waitForFunction(() => document.querySelectorAll("#rows > .row").length === 2 && document.body.dataset.subscribed === "true", null, { timeout: 10_000 });
+  await page.click("#subscribe"); // the same token: the same connection
+  await page.waitForFunction(() => document.querySelectorAll("#rows > .row").length === 2 && document.body.dataset.subscribed === "true", null, { timeout: 10_000 });
+  assert.deepEqual(sockets.map((u) => [u.pathname, u.searchParams.get("access_token")]), [["/kafka", null], ["/kafka", "token-1"]]);
+  assert.equal(await page.getAttribute("#token", "type"), "password");
+  assert.deepEqual(page.errors, []);
 });
 
 // A load run, not a pass/fail timing: PAGE_LOAD=1 npm test (or node --test

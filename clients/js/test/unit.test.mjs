@@ -4,7 +4,9 @@
 import assert from "node:assert/strict";
 import { test } from "node:test";
 import vm from "node:vm";
-import { PubSubReq, PubSubResp } from "../dist/gen/pubsub.js";
+// The test plays the server: it decodes requests and encodes replies.
+import { PubSubReq } from "../dist/gen/decode/pubsub.js";
+import { PubSubResp } from "../dist/gen/encode/pubsub.js";
 import { AbortedError, ConnectionClosedError, PubSubError, RequestTimeoutError, RequestTooLargeError, ServerError, connect } from "../dist/index.js";
 import { eventually } from "./harness.mjs";
 
@@ -611,4 +613,90 @@ test("a resumed partition out of the log follows autoOffsetReset, per partition"
     assert.ok(!sub.ended);
     c.close();
   }
+});
+
+/** An unsigned JWT-shaped token with claims (the client only reads its exp). */
+function jwt(claims) {
+  const b64 = (o) => Buffer.from(JSON.stringify(o)).toString("base64url");
+  return `${b64({ alg: "RS256", typ: "JWT" })}.${b64(claims)}.c2ln`;
+}
+
+test("a token goes in ?access_token= (or Authorization with headers); a token function is called at every connect", async () => {
+  const c = await connect("ws://test/kafka?x=1", fakeOptions({ token: "abc" }));
+  assert.equal(FakeSocket.sockets[0].url, "ws://test/kafka?x=1&access_token=abc");
+  assert.equal(c.url, "ws://test/kafka?x=1");
+  c.close();
+
+  const node = await connect("ws://test/kafka", fakeOptions({ token: "abc", headers: { "X-Trace": "1" } }));
+  assert.deepEqual([FakeSocket.sockets[0].url, FakeSocket.sockets[0].options], ["ws://test/kafka", { headers: { "X-Trace": "1", Authorization: "Bearer abc" } }]);
+  node.close();
+
+  let calls = 0;
+  const fresh = await connect("ws://test/kafka", fakeOptions({ token: async () => `t${++calls}`, reconnect: { initialDelayMs: 1 } }));
+  FakeSocket.sockets[0].serverClose(1006, "");
+  await eventually(() => FakeSocket.sockets.length === 2 && fresh.state.state === "connected", 5_000, "reconnect");
+  assert.deepEqual(FakeSocket.sockets.map((s) => new URL(s.url).searchParams.get("access_token")), ["t1", "t2"]);
+  fresh.close();
+
+  // A token function that fails is a failed attempt: the client tries again.
+  let failures = 2;
+  const flaky = await connect("ws://test/kafka", fakeOptions({
+    token: () => { if (failures-- > 0) throw new Error("identity provider down"); return "ok"; },
+    reconnect: { initialDelayMs: 1 },
+  }));
+  assert.deepEqual(FakeSocket.sockets.map((s) => new URL(s.url).searchParams.get("access_token")), ["ok"]);
+  flaky.close();
+});
+
+test("a token is refreshed with cmd_auth before it expires, on the same connection", async () => {
+  let n = 0;
+  const token = () => jwt({ sub: "u1", n: ++n, exp: Math.floor(Date.now() / 1000) + 2 });
+  const c = await connect("ws://test/kafka", fakeOptions({ token, tokenRefreshBeforeMs: 1_900 }));
+  const ws = FakeSocket.sockets[0];
+  ws.onRequest = (req) => {
+    if (req.req.$case !== "cmdAuth") return;
+    ws.reply({ sequence: req.sequence, resp: { case: "authResp", value: { expiresAt: BigInt(Date.now() + 2_000) } } });
+  };
+  // The first refresh comes before the connect token's exp; the next before the server's expires_at.
+  await eventually(() => ws.requests.filter((r) => r.req.$case === "cmdAuth").length >= 2, 5_000, "refreshes");
+  const auths = ws.requests.filter((r) => r.req.$case === "cmdAuth").map((r) => JSON.parse(Buffer.from(r.req.value.token.split(".")[1], "base64url")).n);
+  assert.deepEqual(auths.slice(0, 2), [2, 3]);
+  assert.equal(FakeSocket.sockets.length, 1);
+  c.close();
+});
+
+test("a session ended at token expiry (4401) reconnects at once with a fresh token and resumes its subscriptions", async () => {
+  let n = 0;
+  const c = await connect("ws://test/kafka", fakeOptions({ token: () => `t${++n}`, reconnect: { initialDelayMs: 5_000 } }));
+  const first = subscriptionServer(FakeSocket.sockets[0], [[0, 0]]);
+  let server = first;
+  const sub = await c.subscribe({ topic: "t", partitions: [0] }, () => undefined);
+  server.push(0, 0, 4);
+  FakeSocket.accept = (ws) => {
+    server = subscriptionServer(ws, [[0, 0]]);
+    return true;
+  };
+  FakeSocket.sockets[0].serverClose(4401, "token expired");
+  // Not the 5 s backoff of an outage.
+  await eventually(() => server !== first && server.subscribes.length === 1, 2_000, "resume");
+  assert.equal(new URL(FakeSocket.sockets[1].url).searchParams.get("access_token"), "t2");
+  assert.equal(server.subscribes[0].req.value.offsets[0], 4n);
+  assert.ok(!sub.ended);
+  c.close();
+});
+
+test("a subscription and a fetch carry their record filter", async () => {
+  const c = await connect("ws://test/kafka", fakeOptions());
+  const ws = FakeSocket.sockets[0];
+  const server = subscriptionServer(ws, [[0, 0]]);
+  await c.subscribe({ topic: "t", partitions: [0], filter: { key: "user-1", headers: [{ key: "tenant", value: "a" }] } }, () => undefined);
+  const f = server.subscribes[0].req.value.filter;
+  assert.deepEqual([Buffer.from(f.key).toString(), f.headers.map((h) => [h.key, Buffer.from(h.value).toString()])], ["user-1", [["tenant", "a"]]]);
+  ws.onRequest = (req) => ws.reply({ sequence: req.sequence, resp: { case: "kafkaFetchResp", value: {} } });
+  await c.fetch("t", 0, 0, { filter: { headers: [{ key: "tenant", value: new Uint8Array([98]) }] } });
+  const ff = ws.requests.at(-1).req.value.filter;
+  assert.deepEqual([ff.key.length, ff.headers[0].key, [...ff.headers[0].value]], [0, "tenant", [98]]);
+  await c.fetch("t", 0, 0);
+  assert.equal(ws.requests.at(-1).req.value.filter, undefined);
+  c.close();
 });

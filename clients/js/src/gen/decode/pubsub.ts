@@ -5,7 +5,7 @@
 // source: pubsub.proto
 
 /* eslint-disable */
-import { BinaryReader, BinaryWriter } from "@bufbuild/protobuf/wire";
+import { BinaryReader } from "@bufbuild/protobuf/wire";
 
 /**
  * Wire schema of the pub-sub protocol spoken over WebSocket.
@@ -294,10 +294,6 @@ function createBaseCmdEmpty(): CmdEmpty {
 }
 
 export const CmdEmpty: MessageFns<CmdEmpty> = {
-  encode(_: CmdEmpty, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
-    return writer;
-  },
-
   decode(input: BinaryReader | Uint8Array, length?: number): CmdEmpty {
     const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
     const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
@@ -329,13 +325,6 @@ function createBaseCmdPing(): CmdPing {
 }
 
 export const CmdPing: MessageFns<CmdPing> = {
-  encode(message: CmdPing, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
-    if (message.state.length !== 0) {
-      writer.uint32(10).bytes(message.state);
-    }
-    return writer;
-  },
-
   decode(input: BinaryReader | Uint8Array, length?: number): CmdPing {
     const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
     const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
@@ -375,25 +364,6 @@ function createBaseCmdKafkaFetch(): CmdKafkaFetch {
 }
 
 export const CmdKafkaFetch: MessageFns<CmdKafkaFetch> = {
-  encode(message: CmdKafkaFetch, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
-    if (message.topic !== "") {
-      writer.uint32(10).string(message.topic);
-    }
-    if (message.partition !== 0) {
-      writer.uint32(16).int32(message.partition);
-    }
-    if (message.offset !== 0n) {
-      if (BigInt.asIntN(64, message.offset) !== message.offset) {
-        throw new globalThis.Error("value provided for field message.offset of type int64 too large");
-      }
-      writer.uint32(24).int64(message.offset);
-    }
-    if (message.filter !== undefined) {
-      KafkaFilter.encode(message.filter, writer.uint32(802).fork()).join();
-    }
-    return writer;
-  },
-
   decode(input: BinaryReader | Uint8Array, length?: number): CmdKafkaFetch {
     const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
     const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
@@ -457,16 +427,6 @@ function createBaseKafkaFilter(): KafkaFilter {
 }
 
 export const KafkaFilter: MessageFns<KafkaFilter> = {
-  encode(message: KafkaFilter, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
-    if (message.key.length !== 0) {
-      writer.uint32(10).bytes(message.key);
-    }
-    for (const v of message.headers) {
-      KafkaHeader.encode(v!, writer.uint32(18).fork()).join();
-    }
-    return writer;
-  },
-
   decode(input: BinaryReader | Uint8Array, length?: number): KafkaFilter {
     const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
     const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
@@ -514,13 +474,6 @@ function createBaseCmdAuth(): CmdAuth {
 }
 
 export const CmdAuth: MessageFns<CmdAuth> = {
-  encode(message: CmdAuth, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
-    if (message.token !== "") {
-      writer.uint32(10).string(message.token);
-    }
-    return writer;
-  },
-
   decode(input: BinaryReader | Uint8Array, length?: number): CmdAuth {
     const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
     const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
@@ -560,16 +513,6 @@ function createBaseAuthResp(): AuthResp {
 }
 
 export const AuthResp: MessageFns<AuthResp> = {
-  encode(message: AuthResp, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
-    if (message.expiresAt !== 0n) {
-      if (BigInt.asIntN(64, message.expiresAt) !== message.expiresAt) {
-        throw new globalThis.Error("value provided for field message.expiresAt of type int64 too large");
-      }
-      writer.uint32(8).int64(message.expiresAt);
-    }
-    return writer;
-  },
-
   decode(input: BinaryReader | Uint8Array, length?: number): AuthResp {
     const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
     const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
@@ -609,22 +552,6 @@ function createBaseCmdKafkaListOffset(): CmdKafkaListOffset {
 }
 
 export const CmdKafkaListOffset: MessageFns<CmdKafkaListOffset> = {
-  encode(message: CmdKafkaListOffset, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
-    if (message.topic !== "") {
-      writer.uint32(10).string(message.topic);
-    }
-    if (message.partition !== 0) {
-      writer.uint32(16).int32(message.partition);
-    }
-    if (message.timestamp !== 0n) {
-      if (BigInt.asIntN(64, message.timestamp) !== message.timestamp) {
-        throw new globalThis.Error("value provided for field message.timestamp of type int64 too large");
-      }
-      writer.uint32(24).int64(message.timestamp);
-    }
-    return writer;
-  },
-
   decode(input: BinaryReader | Uint8Array, length?: number): CmdKafkaListOffset {
     const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
     const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
@@ -680,52 +607,6 @@ function createBaseCmdKafkaSubscribe(): CmdKafkaSubscribe {
 }
 
 export const CmdKafkaSubscribe: MessageFns<CmdKafkaSubscribe> = {
-  encode(message: CmdKafkaSubscribe, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
-    if (message.topic !== "") {
-      writer.uint32(10).string(message.topic);
-    }
-    if (message.partitions.length !== 0) {
-      writer.uint32(18).fork();
-      for (const v of message.partitions) {
-        writer.int32(v);
-      }
-      writer.join();
-    }
-    switch (message.start?.$case) {
-      case "offset":
-        if (BigInt.asIntN(64, message.start.value) !== message.start.value) {
-          throw new globalThis.Error("value provided for field message.start.value of type int64 too large");
-        }
-        writer.uint32(24).int64(message.start.value);
-        break;
-      case "earliest":
-        writer.uint32(32).bool(message.start.value);
-        break;
-      case "latest":
-        writer.uint32(40).bool(message.start.value);
-        break;
-      case "timestamp":
-        if (BigInt.asIntN(64, message.start.value) !== message.start.value) {
-          throw new globalThis.Error("value provided for field message.start.value of type int64 too large");
-        }
-        writer.uint32(48).int64(message.start.value);
-        break;
-    }
-    globalThis.Object.entries(message.offsets).forEach(([key, value]: [string, bigint]) => {
-      CmdKafkaSubscribe_OffsetsEntry.encode({ key: key as any, value }, writer.uint32(58).fork()).join();
-    });
-    if (message.maxRecords !== 0) {
-      writer.uint32(64).int32(message.maxRecords);
-    }
-    if (message.group !== "") {
-      writer.uint32(74).string(message.group);
-    }
-    if (message.filter !== undefined) {
-      KafkaFilter.encode(message.filter, writer.uint32(82).fork()).join();
-    }
-    return writer;
-  },
-
   decode(input: BinaryReader | Uint8Array, length?: number): CmdKafkaSubscribe {
     const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
     const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
@@ -850,19 +731,6 @@ function createBaseCmdKafkaSubscribe_OffsetsEntry(): CmdKafkaSubscribe_OffsetsEn
 }
 
 export const CmdKafkaSubscribe_OffsetsEntry: MessageFns<CmdKafkaSubscribe_OffsetsEntry> = {
-  encode(message: CmdKafkaSubscribe_OffsetsEntry, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
-    if (message.key !== 0) {
-      writer.uint32(8).int32(message.key);
-    }
-    if (message.value !== 0n) {
-      if (BigInt.asIntN(64, message.value) !== message.value) {
-        throw new globalThis.Error("value provided for field message.value of type int64 too large");
-      }
-      writer.uint32(16).int64(message.value);
-    }
-    return writer;
-  },
-
   decode(input: BinaryReader | Uint8Array, length?: number): CmdKafkaSubscribe_OffsetsEntry {
     const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
     const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
@@ -910,16 +778,6 @@ function createBaseCmdKafkaUnsubscribe(): CmdKafkaUnsubscribe {
 }
 
 export const CmdKafkaUnsubscribe: MessageFns<CmdKafkaUnsubscribe> = {
-  encode(message: CmdKafkaUnsubscribe, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
-    if (message.subscription !== 0n) {
-      if (BigInt.asIntN(64, message.subscription) !== message.subscription) {
-        throw new globalThis.Error("value provided for field message.subscription of type int64 too large");
-      }
-      writer.uint32(8).int64(message.subscription);
-    }
-    return writer;
-  },
-
   decode(input: BinaryReader | Uint8Array, length?: number): CmdKafkaUnsubscribe {
     const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
     const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
@@ -959,48 +817,6 @@ function createBasePubSubReq(): PubSubReq {
 }
 
 export const PubSubReq: MessageFns<PubSubReq> = {
-  encode(message: PubSubReq, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
-    if (message.sequence !== 0n) {
-      if (BigInt.asIntN(64, message.sequence) !== message.sequence) {
-        throw new globalThis.Error("value provided for field message.sequence of type int64 too large");
-      }
-      writer.uint32(8).int64(message.sequence);
-    }
-    switch (message.req?.$case) {
-      case "cmdEmpty":
-        CmdEmpty.encode(message.req.value, writer.uint32(250).fork()).join();
-        break;
-      case "cmdPing":
-        CmdPing.encode(message.req.value, writer.uint32(258).fork()).join();
-        break;
-      case "cmdKafkaFetch":
-        CmdKafkaFetch.encode(message.req.value, writer.uint32(266).fork()).join();
-        break;
-      case "cmdKafkaListOffset":
-        CmdKafkaListOffset.encode(message.req.value, writer.uint32(274).fork()).join();
-        break;
-      case "cmdKafkaSubscribe":
-        CmdKafkaSubscribe.encode(message.req.value, writer.uint32(802).fork()).join();
-        break;
-      case "cmdKafkaUnsubscribe":
-        CmdKafkaUnsubscribe.encode(message.req.value, writer.uint32(810).fork()).join();
-        break;
-      case "cmdKafkaProduce":
-        CmdKafkaProduce.encode(message.req.value, writer.uint32(818).fork()).join();
-        break;
-      case "cmdKafkaCommit":
-        CmdKafkaCommit.encode(message.req.value, writer.uint32(826).fork()).join();
-        break;
-      case "cmdKafkaCommitted":
-        CmdKafkaCommitted.encode(message.req.value, writer.uint32(834).fork()).join();
-        break;
-      case "cmdAuth":
-        CmdAuth.encode(message.req.value, writer.uint32(842).fork()).join();
-        break;
-    }
-    return writer;
-  },
-
   decode(input: BinaryReader | Uint8Array, length?: number): PubSubReq {
     const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
     const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
@@ -1120,16 +936,6 @@ function createBaseErrorResp(): ErrorResp {
 }
 
 export const ErrorResp: MessageFns<ErrorResp> = {
-  encode(message: ErrorResp, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
-    if (message.code !== 0) {
-      writer.uint32(8).int32(message.code);
-    }
-    if (message.message !== "") {
-      writer.uint32(18).string(message.message);
-    }
-    return writer;
-  },
-
   decode(input: BinaryReader | Uint8Array, length?: number): ErrorResp {
     const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
     const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
@@ -1177,13 +983,6 @@ function createBasePongResp(): PongResp {
 }
 
 export const PongResp: MessageFns<PongResp> = {
-  encode(message: PongResp, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
-    if (message.state.length !== 0) {
-      writer.uint32(10).bytes(message.state);
-    }
-    return writer;
-  },
-
   decode(input: BinaryReader | Uint8Array, length?: number): PongResp {
     const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
     const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
@@ -1223,16 +1022,6 @@ function createBaseKafkaHeader(): KafkaHeader {
 }
 
 export const KafkaHeader: MessageFns<KafkaHeader> = {
-  encode(message: KafkaHeader, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
-    if (message.key !== "") {
-      writer.uint32(10).string(message.key);
-    }
-    if (message.value.length !== 0) {
-      writer.uint32(18).bytes(message.value);
-    }
-    return writer;
-  },
-
   decode(input: BinaryReader | Uint8Array, length?: number): KafkaHeader {
     const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
     const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
@@ -1280,31 +1069,6 @@ function createBaseKafkaMessage(): KafkaMessage {
 }
 
 export const KafkaMessage: MessageFns<KafkaMessage> = {
-  encode(message: KafkaMessage, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
-    if (message.offset !== 0n) {
-      if (BigInt.asIntN(64, message.offset) !== message.offset) {
-        throw new globalThis.Error("value provided for field message.offset of type int64 too large");
-      }
-      writer.uint32(8).int64(message.offset);
-    }
-    if (message.timestamp !== 0n) {
-      if (BigInt.asIntN(64, message.timestamp) !== message.timestamp) {
-        throw new globalThis.Error("value provided for field message.timestamp of type int64 too large");
-      }
-      writer.uint32(16).int64(message.timestamp);
-    }
-    if (message.key.length !== 0) {
-      writer.uint32(26).bytes(message.key);
-    }
-    if (message.value.length !== 0) {
-      writer.uint32(34).bytes(message.value);
-    }
-    for (const v of message.headers) {
-      KafkaHeader.encode(v!, writer.uint32(802).fork()).join();
-    }
-    return writer;
-  },
-
   decode(input: BinaryReader | Uint8Array, length?: number): KafkaMessage {
     const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
     const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
@@ -1376,25 +1140,6 @@ function createBaseKafkaFetchResp(): KafkaFetchResp {
 }
 
 export const KafkaFetchResp: MessageFns<KafkaFetchResp> = {
-  encode(message: KafkaFetchResp, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
-    for (const v of message.messages) {
-      KafkaMessage.encode(v!, writer.uint32(10).fork()).join();
-    }
-    if (message.topic !== "") {
-      writer.uint32(802).string(message.topic);
-    }
-    if (message.partition !== 0) {
-      writer.uint32(808).int32(message.partition);
-    }
-    if (message.nextOffset !== 0n) {
-      if (BigInt.asIntN(64, message.nextOffset) !== message.nextOffset) {
-        throw new globalThis.Error("value provided for field message.nextOffset of type int64 too large");
-      }
-      writer.uint32(816).int64(message.nextOffset);
-    }
-    return writer;
-  },
-
   decode(input: BinaryReader | Uint8Array, length?: number): KafkaFetchResp {
     const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
     const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
@@ -1458,19 +1203,6 @@ function createBaseKafkaPartitionOffset(): KafkaPartitionOffset {
 }
 
 export const KafkaPartitionOffset: MessageFns<KafkaPartitionOffset> = {
-  encode(message: KafkaPartitionOffset, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
-    if (message.partition !== 0) {
-      writer.uint32(8).int32(message.partition);
-    }
-    if (message.offset !== 0n) {
-      if (BigInt.asIntN(64, message.offset) !== message.offset) {
-        throw new globalThis.Error("value provided for field message.offset of type int64 too large");
-      }
-      writer.uint32(16).int64(message.offset);
-    }
-    return writer;
-  },
-
   decode(input: BinaryReader | Uint8Array, length?: number): KafkaPartitionOffset {
     const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
     const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
@@ -1518,13 +1250,6 @@ function createBaseKafkaSubscribeResp(): KafkaSubscribeResp {
 }
 
 export const KafkaSubscribeResp: MessageFns<KafkaSubscribeResp> = {
-  encode(message: KafkaSubscribeResp, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
-    for (const v of message.partitions) {
-      KafkaPartitionOffset.encode(v!, writer.uint32(10).fork()).join();
-    }
-    return writer;
-  },
-
   decode(input: BinaryReader | Uint8Array, length?: number): KafkaSubscribeResp {
     const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
     const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
@@ -1564,25 +1289,6 @@ function createBaseKafkaRecord(): KafkaRecord {
 }
 
 export const KafkaRecord: MessageFns<KafkaRecord> = {
-  encode(message: KafkaRecord, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
-    if (message.key.length !== 0) {
-      writer.uint32(10).bytes(message.key);
-    }
-    if (message.value.length !== 0) {
-      writer.uint32(18).bytes(message.value);
-    }
-    for (const v of message.headers) {
-      KafkaHeader.encode(v!, writer.uint32(26).fork()).join();
-    }
-    if (message.timestamp !== 0n) {
-      if (BigInt.asIntN(64, message.timestamp) !== message.timestamp) {
-        throw new globalThis.Error("value provided for field message.timestamp of type int64 too large");
-      }
-      writer.uint32(32).int64(message.timestamp);
-    }
-    return writer;
-  },
-
   decode(input: BinaryReader | Uint8Array, length?: number): KafkaRecord {
     const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
     const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
@@ -1646,19 +1352,6 @@ function createBaseCmdKafkaProduce(): CmdKafkaProduce {
 }
 
 export const CmdKafkaProduce: MessageFns<CmdKafkaProduce> = {
-  encode(message: CmdKafkaProduce, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
-    if (message.topic !== "") {
-      writer.uint32(10).string(message.topic);
-    }
-    if (message.partition !== 0) {
-      writer.uint32(16).int32(message.partition);
-    }
-    for (const v of message.records) {
-      KafkaRecord.encode(v!, writer.uint32(26).fork()).join();
-    }
-    return writer;
-  },
-
   decode(input: BinaryReader | Uint8Array, length?: number): CmdKafkaProduce {
     const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
     const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
@@ -1714,13 +1407,6 @@ function createBaseKafkaProduceResp(): KafkaProduceResp {
 }
 
 export const KafkaProduceResp: MessageFns<KafkaProduceResp> = {
-  encode(message: KafkaProduceResp, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
-    for (const v of message.offsets) {
-      KafkaPartitionOffset.encode(v!, writer.uint32(10).fork()).join();
-    }
-    return writer;
-  },
-
   decode(input: BinaryReader | Uint8Array, length?: number): KafkaProduceResp {
     const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
     const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
@@ -1760,22 +1446,6 @@ function createBaseCmdKafkaCommit(): CmdKafkaCommit {
 }
 
 export const CmdKafkaCommit: MessageFns<CmdKafkaCommit> = {
-  encode(message: CmdKafkaCommit, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
-    if (message.group !== "") {
-      writer.uint32(10).string(message.group);
-    }
-    if (message.topic !== "") {
-      writer.uint32(18).string(message.topic);
-    }
-    for (const v of message.offsets) {
-      KafkaPartitionOffset.encode(v!, writer.uint32(26).fork()).join();
-    }
-    if (message.metadata !== "") {
-      writer.uint32(34).string(message.metadata);
-    }
-    return writer;
-  },
-
   decode(input: BinaryReader | Uint8Array, length?: number): CmdKafkaCommit {
     const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
     const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
@@ -1839,10 +1509,6 @@ function createBaseKafkaCommitResp(): KafkaCommitResp {
 }
 
 export const KafkaCommitResp: MessageFns<KafkaCommitResp> = {
-  encode(_: KafkaCommitResp, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
-    return writer;
-  },
-
   decode(input: BinaryReader | Uint8Array, length?: number): KafkaCommitResp {
     const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
     const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
@@ -1874,23 +1540,6 @@ function createBaseCmdKafkaCommitted(): CmdKafkaCommitted {
 }
 
 export const CmdKafkaCommitted: MessageFns<CmdKafkaCommitted> = {
-  encode(message: CmdKafkaCommitted, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
-    if (message.group !== "") {
-      writer.uint32(10).string(message.group);
-    }
-    if (message.topic !== "") {
-      writer.uint32(18).string(message.topic);
-    }
-    if (message.partitions.length !== 0) {
-      writer.uint32(26).fork();
-      for (const v of message.partitions) {
-        writer.int32(v);
-      }
-      writer.join();
-    }
-    return writer;
-  },
-
   decode(input: BinaryReader | Uint8Array, length?: number): CmdKafkaCommitted {
     const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
     const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
@@ -1956,13 +1605,6 @@ function createBaseKafkaCommittedResp(): KafkaCommittedResp {
 }
 
 export const KafkaCommittedResp: MessageFns<KafkaCommittedResp> = {
-  encode(message: KafkaCommittedResp, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
-    for (const v of message.offsets) {
-      KafkaPartitionOffset.encode(v!, writer.uint32(10).fork()).join();
-    }
-    return writer;
-  },
-
   decode(input: BinaryReader | Uint8Array, length?: number): KafkaCommittedResp {
     const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
     const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
@@ -2002,27 +1644,6 @@ function createBaseKafkaAssignment(): KafkaAssignment {
 }
 
 export const KafkaAssignment: MessageFns<KafkaAssignment> = {
-  encode(message: KafkaAssignment, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
-    if (message.topic !== "") {
-      writer.uint32(10).string(message.topic);
-    }
-    if (message.assigned.length !== 0) {
-      writer.uint32(18).fork();
-      for (const v of message.assigned) {
-        writer.int32(v);
-      }
-      writer.join();
-    }
-    if (message.revoked.length !== 0) {
-      writer.uint32(26).fork();
-      for (const v of message.revoked) {
-        writer.int32(v);
-      }
-      writer.join();
-    }
-    return writer;
-  },
-
   decode(input: BinaryReader | Uint8Array, length?: number): KafkaAssignment {
     const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
     const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
@@ -2098,16 +1719,6 @@ function createBaseKafkaUnsubscribeResp(): KafkaUnsubscribeResp {
 }
 
 export const KafkaUnsubscribeResp: MessageFns<KafkaUnsubscribeResp> = {
-  encode(message: KafkaUnsubscribeResp, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
-    if (message.subscription !== 0n) {
-      if (BigInt.asIntN(64, message.subscription) !== message.subscription) {
-        throw new globalThis.Error("value provided for field message.subscription of type int64 too large");
-      }
-      writer.uint32(8).int64(message.subscription);
-    }
-    return writer;
-  },
-
   decode(input: BinaryReader | Uint8Array, length?: number): KafkaUnsubscribeResp {
     const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
     const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
@@ -2147,16 +1758,6 @@ function createBaseKafkaListOffsetResp(): KafkaListOffsetResp {
 }
 
 export const KafkaListOffsetResp: MessageFns<KafkaListOffsetResp> = {
-  encode(message: KafkaListOffsetResp, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
-    if (message.offset !== 0n) {
-      if (BigInt.asIntN(64, message.offset) !== message.offset) {
-        throw new globalThis.Error("value provided for field message.offset of type int64 too large");
-      }
-      writer.uint32(8).int64(message.offset);
-    }
-    return writer;
-  },
-
   decode(input: BinaryReader | Uint8Array, length?: number): KafkaListOffsetResp {
     const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
     const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
@@ -2196,51 +1797,6 @@ function createBasePubSubResp(): PubSubResp {
 }
 
 export const PubSubResp: MessageFns<PubSubResp> = {
-  encode(message: PubSubResp, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
-    if (message.sequence !== 0n) {
-      if (BigInt.asIntN(64, message.sequence) !== message.sequence) {
-        throw new globalThis.Error("value provided for field message.sequence of type int64 too large");
-      }
-      writer.uint32(8).int64(message.sequence);
-    }
-    switch (message.resp?.$case) {
-      case "errorResp":
-        ErrorResp.encode(message.resp.value, writer.uint32(250).fork()).join();
-        break;
-      case "pongResp":
-        PongResp.encode(message.resp.value, writer.uint32(258).fork()).join();
-        break;
-      case "kafkaFetchResp":
-        KafkaFetchResp.encode(message.resp.value, writer.uint32(266).fork()).join();
-        break;
-      case "kafkaListOffsetResp":
-        KafkaListOffsetResp.encode(message.resp.value, writer.uint32(274).fork()).join();
-        break;
-      case "kafkaSubscribeResp":
-        KafkaSubscribeResp.encode(message.resp.value, writer.uint32(802).fork()).join();
-        break;
-      case "kafkaUnsubscribeResp":
-        KafkaUnsubscribeResp.encode(message.resp.value, writer.uint32(810).fork()).join();
-        break;
-      case "kafkaProduceResp":
-        KafkaProduceResp.encode(message.resp.value, writer.uint32(818).fork()).join();
-        break;
-      case "kafkaCommitResp":
-        KafkaCommitResp.encode(message.resp.value, writer.uint32(826).fork()).join();
-        break;
-      case "kafkaCommittedResp":
-        KafkaCommittedResp.encode(message.resp.value, writer.uint32(834).fork()).join();
-        break;
-      case "kafkaAssignment":
-        KafkaAssignment.encode(message.resp.value, writer.uint32(842).fork()).join();
-        break;
-      case "authResp":
-        AuthResp.encode(message.resp.value, writer.uint32(850).fork()).join();
-        break;
-    }
-    return writer;
-  },
-
   decode(input: BinaryReader | Uint8Array, length?: number): PubSubResp {
     const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
     const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
@@ -2367,6 +1923,5 @@ export const PubSubResp: MessageFns<PubSubResp> = {
 };
 
 interface MessageFns<T> {
-  encode(message: T, writer?: BinaryWriter): BinaryWriter;
   decode(input: BinaryReader | Uint8Array, length?: number): T;
 }

@@ -13,8 +13,7 @@ func TestEveryCommandIsCountedWithItsErrors(t *testing.T) {
 	commands := []string{
 		pubsub.CmdEmpty, pubsub.CmdPing, pubsub.CmdKafkaFetch, pubsub.CmdKafkaListOffset,
 		pubsub.CmdKafkaSubscribe, pubsub.CmdKafkaUnsubscribe,
-		pubsub.CmdKafkaProduce, pubsub.CmdKafkaCommit, pubsub.CmdKafkaCommitted,
-		"cmd_auth", // proto extension 105; pubsub has no constant for it yet
+		pubsub.CmdKafkaProduce, pubsub.CmdKafkaCommit, pubsub.CmdKafkaCommitted, pubsub.CmdAuth,
 	}
 	if got := pubsub.Commands(); len(got) != len(commands) {
 		t.Fatalf("the protocol has commands %v; add the new ones to this test", got)

@@ -21,6 +21,7 @@ import (
 	"time"
 
 	"github.com/envoy-pubsub/gateway/config"
+	"github.com/envoy-pubsub/gateway/identity"
 	"github.com/envoy-pubsub/gateway/kafka"
 	"github.com/envoy-pubsub/gateway/pubsub"
 	"github.com/envoy-pubsub/gateway/server"
@@ -303,7 +304,12 @@ func (h *Host) Resolve(r *http.Request) (server.Route, error) {
 	h.mu.Lock()
 	limits := h.current.limits
 	h.mu.Unlock()
-	return server.KafkaRoute(h.hosts.pool, g.Cluster, g.Kafka, kafka.NewPolicy(g.Kafka, g.Routes...).WithLimits(limits), h.log)
+	policy := kafka.NewPolicy(g.Kafka, g.Routes...).WithLimits(limits).WithClaims(g.Claims)
+	route, err := server.KafkaRoute(h.hosts.pool, g.Cluster, g.Kafka, policy, h.log)
+	if err != nil || (g.Claims == nil && g.Verifier == nil) {
+		return route, err
+	}
+	return route.WithIdentity(identity.NewSession(g.Claims, g.Verifier, h.log)), nil
 }
 
 // drain stops accepting and gives the socket path up at once (a successor

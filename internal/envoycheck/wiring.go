@@ -162,6 +162,7 @@ func (w *wiring) checkPlugin(cm *connectionManager) {
 		if !allowsWebSocket(cm.hcm) {
 			w.addf("%s: upgrade_configs has no enabled websocket upgrade; Envoy would refuse every session", cm.where)
 		}
+		w.checkIdentity(cm, i, where)
 		w.checkSecrets(where, golang, doc)
 		w.checkKafkaClusters(where, doc)
 		w.checkStreamIdleTimeout(cm)
@@ -464,7 +465,10 @@ func (w *wiring) checkPerFilterConfigs(cm *connectionManager, where string, filt
 			if rp.GetConfig() == nil {
 				continue
 			}
-			if _, err := filter.ParseRouteConfig(rp.GetConfig()); err != nil {
+			route, err := filter.ParseRouteConfig(rp.GetConfig())
+			if err != nil {
+				w.addf("%s.config: %v", pluginWhere, err)
+			} else if err := config.CheckRouteAccess(route, cm.plugin.Identity); err != nil {
 				w.addf("%s.config: %v", pluginWhere, err)
 			}
 			if kafkaCluster == "" {

@@ -9,7 +9,7 @@ import { join } from "node:path";
 import { test } from "node:test";
 import { WebSocket } from "ws";
 import { Client, ConnectionClosedError, RequestTooLargeError, ServerError, connect } from "../dist/index.js";
-import { clusterConfig, eventually, startKafka, startServer } from "./harness.mjs";
+import { clusterConfig, eventually, startIssuer, startKafka, startServer } from "./harness.mjs";
 
 const decoder = new TextDecoder();
 
@@ -447,4 +447,77 @@ test("a 2 MiB produce is refused locally with RequestTooLargeError and the clien
     (err) => err instanceof RequestTooLargeError && err.maxFrameBytes === 1 << 20 && err.name === "RequestTooLargeError");
   assert.equal(c.state.state, "connected");
   assert.deepEqual(await c.produce("orders", 0, [{ value: new Uint8Array(512 << 10) }]), [{ partition: 0, offset: 0n }]);
+});
+
+/** Kafka with topic "orders" (one partition) behind a server that requires a token of issuer. */
+async function setupIdentity(t) {
+  const kafka = await startKafka(t, "orders:1");
+  const issuer = await startIssuer();
+  const dir = await mkdtemp(join(tmpdir(), "pubsub-js-config-"));
+  const config = join(dir, "config.json");
+  await writeFile(config, clusterConfig(kafka.brokers, ["orders"], { access: [{ read: ["orders"] }] },
+    { identity: { required: true, jwt: { jwks_file: issuer.jwksFile } } }));
+  const server = await startServer(t, ["-config", config]);
+  return { kafka, issuer, server };
+}
+
+test("a token function refreshes the session with cmd_auth before the token expires, on the same connection", async (t) => {
+  const { issuer, server } = await setupIdentity(t);
+  await assert.rejects(connect(server.url(), { WebSocket, reconnect: false }), (err) => err instanceof ConnectionClosedError && /401/.test(err.reason));
+  let calls = 0;
+  const states = [];
+  const c = await open(t, server.url(), {
+    token: () => { calls++; return issuer.token({ sub: "u1" }, 3); },
+    onStateChange: (s) => states.push(s.state),
+  });
+  // Each 3 s token is refreshed halfway: past two lifetimes the first connection still serves.
+  await eventually(() => calls >= 5, 15_000, "refreshes");
+  assert.equal(decoder.decode(await c.ping(new TextEncoder().encode("alive"))), "alive");
+  assert.deepEqual(states, ["connected"]);
+});
+
+test("a session ended at token expiry (4401) reconnects with a fresh token and resumes with every record once", async (t) => {
+  const { kafka, issuer, server } = await setupIdentity(t);
+  await kafka.produce("orders", 0, 3);
+  let calls = 0;
+  const states = [];
+  // The refresh (the second call) names another subject: the server refuses it, and ends the session at exp.
+  const c = await open(t, server.url(), {
+    token: () => (++calls === 2 ? issuer.token({ sub: "someone-else" }, 600) : issuer.token({ sub: "u1" }, calls === 1 ? 2 : 600)),
+    reconnect: { initialDelayMs: 5_000 },
+    onStateChange: (s) => states.push(s),
+  });
+  const s = await collect(c, { topic: "orders", partitions: [0], start: "earliest" });
+  await eventually(() => s.offsets(0).length === 3, 10_000, "records before expiry");
+  await eventually(() => states.some((st) => st.state === "reconnecting"), 10_000, "the session's end");
+  const ended = states.find((st) => st.state === "reconnecting");
+  assert.deepEqual([ended.closeCode, ended.reason, ended.delayMs], [4401, "token expired", 0]);
+  await eventually(() => c.state.state === "connected", 10_000, "the reconnect");
+  await kafka.produce("orders", 0, 3, 3);
+  await eventually(() => s.offsets(0).length === 6, 10_000, "records after the reconnect");
+  assert.deepEqual(s.offsets(0), range(0, 6));
+  assert.equal(calls, 3);
+  assert.ok(!s.sub.ended);
+});
+
+test("record filters on fetch and subscribe, applied by the server", async (t) => {
+  const { server } = await setup(t);
+  const c = await open(t, server.url());
+  const written = (from, n) => Array.from({ length: n }, (_, k) => {
+    const i = from + k;
+    return { key: `u${i % 3}`, value: `v${i}`, headers: [{ key: "tenant", value: i % 2 === 0 ? "a" : "b" }] };
+  });
+  await c.produce("orders", 0, written(0, 6));
+  const offsets = (records) => records.map((r) => Number(r.offset));
+  const a = await c.fetch("orders", 0, 0, { filter: { headers: [{ key: "tenant", value: "a" }] } });
+  assert.deepEqual([offsets(a.records), a.nextOffset], [[0, 2, 4], 6n]);
+  const one = await c.fetch("orders", 0, 0, { filter: { key: "u1", headers: [{ key: "tenant", value: "b" }] } });
+  assert.deepEqual([offsets(one.records), one.nextOffset], [[1], 6n]);
+  const none = await c.fetch("orders", 0, 0, { filter: { key: "nobody" } });
+  assert.deepEqual([offsets(none.records), none.nextOffset], [[], 6n]);
+
+  const s = await collect(c, { topic: "orders", partitions: [0], start: "earliest", filter: { headers: [{ key: "tenant", value: "b" }] } });
+  await c.produce("orders", 0, written(6, 4));
+  await eventually(() => s.offsets(0).includes(9), 10_000, "filtered pushes");
+  assert.deepEqual(s.offsets(0), [1, 3, 5, 7, 9]);
 });

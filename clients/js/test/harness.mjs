@@ -2,7 +2,8 @@
 // pubsub-server binary and, for tests that restart it, an in-memory Kafka in a
 // process of its own (testkafka) that keeps its records across the restart.
 import { execFile, spawn } from "node:child_process";
-import { mkdtemp } from "node:fs/promises";
+import { generateKeyPairSync, sign } from "node:crypto";
+import { mkdtemp, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { createInterface } from "node:readline";
@@ -106,11 +107,35 @@ export async function startKafka(t, topics) {
   };
 }
 
-/** A pub-sub server configuration for cluster "kafka" of brokers, allowing topics (plus extra keys). */
-export function clusterConfig(brokers, topics, extra = {}) {
+/**
+ * A pub-sub server configuration for cluster "kafka" of brokers, allowing
+ * topics (plus extra keys of the cluster, and top-level keys such as identity).
+ */
+export function clusterConfig(brokers, topics, extra = {}, top = {}) {
   return JSON.stringify({
+    ...top,
     kafka_clusters: { kafka: { brokers, ...(topics ? { topics } : {}), ...extra } },
   });
+}
+
+/**
+ * An identity provider for tests: an Ed25519 key whose public half is in a
+ * JWK Set file (jwksFile, for identity.jwt.jwks_file), and token(claims,
+ * lifeSeconds) signing JWTs with it (Node's crypto).
+ */
+export async function startIssuer() {
+  const { privateKey, publicKey } = generateKeyPairSync("ed25519");
+  const dir = await mkdtemp(join(tmpdir(), "pubsub-js-jwks-"));
+  const jwksFile = join(dir, "jwks.json");
+  await writeFile(jwksFile, JSON.stringify({ keys: [{ ...publicKey.export({ format: "jwk" }), kid: "test", alg: "EdDSA", use: "sig" }] }));
+  const b64 = (v) => Buffer.from(typeof v === "string" ? v : JSON.stringify(v)).toString("base64url");
+  return {
+    jwksFile,
+    token(claims, lifeSeconds = 600) {
+      const input = `${b64({ alg: "EdDSA", typ: "JWT", kid: "test" })}.${b64({ exp: Math.floor(Date.now() / 1000) + lifeSeconds, ...claims })}`;
+      return `${input}.${sign(null, Buffer.from(input), privateKey).toString("base64url")}`;
+    },
+  };
 }
 
 /**

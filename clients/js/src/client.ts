@@ -398,18 +398,25 @@ export class Client {
 
   /** The subscription's queue is full: the server stops sending until it drains. */
   #pause(sub: Subscription): void {
-    if (sub.link !== "live" || this.#bySequence.get(sub.sequence) !== sub) return; // a pending resume checks on its ack
+    // A pending resume checks on its ack.
+    if (sub.link === "live" && this.#bySequence.get(sub.sequence) === sub) this.#stopServing(sub, () => void this.#serve(sub));
+  }
+
+  /**
+   * Ends the server's subscription of a live one and then runs next. Pushes
+   * keep coming until the server answers: they are queued (a group's
+   * revocation counts them), and a resume starts after them.
+   */
+  #stopServing(sub: Subscription, next: () => void): void {
     const sequence = sub.sequence;
     sub.link = "pending";
-    // Pushes keep coming until the server answers: they are queued (a
-    // group's revocation counts them), and the resume starts after them.
     const done = () => {
       if (this.#bySequence.get(sequence) !== sub) return; // the connection went meanwhile
       this.#bySequence.delete(sequence);
       sub.link = "none";
-      void this.#serve(sub);
+      next();
     };
-    this.#request({ $case: "cmdKafkaUnsubscribe", value: { subscription: BigInt(sequence) } }, "pause", undefined).then(done, done);
+    this.#request({ $case: "cmdKafkaUnsubscribe", value: { subscription: BigInt(sequence) } }, "unsubscribe", undefined).then(done, done);
   }
 
   #setState(state: ConnectionState): void {
@@ -575,8 +582,8 @@ export class Client {
    */
   #resumeFailed(sub: Subscription, err: unknown): void {
     if (!this.#subscriptions.has(sub) || err instanceof ConnectionClosedError) return;
-    if (err instanceof ServerError && err.cause === "OFFSET_OUT_OF_RANGE" && err.partition !== undefined && sub.group === undefined) {
-      const partition = err.partition;
+    if (resettable(sub, err)) {
+      const partition = err.partition!;
       const reset = sub.autoOffsetReset;
       if (reset === "error") {
         if (sub.deliverError(err)) void this.#serve(sub);
@@ -683,8 +690,13 @@ export class Client {
         break;
       case "errorResp": {
         const err = new ServerError(resp.resp.value.message, resp.resp.value.code);
-        // The last partition failed: nothing is left to read.
-        if (!sub.deliverError(err)) this.#end(sub, err);
+        if (resettable(sub, err) && sub.autoOffsetReset !== "error" && sub.link === "live") {
+          // The records were deleted under the reader: that partition goes
+          // on from the end autoOffsetReset names, in a new subscription.
+          this.#stopServing(sub, () => this.#resumeFailed(sub, err));
+        } else if (!sub.deliverError(err)) {
+          this.#end(sub, err); // The last partition failed: nothing is left to read.
+        }
         break;
       }
     }
@@ -804,6 +816,11 @@ export class Client {
 }
 
 function ignore(): void {}
+
+/** Whether err is a partition's offset out of the log, which a plain subscription's autoOffsetReset handles. */
+function resettable(sub: Subscription, err: unknown): err is ServerError {
+  return err instanceof ServerError && err.cause === "OFFSET_OUT_OF_RANGE" && err.partition !== undefined && sub.group === undefined;
+}
 
 const utf8 = new TextEncoder();
 

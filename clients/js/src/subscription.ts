@@ -77,10 +77,10 @@ export type StartPosition =
   | { timestamp: number | Date };
 
 /**
- * What a resumed partition does when its next offset is no longer in the
- * log (OFFSET_OUT_OF_RANGE, e.g. retention deleted it while disconnected):
- * go on from the partition's earliest or latest offset, or stop that
- * partition with an `error` event.
+ * What a partition does when its next offset is no longer in the log
+ * (OFFSET_OUT_OF_RANGE: retention deleted it while disconnected, or under
+ * a slow reader): go on from the partition's earliest or latest offset, or
+ * stop that partition with an `error` event.
  */
 export type AutoOffsetReset = "earliest" | "latest" | "error";
 
@@ -108,9 +108,10 @@ export interface SubscribeOptions {
   /** At most this many records per push; 0 or absent: as many as one fetch holds. */
   maxRecords?: number;
   /**
-   * What a partition does when a resume finds its next offset out of the
-   * log, per partition; default "error" (that partition stops with an
-   * `error` event, the others go on).
+   * What a partition does when its next offset is out of the log, per
+   * partition; default "error" (that partition stops with an `error`
+   * event, the others go on). Not with group (the group's committed
+   * offsets decide).
    */
   autoOffsetReset?: AutoOffsetReset;
   /**

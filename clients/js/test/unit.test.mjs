@@ -700,3 +700,23 @@ test("a subscription and a fetch carry their record filter", async () => {
   assert.equal(ws.requests.at(-1).req.value.filter, undefined);
   c.close();
 });
+
+test("records deleted under a live subscription follow autoOffsetReset too: that partition goes on from the earliest offset", async () => {
+  const c = await connect("ws://test/kafka", fakeOptions());
+  const ws = FakeSocket.sockets[0];
+  const server = subscriptionServer(ws, [[0, 0], [1, 0]]);
+  const events = [];
+  const sub = await c.subscribe({ topic: "t", start: "earliest", autoOffsetReset: "earliest" }, (ev) => events.push(ev));
+  const first = server.subscribes[0].sequence;
+  server.push(0, 0, 2);
+  server.push(1, 0, 2);
+  ws.reply({ sequence: first, resp: { case: "errorResp", value: { message: "failed to subscribe, topic: t, partition: 0, err: OFFSET_OUT_OF_RANGE" } } });
+  await eventually(() => server.subscribes.length === 2, 5_000, "the new subscription");
+  assert.deepEqual(server.unsubscribes, [first]);
+  const again = server.subscribes[1].req.value;
+  assert.deepEqual([[...again.partitions].sort(), again.offsets], [[0, 1], { 0: 100n, 1: 2n }]);
+  server.push(0, 100, 1);
+  assert.deepEqual(events.filter((e) => e.kind !== "records"), []);
+  assert.deepEqual([...sub.positions].sort(), [[0, 101n], [1, 2n]]);
+  c.close();
+});

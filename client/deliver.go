@@ -27,7 +27,7 @@ type pushBuffer struct {
 	held int
 
 	room     chan struct{} // a token wakes the waiting reader
-	quit     chan struct{} // closed when the connection is being closed
+	quit     chan struct{} // closed when the client closes the connection
 	quitOnce sync.Once
 }
 
@@ -84,7 +84,8 @@ func (b *pushBuffer) wake() {
 	}
 }
 
-// stop ends any wait of the reader for good.
+// stop ends any wait of the reader for good, and makes the subscriptions
+// drop the pushes their readers did not take.
 func (b *pushBuffer) stop() { b.quitOnce.Do(func() { close(b.quit) }) }
 
 // deliver queues a push of size bytes for sub. The reader never waits for

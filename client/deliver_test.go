@@ -288,10 +288,12 @@ func TestPushesReceivedBeforeTheEndAreDelivered(t *testing.T) {
 }
 
 // TestCloseReturnsWhileASubscriptionIsNotRead: Close does not wait for the
-// reader of a subscription that stopped taking pushes.
+// reader of a subscription that stopped taking pushes; it closes C and
+// releases the pushes queued for it.
 func TestCloseReturnsWhileASubscriptionIsNotRead(t *testing.T) {
 	c, _ := serveWith(t, pushingMux(-1, partition0, nil), Options{PushBufferBytes: 4096})
-	if _, err := c.Subscribe(testCtx(t), &pb.CmdKafkaSubscribe{Topic: "t"}); err != nil {
+	sub, err := c.Subscribe(testCtx(t), &pb.CmdKafkaSubscribe{Topic: "t"})
+	if err != nil {
 		t.Fatal(err)
 	}
 	waitFor(t, "the reader to pause", c.delivering.Load)
@@ -304,5 +306,13 @@ func TestCloseReturnsWhileASubscriptionIsNotRead(t *testing.T) {
 	case <-closed:
 	case <-time.After(5 * time.Second):
 		t.Fatal("Close waits for the subscription's reader")
+	}
+	select {
+	case <-sub.pumped:
+	case <-time.After(5 * time.Second):
+		t.Fatal("C not closed after Close")
+	}
+	if got := held(c); got != 0 {
+		t.Fatalf("%d bytes held after Close", got)
 	}
 }

@@ -58,9 +58,10 @@ func (c *Client) Subscribe(ctx context.Context, cmd *pb.CmdKafkaSubscribe) (*Sub
 	return sub, nil
 }
 
-// C delivers the subscription's pushes in order; it is closed after
-// Unsubscribe, or when the connection has ended and every push received
-// before was taken. Pushes wait for the reader of C in a queue of their
+// C delivers the subscription's pushes in order. It is closed after
+// Unsubscribe or Close, which drop the pushes not taken (so does a client
+// that ends the connection itself, as with ErrPingTimeout), or once the
+// connection ended otherwise and the pushes received before were taken. Pushes wait for the reader of C in a queue of their
 // own, so the connection reads on: requests, also those made between two
 // reads of C, get their replies. While the pushes of all subscriptions of
 // the connection that wait exceed Options.PushBufferBytes and no request
@@ -118,8 +119,8 @@ func (s *Subscription) wake() {
 }
 
 // pump hands the queued pushes to the reader of C one at a time, until
-// the subscription ended and its queue is empty, or Unsubscribe started;
-// then it releases what is left and closes C.
+// the subscription ended and its queue is empty, or Unsubscribe or Close
+// started; then it releases what is left and closes C.
 func (s *Subscription) pump() {
 	defer close(s.pumped)
 	defer close(s.ch)
@@ -146,16 +147,22 @@ func (s *Subscription) pump() {
 				continue
 			case <-s.stop:
 				return
+			case <-s.c.pushes.quit:
+				return
 			}
 		}
 		select {
 		case <-s.stop: // taken before a push when both are ready
+			return
+		case <-s.c.pushes.quit:
 			return
 		default:
 		}
 		select {
 		case s.ch <- next.resp:
 		case <-s.stop:
+			return
+		case <-s.c.pushes.quit:
 			return
 		}
 		s.mu.Lock()

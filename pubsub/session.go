@@ -59,6 +59,9 @@ func Serve(ctx context.Context, conn net.Conn, h Handler, opts Options) (err err
 		s.handlers.Wait()
 	}()
 	s.startKeepalive()
+	if o.Deadline != nil {
+		defer o.Deadline.bind(s.closeAbandoning, s.logPanic("deadline"))()
+	}
 	return s.readLoop()
 }
 

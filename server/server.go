@@ -20,10 +20,10 @@ import (
 	"sync/atomic"
 	"time"
 
-	"github.com/gobwas/ws"
-
 	"github.com/envoy-pubsub/gateway/config"
+	"github.com/envoy-pubsub/gateway/identity"
 	"github.com/envoy-pubsub/gateway/kafka"
+	pb "github.com/envoy-pubsub/gateway/proto"
 	"github.com/envoy-pubsub/gateway/pubsub"
 )
 
@@ -35,6 +35,24 @@ type Route struct {
 	Release func()
 	// Attrs are logged with the session's events (never secrets).
 	Attrs []slog.Attr
+	// Deadline, if set, ends the session when it passes (its identity's
+	// token expiry).
+	Deadline *pubsub.Deadline
+}
+
+// WithIdentity returns r for a session of identity id: cmd_auth goes to
+// id, every other command to r's handler, and the session ends at the
+// expiry of id's token.
+func (r Route) WithIdentity(id *identity.Session) Route {
+	next := r.Handler
+	r.Handler = pubsub.HandlerFunc(func(ctx context.Context, req *pubsub.Request) (*pb.PubSubResp, error) {
+		if req.Command == pubsub.CmdAuth {
+			return id.ServePubSub(ctx, req)
+		}
+		return next.ServePubSub(ctx, req)
+	})
+	r.Deadline = id.Deadline()
+	return r
 }
 
 // Resolver decides which session an upgrade request starts. It is called
@@ -78,6 +96,11 @@ type Options struct {
 	Logger *slog.Logger
 	// Observer, if set, receives events for metrics.
 	Observer Observer
+	// KeylessUpgrade accepts WebSocket upgrades without Sec-WebSocket-Key,
+	// the form Envoy forwards for an HTTP/2 WebSocket (see keyless.go).
+	// Only for a listener that nothing but Envoy reaches; default false,
+	// and a keyless upgrade then gets 400.
+	KeylessUpgrade bool
 }
 
 // Server serves pub-sub sessions over WebSocket.
@@ -212,7 +235,7 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		s.refuse(w, &Error{Status: http.StatusServiceUnavailable, Message: "memory limit reached"})
 		return
 	}
-	conn, rw, _, err := ws.UpgradeHTTP(r, w)
+	conn, rw, err := s.upgrade(r, w)
 	if err != nil {
 		s.active.Add(-1)
 		release()
@@ -220,7 +243,7 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		if s.opts.Observer != nil {
 			s.opts.Observer.Refused(http.StatusBadRequest)
 		}
-		return // UpgradeHTTP answered 400 itself.
+		return // the handshake answered 400 itself.
 	}
 	if rw != nil && rw.Reader.Buffered() > 0 {
 		conn = &prefixedConn{Conn: conn, prefix: rw.Reader}
@@ -241,11 +264,11 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	log := s.log.With(attrsToArgs(route.Attrs)...)
 	log.Debug("server: session started", "remote", r.RemoteAddr)
-	go s.run(conn, route.Handler, release, log)
+	go s.run(conn, route, release, log)
 }
 
 // run serves one upgraded connection; it owns its cleanup.
-func (s *Server) run(conn net.Conn, h pubsub.Handler, release func(), log *slog.Logger) {
+func (s *Server) run(conn net.Conn, route Route, release func(), log *slog.Logger) {
 	defer func() {
 		if p := recover(); p != nil {
 			log.Error("server: session panic", "panic", p, "stack", string(debug.Stack()))
@@ -260,7 +283,8 @@ func (s *Server) run(conn net.Conn, h pubsub.Handler, release func(), log *slog.
 	}()
 	opts := s.opts.Session
 	opts.Logger = log
-	err := pubsub.Serve(s.ctx, conn, h, opts)
+	opts.Deadline = route.Deadline
+	err := pubsub.Serve(s.ctx, conn, route.Handler, opts)
 	log.Debug("server: session ended", "err", err)
 }
 

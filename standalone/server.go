@@ -36,6 +36,7 @@ type Server struct {
 	http     *http.Server
 	addr     string
 	failed   chan error
+	resolver *resolver
 }
 
 // Start serves doc on addr (HOST:PORT; port 0 picks a free one) until
@@ -47,13 +48,15 @@ func Start(doc *config.Document, addr string, opts Options) (*Server, error) {
 		log = slog.Default()
 	}
 	pool := kafka.NewPool(append([]kafka.PoolOption{kafka.Logger(log)}, opts.PoolOptions...)...)
-	fail := func(err error) (*Server, error) {
+	resolver, err := newResolver(doc, pool, log)
+	if err != nil {
 		pool.Close()
 		return nil, err
 	}
-	resolver, err := newResolver(doc, pool, log)
-	if err != nil {
-		return fail(err)
+	fail := func(err error) (*Server, error) {
+		resolver.close()
+		pool.Close()
+		return nil, err
 	}
 	sessions := server.New(resolver, server.OptionsFrom(doc, log))
 	var handler http.Handler = sessions
@@ -72,6 +75,7 @@ func Start(doc *config.Document, addr string, opts Options) (*Server, error) {
 		http:     server.NewHTTPServer(handler, log),
 		addr:     ln.Addr().String(),
 		failed:   make(chan error, 1),
+		resolver: resolver,
 	}
 	go s.serve(ln, log)
 	return s, nil
@@ -112,6 +116,7 @@ func (s *Server) Failed() <-chan error { return s.failed }
 // Kafka clients.
 func (s *Server) Shutdown(ctx context.Context) error {
 	err := errors.Join(s.sessions.Shutdown(ctx), s.http.Shutdown(ctx))
+	s.resolver.close()
 	s.pool.Close()
 	return err
 }

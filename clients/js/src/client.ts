@@ -446,17 +446,17 @@ export class Client {
     let ws: WebSocketLike;
     let { protocols, headers } = this.#options;
     let url = this.url;
-    if (token !== undefined) {
-      if (headers) {
-        headers = { ...headers, Authorization: `Bearer ${token}` };
-      } else {
-        const u = new URL(url);
-        u.searchParams.set("access_token", token);
-        url = u.href;
-      }
-      this.#scheduleRefresh(expiry(token));
-    }
     try {
+      if (token !== undefined) {
+        if (headers) {
+          headers = { ...headers, Authorization: `Bearer ${token}` };
+        } else {
+          const u = new URL(url);
+          u.searchParams.set("access_token", token);
+          url = u.href;
+        }
+        this.#scheduleRefresh(expiry(token));
+      }
       ws = headers ? new this.#WebSocket(url, protocols ?? [], { headers })
         : protocols ? new this.#WebSocket(url, protocols) : new this.#WebSocket(url);
     } catch (e) {

@@ -4,7 +4,10 @@
 // API (on the bootstrap and on every Any inside it, which PGV does not descend
 // into), every plugin_config and per-route plugin config goes through the
 // plugin's own parser, and the wiring between the plugin and Envoy is checked
-// (see Check).
+// (see Check). An HTTP filter whose config comes from extension config
+// discovery is checked with the TypedExtensionConfig of its
+// path_config_source file, as if it were inline (Source.Problems reads the
+// file beside the bootstrap).
 package envoycheck
 
 import (
@@ -53,7 +56,8 @@ func Check(doc []byte) error {
 // problem found: proto schema errors, PGV validation errors at any depth,
 // plugin configurations the plugin's parser rejects, and wiring mistakes
 // between the plugin and Envoy (see checkWiring). Problems name the field
-// path they were found at.
+// path they were found at. Discovered filter configs are read with
+// opts.ReadDiscovered.
 func Problems(doc []byte, opts Options) []error {
 	if opts.LibraryPath == "" {
 		opts.LibraryPath = LibraryPath

@@ -8,11 +8,14 @@ import (
 	"path"
 	"slices"
 
+	golangv3alpha "github.com/envoyproxy/go-control-plane/contrib/envoy/extensions/filters/http/golang/v3alpha"
 	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
 	hcmv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/network/http_connection_manager/v3"
 	"google.golang.org/protobuf/encoding/protojson"
 	"google.golang.org/protobuf/types/known/anypb"
 	"sigs.k8s.io/yaml"
+
+	"github.com/envoy-pubsub/gateway/filter"
 )
 
 // ErrNoDiscoveredFile is what an Options.ReadDiscovered returns for a file
@@ -57,6 +60,7 @@ func (w *wiring) resolveDiscovered(cm *connectionManager) {
 func (w *wiring) discover(where string, hf *hcmv3.HttpFilter) (string, *corev3.TypedExtensionConfig) {
 	ecs := hf.GetConfigDiscovery()
 	source := ecs.GetConfigSource()
+	w.checkDefaultConfig(where, ecs.GetDefaultConfig())
 	file := source.GetPathConfigSource().GetPath()
 	if file == "" {
 		//lint:ignore SA1019 deprecated, still honoured by Envoy
@@ -117,6 +121,20 @@ func (w *wiring) discover(where string, hf *hcmv3.HttpFilter) (string, *corev3.T
 		return "", nil
 	}
 	return file, tec
+}
+
+// checkDefaultConfig runs a pub-sub golang config that config_discovery
+// names as its default_config (used until the first discovery, or when the
+// discovered one is removed) through the plugin's parser; the API's rules
+// ran on it with the bootstrap.
+func (w *wiring) checkDefaultConfig(where string, a *anypb.Any) {
+	golang := &golangv3alpha.Config{}
+	if a == nil || !a.MessageIs(golang) || a.UnmarshalTo(golang) != nil || golang.GetPluginName() != filter.PluginName {
+		return
+	}
+	if _, err := filter.ParseFilterConfig(golang.GetPluginConfig()); err != nil {
+		w.addf("%s: default_config.plugin_config: %v", where, err)
+	}
 }
 
 // discoveryFile is the envoy.service.discovery.v3.DiscoveryResponse a

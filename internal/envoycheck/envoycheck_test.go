@@ -431,6 +431,18 @@ func TestBrokenBootstrapsAreRejected(t *testing.T) {
 		old:       "ping_interval: 30s",
 		new:       "ping_interval: 30s\n          drain_time: 20s",
 		want:      []string{"warning: ", "(config_discovery /etc/envoy-config/pubsub-filter.yaml): session.drain_time 20s: a filter config from config_discovery is replaced without a drain"},
+	}, {
+		name:      "default config the plugin rejects",
+		bootstrap: kubernetesBootstrap,
+		old:       "              type_urls:",
+		new: "              default_config:\n" +
+			"                \"@type\": type.googleapis.com/envoy.extensions.filters.http.golang.v3alpha.Config\n" +
+			"                library_id: pubsub\n" +
+			"                library_path: /etc/envoy/envoy-pubsub.so\n" +
+			"                plugin_name: pubsub\n" +
+			"                plugin_config: {\"@type\": type.googleapis.com/xds.type.v3.TypedStruct, value: {sesion: {}}}\n" +
+			"              type_urls:",
+		want: []string{`HTTP filter "envoy.filters.http.golang": config_discovery: default_config.plugin_config`, `unknown key "sesion"`},
 	}}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {

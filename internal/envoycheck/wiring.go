@@ -81,7 +81,11 @@ func (w *wiring) addf(format string, args ...any) {
 //     upgrade_configs[].filters list that replaces http_filters;
 //   - a kafka route where the filter is disabled by default and not
 //     enabled; as warnings (scope.go): the filter running on a route to no
-//     kafka-scheme cluster, and a kafka route whose timeout is not 0.
+//     kafka-scheme cluster, a kafka route whose timeout is not 0, and
+//     session.drain_time in a bootstrap's listener;
+//   - a filter configured by config_discovery whose config cannot be read
+//     offline, or that Envoy would not take (discovered.go); a readable one
+//     is checked as if it were inline.
 func checkWiring(b *bootstrapv3.Bootstrap, opts Options) []error {
 	w := &wiring{
 		libraryPath:    opts.LibraryPath,

@@ -4,7 +4,9 @@
 // those that carry a ticket the filter issued, and serving each as a pub-sub
 // session with the configuration snapshot the ticket holds. It keeps
 // sessions on the limits they started with when the configuration changes
-// (generations), hands its socket path over to a second process (hot
+// (generations), closes with 1001 the sessions of a configuration that a
+// listener update replaced shortly before Envoy would cut them
+// (session.drain_time), hands its socket path over to a second process (hot
 // restart) and drains in the background. It knows nothing of Envoy's API:
 // the filter feeds it configurations and stats, and tests run it alone.
 package sessionhost

@@ -104,6 +104,14 @@ func TestUpgradeRefusedWithoutAVerifiedToken(t *testing.T) {
 	other := testkit.NewIssuer(t)
 	none, _ := jwt.NewWithClaims(jwt.SigningMethodNone, is.Claims("alice", time.Minute, nil)).SignedString(jwt.UnsafeAllowNoneSignatureType)
 	hmac, _ := jwt.NewWithClaims(jwt.SigningMethodHS256, is.Claims("alice", time.Minute, nil)).SignedString(is.JWKS)
+	// HS256 with the RSA key's PEM as the secret, naming the RSA key: the
+	// algorithm confusion attack on verifiers that trust the token's alg.
+	confused := jwt.NewWithClaims(jwt.SigningMethodHS256, is.Claims("alice", time.Minute, nil))
+	confused.Header["kid"] = is.KeyID("RS256")
+	hmacPEM, _ := confused.SignedString(is.PublicKeyPEM(t, "RS256"))
+	notYet := is.Claims("alice", time.Hour, map[string]any{"nbf": time.Now().Add(time.Hour).Unix()})
+	noExp := is.Claims("alice", time.Minute, nil)
+	delete(noExp, "exp")
 	wrongIss := is.Claims("alice", time.Minute, nil)
 	wrongIss["iss"] = "https://evil.test"
 	wrongAud := is.Claims("alice", time.Minute, nil)
@@ -114,6 +122,9 @@ func TestUpgradeRefusedWithoutAVerifiedToken(t *testing.T) {
 		"expired":      {is.Token(t, "alice", -time.Minute, nil), "authentication failed: token expired"},
 		"unsigned":     {none, "authentication failed: signing algorithm not allowed"},
 		"hmac":         {hmac, "authentication failed: signing algorithm not allowed"},
+		"hmac pem":     {hmacPEM, "authentication failed: signing algorithm not allowed"},
+		"not yet":      {is.Sign(t, "ES256", notYet), "authentication failed: token not valid yet"},
+		"no exp":       {is.Sign(t, "EdDSA", noExp), "authentication failed: token has no exp claim"},
 		"wrong key":    {other.Token(t, "alice", time.Minute, nil), "authentication failed: signature not verified"},
 		"wrong issuer": {is.Sign(t, "ES256", wrongIss), "authentication failed: wrong issuer"},
 		"wrong aud":    {is.Sign(t, "EdDSA", wrongAud), "authentication failed: wrong audience"},

@@ -118,7 +118,11 @@ func TestIdentityThroughTheSharedLibrary(t *testing.T) {
 	}})
 	e.send(t, "metadata "+jwtAuthnNamespace+" "+scoped)
 	e.expect(t, "OK")
-	r = e.request(t, filterID, "kafka", 0, upgrade...)
+	// A browser's token comes in the query: the library never writes it.
+	const queryToken = "query-token-never-logged"
+	fromBrowser := slices.Clone(upgrade)
+	fromBrowser[slices.Index(upgrade, ":path=/kafka")] = ":path=/kafka?access_token=" + queryToken
+	r = e.request(t, filterID, "kafka", 0, fromBrowser...)
 	if r.status != statusContinue || len(r.headers["x-pubsub-ticket"]) != 1 {
 		t.Fatalf("scoped upgrade: %+v; log:\n%s", r, e.log())
 	}
@@ -152,6 +156,9 @@ func TestIdentityThroughTheSharedLibrary(t *testing.T) {
 	}
 	if strings.Contains(e.log(), tenant) {
 		t.Error("the library logged a claim")
+	}
+	if strings.Contains(e.log(), queryToken) {
+		t.Error("the library logged the access_token query parameter")
 	}
 }
 

@@ -464,3 +464,40 @@ func TestStampedRecordsReachTheirTenantOnly(t *testing.T) {
 		t.Fatalf("globex was pushed %v", got)
 	}
 }
+
+// TestKeyScopesAndStampedKeys: a rule whose records name the key sees only
+// the records keyed with the claim, in fetches and pushes, and a produce
+// rule's key replaces the one the client sent.
+func TestKeyScopesAndStampedKeys(t *testing.T) {
+	is := testkit.NewIssuer(t)
+	srv, brokers, _ := identityServer(t, is, true, `    access:
+      - read: ["inbox"]
+        records: {key: "{sub}"}
+      - produce: ["inbox"]
+        records: {key: "{sub}"}
+`, "inbox")
+	testkit.Produce(t, brokers, "inbox", 0, []testkit.Record{{Key: "alice", Value: "0"}, {Key: "bob", Value: "1"}, {Key: "", Value: "2"}, {Key: "alice", Value: "3"}})
+	ctx := testCtx(t)
+	alice := dialToken(t, srv, is.Token(t, "alice", time.Minute, nil))
+	sub, err := alice.Subscribe(ctx, &pb.CmdKafkaSubscribe{Topic: "inbox", Start: &pb.CmdKafkaSubscribe_Earliest{Earliest: true}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := fetchLoop(t, alice, "inbox", 0, 4, nil); !slices.Equal(got, []int64{0, 3}) {
+		t.Fatalf("alice fetched %v, want [0 3]", got)
+	}
+	if got := pushesUntil(t, sub, 0, 4); !slices.Equal(got, []int64{0, 3}) {
+		t.Fatalf("alice was pushed %v, want [0 3]", got)
+	}
+	bob := dialToken(t, srv, is.Token(t, "bob", time.Minute, nil))
+	if _, err := bob.Produce(ctx, "inbox", 0, &pb.KafkaRecord{Key: []byte("alice"), Value: []byte("forged")}); err != nil {
+		t.Fatal(err)
+	}
+	if got := pushesUntil(t, sub, 4, 5); len(got) != 0 {
+		t.Fatalf("bob's record, keyed alice by bob's client, reached alice: %v", got)
+	}
+	msgs, err := bob.Fetch(ctx, "inbox", 0, 4)
+	if err != nil || len(msgs) != 1 || string(msgs[0].GetKey()) != "bob" || string(msgs[0].GetValue()) != "forged" {
+		t.Fatalf("bob reads %v %v, want his record keyed bob", msgs, err)
+	}
+}

@@ -62,7 +62,10 @@ type remoteKeys struct {
 }
 
 func newRemoteKeys(ctx context.Context, uri string, every time.Duration, log *slog.Logger) *remoteKeys {
-	transport := http.DefaultTransport.(*http.Transport).Clone()
+	transport := &http.Transport{Proxy: http.ProxyFromEnvironment}
+	if t, ok := http.DefaultTransport.(*http.Transport); ok {
+		transport = t.Clone() // the standard timeouts
+	}
 	transport.DisableKeepAlives = true // fetches are minutes apart: keep no idle connection
 	return &remoteKeys{uri: uri, every: every, log: log, ctx: ctx,
 		client: &http.Client{Timeout: jwksFetchTimeout, Transport: transport}}

@@ -196,6 +196,16 @@ type Session struct {
 	// ProduceBytesPerSecond bounds the record bytes one session produces
 	// per second; 0 (the default) means no bound.
 	ProduceBytesPerSecond int `json:"produce_bytes_per_second,omitempty"`
+	// DrainTime is how long Envoy keeps the connections of a listener it
+	// drains (its --drain-time-s), in Envoy only; 0 (the default) means
+	// unknown. When set, a newer filter-level configuration on the same
+	// listener socket is taken as the replacement of this one by a listener
+	// update, which drains this one's listener: the sessions this
+	// configuration admitted get close 1001 shortly before Envoy would close
+	// their connections (see sessionhost.DrainLead). Leave it 0 where a
+	// newer configuration does not drain the older one (the filter's config
+	// from extension config discovery, several listeners on one socket).
+	DrainTime Duration `json:"drain_time,omitempty"`
 }
 
 // Tickets controls the one-time tickets that hand an upgrade from the Envoy
@@ -337,6 +347,9 @@ func (d *Document) complete() error {
 	}
 	if err := defaultCount("session.max_produce_records", &s.MaxProduceRecords, DefaultMaxProduceRecords); err != nil {
 		return err
+	}
+	if s.DrainTime < 0 {
+		return fmt.Errorf("config: session.drain_time: must not be negative")
 	}
 	if s.ProduceBytesPerSecond < 0 {
 		return fmt.Errorf("config: session.produce_bytes_per_second: must not be negative")

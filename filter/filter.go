@@ -228,7 +228,7 @@ func (f *filter) DecodeHeaders(headers api.RequestHeaderMap, endStream bool) api
 	}
 	tickets := f.cfg.doc.Tickets
 	ticket, err := f.cfg.host.Issue(&sessionhost.Grant{Cluster: cluster, Kafka: snapshot, Routes: f.routes,
-		Claims: claims, Verifier: f.cfg.verifier},
+		Claims: claims, Verifier: f.cfg.verifier, Issuer: f.cfg.doc},
 		tickets.TTL.Duration(), tickets.MaxOutstanding)
 	switch {
 	case errors.Is(err, sessionhost.ErrTicketsFull):

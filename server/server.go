@@ -38,6 +38,9 @@ type Route struct {
 	// Deadline, if set, ends the session when it passes (its identity's
 	// token expiry).
 	Deadline *pubsub.Deadline
+	// Context, if set, ends the session with a 1001 close frame when it is
+	// canceled, as Shutdown does for every session.
+	Context context.Context
 }
 
 // WithIdentity returns r for a session of identity id: cmd_auth goes to
@@ -284,7 +287,14 @@ func (s *Server) run(conn net.Conn, route Route, release func(), log *slog.Logge
 	opts := s.opts.Session
 	opts.Logger = log
 	opts.Deadline = route.Deadline
-	err := pubsub.Serve(s.ctx, conn, route.Handler, opts)
+	ctx := s.ctx
+	if route.Context != nil {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithCancel(ctx)
+		defer cancel()
+		defer context.AfterFunc(route.Context, cancel)()
+	}
+	err := pubsub.Serve(ctx, conn, route.Handler, opts)
 	log.Debug("server: session ended", "err", err)
 }
 

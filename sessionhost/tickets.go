@@ -46,6 +46,11 @@ type Grant struct {
 	// Verifier checks the tokens of the session's cmd_auth; nil refuses
 	// them as not supported.
 	Verifier *identity.Verifier
+	// Issuer is the filter-level configuration whose stream issued the
+	// ticket, as given to Acquire: its session ends with 1001 when Envoy
+	// is about to close the connections of that configuration's listener
+	// (session.drain_time). Nil: the session is not tied to one.
+	Issuer *config.Document
 }
 
 // ticketEntry is an outstanding ticket (grant set) or the record of a

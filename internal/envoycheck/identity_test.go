@@ -56,7 +56,7 @@ func TestIdentityNeedsJWTAuthnBeforeThePlugin(t *testing.T) {
 		"payload under other key": {strings.Replace(src, "payload_in_metadata: jwt_payload", "payload_in_metadata: claims", 1), `no jwt_authn provider sets payload_in_metadata "jwt_payload"`},
 		"required without key":    {strings.Replace(src, "envoy_jwt_metadata: jwt_payload", "jwt: {jwks_file: /etc/jwks.json}", 1), "set identity.envoy_jwt_metadata"},
 	} {
-		err := Check([]byte(c.doc))
+		err := check([]byte(c.doc))
 		if err == nil || !strings.Contains(err.Error(), c.want) {
 			t.Errorf("%s: %v, want an error containing %q", name, err, c.want)
 			continue
@@ -74,7 +74,7 @@ func rejectChanged(t *testing.T, name, src, old, new string, wants ...string) {
 	if n := strings.Count(src, old); n != 1 {
 		t.Fatalf("%s: %q occurs %d times; the case must break exactly one place", name, old, n)
 	}
-	err := Check([]byte(strings.Replace(src, old, new, 1)))
+	err := check([]byte(strings.Replace(src, old, new, 1)))
 	if err == nil {
 		t.Errorf("%s with %q: accepted", name, new)
 		return

@@ -260,6 +260,7 @@ func (m *member) run(ctx context.Context, wg *sync.WaitGroup, release func(), fo
 		fetches.EachPartition(func(p kgo.FetchTopicPartition) {
 			if live && len(p.Records) > 0 {
 				live = m.push(ctx, p.Partition, p.Records)
+				m.k.lagged(p.HighWatermark, p.Records[len(p.Records)-1].Offset+1)
 			}
 		})
 		m.cl.AllowRebalance()
@@ -272,7 +273,7 @@ func (m *member) run(ctx context.Context, wg *sync.WaitGroup, release func(), fo
 // push sends the records of one assigned partition and notes how far the
 // client was sent; it reports whether the session still takes pushes.
 func (m *member) push(ctx context.Context, partition int32, recs []*kgo.Record) bool {
-	d := &delivery{k: m.k, req: m.req, topic: m.topic, partition: partition, cursor: recs[0].Offset, maxRecords: m.maxRecords}
+	d := &delivery{k: m.k, req: m.req, tally: tallyOf(ctx), topic: m.topic, partition: partition, cursor: recs[0].Offset, maxRecords: m.maxRecords}
 	live := d.push(ctx, recs) // the member's own records: encoded for it alone
 	m.mu.Lock()
 	m.delivered[partition] = d.cursor

@@ -26,6 +26,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/envoy-pubsub/gateway/config"
+	"github.com/envoy-pubsub/gateway/metrics"
 )
 
 // idleClientTimeout is how long a client nobody uses stays open before it is
@@ -52,6 +53,7 @@ func Logger(l *slog.Logger) PoolOption {
 type Pool struct {
 	extra   []kgo.Opt
 	log     *slog.Logger
+	metrics metrics.Kafka
 	mu      sync.Mutex
 	clients map[[32]byte]*Cluster
 	closed  bool
@@ -59,7 +61,7 @@ type Pool struct {
 
 // NewPool returns an empty Pool.
 func NewPool(opts ...PoolOption) *Pool {
-	p := &Pool{log: slog.Default(), clients: make(map[[32]byte]*Cluster)}
+	p := &Pool{log: slog.Default(), metrics: metrics.Nop{}, clients: make(map[[32]byte]*Cluster)}
 	for _, o := range opts {
 		o(p)
 	}

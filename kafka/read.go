@@ -22,7 +22,7 @@ func (k *Cluster) fetchReply(ctx context.Context, topic string, partition int32,
 		return nil // the empty answer stands
 	}
 	changed, _, _ := r.state()
-	if k.cache.read(readerKey{topic, partition}, out.next, out) && len(out.records) > 0 {
+	if k.cacheRead(readerKey{topic, partition}, out.next, out) && len(out.records) > 0 {
 		return nil
 	}
 	if !waitChange(ctx, changed, k.cfg.FetchMaxWait.Duration()) {
@@ -82,7 +82,7 @@ func (k *Cluster) readAt(ctx context.Context, topic string, partition int32, out
 // offset that runs already is waited for, up to the cluster's fetch wait
 // (its session may wait for reply budget), and read from the cache.
 func (k *Cluster) read(ctx context.Context, key readerKey, offset int64, out *reply) error {
-	if k.cache.read(key, offset, out) {
+	if k.cacheRead(key, offset, out) {
 		return nil
 	}
 	done, first := k.fetching.begin(key, offset)
@@ -90,13 +90,13 @@ func (k *Cluster) read(ctx context.Context, key readerKey, offset int64, out *re
 		if !waitChange(ctx, done, k.cfg.FetchMaxWait.Duration()) {
 			return k.cause(ctx, ctx.Err())
 		}
-		if k.cache.read(key, offset, out) {
+		if k.cacheRead(key, offset, out) {
 			return nil
 		}
 		return k.fetchWait(ctx, key, offset, 0, out) // it failed, is slow, or its records are gone
 	}
 	defer k.fetching.end(key, offset)
-	if k.cache.read(key, offset, out) { // a fetch that ended since the first look
+	if k.cacheRead(key, offset, out) { // a fetch that ended since the first look
 		return nil
 	}
 	return k.fetchWait(ctx, key, offset, 0, out)

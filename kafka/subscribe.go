@@ -13,6 +13,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kgo"
 	"github.com/twmb/franz-go/pkg/kmsg"
 
+	"github.com/envoy-pubsub/gateway/metrics"
 	pb "github.com/envoy-pubsub/gateway/proto"
 	"github.com/envoy-pubsub/gateway/pubsub"
 )
@@ -106,7 +107,7 @@ func (h *handlers) subscribe(ctx context.Context, req *pubsub.Request) (*pb.PubS
 		maxRecords = DefaultMaxRecords
 	}
 	for _, s := range starts {
-		d := &delivery{k: h.k, req: req, topic: topic, partition: s.Partition, cursor: s.Offset, maxRecords: maxRecords}
+		d := &delivery{k: h.k, req: req, tally: tallyOf(ctx), topic: topic, partition: s.Partition, cursor: s.Offset, maxRecords: maxRecords}
 		go d.run(sctx, &sub.wg, req.Hold())
 	}
 	return nil, nil
@@ -192,6 +193,7 @@ func (k *Cluster) startOffset(ctx context.Context, topic string, p int32, cmd *p
 type delivery struct {
 	k          *Cluster
 	req        *pubsub.Request
+	tally      *metrics.Tally // the session's, for its log line
 	topic      string
 	partition  int32
 	cursor     int64 // the next offset to deliver
@@ -233,7 +235,7 @@ func (d *delivery) run(ctx context.Context, wg *sync.WaitGroup, release func()) 
 		out := newReply(d.cursor, d.maxRecords, int(d.k.cfg.FetchMaxBytes))
 		// The record cache first: at the end of the log it holds what came
 		// since state, and a catch-up needs a deadline only for Kafka.
-		if !d.k.cache.read(key, d.cursor, out) && d.cursor < end {
+		if !d.k.cacheRead(key, d.cursor, out) && d.cursor < end {
 			if err := d.catchUp(ctx, out); err != nil {
 				if terminal(err) {
 					d.fail(ctx, err)
@@ -248,6 +250,7 @@ func (d *delivery) run(ctx context.Context, wg *sync.WaitGroup, release func()) 
 			if !d.pushCached(ctx, out) {
 				return
 			}
+			d.k.lagged(end, d.cursor)
 			continue
 		}
 		if out.next > d.cursor {
@@ -296,6 +299,7 @@ func (d *delivery) push(ctx context.Context, recs []*kgo.Record) bool {
 		if err := d.req.Push(ctx, pushReply(d.topic, d.partition, out)); err != nil {
 			return false
 		}
+		d.k.sent(d.tally, d.topic, d.partition, len(out.records))
 		d.cursor = out.next
 		recs = recs[len(out.records):]
 	}
@@ -314,6 +318,7 @@ func (d *delivery) pushCached(ctx context.Context, out *reply) bool {
 	if err != nil {
 		return false
 	}
+	d.k.sent(d.tally, d.topic, d.partition, len(out.records))
 	d.cursor = out.next
 	return true
 }

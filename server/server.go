@@ -24,6 +24,7 @@ import (
 
 	"github.com/envoy-pubsub/gateway/config"
 	"github.com/envoy-pubsub/gateway/kafka"
+	"github.com/envoy-pubsub/gateway/metrics"
 	"github.com/envoy-pubsub/gateway/pubsub"
 )
 
@@ -35,6 +36,9 @@ type Route struct {
 	Release func()
 	// Attrs are logged with the session's events (never secrets).
 	Attrs []slog.Attr
+	// Subject is the verified identity's subject, logged when the session
+	// ends; empty when the session has no identity. Never a token.
+	Subject string
 }
 
 // Resolver decides which session an upgrade request starts. It is called
@@ -54,6 +58,10 @@ type EndpointChecker interface {
 type Error struct {
 	Status  int
 	Message string
+	// Reason names the refusal in metrics: a short fixed word such as
+	// "ticket" (never built from the request). Empty means the status's
+	// name, e.g. "unauthorized".
+	Reason string
 }
 
 func (e *Error) Error() string { return fmt.Sprintf("%d %s", e.Status, e.Message) }
@@ -78,6 +86,14 @@ type Options struct {
 	Logger *slog.Logger
 	// Observer, if set, receives events for metrics.
 	Observer Observer
+	// Metrics receives the sessions' events; default metrics.Nop.
+	Metrics Sink
+}
+
+// Sink is what the server reports its sessions' events to.
+type Sink interface {
+	metrics.Server
+	metrics.Engine
 }
 
 // Server serves pub-sub sessions over WebSocket.
@@ -104,9 +120,13 @@ func New(resolver Resolver, opts Options) *Server {
 	if opts.Session.Logger == nil {
 		opts.Session.Logger = opts.Logger
 	}
-	if opts.Observer != nil && opts.Session.OnCommand == nil {
-		opts.Session.OnCommand = opts.Observer.Command
+	if opts.Metrics == nil {
+		opts.Metrics = metrics.Nop{}
 	}
+	if opts.Session.Metrics == nil {
+		opts.Session.Metrics = opts.Metrics
+	}
+	opts.Session.OnCommand = commandReporter(opts.Session.OnCommand, opts.Observer, opts.Metrics)
 	s := &Server{resolver: resolver, opts: opts, log: opts.Logger}
 	s.ctx, s.cancel = context.WithCancel(context.Background())
 	return s
@@ -175,7 +195,7 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		}
 	}()
 	if s.ctx.Err() != nil {
-		s.refuse(w, &Error{Status: http.StatusServiceUnavailable, Message: "server is shutting down"})
+		s.refuse(w, &Error{Status: http.StatusServiceUnavailable, Message: "server is shutting down", Reason: "shutting_down"})
 		return
 	}
 	if !IsUpgrade(r.Header) {
@@ -188,7 +208,7 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		}
 		w.Header().Set("Upgrade", "websocket")
 		w.Header().Set("Connection", "Upgrade")
-		s.refuse(w, &Error{Status: http.StatusUpgradeRequired, Message: "this endpoint speaks the pub-sub protocol over WebSocket: send an Upgrade: websocket request"})
+		s.refuse(w, &Error{Status: http.StatusUpgradeRequired, Message: "this endpoint speaks the pub-sub protocol over WebSocket: send an Upgrade: websocket request", Reason: "not_upgrade"})
 		return
 	}
 	route, err := s.resolver.Resolve(r)
@@ -203,13 +223,13 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	if s.active.Add(1) > int64(s.opts.MaxSessions) {
 		s.active.Add(-1)
 		release()
-		s.refuse(w, &Error{Status: http.StatusServiceUnavailable, Message: "too many sessions"})
+		s.refuse(w, &Error{Status: http.StatusServiceUnavailable, Message: "too many sessions", Reason: "too_many_sessions"})
 		return
 	}
 	if mem := s.opts.Session.Memory; mem != nil && mem.Full() {
 		s.active.Add(-1)
 		release()
-		s.refuse(w, &Error{Status: http.StatusServiceUnavailable, Message: "memory limit reached"})
+		s.refuse(w, &Error{Status: http.StatusServiceUnavailable, Message: "memory limit reached", Reason: "memory_limit"})
 		return
 	}
 	conn, rw, _, err := ws.UpgradeHTTP(r, w)
@@ -220,6 +240,7 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		if s.opts.Observer != nil {
 			s.opts.Observer.Refused(http.StatusBadRequest)
 		}
+		s.opts.Metrics.Refused(http.StatusBadRequest, "handshake")
 		return // UpgradeHTTP answered 400 itself.
 	}
 	if rw != nil && rw.Reader.Buffered() > 0 {
@@ -239,13 +260,17 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	if s.opts.Observer != nil {
 		s.opts.Observer.SessionStarted()
 	}
+	s.opts.Metrics.SessionOpened()
 	log := s.log.With(attrsToArgs(route.Attrs)...)
 	log.Debug("server: session started", "remote", r.RemoteAddr)
-	go s.run(conn, route.Handler, release, log)
+	go s.run(conn, route, release, log, sessionStart{remote: r.RemoteAddr, path: r.URL.Path, at: time.Now()})
 }
 
-// run serves one upgraded connection; it owns its cleanup.
-func (s *Server) run(conn net.Conn, h pubsub.Handler, release func(), log *slog.Logger) {
+// run serves one upgraded connection; it owns its cleanup and logs the
+// session's end.
+func (s *Server) run(conn net.Conn, route Route, release func(), log *slog.Logger, start sessionStart) {
+	end := pubsub.End{Code: int(pubsub.CloseAbnormal)}
+	tally := &metrics.Tally{}
 	defer func() {
 		if p := recover(); p != nil {
 			log.Error("server: session panic", "panic", p, "stack", string(debug.Stack()))
@@ -256,12 +281,14 @@ func (s *Server) run(conn net.Conn, h pubsub.Handler, release func(), log *slog.
 		if s.opts.Observer != nil {
 			s.opts.Observer.SessionEnded()
 		}
+		s.opts.Metrics.SessionClosed(end.Code)
+		logSessionEnd(log, route, start, end, tally)
 		s.sessions.Done()
 	}()
 	opts := s.opts.Session
 	opts.Logger = log
-	err := pubsub.Serve(s.ctx, conn, h, opts)
-	log.Debug("server: session ended", "err", err)
+	opts.OnEnd = func(e pubsub.End) { end = e }
+	pubsub.Serve(metrics.WithTally(s.ctx, tally), conn, route.Handler, opts)
 }
 
 func (s *Server) refuse(w http.ResponseWriter, err error) {
@@ -273,6 +300,7 @@ func (s *Server) refuse(w http.ResponseWriter, err error) {
 	if s.opts.Observer != nil {
 		s.opts.Observer.Refused(e.Status)
 	}
+	s.opts.Metrics.Refused(e.Status, e.reason())
 	w.Header().Set("Content-Type", "text/plain; charset=utf-8")
 	w.WriteHeader(e.Status)
 	io.WriteString(w, e.Message+"\n")
@@ -367,7 +395,7 @@ func KafkaRoute(pool *kafka.Pool, name string, c *config.KafkaCluster, policy ka
 	k, err := pool.Acquire(c)
 	if err != nil {
 		log.Error("pubsub: kafka client", "cluster", name, "err", err)
-		return Route{}, &Error{Status: http.StatusBadGateway, Message: "kafka cluster unavailable"}
+		return Route{}, &Error{Status: http.StatusBadGateway, Message: "kafka cluster unavailable", Reason: "cluster_unavailable"}
 	}
 	mux := pubsub.NewMux()
 	kafka.Register(mux, k, policy)

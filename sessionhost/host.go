@@ -250,7 +250,7 @@ func (h *Host) Resolve(r *http.Request) (server.Route, error) {
 	if err != nil {
 		h.stats.ticketRejected()
 		h.log.Warn("pubsub: upgrade refused", "reason", err.Error(), "remote", r.RemoteAddr)
-		return server.Route{}, &server.Error{Status: http.StatusUnauthorized, Message: "missing, invalid, used or expired pub-sub ticket"}
+		return server.Route{}, &server.Error{Status: http.StatusUnauthorized, Message: "missing, invalid, used or expired pub-sub ticket", Reason: "ticket"}
 	}
 	h.mu.Lock()
 	limits := h.current.limits

@@ -32,6 +32,7 @@ func main() {
 func run() error {
 	configFile := flag.String("config", "", "configuration file (YAML or JSON); empty starts an embedded development Kafka")
 	listen := flag.String("listen", "127.0.0.1:9080", "HOST:PORT to serve WebSocket sessions on")
+	metricsListen := flag.String("metrics-listen", "127.0.0.1:9090", "HOST:PORT to serve /metrics, /healthz and /readyz on (apart from -listen); empty disables them")
 	logLevel := flag.String("log-level", "info", "debug, info, warn or error")
 	flag.Parse()
 
@@ -73,8 +74,9 @@ func run() error {
 	site.Clusters = doc.ClusterNames()
 
 	srv, err := standalone.Start(doc, *listen, standalone.Options{
-		Logger: log,
-		Front:  func(pubsub http.Handler) (http.Handler, error) { return web.Handler(site, pubsub) },
+		Logger:        log,
+		Front:         func(pubsub http.Handler) (http.Handler, error) { return web.Handler(site, pubsub) },
+		MetricsListen: *metricsListen,
 	})
 	if err != nil {
 		return err
@@ -83,6 +85,9 @@ func run() error {
 		log.Info("serving", "cluster", name, "url", srv.URL(name))
 	}
 	log.Info("live page", "url", fmt.Sprintf("http://%s/", srv.Addr()))
+	if a := srv.MetricsAddr(); a != "" {
+		log.Info("metrics and health", "metrics", "http://"+a+"/metrics", "healthz", "http://"+a+"/healthz", "readyz", "http://"+a+"/readyz")
+	}
 	if *configFile == "" {
 		log.Info(fmt.Sprintf("try it: go run ./cmd/pubsub-client -url %s -topic %s", srv.URL("kafka"), standalone.DemoTopic))
 	}

@@ -197,6 +197,7 @@ func newCluster(p *Pool, key [32]byte, c *config.KafkaCluster) (*Cluster, error)
 		// copy that Config returns does not hold it.
 		s := *c.SASL
 		s.Password = ""
+		s.ClientSecret = ""
 		k.cfg.SASL = &s
 	}
 	opts := []kgo.Opt{
@@ -266,6 +267,11 @@ func fingerprint(c *config.KafkaCluster) [32]byte {
 		field(s.Mechanism)
 		field(s.Username)
 		field(s.Password.Reveal())
+		field(s.TokenFile)
+		field(s.TokenEndpoint)
+		field(s.ClientID)
+		field(s.ClientSecret.Reveal())
+		field(s.Scope)
 	}
 	field("|")
 	// Fetch limits live in the shared client's configuration, so clusters

@@ -28,6 +28,12 @@ const TLSHandshakeTimeout = 2 * time.Second
 // saslMechanism builds the authenticator for s, whose password must be
 // resolved already.
 func saslMechanism(s *config.SASL) (sasl.Mechanism, error) {
+	switch s.Mechanism {
+	case config.MechanismOAuthBearer:
+		return oauthBearerMechanism(&s.SASLCloud)
+	case config.MechanismAWSMSKIAM:
+		return mskIAMMechanism()
+	}
 	if s.Password == "" {
 		return nil, errors.New("kafka: sasl password is not resolved")
 	}

@@ -44,6 +44,8 @@ var (
 type Hosts struct {
 	log  *slog.Logger
 	pool *kafka.Pool
+	// sink takes the detailed events of every session and of the pool.
+	sink *forward
 
 	mu     sync.Mutex
 	byPath map[string]*Host
@@ -51,9 +53,11 @@ type Hosts struct {
 
 // NewHosts returns an empty set of hosts logging to log.
 func NewHosts(log *slog.Logger) *Hosts {
+	sink := &forward{}
 	return &Hosts{
 		log:    log,
-		pool:   kafka.NewPool(kafka.Logger(log)),
+		pool:   kafka.NewPool(kafka.Logger(log), kafka.Metrics(sink)),
+		sink:   sink,
 		byPath: make(map[string]*Host),
 	}
 }
@@ -187,6 +191,7 @@ func (h *Host) serve(ln net.Listener) {
 // stats. Sessions already running keep their generation.
 func (h *Host) update(doc *config.Document, stats Stats) {
 	h.stats.use(stats)
+	h.hosts.sink.use(stats)
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	if h.current.srv != nil && h.current.limits == doc.Session && h.current.process == doc.Limits {
@@ -194,6 +199,7 @@ func (h *Host) update(doc *config.Document, stats Stats) {
 	}
 	opts := server.OptionsFrom(doc, h.log)
 	opts.Observer = &h.stats
+	opts.Metrics = h.hosts.sink
 	if h.current.srv != nil {
 		h.retired = append(h.retired, h.current.srv)
 		if h.current.process == doc.Limits {

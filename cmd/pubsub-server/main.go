@@ -18,6 +18,7 @@ import (
 	"time"
 
 	"github.com/envoy-pubsub/gateway/config"
+	"github.com/envoy-pubsub/gateway/internal/ratelog"
 	"github.com/envoy-pubsub/gateway/standalone"
 	"github.com/envoy-pubsub/gateway/web"
 )
@@ -40,7 +41,9 @@ func run() error {
 	if err := level.UnmarshalText([]byte(*logLevel)); err != nil {
 		return fmt.Errorf("-log-level: %w", err)
 	}
-	log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: level}))
+	// A warning that repeats (a broker down, a client that keeps failing)
+	// is logged once per interval, with the count held back.
+	log := slog.New(ratelog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: level}), ratelog.DefaultInterval))
 	slog.SetDefault(log)
 
 	// Signals are taken before the server starts and says where it

@@ -21,7 +21,9 @@ import (
 	"github.com/twmb/franz-go/pkg/kfake"
 	"github.com/twmb/franz-go/pkg/kmsg"
 
+	"github.com/envoy-pubsub/gateway/config"
 	"github.com/envoy-pubsub/gateway/internal/testkit"
+	"github.com/envoy-pubsub/gateway/kafka"
 )
 
 // saslBroker answers SASLHandshake and SASLAuthenticate for one mechanism
@@ -315,4 +317,23 @@ func checkMSKPayload(auth []byte, accessKey, secretKey, region string) error {
 		return fmt.Errorf("the payload holds the secret key")
 	}
 	return nil
+}
+
+func TestOAuthBearerTokenFileMustHoldATokenAtStart(t *testing.T) {
+	dir := t.TempDir()
+	empty := filepath.Join(dir, "empty")
+	if err := os.WriteFile(empty, []byte("\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	pool := kafka.NewPool()
+	t.Cleanup(pool.Close)
+	for file, want := range map[string]string{
+		filepath.Join(dir, "missing"): "kafka: sasl.token_file: stat " + filepath.Join(dir, "missing"),
+		empty:                         "kafka: sasl.token_file: " + empty + " is empty",
+	} {
+		c := &config.KafkaCluster{Brokers: []string{"127.0.0.1:1"}, SASL: &config.SASL{Mechanism: config.MechanismOAuthBearer, SASLCloud: config.SASLCloud{TokenFile: file}}}
+		if _, err := pool.Acquire(c); err == nil || !strings.HasPrefix(err.Error(), want) {
+			t.Errorf("token file %s: %v, want %q", file, err, want)
+		}
+	}
 }

@@ -144,7 +144,19 @@ func (hs *Hosts) Release(h *Host, stats Stats) {
 	if hs.byPath[h.socket.path] == h {
 		delete(hs.byPath, h.socket.path)
 	}
+	hs.sink.drop(stats, hs.anyStats())
 	h.drain(drainTimeout)
+}
+
+// anyStats returns the stats of the newest configuration of some host, nil
+// when no host is held. Callers hold hs.mu.
+func (hs *Hosts) anyStats() Stats {
+	for _, h := range hs.byPath {
+		if n := len(h.holders); n > 0 {
+			return h.holders[n-1].stats
+		}
+	}
+	return nil
 }
 
 func (hs *Hosts) start(path string) (*Host, error) {

@@ -31,6 +31,22 @@ func (f *forward) use(s Stats) {
 	}
 }
 
+// drop stops passing events to s's Sink if it is the current one, so that
+// a destroyed configuration's stats are not kept alive; next, if set, takes
+// over.
+func (f *forward) drop(s Stats, next Stats) {
+	p, ok := s.(SinkProvider)
+	if !ok {
+		return
+	}
+	if cur := f.current.Load(); cur != nil && *cur == p.Sink() {
+		f.current.Store(nil)
+		if next != nil {
+			f.use(next)
+		}
+	}
+}
+
 func (f *forward) sink() metrics.Sink {
 	if s := f.current.Load(); s != nil {
 		return *s

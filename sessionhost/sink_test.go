@@ -44,3 +44,19 @@ func TestDetailedEventsGoToTheNewestConfigurationsSink(t *testing.T) {
 		t.Errorf("second sink: %+v", second.sink)
 	}
 }
+
+func TestADroppedConfigurationsSinkIsReleased(t *testing.T) {
+	var f forward
+	first := sinkStats{newStats(), &recordingSink{}}
+	second := sinkStats{newStats(), &recordingSink{}}
+	f.use(first)
+	f.drop(second, nil) // not the current one: no change
+	f.BytesRead(1)
+	f.drop(first, second)
+	f.BytesRead(2)
+	f.drop(second, nil)
+	f.BytesRead(4)
+	if first.sink.read != 1 || second.sink.read != 2 || f.current.Load() != nil {
+		t.Errorf("first read %d, second read %d, current %v", first.sink.read, second.sink.read, f.current.Load())
+	}
+}

@@ -1,12 +1,14 @@
 // Package ratelog limits repeated warnings: a slog.Handler that passes a
-// warning or error at most once per interval for each message, and tells in
-// the next one passed how many it held back. A broker that stays down then
-// costs one log line per interval, not one per retry.
+// warning or error at most once per interval for each message with the same
+// attributes, and tells in the next one passed how many it held back. A
+// broker that stays down then costs one log line per interval, not one per
+// retry, while warnings that differ (another client, another cause) pass.
 package ratelog
 
 import (
 	"context"
 	"log/slog"
+	"strings"
 	"sync"
 	"time"
 )
@@ -24,7 +26,8 @@ const maxMessages = 4096
 const SuppressedKey = "suppressed"
 
 // Handler passes records below slog.LevelWarn through, and records at or
-// above it at most once per interval per level and message.
+// above it at most once per interval per level, message and attributes
+// (those of the record, not those added with WithAttrs).
 type Handler struct {
 	next  slog.Handler
 	limit *limiter
@@ -41,6 +44,7 @@ type limiter struct {
 type key struct {
 	level   slog.Level
 	message string
+	attrs   string
 }
 
 type entry struct {
@@ -71,7 +75,7 @@ func (h *Handler) Handle(ctx context.Context, r slog.Record) error {
 	if at.IsZero() {
 		at = time.Now()
 	}
-	held, pass := h.limit.admit(key{r.Level, r.Message}, at)
+	held, pass := h.limit.admit(key{r.Level, r.Message, attrsOf(r)}, at)
 	if !pass {
 		return nil
 	}
@@ -80,6 +84,17 @@ func (h *Handler) Handle(ctx context.Context, r slog.Record) error {
 		r.AddAttrs(slog.Int(SuppressedKey, held))
 	}
 	return h.next.Handle(ctx, r)
+}
+
+// attrsOf renders the record's attributes, as the part of its key.
+func attrsOf(r slog.Record) string {
+	var b strings.Builder
+	r.Attrs(func(a slog.Attr) bool {
+		b.WriteString(a.String())
+		b.WriteByte(0)
+		return true
+	})
+	return b.String()
 }
 
 // admit reports whether a record of k at time at passes, and how many were

@@ -29,13 +29,17 @@ func TestRepeatedWarningsPassOncePerIntervalWithTheCountHeldBack(t *testing.T) {
 	logAt(h, slog.LevelWarn, t0.Add(200*time.Millisecond), "broker down")       // held
 	logAt(h, slog.LevelError, t0.Add(300*time.Millisecond), "broker down")      // another level passes
 	logAt(h, slog.LevelWarn, t0.Add(400*time.Millisecond), "other")             // another message passes
-	logAt(h, slog.LevelInfo, t0.Add(500*time.Millisecond), "info")              // info is never limited
+	r := slog.NewRecord(t0.Add(450*time.Millisecond), slog.LevelWarn, "broker down", 0)
+	r.AddAttrs(slog.String("broker", "b-2"))
+	h.Handle(context.Background(), r)                              // other attributes pass
+	logAt(h, slog.LevelInfo, t0.Add(500*time.Millisecond), "info") // info is never limited
 	logAt(h, slog.LevelInfo, t0.Add(600*time.Millisecond), "info")
 	logAt(h, slog.LevelWarn, t0.Add(1100*time.Millisecond), "broker down") // the interval passed
 	want := []string{
 		`level=WARN msg="broker down"`,
 		`level=ERROR msg="broker down"`,
 		`level=WARN msg=other`,
+		`level=WARN msg="broker down" broker=b-2`,
 		`level=INFO msg=info`,
 		`level=INFO msg=info`,
 		`level=WARN msg="broker down" suppressed=2`,

@@ -12,6 +12,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kgo"
 	"github.com/twmb/franz-go/pkg/kmsg"
 
+	"github.com/envoy-pubsub/gateway/metrics"
 	pb "github.com/envoy-pubsub/gateway/proto"
 	"github.com/envoy-pubsub/gateway/pubsub"
 )
@@ -98,6 +99,7 @@ func (ms *members) remove(m *member) {
 type member struct {
 	k          *Cluster
 	req        *pubsub.Request
+	tally      *metrics.Tally // the session's, for its log line
 	group      string
 	topic      string
 	maxRecords int
@@ -138,7 +140,7 @@ func (h *handlers) subscribeGroup(ctx context.Context, req *pubsub.Request) (*pb
 	if maxRecords <= 0 {
 		maxRecords = DefaultMaxRecords
 	}
-	m := &member{k: h.k, req: req, group: group, topic: topic, maxRecords: maxRecords,
+	m := &member{k: h.k, req: req, tally: tallyOf(ctx), group: group, topic: topic, maxRecords: maxRecords,
 		delivered: make(map[int32]int64), committed: make(map[int32]int64)}
 	if err := h.members.add(m); err != nil {
 		return fail(err)
@@ -273,7 +275,7 @@ func (m *member) run(ctx context.Context, wg *sync.WaitGroup, release func(), fo
 // push sends the records of one assigned partition and notes how far the
 // client was sent; it reports whether the session still takes pushes.
 func (m *member) push(ctx context.Context, partition int32, recs []*kgo.Record) bool {
-	d := &delivery{k: m.k, req: m.req, tally: tallyOf(ctx), topic: m.topic, partition: partition, cursor: recs[0].Offset, maxRecords: m.maxRecords}
+	d := &delivery{k: m.k, req: m.req, tally: m.tally, topic: m.topic, partition: partition, cursor: recs[0].Offset, maxRecords: m.maxRecords}
 	live := d.push(ctx, recs) // the member's own records: encoded for it alone
 	m.mu.Lock()
 	m.delivered[partition] = d.cursor
@@ -286,6 +288,9 @@ func (m *member) push(ctx context.Context, partition int32, recs []*kgo.Record) 
 func (m *member) assigned(partitions []int32) {
 	if len(partitions) == 0 {
 		return
+	}
+	for _, p := range partitions {
+		m.tally.Touch(m.topic, p)
 	}
 	m.pushAssignment(&pb.KafkaAssignment{Topic: m.topic, Assigned: sorted(partitions)})
 }

@@ -83,7 +83,9 @@ func (h *handlers) fetch(ctx context.Context, req *pubsub.Request) (*pb.PubSubRe
 		return nil, &CommandError{Op: opFetch, Topic: topic, Partition: partition, Cause: h.k.cause(ctx, err)}
 	}
 	req.AfterReply(slab.release)
-	h.k.sent(tallyOf(ctx), topic, partition, len(out.records))
+	tally := tallyOf(ctx)
+	tally.Touch(topic, partition)
+	h.k.sent(tally, len(out.records))
 	h.k.pool.metrics.FetchReply(time.Since(start))
 	return &pb.PubSubResp{Resp: &pb.PubSubResp_KafkaFetchResp{
 		KafkaFetchResp: &pb.KafkaFetchResp{Messages: slab.messagesOf(out.records), NextOffset: out.next},

@@ -20,10 +20,10 @@ func (k *Cluster) cacheRead(key readerKey, offset int64, out *reply) bool {
 	return hit
 }
 
-// sent counts n records of topic/partition sent to the session of tally.
-func (k *Cluster) sent(tally *metrics.Tally, topic string, partition int32, n int) {
+// sent counts n records sent to the session of tally (whose partitions
+// were touched when its command started).
+func (k *Cluster) sent(tally *metrics.Tally, n int) {
 	k.pool.metrics.Delivered(n)
-	tally.Touch(topic, partition)
 	tally.Sent(n)
 }
 

@@ -106,8 +106,10 @@ func (h *handlers) subscribe(ctx context.Context, req *pubsub.Request) (*pb.PubS
 	if maxRecords <= 0 {
 		maxRecords = DefaultMaxRecords
 	}
+	tally := tallyOf(ctx)
 	for _, s := range starts {
-		d := &delivery{k: h.k, req: req, tally: tallyOf(ctx), topic: topic, partition: s.Partition, cursor: s.Offset, maxRecords: maxRecords}
+		tally.Touch(topic, s.Partition)
+		d := &delivery{k: h.k, req: req, tally: tally, topic: topic, partition: s.Partition, cursor: s.Offset, maxRecords: maxRecords}
 		go d.run(sctx, &sub.wg, req.Hold())
 	}
 	return nil, nil
@@ -299,7 +301,7 @@ func (d *delivery) push(ctx context.Context, recs []*kgo.Record) bool {
 		if err := d.req.Push(ctx, pushReply(d.topic, d.partition, out)); err != nil {
 			return false
 		}
-		d.k.sent(d.tally, d.topic, d.partition, len(out.records))
+		d.k.sent(d.tally, len(out.records))
 		d.cursor = out.next
 		recs = recs[len(out.records):]
 	}
@@ -318,7 +320,7 @@ func (d *delivery) pushCached(ctx context.Context, out *reply) bool {
 	if err != nil {
 		return false
 	}
-	d.k.sent(d.tally, d.topic, d.partition, len(out.records))
+	d.k.sent(d.tally, len(out.records))
 	d.cursor = out.next
 	return true
 }

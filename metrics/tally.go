@@ -18,9 +18,14 @@ const MaxTallyPartitions = 64
 // ready; all methods are safe from any goroutine and do nothing on nil.
 type Tally struct {
 	mu      sync.Mutex
-	parts   map[string]struct{}
+	parts   map[topicPartition]struct{}
 	more    int
 	records atomic.Int64
+}
+
+type topicPartition struct {
+	topic     string
+	partition int32
 }
 
 // Touch records that the session read or wrote topic/partition.
@@ -28,10 +33,10 @@ func (t *Tally) Touch(topic string, partition int32) {
 	if t == nil {
 		return
 	}
-	name := topic + "/" + strconv.FormatInt(int64(partition), 10)
+	tp := topicPartition{topic, partition}
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	if _, ok := t.parts[name]; ok {
+	if _, ok := t.parts[tp]; ok {
 		return
 	}
 	if len(t.parts) >= MaxTallyPartitions {
@@ -39,9 +44,9 @@ func (t *Tally) Touch(topic string, partition int32) {
 		return
 	}
 	if t.parts == nil {
-		t.parts = make(map[string]struct{}, 4)
+		t.parts = make(map[topicPartition]struct{}, 4)
 	}
-	t.parts[name] = struct{}{}
+	t.parts[tp] = struct{}{}
 }
 
 // Sent adds n records sent to the client.
@@ -68,8 +73,8 @@ func (t *Tally) Partitions() (names []string, more int) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	names = make([]string, 0, len(t.parts))
-	for n := range t.parts {
-		names = append(names, n)
+	for tp := range t.parts {
+		names = append(names, tp.topic+"/"+strconv.FormatInt(int64(tp.partition), 10))
 	}
 	slices.Sort(names)
 	return names, t.more

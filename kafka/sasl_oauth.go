@@ -52,7 +52,9 @@ func oauthBearerMechanism(c *config.SASLCloud) (sasl.Mechanism, error) {
 }
 
 // tokenFile is a token kept in a file that something else renews: it is
-// read again when the file's size or modification time changes.
+// read again when the file's size or modification time changes. While the
+// file cannot be read or is empty (in the middle of a rotation, say), the
+// last token read stands.
 type tokenFile struct {
 	path string
 
@@ -63,15 +65,25 @@ type tokenFile struct {
 }
 
 // token returns the file's token, reading the file again if it changed.
-// A file that cannot be read or is empty is an error that names the key,
-// never the token.
+// Without a token read before, a file that cannot be read or is empty is an
+// error that names the key, never the token.
 func (f *tokenFile) token() (string, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	t, err := f.read()
+	if err != nil && f.cached != "" {
+		return f.cached, nil
+	}
+	return t, err
+}
+
+// read returns the file's token, from the cache while the file is
+// unchanged. Callers hold mu.
+func (f *tokenFile) read() (string, error) {
 	info, err := os.Stat(f.path)
 	if err != nil {
 		return "", fmt.Errorf("kafka: sasl.token_file: %w", err)
 	}
-	f.mu.Lock()
-	defer f.mu.Unlock()
 	if f.cached != "" && info.Size() == f.size && info.ModTime().Equal(f.modTime) {
 		return f.cached, nil
 	}

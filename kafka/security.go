@@ -55,6 +55,9 @@ func warnInsecure(log *slog.Logger, c *config.KafkaCluster) {
 	if !tlsOn && c.SASL != nil && c.SASL.Mechanism == config.MechanismPlain {
 		log.Warn("kafka: SASL PLAIN without TLS sends the password in clear text", "brokers", c.Brokers)
 	}
+	if !tlsOn && c.SASL != nil && c.SASL.Mechanism == config.MechanismOAuthBearer {
+		log.Warn("kafka: SASL OAUTHBEARER without TLS sends the token in clear text", "brokers", c.Brokers)
+	}
 	if tlsOn && !c.TLS.VerifyEnabled() {
 		log.Warn("kafka: tls.verify is false: broker certificates are not checked", "brokers", c.Brokers)
 	}

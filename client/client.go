@@ -54,6 +54,9 @@ type Options struct {
 	// PongTimeout is how long the client waits for the server after a ping.
 	// Default: PingInterval.
 	PongTimeout time.Duration
+	// Token, if set, is sent at the upgrade as Authorization: Bearer
+	// (replacing any Authorization of Header). Refresh it with Auth.
+	Token string
 }
 
 // ErrPingTimeout is the end of a connection whose server did not answer a
@@ -85,8 +88,8 @@ type Client struct {
 // refused upgrade is a *HandshakeError with the server's reason.
 func Dial(ctx context.Context, url string, opts Options) (*Client, error) {
 	d := ws.Dialer{TLSConfig: opts.TLSConfig, NetDial: opts.NetDial}
-	if opts.Header != nil {
-		d.Header = ws.HandshakeHeaderHTTP(opts.Header)
+	if h := upgradeHeader(opts); h != nil {
+		d.Header = ws.HandshakeHeaderHTTP(h)
 	}
 	var refused *HandshakeError
 	d.OnStatusError = func(status int, _ []byte, resp io.Reader) { refused = readRefusal(status, resp) }

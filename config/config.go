@@ -62,6 +62,9 @@ type Document struct {
 	Tickets Tickets `json:"tickets"`
 	// Limits holds the bounds shared by all sessions of the process.
 	Limits Limits `json:"limits"`
+	// Identity says how a client's identity is verified; nil means
+	// clients are anonymous and access rules may not name claims.
+	Identity *Identity `json:"identity,omitempty"`
 }
 
 // Limits bound what all sessions of one process hold together.
@@ -104,6 +107,9 @@ type KafkaCluster struct {
 	// sessions of one partition that drift further apart than this decode
 	// the same batches again. Default 16 MiB.
 	WindowBytes int `json:"window_bytes,omitempty"`
+	// Access are identity-scoped rules on top of the allow-lists: where
+	// set, a command needs a rule of its kind that matches. See AccessRule.
+	Access []AccessRule `json:"access,omitempty"`
 	// CacheBytes bounds the decoded records the cluster's record cache
 	// keeps for all partitions together, counted as WindowBytes counts
 	// them; the oldest are evicted first. Every session reading a partition
@@ -216,6 +222,9 @@ type Route struct {
 	ProduceTopics []string `json:"produce_topics,omitempty"`
 	// Groups narrows the cluster's group allow-list for this route.
 	Groups []string `json:"groups,omitempty"`
+	// Access narrows what the cluster's access rules allow, as another
+	// level of rules that must also match.
+	Access []AccessRule `json:"access,omitempty"`
 }
 
 // Parse decodes a YAML or JSON document strictly (unknown keys are errors),
@@ -254,6 +263,11 @@ func ParseRoute(data []byte) (*Route, error) {
 		if err := validateTopics(key, list); err != nil {
 			return nil, err
 		}
+	}
+	// A route document does not know whether its listener has an identity:
+	// its rules may name claims, which match nothing without one.
+	if err := validateAccess("access", r.Access, true); err != nil {
+		return nil, err
 	}
 	return &r, nil
 }
@@ -345,12 +359,20 @@ func (d *Document) complete() error {
 	if err := defaultCount("tickets.max_outstanding", &d.Tickets.MaxOutstanding, DefaultMaxTickets); err != nil {
 		return err
 	}
+	if d.Identity != nil {
+		if err := d.Identity.complete("identity"); err != nil {
+			return err
+		}
+	}
 	for _, name := range d.ClusterNames() {
 		c := d.KafkaClusters[name]
 		if c == nil {
 			return fmt.Errorf("config: kafka_clusters.%s: must be an object", name)
 		}
 		if err := c.complete("kafka_clusters." + name); err != nil {
+			return err
+		}
+		if err := validateAccess("kafka_clusters."+name+".access", c.Access, d.Identity.Verifies()); err != nil {
 			return err
 		}
 	}

@@ -20,6 +20,7 @@ import (
 	"google.golang.org/protobuf/types/known/anypb"
 
 	"github.com/envoy-pubsub/gateway/config"
+	"github.com/envoy-pubsub/gateway/identity"
 	"github.com/envoy-pubsub/gateway/server"
 	"github.com/envoy-pubsub/gateway/sessionhost"
 )
@@ -37,6 +38,9 @@ type filterConfig struct {
 	doc         *config.Document
 	metrics     *metrics
 	host        *sessionhost.Host
+	credentials *credentials
+	// verifier checks the tokens of cmd_auth (identity.jwt); nil without.
+	verifier    *identity.Verifier
 	destroyOnce sync.Once
 }
 
@@ -44,7 +48,13 @@ type filterConfig struct {
 // of a listener makes it drain, in the background: Destroy runs on Envoy's
 // main thread and returns at once.
 func (c *filterConfig) Destroy() {
-	c.destroyOnce.Do(func() { processHosts().Release(c.host, c.metrics) })
+	c.destroyOnce.Do(func() {
+		c.credentials.close()
+		processHosts().Release(c.host, c.metrics)
+		if c.verifier != nil {
+			c.verifier.Close()
+		}
+	})
 }
 
 // routeConfig is a parsed per-route plugin config. invalid is set, instead
@@ -83,12 +93,21 @@ func (p *Parser) Parse(any *anypb.Any, callbacks api.ConfigCallbackHandler) (par
 	if err != nil {
 		return nil, err
 	}
+	var verifier *identity.Verifier
+	if doc.Identity != nil && doc.Identity.JWT != nil {
+		if verifier, err = identity.NewVerifier(doc.Identity.JWT, envoyLogger()); err != nil {
+			return nil, err
+		}
+	}
 	m := defineMetrics(callbacks)
 	host, err := processHosts().Acquire(doc, m)
 	if err != nil {
+		if verifier != nil {
+			verifier.Close()
+		}
 		return nil, fmt.Errorf("pubsub: session server: %w", err)
 	}
-	return &filterConfig{doc: doc, metrics: m, host: host}, nil
+	return &filterConfig{doc: doc, metrics: m, host: host, credentials: newCredentials(doc, passwordFilePoll), verifier: verifier}, nil
 }
 
 func parseRoute(any *anypb.Any) (rc *routeConfig) {
@@ -157,6 +176,7 @@ type filter struct {
 	cfg          *filterConfig
 	routes       []*config.Route
 	routeInvalid error
+	ticket       string // issued for this stream; revoked by OnDestroy unless redeemed
 }
 
 // Local reply bodies.
@@ -166,6 +186,7 @@ const (
 	bodyNoCredentials   = "Kafka credentials for this route are unavailable\n"
 	bodyTooManyTickets  = "too many pending pub-sub upgrades; retry later\n"
 	bodyHostMoved       = "pub-sub sessions are served by a newer Envoy process now; retry\n"
+	bodyHostStarting    = "the pub-sub session server of this Envoy process is starting; retry\n"
 	bodyHostUnavailable = "the pub-sub session server is unavailable; retry later\n"
 )
 
@@ -184,8 +205,10 @@ func (f *filter) DecodeHeaders(headers api.RequestHeaderMap, endStream bool) api
 	upgrade, clientTicket := inspect(headers)
 	if !upgrade {
 		f.cfg.metrics.increment(f.cfg.metrics.upgradeRequired)
-		return f.reply(http.StatusUpgradeRequired, bodyUpgradeRequired, "pubsub_upgrade_required",
-			map[string][]string{"upgrade": {"websocket"}})
+		// No Upgrade header: Envoy removes it from the response to a request
+		// that is not an upgrade (ConnectionManagerUtility::
+		// mutateResponseHeaders, conn_manager_utility.cc:711-716 in v1.39.1).
+		return f.reply(http.StatusUpgradeRequired, bodyUpgradeRequired, "pubsub_upgrade_required", nil)
 	}
 	if clientTicket {
 		headers.Del(sessionhost.TicketHeader)
@@ -194,18 +217,26 @@ func (f *filter) DecodeHeaders(headers api.RequestHeaderMap, endStream bool) api
 		api.LogErrorf("pubsub: refusing upgrade to cluster %s: route config is invalid: %v", cluster, f.routeInvalid)
 		return f.reply(http.StatusInternalServerError, bodyRouteInvalid, "pubsub_route_config_invalid", nil)
 	}
-	snapshot, err := kc.WithPassword(f.secret)
+	claims := f.claims()
+	if len(claims) == 0 && f.identityRequired() {
+		return f.reply(http.StatusUnauthorized, bodyIdentityRequired, "pubsub_identity_required", nil)
+	}
+	snapshot, err := f.cfg.credentials.snapshot(cluster, kc, f.secret)
 	if err != nil {
 		api.LogErrorf("pubsub: refusing upgrade to cluster %s: kafka_clusters.%s.%v", cluster, cluster, err)
 		return f.reply(http.StatusServiceUnavailable, bodyNoCredentials, "pubsub_credentials_unavailable", nil)
 	}
 	tickets := f.cfg.doc.Tickets
-	ticket, err := f.cfg.host.Issue(&sessionhost.Grant{Cluster: cluster, Kafka: snapshot, Routes: f.routes},
+	ticket, err := f.cfg.host.Issue(&sessionhost.Grant{Cluster: cluster, Kafka: snapshot, Routes: f.routes,
+		Claims: claims, Verifier: f.cfg.verifier},
 		tickets.TTL.Duration(), tickets.MaxOutstanding)
 	switch {
 	case errors.Is(err, sessionhost.ErrTicketsFull):
 		api.LogWarnf("pubsub: refusing upgrade to cluster %s: %v", cluster, err)
 		return f.reply(http.StatusServiceUnavailable, bodyTooManyTickets, "pubsub_tickets_exhausted", nil)
+	case errors.Is(err, sessionhost.ErrStarting):
+		api.LogInfof("pubsub: refusing upgrade to cluster %s: %v", cluster, err)
+		return f.reply(http.StatusServiceUnavailable, bodyHostStarting, "pubsub_session_server_starting", nil)
 	case errors.Is(err, sessionhost.ErrSuperseded), errors.Is(err, sessionhost.ErrDraining):
 		api.LogInfof("pubsub: refusing upgrade to cluster %s: %v", cluster, err)
 		return f.reply(http.StatusServiceUnavailable, bodyHostMoved, "pubsub_session_server_moved", nil)
@@ -214,8 +245,23 @@ func (f *filter) DecodeHeaders(headers api.RequestHeaderMap, endStream bool) api
 		return f.reply(http.StatusServiceUnavailable, bodyHostUnavailable, "pubsub_session_server_unavailable", nil)
 	}
 	f.cfg.metrics.increment(f.cfg.metrics.ticketsIssued)
+	f.ticket = ticket
 	headers.Set(sessionhost.TicketHeader, ticket)
 	return api.Continue
+}
+
+// OnDestroy runs on the worker when the stream ends. A ticket the session
+// server has not redeemed by then never will be (the router answered 503,
+// the connect failed, or the client reset before the 101): it is revoked,
+// in O(1), instead of holding a place in the bounded store for its TTL.
+func (f *filter) OnDestroy(api.DestroyReason) {
+	if f.ticket == "" {
+		return
+	}
+	if f.cfg.host.Revoke(f.ticket) {
+		f.cfg.metrics.increment(f.cfg.metrics.ticketsRevoked)
+	}
+	f.ticket = ""
 }
 
 // secret reads an Envoy generic_secret; request-scoped, so only during

@@ -13,7 +13,7 @@ func TestEveryCommandIsCountedWithItsErrors(t *testing.T) {
 	commands := []string{
 		pubsub.CmdEmpty, pubsub.CmdPing, pubsub.CmdKafkaFetch, pubsub.CmdKafkaListOffset,
 		pubsub.CmdKafkaSubscribe, pubsub.CmdKafkaUnsubscribe,
-		pubsub.CmdKafkaProduce, pubsub.CmdKafkaCommit, pubsub.CmdKafkaCommitted,
+		pubsub.CmdKafkaProduce, pubsub.CmdKafkaCommit, pubsub.CmdKafkaCommitted, pubsub.CmdAuth,
 	}
 	if got := pubsub.Commands(); len(got) != len(commands) {
 		t.Fatalf("the protocol has commands %v; add the new ones to this test", got)

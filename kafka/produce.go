@@ -51,7 +51,8 @@ func (h *handlers) produce(ctx context.Context, req *pubsub.Request) (*pb.PubSub
 	if err != nil {
 		return fail(partition, err)
 	}
-	if err := h.policy.checkProduce(topic); err != nil {
+	stamps, err := h.policy.produceStamps(topic)
+	if err != nil {
 		return fail(partition, err)
 	}
 	switch {
@@ -66,6 +67,9 @@ func (h *handlers) produce(ctx context.Context, req *pubsub.Request) (*pb.PubSub
 	size := 0
 	for i, r := range records {
 		krs[i] = toKgoRecord(topic, partition, r)
+		for _, s := range stamps {
+			s.stamp(krs[i]) // the access rule's records replace the client's
+		}
 		size += recordBytes(krs[i])
 	}
 	if err := h.writes.throttle.wait(ctx, size, h.policy.produceBytesPerSecond); err != nil {

@@ -147,7 +147,7 @@ func (b *saslBroker) sawToken(tok string) bool {
 func fetchesThroughGateway(t *testing.T, srv *testkit.Server, what string) {
 	t.Helper()
 	c := srv.Dial(t, "kafka")
-	testkit.WaitUntil(t, what, func() bool {
+	testkit.Eventually(t, what, func() bool {
 		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 		defer cancel()
 		msgs, err := c.Fetch(ctx, topic, 0, 0)
@@ -183,7 +183,7 @@ func TestOAuthBearerTokenFileIsReadAgainWhenItChanges(t *testing.T) {
 		t.Fatal(err)
 	}
 	fetchesThroughGateway(t, srv, "a fetch after the token was renewed")
-	testkit.WaitUntil(t, "the broker sees the renewed token", func() bool { return b.sawToken("token-two") })
+	testkit.Eventually(t, "the broker sees the renewed token", func() bool { return b.sawToken("token-two") })
 }
 
 func TestOAuthBearerClientCredentialsAreRefreshedBeforeExpiry(t *testing.T) {
@@ -229,7 +229,7 @@ func TestOAuthBearerClientCredentialsAreRefreshedBeforeExpiry(t *testing.T) {
 	// A second later token-1 is within the refresh margin: an
 	// authentication after that (the broker asks for one every 500 ms)
 	// carries token-2, long before token-1 expires.
-	testkit.WaitUntil(t, "the broker sees the refreshed token", func() bool {
+	testkit.Eventually(t, "the broker sees the refreshed token", func() bool {
 		fetchesThroughGateway(t, srv, "a fetch while the token is refreshed")
 		return b.sawToken("token-2")
 	})
@@ -253,7 +253,7 @@ func TestMSKIAMSignsThePayloadAWSDocuments(t *testing.T) {
 	srv := testkit.StartServer(t, testkit.ClusterYAML(k.ListenAddrs(), "    sasl: {mechanism: AWS_MSK_IAM}\n", ""), nil)
 	fetchesThroughGateway(t, srv, "a fetch authenticated with MSK IAM")
 	// Re-authentication signs afresh.
-	testkit.WaitUntil(t, "the broker sees a second signed payload", func() bool {
+	testkit.Eventually(t, "the broker sees a second signed payload", func() bool {
 		fetchesThroughGateway(t, srv, "a fetch while re-authenticating")
 		seen, errs := b.authentications()
 		for _, err := range errs {

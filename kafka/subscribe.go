@@ -106,10 +106,12 @@ func (h *handlers) subscribe(ctx context.Context, req *pubsub.Request) (*pb.PubS
 	if maxRecords <= 0 {
 		maxRecords = DefaultMaxRecords
 	}
+	view := keyed(View{Scope: h.policy.ReadScope(topic), Filter: MatchFilter(cmd.GetFilter())})
 	tally := tallyOf(ctx)
 	for _, s := range starts {
 		tally.Touch(topic, s.Partition)
-		d := &delivery{k: h.k, req: req, tally: tally, topic: topic, partition: s.Partition, cursor: s.Offset, maxRecords: maxRecords}
+		d := &delivery{k: h.k, req: req, tally: tally, topic: topic, partition: s.Partition, cursor: s.Offset, maxRecords: maxRecords,
+			view: view, told: s.Offset, toldAt: time.Now()}
 		go d.run(sctx, &sub.wg, req.Hold())
 	}
 	return nil, nil
@@ -200,6 +202,12 @@ type delivery struct {
 	partition  int32
 	cursor     int64 // the next offset to deliver
 	maxRecords int
+	view       keyedView // the records the session sees
+	// told is the offset the client was last told to go on from (the start
+	// or a push's next_offset), toldAt when; kept where view does not see
+	// every record, so that the cursor may pass records without a push.
+	told   int64
+	toldAt time.Time
 }
 
 // run delivers from the record cache, which the shared reader fills at the
@@ -234,6 +242,13 @@ func (d *delivery) run(ctx context.Context, wg *sync.WaitGroup, release func()) 
 	}
 	for ctx.Err() == nil {
 		changed, end, gone := r.state()
+		if ep := d.keptPush(key); ep != nil {
+			if !d.send(ctx, ep) {
+				return
+			}
+			d.k.lagged(end, d.cursor)
+			continue
+		}
 		out := newReply(d.cursor, d.maxRecords, int(d.k.cfg.FetchMaxBytes))
 		// The record cache first: at the end of the log it holds what came
 		// since state, and a catch-up needs a deadline only for Kafka.
@@ -263,6 +278,12 @@ func (d *delivery) run(ctx context.Context, wg *sync.WaitGroup, release func()) 
 			d.fail(ctx, gone)
 			return
 		}
+		if d.cursor > d.told && !d.view.All() {
+			if !d.tellPositionWhenIdle(ctx, changed) {
+				return
+			}
+			continue
+		}
 		select {
 		case <-changed:
 		case <-ctx.Done():
@@ -286,11 +307,12 @@ func (d *delivery) catchUp(ctx context.Context, out *reply) error {
 	return d.k.read(ctx, readerKey{d.topic, d.partition}, d.cursor, out)
 }
 
-// push sends recs (consecutive data records of the partition, in offset
-// order, none of them from the record cache) in pushes of at most
-// maxRecords and the cluster's fetch byte limit, and advances the cursor;
-// it reports whether the session still takes pushes.
-func (d *delivery) push(ctx context.Context, recs []*kgo.Record) bool {
+// push sends recs (data records of the partition, in offset order, none of
+// them from the record cache) in pushes of at most maxRecords and the
+// cluster's fetch byte limit, and advances the cursor; the last push goes
+// on at next (at least after its last record). It reports whether the
+// session still takes pushes.
+func (d *delivery) push(ctx context.Context, recs []*kgo.Record, next int64) bool {
 	for len(recs) > 0 {
 		out := newReply(recs[0].Offset, d.maxRecords, int(d.k.cfg.FetchMaxBytes))
 		for _, r := range recs {
@@ -298,31 +320,94 @@ func (d *delivery) push(ctx context.Context, recs []*kgo.Record) bool {
 				break
 			}
 		}
-		if err := d.req.Push(ctx, pushReply(d.topic, d.partition, out)); err != nil {
+		recs = recs[len(out.records):]
+		if len(recs) == 0 {
+			out.next = max(out.next, next)
+		}
+		if err := d.req.Push(ctx, pushReply(d.topic, d.partition, out.records, out.next)); err != nil {
 			return false
 		}
 		d.k.sent(d.tally, len(out.records))
 		d.cursor = out.next
-		recs = recs[len(out.records):]
 	}
 	return true
 }
 
-// pushCached sends the records of out, records of the record cache, in one
-// push encoded once for every subscriber that pushes the same records, and
-// moves the cursor to the offset to ask for next; it reports whether the
-// session still takes pushes.
+// pushCached sends the records of out, records of the record cache, that
+// the session sees, in one push encoded once for every subscriber of the
+// same view that pushes the same records, and moves the cursor to the
+// offset to ask for next; it reports whether the session still takes
+// pushes. Records the session does not see move the cursor without a push,
+// but for one that carries the position now and then.
 func (d *delivery) pushCached(ctx context.Context, out *reply) bool {
-	e, err := d.k.pushes.encode(d.topic, d.partition, out, d.k.cfg.WindowBytes)
-	if err == nil {
-		err = d.req.PushEncoded(ctx, e)
+	ep, err := d.k.pushes.encode(d.topic, d.partition, d.cursor, out, d.view, d.k.cfg.WindowBytes)
+	return err == nil && d.send(ctx, ep)
+}
+
+// keptPush returns the push that another subscriber of the session's view
+// read at the cursor, if it is kept and the record cache still holds its
+// first record there; nil for a view of every record.
+func (d *delivery) keptPush(key readerKey) *encodedPush {
+	if d.view.All() {
+		return nil
 	}
-	if err != nil {
+	ep := d.k.pushes.startingAt(pushStart{key, d.cursor, d.view.key, d.maxRecords})
+	if ep == nil || d.k.cachedFirst(key, d.cursor) != ep.first {
+		return nil
+	}
+	return ep
+}
+
+// send pushes ep, encoded for the session's view, and moves the cursor to
+// its next_offset; when the view sees none of its records, it only moves
+// the cursor, but for a push of the position now and then. It reports
+// whether the session still takes pushes.
+func (d *delivery) send(ctx context.Context, ep *encodedPush) bool {
+	if ep.e == nil {
+		d.cursor = ep.next
+		if time.Since(d.toldAt) < positionPushInterval {
+			return true
+		}
+		return d.tellPosition(ctx)
+	}
+	if err := d.req.PushEncoded(ctx, ep.e); err != nil {
 		return false
 	}
-	d.k.sent(d.tally, len(out.records))
-	d.cursor = out.next
+	d.k.sent(d.tally, ep.records)
+	d.cursor = ep.next
+	if !d.view.All() {
+		d.told, d.toldAt = d.cursor, time.Now()
+	}
 	return true
+}
+
+// tellPosition pushes the cursor as next_offset, without records; it
+// reports whether the session still takes pushes.
+func (d *delivery) tellPosition(ctx context.Context) bool {
+	if err := d.req.Push(ctx, pushReply(d.topic, d.partition, nil, d.cursor)); err != nil {
+		return false
+	}
+	d.told, d.toldAt = d.cursor, time.Now()
+	return true
+}
+
+// tellPositionWhenIdle waits, at the end of the log with the cursor past
+// records the client was not told of, until positionPushInterval has passed
+// since it was last told and then tells it, unless changed (records came)
+// or ctx ends first. It reports whether the session still takes pushes.
+func (d *delivery) tellPositionWhenIdle(ctx context.Context, changed <-chan struct{}) bool {
+	if wait := positionPushInterval - time.Since(d.toldAt); wait > 0 {
+		t := time.NewTimer(wait)
+		defer t.Stop()
+		select {
+		case <-changed:
+			return true
+		case <-ctx.Done():
+			return true
+		case <-t.C:
+		}
+	}
+	return d.tellPosition(ctx)
 }
 
 // terminal reports whether a catch-up failure ends the subscription of the

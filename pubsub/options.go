@@ -50,6 +50,9 @@ type Options struct {
 	PongTimeout time.Duration
 	// Logger receives session events; default slog.Default().
 	Logger *slog.Logger
+	// Deadline, if set, ends the session when it passes (see Deadline); it
+	// belongs to this one session. Default none.
+	Deadline *Deadline
 	// OnCommand, if set, is called after each command with its name and the
 	// handler's error (nil on success), for metrics.
 	OnCommand func(command string, err error)

@@ -60,6 +60,9 @@ func Serve(ctx context.Context, conn net.Conn, h Handler, opts Options) (err err
 		s.reportEnd(err)
 	}()
 	s.startKeepalive()
+	if o.Deadline != nil {
+		defer o.Deadline.bind(s.closeAbandoning, s.logPanic("deadline"))()
+	}
 	return s.readLoop()
 }
 

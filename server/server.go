@@ -20,11 +20,11 @@ import (
 	"sync/atomic"
 	"time"
 
-	"github.com/gobwas/ws"
-
 	"github.com/envoy-pubsub/gateway/config"
+	"github.com/envoy-pubsub/gateway/identity"
 	"github.com/envoy-pubsub/gateway/kafka"
 	"github.com/envoy-pubsub/gateway/metrics"
+	pb "github.com/envoy-pubsub/gateway/proto"
 	"github.com/envoy-pubsub/gateway/pubsub"
 )
 
@@ -39,6 +39,25 @@ type Route struct {
 	// Subject is the verified identity's subject, logged when the session
 	// ends; empty when the session has no identity. Never a token.
 	Subject string
+	// Deadline, if set, ends the session when it passes (its identity's
+	// token expiry).
+	Deadline *pubsub.Deadline
+}
+
+// WithIdentity returns r for a session of identity id: cmd_auth goes to
+// id, every other command to r's handler, and the session ends at the
+// expiry of id's token.
+func (r Route) WithIdentity(id *identity.Session) Route {
+	next := r.Handler
+	r.Handler = pubsub.HandlerFunc(func(ctx context.Context, req *pubsub.Request) (*pb.PubSubResp, error) {
+		if req.Command == pubsub.CmdAuth {
+			return id.ServePubSub(ctx, req)
+		}
+		return next.ServePubSub(ctx, req)
+	})
+	r.Deadline = id.Deadline()
+	r.Subject = id.Claims().Subject()
+	return r
 }
 
 // Resolver decides which session an upgrade request starts. It is called
@@ -86,6 +105,11 @@ type Options struct {
 	Logger *slog.Logger
 	// Observer, if set, receives events for metrics.
 	Observer Observer
+	// KeylessUpgrade accepts WebSocket upgrades without Sec-WebSocket-Key,
+	// the form Envoy forwards for an HTTP/2 WebSocket (see keyless.go).
+	// Only for a listener that nothing but Envoy reaches; default false,
+	// and a keyless upgrade then gets 400.
+	KeylessUpgrade bool
 	// Metrics receives the sessions' events; default metrics.Nop.
 	Metrics Sink
 }
@@ -232,7 +256,7 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		s.refuse(w, &Error{Status: http.StatusServiceUnavailable, Message: "memory limit reached", Reason: "memory_limit"})
 		return
 	}
-	conn, rw, _, err := ws.UpgradeHTTP(r, w)
+	conn, rw, err := s.upgrade(r, w)
 	if err != nil {
 		s.active.Add(-1)
 		release()
@@ -241,7 +265,7 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			s.opts.Observer.Refused(http.StatusBadRequest)
 		}
 		s.opts.Metrics.Refused(http.StatusBadRequest, "handshake")
-		return // UpgradeHTTP answered 400 itself.
+		return // the handshake answered 400 itself.
 	}
 	if rw != nil && rw.Reader.Buffered() > 0 {
 		conn = &prefixedConn{Conn: conn, prefix: rw.Reader}
@@ -287,6 +311,7 @@ func (s *Server) run(conn net.Conn, route Route, release func(), log *slog.Logge
 	}()
 	opts := s.opts.Session
 	opts.Logger = log
+	opts.Deadline = route.Deadline
 	opts.OnEnd = func(e pubsub.End) { end = e }
 	pubsub.Serve(metrics.WithTally(s.ctx, tally), conn, route.Handler, opts)
 }

@@ -56,7 +56,7 @@ func TestADroppedConfigurationsSinkIsReleased(t *testing.T) {
 	f.BytesRead(2)
 	f.drop(second, nil)
 	f.BytesRead(4)
-	if first.sink.read != 1 || second.sink.read != 2 || f.current.Load() != nil {
-		t.Errorf("first read %d, second read %d, current %v", first.sink.read, second.sink.read, f.current.Load())
+	if first.sink.read != 1 || second.sink.read != 2 || f.current != nil {
+		t.Errorf("first read %d, second read %d, current %v", first.sink.read, second.sink.read, f.current)
 	}
 }

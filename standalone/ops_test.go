@@ -1,7 +1,6 @@
 package standalone_test
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"io"
@@ -25,24 +24,6 @@ import (
 	"github.com/envoy-pubsub/gateway/server"
 	"github.com/envoy-pubsub/gateway/standalone"
 )
-
-// syncBuffer is a log destination tests read while the server writes.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
 
 // startWithMetrics serves yamlDoc with a metrics listener; the logs, in
 // JSON, go to log.
@@ -202,7 +183,7 @@ func TestScrapeAfterAScriptedSessionSeesEveryFamilyMove(t *testing.T) {
 	// One after the other, so that the scripted session's line is the last.
 	for i, cl := range []*client.Client{other, c} {
 		cl.Close()
-		testkit.WaitUntil(t, "the session's end is counted", func() bool {
+		testkit.Eventually(t, "the session's end is counted", func() bool {
 			return sample(scrape(t, srv), "pubsub_sessions_closed_total", "code", "1000") == float64(i+1)
 		})
 	}
@@ -299,7 +280,7 @@ func TestReadyzFollowsTheBrokerAndHealthzTheProcess(t *testing.T) {
 		t.Fatalf("/readyz with the broker up: %d %q", code, body)
 	}
 	k.Close()
-	testkit.WaitUntil(t, "/readyz turns unready without the broker", func() bool {
+	testkit.Eventually(t, "/readyz turns unready without the broker", func() bool {
 		code, body := get("/readyz")
 		return code == 503 && strings.Contains(body, "cluster kafka:")
 	})
@@ -311,8 +292,35 @@ func TestReadyzFollowsTheBrokerAndHealthzTheProcess(t *testing.T) {
 		t.Fatal(err)
 	}
 	testkit.Kafka(t, kfake.NumBrokers(1), kfake.Ports(port), kfake.SeedTopics(1, "t"))
-	testkit.WaitUntil(t, "/readyz is ready again once the broker is back", func() bool {
+	testkit.Eventually(t, "/readyz is ready again once the broker is back", func() bool {
 		code, _ := get("/readyz")
 		return code == 200
 	})
+}
+
+func TestSessionEndLineNamesTheSubjectAndTheTokenExpiryNeverTheToken(t *testing.T) {
+	is := testkit.NewIssuer(t)
+	srv, _, logs := identityServer(t, is, true, "", "t")
+	token := is.Token(t, "alice", 2*time.Second, nil)
+	c := dialToken(t, srv, token)
+	testkit.Ping(t, c)
+	testkit.WaitClosedWith(t, c, 4401)
+	var line string
+	testkit.Eventually(t, "the session's end is logged", func() bool {
+		for l := range strings.Lines(logs.String()) {
+			if strings.Contains(l, `msg="`+server.SessionEndMessage+`"`) {
+				line = l
+				return true
+			}
+		}
+		return false
+	})
+	for _, want := range []string{"cluster=kafka", "route=/kafka", "subject=alice", "close_code=4401", `close_reason="token expired"`} {
+		if !strings.Contains(line, want) {
+			t.Errorf("session end line lacks %s: %s", want, line)
+		}
+	}
+	if strings.Contains(logs.String(), token) {
+		t.Error("the token is in the log")
+	}
 }

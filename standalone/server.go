@@ -48,6 +48,7 @@ type Server struct {
 	http     *http.Server
 	addr     string
 	failed   chan error
+	resolver *resolver
 	ops      *opsServer // nil without MetricsListen
 }
 
@@ -71,13 +72,15 @@ func Start(doc *config.Document, addr string, opts Options) (*Server, error) {
 		}
 	}
 	pool := kafka.NewPool(append(poolOpts, opts.PoolOptions...)...)
-	fail := func(err error) (*Server, error) {
+	resolver, err := newResolver(doc, pool, log)
+	if err != nil {
 		pool.Close()
 		return nil, err
 	}
-	resolver, err := newResolver(doc, pool, log)
-	if err != nil {
-		return fail(err)
+	fail := func(err error) (*Server, error) {
+		resolver.close()
+		pool.Close()
+		return nil, err
 	}
 	sessions := server.New(resolver, sessionOpts)
 	var handler http.Handler = sessions
@@ -112,6 +115,7 @@ func Start(doc *config.Document, addr string, opts Options) (*Server, error) {
 		http:     server.NewHTTPServer(handler, log),
 		addr:     ln.Addr().String(),
 		failed:   make(chan error, 1),
+		resolver: resolver,
 	}
 	go s.serve(ln, log)
 	return s, nil
@@ -164,6 +168,7 @@ func (s *Server) Shutdown(ctx context.Context) error {
 	if s.ops != nil {
 		err = errors.Join(err, s.ops.http.Shutdown(ctx))
 	}
+	s.resolver.close()
 	s.pool.Close()
 	return err
 }

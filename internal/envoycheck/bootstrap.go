@@ -24,8 +24,10 @@ import (
 	_ "github.com/cncf/xds/go/xds/type/v3"
 	_ "github.com/envoyproxy/go-control-plane/contrib/envoy/extensions/filters/http/golang/v3alpha"
 	_ "github.com/envoyproxy/go-control-plane/envoy/extensions/access_loggers/stream/v3"
+	_ "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/http/jwt_authn/v3"
 	_ "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/http/router/v3"
 	_ "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/network/http_connection_manager/v3"
+	_ "github.com/envoyproxy/go-control-plane/envoy/extensions/transport_sockets/tls/v3"
 )
 
 // Options adjust the checks to a deployment.
@@ -83,6 +85,9 @@ func Validate(m proto.Message) []error {
 	var problems []error
 	validateOne(m, "", &problems)
 	walkAnys(m.ProtoReflect(), "", func(path string, a *anypb.Any) {
+		if isEmptyAny(a) && strings.HasSuffix(path, "<"+filterConfigType+">.config") {
+			return // FilterConfig{config: {}} enables a filter on a route
+		}
 		inner, err := a.UnmarshalNew()
 		if err != nil {
 			problems = append(problems, fmt.Errorf("%s: cannot unpack %s: %w", path, a.GetTypeUrl(), err))

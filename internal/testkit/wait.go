@@ -5,15 +5,13 @@ import (
 	"time"
 )
 
-// WaitUntil polls cond every 20 ms until it holds, failing the test with
-// what after 15 seconds.
-func WaitUntil(t testing.TB, what string, cond func() bool) {
+// Eventually polls cond until it holds and fails the test, saying what was
+// awaited, if it does not within 10 seconds.
+func Eventually(t testing.TB, what string, cond func() bool) {
 	t.Helper()
-	deadline := time.Now().Add(15 * time.Second)
-	for !cond() {
+	for deadline := time.Now().Add(10 * time.Second); !cond(); time.Sleep(5 * time.Millisecond) {
 		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting until %s", what)
+			t.Fatalf("%s: still not the case after 10s", what)
 		}
-		time.Sleep(20 * time.Millisecond)
 	}
 }

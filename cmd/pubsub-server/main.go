@@ -74,7 +74,7 @@ func run() error {
 		doc = d
 		site.Topic = standalone.DemoTopic
 	}
-	site.Clusters = doc.ClusterNames()
+	site.Clusters, site.Topics = doc.ClusterNames(), web.SiteOf(doc).Topics
 
 	srv, err := standalone.Start(doc, *listen, standalone.Options{
 		Logger:        log,

@@ -1,12 +1,16 @@
 package prom
 
 import (
+	"context"
 	"errors"
+	"fmt"
+	"net"
 	"net/http/httptest"
 	"strings"
 	"testing"
 
 	dto "github.com/prometheus/client_model/go"
+	"github.com/twmb/franz-go/pkg/kerr"
 )
 
 // value returns the value of the series of family name whose labels are
@@ -92,5 +96,20 @@ func TestCommandsAndRefusalsAreCountedByTheirLabels(t *testing.T) {
 	m.Handler().ServeHTTP(rec, httptest.NewRequest("GET", "/metrics", nil))
 	if !strings.Contains(rec.Body.String(), `pubsub_commands_total{command="cmd_kafka_fetch",outcome="error"} 1`) {
 		t.Errorf("exposition lacks the fetch error count:\n%s", rec.Body.String())
+	}
+}
+
+func TestBrokerRequestErrorsAreClassedForTheirLabel(t *testing.T) {
+	for err, want := range map[error]string{
+		nil:                   "none",
+		kerr.OffsetOutOfRange: "OFFSET_OUT_OF_RANGE",
+		fmt.Errorf("x: %w", kerr.NotLeaderForPartition):      "NOT_LEADER_FOR_PARTITION",
+		context.DeadlineExceeded:                             "timeout",
+		&net.OpError{Op: "dial", Err: errors.New("refused")}: "connection",
+		errors.New("something else"):                         "other",
+	} {
+		if got := errorClass(err); got != want {
+			t.Errorf("errorClass(%v) = %q, want %q", err, got, want)
+		}
 	}
 }

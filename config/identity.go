@@ -38,8 +38,8 @@ type JWT struct {
 	// JWKSFile is a JWK Set file, read at start.
 	JWKSFile string `json:"jwks_file,omitempty"`
 	// JWKSURI is a JWK Set URL, fetched on first use, cached and fetched
-	// again every JWKSRefreshInterval (and, at most every few seconds, when
-	// a token names an unknown key).
+	// again after JWKSRefreshInterval (and, at most every 30 s, when a
+	// token names an unknown key).
 	JWKSURI string `json:"jwks_uri,omitempty"`
 	// JWKSRefreshInterval is how often JWKSURI is fetched again.
 	// Default 10m.

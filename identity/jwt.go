@@ -7,13 +7,13 @@ import (
 	"fmt"
 	"log/slog"
 	"os"
+	"runtime/debug"
 	"slices"
-	"sync"
 	"time"
 
+	"github.com/MicahParks/jwkset"
 	"github.com/MicahParks/keyfunc/v3"
 	"github.com/golang-jwt/jwt/v5"
-	"golang.org/x/time/rate"
 
 	"github.com/envoy-pubsub/gateway/config"
 )
@@ -51,26 +51,13 @@ const (
 	reasonAudience    = "wrong audience"
 )
 
-// Timeouts of a jwks_uri.
-const (
-	// jwksFetchTimeout bounds one fetch of the JWK Set.
-	jwksFetchTimeout = 10 * time.Second
-	// unknownKeyRefresh is how often, at most, a token naming a key the
-	// set lacks makes the set be fetched again.
-	unknownKeyRefresh = 30 * time.Second
-)
-
 // Verifier verifies tokens against one identity.jwt configuration. It is
 // safe for concurrent use.
 type Verifier struct {
 	parser *jwt.Parser
 	log    *slog.Logger
-	uri    string
-	every  time.Duration
-
-	mu     sync.Mutex
-	keys   keyfunc.Keyfunc // nil until a jwks_uri is first fetched
-	ctx    context.Context // ends the refreshes of a jwks_uri
+	file   *keySet     // the JWK Set of a jwks_file
+	remote *remoteKeys // that of a jwks_uri
 	cancel context.CancelFunc
 }
 
@@ -85,19 +72,18 @@ func Clock(now func() time.Time) VerifierOption {
 
 // NewVerifier returns the verifier of c, logging JWK Set fetch failures to
 // log. A jwks_file is read now: an unreadable or invalid file is an error
-// naming the key. A jwks_uri is fetched on the first token, then every
-// jwks_refresh_interval; Close stops the refreshes.
+// naming the key. A jwks_uri is fetched on the first token, and again by
+// the first token after jwks_refresh_interval or one naming a key the set
+// lacks (see remoteKeys); Close ends its fetches.
 func NewVerifier(c *config.JWT, log *slog.Logger, opts ...VerifierOption) (*Verifier, error) {
 	if log == nil {
 		log = slog.Default()
 	}
-	v := &Verifier{log: log, uri: c.JWKSURI, every: c.JWKSRefreshInterval.Duration()}
 	popts := parserOptions(c)
 	for _, o := range opts {
 		o(&popts)
 	}
-	v.parser = jwt.NewParser(popts...)
-	v.ctx, v.cancel = context.WithCancel(context.Background())
+	v := &Verifier{log: log, parser: jwt.NewParser(popts...)}
 	if c.JWKSFile != "" {
 		raw, err := os.ReadFile(c.JWKSFile)
 		if err != nil {
@@ -106,11 +92,14 @@ func NewVerifier(c *config.JWT, log *slog.Logger, opts ...VerifierOption) (*Veri
 		if !json.Valid(raw) {
 			return nil, fmt.Errorf("identity.jwt.jwks_file: %s is not JSON", c.JWKSFile)
 		}
-		keys, err := keyfunc.NewJWKSetJSON(raw)
-		if err != nil {
-			return nil, fmt.Errorf("identity.jwt.jwks_file: %s: not a usable JWK Set: %w", c.JWKSFile, err)
+		if v.file, err = parseKeySet(raw); err != nil {
+			return nil, fmt.Errorf("identity.jwt.jwks_file: %s: %w", c.JWKSFile, err)
 		}
-		v.keys = keys
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	v.cancel = cancel
+	if c.JWKSURI != "" {
+		v.remote = newRemoteKeys(ctx, c.JWKSURI, c.JWKSRefreshInterval.Duration(), log)
 	}
 	return v, nil
 }
@@ -131,19 +120,33 @@ func parserOptions(c *config.JWT) []jwt.ParserOption {
 	return opts
 }
 
-// Close stops the refreshes of a jwks_uri.
+// Close ends the fetches of a jwks_uri.
 func (v *Verifier) Close() { v.cancel() }
 
 // Verify checks token's signature against the JWK Set and its exp, nbf,
 // iss and aud claims, and returns its claims. A refused token is a
-// *TokenError; other errors (a JWK Set that cannot be fetched) say so.
-func (v *Verifier) Verify(ctx context.Context, token string) (Claims, error) {
-	keys, err := v.keySet()
+// *TokenError; other errors (a JWK Set that cannot be fetched) say so. A
+// panic of the libraries it uses refuses the token and is logged (without
+// the token).
+func (v *Verifier) Verify(ctx context.Context, token string) (claims Claims, err error) {
+	defer func() {
+		if p := recover(); p != nil {
+			v.log.Error("identity: panic verifying a token", "panic", p, "stack", string(debug.Stack()))
+			claims, err = nil, &TokenError{Reason: reasonMalformed}
+		}
+	}()
+	keys, err := v.keySet(ctx, false)
 	if err != nil {
 		return nil, err
 	}
-	claims := jwt.MapClaims{}
-	parsed, err := v.parser.ParseWithClaims(token, claims, keys.KeyfuncCtx(ctx))
+	parsed, mc, err := v.parse(ctx, keys, token)
+	if errors.Is(err, jwkset.ErrKeyNotFound) && v.remote != nil {
+		// A key the set lacks (a rotated key): fetch the set again, at
+		// most every unknownKeyRefresh, and try once more.
+		if again, ferr := v.keySet(ctx, true); ferr == nil && again != keys {
+			parsed, mc, err = v.parse(ctx, again, token)
+		}
+	}
 	if err != nil {
 		reason := reasonOf(err)
 		if reason == reasonSignature && parsed != nil && !slices.Contains(SigningMethods, fmt.Sprint(parsed.Header["alg"])) {
@@ -152,36 +155,23 @@ func (v *Verifier) Verify(ctx context.Context, token string) (Claims, error) {
 		v.log.Debug("identity: token refused", "reason", reason)
 		return nil, &TokenError{Reason: reason}
 	}
-	return Claims(claims), nil
+	return Claims(mc), nil
 }
 
-// keySet returns the JWK Set, fetching a jwks_uri the first time.
-func (v *Verifier) keySet() (keyfunc.Keyfunc, error) {
-	v.mu.Lock()
-	defer v.mu.Unlock()
-	if v.keys != nil {
-		return v.keys, nil
+// parse verifies token with keys.
+func (v *Verifier) parse(ctx context.Context, keys *keySet, token string) (*jwt.Token, jwt.MapClaims, error) {
+	claims := jwt.MapClaims{}
+	parsed, err := v.parser.ParseWithClaims(token, claims, keys.KeyfuncCtx(ctx))
+	return parsed, claims, err
+}
+
+// keySet returns the JWK Set: the file's, or the jwks_uri's (see
+// remoteKeys.get).
+func (v *Verifier) keySet(ctx context.Context, unknownKey bool) (*keySet, error) {
+	if v.remote == nil {
+		return v.file, nil
 	}
-	if err := v.ctx.Err(); err != nil {
-		return nil, fmt.Errorf("identity: verifier closed: %w", err)
-	}
-	uri := v.uri
-	keys, err := keyfunc.NewDefaultOverrideCtx(v.ctx, []string{uri}, keyfunc.Override{
-		HTTPTimeout:       jwksFetchTimeout,
-		RefreshInterval:   v.every,
-		RefreshUnknownKID: rate.NewLimiter(rate.Every(unknownKeyRefresh), 1),
-		RateLimitWaitMax:  time.Second,
-		RefreshErrorHandlerFunc: func(string) func(context.Context, error) {
-			return func(_ context.Context, err error) {
-				v.log.Warn("identity: fetching the JWK Set failed", "jwks_uri", uri, "err", err)
-			}
-		},
-	})
-	if err != nil {
-		return nil, fmt.Errorf("identity.jwt.jwks_uri: %w", err)
-	}
-	v.keys = keys
-	return keys, nil
+	return v.remote.get(ctx, unknownKey)
 }
 
 // reasonOf names why the jwt package refused a token, in fixed words.

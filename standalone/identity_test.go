@@ -4,11 +4,14 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"fmt"
 	"io"
 	"net/http"
+	"net/http/httptest"
 	"net/url"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -54,7 +57,7 @@ func identityServer(t *testing.T, is *testkit.Issuer, required bool, accessYAML 
 }
 
 // upgrade sends a WebSocket upgrade to rawURL with header and returns the
-// status and body of a refusal.
+// status, and the body of a refusal.
 func upgrade(t *testing.T, rawURL string, header http.Header) (int, string) {
 	t.Helper()
 	req, err := http.NewRequest(http.MethodGet, rawURL, nil)
@@ -73,6 +76,9 @@ func upgrade(t *testing.T, rawURL string, header http.Header) (int, string) {
 		t.Fatal(err)
 	}
 	defer resp.Body.Close()
+	if resp.StatusCode == http.StatusSwitchingProtocols {
+		return resp.StatusCode, "" // the body is the session's
+	}
 	body, _ := io.ReadAll(resp.Body)
 	return resp.StatusCode, string(body)
 }
@@ -104,6 +110,14 @@ func TestUpgradeRefusedWithoutAVerifiedToken(t *testing.T) {
 	other := testkit.NewIssuer(t)
 	none, _ := jwt.NewWithClaims(jwt.SigningMethodNone, is.Claims("alice", time.Minute, nil)).SignedString(jwt.UnsafeAllowNoneSignatureType)
 	hmac, _ := jwt.NewWithClaims(jwt.SigningMethodHS256, is.Claims("alice", time.Minute, nil)).SignedString(is.JWKS)
+	// HS256 with the RSA key's PEM as the secret, naming the RSA key: the
+	// algorithm confusion attack on verifiers that trust the token's alg.
+	confused := jwt.NewWithClaims(jwt.SigningMethodHS256, is.Claims("alice", time.Minute, nil))
+	confused.Header["kid"] = is.KeyID("RS256")
+	hmacPEM, _ := confused.SignedString(is.PublicKeyPEM(t, "RS256"))
+	notYet := is.Claims("alice", time.Hour, map[string]any{"nbf": time.Now().Add(time.Hour).Unix()})
+	noExp := is.Claims("alice", time.Minute, nil)
+	delete(noExp, "exp")
 	wrongIss := is.Claims("alice", time.Minute, nil)
 	wrongIss["iss"] = "https://evil.test"
 	wrongAud := is.Claims("alice", time.Minute, nil)
@@ -114,6 +128,9 @@ func TestUpgradeRefusedWithoutAVerifiedToken(t *testing.T) {
 		"expired":      {is.Token(t, "alice", -time.Minute, nil), "authentication failed: token expired"},
 		"unsigned":     {none, "authentication failed: signing algorithm not allowed"},
 		"hmac":         {hmac, "authentication failed: signing algorithm not allowed"},
+		"hmac pem":     {hmacPEM, "authentication failed: signing algorithm not allowed"},
+		"not yet":      {is.Sign(t, "ES256", notYet), "authentication failed: token not valid yet"},
+		"no exp":       {is.Sign(t, "EdDSA", noExp), "authentication failed: token has no exp claim"},
 		"wrong key":    {other.Token(t, "alice", time.Minute, nil), "authentication failed: signature not verified"},
 		"wrong issuer": {is.Sign(t, "ES256", wrongIss), "authentication failed: wrong issuer"},
 		"wrong aud":    {is.Sign(t, "EdDSA", wrongAud), "authentication failed: wrong audience"},
@@ -328,5 +345,35 @@ func TestCmdAuthExtendsTheSession(t *testing.T) {
 	code, _, at := waitClose(t, d)
 	if code != int(identity.CloseTokenExpired) || at.Before(shortExp) {
 		t.Fatalf("closed with %d at %v (exp %v), want 4401 after exp", code, at, shortExp)
+	}
+}
+
+// TestJWKSURIOnTheStandaloneServer: tokens verify against the JWK Set a
+// jwks_uri serves; while it cannot be fetched, upgrades get 401 saying the
+// token could not be verified.
+func TestJWKSURIOnTheStandaloneServer(t *testing.T) {
+	is := testkit.NewIssuer(t)
+	var failing atomic.Bool
+	idp := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if failing.Load() {
+			http.Error(w, "down", http.StatusBadGateway)
+			return
+		}
+		w.Write(is.JWKS)
+	}))
+	t.Cleanup(idp.Close)
+	k := testkit.Kafka(t)
+	for _, down := range []bool{false, true} {
+		failing.Store(down)
+		srv := testkit.StartServer(t, testkit.ClusterYAML(k.ListenAddrs(), "",
+			fmt.Sprintf("identity:\n  required: true\n  jwt: {jwks_uri: %q, issuer: %q}\n", idp.URL+"/jwks.json", is.Name)), nil)
+		h := http.Header{"Authorization": {"Bearer " + is.Sign(t, "EdDSA", is.Claims("alice", time.Minute, nil))}}
+		status, body := upgrade(t, strings.Replace(srv.URL("kafka"), "ws://", "http://", 1), h)
+		switch {
+		case down && (status != http.StatusUnauthorized || body != "authentication failed: the token could not be verified\n"):
+			t.Errorf("the JWK Set unavailable: %d %q, want 401", status, body)
+		case !down && status != http.StatusSwitchingProtocols:
+			t.Errorf("a token of the jwks_uri's key: %d %q, want 101", status, body)
+		}
 	}
 }

@@ -7,7 +7,9 @@ import (
 	"crypto/elliptic"
 	"crypto/rand"
 	"crypto/rsa"
+	"crypto/x509"
 	"encoding/json"
+	"encoding/pem"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -103,6 +105,20 @@ func (is *Issuer) Sign(t testing.TB, method string, claims jwt.MapClaims) string
 	}
 	return s
 }
+
+// PublicKeyPEM returns the PKIX PEM of the issuer's public key for method:
+// what an attacker would try as the secret of an HMAC token.
+func (is *Issuer) PublicKeyPEM(t testing.TB, method string) []byte {
+	t.Helper()
+	der, err := x509.MarshalPKIXPublicKey(is.keys[method].Public())
+	if err != nil {
+		t.Fatal(err)
+	}
+	return pem.EncodeToMemory(&pem.Block{Type: "PUBLIC KEY", Bytes: der})
+}
+
+// KeyID returns the key ID of the issuer's key for method.
+func (is *Issuer) KeyID(method string) string { return issuerKIDs[method] }
 
 // Token returns an RS256 token for sub valid for life, with extra claims.
 func (is *Issuer) Token(t testing.TB, sub string, life time.Duration, extra map[string]any) string {

@@ -140,18 +140,24 @@ const (
 	MechanismPlain       = "PLAIN"
 	MechanismScramSHA256 = "SCRAM-SHA-256"
 	MechanismScramSHA512 = "SCRAM-SHA-512"
+	// MechanismOAuthBearer and MechanismAWSMSKIAM are configured by the
+	// keys of SASLCloud (config/sasl.go).
+	MechanismOAuthBearer = "OAUTHBEARER"
+	MechanismAWSMSKIAM   = "AWS_MSK_IAM"
 )
 
 // SASL configures SASL authentication. Exactly one password source is used:
 // Password inline, PasswordFile, PasswordEnv (standalone server) or
-// PasswordSecret (an Envoy generic_secret read per request).
+// PasswordSecret (an Envoy generic_secret read per request). OAUTHBEARER
+// and AWS_MSK_IAM take the keys of SASLCloud instead.
 type SASL struct {
 	Mechanism      string `json:"mechanism"`
-	Username       string `json:"username"`
+	Username       string `json:"username,omitempty"`
 	Password       Secret `json:"password,omitempty"`
 	PasswordFile   string `json:"password_file,omitempty"`
 	PasswordEnv    string `json:"password_env,omitempty"`
 	PasswordSecret string `json:"password_secret,omitempty"`
+	SASLCloud
 }
 
 // Session limits.
@@ -500,10 +506,15 @@ func (t *TLS) LoadFiles() (*TLSFiles, error) {
 func (s *SASL) validate(key string) error {
 	switch s.Mechanism {
 	case MechanismPlain, MechanismScramSHA256, MechanismScramSHA512:
+		if err := s.SASLCloud.absent(key); err != nil {
+			return err
+		}
+	case MechanismOAuthBearer, MechanismAWSMSKIAM:
+		return s.validateCloud(key)
 	case "":
-		return fmt.Errorf("config: %s.mechanism: required (PLAIN, SCRAM-SHA-256 or SCRAM-SHA-512)", key)
+		return fmt.Errorf("config: %s.mechanism: required (%s)", key, mechanismNames)
 	default:
-		return fmt.Errorf("config: %s.mechanism: %q is not PLAIN, SCRAM-SHA-256 or SCRAM-SHA-512", key, s.Mechanism)
+		return fmt.Errorf("config: %s.mechanism: %q is not %s", key, s.Mechanism, mechanismNames)
 	}
 	if s.Username == "" {
 		return fmt.Errorf("config: %s.username: required", key)
@@ -633,6 +644,9 @@ func (s Secret) Reveal() string { return string(s) }
 // generic secret password_secret read through lookup (nil where there is no
 // secret store). Errors name the key, never the value.
 func (s *SASL) ResolvePassword(lookup func(name string) (string, bool)) (*SASL, error) {
+	if s.Mechanism == MechanismOAuthBearer || s.Mechanism == MechanismAWSMSKIAM {
+		return s.resolveCloud(lookup)
+	}
 	r := *s
 	switch {
 	case s.Password != "":

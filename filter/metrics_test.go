@@ -34,3 +34,28 @@ func TestEveryCommandIsCountedWithItsErrors(t *testing.T) {
 		t.Errorf("%s = %d, want %d", statCommandsTotal, n, 2*len(commands))
 	}
 }
+
+func TestDetailedEventsReachEnvoyCountersUnderThePrometheusNames(t *testing.T) {
+	stats := newConfigCallbacks()
+	sink := defineMetrics(stats).Sink()
+	sink.BytesRead(10)
+	sink.BytesWritten(20)
+	sink.Pushed(3)
+	sink.BudgetWaited()
+	sink.SessionClosed(1000)
+	sink.SessionClosed(4008)
+	sink.SessionClosed(4401)
+	sink.CacheLookup(true)
+	sink.CacheLookup(false)
+	sink.CacheLookup(false)
+	sink.Delivered(7)
+	for name, want := range map[string]int64{
+		statBytesReceived: 10, statBytesSent: 20, statPushes: 3, statBudgetWaits: 1,
+		statSessionsClosed: 3, statSlowConsumer: 1, statTokenExpiries: 1,
+		statCacheHits: 1, statCacheMisses: 2, statDelivered: 7,
+	} {
+		if got := stats.value(name); got != want {
+			t.Errorf("%s = %d, want %d", name, got, want)
+		}
+	}
+}

@@ -26,6 +26,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/envoy-pubsub/gateway/config"
+	"github.com/envoy-pubsub/gateway/metrics"
 )
 
 // idleClientTimeout is how long a client nobody uses stays open before it is
@@ -66,6 +67,7 @@ type Pool struct {
 	extra         []kgo.Opt
 	maxBatchBytes int
 	log           *slog.Logger
+	metrics       metrics.Kafka
 	mu            sync.Mutex
 	clients       map[[32]byte]*Cluster
 	closed        bool
@@ -73,7 +75,7 @@ type Pool struct {
 
 // NewPool returns an empty Pool.
 func NewPool(opts ...PoolOption) *Pool {
-	p := &Pool{log: slog.Default(), clients: make(map[[32]byte]*Cluster), maxBatchBytes: DefaultMaxBatchBytes}
+	p := &Pool{log: slog.Default(), metrics: metrics.Nop{}, clients: make(map[[32]byte]*Cluster), maxBatchBytes: DefaultMaxBatchBytes}
 	for _, o := range opts {
 		o(p)
 	}
@@ -212,6 +214,7 @@ func newCluster(p *Pool, key [32]byte, c *config.KafkaCluster) (*Cluster, error)
 		// copy that Config returns does not hold it.
 		s := *c.SASL
 		s.Password = ""
+		s.ClientSecret = ""
 		k.cfg.SASL = &s
 	}
 	opts := []kgo.Opt{
@@ -290,6 +293,11 @@ func fingerprint(c *config.KafkaCluster) [32]byte {
 		field(s.Mechanism)
 		field(s.Username)
 		field(s.Password.Reveal())
+		field(s.TokenFile)
+		field(s.TokenEndpoint)
+		field(s.ClientID)
+		field(s.ClientSecret.Reveal())
+		field(s.Scope)
 	}
 	field("|")
 	// Fetch limits live in the shared client's configuration, so clusters

@@ -94,6 +94,7 @@ func (h *handlers) produce(ctx context.Context, req *pubsub.Request) (*pb.PubSub
 		acked    = make(chan struct{}) // closed when every record is acknowledged or failed
 		firstErr error
 	)
+	handed := time.Now()
 	for _, r := range krs {
 		producer.Produce(ctx, r, func(r *kgo.Record, err error) {
 			// franz-go runs this in its own goroutine.
@@ -120,9 +121,12 @@ func (h *handlers) produce(ctx context.Context, req *pubsub.Request) (*pb.PubSub
 	if firstErr != nil {
 		return nil, firstErr
 	}
+	h.k.pool.metrics.ProduceAck(time.Since(handed))
+	tally := tallyOf(ctx)
 	offsets := make([]*pb.KafkaPartitionOffset, len(krs))
 	for i, r := range krs {
 		offsets[i] = &pb.KafkaPartitionOffset{Partition: r.Partition, Offset: r.Offset}
+		tally.Touch(topic, r.Partition)
 	}
 	return &pb.PubSubResp{Resp: &pb.PubSubResp_KafkaProduceResp{
 		KafkaProduceResp: &pb.KafkaProduceResp{Offsets: offsets},

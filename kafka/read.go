@@ -85,7 +85,7 @@ func (k *Cluster) readAt(ctx context.Context, topic string, partition int32, out
 // (its session may wait for reply budget), and read from the cache. pinned
 // reads only the incarnation key names (see fetchWait).
 func (k *Cluster) read(ctx context.Context, key cacheKey, pinned bool, offset int64, out *reply) error {
-	if k.cache.read(key, offset, out) {
+	if k.cacheRead(key, offset, out) {
 		return nil
 	}
 	done, first := k.fetching.begin(key.readerKey, offset)
@@ -93,13 +93,13 @@ func (k *Cluster) read(ctx context.Context, key cacheKey, pinned bool, offset in
 		if !waitChange(ctx, done, k.cfg.FetchMaxWait.Duration()) {
 			return k.cause(ctx, ctx.Err())
 		}
-		if k.cache.read(key, offset, out) {
+		if k.cacheRead(key, offset, out) {
 			return nil
 		}
 		return k.fetchWait(ctx, key, pinned, offset, 0, out) // it failed, is slow, or its records are gone
 	}
 	defer k.fetching.end(key.readerKey, offset)
-	if k.cache.read(key, offset, out) { // a fetch that ended since the first look
+	if k.cacheRead(key, offset, out) { // a fetch that ended since the first look
 		return nil
 	}
 	return k.fetchWait(ctx, key, pinned, offset, 0, out)

@@ -13,6 +13,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kgo"
 	"github.com/twmb/franz-go/pkg/kmsg"
 
+	"github.com/envoy-pubsub/gateway/metrics"
 	pb "github.com/envoy-pubsub/gateway/proto"
 	"github.com/envoy-pubsub/gateway/pubsub"
 )
@@ -106,8 +107,10 @@ func (h *handlers) subscribe(ctx context.Context, req *pubsub.Request) (*pb.PubS
 		maxRecords = DefaultMaxRecords
 	}
 	view := keyed(View{Scope: h.policy.ReadScope(topic), Filter: MatchFilter(cmd.GetFilter())})
+	tally := tallyOf(ctx)
 	for _, s := range starts {
-		d := &delivery{k: h.k, req: req, topic: topic, partition: s.Partition, cursor: s.Offset, maxRecords: maxRecords,
+		tally.Touch(topic, s.Partition)
+		d := &delivery{k: h.k, req: req, tally: tally, topic: topic, partition: s.Partition, cursor: s.Offset, maxRecords: maxRecords,
 			view: view, told: s.Offset, toldAt: time.Now()}
 		go d.run(sctx, &sub.wg, req.Hold())
 	}
@@ -194,6 +197,7 @@ func (k *Cluster) startOffset(ctx context.Context, topic string, p int32, cmd *p
 type delivery struct {
 	k          *Cluster
 	req        *pubsub.Request
+	tally      *metrics.Tally // the session's, for its log line
 	topic      string
 	partition  int32
 	cursor     int64 // the next offset to deliver
@@ -240,6 +244,7 @@ func (d *delivery) run(ctx context.Context, wg *sync.WaitGroup, release func()) 
 			if !d.send(ctx, ep) {
 				return
 			}
+			d.k.lagged(end, d.cursor)
 			continue
 		}
 		out := newReply(d.cursor, d.maxRecords, int(d.k.cfg.FetchMaxBytes))
@@ -254,7 +259,7 @@ func (d *delivery) run(ctx context.Context, wg *sync.WaitGroup, release func()) 
 			sleep(ctx, readerBackoff)
 			continue
 		}
-		if !d.k.cache.read(d.key, d.cursor, out) && d.cursor < end {
+		if !d.k.cacheRead(d.key, d.cursor, out) && d.cursor < end {
 			if err := d.catchUp(ctx, out); err != nil {
 				if terminal(err) {
 					d.fail(ctx, err)
@@ -269,6 +274,7 @@ func (d *delivery) run(ctx context.Context, wg *sync.WaitGroup, release func()) 
 			if !d.pushCached(ctx, out) {
 				return
 			}
+			d.k.lagged(end, d.cursor)
 			continue
 		}
 		if out.next > d.cursor {
@@ -346,6 +352,7 @@ func (d *delivery) push(ctx context.Context, recs []*kgo.Record, next int64) boo
 		if err := d.req.Push(ctx, pushReply(d.topic, d.partition, out.records, out.next)); err != nil {
 			return false
 		}
+		d.k.sent(d.tally, len(out.records))
 		d.cursor = out.next
 	}
 	return true
@@ -391,6 +398,7 @@ func (d *delivery) send(ctx context.Context, ep *encodedPush) bool {
 	if err := d.req.PushEncoded(ctx, ep.e); err != nil {
 		return false
 	}
+	d.k.sent(d.tally, ep.records)
 	d.cursor = ep.next
 	if !d.view.All() {
 		d.told, d.toldAt = d.cursor, time.Now()

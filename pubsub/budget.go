@@ -20,6 +20,8 @@ type MemoryBudget struct {
 	mu      sync.Mutex
 	used    int64
 	waiters []*budgetWaiter
+	// waits counts the reservations that waited.
+	waits int64
 }
 
 // budgetWaiter is a reservation waiting for room in a MemoryBudget.
@@ -34,6 +36,13 @@ type budgetWaiter struct {
 // NewMemoryBudget returns a budget of maxBytes.
 func NewMemoryBudget(maxBytes int) *MemoryBudget {
 	return &MemoryBudget{max: int64(maxBytes)}
+}
+
+// Waits returns how many reservations have waited for room in the budget.
+func (b *MemoryBudget) Waits() int64 {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.waits
 }
 
 // Used returns the bytes held under the budget.
@@ -64,6 +73,7 @@ func (b *MemoryBudget) acquire(ctx context.Context, session <-chan struct{}, n, 
 	}
 	w := &budgetWaiter{n: n, own: own, held: held, ready: make(chan struct{})}
 	b.waiters = append(b.waiters, w)
+	b.waits++
 	b.grantLocked()
 	b.mu.Unlock()
 	var err error
@@ -165,6 +175,7 @@ func (p *pendingBytes) shrink(n int64) {
 // through alone), then for the process budget.
 func (s *session) reserve(ctx context.Context, n, own int64) error {
 	max := int64(s.opts.MaxPendingBytes)
+	waited := false
 	for {
 		changed := s.pending.changed()
 		h := s.pending.held.Load()
@@ -173,6 +184,10 @@ func (s *session) reserve(ctx context.Context, n, own int64) error {
 				break
 			}
 			continue
+		}
+		if !waited {
+			waited = true
+			s.opts.Metrics.BudgetWaited()
 		}
 		select {
 		case <-changed:

@@ -5,6 +5,7 @@ import (
 	"time"
 
 	"github.com/envoy-pubsub/gateway/config"
+	"github.com/envoy-pubsub/gateway/metrics"
 )
 
 // Options are the limits and hooks of a session. The zero value of a field
@@ -55,6 +56,11 @@ type Options struct {
 	// OnCommand, if set, is called after each command with its name and the
 	// handler's error (nil on success), for metrics.
 	OnCommand func(command string, err error)
+	// Metrics receives the session's traffic; default metrics.Nop.
+	Metrics metrics.Engine
+	// OnEnd, if set, is called once when the session has ended, with how it
+	// ended, for the session's log line and metrics.
+	OnEnd func(End)
 }
 
 // withDefaults fills in the zero fields with config's defaults, the one
@@ -89,6 +95,9 @@ func (o Options) withDefaults() Options {
 	}
 	if o.Logger == nil {
 		o.Logger = slog.Default()
+	}
+	if o.Metrics == nil {
+		o.Metrics = metrics.Nop{}
 	}
 	return o
 }

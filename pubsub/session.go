@@ -29,7 +29,7 @@ func Serve(ctx context.Context, conn net.Conn, h Handler, opts Options) (err err
 		handler:  h,
 		opts:     o,
 		inflight: make(chan struct{}, o.MaxInFlight),
-		in:       readAhead{conn: conn},
+		in:       readAhead{conn: conn, metrics: o.Metrics},
 		vectored: writesVectors(conn),
 	}
 	s.ctx, s.cancel = context.WithCancel(ctx)
@@ -57,6 +57,7 @@ func Serve(ctx context.Context, conn net.Conn, h Handler, opts Options) (err err
 		s.conn.Close()
 		s.stopPushes()
 		s.handlers.Wait()
+		s.reportEnd(err)
 	}()
 	s.startKeepalive()
 	if o.Deadline != nil {
@@ -114,6 +115,12 @@ type session struct {
 	// MaxPendingBytes) instead of reading the client's frames.
 	readerBlocked atomic.Bool
 	keepalive     keepalive
+
+	// closeCode and closeReason are those of the close frame sent (wmu);
+	// written counts the bytes written to conn (wmu).
+	closeCode   ws.StatusCode
+	closeReason string
+	written     int64
 }
 
 // Error replies the engine itself sends.

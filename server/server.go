@@ -23,6 +23,7 @@ import (
 	"github.com/envoy-pubsub/gateway/config"
 	"github.com/envoy-pubsub/gateway/identity"
 	"github.com/envoy-pubsub/gateway/kafka"
+	"github.com/envoy-pubsub/gateway/metrics"
 	pb "github.com/envoy-pubsub/gateway/proto"
 	"github.com/envoy-pubsub/gateway/pubsub"
 )
@@ -35,6 +36,9 @@ type Route struct {
 	Release func()
 	// Attrs are logged with the session's events (never secrets).
 	Attrs []slog.Attr
+	// Subject is the verified identity's subject, logged when the session
+	// ends; empty when the session has no identity. Never a token.
+	Subject string
 	// Deadline, if set, ends the session when it passes (its identity's
 	// token expiry).
 	Deadline *pubsub.Deadline
@@ -55,6 +59,7 @@ func (r Route) WithIdentity(id *identity.Session) Route {
 		return next.ServePubSub(ctx, req)
 	})
 	r.Deadline = id.Deadline()
+	r.Subject = id.Claims().Subject()
 	return r
 }
 
@@ -75,6 +80,10 @@ type EndpointChecker interface {
 type Error struct {
 	Status  int
 	Message string
+	// Reason names the refusal in metrics: a short fixed word such as
+	// "ticket" (never built from the request). Empty means the status's
+	// name, e.g. "unauthorized".
+	Reason string
 }
 
 func (e *Error) Error() string { return fmt.Sprintf("%d %s", e.Status, e.Message) }
@@ -104,6 +113,14 @@ type Options struct {
 	// Only for a listener that nothing but Envoy reaches; default false,
 	// and a keyless upgrade then gets 400.
 	KeylessUpgrade bool
+	// Metrics receives the sessions' events; default metrics.Nop.
+	Metrics Sink
+}
+
+// Sink is what the server reports its sessions' events to.
+type Sink interface {
+	metrics.Server
+	metrics.Engine
 }
 
 // Server serves pub-sub sessions over WebSocket.
@@ -130,9 +147,13 @@ func New(resolver Resolver, opts Options) *Server {
 	if opts.Session.Logger == nil {
 		opts.Session.Logger = opts.Logger
 	}
-	if opts.Observer != nil && opts.Session.OnCommand == nil {
-		opts.Session.OnCommand = opts.Observer.Command
+	if opts.Metrics == nil {
+		opts.Metrics = metrics.Nop{}
 	}
+	if opts.Session.Metrics == nil {
+		opts.Session.Metrics = opts.Metrics
+	}
+	opts.Session.OnCommand = commandReporter(opts.Session.OnCommand, opts.Observer, opts.Metrics)
 	s := &Server{resolver: resolver, opts: opts, log: opts.Logger}
 	s.ctx, s.cancel = context.WithCancel(context.Background())
 	return s
@@ -201,7 +222,7 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		}
 	}()
 	if s.ctx.Err() != nil {
-		s.refuse(w, &Error{Status: http.StatusServiceUnavailable, Message: "server is shutting down"})
+		s.refuse(w, &Error{Status: http.StatusServiceUnavailable, Message: "server is shutting down", Reason: "shutting_down"})
 		return
 	}
 	if !IsUpgrade(r.Header) {
@@ -214,7 +235,7 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		}
 		w.Header().Set("Upgrade", "websocket")
 		w.Header().Set("Connection", "Upgrade")
-		s.refuse(w, &Error{Status: http.StatusUpgradeRequired, Message: "this endpoint speaks the pub-sub protocol over WebSocket: send an Upgrade: websocket request"})
+		s.refuse(w, &Error{Status: http.StatusUpgradeRequired, Message: "this endpoint speaks the pub-sub protocol over WebSocket: send an Upgrade: websocket request", Reason: "not_upgrade"})
 		return
 	}
 	route, err := s.resolver.Resolve(r)
@@ -229,13 +250,13 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	if s.active.Add(1) > int64(s.opts.MaxSessions) {
 		s.active.Add(-1)
 		release()
-		s.refuse(w, &Error{Status: http.StatusServiceUnavailable, Message: "too many sessions"})
+		s.refuse(w, &Error{Status: http.StatusServiceUnavailable, Message: "too many sessions", Reason: "too_many_sessions"})
 		return
 	}
 	if mem := s.opts.Session.Memory; mem != nil && mem.Full() {
 		s.active.Add(-1)
 		release()
-		s.refuse(w, &Error{Status: http.StatusServiceUnavailable, Message: "memory limit reached"})
+		s.refuse(w, &Error{Status: http.StatusServiceUnavailable, Message: "memory limit reached", Reason: "memory_limit"})
 		return
 	}
 	conn, rw, err := s.upgrade(r, w)
@@ -246,6 +267,7 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		if s.opts.Observer != nil {
 			s.opts.Observer.Refused(http.StatusBadRequest)
 		}
+		s.opts.Metrics.Refused(http.StatusBadRequest, "handshake")
 		return // the handshake answered 400 itself.
 	}
 	if rw != nil && rw.Reader.Buffered() > 0 {
@@ -265,13 +287,17 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	if s.opts.Observer != nil {
 		s.opts.Observer.SessionStarted()
 	}
+	s.opts.Metrics.SessionOpened()
 	log := s.log.With(attrsToArgs(route.Attrs)...)
 	log.Debug("server: session started", "remote", r.RemoteAddr)
-	go s.run(conn, route, release, log)
+	go s.run(conn, route, release, log, sessionStart{remote: r.RemoteAddr, path: r.URL.Path, at: time.Now()})
 }
 
-// run serves one upgraded connection; it owns its cleanup.
-func (s *Server) run(conn net.Conn, route Route, release func(), log *slog.Logger) {
+// run serves one upgraded connection; it owns its cleanup and logs the
+// session's end.
+func (s *Server) run(conn net.Conn, route Route, release func(), log *slog.Logger, start sessionStart) {
+	end := pubsub.End{Code: int(pubsub.CloseAbnormal)}
+	tally := &metrics.Tally{}
 	defer func() {
 		if p := recover(); p != nil {
 			log.Error("server: session panic", "panic", p, "stack", string(debug.Stack()))
@@ -282,11 +308,14 @@ func (s *Server) run(conn net.Conn, route Route, release func(), log *slog.Logge
 		if s.opts.Observer != nil {
 			s.opts.Observer.SessionEnded()
 		}
+		s.opts.Metrics.SessionClosed(end.Code)
+		logSessionEnd(log, route, start, end, tally)
 		s.sessions.Done()
 	}()
 	opts := s.opts.Session
 	opts.Logger = log
 	opts.Deadline = route.Deadline
+	opts.OnEnd = func(e pubsub.End) { end = e }
 	ctx := s.ctx
 	if route.Context != nil {
 		var cancel context.CancelFunc
@@ -294,8 +323,7 @@ func (s *Server) run(conn net.Conn, route Route, release func(), log *slog.Logge
 		defer cancel()
 		defer context.AfterFunc(route.Context, cancel)()
 	}
-	err := pubsub.Serve(ctx, conn, route.Handler, opts)
-	log.Debug("server: session ended", "err", err)
+	pubsub.Serve(metrics.WithTally(ctx, tally), conn, route.Handler, opts)
 }
 
 func (s *Server) refuse(w http.ResponseWriter, err error) {
@@ -307,6 +335,7 @@ func (s *Server) refuse(w http.ResponseWriter, err error) {
 	if s.opts.Observer != nil {
 		s.opts.Observer.Refused(e.Status)
 	}
+	s.opts.Metrics.Refused(e.Status, e.reason())
 	w.Header().Set("Content-Type", "text/plain; charset=utf-8")
 	w.WriteHeader(e.Status)
 	io.WriteString(w, e.Message+"\n")
@@ -401,7 +430,7 @@ func KafkaRoute(pool *kafka.Pool, name string, c *config.KafkaCluster, policy ka
 	k, err := pool.Acquire(c)
 	if err != nil {
 		log.Error("pubsub: kafka client", "cluster", name, "err", err)
-		return Route{}, &Error{Status: http.StatusBadGateway, Message: "kafka cluster unavailable"}
+		return Route{}, &Error{Status: http.StatusBadGateway, Message: "kafka cluster unavailable", Reason: "cluster_unavailable"}
 	}
 	mux := pubsub.NewMux()
 	kafka.Register(mux, k, policy)

@@ -66,6 +66,8 @@ type Hosts struct {
 	detached slog.Handler // where released hosts log
 	poolLog  logGate
 	pool     *kafka.Pool
+	// sink takes the detailed events of every session and of the pool.
+	sink *forward
 
 	mu     sync.Mutex
 	byPath map[string]*Host
@@ -76,9 +78,10 @@ func NewHosts(log *slog.Logger) *Hosts {
 	hs := &Hosts{
 		log:      log,
 		detached: detachedHandler(),
+		sink:     &forward{},
 		byPath:   make(map[string]*Host),
 	}
-	hs.pool = kafka.NewPool(kafka.Logger(slog.New(&gatedHandler{gate: &hs.poolLog, live: log.Handler(), closed: hs.detached})))
+	hs.pool = kafka.NewPool(kafka.Logger(slog.New(&gatedHandler{gate: &hs.poolLog, live: log.Handler(), closed: hs.detached})), kafka.Metrics(hs.sink))
 	return hs
 }
 
@@ -197,11 +200,23 @@ func (hs *Hosts) Release(h *Host, stats Stats) {
 	// refuses them once it is destroyed): the draining sessions report to
 	// no one and log to stderr.
 	h.stats.use(nil)
+	hs.sink.drop(stats, hs.anyStats())
 	h.logGate.set(false)
 	if len(hs.byPath) == 0 {
 		hs.poolLog.set(false)
 	}
 	h.drain(drainTimeout)
+}
+
+// anyStats returns the stats of the newest configuration of some host, nil
+// when no host is held. Callers hold hs.mu.
+func (hs *Hosts) anyStats() Stats {
+	for _, h := range hs.byPath {
+		if n := len(h.holders); n > 0 {
+			return h.holders[n-1].stats
+		}
+	}
+	return nil
 }
 
 func (hs *Hosts) start(path string) (*Host, error) {
@@ -301,6 +316,7 @@ func (h *Host) serve(ln net.Listener) {
 // stats. Sessions already running keep their generation.
 func (h *Host) update(doc *config.Document, stats Stats) {
 	h.stats.use(stats)
+	h.hosts.sink.use(stats)
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	if h.current.srv != nil && h.current.limits == doc.Session && h.current.process == doc.Limits {
@@ -308,6 +324,7 @@ func (h *Host) update(doc *config.Document, stats Stats) {
 	}
 	opts := server.OptionsFrom(doc, h.log)
 	opts.Observer = &h.stats
+	opts.Metrics = h.hosts.sink
 	// Only Envoy reaches the socket, and it forwards HTTP/2 WebSockets
 	// without a key (server.Options.KeylessUpgrade).
 	opts.KeylessUpgrade = true
@@ -392,7 +409,7 @@ func (h *Host) Resolve(r *http.Request) (server.Route, error) {
 	if err != nil {
 		h.stats.ticketRejected()
 		h.log.Warn("pubsub: upgrade refused", "reason", err.Error(), "remote", r.RemoteAddr)
-		return server.Route{}, &server.Error{Status: http.StatusUnauthorized, Message: "missing, invalid, used or expired pub-sub ticket"}
+		return server.Route{}, &server.Error{Status: http.StatusUnauthorized, Message: "missing, invalid, used or expired pub-sub ticket", Reason: "ticket"}
 	}
 	h.mu.Lock()
 	limits := h.current.limits

@@ -24,6 +24,7 @@ type resolver struct {
 	pool     *kafka.Pool
 	log      *slog.Logger
 	clusters map[string]*config.KafkaCluster
+	order    []string // the cluster names, sorted
 	session  config.Session
 	// identity is the document's identity section, nil without one;
 	// verifier checks its tokens (nil without identity.jwt).
@@ -53,15 +54,19 @@ func newResolver(doc *config.Document, pool *kafka.Pool, log *slog.Logger) (*res
 			return nil, fmt.Errorf("kafka_clusters.%s.%w", name, err)
 		}
 		r.clusters[name] = c
+		r.order = append(r.order, name)
 	}
 	return r, nil
 }
+
+// names returns the names of the clusters served, sorted.
+func (r *resolver) names() []string { return r.order }
 
 func (r *resolver) cluster(req *http.Request) (string, *config.KafkaCluster, error) {
 	name := strings.Trim(req.URL.Path, "/")
 	c := r.clusters[name]
 	if c == nil {
-		return "", nil, &server.Error{Status: http.StatusNotFound, Message: fmt.Sprintf("no pub-sub endpoint at %s", req.URL.Path)}
+		return "", nil, &server.Error{Status: http.StatusNotFound, Message: fmt.Sprintf("no pub-sub endpoint at %s", req.URL.Path), Reason: "unknown_endpoint"}
 	}
 	return name, c, nil
 }

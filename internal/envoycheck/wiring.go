@@ -208,6 +208,9 @@ func (w *wiring) checkSecrets(where string, golang *golangv3alpha.Config, doc *c
 		if sasl != nil && sasl.PasswordSecret != "" && !declared[sasl.PasswordSecret] {
 			w.addf("%s: kafka_clusters.%s.sasl.password_secret %q is not listed in the filter's generic_secrets; the plugin could not read it", where, name, sasl.PasswordSecret)
 		}
+		if sasl != nil && sasl.ClientSecretSecret != "" && !declared[sasl.ClientSecretSecret] {
+			w.addf("%s: kafka_clusters.%s.sasl.client_secret_secret %q is not listed in the filter's generic_secrets; the plugin could not read it", where, name, sasl.ClientSecretSecret)
+		}
 	}
 }
 

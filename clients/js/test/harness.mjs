@@ -149,7 +149,8 @@ export async function startServer(t, args = []) {
   let addr = "127.0.0.1:0";
   const log = [];
   const launch = async () => {
-    proc = spawn(bins.server, ["-listen", addr, ...args], { stdio: ["ignore", "ignore", "pipe"] });
+    // Port 0 for the metrics listener too: test servers run side by side.
+    proc = spawn(bins.server, ["-listen", addr, "-metrics-listen", "127.0.0.1:0", ...args], { stdio: ["ignore", "ignore", "pipe"] });
     const lines = createInterface({ input: proc.stderr });
     lines.on("line", (l) => log.push(l));
     const exited = new Promise((resolve) => proc.once("exit", (code, signal) => resolve(code ?? signal)));

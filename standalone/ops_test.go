@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"io"
 	"log/slog"
+	"net"
 	"net/http"
 	"strconv"
 	"strings"
@@ -322,5 +323,31 @@ func TestSessionEndLineNamesTheSubjectAndTheTokenExpiryNeverTheToken(t *testing.
 	}
 	if strings.Contains(logs.String(), token) {
 		t.Error("the token is in the log")
+	}
+}
+
+func TestATakenMetricsAddressFailsUnlessOptional(t *testing.T) {
+	taken, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer taken.Close()
+	doc, err := config.Parse([]byte(testkit.ClusterYAML([]string{"127.0.0.1:1"}, "", "")))
+	if err != nil {
+		t.Fatal(err)
+	}
+	opts := standalone.Options{Logger: slog.New(slog.NewTextHandler(io.Discard, nil)), MetricsListen: taken.Addr().String()}
+	if srv, err := standalone.Start(doc, "127.0.0.1:0", opts); err == nil {
+		srv.Shutdown(context.Background())
+		t.Fatal("Start served with its metrics address taken, want an error")
+	}
+	opts.MetricsOptional = true
+	srv, err := standalone.Start(doc, "127.0.0.1:0", opts)
+	if err != nil {
+		t.Fatalf("Start with an optional metrics address that is taken: %v", err)
+	}
+	defer srv.Shutdown(context.Background())
+	if a := srv.MetricsAddr(); a != "" {
+		t.Errorf("MetricsAddr = %q, want none", a)
 	}
 }

@@ -34,6 +34,10 @@ type Options struct {
 	// /healthz (the process is alive) and /readyz (see ReadyTimeout). Empty
 	// serves none of them and records no metrics.
 	MetricsListen string
+	// MetricsOptional makes a MetricsListen address that cannot be listened
+	// on (another process has it) a logged warning instead of an error: the
+	// sessions are served, without /metrics, /healthz and /readyz.
+	MetricsOptional bool
 	// ReadyTimeout bounds how long /readyz waits for a broker of each
 	// cluster to answer. Default DefaultReadyTimeout.
 	ReadyTimeout time.Duration
@@ -98,7 +102,10 @@ func Start(doc *config.Document, addr string, opts Options) (*Server, error) {
 		}
 		ready := &readiness{sessions: sessions, pool: pool, clusters: resolver, timeout: timeout}
 		if ops, err = startOps(opts.MetricsListen, m, ready, log); err != nil {
-			return fail(err)
+			if !opts.MetricsOptional {
+				return fail(err)
+			}
+			log.Warn("standalone: serving without metrics and health endpoints", "err", err)
 		}
 	}
 	ln, err := net.Listen("tcp", addr)

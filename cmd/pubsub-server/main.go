@@ -80,6 +80,9 @@ func run() error {
 		Logger:        log,
 		Front:         func(pubsub http.Handler) (http.Handler, error) { return web.Handler(site, pubsub) },
 		MetricsListen: *metricsListen,
+		// The default address may be taken by another server on the same
+		// host; one given on the command line must be served.
+		MetricsOptional: !flagGiven("metrics-listen"),
 	})
 	if err != nil {
 		return err
@@ -104,6 +107,13 @@ func run() error {
 	sctx, cancel := context.WithTimeout(context.Background(), shutdownTimeout)
 	defer cancel()
 	return errors.Join(served, srv.Shutdown(sctx))
+}
+
+// flagGiven reports whether the command line set the flag name.
+func flagGiven(name string) bool {
+	given := false
+	flag.Visit(func(f *flag.Flag) { given = given || f.Name == name })
+	return given
 }
 
 // shutdownTimeout bounds how long the server waits for its sessions to take

@@ -10,7 +10,6 @@ package abitest
 
 import (
 	"bufio"
-	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -499,29 +498,12 @@ type fakeEnvoy struct {
 	cmd    *exec.Cmd
 	stdin  io.WriteCloser
 	lines  chan string
-	stderr *lockedBuffer
-}
-
-type lockedBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *lockedBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *lockedBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
+	stderr *testkit.LogBuffer
 }
 
 func startHost(t testing.TB, host, so string) *fakeEnvoy {
 	t.Helper()
-	e := &fakeEnvoy{cmd: exec.Command(host, so), lines: make(chan string, 256), stderr: &lockedBuffer{}}
+	e := &fakeEnvoy{cmd: exec.Command(host, so), lines: make(chan string, 256), stderr: &testkit.LogBuffer{}}
 	e.cmd.Stderr = e.stderr
 	var err error
 	if e.stdin, err = e.cmd.StdinPipe(); err != nil {

@@ -65,24 +65,6 @@ func (s *jwksServer) awaitFetches(t *testing.T, n int32) {
 	}
 }
 
-// syncLog is a log sink safe for concurrent writers.
-type syncLog struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (l *syncLog) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *syncLog) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
-}
-
 // TestJWKSURIFetchedOnceByConcurrentTokensAndRefreshedWhenStale: tokens
 // arriving together wait for one fetch; a token that finds the set older
 // than jwks_refresh_interval is verified with it at once while the set is
@@ -159,7 +141,7 @@ func TestJWKSURIFailures(t *testing.T) {
 		}
 	}
 
-	logs := &syncLog{}
+	logs := &testkit.LogBuffer{}
 	srv := newJWKSServer(t, is.JWKS)
 	const every = 200 * time.Millisecond
 	v := newVerifier(t, &config.JWT{JWKSURI: srv.URL, JWKSRefreshInterval: config.Duration(every)},

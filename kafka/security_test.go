@@ -1,7 +1,6 @@
 package kafka_test
 
 import (
-	"bytes"
 	"context"
 	"crypto/tls"
 	"errors"
@@ -334,7 +333,7 @@ func TestTLSRotation(t *testing.T) {
 		k := testkit.Kafka(t, kfake.TLS(testkit.BrokerTLS(p.brokerCert, nil)), kfake.SeedTopics(1, topic))
 		testkit.Produce(t, k.ListenAddrs(), topic, 0, testkit.Numbered(1), kgo.DialTLSConfig(&tls.Config{RootCAs: p.ca.Pool()}))
 		caFile := p.ca.WriteFile(t, t.TempDir(), "ca.pem")
-		log := &syncBuffer{}
+		log := &testkit.LogBuffer{}
 		s := testkit.StartServer(t, testkit.ClusterYAML(k.ListenAddrs(), tlsYAML("ca_file: "+caFile), ""), log)
 		c := s.Dial(t, "kafka")
 		// The session's client connects to brokers on first use, which
@@ -440,25 +439,6 @@ func requestTopics(req kmsg.Request) []string {
 	return topics
 }
 
-// syncBuffer is a log sink that sessions' goroutines write while the test
-// reads it.
-type syncBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *syncBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *syncBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
-}
-
 // TestSecretsNeverLogged runs sessions with the right and wrong passwords,
 // for each mechanism and password source, with debug logging (franz-go's
 // included), and looks for the passwords in the log, the error replies and
@@ -485,7 +465,7 @@ func TestSecretsNeverLogged(t *testing.T) {
 		clusters[name] += tlsYAML("ca_file: " + p.caFile)
 	}
 	doc := clustersYAML(k.ListenAddrs(), clusters)
-	log := &syncBuffer{}
+	log := &testkit.LogBuffer{}
 	s := testkit.StartServer(t, doc, log)
 
 	var seen []string
@@ -550,7 +530,7 @@ func TestInsecureSettingsWarn(t *testing.T) {
 	p := newPKI(t)
 	plainSASL := testkit.Kafka(t, kfake.EnableSASL(), kfake.Superuser(config.MechanismPlain, user, password), kfake.SeedTopics(1, topic))
 	untrusted := testkit.Kafka(t, kfake.TLS(testkit.BrokerTLS(p.otherCA.ServerCert(t, "elsewhere.example.com"), nil)), kfake.SeedTopics(1, topic))
-	log := &syncBuffer{}
+	log := &testkit.LogBuffer{}
 	s := testkit.StartServer(t, clustersYAML(plainSASL.ListenAddrs(), map[string]string{
 		"clear": saslYAML(fmt.Sprintf("mechanism: PLAIN, username: %s, password: %s", user, password)),
 	})+fmt.Sprintf("  unverified:\n    brokers: [%s]\n%s", strings.Join(untrusted.ListenAddrs(), ", "), tlsYAML("verify: false")), log)

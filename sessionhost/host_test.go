@@ -1,7 +1,6 @@
 package sessionhost
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"log/slog"
@@ -24,27 +23,9 @@ import (
 // In these tests each Hosts stands for one Envoy process: the code path of a
 // second process taking a socket over is the same, in one test process.
 
-// logBuffer collects a Hosts' log.
-type logBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *logBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *logBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
-}
-
-func newHosts(t *testing.T) (*Hosts, *logBuffer) {
+func newHosts(t *testing.T) (*Hosts, *testkit.LogBuffer) {
 	t.Helper()
-	logs := &logBuffer{}
+	logs := &testkit.LogBuffer{}
 	return NewHosts(slog.New(slog.NewTextHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug}))), logs
 }
 
@@ -420,7 +401,7 @@ func TestKeylessUpgradeFromEnvoyIsServed(t *testing.T) {
 // its last sessions log to the detached handler.
 func TestReleasedHostLogsOnlyToTheDetachedHandler(t *testing.T) {
 	hs, live := newHosts(t)
-	detached := &logBuffer{}
+	detached := &testkit.LogBuffer{}
 	hs.detached = slog.NewTextHandler(detached, &slog.HandlerOptions{Level: slog.LevelDebug})
 	sock := socketPath(t)
 	h, stats := acquire(t, hs, sock)

@@ -1,7 +1,6 @@
 package standalone_test
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -10,7 +9,6 @@ import (
 	"net/http/httptest"
 	"net/url"
 	"strings"
-	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -27,31 +25,13 @@ import (
 	"github.com/envoy-pubsub/gateway/standalone"
 )
 
-// syncBuffer is a log sink safe for the server's goroutines.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
-
 // identityServer serves a kfake cluster with topics behind the issuer's
 // identity (required or not) and the access section accessYAML; logs go to
 // the returned buffer at debug level.
-func identityServer(t *testing.T, is *testkit.Issuer, required bool, accessYAML string, topics ...string) (*testkit.Server, []string, *syncBuffer) {
+func identityServer(t *testing.T, is *testkit.Issuer, required bool, accessYAML string, topics ...string) (*testkit.Server, []string, *testkit.LogBuffer) {
 	t.Helper()
 	k := testkit.Kafka(t, kfake.SeedTopics(1, topics...))
-	logs := &syncBuffer{}
+	logs := &testkit.LogBuffer{}
 	doc := testkit.ClusterYAML(k.ListenAddrs(), "    produce_topics: [\"*\"]\n    groups: [\"*\"]\n"+accessYAML, is.IdentityYAML(required))
 	return testkit.StartServer(t, doc, logs), k.ListenAddrs(), logs
 }

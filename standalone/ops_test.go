@@ -117,7 +117,7 @@ func TestScrapeAfterAScriptedSessionSeesEveryFamilyMove(t *testing.T) {
 		recs[i] = testkit.Record{Value: value}
 	}
 	testkit.Produce(t, k.ListenAddrs(), "t", 1, recs)
-	var logs syncBuffer
+	var logs testkit.LogBuffer
 	srv := startWithMetrics(t, testkit.ClusterYAML(k.ListenAddrs(), "    produce_topics: [t]\n    fetch_max_bytes: 8192\n",
 		"session: {max_pending_bytes: 16384}\nlimits: {max_memory_bytes: 16384}\n"), &logs)
 

@@ -272,43 +272,6 @@ func TestFetchFiltersApplyAfterTheScope(t *testing.T) {
 	}
 }
 
-// pushes reads sub's pushes until it has records up to end (next_offset
-// reached end) and returns the offsets of the records and how many pushes
-// carried none. Pushes must come in order, with no record twice.
-func pushesUntil(t *testing.T, sub *client.Subscription, from, end int64) (offsets []int64, empty int) {
-	t.Helper()
-	next := from
-	for next < end {
-		select {
-		case resp, ok := <-sub.C():
-			if !ok {
-				t.Fatalf("the subscription ended at %d, before %d", next, end)
-			}
-			fr := resp.GetKafkaFetchResp()
-			if fr == nil {
-				t.Fatalf("unexpected push %v", resp)
-			}
-			for _, m := range fr.GetMessages() {
-				if m.GetOffset() < next {
-					t.Fatalf("offset %d pushed after next %d: a duplicate", m.GetOffset(), next)
-				}
-				offsets = append(offsets, m.GetOffset())
-				next = m.GetOffset() + 1
-			}
-			if len(fr.GetMessages()) == 0 {
-				empty++
-			}
-			if fr.GetNextOffset() < next {
-				t.Fatalf("next_offset %d before the records pushed (%d)", fr.GetNextOffset(), next)
-			}
-			next = fr.GetNextOffset()
-		case <-ctx(t).Done():
-			t.Fatalf("pushes stopped at %d, want %d", next, end)
-		}
-	}
-	return offsets, empty
-}
-
 // Subscriptions push only what their scope and filter let through, from
 // the earliest offset, from the latest, and on resuming from the last
 // next_offset pushed: every visible record exactly once, in order, and the
@@ -340,11 +303,11 @@ func TestScopedSubscriptionsFromEarliestLatestAndResume(t *testing.T) {
 	}
 	// The subscriptions' positions go past the run of b at the end of the
 	// log, with a push of tenant a's records or one without records.
-	got, _ := pushesUntil(t, subA, 0, log.end)
+	got := testkit.PushesUntil(t, subA, 0, log.end)
 	if want := log.of(0, "a"); !slices.Equal(got, want) {
 		t.Fatalf("tenant a from earliest: %v, want %v", got, want)
 	}
-	gotKey, _ := pushesUntil(t, subKey, 0, log.end)
+	gotKey := testkit.PushesUntil(t, subKey, 0, log.end)
 	if want := []int64{1, 5004}; !slices.Equal(gotKey, want) {
 		t.Fatalf("tenant a, key k1: %v, want %v", gotKey, want)
 	}
@@ -353,11 +316,11 @@ func TestScopedSubscriptionsFromEarliestLatestAndResume(t *testing.T) {
 	log.produce(t, k, "t", 0, runOf(4, "b"))
 	log.produce(t, k, "t", 0, runOf(500, "a"))
 	log.produce(t, k, "t", 0, runOf(3, "b"))
-	gotB, _ := pushesUntil(t, latest, start, log.end)
+	gotB := testkit.PushesUntil(t, latest, start, log.end)
 	if want := log.of(start, "b"); !slices.Equal(gotB, want) {
 		t.Fatalf("tenant b from latest: %v, want %v", gotB, want)
 	}
-	got, _ = pushesUntil(t, subA, start, log.end)
+	got = testkit.PushesUntil(t, subA, start, log.end)
 	if want := log.of(start, "a"); !slices.Equal(got, want) {
 		t.Fatalf("tenant a, tailing: %v, want %v", got, want)
 	}
@@ -372,7 +335,7 @@ func TestScopedSubscriptionsFromEarliestLatestAndResume(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	got, _ = pushesUntil(t, resumed, resumeAt, log.end)
+	got = testkit.PushesUntil(t, resumed, resumeAt, log.end)
 	if want := log.of(resumeAt, "a"); !slices.Equal(got, want) {
 		t.Fatalf("tenant a resumed at %d: %v, want %v", resumeAt, got, want)
 	}
@@ -416,7 +379,7 @@ func TestPositionPushesAreFewWhileNothingIsVisible(t *testing.T) {
 		}
 	}
 	logs[1].produce(t, k, "t", 1, runOf(1, "a"))
-	if got, _ := pushesUntil(t, sub, logs[1].end-1, logs[1].end); !slices.Equal(got, logs[1].of(0, "a")) {
+	if got := testkit.PushesUntil(t, sub, logs[1].end-1, logs[1].end); !slices.Equal(got, logs[1].of(0, "a")) {
 		t.Fatalf("then tenant a's record: %v", got)
 	}
 }

@@ -139,41 +139,6 @@ func fetchLoop(t *testing.T, c *client.Client, topic string, from, end int64, fi
 	return got
 }
 
-// pushesUntil reads sub's pushes of partition 0 until their next_offset
-// reaches end and returns the offsets of the records pushed, which must
-// come in order, each once.
-func pushesUntil(t *testing.T, sub *client.Subscription, from, end int64) []int64 {
-	t.Helper()
-	var got []int64
-	timeout := time.After(30 * time.Second)
-	for next := from; next < end; {
-		select {
-		case resp, ok := <-sub.C():
-			if !ok {
-				t.Fatalf("the subscription ended at %d, before %d", next, end)
-			}
-			fr := resp.GetKafkaFetchResp()
-			if fr == nil {
-				t.Fatalf("push %v, want records", resp)
-			}
-			for _, m := range fr.GetMessages() {
-				if m.GetOffset() < next {
-					t.Fatalf("offset %d pushed after next_offset %d", m.GetOffset(), next)
-				}
-				got = append(got, m.GetOffset())
-				next = m.GetOffset() + 1
-			}
-			if fr.GetNextOffset() < next {
-				t.Fatalf("next_offset %d before the records pushed (%d)", fr.GetNextOffset(), next)
-			}
-			next = fr.GetNextOffset()
-		case <-timeout:
-			t.Fatalf("pushes stopped at %d, want %d (records so far %v)", next, end, got)
-		}
-	}
-	return got
-}
-
 // wantRefused fails the test unless err is the error_resp message want.
 func wantRefused(t *testing.T, what string, err error, want string) {
 	t.Helper()
@@ -322,10 +287,10 @@ func TestTenantSubscriptionsEndToEnd(t *testing.T) {
 		t.Fatal(err)
 	}
 	end := int64(len(orders.recs))
-	if got, want := pushesUntil(t, fromEarliest, 0, end), orders.offsets(0, []string{"t-acme"}, ""); !slices.Equal(got, want) {
+	if got, want := testkit.PushesUntil(t, fromEarliest, 0, end), orders.offsets(0, []string{"t-acme"}, ""); !slices.Equal(got, want) {
 		t.Fatalf("acme from earliest: %v, want %v", got, want)
 	}
-	if got, want := pushesUntil(t, filtered, 0, end), orders.offsets(0, []string{"t-acme"}, "", kindX); !slices.Equal(got, want) {
+	if got, want := testkit.PushesUntil(t, filtered, 0, end), orders.offsets(0, []string{"t-acme"}, "", kindX); !slices.Equal(got, want) {
 		t.Fatalf("acme, filter kind=x, from earliest: %v, want %v", got, want)
 	}
 
@@ -339,10 +304,10 @@ func TestTenantSubscriptionsEndToEnd(t *testing.T) {
 	more.add(1000, "t-initech", "k1")
 	testkit.Produce(t, brokers, "orders", 0, more.recs[from:])
 	end = int64(len(more.recs))
-	if got, want := pushesUntil(t, fromLatest, int64(from), end), more.offsets(from, []string{"t-globex"}, ""); !slices.Equal(got, want) {
+	if got, want := testkit.PushesUntil(t, fromLatest, int64(from), end), more.offsets(from, []string{"t-globex"}, ""); !slices.Equal(got, want) {
 		t.Fatalf("globex from latest: %v, want %v", got, want)
 	}
-	if got, want := pushesUntil(t, fromEarliest, int64(from), end), more.offsets(from, []string{"t-acme"}, ""); !slices.Equal(got, want) {
+	if got, want := testkit.PushesUntil(t, fromEarliest, int64(from), end), more.offsets(from, []string{"t-acme"}, ""); !slices.Equal(got, want) {
 		t.Fatalf("acme, tailing: %v, want %v", got, want)
 	}
 
@@ -357,7 +322,7 @@ func TestTenantSubscriptionsEndToEnd(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if got, want := pushesUntil(t, resumed, end, int64(len(more.recs))), more.offsets(from, []string{"t-acme"}, ""); !slices.Equal(got, want) {
+	if got, want := testkit.PushesUntil(t, resumed, end, int64(len(more.recs))), more.offsets(from, []string{"t-acme"}, ""); !slices.Equal(got, want) {
 		t.Fatalf("acme resumed at %d: %v, want %v", end, got, want)
 	}
 }
@@ -463,7 +428,7 @@ func TestStampedRecordsReachTheirTenantOnly(t *testing.T) {
 		t.Fatalf("the record carries %v, want %v", headers, want)
 	}
 	// The globex subscription's position goes past the record without it.
-	if got := pushesUntil(t, globex, 0, 1); len(got) != 0 {
+	if got := testkit.PushesUntil(t, globex, 0, 1); len(got) != 0 {
 		t.Fatalf("globex was pushed %v", got)
 	}
 }
@@ -489,14 +454,14 @@ func TestKeyScopesAndStampedKeys(t *testing.T) {
 	if got := fetchLoop(t, alice, "inbox", 0, 4, nil); !slices.Equal(got, []int64{0, 3}) {
 		t.Fatalf("alice fetched %v, want [0 3]", got)
 	}
-	if got := pushesUntil(t, sub, 0, 4); !slices.Equal(got, []int64{0, 3}) {
+	if got := testkit.PushesUntil(t, sub, 0, 4); !slices.Equal(got, []int64{0, 3}) {
 		t.Fatalf("alice was pushed %v, want [0 3]", got)
 	}
 	bob := dialToken(t, srv, is.Token(t, "bob", time.Minute, nil))
 	if _, err := bob.Produce(ctx, "inbox", 0, &pb.KafkaRecord{Key: []byte("alice"), Value: []byte("forged")}); err != nil {
 		t.Fatal(err)
 	}
-	if got := pushesUntil(t, sub, 4, 5); len(got) != 0 {
+	if got := testkit.PushesUntil(t, sub, 4, 5); len(got) != 0 {
 		t.Fatalf("bob's record, keyed alice by bob's client, reached alice: %v", got)
 	}
 	msgs, err := bob.Fetch(ctx, "inbox", 0, 4)

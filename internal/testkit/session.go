@@ -45,3 +45,40 @@ func WaitClosedWith(t testing.TB, c *client.Client, code ws.StatusCode) {
 		t.Errorf("session closed with %d %q, want %d", ce.Code, ce.Reason, code)
 	}
 }
+
+// PushesUntil reads sub's pushes until their next_offset reaches end and
+// returns the offsets of the records pushed from from on, which must come
+// in order, each once, and never past the next_offset of their push. It
+// fails the test if the pushes stop for 30 seconds before end or the
+// subscription ends.
+func PushesUntil(t testing.TB, sub *client.Subscription, from, end int64) []int64 {
+	t.Helper()
+	var got []int64
+	timeout := time.After(30 * time.Second)
+	for next := from; next < end; {
+		select {
+		case resp, ok := <-sub.C():
+			if !ok {
+				t.Fatalf("the subscription ended at %d, before %d", next, end)
+			}
+			fr := resp.GetKafkaFetchResp()
+			if fr == nil {
+				t.Fatalf("push %v, want records", resp)
+			}
+			for _, m := range fr.GetMessages() {
+				if m.GetOffset() < next {
+					t.Fatalf("offset %d pushed after next_offset %d: a duplicate", m.GetOffset(), next)
+				}
+				got = append(got, m.GetOffset())
+				next = m.GetOffset() + 1
+			}
+			if fr.GetNextOffset() < next {
+				t.Fatalf("next_offset %d before the records pushed (%d)", fr.GetNextOffset(), next)
+			}
+			next = fr.GetNextOffset()
+		case <-timeout:
+			t.Fatalf("pushes stopped at %d, want %d (records so far %v)", next, end, got)
+		}
+	}
+	return got
+}

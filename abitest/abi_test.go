@@ -438,7 +438,14 @@ func writeConfig(t testing.TB, dir, name string, doc map[string]any) string {
 	if err != nil {
 		t.Fatal(err)
 	}
-	b, err := proto.Marshal(a)
+	return writeMessage(t, dir, name, a)
+}
+
+// writeMessage writes m serialized to the file name in dir and returns its
+// path.
+func writeMessage(t testing.TB, dir, name string, m proto.Message) string {
+	t.Helper()
+	b, err := proto.Marshal(m)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"os"
 	"os/exec"
 	"path/filepath"
 	"slices"
@@ -14,7 +13,6 @@ import (
 
 	"github.com/twmb/franz-go/pkg/kfake"
 	"github.com/twmb/franz-go/pkg/kgo"
-	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/structpb"
 
 	"github.com/envoy-pubsub/gateway/client"
@@ -137,7 +135,7 @@ func TestIdentityThroughTheSharedLibrary(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if got := pushedUntil(t, sub, orders); !slices.Equal(got, want) {
+	if got := testkit.PushesUntil(t, sub, 0, orders); !slices.Equal(got, want) {
 		t.Errorf("scoped subscription: %v, want %v", got, want)
 	}
 	sc.Close()
@@ -209,30 +207,6 @@ func fetchAll(t *testing.T, c *client.Client, topic string, end int64) []int64 {
 	return got
 }
 
-// pushedUntil reads sub's pushes until their next_offset reaches end and
-// returns the offsets of the records pushed.
-func pushedUntil(t *testing.T, sub *client.Subscription, end int64) []int64 {
-	t.Helper()
-	var got []int64
-	timeout := time.After(20 * time.Second)
-	for next := int64(0); next < end; {
-		select {
-		case resp := <-sub.C():
-			fr := resp.GetKafkaFetchResp()
-			if fr == nil {
-				t.Fatalf("push %v", resp)
-			}
-			for _, m := range fr.GetMessages() {
-				got = append(got, m.GetOffset())
-			}
-			next = fr.GetNextOffset()
-		case <-timeout:
-			t.Fatalf("pushes stopped at %d of %d: %v", next, end, got)
-		}
-	}
-	return got
-}
-
 // writeMetadata writes ns as the serialized google.protobuf.Struct Envoy
 // hands the library for one dynamic metadata namespace.
 func writeMetadata(t *testing.T, dir, name string, ns map[string]any) string {
@@ -241,13 +215,5 @@ func writeMetadata(t *testing.T, dir, name string, ns map[string]any) string {
 	if err != nil {
 		t.Fatal(err)
 	}
-	b, err := proto.Marshal(s)
-	if err != nil {
-		t.Fatal(err)
-	}
-	path := filepath.Join(dir, name)
-	if err := os.WriteFile(path, b, 0o600); err != nil {
-		t.Fatal(err)
-	}
-	return path
+	return writeMessage(t, dir, name, s)
 }

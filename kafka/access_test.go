@@ -1,10 +1,6 @@
 package kafka_test
 
 import (
-	"io"
-	"log/slog"
-	"net"
-	"net/http"
 	"strings"
 	"testing"
 
@@ -13,40 +9,7 @@ import (
 	"github.com/envoy-pubsub/gateway/config"
 	"github.com/envoy-pubsub/gateway/identity"
 	"github.com/envoy-pubsub/gateway/internal/testkit"
-	"github.com/envoy-pubsub/gateway/kafka"
-	"github.com/envoy-pubsub/gateway/server"
 )
-
-// claimsResolver serves every session as the identity claims, on cluster
-// narrowed by routes.
-type claimsResolver struct {
-	pool    *kafka.Pool
-	cluster *config.KafkaCluster
-	routes  []*config.Route
-	claims  identity.Claims
-}
-
-func (r *claimsResolver) Resolve(*http.Request) (server.Route, error) {
-	return server.KafkaRoute(r.pool, "kafka", r.cluster, kafka.NewPolicy(r.cluster, r.routes...).WithClaims(r.claims), slog.Default())
-}
-
-// startClaimsServer serves sessions of claims on a loopback port.
-func startClaimsServer(t *testing.T, cluster *config.KafkaCluster, claims identity.Claims, routes ...*config.Route) string {
-	t.Helper()
-	log := slog.New(slog.NewTextHandler(io.Discard, nil))
-	pool := kafka.NewPool(kafka.Logger(log))
-	srv := server.New(&claimsResolver{pool: pool, cluster: cluster, routes: routes, claims: claims}, server.Options{Logger: log})
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	go srv.Serve(ln)
-	t.Cleanup(func() {
-		srv.Shutdown(ctx(t))
-		pool.Close()
-	})
-	return "ws://" + ln.Addr().String() + "/"
-}
 
 // accessCluster returns cluster "kafka" of a document with identity and
 // the access section accessYAML (indented for the cluster), every

@@ -18,6 +18,7 @@ import (
 
 	"github.com/envoy-pubsub/gateway/client"
 	"github.com/envoy-pubsub/gateway/config"
+	"github.com/envoy-pubsub/gateway/identity"
 	"github.com/envoy-pubsub/gateway/internal/testkit"
 	"github.com/envoy-pubsub/gateway/kafka"
 	pb "github.com/envoy-pubsub/gateway/proto"
@@ -86,25 +87,34 @@ func TestEveryCommandIsInThePolicyTable(t *testing.T) {
 	}
 }
 
-// policyResolver serves every session with the levels of allow-lists a
-// session behind Envoy gets: the cluster's, then virtual host, route and
-// weighted cluster.
+// policyResolver serves every session as the identity claims (nil:
+// anonymous) with the levels of allow-lists a session behind Envoy gets:
+// the cluster's, then virtual host, route and weighted cluster.
 type policyResolver struct {
 	pool    *kafka.Pool
 	cluster *config.KafkaCluster
 	routes  []*config.Route
+	claims  identity.Claims
 }
 
 func (r *policyResolver) Resolve(*http.Request) (server.Route, error) {
-	return server.KafkaRoute(r.pool, "kafka", r.cluster, kafka.NewPolicy(r.cluster, r.routes...), slog.Default())
+	return server.KafkaRoute(r.pool, "kafka", r.cluster, kafka.NewPolicy(r.cluster, r.routes...).WithClaims(r.claims), slog.Default())
 }
 
-// startPolicyServer serves cluster narrowed by routes on a loopback port.
+// startPolicyServer serves anonymous sessions of cluster narrowed by
+// routes on a loopback port.
 func startPolicyServer(t *testing.T, cluster *config.KafkaCluster, routes ...*config.Route) string {
+	t.Helper()
+	return startClaimsServer(t, cluster, nil, routes...)
+}
+
+// startClaimsServer serves sessions of claims on cluster narrowed by routes
+// on a loopback port.
+func startClaimsServer(t *testing.T, cluster *config.KafkaCluster, claims identity.Claims, routes ...*config.Route) string {
 	t.Helper()
 	log := slog.New(slog.NewTextHandler(io.Discard, nil))
 	pool := kafka.NewPool(kafka.Logger(log))
-	srv := server.New(&policyResolver{pool: pool, cluster: cluster, routes: routes}, server.Options{Logger: log})
+	srv := server.New(&policyResolver{pool: pool, cluster: cluster, routes: routes, claims: claims}, server.Options{Logger: log})
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)

@@ -278,12 +278,7 @@ func (rc *recordCache) drop(key readerKey) {
 func (rc *recordCache) holds(key cacheKey, offset int64) bool {
 	rc.mu.Lock()
 	defer rc.mu.Unlock()
-	p := rc.parts[key]
-	if p == nil {
-		return false
-	}
-	i := sort.Search(len(p.chunks), func(i int) bool { return p.chunks[i].next > offset })
-	return i < len(p.chunks) && p.chunks[i].first <= offset
+	return rc.parts[key].holding(offset) >= 0
 }
 
 // heldBefore reports whether a chunk of key that holds offset was fetched or
@@ -292,11 +287,21 @@ func (rc *recordCache) heldBefore(key cacheKey, offset int64, t time.Time) bool 
 	rc.mu.Lock()
 	defer rc.mu.Unlock()
 	p := rc.parts[key]
+	i := p.holding(offset)
+	return i >= 0 && p.chunks[i].cached.Before(t)
+}
+
+// holding returns the index of p's chunk that holds offset, or -1 (also
+// when p is nil: nothing of the partition is cached).
+func (p *partitionCache) holding(offset int64) int {
 	if p == nil {
-		return false
+		return -1
 	}
 	i := sort.Search(len(p.chunks), func(i int) bool { return p.chunks[i].next > offset })
-	return i < len(p.chunks) && p.chunks[i].first <= offset && p.chunks[i].cached.Before(t)
+	if i == len(p.chunks) || p.chunks[i].first > offset {
+		return -1
+	}
+	return i
 }
 
 // read adds to out the records of key from offset on, following chunks while
@@ -305,11 +310,8 @@ func (rc *recordCache) read(key cacheKey, offset int64, out *reply) bool {
 	rc.mu.Lock()
 	defer rc.mu.Unlock()
 	p := rc.parts[key]
-	if p == nil {
-		return false
-	}
-	i := sort.Search(len(p.chunks), func(i int) bool { return p.chunks[i].next > offset })
-	if i == len(p.chunks) || p.chunks[i].first > offset {
+	i := p.holding(offset)
+	if i < 0 {
 		return false
 	}
 	for start := i; i < len(p.chunks); i++ {

@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"slices"
 	"testing"
+	"time"
 
 	"github.com/twmb/franz-go/pkg/kgo"
 )
@@ -60,6 +61,33 @@ func TestCacheReadsFollowOnlyContiguousRuns(t *testing.T) {
 	}
 	if got, next, ok := readAll(rc, p0, 3); !ok || !slices.Equal(got, []int64{5, 6, 7}) || next != 8 {
 		t.Fatalf("read at 3 (no data record): %v next %d; want [5 6 7] next 8", got, next)
+	}
+}
+
+// holds and heldBefore answer for exactly the offsets read serves: in a
+// chunk, not in a gap, before the first or at the end, nor of a partition
+// with nothing cached.
+func TestCacheHoldsExactlyWhatItReads(t *testing.T) {
+	rc := newRecordCache(1<<20, 1<<20)
+	before := time.Now()
+	rc.insert(p0, unknownEpoch, run{2, 4, records(2, 3)})
+	rc.insert(p0, unknownEpoch, run{6, 7, records(6)})
+	after := time.Now().Add(time.Second)
+	for at := int64(0); at <= 8; at++ {
+		_, _, read := readAll(rc, p0, at)
+		if got := rc.holds(p0, at); got != read {
+			t.Errorf("holds(%d) = %v, read served %v", at, got, read)
+		}
+		if got := rc.heldBefore(p0, at, after); got != read {
+			t.Errorf("heldBefore(%d, after the inserts) = %v, read served %v", at, got, read)
+		}
+		if rc.heldBefore(p0, at, before) {
+			t.Errorf("heldBefore(%d, before the inserts) = true", at)
+		}
+	}
+	p1 := cacheKey{readerKey: readerKey{"t", 1}}
+	if rc.holds(p1, 2) || rc.heldBefore(p1, 2, after) {
+		t.Error("a partition with nothing cached holds offset 2")
 	}
 }
 

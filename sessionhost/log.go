@@ -39,10 +39,7 @@ func detachedHandler() slog.Handler {
 func (h *gatedHandler) Enabled(ctx context.Context, l slog.Level) bool {
 	h.gate.mu.RLock()
 	defer h.gate.mu.RUnlock()
-	if h.gate.open {
-		return h.live.Enabled(ctx, l)
-	}
-	return h.closed.Enabled(ctx, l)
+	return h.current().Enabled(ctx, l)
 }
 
 // Handle holds the gate's read lock while the live handler runs, so that
@@ -50,10 +47,16 @@ func (h *gatedHandler) Enabled(ctx context.Context, l slog.Level) bool {
 func (h *gatedHandler) Handle(ctx context.Context, r slog.Record) error {
 	h.gate.mu.RLock()
 	defer h.gate.mu.RUnlock()
+	return h.current().Handle(ctx, r)
+}
+
+// current returns the live handler while the gate is open, else the closed
+// one; the caller holds the gate's lock.
+func (h *gatedHandler) current() slog.Handler {
 	if h.gate.open {
-		return h.live.Handle(ctx, r)
+		return h.live
 	}
-	return h.closed.Handle(ctx, r)
+	return h.closed
 }
 
 func (h *gatedHandler) WithAttrs(attrs []slog.Attr) slog.Handler {

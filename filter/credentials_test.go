@@ -8,25 +8,13 @@ import (
 	"time"
 
 	"github.com/envoyproxy/envoy/contrib/golang/common/go/api"
-
-	"github.com/envoy-pubsub/gateway/sessionhost"
 )
 
 // passwordOfNextTicket runs an upgrade and returns the SASL password its
 // ticket carries.
 func passwordOfNextTicket(t *testing.T, p *plugin) string {
 	t.Helper()
-	cb := routedTo("kafka")
-	h := upgradeHeaders()
-	if st := decode(p.cfg, cb, h); st != api.Continue {
-		t.Fatalf("upgrade: status %v, replies %+v", st, cb.replies)
-	}
-	v, _ := h.Get(sessionhost.TicketHeader)
-	g, err := p.cfg.host.Redeem(v)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return g.Kafka.SASL.Password.Reveal()
+	return p.grantFor(t, routedTo("kafka")).Kafka.SASL.Password.Reveal()
 }
 
 // A password_file is read when the config is parsed, not per upgrade (the

@@ -452,14 +452,34 @@ func (p *plugin) dial(ticket string) (*client.Client, error) {
 	})
 }
 
+// ticket runs an upgrade routed to cluster "kafka" under cfg and returns
+// the ticket it issued.
 func (p *plugin) ticket(t *testing.T, cfg interface{}) string {
 	t.Helper()
+	return ticketFor(t, cfg, routedTo("kafka"))
+}
+
+// ticketFor runs an upgrade with cb under cfg and returns the ticket it
+// issued; it fails the test unless the upgrade continues.
+func ticketFor(t *testing.T, cfg interface{}, cb *callbacks) string {
+	t.Helper()
 	h := upgradeHeaders()
-	if st := decode(cfg, routedTo("kafka"), h); st != api.Continue {
-		t.Fatalf("status %v", st)
+	if st := decode(cfg, cb, h); st != api.Continue {
+		t.Fatalf("upgrade: status %v, replies %+v", st, cb.replies)
 	}
 	v, _ := h.Get(sessionhost.TicketHeader)
 	return v
+}
+
+// grantFor runs an upgrade with cb under p's config and returns the grant
+// of the ticket it issued.
+func (p *plugin) grantFor(t *testing.T, cb *callbacks) *sessionhost.Grant {
+	t.Helper()
+	g, err := p.cfg.host.Redeem(ticketFor(t, p.cfg, cb))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return g
 }
 
 func wantStatus(t *testing.T, err error, status int) {

@@ -60,16 +60,8 @@ func TestIdentityRequiredWithoutJWTPayloadGets401(t *testing.T) {
 
 func TestJWTPayloadTravelsInTheTicket(t *testing.T) {
 	p := parsePlugin(t, identityDoc+oneCluster)
-	h := upgradeHeaders()
 	payload := map[string]interface{}{"sub": "alice", "tenant": "acme", "rooms": []interface{}{"a", "b"}, "exp": float64(time.Now().Add(time.Hour).Unix())}
-	if st := decode(p.cfg, verifiedAs("kafka", payload), h); st != api.Continue {
-		t.Fatalf("status %v", st)
-	}
-	v, _ := h.Get(sessionhost.TicketHeader)
-	g, err := p.cfg.host.Redeem(v)
-	if err != nil {
-		t.Fatal(err)
-	}
+	g := p.grantFor(t, verifiedAs("kafka", payload))
 	if g.Claims.Subject() != "alice" || strings.Join(g.Claims.Values("rooms"), ",") != "a,b" || g.Verifier != nil {
 		t.Fatalf("grant claims %v, verifier %v", g.Claims, g.Verifier)
 	}
@@ -85,13 +77,8 @@ func TestEnvoySessionIsScopedAndEndsAtExp(t *testing.T) {
 	k := testkit.Kafka(t, kfake.SeedTopics(1, "user.alice", "user.bob"))
 	p := parsePlugin(t, identityDoc+testkit.ClusterYAML(k.ListenAddrs(), "    access: [{read: [\"user.{sub}\"]}]\n", ""))
 	exp := time.Now().Add(1500 * time.Millisecond)
-	h := upgradeHeaders()
 	payload := map[string]interface{}{"sub": "alice", "exp": float64(exp.UnixMilli()) / 1000}
-	if st := decode(p.cfg, verifiedAs("kafka", payload), h); st != api.Continue {
-		t.Fatalf("status %v", st)
-	}
-	v, _ := h.Get(sessionhost.TicketHeader)
-	c, err := p.dial(v)
+	c, err := p.dial(ticketFor(t, p.cfg, verifiedAs("kafka", payload)))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -128,12 +115,7 @@ func TestEnvoyCmdAuthWithIdentityJWT(t *testing.T) {
 	is := testkit.NewIssuer(t)
 	doc := "identity:\n  envoy_jwt_metadata: jwt_payload\n  jwt: {jwks_file: " + is.JWKSFile + ", issuer: " + is.Name + "}\n" + oneCluster
 	p := parsePlugin(t, doc)
-	h := upgradeHeaders()
-	if st := decode(p.cfg, verifiedAs("kafka", map[string]interface{}{"sub": "alice", "exp": float64(time.Now().Add(time.Minute).Unix())}), h); st != api.Continue {
-		t.Fatalf("status %v", st)
-	}
-	v, _ := h.Get(sessionhost.TicketHeader)
-	c, err := p.dial(v)
+	c, err := p.dial(ticketFor(t, p.cfg, verifiedAs("kafka", map[string]interface{}{"sub": "alice", "exp": float64(time.Now().Add(time.Minute).Unix())})))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -154,15 +136,7 @@ func TestEnvoyCmdAuthWithIdentityJWT(t *testing.T) {
 // (empty claims: rules naming claims match nothing for it).
 func TestAnonymousUpgradeWhereIdentityIsOptional(t *testing.T) {
 	p := parsePlugin(t, "identity: {envoy_jwt_metadata: jwt_payload}\n"+oneCluster)
-	h := upgradeHeaders()
-	if st := decode(p.cfg, routedTo("kafka"), h); st != api.Continue {
-		t.Fatalf("status %v", st)
-	}
-	v, _ := h.Get(sessionhost.TicketHeader)
-	g, err := p.cfg.host.Redeem(v)
-	if err != nil {
-		t.Fatal(err)
-	}
+	g := p.grantFor(t, routedTo("kafka"))
 	if g.Claims == nil || len(g.Claims) != 0 {
 		t.Fatalf("claims %v, want empty (anonymous)", g.Claims)
 	}

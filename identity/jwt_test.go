@@ -16,7 +16,6 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
-	"sync/atomic"
 	"testing"
 	"time"
 
@@ -173,31 +172,20 @@ func TestJWKSURIFetchedOnceAndOnUnknownKey(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	var fetches atomic.Int32
-	var serveRotated atomic.Bool
-	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		fetches.Add(1)
-		w.Header().Set("Content-Type", "application/json")
-		if serveRotated.Load() {
-			w.Write(testkit.PublicJWKS(t, map[string]crypto.PublicKey{"ES256": rotated.Public()}))
-			return
-		}
-		w.Write(is.JWKS)
-	}))
-	defer srv.Close()
+	srv := newJWKSServer(t, is.JWKS)
 	v := newVerifier(t, &config.JWT{JWKSURI: srv.URL + "/jwks.json", Issuer: is.Name}, nil)
-	if fetches.Load() != 0 {
-		t.Fatalf("fetched %d times before the first token", fetches.Load())
+	if srv.fetches.Load() != 0 {
+		t.Fatalf("fetched %d times before the first token", srv.fetches.Load())
 	}
 	for range 3 {
 		if _, err := v.Verify(context.Background(), is.Token(t, "alice", time.Minute, nil)); err != nil {
 			t.Fatal(err)
 		}
 	}
-	if n := fetches.Load(); n != 1 {
+	if n := srv.fetches.Load(); n != 1 {
 		t.Fatalf("fetched %d times for three tokens, want 1", n)
 	}
-	serveRotated.Store(true)
+	srv.serve(http.StatusOK, testkit.PublicJWKS(t, map[string]crypto.PublicKey{"ES256": rotated.Public()}))
 	tok := jwt.NewWithClaims(jwt.SigningMethodES256, is.Claims("alice", time.Minute, nil))
 	tok.Header["kid"] = "ec-1"
 	// The rotated key has the key ID of the old one: a token signed with
@@ -215,7 +203,7 @@ func TestJWKSURIFetchedOnceAndOnUnknownKey(t *testing.T) {
 	if _, err := v.Verify(context.Background(), signed); err == nil {
 		t.Fatal("a token naming a key absent from the set verified")
 	}
-	if n := fetches.Load(); n != 2 {
+	if n := srv.fetches.Load(); n != 2 {
 		t.Fatalf("fetched %d times, want 2 (one more for the unknown key)", n)
 	}
 	tok.Header["kid"] = "ec-1"

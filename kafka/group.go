@@ -141,7 +141,7 @@ func (h *handlers) subscribeGroup(ctx context.Context, req *pubsub.Request) (*pb
 	if maxRecords <= 0 {
 		maxRecords = DefaultMaxRecords
 	}
-	m := &member{k: h.k, req: req, tally: tallyOf(ctx), group: group, topic: topic, maxRecords: maxRecords,
+	m := &member{k: h.k, req: req, tally: metrics.TallyFrom(ctx), group: group, topic: topic, maxRecords: maxRecords,
 		view:      View{Scope: h.policy.ReadScope(topic), Filter: MatchFilter(cmd.GetFilter())},
 		delivered: make(map[int32]int64), committed: make(map[int32]int64)}
 	if err := h.members.add(m); err != nil {

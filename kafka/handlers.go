@@ -4,6 +4,7 @@ import (
 	"context"
 	"time"
 
+	"github.com/envoy-pubsub/gateway/metrics"
 	pb "github.com/envoy-pubsub/gateway/proto"
 	"github.com/envoy-pubsub/gateway/pubsub"
 )
@@ -87,7 +88,7 @@ func (h *handlers) fetch(ctx context.Context, req *pubsub.Request) (*pb.PubSubRe
 		return nil, &CommandError{Op: opFetch, Topic: topic, Partition: partition, Cause: h.k.cause(ctx, err)}
 	}
 	req.AfterReply(slab.release)
-	tally := tallyOf(ctx)
+	tally := metrics.TallyFrom(ctx)
 	tally.Touch(topic, partition)
 	h.k.sent(tally, len(out.records))
 	h.k.pool.metrics.FetchReply(time.Since(start))

@@ -1,10 +1,6 @@
 package kafka
 
-import (
-	"context"
-
-	"github.com/envoy-pubsub/gateway/metrics"
-)
+import "github.com/envoy-pubsub/gateway/metrics"
 
 // Metrics sets the sink of the pool's events: record cache lookups,
 // records delivered, consumer lag, produce and fetch latencies. Default
@@ -32,9 +28,6 @@ func (k *Cluster) sent(tally *metrics.Tally, n int) {
 func (k *Cluster) lagged(end, next int64) {
 	k.pool.metrics.ConsumerLag(max(end-next, 0))
 }
-
-// tallyOf returns the Tally of the session of ctx (nil without one).
-func tallyOf(ctx context.Context) *metrics.Tally { return metrics.TallyFrom(ctx) }
 
 // CachedBytes returns the bytes the record caches of all the pool's
 // clients hold (see Cluster.CachedBytes).

@@ -10,6 +10,7 @@ import (
 
 	"github.com/twmb/franz-go/pkg/kgo"
 
+	"github.com/envoy-pubsub/gateway/metrics"
 	pb "github.com/envoy-pubsub/gateway/proto"
 	"github.com/envoy-pubsub/gateway/pubsub"
 )
@@ -122,11 +123,13 @@ func (h *handlers) produce(ctx context.Context, req *pubsub.Request) (*pb.PubSub
 		return nil, firstErr
 	}
 	h.k.pool.metrics.ProduceAck(time.Since(handed))
-	tally := tallyOf(ctx)
+	tally := metrics.TallyFrom(ctx)
 	offsets := make([]*pb.KafkaPartitionOffset, len(krs))
 	for i, r := range krs {
 		offsets[i] = &pb.KafkaPartitionOffset{Partition: r.Partition, Offset: r.Offset}
-		tally.Touch(topic, r.Partition)
+		if i == 0 || r.Partition != krs[i-1].Partition {
+			tally.Touch(topic, r.Partition) // once per run of a partition, not per record
+		}
 	}
 	return &pb.PubSubResp{Resp: &pb.PubSubResp_KafkaProduceResp{
 		KafkaProduceResp: &pb.KafkaProduceResp{Offsets: offsets},

@@ -107,7 +107,7 @@ func (h *handlers) subscribe(ctx context.Context, req *pubsub.Request) (*pb.PubS
 		maxRecords = DefaultMaxRecords
 	}
 	view := keyed(View{Scope: h.policy.ReadScope(topic), Filter: MatchFilter(cmd.GetFilter())})
-	tally := tallyOf(ctx)
+	tally := metrics.TallyFrom(ctx)
 	for _, s := range starts {
 		tally.Touch(topic, s.Partition)
 		d := &delivery{k: h.k, req: req, tally: tally, topic: topic, partition: s.Partition, cursor: s.Offset, maxRecords: maxRecords,

@@ -5,6 +5,7 @@ import (
 
 	"github.com/envoyproxy/envoy/contrib/golang/common/go/api"
 
+	"github.com/envoy-pubsub/gateway/identity"
 	gwmetrics "github.com/envoy-pubsub/gateway/metrics"
 	"github.com/envoy-pubsub/gateway/pubsub"
 )
@@ -28,9 +29,6 @@ const (
 	statCacheHits      = "pubsub_record_cache_hits_total"
 	statCacheMisses    = "pubsub_record_cache_misses_total"
 )
-
-// tokenExpiredCode is the close code of a session whose token expired.
-const tokenExpiredCode = 4401
 
 // envoySink records the gateway's detailed events (metrics.Sink) in Envoy
 // counters; every update is guarded like those of metrics.
@@ -94,7 +92,7 @@ func (s *envoySink) SessionClosed(code int) {
 	switch code {
 	case int(pubsub.CloseSlowConsumer):
 		add(s.slowConsumer, 1)
-	case tokenExpiredCode:
+	case int(identity.CloseTokenExpired):
 		add(s.tokenExpiries, 1)
 	}
 }

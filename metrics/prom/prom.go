@@ -19,6 +19,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kgo"
 	"github.com/twmb/franz-go/pkg/kmsg"
 
+	"github.com/envoy-pubsub/gateway/identity"
 	"github.com/envoy-pubsub/gateway/kafka"
 	"github.com/envoy-pubsub/gateway/metrics"
 	"github.com/envoy-pubsub/gateway/pubsub"
@@ -28,7 +29,7 @@ import (
 // code.
 const (
 	codeSlowConsumer = int(pubsub.CloseSlowConsumer)
-	codeTokenExpired = 4401
+	codeTokenExpired = int(identity.CloseTokenExpired)
 )
 
 // latencyBuckets are the bounds (seconds) of the latency histograms: 1 ms

@@ -9,7 +9,6 @@ import (
 	"os"
 	"runtime/debug"
 	"slices"
-	"time"
 
 	"github.com/MicahParks/jwkset"
 	"github.com/MicahParks/keyfunc/v3"
@@ -61,29 +60,16 @@ type Verifier struct {
 	cancel context.CancelFunc
 }
 
-// VerifierOption configures a Verifier.
-type VerifierOption func(*[]jwt.ParserOption)
-
-// Clock makes the verifier judge exp and nbf by now instead of the system
-// clock. Default time.Now.
-func Clock(now func() time.Time) VerifierOption {
-	return func(p *[]jwt.ParserOption) { *p = append(*p, jwt.WithTimeFunc(now)) }
-}
-
 // NewVerifier returns the verifier of c, logging JWK Set fetch failures to
 // log. A jwks_file is read now: an unreadable or invalid file is an error
 // naming the key. A jwks_uri is fetched on the first token, and again by
 // the first token after jwks_refresh_interval or one naming a key the set
 // lacks (see remoteKeys); Close ends its fetches.
-func NewVerifier(c *config.JWT, log *slog.Logger, opts ...VerifierOption) (*Verifier, error) {
+func NewVerifier(c *config.JWT, log *slog.Logger) (*Verifier, error) {
 	if log == nil {
 		log = slog.Default()
 	}
-	popts := parserOptions(c)
-	for _, o := range opts {
-		o(&popts)
-	}
-	v := &Verifier{log: log, parser: jwt.NewParser(popts...)}
+	v := &Verifier{log: log, parser: jwt.NewParser(parserOptions(c)...)}
 	if c.JWKSFile != "" {
 		raw, err := os.ReadFile(c.JWKSFile)
 		if err != nil {

@@ -176,11 +176,13 @@ func validatePattern(key, pattern string, claims bool) error {
 	if pattern == "" {
 		return fmt.Errorf("config: %s: empty pattern", key)
 	}
-	if err := validateTemplate(key, pattern, claims); err != nil {
+	t, err := parseTemplateFor(key, pattern, claims)
+	if err != nil {
 		return err
 	}
-	t, _ := ParseTemplate(pattern)
-	if _, err := path.Match(t.Glob(func(string) string { return "x" }), ""); err != nil {
+	// Each placeholder as a plain value: the pattern's own syntax is checked.
+	globs, _ := t.Expand(func(string) []string { return []string{"x"} }, func(v string) string { return v })
+	if _, err := path.Match(globs[0], ""); err != nil {
 		return fmt.Errorf("config: %s: bad pattern %q", key, pattern)
 	}
 	return nil
@@ -188,14 +190,21 @@ func validatePattern(key, pattern string, claims bool) error {
 
 // validateTemplate checks the placeholders of s.
 func validateTemplate(key, s string, claims bool) error {
+	_, err := parseTemplateFor(key, s, claims)
+	return err
+}
+
+// parseTemplateFor parses s, the value of key, which may name claims only
+// when claims is true.
+func parseTemplateFor(key, s string, claims bool) (Template, error) {
 	t, err := ParseTemplate(s)
 	if err != nil {
-		return fmt.Errorf("config: %s: %w", key, err)
+		return Template{}, fmt.Errorf("config: %s: %w", key, err)
 	}
 	if names := t.Names(); len(names) > 0 && !claims {
-		return fmt.Errorf("config: %s: {%s} names a claim, but identity is not configured (set identity.jwt or identity.envoy_jwt_metadata), so the rule could never match", key, names[0])
+		return Template{}, fmt.Errorf("config: %s: {%s} names a claim, but identity is not configured (set identity.jwt or identity.envoy_jwt_metadata), so the rule could never match", key, names[0])
 	}
-	return nil
+	return t, nil
 }
 
 func sortedKeys(m map[string]string) []string {
@@ -244,19 +253,6 @@ func ParseTemplate(s string) (Template, error) {
 
 // Names returns the claims the template names, in order.
 func (t Template) Names() []string { return t.names }
-
-// Glob returns the template with each placeholder replaced by value(name);
-// the literal parts are kept as they are.
-func (t Template) Glob(value func(name string) string) string {
-	var b strings.Builder
-	for i, lit := range t.literals {
-		b.WriteString(lit)
-		if i < len(t.names) {
-			b.WriteString(value(t.names[i]))
-		}
-	}
-	return b.String()
-}
 
 // MaxExpansions bounds the strings one template expands to (the product of
 // the lengths of the list claims it names); a template that would expand to

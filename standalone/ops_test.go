@@ -103,12 +103,6 @@ func hasLabels(m *dto.Metric, labels []string) bool {
 	return true
 }
 
-func ctx10(t *testing.T) context.Context {
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	t.Cleanup(cancel)
-	return ctx
-}
-
 func TestScrapeAfterAScriptedSessionSeesEveryFamilyMove(t *testing.T) {
 	k := testkit.Kafka(t, kfake.SeedTopics(2, "t"))
 	value := strings.Repeat("v", 4<<10)
@@ -128,7 +122,7 @@ func TestScrapeAfterAScriptedSessionSeesEveryFamilyMove(t *testing.T) {
 		resp.Body.Close()
 	}
 
-	ctx := ctx10(t)
+	ctx := testCtx(t)
 	c, err := client.Dial(ctx, srv.URL("kafka"), client.Options{})
 	if err != nil {
 		t.Fatal(err)

@@ -204,6 +204,16 @@ func records(p int32, offsets ...int64) *pb.PubSubResp {
 	return &pb.PubSubResp{Resp: &pb.PubSubResp_KafkaFetchResp{KafkaFetchResp: f}}
 }
 
+// assignment is a push of a group assignment.
+func assignment(a *pb.KafkaAssignment) *pb.PubSubResp {
+	return &pb.PubSubResp{Resp: &pb.PubSubResp_KafkaAssignment{KafkaAssignment: a}}
+}
+
+// acceptCommits answers every commit with success.
+var acceptCommits = pubsub.HandlerFunc(func(ctx context.Context, req *pubsub.Request) (*pb.PubSubResp, error) {
+	return &pb.PubSubResp{Resp: &pb.PubSubResp_KafkaCommitResp{KafkaCommitResp: &pb.KafkaCommitResp{}}}, nil
+})
+
 // endAt answers every list offset with end.
 func endAt(end int64) pubsub.Handler {
 	return pubsub.HandlerFunc(func(ctx context.Context, req *pubsub.Request) (*pb.PubSubResp, error) {
@@ -256,13 +266,11 @@ func TestAGroupMemberCommitsWhatItPrintedAlsoWhenItFails(t *testing.T) {
 	mux := pubsub.NewMux()
 	const message = "failed to subscribe, topic: orders, partition: 0, err: UNKNOWN_TOPIC_OR_PARTITION"
 	mux.On(pubsub.CmdKafkaSubscribe, subscribeThenPush(nil,
-		&pb.PubSubResp{Resp: &pb.PubSubResp_KafkaAssignment{KafkaAssignment: &pb.KafkaAssignment{Topic: "orders", Assigned: []int32{0}}}},
+		assignment(&pb.KafkaAssignment{Topic: "orders", Assigned: []int32{0}}),
 		records(0, 0, 1),
 		&pb.PubSubResp{Resp: &pb.PubSubResp_ErrorResp{ErrorResp: &pb.ErrorResp{Message: message}}},
 	))
-	mux.On(pubsub.CmdKafkaCommit, pubsub.HandlerFunc(func(ctx context.Context, req *pubsub.Request) (*pb.PubSubResp, error) {
-		return &pb.PubSubResp{Resp: &pb.PubSubResp_KafkaCommitResp{KafkaCommitResp: &pb.KafkaCommitResp{}}}, nil
-	}))
+	mux.On(pubsub.CmdKafkaCommit, acceptCommits)
 	g := newFakeGateway(t, mux)
 	code, stdout, stderr := runFake(t, g, "-t", "orders", "-G", "g-1", "-f", `%o\n`)
 	if code != 1 || stdout != "0\n1\n" || !strings.Contains(stderr, message) {
@@ -276,9 +284,6 @@ func TestAGroupMemberCommitsWhatItPrintedAlsoWhenItFails(t *testing.T) {
 }
 
 func TestAGroupMemberCommitsARevokedPartitionBeforeItsLastCommit(t *testing.T) {
-	assignment := func(a *pb.KafkaAssignment) *pb.PubSubResp {
-		return &pb.PubSubResp{Resp: &pb.PubSubResp_KafkaAssignment{KafkaAssignment: a}}
-	}
 	mux := pubsub.NewMux()
 	mux.On(pubsub.CmdKafkaSubscribe, subscribeThenPush(nil,
 		assignment(&pb.KafkaAssignment{Assigned: []int32{0, 1}}),
@@ -287,9 +292,7 @@ func TestAGroupMemberCommitsARevokedPartitionBeforeItsLastCommit(t *testing.T) {
 		records(0, 2), // after its revocation: not printed
 		records(1, 1),
 	))
-	mux.On(pubsub.CmdKafkaCommit, pubsub.HandlerFunc(func(ctx context.Context, req *pubsub.Request) (*pb.PubSubResp, error) {
-		return &pb.PubSubResp{Resp: &pb.PubSubResp_KafkaCommitResp{KafkaCommitResp: &pb.KafkaCommitResp{}}}, nil
-	}))
+	mux.On(pubsub.CmdKafkaCommit, acceptCommits)
 	g := newFakeGateway(t, mux)
 	code, stdout, stderr := runFake(t, g, "-t", "orders", "-G", "g-1", "-c", "4", "-f", `%p:%o\n`)
 	if code != 0 || stdout != "0:0\n0:1\n1:0\n1:1\n" {
@@ -309,9 +312,6 @@ func TestAGroupMemberCommitsARevokedPartitionBeforeItsLastCommit(t *testing.T) {
 // A member whose partitions are all revoked is not at the end of anything:
 // with -e it reads the partitions the group assigns next.
 func TestAGroupMemberWithEveryPartitionRevokedWaitsForTheNextAssignment(t *testing.T) {
-	assignment := func(a *pb.KafkaAssignment) *pb.PubSubResp {
-		return &pb.PubSubResp{Resp: &pb.PubSubResp_KafkaAssignment{KafkaAssignment: a}}
-	}
 	mux := pubsub.NewMux()
 	mux.On(pubsub.CmdKafkaSubscribe, subscribeThenPush(nil,
 		assignment(&pb.KafkaAssignment{Assigned: []int32{0}}),
@@ -337,9 +337,7 @@ func TestAGroupMemberWithEveryPartitionRevokedWaitsForTheNextAssignment(t *testi
 			Offsets: []*pb.KafkaPartitionOffset{{Partition: p, Offset: -1}},
 		}}}, nil
 	}))
-	mux.On(pubsub.CmdKafkaCommit, pubsub.HandlerFunc(func(ctx context.Context, req *pubsub.Request) (*pb.PubSubResp, error) {
-		return &pb.PubSubResp{Resp: &pb.PubSubResp_KafkaCommitResp{KafkaCommitResp: &pb.KafkaCommitResp{}}}, nil
-	}))
+	mux.On(pubsub.CmdKafkaCommit, acceptCommits)
 	code, stdout, stderr := runFake(t, newFakeGateway(t, mux), "-t", "orders", "-G", "g-1", "-e", "-f", `%p:%o\n`)
 	if code != 0 || stdout != "1:0\n" {
 		t.Fatalf("exit %d, stdout %q, stderr %q; want the record of the partition assigned last", code, stdout, stderr)

@@ -36,6 +36,7 @@ type readiness struct {
 	pool     *kafka.Pool
 	clusters *resolver
 	timeout  time.Duration
+	log      *slog.Logger
 }
 
 // check returns nil when ready, else every reason it is not, one per line.
@@ -52,6 +53,7 @@ func (r *readiness) check(ctx context.Context) error {
 		wg.Go(func() {
 			defer func() {
 				if p := recover(); p != nil {
+					r.log.Error("standalone: readiness check panic", "cluster", name, "panic", p, "stack", string(debug.Stack()))
 					errs[i] = fmt.Errorf("cluster %s: internal error", name)
 				}
 			}()

@@ -100,7 +100,7 @@ func Start(doc *config.Document, addr string, opts Options) (*Server, error) {
 		if timeout <= 0 {
 			timeout = DefaultReadyTimeout
 		}
-		ready := &readiness{sessions: sessions, pool: pool, clusters: resolver, timeout: timeout}
+		ready := &readiness{sessions: sessions, pool: pool, clusters: resolver, timeout: timeout, log: log}
 		if ops, err = startOps(opts.MetricsListen, m, ready, log); err != nil {
 			if !opts.MetricsOptional {
 				return fail(err)

@@ -10,6 +10,7 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"runtime/debug"
 	"strings"
 	"sync"
 	"syscall"
@@ -146,7 +147,7 @@ func (s *socket) serving() error {
 func (s *socket) takeOverInBackground() {
 	defer func() {
 		if p := recover(); p != nil {
-			s.log.Error("pubsub: panic taking the session socket over", "panic", p)
+			s.log.Error("pubsub: panic taking the session socket over", "panic", p, "stack", string(debug.Stack()))
 		}
 	}()
 	s.pathMu.Lock()
@@ -221,7 +222,7 @@ func (s *socket) takeOver() error {
 func (s *socket) watchOwnership() {
 	defer func() {
 		if p := recover(); p != nil {
-			s.log.Error("pubsub: panic watching the session socket", "panic", p)
+			s.log.Error("pubsub: panic watching the session socket", "panic", p, "stack", string(debug.Stack()))
 		}
 	}()
 	ticker := time.NewTicker(ownershipPoll)

@@ -1,6 +1,7 @@
 package filter
 
 import (
+	"fmt"
 	"os"
 	"runtime/debug"
 	"sync"
@@ -95,7 +96,7 @@ func (c *credentials) watch(doc *config.Document, clusters []string, poll time.D
 		if p := recover(); p != nil {
 			// Nothing may reach Envoy from here (the config may be
 			// destroyed); the process's stderr is Envoy's log.
-			os.Stderr.WriteString("pubsub: password_file watcher panicked: " + string(debug.Stack()) + "\n")
+			fmt.Fprintf(os.Stderr, "pubsub: password_file watcher panicked: %v\n%s\n", p, debug.Stack())
 		}
 	}()
 	ticker := time.NewTicker(poll)

@@ -95,13 +95,7 @@ func TestUpgradeRefusedWithoutAVerifiedToken(t *testing.T) {
 	confused := jwt.NewWithClaims(jwt.SigningMethodHS256, is.Claims("alice", time.Minute, nil))
 	confused.Header["kid"] = is.KeyID("RS256")
 	hmacPEM, _ := confused.SignedString(is.PublicKeyPEM(t, "RS256"))
-	notYet := is.Claims("alice", time.Hour, map[string]any{"nbf": time.Now().Add(time.Hour).Unix()})
-	noExp := is.Claims("alice", time.Minute, nil)
-	delete(noExp, "exp")
-	wrongIss := is.Claims("alice", time.Minute, nil)
-	wrongIss["iss"] = "https://evil.test"
-	wrongAud := is.Claims("alice", time.Minute, nil)
-	wrongAud["aud"] = "elsewhere"
+	bad := is.BadClaims("alice")
 	for name, c := range map[string]struct{ token, body string }{
 		"no token":     {"", "authentication required"},
 		"malformed":    {"secret-garbage", "authentication failed: malformed token"},
@@ -109,11 +103,11 @@ func TestUpgradeRefusedWithoutAVerifiedToken(t *testing.T) {
 		"unsigned":     {none, "authentication failed: signing algorithm not allowed"},
 		"hmac":         {hmac, "authentication failed: signing algorithm not allowed"},
 		"hmac pem":     {hmacPEM, "authentication failed: signing algorithm not allowed"},
-		"not yet":      {is.Sign(t, "ES256", notYet), "authentication failed: token not valid yet"},
-		"no exp":       {is.Sign(t, "EdDSA", noExp), "authentication failed: token has no exp claim"},
+		"not yet":      {is.Sign(t, "ES256", bad["not yet"]), "authentication failed: token not valid yet"},
+		"no exp":       {is.Sign(t, "EdDSA", bad["no exp"]), "authentication failed: token has no exp claim"},
 		"wrong key":    {other.Token(t, "alice", time.Minute, nil), "authentication failed: signature not verified"},
-		"wrong issuer": {is.Sign(t, "ES256", wrongIss), "authentication failed: wrong issuer"},
-		"wrong aud":    {is.Sign(t, "EdDSA", wrongAud), "authentication failed: wrong audience"},
+		"wrong issuer": {is.Sign(t, "ES256", bad["wrong issuer"]), "authentication failed: wrong issuer"},
+		"wrong aud":    {is.Sign(t, "EdDSA", bad["wrong aud"]), "authentication failed: wrong audience"},
 	} {
 		for _, how := range []string{"header", "query"} {
 			u, h := srv.URL("kafka"), http.Header{}

@@ -93,6 +93,20 @@ func (is *Issuer) Claims(sub string, life time.Duration, extra map[string]any) j
 	return c
 }
 
+// BadClaims returns claims for sub that a verifier of the issuer's tokens
+// must refuse, by the flaw each has: "not yet" (nbf an hour ahead), "no
+// exp", "wrong issuer" and "wrong aud".
+func (is *Issuer) BadClaims(sub string) map[string]jwt.MapClaims {
+	bad := map[string]jwt.MapClaims{
+		"not yet":      is.Claims(sub, 2*time.Hour, map[string]any{"nbf": time.Now().Add(time.Hour).Unix()}),
+		"no exp":       is.Claims(sub, time.Minute, nil),
+		"wrong issuer": is.Claims(sub, time.Minute, map[string]any{"iss": "https://evil.test"}),
+		"wrong aud":    is.Claims(sub, time.Minute, map[string]any{"aud": "someone-else"}),
+	}
+	delete(bad["no exp"], "exp")
+	return bad
+}
+
 // Sign returns claims signed with the issuer's key for method (RS256,
 // ES256 or EdDSA), naming its key ID.
 func (is *Issuer) Sign(t testing.TB, method string, claims jwt.MapClaims) string {

@@ -7,6 +7,7 @@ import (
 	"io"
 	"log/slog"
 	"net/http"
+	"net/url"
 	"runtime/debug"
 	"sync"
 	"time"
@@ -47,6 +48,7 @@ type keySet struct{ keyfunc.Keyfunc }
 // tokens no goroutine runs.
 type remoteKeys struct {
 	uri    string
+	shown  string // uri as logs and errors show it (see redactURL)
 	every  time.Duration
 	client *http.Client
 	log    *slog.Logger
@@ -67,7 +69,7 @@ func newRemoteKeys(ctx context.Context, uri string, every time.Duration, log *sl
 		transport = t.Clone() // the standard timeouts
 	}
 	transport.DisableKeepAlives = true // fetches are minutes apart: keep no idle connection
-	return &remoteKeys{uri: uri, every: every, log: log, ctx: ctx,
+	return &remoteKeys{uri: uri, shown: redactURL(uri), every: every, log: log, ctx: ctx,
 		client: &http.Client{Timeout: jwksFetchTimeout, Transport: transport}}
 }
 
@@ -123,7 +125,7 @@ func (r *remoteKeys) begin(now time.Time) {
 func (r *remoteKeys) fetchRecovered() {
 	defer func() {
 		if p := recover(); p != nil {
-			r.log.Error("identity: panic refreshing the JWK Set", "jwks_uri", r.uri, "panic", p, "stack", string(debug.Stack()))
+			r.log.Error("identity: panic refreshing the JWK Set", "jwks_uri", r.shown, "panic", p, "stack", string(debug.Stack()))
 		}
 	}()
 	r.fetch()
@@ -139,18 +141,35 @@ func (r *remoteKeys) fetch() {
 	r.fetching = nil
 	if err != nil {
 		r.failed = err
-		r.log.Warn("identity: fetching the JWK Set failed", "jwks_uri", r.uri, "err", err)
+		r.log.Warn("identity: fetching the JWK Set failed", "jwks_uri", r.shown, "err", err)
 		return
 	}
 	r.keys, r.fetched, r.failed = keys, time.Now(), nil
 }
 
+// redactURL returns uri fit for a log or an error: a URL can carry a
+// password or a key in its query, so the password is masked (url.URL's
+// Redacted) and the query and fragment dropped.
+func redactURL(uri string) string {
+	u, err := url.Parse(uri)
+	if err != nil {
+		return "(unparsable URL)"
+	}
+	u.RawQuery, u.ForceQuery, u.Fragment, u.RawFragment = "", false, "", ""
+	return u.Redacted()
+}
+
 // download fetches and parses the JWK Set; a panic of the parser is an
-// error.
+// error. An error names the URL only in its redacted form.
 func (r *remoteKeys) download() (keys *keySet, err error) {
 	defer func() {
+		if ue, ok := errors.AsType[*url.Error](err); ok {
+			ue.URL = r.shown // net/http masks the password only, not the query
+		}
+	}()
+	defer func() {
 		if p := recover(); p != nil {
-			r.log.Error("identity: panic reading the JWK Set", "jwks_uri", r.uri, "panic", p, "stack", string(debug.Stack()))
+			r.log.Error("identity: panic reading the JWK Set", "jwks_uri", r.shown, "panic", p, "stack", string(debug.Stack()))
 			keys, err = nil, fmt.Errorf("reading the JWK Set panicked: %v", p)
 		}
 	}()

@@ -188,3 +188,33 @@ func TestJWKSURIRunsNoLibraryGoroutine(t *testing.T) {
 		return !strings.Contains(stacks, "MicahParks") && !strings.Contains(stacks, "identity.(*remoteKeys)")
 	})
 }
+
+// TestJWKSURILoggedRedacted: the failures of a jwks_uri that carries a
+// password and a key in its query are logged, and returned, naming the URL
+// without either: the password masked, the query dropped.
+func TestJWKSURILoggedRedacted(t *testing.T) {
+	is := testkit.NewIssuer(t)
+	token := is.Token(t, "alice", time.Minute, nil)
+	srv := newJWKSServer(t, nil)
+	srv.serve(http.StatusInternalServerError, nil)
+	gone := httptest.NewServer(http.NotFoundHandler())
+	gone.Close() // refuses connections: the error names the URL
+	for name, base := range map[string]string{"error status": srv.URL, "refused": gone.URL} {
+		logs := &testkit.LogBuffer{}
+		uri := strings.Replace(base, "http://", "http://reader:pa55word@", 1) + "/keys?api_key=qu3rykey"
+		v := newVerifier(t, &config.JWT{JWKSURI: uri}, slog.New(slog.NewTextHandler(logs, nil)))
+		_, err := v.Verify(context.Background(), token)
+		if !errors.Is(err, identity.ErrJWKSUnavailable) {
+			t.Fatalf("%s: %v, want ErrJWKSUnavailable", name, err)
+		}
+		testkit.Eventually(t, "the failed fetch logged", func() bool { return strings.Contains(logs.String(), "fetching the JWK Set failed") })
+		for _, out := range []string{logs.String(), err.Error()} {
+			if strings.Contains(out, "pa55word") || strings.Contains(out, "qu3rykey") {
+				t.Errorf("%s: a secret of the URL shown: %s", name, out)
+			}
+		}
+		if want := strings.Replace(base, "http://", "http://reader:xxxxx@", 1) + "/keys"; !strings.Contains(logs.String(), "jwks_uri="+want+" ") {
+			t.Errorf("%s: log %q, want jwks_uri=%s", name, logs.String(), want)
+		}
+	}
+}

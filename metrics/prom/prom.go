@@ -130,9 +130,6 @@ func (m *Metrics) Handler() http.Handler {
 	return promhttp.HandlerFor(m.reg, promhttp.HandlerOpts{Registry: m.reg})
 }
 
-// Registry returns the registry, for adding metrics of the caller's own.
-func (m *Metrics) Registry() *prometheus.Registry { return m.reg }
-
 // WatchPool adds the bytes held by the record caches of pool's clients
 // (pubsub_record_cache_bytes), read at each scrape.
 func (m *Metrics) WatchPool(pool *kafka.Pool) {

@@ -1,13 +1,17 @@
 // Package ratelog limits repeated warnings: a slog.Handler that passes a
-// warning or error at most once per interval for each message with the same
-// attributes, and tells in the next one passed how many it held back. A
-// broker that stays down then costs one log line per interval, not one per
-// retry, while warnings that differ (another client, another cause) pass.
+// warning or error at most once per interval for each message, and tells in
+// the next one passed how many it held back. A broker that stays down then
+// costs one log line per interval, not one per retry, and a warning logged
+// for each client (with its address, its error) costs one line per interval
+// whatever the number of clients. Only the attributes that name a
+// configured thing (a cluster, a broker, a jwks_uri) tell apart warnings of the
+// same message.
 package ratelog
 
 import (
 	"context"
 	"log/slog"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -16,17 +20,25 @@ import (
 // DefaultInterval is the interval New uses for a non-positive one.
 const DefaultInterval = 10 * time.Second
 
-// maxMessages bounds the messages remembered; beyond it the memory starts
-// over (messages are constant strings, so this is never reached in
-// practice).
-const maxMessages = 4096
+// maxKeys bounds the keys remembered. Keys whose last record passed an
+// interval ago and held none back since are forgotten first; when the rest
+// still fill the memory, it starts over (messages are constant strings and
+// keyAttrs name configured things, so this is not reached in practice).
+const maxKeys = 1024
+
+// keyAttrs are the record attributes that, with the level and the message,
+// key the limit: they name things of the configuration, so they take few
+// values. Every other attribute (a client's address, an error, a stack)
+// varies freely and is left out, so that it neither defeats the limit nor
+// grows the memory.
+var keyAttrs = []string{"cluster", "broker", "brokers", "jwks_uri"}
 
 // SuppressedKey is the attribute that counts the records held back since
 // the last one of the same message.
 const SuppressedKey = "suppressed"
 
 // Handler passes records below slog.LevelWarn through, and records at or
-// above it at most once per interval per level, message and attributes
+// above it at most once per interval per level, message and keyAttrs
 // (those of the record, not those added with WithAttrs).
 type Handler struct {
 	next  slog.Handler
@@ -39,6 +51,7 @@ type limiter struct {
 	interval time.Duration
 	mu       sync.Mutex
 	seen     map[key]*entry
+	swept    time.Time // when seen was last swept of forgotten keys
 }
 
 type key struct {
@@ -75,7 +88,7 @@ func (h *Handler) Handle(ctx context.Context, r slog.Record) error {
 	if at.IsZero() {
 		at = time.Now()
 	}
-	held, pass := h.limit.admit(key{r.Level, r.Message, attrsOf(r)}, at)
+	held, pass := h.limit.admit(key{r.Level, r.Message, keyAttrsOf(r)}, at)
 	if !pass {
 		return nil
 	}
@@ -86,12 +99,14 @@ func (h *Handler) Handle(ctx context.Context, r slog.Record) error {
 	return h.next.Handle(ctx, r)
 }
 
-// attrsOf renders the record's attributes, as the part of its key.
-func attrsOf(r slog.Record) string {
+// keyAttrsOf renders the record's keyAttrs, as the part of its key.
+func keyAttrsOf(r slog.Record) string {
 	var b strings.Builder
 	r.Attrs(func(a slog.Attr) bool {
-		b.WriteString(a.String())
-		b.WriteByte(0)
+		if slices.Contains(keyAttrs, a.Key) {
+			b.WriteString(a.String())
+			b.WriteByte(0)
+		}
 		return true
 	})
 	return b.String()
@@ -108,7 +123,8 @@ func (l *limiter) admit(k key, at time.Time) (held int, pass bool) {
 		return 0, false
 	}
 	if e == nil {
-		if len(l.seen) >= maxMessages {
+		l.sweepLocked(at)
+		if len(l.seen) >= maxKeys {
 			clear(l.seen)
 		}
 		e = &entry{}
@@ -117,6 +133,22 @@ func (l *limiter) admit(k key, at time.Time) (held int, pass bool) {
 	held = e.suppressed
 	e.last, e.suppressed = at, 0
 	return held, true
+}
+
+// sweepLocked forgets, at most once per interval, the keys whose last record
+// passed an interval ago and held none back since: their next record passes
+// anyway, with nothing to tell. Keys that hold records back stay, so their
+// count is told. Callers hold mu.
+func (l *limiter) sweepLocked(at time.Time) {
+	if at.Sub(l.swept) < l.interval {
+		return
+	}
+	l.swept = at
+	for k, e := range l.seen {
+		if e.suppressed == 0 && at.Sub(e.last) >= l.interval {
+			delete(l.seen, k)
+		}
+	}
 }
 
 // WithAttrs implements slog.Handler.

@@ -3,6 +3,7 @@ package ratelog
 import (
 	"bytes"
 	"context"
+	"fmt"
 	"log/slog"
 	"strings"
 	"testing"
@@ -46,5 +47,59 @@ func TestRepeatedWarningsPassOncePerIntervalWithTheCountHeldBack(t *testing.T) {
 	}
 	if got := strings.Split(strings.TrimSpace(out.String()), "\n"); strings.Join(got, "\n") != strings.Join(want, "\n") {
 		t.Fatalf("logged:\n%s\nwant:\n%s", strings.Join(got, "\n"), strings.Join(want, "\n"))
+	}
+}
+
+// TestPerClientWarningsPassOncePerInterval: a warning logged for each client,
+// with its address and its error, passes once per interval however many
+// clients there are, tells the count held back, and is remembered as one key.
+func TestPerClientWarningsPassOncePerInterval(t *testing.T) {
+	var out bytes.Buffer
+	h := New(slog.NewTextHandler(&out, nil), time.Second)
+	t0 := time.Unix(1000, 0)
+	for i := range 1000 {
+		r := slog.NewRecord(t0.Add(time.Duration(i)*time.Millisecond/2), slog.LevelWarn, "upgrade refused", 0)
+		r.AddAttrs(slog.String("remote", fmt.Sprintf("127.0.0.%d:%d", i%250, 40000+i)), slog.Any("err", fmt.Errorf("cause %d", i)))
+		h.Handle(context.Background(), r)
+	}
+	logAt(h, slog.LevelWarn, t0.Add(1500*time.Millisecond), "upgrade refused")
+	lines := strings.Split(strings.TrimSpace(out.String()), "\n")
+	if len(lines) != 2 || !strings.Contains(lines[0], "remote=127.0.0.0:40000") || !strings.HasSuffix(lines[1], "suppressed=999") {
+		t.Fatalf("logged:\n%s\nwant the first client's warning, then one telling 999 held back", out.String())
+	}
+	if n := len(h.limit.seen); n != 1 {
+		t.Errorf("%d keys remembered, want 1", n)
+	}
+}
+
+// TestKeysRemainBounded: keys whose warning passed an interval ago and held
+// nothing back are forgotten; a key that holds records back is kept until
+// it tells their count; and however many messages come within an interval,
+// the memory stays bounded.
+func TestKeysRemainBounded(t *testing.T) {
+	var out bytes.Buffer
+	h := New(slog.NewTextHandler(&out, nil), time.Second)
+	t0 := time.Unix(1000, 0)
+	logAt(h, slog.LevelWarn, t0, "held")
+	logAt(h, slog.LevelWarn, t0.Add(time.Millisecond), "held") // held back: its key must stay
+	for i := range 10 * maxKeys {
+		logAt(h, slog.LevelWarn, t0.Add(time.Duration(i)*100*time.Millisecond), fmt.Sprintf("message %d", i))
+	}
+	// Ten messages per interval: the ones older than an interval are swept.
+	if n := len(h.limit.seen); n > 25 {
+		t.Errorf("%d keys remembered of messages each logged once, one per 100ms, want at most ~2 intervals' worth", n)
+	}
+	out.Reset()
+	logAt(h, slog.LevelWarn, t0.Add(time.Hour), "held")
+	if !strings.Contains(out.String(), "suppressed=1") {
+		t.Errorf("the held-back warning's count was lost: %q", out.String())
+	}
+
+	at := t0.Add(2 * time.Hour)
+	for i := range 3 * maxKeys { // all within one interval
+		logAt(h, slog.LevelWarn, at, fmt.Sprintf("burst %d", i))
+	}
+	if n := len(h.limit.seen); n > maxKeys {
+		t.Errorf("%d keys remembered, want at most %d", n, maxKeys)
 	}
 }

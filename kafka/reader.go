@@ -75,14 +75,27 @@ func (r *partitionReader) cacheKey() cacheKey { return cacheKey{r.key, r.topicID
 
 // acquireReader returns the reader of the current incarnation of
 // topic/partition, starting one at the end of the log if there is none.
+// With fresh, a metadata request names the incarnation even when a reader
+// runs (a subscription starting must not read a topic deleted since).
+// Without it, a running reader of the incarnation the client's cached
+// metadata names is taken as it is, so that a fetch polling the end of the
+// log costs no metadata request; one is made only to start a reader, or
+// when the cached incarnation is not the one a running reader reads.
 // Each acquire is paired with releaseReader.
-func (k *Cluster) acquireReader(ctx context.Context, topic string, partition int32) (*partitionReader, error) {
+func (k *Cluster) acquireReader(ctx context.Context, topic string, partition int32, fresh bool) (*partitionReader, error) {
 	rs := &k.readers
 	key := readerKey{topic, partition}
-	// Fresh metadata names the incarnation; positioning happens before
-	// registering, without holding the lock over a request.
 	ctx, cancel := context.WithTimeout(ctx, k.cfg.RequestTimeout.Duration())
 	defer cancel()
+	if !fresh {
+		if info, err := k.lookup(ctx, topic, partition, false); err == nil {
+			if r := rs.reuse(key, info.topicID); r != nil {
+				return r, nil
+			}
+		}
+	}
+	// Fresh metadata names the incarnation; positioning happens before
+	// registering, without holding the lock over a request.
 	info, err := k.lookup(ctx, topic, partition, true)
 	if err != nil {
 		return nil, err
@@ -212,9 +225,11 @@ func (k *Cluster) releaseReader(r *partitionReader) {
 
 // leaseReader returns the reader of topic/partition for a plain fetch that
 // waits at the end of the log, keeping it alive for readerLinger after the
-// last such wait.
+// last such wait. A running reader is found without a metadata request
+// (see acquireReader): the fetch read under the cached metadata's
+// incarnation too.
 func (k *Cluster) leaseReader(ctx context.Context, topic string, partition int32) (*partitionReader, error) {
-	r, err := k.acquireReader(ctx, topic, partition)
+	r, err := k.acquireReader(ctx, topic, partition, false)
 	if err != nil {
 		return nil, err
 	}

@@ -224,7 +224,7 @@ func (d *delivery) run(ctx context.Context, wg *sync.WaitGroup, release func()) 
 			d.fail(ctx, errors.New("internal error"))
 		}
 	}()
-	r, err := d.k.acquireReader(ctx, d.topic, d.partition)
+	r, err := d.k.acquireReader(ctx, d.topic, d.partition, true)
 	for err != nil {
 		if terminal(err) {
 			d.fail(ctx, err)
@@ -234,7 +234,7 @@ func (d *delivery) run(ctx context.Context, wg *sync.WaitGroup, release func()) 
 		if !sleep(ctx, readerBackoff) {
 			return
 		}
-		r, err = d.k.acquireReader(ctx, d.topic, d.partition)
+		r, err = d.k.acquireReader(ctx, d.topic, d.partition, true)
 	}
 	defer d.k.releaseReader(r)
 	d.key = r.cacheKey() // the incarnation of the topic the subscription reads

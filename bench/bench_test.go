@@ -62,8 +62,11 @@ func TestRunMeasuresEverythingOnATinyScale(t *testing.T) {
 	if f := res.Fanout; f.Delivered != 90 || f.FetchRequests == 0 || f.BytesPerRecord <= 0 {
 		t.Errorf("fan-out %+v: want 3 sessions x 30 records delivered and counted fetches", f)
 	}
-	if s := res.Sessions; len(s.Steps) != 2 || s.Steps[1].Sessions != 10 || s.Steps[1].Goroutines < 10 || s.HandshakesPerS <= 0 {
+	if s := res.Sessions; len(s.Steps) != 2 || s.Steps[1].Sessions != 10 || s.Steps[1].Heap == 0 || s.HandshakesPerS <= 0 {
 		t.Errorf("sessions %+v", s)
+	}
+	if s := res.Sessions.Subscribed; len(s) != 2 || s[1].Sessions != 10 || s[1].Heap == 0 {
+		t.Errorf("subscribed idle sessions %+v", s)
 	}
 	if len(res.RealData) != 1 || len(res.RealData[0].Rows) != 2 {
 		t.Fatalf("real data %+v, want one codec read by 1 and 2 readers", res.RealData)

@@ -68,9 +68,17 @@ func Markdown(res Results, baseline *Results) string {
 	p("#### Idle sessions: growth of the gateway process")
 	p("")
 	p("| idle sessions | heap + stacks per session | of which stacks | RSS per session | gateway goroutines |")
-	p("|---:|---:|---:|---:|---:|")
-	for _, s := range res.Sessions.Steps {
-		p("| %d | %s | %s | %s | %d |", s.Sessions, kib(s.HeapPerSession), kib(s.StackPerSession), kib(s.RSSPerSession), s.Goroutines)
+	p("|---|---:|---:|---:|---:|")
+	for _, set := range []struct {
+		name  string
+		steps []IdleStep
+	}{{"", res.Sessions.Steps}, {" subscribed", res.Sessions.Subscribed}} {
+		for _, s := range set.steps {
+			p("| %d%s | %s | %s | %s | %d |", s.Sessions, set.name, kib(s.HeapPerSession), kib(s.StackPerSession), kib(s.RSSPerSession), s.Goroutines)
+		}
+		if heap, rss, ok := Slope(set.steps, slopeFrom, slopeTo); ok {
+			p("| slope %d to %d%s | %s | | %s | |", slopeFrom, slopeTo, set.name, kib(heap), kib(rss))
+		}
 	}
 	p("")
 	p("Handshakes: %.0f/s with %d concurrent dialers.", res.Sessions.HandshakesPerS, handshakeConcurrency)
@@ -412,6 +420,10 @@ func sizeName(n int) string {
 	}
 	return fmt.Sprintf("%d B", n)
 }
+
+// slopeFrom and slopeTo are the idle steps between which the cost of one
+// more session is read (Slope).
+const slopeFrom, slopeTo = 1000, 4000
 
 func kib(n float64) string { return fmt.Sprintf("%.1f KiB", n/1024) }
 

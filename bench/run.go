@@ -120,8 +120,12 @@ func Run(ctx context.Context, cfg Config, progress io.Writer) (res Results, err 
 	// Idle sessions first, while the gateway's resident memory holds no
 	// pages freed by earlier work that new sessions could reuse unseen.
 	logf("idle sessions: %v", cfg.IdleSessions)
-	if res.Sessions, err = measureIdleSessions(ctx, gateway, cfg.IdleSessions); err != nil {
+	if res.Sessions.Steps, res.Sessions.HandshakesPerS, err = measureIdleSessions(ctx, gateway, cfg.IdleSessions, ""); err != nil {
 		return res, fmt.Errorf("idle sessions: %w", err)
+	}
+	logf("idle subscribed sessions: %v", cfg.IdleSessions)
+	if res.Sessions.Subscribed, _, err = measureIdleSessions(ctx, gateway, cfg.IdleSessions, subscribeTopic); err != nil {
+		return res, fmt.Errorf("idle subscribed sessions: %w", err)
 	}
 
 	for _, size := range cfg.ValueSizes {

@@ -44,7 +44,7 @@ func run() error {
 	mb := flag.Float64("mb", 100, "megabytes of values read per size and reader")
 	runs := flag.Int("runs", 5, "rounds of throughput runs, each running every reader once; each reader keeps its fastest")
 	sessions := flag.String("sessions", "1,10,100", "concurrent session counts read through the gateway")
-	idle := flag.String("idle", "1000,10000", "idle session counts whose gateway memory is measured")
+	idle := flag.String("idle", "1000,2000,4000,10000", "idle session counts whose gateway memory is measured")
 	latency := flag.Int("latency-samples", 5000, "round trips per latency figure")
 	fanoutSessions := flag.Int("fanout-sessions", 100, "sessions tailing one partition in the fan-out run")
 	fanoutRecords := flag.Int("fanout-records", 5000, "records produced in the fan-out run")

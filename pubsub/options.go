@@ -52,6 +52,10 @@ type Options struct {
 	// OnCommand, if set, is called after each command with its name and the
 	// handler's error (nil on success), for metrics.
 	OnCommand func(command string, err error)
+
+	// parkAfter is how long a reader waits for the client before it parks
+	// (tests shorten it); default defaultParkAfter.
+	parkAfter time.Duration
 }
 
 // withDefaults fills in the zero fields with config's defaults, the one
@@ -86,6 +90,9 @@ func (o Options) withDefaults() Options {
 	}
 	if o.Logger == nil {
 		o.Logger = slog.Default()
+	}
+	if o.parkAfter <= 0 {
+		o.parkAfter = defaultParkAfter
 	}
 	return o
 }

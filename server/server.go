@@ -241,27 +241,24 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	log := s.log.With(attrsToArgs(route.Attrs)...)
 	log.Debug("server: session started", "remote", r.RemoteAddr)
-	go s.run(conn, route.Handler, release, log)
+	s.start(conn, route.Handler, release, log)
 }
 
-// run serves one upgraded connection; it owns its cleanup.
-func (s *Server) run(conn net.Conn, h pubsub.Handler, release func(), log *slog.Logger) {
-	defer func() {
-		if p := recover(); p != nil {
-			log.Error("server: session panic", "panic", p, "stack", string(debug.Stack()))
-			conn.Close()
-		}
+// start serves one upgraded connection; the session's end runs its
+// cleanup. No goroutine waits for the session: an idle one holds none.
+func (s *Server) start(conn net.Conn, h pubsub.Handler, release func(), log *slog.Logger) {
+	ended := func(err error) {
 		release()
 		s.active.Add(-1)
 		if s.opts.Observer != nil {
 			s.opts.Observer.SessionEnded()
 		}
 		s.sessions.Done()
-	}()
+		log.Debug("server: session ended", "err", err)
+	}
 	opts := s.opts.Session
 	opts.Logger = log
-	err := pubsub.Serve(s.ctx, conn, h, opts)
-	log.Debug("server: session ended", "err", err)
+	pubsub.Start(s.ctx, conn, h, opts, ended)
 }
 
 func (s *Server) refuse(w http.ResponseWriter, err error) {

@@ -4,9 +4,11 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"runtime/debug"
 	"slices"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/twmb/franz-go/pkg/kerr"
@@ -196,40 +198,99 @@ type delivery struct {
 	partition  int32
 	cursor     int64 // the next offset to deliver
 	maxRecords int
+
+	// Set by run for the deliveries it runs.
+	ctx     context.Context
+	r       *partitionReader
+	done    func() // ends the delivery: gives back what run took
+	stopCtx func() bool
+	// parked is set while the delivery waits, with no goroutine, for its
+	// reader's change channel parkedOn (or its context) to wake it.
+	parked   atomic.Bool
+	parkedOn <-chan struct{}
+	wake     func()
 }
 
 // run delivers from the record cache, which the shared reader fills at the
 // end of the log, and from Kafka where the cache does not hold the cursor,
-// until ctx ends or the session stops taking pushes.
+// until ctx ends or the session stops taking pushes. While the cursor is at
+// the end of the log the delivery parks: it holds no goroutine until the
+// reader has more.
 func (d *delivery) run(ctx context.Context, wg *sync.WaitGroup, release func()) {
-	defer wg.Done()
-	defer release() // the session may idle out once no delivery is live
-	log := d.k.pool.log.With("topic", d.topic, "partition", d.partition)
+	ended := true
 	defer func() {
-		if p := recover(); p != nil {
-			log.Error("kafka: subscription panic", "panic", p, "stack", string(debug.Stack()))
-			d.fail(ctx, errors.New("internal error"))
+		if ended {
+			release() // the session may idle out once no delivery is live
+			wg.Done()
 		}
 	}()
+	defer d.recoverPanic(ctx)
 	r, err := d.k.acquireReader(ctx, d.topic, d.partition)
 	for err != nil {
 		if terminal(err) {
 			d.fail(ctx, err)
 			return
 		}
-		log.Warn("kafka: subscription cannot start its reader", "err", err)
+		d.log().Warn("kafka: subscription cannot start its reader", "err", err)
 		if !sleep(ctx, readerBackoff) {
 			return
 		}
 		r, err = d.k.acquireReader(ctx, d.topic, d.partition)
 	}
-	defer d.k.releaseReader(r)
-	key := readerKey{d.topic, d.partition}
 	if info, err := d.k.lookup(ctx, d.topic, d.partition, true); err == nil {
-		d.k.cache.bind(key, info.topicID) // no records of an older topic of that name
+		d.k.cache.bind(readerKey{d.topic, d.partition}, info.topicID) // no records of an older topic of that name
 	}
+	ended = false
+	d.ctx, d.r = ctx, r
+	d.done = func() {
+		d.stopCtx()
+		d.k.releaseReader(r)
+		release()
+		wg.Done()
+	}
+	d.wake = d.resume
+	d.stopCtx = context.AfterFunc(ctx, d.wake)
+	d.deliver()
+}
+
+// log returns the delivery's logger.
+func (d *delivery) log() *slog.Logger {
+	return d.k.pool.log.With("topic", d.topic, "partition", d.partition)
+}
+
+// recoverPanic logs a panic of the delivery and tells the client.
+func (d *delivery) recoverPanic(ctx context.Context) {
+	if p := recover(); p != nil {
+		d.log().Error("kafka: subscription panic", "panic", p, "stack", string(debug.Stack()))
+		d.fail(ctx, errors.New("internal error"))
+	}
+}
+
+// resume continues a parked delivery with a goroutine of its own: its
+// reader changed or its context ended.
+func (d *delivery) resume() {
+	if d.parked.CompareAndSwap(true, false) {
+		go d.deliver()
+	}
+}
+
+// deliver runs the delivery until it parks or ends.
+func (d *delivery) deliver() {
+	ctx := d.ctx
+	if d.parkedOn != nil {
+		parked.remove(d.parkedOn, &d.wake) // woken by ctx: leave the channel's set
+		d.parkedOn = nil
+	}
+	ended := true
+	defer func() {
+		if ended {
+			d.done()
+		}
+	}()
+	defer d.recoverPanic(ctx)
+	key := readerKey{d.topic, d.partition}
 	for ctx.Err() == nil {
-		changed, end, gone := r.state()
+		changed, end, gone := d.r.state()
 		out := newReply(d.cursor, d.maxRecords, int(d.k.cfg.FetchMaxBytes))
 		// The record cache first: at the end of the log it holds what came
 		// since state, and a catch-up needs a deadline only for Kafka.
@@ -239,7 +300,7 @@ func (d *delivery) run(ctx context.Context, wg *sync.WaitGroup, release func()) 
 					d.fail(ctx, err)
 					return
 				}
-				log.Warn("kafka: subscription catch-up failed", "err", err)
+				d.log().Warn("kafka: subscription catch-up failed", "err", err)
 				sleep(ctx, readerBackoff)
 				continue
 			}
@@ -258,11 +319,29 @@ func (d *delivery) run(ctx context.Context, wg *sync.WaitGroup, release func()) 
 			d.fail(ctx, gone)
 			return
 		}
-		select {
-		case <-changed:
-		case <-ctx.Done():
+		if d.park(changed) {
+			ended = false
+			return
 		}
 	}
+}
+
+// park leaves the delivery waiting for changed or its context with no
+// goroutine; it reports false when the delivery must go on with the
+// calling goroutine (its context ended meanwhile).
+func (d *delivery) park(changed <-chan struct{}) bool {
+	d.parkedOn = changed
+	d.parked.Store(true)
+	parked.add(changed, &d.wake)
+	// A context that ended before the delivery was parked found nothing
+	// to wake: either this check sees it, or the wake sees the delivery
+	// parked.
+	if d.ctx.Err() == nil || !d.parked.CompareAndSwap(true, false) {
+		return true
+	}
+	parked.remove(changed, &d.wake)
+	d.parkedOn = nil
+	return false
 }
 
 // fail tells the client that the partition's delivery ends, and why.

@@ -239,7 +239,7 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	if s.opts.Observer != nil {
 		s.opts.Observer.SessionStarted()
 	}
-	log := s.log.With(attrsToArgs(route.Attrs)...)
+	log := withAttrs(s.log, route.Attrs)
 	log.Debug("server: session started", "remote", r.RemoteAddr)
 	s.start(conn, route.Handler, release, log)
 }
@@ -304,14 +304,6 @@ func NamesWebSocket(upgrade string) bool {
 		}
 	}
 	return false
-}
-
-func attrsToArgs(attrs []slog.Attr) []any {
-	args := make([]any, len(attrs))
-	for i, a := range attrs {
-		args[i] = a
-	}
-	return args
 }
 
 // prefixedConn is a connection whose first bytes were already buffered by

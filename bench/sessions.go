@@ -118,6 +118,13 @@ func measureIdleSessions(ctx context.Context, g *gatewayProcess, steps []int, to
 			RSS:             s.RSS,
 		})
 	}
+	name := "idle"
+	if topic != "" {
+		name = "idle-subscribed"
+	}
+	if err := g.call(heapCommand+name, nil); err != nil {
+		return nil, 0, err
+	}
 	return res, float64(len(conns)) / dialing.Seconds(), nil
 }
 

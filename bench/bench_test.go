@@ -108,12 +108,18 @@ func TestRunMeasuresEverythingOnATinyScale(t *testing.T) {
 }
 
 func TestRawClientSpeaksTheProtocol(t *testing.T) {
+	for _, kind := range []string{ClientRaw, ClientProto} {
+		t.Run(kind, func(t *testing.T) { testClientSpeaksTheProtocol(t, kind) })
+	}
+}
+
+func testClientSpeaksTheProtocol(t *testing.T, kind string) {
 	k := testkit.Kafka(t, kfake.SeedTopics(1, "t"))
 	testkit.Produce(t, k.ListenAddrs(), "t", 0, testkit.Numbered(3))
 	srv := testkit.StartServer(t, testkit.ClusterYAML(k.ListenAddrs(), "", ""), nil)
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancel()
-	c, err := dialRaw(ctx, srv.URL("kafka"))
+	c, err := dialSession(ctx, kind, srv.URL("kafka"))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -265,6 +271,23 @@ func TestEventsAreVariedJSONOfAFewHundredBytes(t *testing.T) {
 	}
 	if a, b := newEventSource(7).next(), newEventSource(7).next(); !bytes.Equal(a, b) {
 		t.Error("the same seed gave different events")
+	}
+}
+
+func TestCompactEventsAreJSONOfAboutAHundredBytes(t *testing.T) {
+	events := newEventSource(1)
+	var total int
+	const n = 1000
+	for range n {
+		v := events.nextCompact()
+		var e compactEvent
+		if err := json.Unmarshal(v, &e); err != nil || e.ID == "" || e.User == "" {
+			t.Fatalf("%s: %+v, %v", v, e, err)
+		}
+		total += len(v)
+	}
+	if mean := total / n; mean < SmallEventBytes*8/10 || mean > SmallEventBytes*12/10 {
+		t.Errorf("mean value %d B, want about %d", mean, SmallEventBytes)
 	}
 }
 

@@ -9,6 +9,7 @@ import (
 	"runtime/debug"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"time"
 
 	"github.com/gobwas/ws"
@@ -46,6 +47,7 @@ func Start(ctx context.Context, conn net.Conn, h Handler, opts Options, onEnd fu
 		inflight: make(chan struct{}, o.MaxInFlight),
 		in:       readAhead{conn: conn},
 		vectored: writesVectors(conn),
+		raw:      rawConnOf(conn),
 		onEnd:    onEnd,
 	}
 	if w, err := netpoll.New(conn, s.onReadable); err == nil {
@@ -137,6 +139,9 @@ type session struct {
 	connFailed atomic.Bool
 	// vectored is set when conn writes net.Buffers with one system call.
 	vectored bool
+	// raw, for TCP and unix sockets, writes pushes without blocking
+	// (writeNow).
+	raw      syscall.RawConn
 	handler  Handler
 	opts     Options
 	ctx      context.Context

@@ -248,8 +248,8 @@ func (d *delivery) run(ctx context.Context, wg *sync.WaitGroup, release func()) 
 		release()
 		wg.Done()
 	}
-	d.wake = d.resume
-	d.stopCtx = context.AfterFunc(ctx, d.wake)
+	d.wake = d.resumeHere
+	d.stopCtx = context.AfterFunc(ctx, d.resume)
 	d.deliver()
 }
 
@@ -267,15 +267,39 @@ func (d *delivery) recoverPanic(ctx context.Context) {
 }
 
 // resume continues a parked delivery with a goroutine of its own: its
-// reader changed or its context ended.
+// context ended.
 func (d *delivery) resume() {
 	if d.parked.CompareAndSwap(true, false) {
 		go d.deliver()
 	}
 }
 
-// deliver runs the delivery until it parks or ends.
-func (d *delivery) deliver() {
+// resumeHere continues a parked delivery on the calling goroutine, that of
+// its reader's change channel, until it parks again or would wait (then a
+// goroutine of its own takes over): a record reaches the subscribers of a
+// partition one after the other on one goroutine, without one wake-up each.
+func (d *delivery) resumeHere() {
+	if d.parked.CompareAndSwap(true, false) {
+		d.loop(false)
+	}
+}
+
+// deliver runs the delivery on its own goroutine until it parks or ends.
+func (d *delivery) deliver() { d.loop(true) }
+
+// stepResult is what a delivery does after one step.
+type stepResult int
+
+const (
+	stepAgain stepResult = iota // the cursor moved: step again
+	stepPark                    // at the end of the log: wait for a change
+	stepEnd                     // the subscription is over
+	stepWait                    // the step must wait, which only a goroutine of the delivery's own may
+)
+
+// loop steps the delivery until it parks or ends; unless mayWait, it hands
+// over to a goroutine of its own at the first step that must wait.
+func (d *delivery) loop(mayWait bool) {
 	ctx := d.ctx
 	if d.parkedOn != nil {
 		parked.remove(d.parkedOn, &d.wake) // woken by ctx: leave the channel's set
@@ -288,42 +312,59 @@ func (d *delivery) deliver() {
 		}
 	}()
 	defer d.recoverPanic(ctx)
-	key := readerKey{d.topic, d.partition}
 	for ctx.Err() == nil {
-		changed, end, gone := d.r.state()
-		out := newReply(d.cursor, d.maxRecords, int(d.k.cfg.FetchMaxBytes))
-		// The record cache first: at the end of the log it holds what came
-		// since state, and a catch-up needs a deadline only for Kafka.
-		if !d.k.cache.read(key, d.cursor, out) && d.cursor < end {
-			if err := d.catchUp(ctx, out); err != nil {
-				if terminal(err) {
-					d.fail(ctx, err)
-					return
-				}
-				d.log().Warn("kafka: subscription catch-up failed", "err", err)
-				sleep(ctx, readerBackoff)
-				continue
-			}
-		}
-		if len(out.records) > 0 {
-			if !d.pushCached(ctx, out) {
+		next, changed := d.step(ctx, mayWait)
+		switch next {
+		case stepEnd:
+			return
+		case stepWait:
+			ended = false
+			go d.deliver()
+			return
+		case stepPark:
+			if d.park(changed) {
+				ended = false
 				return
 			}
-			continue
-		}
-		if out.next > d.cursor {
-			d.cursor = out.next // offsets that hold no data record
-			continue
-		}
-		if gone != nil {
-			d.fail(ctx, gone)
-			return
-		}
-		if d.park(changed) {
-			ended = false
-			return
 		}
 	}
+}
+
+// step pushes what the record cache, or with mayWait Kafka, holds at the
+// cursor; without mayWait it returns stepWait instead of waiting (for
+// Kafka, a backoff, or room in the session's push queue).
+func (d *delivery) step(ctx context.Context, mayWait bool) (stepResult, <-chan struct{}) {
+	changed, end, gone := d.r.state()
+	out := newReply(d.cursor, d.maxRecords, int(d.k.cfg.FetchMaxBytes))
+	// The record cache first: at the end of the log it holds what came
+	// since state, and a catch-up needs a deadline only for Kafka.
+	if !d.k.cache.read(readerKey{d.topic, d.partition}, d.cursor, out) && d.cursor < end {
+		if !mayWait {
+			return stepWait, nil
+		}
+		if err := d.catchUp(ctx, out); err != nil {
+			if terminal(err) {
+				d.fail(ctx, err)
+				return stepEnd, nil
+			}
+			d.log().Warn("kafka: subscription catch-up failed", "err", err)
+			sleep(ctx, readerBackoff)
+			return stepAgain, nil
+		}
+	}
+	switch {
+	case len(out.records) > 0:
+		return d.pushCached(ctx, out, mayWait), nil
+	case out.next > d.cursor:
+		d.cursor = out.next // offsets that hold no data record
+		return stepAgain, nil
+	case gone != nil && !mayWait:
+		return stepWait, nil // telling the client may wait
+	case gone != nil:
+		d.fail(ctx, gone)
+		return stepEnd, nil
+	}
+	return stepPark, changed
 }
 
 // park leaves the delivery waiting for changed or its context with no
@@ -383,18 +424,27 @@ func (d *delivery) push(ctx context.Context, recs []*kgo.Record) bool {
 
 // pushCached sends the records of out, records of the record cache, in one
 // push encoded once for every subscriber that pushes the same records, and
-// moves the cursor to the offset to ask for next; it reports whether the
-// session still takes pushes.
-func (d *delivery) pushCached(ctx context.Context, out *reply) bool {
+// moves the cursor to the offset to ask for next. Unless mayWait, it
+// returns stepWait, pushing nothing, when the session's push queue has no
+// room.
+func (d *delivery) pushCached(ctx context.Context, out *reply, mayWait bool) stepResult {
 	e, err := d.k.pushes.encode(d.topic, d.partition, out, d.k.cfg.WindowBytes)
-	if err == nil {
+	if err != nil {
+		return stepEnd
+	}
+	if mayWait {
 		err = d.req.PushEncoded(ctx, e)
+	} else {
+		var queued bool
+		if queued, err = d.req.TryPushEncoded(e); err == nil && !queued {
+			return stepWait
+		}
 	}
 	if err != nil {
-		return false
+		return stepEnd // the session takes no more pushes
 	}
 	d.cursor = out.next
-	return true
+	return stepAgain
 }
 
 // terminal reports whether a catch-up failure ends the subscription of the

@@ -36,4 +36,10 @@ RUN mkdir -p /var/run/envoy-pubsub && chown envoy:envoy /var/run/envoy-pubsub
 COPY --from=build /out/envoy-pubsub.so /etc/envoy/envoy-pubsub.so
 COPY envoy.yaml /etc/envoy/envoy.yaml
 EXPOSE 8080
-# Inherited: ENTRYPOINT /docker-entrypoint.sh, CMD envoy -c /etc/envoy/envoy.yaml
+# Envoy's worker threads and Go's processors, set together (docs/envoy-deployment.md, "CPU and
+# memory"): without --concurrency Envoy starts a worker per hardware thread of the host, and
+# every worker's calls into the filter compete with the sessions for Go's processors. Override
+# both for a bigger container: docker run -e GOMAXPROCS=4 IMAGE envoy -c /etc/envoy/envoy.yaml --concurrency 4
+ENV GOMAXPROCS=2
+# Inherited: ENTRYPOINT /docker-entrypoint.sh
+CMD ["envoy", "-c", "/etc/envoy/envoy.yaml", "--concurrency", "2"]

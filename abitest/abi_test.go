@@ -49,12 +49,8 @@ const (
 var ticketFormat = regexp.MustCompile(`^[0-9a-f]{32}$`)
 
 func TestSharedLibraryInFakeEnvoy(t *testing.T) {
-	if _, err := exec.LookPath("gcc"); err != nil {
-		t.Fatal("gcc not found: the ABI test builds a fake Envoy host in C and needs a C compiler (install gcc)")
-	}
 	work := t.TempDir()
-	so := buildLibrary(t, filepath.Join(work, "envoy-pubsub.so"))
-	host := buildHost(t, filepath.Join(work, "fakeenvoy"))
+	so, host := built(t)
 
 	kafka := testkit.Kafka(t, kfake.SeedTopics(1, topic), kfake.EnableSASL(), kfake.Superuser("PLAIN", saslUser, saslPassword))
 	brokers := kafka.ListenAddrs()
@@ -105,6 +101,7 @@ func TestSharedLibraryInFakeEnvoy(t *testing.T) {
 
 	// 1. Kafka-scheme cluster + upgrade: client ticket stripped, fresh one set.
 	r := e.request(t, merged, "kafka", 0, append(upgrade, "x-pubsub-ticket=forged-by-client")...)
+	upgraded := r // its stream stays open while the router proxies the upgrade
 	if r.status != statusContinue || r.reply != "" {
 		t.Fatalf("upgrade: %+v, want Continue without local reply", r)
 	}
@@ -118,31 +115,31 @@ func TestSharedLibraryInFakeEnvoy(t *testing.T) {
 	t.Logf("issued ticket %s", ticket[0])
 
 	// 2. Kafka-scheme cluster without upgrade: 426.
-	r = e.request(t, merged, "kafka", 1, ":method=GET", ":path=/kafka", ":authority=gateway")
+	r = e.requestEnded(t, merged, "kafka", 1, ":method=GET", ":path=/kafka", ":authority=gateway")
 	if r.status != statusLocalReply || !strings.HasPrefix(r.reply, "426 ") || !strings.Contains(r.reply, "WebSocket") {
 		t.Errorf("plain request: %+v, want a 426 local reply asking for WebSocket", r)
 	}
-	if r.replyHeaders["upgrade"] != "websocket" || len(r.mutations) != 0 {
+	if len(r.replyHeaders) != 0 || len(r.mutations) != 0 { // Envoy strips Upgrade from this response anyway
 		t.Errorf("plain request: reply headers %v, mutations %v", r.replyHeaders, r.mutations)
 	}
 
 	// 3. Any other cluster: untouched.
-	r = e.request(t, merged, "web", 0, append(upgrade, "x-pubsub-ticket=client-value")...)
+	r = e.requestEnded(t, merged, "web", 0, append(upgrade, "x-pubsub-ticket=client-value")...)
 	if r.status != statusContinue || r.reply != "" || len(r.mutations) != 0 || r.headers["x-pubsub-ticket"][0] != "client-value" {
 		t.Errorf("other cluster: %+v, want Continue with nothing touched", r)
 	}
-	r = e.request(t, filterID, "-", 1, upgrade...)
+	r = e.requestEnded(t, filterID, "-", 1, upgrade...)
 	if r.status != statusContinue || len(r.mutations) != 0 {
 		t.Errorf("no routed cluster: %+v", r)
 	}
 
 	// A secret Envoy does not have: 503, no ticket.
-	r = e.request(t, filterID, "kafka-nosecret", 0, upgrade...)
+	r = e.requestEnded(t, filterID, "kafka-nosecret", 0, upgrade...)
 	if r.status != statusLocalReply || !strings.HasPrefix(r.reply, "503 ") || len(r.headers["x-pubsub-ticket"]) != 0 {
 		t.Errorf("missing secret: %+v, want a 503 local reply", r)
 	}
 	// A bad route config refuses kafka upgrades instead of failing.
-	r = e.request(t, badMerged, "kafka", 0, upgrade...)
+	r = e.requestEnded(t, badMerged, "kafka", 0, upgrade...)
 	if r.status != statusLocalReply || !strings.HasPrefix(r.reply, "500 ") {
 		t.Errorf("bad route: %+v, want a 500 local reply", r)
 	}
@@ -154,7 +151,7 @@ func TestSharedLibraryInFakeEnvoy(t *testing.T) {
 	}
 	defer c.Close()
 	runSession(t, c)
-
+	e.end(t, upgraded) // Envoy destroys the stream after the session
 	_, err = dial(sock, ticket[0])
 	wantStatus(t, "reused ticket", err, http.StatusUnauthorized)
 	_, err = dial(sock, "00112233445566778899aabbccddeeff")
@@ -171,6 +168,8 @@ func TestSharedLibraryInFakeEnvoy(t *testing.T) {
 		"pubsub.commands_total":           5,
 		"pubsub.command_errors":           1,
 		"pubsub.commands.cmd_kafka_fetch": 1,
+		"pubsub.tickets_outstanding":      0,
+		"pubsub.tickets_revoked":          0, // the one ticket was redeemed
 	} {
 		if got, ok := stats[name]; !ok || got != want {
 			t.Errorf("stat %s = %d (defined %v), want %d", name, got, ok, want)
@@ -192,7 +191,7 @@ func TestSharedLibraryInFakeEnvoy(t *testing.T) {
 	if _, err := c.Ping(ctx, []byte("after update")); err != nil {
 		t.Fatalf("session lost on config update: %v", err)
 	}
-	r = e.request(t, updatedID, "kafka", 1, upgrade...)
+	r = e.requestEnded(t, updatedID, "kafka", 1, upgrade...)
 	if r.status != statusContinue || len(r.headers["x-pubsub-ticket"]) != 1 {
 		t.Fatalf("upgrade with the updated config: %+v", r)
 	}
@@ -211,9 +210,20 @@ func TestSharedLibraryInFakeEnvoy(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	// Its first upgrade takes the socket path over; the session lands there.
-	r = e2.request(t, secondID, "kafka", 0, upgrade...)
-	if r.status != statusContinue || len(r.headers["x-pubsub-ticket"]) != 1 {
+	// Its first upgrade starts taking the socket path over, off the
+	// worker, and gets 503 (retry) until it has; the session lands there.
+	r = e2.requestEnded(t, secondID, "kafka", 0, upgrade...)
+	if r.status != statusLocalReply || !strings.HasPrefix(r.reply, "503 pubsub_session_server_starting") {
+		t.Fatalf("first upgrade in the second process: %+v, want 503 starting; log:\n%s", r, e2.log())
+	}
+	testkit.Eventually(t, "the second process's take-over", func() bool {
+		r = e2.request(t, secondID, "kafka", 0, upgrade...)
+		if r.status != statusContinue {
+			e2.end(t, r)
+		}
+		return r.status == statusContinue
+	})
+	if len(r.headers["x-pubsub-ticket"]) != 1 {
 		t.Fatalf("upgrade in the second process: %+v; log:\n%s", r, e2.log())
 	}
 	c2, err := dial(sock, r.headers["x-pubsub-ticket"][0])
@@ -221,6 +231,7 @@ func TestSharedLibraryInFakeEnvoy(t *testing.T) {
 		t.Fatalf("session with the second process's ticket: %v\nlog:\n%s", err, e2.log())
 	}
 	defer c2.Close()
+	e2.end(t, r)
 	if msgs, err := c2.Fetch(ctx, topic, 0, 4); err != nil || len(msgs) != 1 || msgs[0].GetOffset() != 4 {
 		t.Fatalf("fetch from 4 in the second process's session = %v, %v; want record 4", msgs, err)
 	}
@@ -231,8 +242,12 @@ func TestSharedLibraryInFakeEnvoy(t *testing.T) {
 	if _, err := c.Ping(ctx, []byte("after take-over")); err != nil {
 		t.Fatalf("first process's session lost on take-over: %v", err)
 	}
-	r = e.request(t, updatedID, "kafka", 0, upgrade...)
-	if r.status != statusLocalReply || !strings.HasPrefix(r.reply, "503 ") || !strings.Contains(r.reply, "newer Envoy") {
+	// (once its watcher has seen the take-over, within 100ms)
+	testkit.Eventually(t, "the first process refusing upgrades", func() bool {
+		r = e.requestEnded(t, updatedID, "kafka", 0, upgrade...)
+		return r.status == statusLocalReply
+	})
+	if !strings.HasPrefix(r.reply, "503 ") || !strings.Contains(r.reply, "newer Envoy") {
 		t.Errorf("upgrade in the superseded process: %+v, want a 503 local reply", r)
 	}
 
@@ -316,8 +331,68 @@ func runSession(t *testing.T, c *client.Client) {
 	}
 }
 
+// library is the .so and the fake host, built once for the package's tests
+// and benchmarks.
+var library struct {
+	once      sync.Once
+	dir       string
+	so, host  string
+	buildFail string
+}
+
+func TestMain(m *testing.M) {
+	code := m.Run()
+	if library.dir != "" {
+		os.RemoveAll(library.dir)
+	}
+	os.Exit(code)
+}
+
+// built returns the library and the host, building them on first use.
+func built(tb testing.TB) (so, host string) {
+	tb.Helper()
+	if _, err := exec.LookPath("gcc"); err != nil {
+		tb.Fatal("gcc not found: the ABI test builds a fake Envoy host in C and needs a C compiler (install gcc)")
+	}
+	library.once.Do(func() {
+		dir, err := os.MkdirTemp("", "abitest")
+		if err != nil {
+			library.buildFail = err.Error()
+			return
+		}
+		library.dir = dir
+		b := &buildRecorder{TB: tb}
+		library.so = buildLibrary(b, filepath.Join(dir, "envoy-pubsub.so"))
+		if b.failed == "" {
+			library.host = buildHost(b, filepath.Join(dir, "fakeenvoy"))
+		}
+		library.buildFail = b.failed
+	})
+	if library.buildFail != "" {
+		tb.Fatal(library.buildFail)
+	}
+	return library.so, library.host
+}
+
+// buildRecorder keeps the build's failure for every later test, instead of
+// failing only the test that happened to build.
+type buildRecorder struct {
+	testing.TB
+	failed string
+}
+
+func (b *buildRecorder) Fatalf(format string, args ...any) {
+	b.failed = fmt.Sprintf(format, args...)
+	b.TB.Fatalf(format, args...)
+}
+
+func (b *buildRecorder) Errorf(format string, args ...any) {
+	b.failed = fmt.Sprintf(format, args...)
+	b.TB.Errorf(format, args...)
+}
+
 // buildLibrary runs build.sh into out and checks its report.
-func buildLibrary(t *testing.T, out string) string {
+func buildLibrary(t testing.TB, out string) string {
 	t.Helper()
 	script, err := filepath.Abs(filepath.Join("..", "build.sh"))
 	if err != nil {
@@ -337,7 +412,7 @@ func buildLibrary(t *testing.T, out string) string {
 }
 
 // buildHost compiles the fake Envoy host against the SDK's api.h.
-func buildHost(t *testing.T, out string) string {
+func buildHost(t testing.TB, out string) string {
 	t.Helper()
 	dir, err := exec.Command("go", "list", "-m", "-f", "{{.Dir}}", "github.com/envoyproxy/envoy").Output()
 	if err != nil {
@@ -354,7 +429,7 @@ func buildHost(t *testing.T, out string) string {
 
 // writeConfig writes doc as the serialized Any of an xds.type.v3.TypedStruct,
 // the bytes Envoy hands the library as plugin_config.
-func writeConfig(t *testing.T, dir, name string, doc map[string]any) string {
+func writeConfig(t testing.TB, dir, name string, doc map[string]any) string {
 	t.Helper()
 	s, err := structpb.NewStruct(doc)
 	if err != nil {
@@ -384,7 +459,7 @@ func toAny(ss []string) []any {
 }
 
 // shortSocketPath returns a socket path within the 108 bytes of sun_path.
-func shortSocketPath(t *testing.T) string {
+func shortSocketPath(t testing.TB) string {
 	dir, err := os.MkdirTemp("", "abi")
 	if err != nil {
 		t.Fatal(err)
@@ -444,7 +519,7 @@ func (b *lockedBuffer) String() string {
 	return b.buf.String()
 }
 
-func startHost(t *testing.T, host, so string) *fakeEnvoy {
+func startHost(t testing.TB, host, so string) *fakeEnvoy {
 	t.Helper()
 	e := &fakeEnvoy{cmd: exec.Command(host, so), lines: make(chan string, 256), stderr: &lockedBuffer{}}
 	e.cmd.Stderr = e.stderr
@@ -484,7 +559,7 @@ func (e *fakeEnvoy) log() string { return e.stderr.String() }
 
 // waitLog waits for text to appear in the library's log, which reaches the
 // test through a pipe after the command that caused it was answered.
-func (e *fakeEnvoy) waitLog(t *testing.T, text string) {
+func (e *fakeEnvoy) waitLog(t testing.TB, text string) {
 	t.Helper()
 	for deadline := time.Now().Add(10 * time.Second); !strings.Contains(e.log(), text); {
 		if time.Now().After(deadline) {
@@ -495,7 +570,7 @@ func (e *fakeEnvoy) waitLog(t *testing.T, text string) {
 	}
 }
 
-func (e *fakeEnvoy) send(t *testing.T, line string) {
+func (e *fakeEnvoy) send(t testing.TB, line string) {
 	t.Helper()
 	if _, err := io.WriteString(e.stdin, line+"\n"); err != nil {
 		t.Fatalf("host: %v; log:\n%s", err, e.log())
@@ -503,7 +578,7 @@ func (e *fakeEnvoy) send(t *testing.T, line string) {
 }
 
 // next returns the host's next output line.
-func (e *fakeEnvoy) next(t *testing.T) string {
+func (e *fakeEnvoy) next(t testing.TB) string {
 	t.Helper()
 	select {
 	case line, ok := <-e.lines:
@@ -520,7 +595,7 @@ func (e *fakeEnvoy) next(t *testing.T) string {
 	return ""
 }
 
-func (e *fakeEnvoy) expect(t *testing.T, want string) {
+func (e *fakeEnvoy) expect(t testing.TB, want string) {
 	t.Helper()
 	if got := e.next(t); got != want {
 		t.Fatalf("host said %q, want %q", got, want)
@@ -528,7 +603,7 @@ func (e *fakeEnvoy) expect(t *testing.T, want string) {
 }
 
 // number reads a "PREFIX N" line.
-func (e *fakeEnvoy) number(t *testing.T, prefix string) uint64 {
+func (e *fakeEnvoy) number(t testing.TB, prefix string) uint64 {
 	t.Helper()
 	line := e.next(t)
 	v, ok := strings.CutPrefix(line, prefix+" ")
@@ -539,13 +614,13 @@ func (e *fakeEnvoy) number(t *testing.T, prefix string) uint64 {
 	return n
 }
 
-func (e *fakeEnvoy) config(t *testing.T, kind, file string) uint64 {
+func (e *fakeEnvoy) config(t testing.TB, kind, file string) uint64 {
 	t.Helper()
 	e.send(t, "config "+kind+" "+file)
 	return e.number(t, "CONFIG")
 }
 
-func (e *fakeEnvoy) merge(t *testing.T, parent, child uint64) uint64 {
+func (e *fakeEnvoy) merge(t testing.TB, parent, child uint64) uint64 {
 	t.Helper()
 	e.send(t, fmt.Sprintf("merge %d %d", parent, child))
 	id := e.number(t, "MERGED")
@@ -557,6 +632,7 @@ func (e *fakeEnvoy) merge(t *testing.T, parent, child uint64) uint64 {
 
 // decoded is what the host saw of one DecodeHeaders call.
 type decoded struct {
+	stream       int // the open stream's number, for end
 	status       int
 	reply        string // "CODE DETAILS BODY"
 	replyHeaders map[string]string
@@ -573,7 +649,7 @@ func (d decoded) mutated(m string) bool {
 	return false
 }
 
-func (e *fakeEnvoy) request(t *testing.T, configID uint64, cluster string, worker int, headers ...string) decoded {
+func (e *fakeEnvoy) request(t testing.TB, configID uint64, cluster string, worker int, headers ...string) decoded {
 	t.Helper()
 	e.send(t, fmt.Sprintf("request %d %s %d %s", configID, cluster, worker, strings.Join(headers, " ")))
 	d := decoded{status: int(e.number(t, "STATUS")), replyHeaders: map[string]string{}, headers: map[string][]string{}}
@@ -582,6 +658,11 @@ func (e *fakeEnvoy) request(t *testing.T, configID uint64, cluster string, worke
 		kind, rest, _ := strings.Cut(line, " ")
 		switch kind {
 		case "END":
+			n, err := strconv.Atoi(rest)
+			if err != nil {
+				t.Fatalf("host said %q, want END STREAM", line)
+			}
+			d.stream = n
 			return d
 		case "REPLY":
 			d.reply = rest
@@ -599,7 +680,22 @@ func (e *fakeEnvoy) request(t *testing.T, configID uint64, cluster string, worke
 	}
 }
 
-func (e *fakeEnvoy) stats(t *testing.T) map[string]int64 {
+// end ends a stream as Envoy's onDestroy does.
+func (e *fakeEnvoy) end(t testing.TB, d decoded) {
+	t.Helper()
+	e.send(t, fmt.Sprintf("end %d", d.stream))
+	e.expect(t, fmt.Sprintf("ENDED %d", d.stream))
+}
+
+// requestEnded runs a request whose stream ends at once.
+func (e *fakeEnvoy) requestEnded(t testing.TB, configID uint64, cluster string, worker int, headers ...string) decoded {
+	t.Helper()
+	d := e.request(t, configID, cluster, worker, headers...)
+	e.end(t, d)
+	return d
+}
+
+func (e *fakeEnvoy) stats(t testing.TB) map[string]int64 {
 	t.Helper()
 	e.send(t, "stats")
 	stats := map[string]int64{}
@@ -619,7 +715,7 @@ func (e *fakeEnvoy) stats(t *testing.T) map[string]int64 {
 
 // finish closes the host's input and reads its final report: finalized and
 // created requests and configs, and the number of ABI rule violations.
-func (e *fakeEnvoy) finish(t *testing.T) ([4]int, int) {
+func (e *fakeEnvoy) finish(t testing.TB) ([4]int, int) {
 	t.Helper()
 	e.stdin.Close()
 	var fin [4]int

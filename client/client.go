@@ -81,13 +81,19 @@ type Client struct {
 	delivering atomic.Bool
 }
 
-// Dial connects to url (ws:// or wss://) and starts reading replies.
+// Dial connects to url (ws:// or wss://) and starts reading replies. A
+// refused upgrade is a *HandshakeError with the server's reason.
 func Dial(ctx context.Context, url string, opts Options) (*Client, error) {
 	d := ws.Dialer{TLSConfig: opts.TLSConfig, NetDial: opts.NetDial}
 	if opts.Header != nil {
 		d.Header = ws.HandshakeHeaderHTTP(opts.Header)
 	}
+	var refused *HandshakeError
+	d.OnStatusError = func(status int, _ []byte, resp io.Reader) { refused = readRefusal(status, resp) }
 	conn, br, _, err := d.Dial(ctx, url)
+	if refused != nil {
+		err = refused
+	}
 	if err != nil {
 		return nil, fmt.Errorf("client: dial %s: %w", url, err)
 	}
@@ -294,16 +300,24 @@ func (c *Client) ListOffset(ctx context.Context, topic string, partition int32, 
 
 // Fetch runs cmd_kafka_fetch and returns the records from offset on.
 func (c *Client) Fetch(ctx context.Context, topic string, partition int32, offset int64) ([]*pb.KafkaMessage, error) {
-	resp, err := c.Do(ctx, &pb.PubSubReq{Req: &pb.PubSubReq_CmdKafkaFetch{
-		CmdKafkaFetch: &pb.CmdKafkaFetch{Topic: topic, Partition: partition, Offset: offset},
-	}})
+	resp, err := c.FetchReply(ctx, &pb.CmdKafkaFetch{Topic: topic, Partition: partition, Offset: offset})
+	if err != nil {
+		return nil, err
+	}
+	return resp.GetMessages(), nil
+}
+
+// FetchReply runs cmd (with its filter, if any) and returns the whole
+// reply: the records and next_offset, the offset to ask for next.
+func (c *Client) FetchReply(ctx context.Context, cmd *pb.CmdKafkaFetch) (*pb.KafkaFetchResp, error) {
+	resp, err := c.Do(ctx, &pb.PubSubReq{Req: &pb.PubSubReq_CmdKafkaFetch{CmdKafkaFetch: cmd}})
 	if err != nil {
 		return nil, err
 	}
 	if resp.GetKafkaFetchResp() == nil {
 		return nil, fmt.Errorf("client: unexpected reply %v", resp)
 	}
-	return resp.GetKafkaFetchResp().GetMessages(), nil
+	return resp.GetKafkaFetchResp(), nil
 }
 
 // readLoop delivers replies to their requests until the connection ends.

@@ -37,6 +37,7 @@ type filterConfig struct {
 	doc         *config.Document
 	metrics     *metrics
 	host        *sessionhost.Host
+	credentials *credentials
 	destroyOnce sync.Once
 }
 
@@ -44,7 +45,10 @@ type filterConfig struct {
 // of a listener makes it drain, in the background: Destroy runs on Envoy's
 // main thread and returns at once.
 func (c *filterConfig) Destroy() {
-	c.destroyOnce.Do(func() { processHosts().Release(c.host, c.metrics) })
+	c.destroyOnce.Do(func() {
+		c.credentials.close()
+		processHosts().Release(c.host, c.metrics)
+	})
 }
 
 // routeConfig is a parsed per-route plugin config. invalid is set, instead
@@ -88,7 +92,7 @@ func (p *Parser) Parse(any *anypb.Any, callbacks api.ConfigCallbackHandler) (par
 	if err != nil {
 		return nil, fmt.Errorf("pubsub: session server: %w", err)
 	}
-	return &filterConfig{doc: doc, metrics: m, host: host}, nil
+	return &filterConfig{doc: doc, metrics: m, host: host, credentials: newCredentials(doc, passwordFilePoll)}, nil
 }
 
 func parseRoute(any *anypb.Any) (rc *routeConfig) {
@@ -157,6 +161,7 @@ type filter struct {
 	cfg          *filterConfig
 	routes       []*config.Route
 	routeInvalid error
+	ticket       string // issued for this stream; revoked by OnDestroy unless redeemed
 }
 
 // Local reply bodies.
@@ -166,6 +171,7 @@ const (
 	bodyNoCredentials   = "Kafka credentials for this route are unavailable\n"
 	bodyTooManyTickets  = "too many pending pub-sub upgrades; retry later\n"
 	bodyHostMoved       = "pub-sub sessions are served by a newer Envoy process now; retry\n"
+	bodyHostStarting    = "the pub-sub session server of this Envoy process is starting; retry\n"
 	bodyHostUnavailable = "the pub-sub session server is unavailable; retry later\n"
 )
 
@@ -184,8 +190,10 @@ func (f *filter) DecodeHeaders(headers api.RequestHeaderMap, endStream bool) api
 	upgrade, clientTicket := inspect(headers)
 	if !upgrade {
 		f.cfg.metrics.increment(f.cfg.metrics.upgradeRequired)
-		return f.reply(http.StatusUpgradeRequired, bodyUpgradeRequired, "pubsub_upgrade_required",
-			map[string][]string{"upgrade": {"websocket"}})
+		// No Upgrade header: Envoy removes it from the response to a request
+		// that is not an upgrade (ConnectionManagerUtility::
+		// mutateResponseHeaders, conn_manager_utility.cc:711-716 in v1.39.1).
+		return f.reply(http.StatusUpgradeRequired, bodyUpgradeRequired, "pubsub_upgrade_required", nil)
 	}
 	if clientTicket {
 		headers.Del(sessionhost.TicketHeader)
@@ -194,7 +202,7 @@ func (f *filter) DecodeHeaders(headers api.RequestHeaderMap, endStream bool) api
 		api.LogErrorf("pubsub: refusing upgrade to cluster %s: route config is invalid: %v", cluster, f.routeInvalid)
 		return f.reply(http.StatusInternalServerError, bodyRouteInvalid, "pubsub_route_config_invalid", nil)
 	}
-	snapshot, err := kc.WithPassword(f.secret)
+	snapshot, err := f.cfg.credentials.snapshot(cluster, kc, f.secret)
 	if err != nil {
 		api.LogErrorf("pubsub: refusing upgrade to cluster %s: kafka_clusters.%s.%v", cluster, cluster, err)
 		return f.reply(http.StatusServiceUnavailable, bodyNoCredentials, "pubsub_credentials_unavailable", nil)
@@ -206,6 +214,9 @@ func (f *filter) DecodeHeaders(headers api.RequestHeaderMap, endStream bool) api
 	case errors.Is(err, sessionhost.ErrTicketsFull):
 		api.LogWarnf("pubsub: refusing upgrade to cluster %s: %v", cluster, err)
 		return f.reply(http.StatusServiceUnavailable, bodyTooManyTickets, "pubsub_tickets_exhausted", nil)
+	case errors.Is(err, sessionhost.ErrStarting):
+		api.LogInfof("pubsub: refusing upgrade to cluster %s: %v", cluster, err)
+		return f.reply(http.StatusServiceUnavailable, bodyHostStarting, "pubsub_session_server_starting", nil)
 	case errors.Is(err, sessionhost.ErrSuperseded), errors.Is(err, sessionhost.ErrDraining):
 		api.LogInfof("pubsub: refusing upgrade to cluster %s: %v", cluster, err)
 		return f.reply(http.StatusServiceUnavailable, bodyHostMoved, "pubsub_session_server_moved", nil)
@@ -214,8 +225,23 @@ func (f *filter) DecodeHeaders(headers api.RequestHeaderMap, endStream bool) api
 		return f.reply(http.StatusServiceUnavailable, bodyHostUnavailable, "pubsub_session_server_unavailable", nil)
 	}
 	f.cfg.metrics.increment(f.cfg.metrics.ticketsIssued)
+	f.ticket = ticket
 	headers.Set(sessionhost.TicketHeader, ticket)
 	return api.Continue
+}
+
+// OnDestroy runs on the worker when the stream ends. A ticket the session
+// server has not redeemed by then never will be (the router answered 503,
+// the connect failed, or the client reset before the 101): it is revoked,
+// in O(1), instead of holding a place in the bounded store for its TTL.
+func (f *filter) OnDestroy(api.DestroyReason) {
+	if f.ticket == "" {
+		return
+	}
+	if f.cfg.host.Revoke(f.ticket) {
+		f.cfg.metrics.increment(f.cfg.metrics.ticketsRevoked)
+	}
+	f.ticket = ""
 }
 
 // secret reads an Envoy generic_secret; request-scoped, so only during

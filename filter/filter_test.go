@@ -141,8 +141,11 @@ func TestKafkaClusterWithoutUpgradeGets426(t *testing.T) {
 	if len(cb.replies) != 1 || cb.replies[0].status != http.StatusUpgradeRequired {
 		t.Fatalf("replies = %+v, want one 426", cb.replies)
 	}
-	if r := cb.replies[0]; !strings.Contains(r.body, "WebSocket") || r.headers["upgrade"][0] != "websocket" {
-		t.Errorf("426 reply = %+v, want a body asking for a WebSocket upgrade", r)
+	// No Upgrade header: Envoy removes Upgrade and Connection from the
+	// response to a request that is not an upgrade
+	// (ConnectionManagerUtility::mutateResponseHeaders), so the body says it.
+	if r := cb.replies[0]; !strings.Contains(r.body, "Upgrade: websocket") || len(r.headers) != 0 {
+		t.Errorf("426 reply = %+v, want a body asking for a WebSocket upgrade and no headers", r)
 	}
 	if len(h.mutations) != 0 {
 		t.Errorf("headers mutated: %v", h.mutations)
@@ -385,6 +388,57 @@ func TestTicketBoundRefusesWith503(t *testing.T) {
 	}
 }
 
+// A stream that ends before its upgrade reaches the session server (the
+// router's 503, a failed connect, a client reset) gives its ticket back in
+// OnDestroy: such streams never fill the bounded store. A redeemed ticket's
+// stream ends without a revoke.
+func TestStreamEndingUnredeemedRevokesItsTicket(t *testing.T) {
+	p := parsePlugin(t, oneCluster+"tickets: {max_outstanding: 2}\n")
+	for i := range 5 {
+		cb := routedTo("kafka")
+		f := Factory(p.cfg, cb)
+		if st := f.DecodeHeaders(upgradeHeaders(), true); st != api.Continue {
+			t.Fatalf("upgrade %d after %d unredeemed streams ended: status %v replies %+v", i, i, st, cb.replies)
+		}
+		if got := p.stats.value(statTicketsOutstand); got != 1 {
+			t.Errorf("tickets_outstanding gauge = %d with one stream open, want 1", got)
+		}
+		f.OnDestroy(api.Normal)
+		if got := p.stats.value(statTicketsOutstand); got != 0 {
+			t.Errorf("tickets_outstanding gauge = %d after the stream ended, want 0", got)
+		}
+	}
+	if p.cfg.host.Pending() != 0 || p.stats.value(statTicketsRevoked) != 5 {
+		t.Errorf("%d tickets pending, %d revoked; want 0 and 5", p.cfg.host.Pending(), p.stats.value(statTicketsRevoked))
+	}
+
+	// A session's stream ends after its ticket was redeemed: nothing to revoke.
+	h := upgradeHeaders()
+	f := Factory(p.cfg, routedTo("kafka"))
+	f.DecodeHeaders(h, true)
+	v, _ := h.Get(sessionhost.TicketHeader)
+	c, err := p.dial(v)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	f.OnDestroy(api.Normal)
+	if p.stats.value(statTicketsRevoked) != 5 {
+		t.Errorf("the redeemed ticket's stream counted a revoke")
+	}
+	testkit.Ping(t, c)
+
+	// Streams the filter answered itself, or passed through, hold no ticket.
+	for _, cluster := range []string{"kafka", "web"} {
+		f := Factory(p.cfg, routedTo(cluster))
+		f.DecodeHeaders(newHeaders(":method", "GET", ":path", "/"), true)
+		f.OnDestroy(api.Terminate)
+	}
+	if p.stats.value(statTicketsRevoked) != 5 {
+		t.Errorf("a stream without a ticket counted a revoke")
+	}
+}
+
 // dial opens a session on the plugin's socket with ticket.
 func (p *plugin) dial(ticket string) (*client.Client, error) {
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
@@ -592,14 +646,26 @@ func TestUpgradeAfterAnotherProcessTookTheSocketOverGets503(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { successor.Release(h, m) })
-	if _, err := h.Issue(&sessionhost.Grant{Cluster: "kafka", Kafka: p.cfg.doc.KafkaClusters["kafka"]}, time.Minute, 10); err != nil {
-		t.Fatal(err)
+	// Its first upgrade gets 503 (retry) while it takes the path over in
+	// the background.
+	successorFilter := &filterConfig{doc: p.cfg.doc, metrics: m, host: h, credentials: newCredentials(p.cfg.doc, time.Hour)}
+	first := routedTo("kafka")
+	if st := decode(successorFilter, first, upgradeHeaders()); st != api.LocalReply || first.replies[0].status != http.StatusServiceUnavailable || first.replies[0].body != bodyHostStarting {
+		t.Fatalf("first upgrade of the second process: status %v replies %+v, want a 503 saying it is starting", st, first.replies)
 	}
+	testkit.Eventually(t, "the take-over", func() bool {
+		_, err := h.Issue(&sessionhost.Grant{Cluster: "kafka", Kafka: p.cfg.doc.KafkaClusters["kafka"]}, time.Minute, 10)
+		return err == nil
+	})
 
-	cb := routedTo("kafka")
-	hdr := upgradeHeaders()
-	if st := decode(p.cfg, cb, hdr); st != api.LocalReply || len(cb.replies) != 1 || cb.replies[0].status != http.StatusServiceUnavailable || cb.replies[0].body != bodyHostMoved {
-		t.Fatalf("status %v replies %+v, want a 503 saying a newer Envoy serves sessions", st, cb.replies)
+	var cb *callbacks
+	var hdr *requestHeaders
+	testkit.Eventually(t, "the first process noticing the take-over", func() bool {
+		cb, hdr = routedTo("kafka"), upgradeHeaders()
+		return decode(p.cfg, cb, hdr) == api.LocalReply
+	})
+	if len(cb.replies) != 1 || cb.replies[0].status != http.StatusServiceUnavailable || cb.replies[0].body != bodyHostMoved {
+		t.Fatalf("replies %+v, want a 503 saying a newer Envoy serves sessions", cb.replies)
 	}
 	if _, ok := hdr.Get(sessionhost.TicketHeader); ok {
 		t.Error("ticket set on a refused upgrade")

@@ -14,6 +14,8 @@ const (
 	statSessionsTotal    = "pubsub.sessions_total"
 	statTicketsIssued    = "pubsub.tickets_issued"
 	statTicketsRejected  = "pubsub.tickets_rejected"
+	statTicketsRevoked   = "pubsub.tickets_revoked"
+	statTicketsOutstand  = "pubsub.tickets_outstanding"
 	statUpgradesRefused  = "pubsub.upgrades_refused"
 	statUpgradeRequired  = "pubsub.upgrade_required"
 	statCommandsTotal    = "pubsub.commands_total"
@@ -35,6 +37,8 @@ type metrics struct {
 	sessionsTotal    api.CounterMetric
 	ticketsIssued    api.CounterMetric
 	ticketsRejected  api.CounterMetric
+	ticketsRevoked   api.CounterMetric
+	ticketsOutstand  api.GaugeMetric
 	upgradesRefused  api.CounterMetric
 	upgradeRequired  api.CounterMetric
 	commandsTotal    api.CounterMetric
@@ -51,6 +55,8 @@ func defineMetrics(cb api.ConfigCallbackHandler) *metrics {
 		sessionsTotal:    cb.DefineCounterMetric(statSessionsTotal),
 		ticketsIssued:    cb.DefineCounterMetric(statTicketsIssued),
 		ticketsRejected:  cb.DefineCounterMetric(statTicketsRejected),
+		ticketsRevoked:   cb.DefineCounterMetric(statTicketsRevoked),
+		ticketsOutstand:  cb.DefineGaugeMetric(statTicketsOutstand),
 		upgradesRefused:  cb.DefineCounterMetric(statUpgradesRefused),
 		upgradeRequired:  cb.DefineCounterMetric(statUpgradeRequired),
 		commandsTotal:    cb.DefineCounterMetric(statCommandsTotal),
@@ -111,3 +117,8 @@ func (m *metrics) Command(command string, err error) {
 
 // TicketRejected counts a refused ticket.
 func (m *metrics) TicketRejected() { m.increment(m.ticketsRejected) }
+
+// TicketsOutstanding records the number of outstanding tickets.
+func (m *metrics) TicketsOutstanding(n int64) {
+	guarded(func() { m.ticketsOutstand.Record(uint64(max(n, 0))) })
+}

@@ -14,12 +14,21 @@ import (
 // the same run of the cache after each poll of the shared reader, so they
 // push the same records in the same grouping. A push is known by its first
 // record (its address, so a topic deleted and made again does not match),
-// the number of records and the offset to ask for next.
+// the number of records and the offset to ask for next, and by the View
+// of its subscribers: those with equal views (View.Key) share the records
+// they see, filtered once, and their encoding; those that see every record
+// filter nothing.
+//
+// A subscriber whose view does not see every record would otherwise read
+// every record of the cache, seen or not, to find its push: so the pushes
+// of such views are also found by where they start, and a subscriber at
+// that offset (with the same view and record bound) takes the push another
+// one read, once the cache shows it still holds the push's first record.
 
 // maxEncodedPushes bounds the encoded pushes a cluster keeps; their bytes
 // are bounded by the cluster's window_bytes. A push still queued for some
 // session stays alive there after it is evicted from here.
-const maxEncodedPushes = 64
+const maxEncodedPushes = 1024
 
 // encodedPushes keeps the recent encoded pushes of a cluster's windows,
 // oldest first out.
@@ -28,6 +37,9 @@ type encodedPushes struct {
 	byKey map[pushKey]*encodedPush
 	order []pushKey
 	bytes int
+	// byStart holds the pushes of views that do not see every record by
+	// where they start.
+	byStart map[pushStart]*encodedPush
 }
 
 // pushKey names one push.
@@ -35,36 +47,54 @@ type pushKey struct {
 	first *kgo.Record
 	n     int
 	next  int64
+	view  string // the View.Key of its subscribers
+}
+
+// pushStart names the push that a subscriber of a view, with a bound on
+// the records of a push, reads at an offset of a partition.
+type pushStart struct {
+	partition  readerKey
+	offset     int64
+	view       string
+	maxRecords int
 }
 
 // encodedPush is one push, encoded by the first subscriber that needs it.
 type encodedPush struct {
 	once sync.Once
-	e    *pubsub.EncodedReply
+	e    *pubsub.EncodedReply // nil when the view sees none of the records
 	err  error
-	// bytes is what it counts in encodedPushes.bytes; guarded by its mu.
+	// next is the offset the push goes on at.
+	next int64
+	// first is the first record read for the push.
+	first *kgo.Record
+	// Guarded by encodedPushes.mu: what it counts in encodedPushes.bytes,
+	// and where it starts if it is in encodedPushes.byStart.
 	bytes int
+	start *pushStart
 }
 
-// pushReply is the push of out's records of topic/partition to a
-// subscriber.
-func pushReply(topic string, partition int32, out *reply) *pb.PubSubResp {
+// pushReply is the push of records of topic/partition to a subscriber,
+// which goes on at next.
+func pushReply(topic string, partition int32, records []*kgo.Record, next int64) *pb.PubSubResp {
 	return &pb.PubSubResp{Resp: &pb.PubSubResp_KafkaFetchResp{KafkaFetchResp: &pb.KafkaFetchResp{
-		Messages:   messagesOf(out.records),
+		Messages:   messagesOf(records),
 		Topic:      topic,
 		Partition:  partition,
-		NextOffset: out.next,
+		NextOffset: next,
 	}}}
 }
 
-// encode returns the encoded push of out (at least one record), encoding it
-// on first use and keeping at most maxEncodedPushes of maxBytes in all.
-func (p *encodedPushes) encode(topic string, partition int32, out *reply, maxBytes int) (*pubsub.EncodedReply, error) {
-	key := pushKey{out.records[0], len(out.records), out.next}
+// encode returns the push of the records of out (at least one), read from
+// offset from, that view sees, encoding it on first use and keeping at
+// most maxEncodedPushes of maxBytes in all. Its reply is nil when view sees
+// none of the records.
+func (p *encodedPushes) encode(topic string, partition int32, from int64, out *reply, view keyedView, maxBytes int) (*encodedPush, error) {
+	key := pushKey{out.records[0], len(out.records), out.next, view.key}
 	p.mu.Lock()
 	ep := p.byKey[key]
 	if ep == nil {
-		ep = &encodedPush{}
+		ep = &encodedPush{next: out.next, first: key.first}
 		if p.byKey == nil {
 			p.byKey = make(map[pushKey]*encodedPush)
 		}
@@ -73,30 +103,63 @@ func (p *encodedPushes) encode(topic string, partition int32, out *reply, maxByt
 	}
 	p.mu.Unlock()
 	ep.once.Do(func() {
-		ep.e, ep.err = pubsub.EncodeReply(pushReply(topic, partition, out))
-		if ep.err == nil {
-			p.added(key, ep, maxBytes)
+		recs := out.records
+		if !view.All() {
+			recs = visibleOf(view.View, recs)
 		}
+		if len(recs) > 0 {
+			ep.e, ep.err = pubsub.EncodeReply(pushReply(topic, partition, recs, out.next))
+		}
+		if ep.err != nil {
+			return
+		}
+		var start *pushStart
+		if !view.All() {
+			start = &pushStart{readerKey{topic, partition}, from, view.key, out.maxRecords}
+		}
+		p.added(key, ep, start, maxBytes)
 	})
-	return ep.e, ep.err
+	return ep, ep.err
 }
 
-// added counts the bytes of ep, just encoded, and evicts the oldest pushes
-// beyond the bounds. A push evicted while it was encoded is not counted:
-// it is no longer kept here.
-func (p *encodedPushes) added(key pushKey, ep *encodedPush, maxBytes int) {
+// startingAt returns the push of a view that does not see every record,
+// kept here, that starts where s says, or nil. Its first record must still
+// be the cache's at s.offset before it is pushed.
+func (p *encodedPushes) startingAt(s pushStart) *encodedPush {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.byStart[s]
+}
+
+// added counts the bytes of ep, just encoded (or found to hold no record
+// of its view), files it under start when that is set, and evicts the
+// oldest pushes beyond the bounds. A push evicted while it was encoded is
+// not counted: it is no longer kept here.
+func (p *encodedPushes) added(key pushKey, ep *encodedPush, start *pushStart, maxBytes int) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	if p.byKey[key] != ep {
 		return
 	}
-	ep.bytes = ep.e.Len()
+	if ep.e != nil {
+		ep.bytes = ep.e.Len()
+	}
 	p.bytes += ep.bytes
+	if start != nil {
+		if p.byStart == nil {
+			p.byStart = make(map[pushStart]*encodedPush)
+		}
+		p.byStart[*start] = ep
+		ep.start = start
+	}
 	for len(p.order) > 1 && (len(p.order) > maxEncodedPushes || p.bytes > maxBytes) {
 		old := p.byKey[p.order[0]]
 		delete(p.byKey, p.order[0])
 		p.order[0] = pushKey{}
 		p.order = p.order[1:]
 		p.bytes -= old.bytes
+		if old.start != nil && p.byStart[*old.start] == old {
+			delete(p.byStart, *old.start)
+		}
 	}
 }

@@ -1,8 +1,10 @@
 package kafka_test
 
 import (
+	"bytes"
 	"fmt"
 	"io"
+	"net"
 	"syscall"
 	"testing"
 	"time"
@@ -66,18 +68,35 @@ func BenchmarkSubscribeFanOut(b *testing.B) {
 // it sub, an encoded subscribe request; it returns what reads the session's
 // frames.
 func subscribeRaw(b *testing.B, url string, sub []byte) io.Reader {
+	s := dialRaw(b, url)
+	s.send(b, sub)
+	return s.rd
+}
+
+// rawSession is a session with no client above its frames.
+type rawSession struct {
+	conn net.Conn
+	rd   io.Reader // reads the session's frames
+}
+
+// dialRaw opens a session on url, closed with the benchmark.
+func dialRaw(b *testing.B, url string) rawSession {
 	conn, br, _, err := ws.Dial(ctx(b), url)
 	if err != nil {
 		b.Fatal(err)
 	}
 	b.Cleanup(func() { conn.Close() })
-	if err := ws.WriteFrame(conn, ws.MaskFrame(ws.NewBinaryFrame(sub))); err != nil {
+	if br != nil {
+		return rawSession{conn, br}
+	}
+	return rawSession{conn, conn}
+}
+
+// send writes req, an encoded request, to the session.
+func (s rawSession) send(b *testing.B, req []byte) {
+	if err := ws.WriteFrame(s.conn, ws.MaskFrame(ws.NewBinaryFrame(req))); err != nil {
 		b.Fatal(err)
 	}
-	if br != nil {
-		return br
-	}
-	return conn
 }
 
 // processCPU returns the CPU time the process has used, user and system.
@@ -158,4 +177,126 @@ func skipFrame(rd io.Reader) (int64, error) {
 		return 0, err
 	}
 	return io.CopyN(io.Discard, rd, h.Length)
+}
+
+// BenchmarkSubscribeFanOutScoped measures 1000 sessions, each scoped to the
+// records of one of 10 tenants, against 1000 sessions that see every
+// record, on one server, in three rounds that take turns (the machine's
+// other load falls on both alike); b.N is the records each session is
+// delivered in both, so the scoped partition holds ten times as many (the
+// tenants' records in turn). In each round the records are written and the
+// sessions connected first; the clock runs from the subscribe requests
+// (earliest) until every session has its last record. The gateway reads a
+// partition once for all its sessions and decodes it once; a scoped round
+// also filters each push once per tenant and encodes it once per tenant.
+// cpu-ns/delivery is the CPU time of the whole process (gateway, clients
+// that only frame the pushes, kfake) per delivered record; scoped/unscoped
+// is the ratio of deliveries/s.
+func BenchmarkSubscribeFanOutScoped(b *testing.B) {
+	const sessions, tenants, rounds = 1000, 10, 3
+	var topics []string
+	for r := range rounds {
+		topics = append(topics, fmt.Sprintf("all%d", r), fmt.Sprintf("scoped%d", r))
+	}
+	k := testkit.Kafka(b, kfake.SeedTopics(1, topics...))
+	srv := startScopedServer(b, k.ListenAddrs(), "")
+	b.ResetTimer()
+	var all, scoped fanOutTotals
+	for r := range rounds {
+		all.add(fanOutOnce(b, k, srv, topics[2*r], sessions, 1, false))
+		scoped.add(fanOutOnce(b, k, srv, topics[2*r+1], sessions, tenants, true))
+	}
+	b.ReportMetric(all.perSecond(), "unscoped-deliveries/s")
+	b.ReportMetric(scoped.perSecond(), "scoped-deliveries/s")
+	b.ReportMetric(scoped.perSecond()/all.perSecond(), "scoped/unscoped")
+	b.ReportMetric(all.cpuPerDelivery(), "unscoped-cpu-ns/delivery")
+	b.ReportMetric(scoped.cpuPerDelivery(), "scoped-cpu-ns/delivery")
+}
+
+// fanOutTotals adds up the rounds of one kind of fan-out.
+type fanOutTotals struct {
+	delivered float64
+	elapsed   time.Duration
+	cpu       time.Duration
+}
+
+func (t *fanOutTotals) add(delivered float64, elapsed, cpu time.Duration) {
+	t.delivered += delivered
+	t.elapsed += elapsed
+	t.cpu += cpu
+}
+
+func (t *fanOutTotals) perSecond() float64 { return t.delivered / t.elapsed.Seconds() }
+
+func (t *fanOutTotals) cpuPerDelivery() float64 { return float64(t.cpu) / t.delivered }
+
+// fanOutOnce writes b.N JSON records per tenant to topic, the tenants in
+// turn, each tenant's last record followed by an end marker; connects
+// sessions (session i scoped to tenant i%tenants when scoped); then
+// subscribes them all from the earliest offset and waits until each has
+// its marker. It returns the records delivered (not counting markers), the
+// time that took and the process CPU time used meanwhile.
+func fanOutOnce(b *testing.B, k *kfake.Cluster, srv *scopedServer, topic string, sessions, tenants int, scoped bool) (delivered float64, elapsed, cpu time.Duration) {
+	b.StopTimer()
+	const marker = "end-of-the-fan-out"
+	recs := make([]testkit.Record, 0, (b.N+1)*tenants)
+	for i := range b.N * tenants {
+		recs = append(recs, tenantRecord(fmt.Sprint(i%tenants), "", fmt.Sprintf(`{"event":"click","user":%03d,"ok":true,"pad":"%060d"}`, i%997, i)))
+	}
+	for t := range tenants {
+		recs = append(recs, tenantRecord(fmt.Sprint(t), "", marker))
+	}
+	testkit.Produce(b, k.ListenAddrs(), topic, 0, recs)
+	sub, _ := proto.Marshal(&pb.PubSubReq{Sequence: 1, Req: &pb.PubSubReq_CmdKafkaSubscribe{
+		CmdKafkaSubscribe: &pb.CmdKafkaSubscribe{Topic: topic, Partitions: []int32{0}, Start: &pb.CmdKafkaSubscribe_Earliest{Earliest: true}},
+	}})
+	conns := make([]rawSession, sessions)
+	for i := range conns {
+		path := "kafka"
+		if scoped {
+			path = fmt.Sprintf("kafka?tenant=%d", i%tenants)
+		}
+		conns[i] = dialRaw(b, "ws://"+srv.addr+"/"+path)
+	}
+	done := make(chan bool, sessions)
+	b.StartTimer()
+	began, cpuBefore := time.Now(), processCPU()
+	for _, s := range conns {
+		s.send(b, sub)
+		go func() { done <- readUntil(s.rd, []byte(marker)) }()
+	}
+	for range sessions {
+		if !<-done {
+			b.Fatal("a session ended before its last record")
+		}
+	}
+	elapsed, cpu = time.Since(began), processCPU()-cpuBefore
+	b.StopTimer()
+	for _, s := range conns {
+		s.conn.Close()
+	}
+	return float64(sessions) * float64(b.N), elapsed, cpu
+}
+
+// readUntil reads frames until one ends in a record with value marker (the
+// last message of a push ends a few fields before the end of its frame);
+// it reports whether it found one.
+func readUntil(rd io.Reader, marker []byte) bool {
+	var buf []byte
+	for {
+		h, err := ws.ReadHeader(rd)
+		if err != nil {
+			return false
+		}
+		if int64(cap(buf)) < h.Length {
+			buf = make([]byte, h.Length)
+		}
+		frame := buf[:h.Length]
+		if _, err := io.ReadFull(rd, frame); err != nil {
+			return false
+		}
+		if bytes.Contains(frame[max(0, len(frame)-256):], marker) {
+			return true
+		}
+	}
 }

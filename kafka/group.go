@@ -101,6 +101,7 @@ type member struct {
 	group      string
 	topic      string
 	maxRecords int
+	view       View // the records the session sees
 	// ctx is the subscription's context: done once it ends.
 	ctx context.Context
 	cl  *kgo.Client // set by members.activate, before the member is used
@@ -139,6 +140,7 @@ func (h *handlers) subscribeGroup(ctx context.Context, req *pubsub.Request) (*pb
 		maxRecords = DefaultMaxRecords
 	}
 	m := &member{k: h.k, req: req, group: group, topic: topic, maxRecords: maxRecords,
+		view:      View{Scope: h.policy.ReadScope(topic), Filter: MatchFilter(cmd.GetFilter())},
 		delivered: make(map[int32]int64), committed: make(map[int32]int64)}
 	if err := h.members.add(m); err != nil {
 		return fail(err)
@@ -269,13 +271,23 @@ func (m *member) run(ctx context.Context, wg *sync.WaitGroup, release func(), fo
 	}
 }
 
-// push sends the records of one assigned partition and notes how far the
-// client was sent; it reports whether the session still takes pushes.
+// push sends the records of one assigned partition that the session sees,
+// the last push going on after the last of recs, and notes how far the
+// client was sent (the offset after the last record it was pushed, which a
+// revocation waits for it to commit); it reports whether the session still
+// takes pushes. Records it does not see are not pushed: a poll of none
+// pushes nothing, and the member's client goes on past them.
 func (m *member) push(ctx context.Context, partition int32, recs []*kgo.Record) bool {
+	next := recs[len(recs)-1].Offset + 1
+	if !m.view.All() {
+		if recs = visibleOf(m.view, recs); len(recs) == 0 {
+			return true
+		}
+	}
 	d := &delivery{k: m.k, req: m.req, topic: m.topic, partition: partition, cursor: recs[0].Offset, maxRecords: m.maxRecords}
-	live := d.push(ctx, recs) // the member's own records: encoded for it alone
+	live := d.push(ctx, recs, next) // the member's own records: encoded for it alone
 	m.mu.Lock()
-	m.delivered[partition] = d.cursor
+	m.delivered[partition] = min(d.cursor, recs[len(recs)-1].Offset+1)
 	m.mu.Unlock()
 	return live
 }

@@ -164,9 +164,11 @@ type groupMember struct {
 	done      chan struct{}   // closed when Handle returns
 }
 
-func joinGroup(t *testing.T, srv *testkit.Server, name, group, topic string, seen *seenRecords) *groupMember {
+// joinGroup makes the session of c a member of group, reading topic from
+// the earliest offset where the group has committed none.
+func joinGroup(t *testing.T, c *client.Client, name, group, topic string, seen *seenRecords) *groupMember {
 	t.Helper()
-	m := &groupMember{name: name, c: srv.Dial(t, "kafka"), group: group, topic: topic, seen: seen,
+	m := &groupMember{name: name, c: c, group: group, topic: topic, seen: seen,
 		assigned: make(map[int32]bool), processed: make(map[int32]int64), changed: make(chan struct{}), done: make(chan struct{})}
 	sub, err := m.c.Subscribe(ctx(t), &pb.CmdKafkaSubscribe{Topic: topic, Group: group, Start: &pb.CmdKafkaSubscribe_Earliest{Earliest: true}})
 	if err != nil {
@@ -347,7 +349,7 @@ func TestGroupMembersSplitPartitionsWithoutLossOrDuplicates(t *testing.T) {
 	seen := newSeenRecords()
 
 	p.produce(t, 60)
-	m1 := joinGroup(t, srv, "m1", "app", "events", seen)
+	m1 := joinGroup(t, srv.Dial(t, "kafka"), "m1", "app", "events", seen)
 	seen.await(t, 60)
 
 	// Records keep arriving while members join.
@@ -371,9 +373,9 @@ func TestGroupMembersSplitPartitionsWithoutLossOrDuplicates(t *testing.T) {
 			p.produced += len(recs)
 		}
 	}()
-	m2 := joinGroup(t, srv, "m2", "app", "events", seen)
+	m2 := joinGroup(t, srv.Dial(t, "kafka"), "m2", "app", "events", seen)
 	awaitSplit(t, 6, m1, m2)
-	m3 := joinGroup(t, srv, "m3", "app", "events", seen)
+	m3 := joinGroup(t, srv.Dial(t, "kafka"), "m3", "app", "events", seen)
 	awaitSplit(t, 6, m1, m2, m3)
 	m1.leave(t)
 	awaitSplit(t, 6, m2, m3)

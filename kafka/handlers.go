@@ -65,10 +65,14 @@ func (h *handlers) fetch(ctx context.Context, req *pubsub.Request) (*pb.PubSubRe
 	// sent (a wait at the end of the log holds none).
 	ctx, cancel := context.WithTimeout(withReply(withLane(ctx, h.lane), req), h.k.cfg.RequestTimeout.Duration())
 	defer cancel()
+	view := View{Scope: h.policy.ReadScope(topic), Filter: MatchFilter(cmd.GetFilter())}
 	slab := messageSlabs.Get().(*messageSlab)
 	out := newReply(cmd.GetOffset(), DefaultMaxRecords, int(h.k.cfg.FetchMaxBytes))
 	out.records = slab.records[:0]
 	err := h.k.fetchReply(ctx, topic, partition, out)
+	if err == nil && !view.All() {
+		h.k.readVisible(ctx, topic, partition, view, cmd.GetOffset(), out)
+	}
 	slab.records = out.records
 	if err != nil {
 		slab.release()

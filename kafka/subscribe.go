@@ -107,8 +107,10 @@ func (h *handlers) subscribe(ctx context.Context, req *pubsub.Request) (*pb.PubS
 	if maxRecords <= 0 {
 		maxRecords = DefaultMaxRecords
 	}
+	view := keyed(View{Scope: h.policy.ReadScope(topic), Filter: MatchFilter(cmd.GetFilter())})
 	for _, s := range starts {
-		d := &delivery{k: h.k, req: req, topic: topic, partition: s.Partition, cursor: s.Offset, maxRecords: maxRecords}
+		d := &delivery{k: h.k, req: req, topic: topic, partition: s.Partition, cursor: s.Offset, maxRecords: maxRecords,
+			view: view, told: s.Offset, toldAt: time.Now()}
 		go d.run(sctx, &sub.wg, req.Hold())
 	}
 	return nil, nil
@@ -198,6 +200,12 @@ type delivery struct {
 	partition  int32
 	cursor     int64 // the next offset to deliver
 	maxRecords int
+	view       keyedView // the records the session sees
+	// told is the offset the client was last told to go on from (the start
+	// or a push's next_offset), toldAt when; kept where view does not see
+	// every record, so that the cursor may pass records without a push.
+	told   int64
+	toldAt time.Time
 
 	// Set by run for the deliveries it runs.
 	ctx     context.Context
@@ -332,13 +340,18 @@ func (d *delivery) loop(mayWait bool) {
 
 // step pushes what the record cache, or with mayWait Kafka, holds at the
 // cursor; without mayWait it returns stepWait instead of waiting (for
-// Kafka, a backoff, or room in the session's push queue).
+// Kafka, a backoff, room in the session's push queue or the time to tell
+// the client its position).
 func (d *delivery) step(ctx context.Context, mayWait bool) (stepResult, <-chan struct{}) {
 	changed, end, gone := d.r.state()
+	key := readerKey{d.topic, d.partition}
+	if ep := d.keptPush(key); ep != nil {
+		return d.send(ctx, ep, mayWait), nil
+	}
 	out := newReply(d.cursor, d.maxRecords, int(d.k.cfg.FetchMaxBytes))
 	// The record cache first: at the end of the log it holds what came
 	// since state, and a catch-up needs a deadline only for Kafka.
-	if !d.k.cache.read(readerKey{d.topic, d.partition}, d.cursor, out) && d.cursor < end {
+	if !d.k.cache.read(key, d.cursor, out) && d.cursor < end {
 		if !mayWait {
 			return stepWait, nil
 		}
@@ -358,11 +371,16 @@ func (d *delivery) step(ctx context.Context, mayWait bool) (stepResult, <-chan s
 	case out.next > d.cursor:
 		d.cursor = out.next // offsets that hold no data record
 		return stepAgain, nil
-	case gone != nil && !mayWait:
+	case (gone != nil || (d.cursor > d.told && !d.view.All())) && !mayWait:
 		return stepWait, nil // telling the client may wait
 	case gone != nil:
 		d.fail(ctx, gone)
 		return stepEnd, nil
+	case d.cursor > d.told && !d.view.All():
+		if !d.tellPositionWhenIdle(ctx, changed) {
+			return stepEnd, nil
+		}
+		return stepAgain, nil
 	}
 	return stepPark, changed
 }
@@ -401,11 +419,12 @@ func (d *delivery) catchUp(ctx context.Context, out *reply) error {
 	return d.k.read(ctx, readerKey{d.topic, d.partition}, d.cursor, out)
 }
 
-// push sends recs (consecutive data records of the partition, in offset
-// order, none of them from the record cache) in pushes of at most
-// maxRecords and the cluster's fetch byte limit, and advances the cursor;
-// it reports whether the session still takes pushes.
-func (d *delivery) push(ctx context.Context, recs []*kgo.Record) bool {
+// push sends recs (data records of the partition, in offset order, none of
+// them from the record cache) in pushes of at most maxRecords and the
+// cluster's fetch byte limit, and advances the cursor; the last push goes
+// on at next (at least after its last record). It reports whether the
+// session still takes pushes.
+func (d *delivery) push(ctx context.Context, recs []*kgo.Record, next int64) bool {
 	for len(recs) > 0 {
 		out := newReply(recs[0].Offset, d.maxRecords, int(d.k.cfg.FetchMaxBytes))
 		for _, r := range recs {
@@ -413,38 +432,107 @@ func (d *delivery) push(ctx context.Context, recs []*kgo.Record) bool {
 				break
 			}
 		}
-		if err := d.req.Push(ctx, pushReply(d.topic, d.partition, out)); err != nil {
+		recs = recs[len(out.records):]
+		if len(recs) == 0 {
+			out.next = max(out.next, next)
+		}
+		if err := d.req.Push(ctx, pushReply(d.topic, d.partition, out.records, out.next)); err != nil {
 			return false
 		}
 		d.cursor = out.next
-		recs = recs[len(out.records):]
 	}
 	return true
 }
 
-// pushCached sends the records of out, records of the record cache, in one
-// push encoded once for every subscriber that pushes the same records, and
-// moves the cursor to the offset to ask for next. Unless mayWait, it
-// returns stepWait, pushing nothing, when the session's push queue has no
-// room.
+// pushCached sends the records of out, records of the record cache, that
+// the session sees, in one push encoded once for every subscriber of the
+// same view that pushes the same records, and moves the cursor to the
+// offset to ask for next. Records the session does not see move the cursor
+// without a push, but for one that carries the position now and then.
+// Unless mayWait, it returns stepWait rather than wait for room in the
+// session's push queue.
 func (d *delivery) pushCached(ctx context.Context, out *reply, mayWait bool) stepResult {
-	e, err := d.k.pushes.encode(d.topic, d.partition, out, d.k.cfg.WindowBytes)
+	ep, err := d.k.pushes.encode(d.topic, d.partition, d.cursor, out, d.view, d.k.cfg.WindowBytes)
 	if err != nil {
 		return stepEnd
 	}
-	if mayWait {
-		err = d.req.PushEncoded(ctx, e)
-	} else {
-		var queued bool
-		if queued, err = d.req.TryPushEncoded(e); err == nil && !queued {
+	return d.send(ctx, ep, mayWait)
+}
+
+// keptPush returns the push that another subscriber of the session's view
+// read at the cursor, if it is kept and the record cache still holds its
+// first record there; nil for a view of every record.
+func (d *delivery) keptPush(key readerKey) *encodedPush {
+	if d.view.All() {
+		return nil
+	}
+	ep := d.k.pushes.startingAt(pushStart{key, d.cursor, d.view.key, d.maxRecords})
+	if ep == nil || d.k.cachedFirst(key, d.cursor) != ep.first {
+		return nil
+	}
+	return ep
+}
+
+// send pushes ep, encoded for the session's view, and moves the cursor to
+// its next_offset; when the view sees none of its records, it only moves
+// the cursor, but for a push of the position now and then. Unless mayWait,
+// it returns stepWait, having done nothing, where it would wait for room
+// in the session's push queue.
+func (d *delivery) send(ctx context.Context, ep *encodedPush, mayWait bool) stepResult {
+	if ep.e == nil {
+		due := time.Since(d.toldAt) >= positionPushInterval
+		if due && !mayWait {
 			return stepWait
 		}
+		d.cursor = ep.next
+		if due && !d.tellPosition(ctx) {
+			return stepEnd
+		}
+		return stepAgain
 	}
-	if err != nil {
-		return stepEnd // the session takes no more pushes
+	if mayWait {
+		if err := d.req.PushEncoded(ctx, ep.e); err != nil {
+			return stepEnd
+		}
+	} else if queued, err := d.req.TryPushEncoded(ep.e); err != nil {
+		return stepEnd
+	} else if !queued {
+		return stepWait
 	}
-	d.cursor = out.next
+	d.cursor = ep.next
+	if !d.view.All() {
+		d.told, d.toldAt = d.cursor, time.Now()
+	}
 	return stepAgain
+}
+
+// tellPosition pushes the cursor as next_offset, without records; it
+// reports whether the session still takes pushes.
+func (d *delivery) tellPosition(ctx context.Context) bool {
+	if err := d.req.Push(ctx, pushReply(d.topic, d.partition, nil, d.cursor)); err != nil {
+		return false
+	}
+	d.told, d.toldAt = d.cursor, time.Now()
+	return true
+}
+
+// tellPositionWhenIdle waits, at the end of the log with the cursor past
+// records the client was not told of, until positionPushInterval has passed
+// since it was last told and then tells it, unless changed (records came)
+// or ctx ends first. It reports whether the session still takes pushes.
+func (d *delivery) tellPositionWhenIdle(ctx context.Context, changed <-chan struct{}) bool {
+	if wait := positionPushInterval - time.Since(d.toldAt); wait > 0 {
+		t := time.NewTimer(wait)
+		defer t.Stop()
+		select {
+		case <-changed:
+			return true
+		case <-ctx.Done():
+			return true
+		case <-t.C:
+		}
+	}
+	return d.tellPosition(ctx)
 }
 
 // terminal reports whether a catch-up failure ends the subscription of the

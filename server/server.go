@@ -20,8 +20,6 @@ import (
 	"sync/atomic"
 	"time"
 
-	"github.com/gobwas/ws"
-
 	"github.com/envoy-pubsub/gateway/config"
 	"github.com/envoy-pubsub/gateway/kafka"
 	"github.com/envoy-pubsub/gateway/pubsub"
@@ -78,6 +76,11 @@ type Options struct {
 	Logger *slog.Logger
 	// Observer, if set, receives events for metrics.
 	Observer Observer
+	// KeylessUpgrade accepts WebSocket upgrades without Sec-WebSocket-Key,
+	// the form Envoy forwards for an HTTP/2 WebSocket (see keyless.go).
+	// Only for a listener that nothing but Envoy reaches; default false,
+	// and a keyless upgrade then gets 400.
+	KeylessUpgrade bool
 }
 
 // Server serves pub-sub sessions over WebSocket.
@@ -212,7 +215,7 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		s.refuse(w, &Error{Status: http.StatusServiceUnavailable, Message: "memory limit reached"})
 		return
 	}
-	conn, rw, _, err := ws.UpgradeHTTP(r, w)
+	conn, rw, err := s.upgrade(r, w)
 	if err != nil {
 		s.active.Add(-1)
 		release()
@@ -220,7 +223,7 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		if s.opts.Observer != nil {
 			s.opts.Observer.Refused(http.StatusBadRequest)
 		}
-		return // UpgradeHTTP answered 400 itself.
+		return // the handshake answered 400 itself.
 	}
 	if rw != nil && rw.Reader.Buffered() > 0 {
 		conn = &prefixedConn{Conn: conn, prefix: rw.Reader}

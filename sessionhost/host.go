@@ -41,9 +41,16 @@ var (
 
 // Hosts are the session hosts of one process, by socket path, sharing one
 // Kafka client pool and one logger. The filter keeps one per process.
+//
+// Nothing logs to log for a host once its last configuration is released
+// (Envoy has destroyed it): the host's drain and its remaining sessions log
+// warnings and errors to stderr instead, and so does the Kafka client pool
+// while no host is held.
 type Hosts struct {
-	log  *slog.Logger
-	pool *kafka.Pool
+	log      *slog.Logger
+	detached slog.Handler // where released hosts log
+	poolLog  logGate
+	pool     *kafka.Pool
 
 	mu     sync.Mutex
 	byPath map[string]*Host
@@ -51,11 +58,13 @@ type Hosts struct {
 
 // NewHosts returns an empty set of hosts logging to log.
 func NewHosts(log *slog.Logger) *Hosts {
-	return &Hosts{
-		log:    log,
-		pool:   kafka.NewPool(kafka.Logger(log)),
-		byPath: make(map[string]*Host),
+	hs := &Hosts{
+		log:      log,
+		detached: detachedHandler(),
+		byPath:   make(map[string]*Host),
 	}
+	hs.pool = kafka.NewPool(kafka.Logger(slog.New(&gatedHandler{gate: &hs.poolLog, live: log.Handler(), closed: hs.detached})))
+	return hs
 }
 
 // Host is the session server on one unix socket. It is started by the first
@@ -66,7 +75,8 @@ func NewHosts(log *slog.Logger) *Hosts {
 // the ticket holds.
 type Host struct {
 	hosts   *Hosts
-	log     *slog.Logger
+	log     *slog.Logger // behind logGate
+	logGate logGate
 	socket  *socket
 	tickets *ticketStore
 	stats   observer
@@ -117,6 +127,7 @@ func (hs *Hosts) Acquire(doc *config.Document, stats Stats) (*Host, error) {
 	}
 	h.holders = append(h.holders, holder{doc: doc, stats: stats})
 	h.update(doc, stats)
+	hs.poolLog.set(true)
 	return h, nil
 }
 
@@ -140,18 +151,27 @@ func (hs *Hosts) Release(h *Host, stats Stats) {
 	if hs.byPath[h.socket.path] == h {
 		delete(hs.byPath, h.socket.path)
 	}
+	// The released configuration's stats and log die with it (Envoy
+	// refuses them once it is destroyed): the draining sessions report to
+	// no one and log to stderr.
+	h.stats.use(nil)
+	h.logGate.set(false)
+	if len(hs.byPath) == 0 {
+		hs.poolLog.set(false)
+	}
 	h.drain(drainTimeout)
 }
 
 func (hs *Hosts) start(path string) (*Host, error) {
-	log := hs.log.With("listener", path)
 	h := &Host{
 		hosts:   hs,
-		log:     log,
 		tickets: newTicketStore(time.Now),
 		served:  make(chan struct{}),
 		drained: make(chan struct{}),
 	}
+	h.logGate.set(true)
+	log := slog.New(&gatedHandler{gate: &h.logGate, live: hs.log.Handler(), closed: hs.detached}).With("listener", path)
+	h.log = log
 	h.http = server.NewHTTPServer(h, log)
 	sock, err := openSocket(path, log, func(ln net.Listener) { h.goSafe("accept loop", func() { h.serve(ln) }) })
 	if err != nil {
@@ -194,6 +214,9 @@ func (h *Host) update(doc *config.Document, stats Stats) {
 	}
 	opts := server.OptionsFrom(doc, h.log)
 	opts.Observer = &h.stats
+	// Only Envoy reaches the socket, and it forwards HTTP/2 WebSockets
+	// without a key (server.Options.KeylessUpgrade).
+	opts.KeylessUpgrade = true
 	if h.current.srv != nil {
 		h.retired = append(h.retired, h.current.srv)
 		if h.current.process == doc.Limits {
@@ -205,22 +228,47 @@ func (h *Host) update(doc *config.Document, stats Stats) {
 
 // Issue stores g under a new one-time ticket valid for ttl, with at most
 // limit tickets outstanding, and returns the ticket. A host whose socket
-// path another process serves takes the path over first, atomically: from
-// then on new upgrades reach this host, while the other process keeps the
-// sessions it has. Errors: ErrTicketsFull, ErrSuperseded when another
-// process has taken the path from this host, ErrDraining, or a socket error.
+// path another process serves starts taking the path over, atomically and
+// in the background, and answers ErrStarting until it has: from then on new
+// upgrades reach this host, while the other process keeps the sessions it
+// has. Errors: ErrTicketsFull, ErrStarting, ErrSuperseded when another
+// process has taken the path from this host, ErrDraining. Issue makes no
+// system call but for the ticket's random bytes: it runs on Envoy's worker
+// threads.
 func (h *Host) Issue(g *Grant, ttl time.Duration, limit int) (string, error) {
 	if err := h.socket.serving(); err != nil {
 		return "", err
 	}
-	return h.tickets.issue(g, ttl, limit)
+	ticket, outstanding, err := h.tickets.issue(g, ttl, limit)
+	h.stats.ticketsOutstanding(outstanding)
+	return ticket, err
+}
+
+// Revoke withdraws ticket if it was issued and is neither redeemed nor
+// expired, and reports whether it did. The filter revokes the ticket of a
+// stream that ends before its upgrade reached the session server (the
+// router's 503, a failed connect, a client reset), so that such streams do
+// not hold tickets for their whole TTL. It is O(1) and takes the store's
+// lock only for a map and a list update: safe on an Envoy worker thread.
+func (h *Host) Revoke(ticket string) bool {
+	if !h.tickets.revoke(ticket) {
+		return false
+	}
+	h.stats.ticketsOutstanding(h.tickets.pending())
+	return true
 }
 
 // Redeem returns the grant of ticket and invalidates the ticket.
-func (h *Host) Redeem(ticket string) (*Grant, error) { return h.tickets.redeem(ticket) }
+func (h *Host) Redeem(ticket string) (*Grant, error) { return h.redeem(ticket) }
 
-// Pending returns the number of outstanding tickets, expired ones included
-// until they are purged.
+func (h *Host) redeem(ticket string) (*Grant, error) {
+	g, err := h.tickets.redeem(ticket)
+	h.stats.ticketsOutstanding(h.tickets.pending())
+	return g, err
+}
+
+// Pending returns the number of outstanding tickets; expired ones count
+// until the next issue or redeem drops them.
 func (h *Host) Pending() int { return h.tickets.pending() }
 
 // Drained is closed when the host has drained after its last release.
@@ -246,7 +294,7 @@ func (h *Host) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 // Resolve redeems the request's ticket and binds the session to the shared
 // Kafka client of the ticket's cluster snapshot.
 func (h *Host) Resolve(r *http.Request) (server.Route, error) {
-	g, err := h.tickets.redeem(r.Header.Get(TicketHeader))
+	g, err := h.redeem(r.Header.Get(TicketHeader))
 	if err != nil {
 		h.stats.ticketRejected()
 		h.log.Warn("pubsub: upgrade refused", "reason", err.Error(), "remote", r.RemoteAddr)

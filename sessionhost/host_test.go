@@ -53,6 +53,7 @@ type countingStats struct {
 	mu                sync.Mutex
 	refused, rejected int
 	active            int64
+	outstanding       int64
 	started           chan struct{} // a value per session started
 }
 
@@ -128,6 +129,23 @@ func issue(t *testing.T, h *Host) string {
 	return v
 }
 
+// issueTakingOver issues h's first ticket on a socket another process
+// serves: the take-over runs in the background and Issue answers
+// ErrStarting until it is done.
+func issueTakingOver(t *testing.T, h *Host) string {
+	t.Helper()
+	var v string
+	testkit.Eventually(t, "the take-over of the socket", func() bool {
+		var err error
+		v, err = h.Issue(&Grant{Cluster: "kafka", Kafka: &config.KafkaCluster{Brokers: []string{"127.0.0.1:1"}}}, 30*time.Second, 100)
+		if err != nil && !errors.Is(err, ErrStarting) {
+			t.Fatalf("issue: %v", err)
+		}
+		return err == nil
+	})
+	return v
+}
+
 // session opens a pub-sub session on sock with ticket v.
 func session(t *testing.T, sock, v string) *client.Client {
 	t.Helper()
@@ -175,8 +193,12 @@ func TestSecondProcessTakesTheSocketOverWhileTheFirstServes(t *testing.T) {
 	}
 	oldToo := session(t, sock, issue(t, a))
 
-	// Its first ticket takes the path over; its sessions arrive there.
-	moved := session(t, sock, issue(t, b))
+	// Its first upgrade starts taking the path over, off the worker; its
+	// sessions arrive there.
+	if _, err := b.Issue(&Grant{Cluster: "kafka"}, time.Minute, 10); !errors.Is(err, ErrStarting) {
+		t.Fatalf("first issue of the second process: %v, want ErrStarting", err)
+	}
+	moved := session(t, sock, issueTakingOver(t, b))
 	if os.SameFile(stat(t, sock), firstSocket) {
 		t.Fatal("the socket file is still the first process's")
 	}
@@ -185,10 +207,12 @@ func TestSecondProcessTakesTheSocketOverWhileTheFirstServes(t *testing.T) {
 	}
 	testkit.Ping(t, moved)
 
-	// The first keeps serving its sessions and refuses new tickets.
-	if _, err := a.Issue(&Grant{Cluster: "kafka"}, time.Minute, 10); !errors.Is(err, ErrSuperseded) {
-		t.Errorf("first process issued a ticket after the take-over: %v", err)
-	}
+	// The first keeps serving its sessions and, once its watcher has seen
+	// the take-over (within ownershipPoll), refuses new tickets.
+	testkit.Eventually(t, "the first process refusing tickets", func() bool {
+		_, err := a.Issue(&Grant{Cluster: "kafka"}, time.Minute, 10)
+		return errors.Is(err, ErrSuperseded)
+	})
 	testkit.Ping(t, old)
 	testkit.Ping(t, oldToo)
 
@@ -352,5 +376,74 @@ func TestGenerationsShareTheProcessMemoryBudget(t *testing.T) {
 	t.Cleanup(func() { hs.Release(h, stats) })
 	if len(h.retired) != 2 || h.current.process != doc.Limits || h.current.memory == first {
 		t.Fatal("a new limits.max_memory_bytes did not size a new budget")
+	}
+}
+
+func (s *countingStats) TicketsOutstanding(n int64) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.outstanding = n
+}
+
+// An HTTP/2 WebSocket reaches the session socket as Envoy forwards it, a
+// GET upgrade without Sec-WebSocket-Key; with a ticket it is a session, the
+// keyed HTTP/1.1 form still is, and without a ticket it gets 401.
+func TestKeylessUpgradeFromEnvoyIsServed(t *testing.T) {
+	sock := socketPath(t)
+	hs, _ := newHosts(t)
+	h, _ := acquire(t, hs, sock)
+	dialUnix := func() net.Conn {
+		t.Helper()
+		conn, err := net.Dial("unix", sock)
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { conn.Close() })
+		return conn
+	}
+	conn := dialUnix()
+	resp, br := testkit.RawUpgrade(t, conn, testkit.EnvoyH2UpgradeRequest("/kafka", TicketHeader+": "+issue(t, h)+"\r\n"))
+	if resp.StatusCode != http.StatusSwitchingProtocols {
+		t.Fatalf("keyless upgrade with a ticket: %d", resp.StatusCode)
+	}
+	testkit.RawPing(t, conn, br, "h2")
+	testkit.Ping(t, session(t, sock, issue(t, h)))
+	resp, _ = testkit.RawUpgrade(t, dialUnix(), testkit.EnvoyH2UpgradeRequest("/kafka", ""))
+	if resp.StatusCode != http.StatusUnauthorized {
+		t.Errorf("keyless upgrade without a ticket: %d, want 401", resp.StatusCode)
+	}
+}
+
+// Once its last configuration is released, a host logs nothing to the live
+// logger and reports nothing to that configuration's stats (inside Envoy:
+// no api.Log* or metric call for a destroyed configuration): its drain and
+// its last sessions log to the detached handler.
+func TestReleasedHostLogsOnlyToTheDetachedHandler(t *testing.T) {
+	hs, live := newHosts(t)
+	detached := &logBuffer{}
+	hs.detached = slog.NewTextHandler(detached, &slog.HandlerOptions{Level: slog.LevelDebug})
+	sock := socketPath(t)
+	h, stats := acquire(t, hs, sock)
+	c := session(t, sock, issue(t, h))
+	testkit.Ping(t, c)
+	if !strings.Contains(live.String(), "session server listening") {
+		t.Fatalf("the live log got nothing while the host was held:\n%s", live.String())
+	}
+
+	before := live.String()
+	hs.Release(h, stats)
+	testkit.WaitClosedWith(t, c, ws.StatusGoingAway)
+	<-h.Drained()
+	if after := live.String(); after != before {
+		t.Errorf("logged to the live logger after the release:\n%s", strings.TrimPrefix(after, before))
+	}
+	if !strings.Contains(detached.String(), "session server drained") {
+		t.Errorf("the drain was not logged to the detached handler:\n%s", detached.String())
+	}
+	// Nor do the released configuration's stats hear of the session's end.
+	stats.mu.Lock()
+	defer stats.mu.Unlock()
+	if stats.active != 1 {
+		t.Errorf("the released configuration's stats were told of %d active sessions after the release", stats.active)
 	}
 }

@@ -24,6 +24,15 @@ const staleProbeTimeout = 500 * time.Millisecond
 // without its terminating NUL).
 const maxSocketPath = 107
 
+// ownershipPoll is how often a serving socket checks, off Envoy's worker
+// threads, that the file at its path is still its own: another process
+// that took the path over is noticed within this time.
+const ownershipPoll = 100 * time.Millisecond
+
+// ErrStarting: the host is taking the socket path over from another
+// process, in the background; the upgrade should be retried.
+var ErrStarting = errors.New("the session server is taking the socket over from another process")
+
 // socketState is where a host's socket is in its life.
 type socketState int
 
@@ -48,15 +57,23 @@ const (
 // keeps a take-over and a previous owner's removal of the path from
 // interleaving. A Linux abstract name (@name) cannot be taken over: it is
 // bound when the host starts, and a second process must use another name.
+//
+// What an upgrade on an Envoy worker thread asks (serving) costs a mutex
+// and no system call: the take-over (lock file, bind, rename) and the
+// check that the path is still this socket's (stat) run in goroutines.
 type socket struct {
 	path  string
 	log   *slog.Logger
 	serve func(net.Listener) // starts the accept loop on a bound listener
 
-	mu    sync.Mutex
-	state socketState
-	ln    net.Listener
-	bound os.FileInfo // the file this host's listener was bound as
+	pathMu sync.Mutex // serialises take-over, ownership checks and close; never taken on a worker
+
+	mu         sync.Mutex
+	state      socketState
+	takingOver bool
+	ln         net.Listener
+	bound      os.FileInfo   // the file this host's listener was bound as
+	closed     chan struct{} // stops the ownership watcher
 }
 
 // openSocket prepares path and binds it, unless another process serves it:
@@ -64,7 +81,7 @@ type socket struct {
 // that is not a socket is an error; a socket nothing answers on is stale and
 // is replaced.
 func openSocket(path string, log *slog.Logger, serve func(net.Listener)) (*socket, error) {
-	s := &socket{path: path, log: log, serve: serve}
+	s := &socket{path: path, log: log, serve: serve, closed: make(chan struct{})}
 	if isAbstract(path) {
 		ln, err := net.Listen("unix", path)
 		if err != nil {
@@ -92,31 +109,31 @@ func openSocket(path string, log *slog.Logger, serve func(net.Listener)) (*socke
 			return s, nil
 		}
 	}
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if err := s.takeOverLocked(); err != nil {
+	s.pathMu.Lock()
+	defer s.pathMu.Unlock()
+	if err := s.takeOver(); err != nil {
 		return nil, err
 	}
 	return s, nil
 }
 
-// serving makes sure new upgrades routed to the path reach this socket: a
-// socket on standby takes the path over now. It returns ErrSuperseded once
-// another process has taken the path from this socket, ErrDraining after
-// close.
+// serving reports whether new upgrades routed to the path reach this
+// socket. A socket on standby starts taking the path over in the
+// background and returns ErrStarting until it has; ErrSuperseded once
+// another process has taken the path from this socket; ErrDraining after
+// close. It makes no system call: it runs on Envoy's worker threads.
 func (s *socket) serving() error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	switch s.state {
 	case socketStandby:
-		return s.takeOverLocked()
-	case socketServing:
-		if s.bound == nil || s.ownsPath() {
-			return nil
+		if !s.takingOver {
+			s.takingOver = true
+			go s.takeOverInBackground()
 		}
-		s.state = socketSuperseded
-		s.log.Warn("pubsub: another process took the session socket over; this one refuses new sessions and keeps its open ones until it drains (expected after a hot restart; otherwise give each Envoy its own listener path)")
-		return ErrSuperseded
+		return ErrStarting
+	case socketServing:
+		return nil
 	case socketSuperseded:
 		return ErrSuperseded
 	default:
@@ -124,9 +141,35 @@ func (s *socket) serving() error {
 	}
 }
 
-// takeOverLocked binds a listener at a temporary name beside the path,
-// makes it private and renames it into place, then starts serving.
-func (s *socket) takeOverLocked() error {
+// takeOverInBackground takes the path over for a socket on standby; a
+// failure is logged and the next upgrade tries again.
+func (s *socket) takeOverInBackground() {
+	defer func() {
+		if p := recover(); p != nil {
+			s.log.Error("pubsub: panic taking the session socket over", "panic", p)
+		}
+	}()
+	s.pathMu.Lock()
+	defer s.pathMu.Unlock()
+	s.mu.Lock()
+	standby := s.state == socketStandby
+	s.mu.Unlock()
+	var err error
+	if standby {
+		err = s.takeOver()
+	}
+	s.mu.Lock()
+	s.takingOver = false
+	s.mu.Unlock()
+	if err != nil {
+		s.log.Error("pubsub: taking the session socket over", "err", err)
+	}
+}
+
+// takeOver binds a listener at a temporary name beside the path, makes it
+// private and renames it into place, then starts serving and watching the
+// path. The caller holds pathMu.
+func (s *socket) takeOver() error {
 	var suffix [4]byte
 	if _, err := rand.Read(suffix[:]); err != nil {
 		return fmt.Errorf("listener: %w", err)
@@ -136,6 +179,7 @@ func (s *socket) takeOverLocked() error {
 		return fmt.Errorf("listener: %s: the directory name is too long for a unix socket (at most %d bytes with a 14-byte file name)", s.path, maxSocketPath)
 	}
 	var ln *net.UnixListener
+	var bound os.FileInfo
 	err := s.withPathLock(func() error {
 		var err error
 		if ln, err = net.ListenUnix("unix", &net.UnixAddr{Name: tmp, Net: "unix"}); err != nil {
@@ -148,7 +192,7 @@ func (s *socket) takeOverLocked() error {
 		if err := os.Rename(tmp, s.path); err != nil {
 			return err
 		}
-		s.bound, err = os.Stat(s.path)
+		bound, err = os.Stat(s.path)
 		return err
 	})
 	if err != nil {
@@ -158,40 +202,99 @@ func (s *socket) takeOverLocked() error {
 		}
 		return fmt.Errorf("listener: %w", err)
 	}
-	s.state, s.ln = socketServing, ln
+	s.mu.Lock()
+	if s.state == socketClosed { // closed while binding: give the path back
+		s.mu.Unlock()
+		s.removeIfOwned(bound)
+		ln.Close()
+		return ErrDraining
+	}
+	s.state, s.ln, s.bound = socketServing, ln, bound
+	s.mu.Unlock()
 	s.serve(ln)
+	go s.watchOwnership()
 	return nil
+}
+
+// watchOwnership marks the socket superseded when the file at its path is
+// no longer the one it bound (another process renamed its own over it).
+func (s *socket) watchOwnership() {
+	defer func() {
+		if p := recover(); p != nil {
+			s.log.Error("pubsub: panic watching the session socket", "panic", p)
+		}
+	}()
+	ticker := time.NewTicker(ownershipPoll)
+	defer ticker.Stop()
+	for {
+		select {
+		case <-s.closed:
+			return
+		case <-ticker.C:
+		}
+		// The stat runs without mu, which upgrades on the workers take.
+		s.pathMu.Lock()
+		s.mu.Lock()
+		serving, bound := s.state == socketServing, s.bound
+		s.mu.Unlock()
+		owned := !serving || ownsPath(s.path, bound)
+		if !owned {
+			s.mu.Lock()
+			s.state = socketSuperseded
+			s.mu.Unlock()
+		}
+		s.pathMu.Unlock()
+		if !owned {
+			s.log.Warn("pubsub: another process took the session socket over; this one refuses new sessions and keeps its open ones until it drains (expected after a hot restart; otherwise give each Envoy its own listener path)")
+			return
+		}
+		if !serving {
+			return
+		}
+	}
 }
 
 // close stops accepting and removes the path if it is still this socket's.
 // It reports whether a listener was open (an accept loop was started).
 func (s *socket) close() bool {
+	s.pathMu.Lock()
+	defer s.pathMu.Unlock()
 	s.mu.Lock()
-	defer s.mu.Unlock()
+	wasClosed := s.state == socketClosed
 	s.state = socketClosed
-	if s.ln == nil {
+	ln, bound := s.ln, s.bound
+	s.mu.Unlock()
+	if !wasClosed {
+		close(s.closed)
+	}
+	if ln == nil {
 		return false
 	}
-	if s.bound != nil {
-		err := s.withPathLock(func() error {
-			if s.ownsPath() {
-				return os.Remove(s.path)
-			}
-			return nil
-		})
-		if err != nil {
-			s.log.Warn("pubsub: removing the session socket", "err", err)
-		}
+	if bound != nil {
+		s.removeIfOwned(bound)
 	}
-	s.ln.Close()
+	ln.Close()
 	return true
 }
 
-// ownsPath reports whether the file at the path is the one this socket
-// bound.
-func (s *socket) ownsPath() bool {
-	fi, err := os.Stat(s.path)
-	return err == nil && os.SameFile(fi, s.bound)
+// removeIfOwned removes the path if the file there is bound, under the
+// path lock.
+func (s *socket) removeIfOwned(bound os.FileInfo) {
+	err := s.withPathLock(func() error {
+		if ownsPath(s.path, bound) {
+			return os.Remove(s.path)
+		}
+		return nil
+	})
+	if err != nil {
+		s.log.Warn("pubsub: removing the session socket", "err", err)
+	}
+}
+
+// ownsPath reports whether the file at path is bound.
+func ownsPath(path string, bound os.FileInfo) bool {
+	fi, err := os.Stat(path)
+	return err == nil && os.SameFile(fi, bound)
 }
 
 // withPathLock runs fn holding the exclusive advisory lock of path.lock,

@@ -16,10 +16,20 @@
 //   secret NAME VALUE             -> OK
 //   request CONFIG CLUSTER WORKER [NAME=VALUE]...     (CLUSTER "-": none)
 //        -> STATUS N, [REPLY CODE DETAILS BODY], [REPLYHEADER K V]...,
-//           [MUTATION set|add|remove K]..., HEADER K V..., END
+//           [MUTATION set|add|remove K]..., HEADER K V..., END STREAM
+//        The stream stays open (as the upgrade Envoy proxies does) until
+//   end STREAM                    -> ENDED STREAM   (Envoy's onDestroy)
+//   bench CONFIG CLUSTER REQUESTS CHUNKS [NAME=VALUE]...
+//        -> BENCH REQUEST_NS CHUNK_NS
+//        Runs REQUESTS whole streams on worker 0 the way Envoy calls the
+//        filter for each: decode headers, encode headers, CHUNKS data
+//        chunks in each direction, the access log, destroy. REQUEST_NS is
+//        the time of the header, log and destroy calls of all streams,
+//        CHUNK_NS that of the 2 x CHUNKS x REQUESTS data calls.
 //   stats                         -> METRIC NAME VALUE..., END
 //   destroy ID                    -> DESTROYED ID
-//   (end of input)                -> FINALIZED REQUESTS CREATED CONFIGS CREATED, VIOLATIONS N; exit
+//   (end of input)                -> open streams end; then
+//                                    FINALIZED REQUESTS CREATED CONFIGS CREATED, VIOLATIONS N; exit
 //
 // Build: gcc -rdynamic -I<envoy api dir> -o fakeenvoy fakeenvoy.c -ldl -lpthread
 
@@ -30,6 +40,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "api.h"
@@ -40,9 +51,10 @@ typedef struct {
   ptrdiff_t n;
 } GoStr;
 
-enum { MaxHeaders = 64, MaxMetrics = 256, MaxConfigs = 256, MaxSecrets = 16, MaxWorkers = 2 };
+enum { MaxHeaders = 64, MaxMetrics = 256, MaxConfigs = 256, MaxSecrets = 16, MaxWorkers = 2, MaxStreams = 1024 };
 enum { ValueUpstreamClusterName = 11 };
-enum { ProcessingHeader = 1 };
+enum { ProcessingHeader = 1, ProcessingData = 4 };
+enum { AccessLogDownstreamEnd = 6 };
 
 // --- the library's entry points, resolved as Envoy's DsoManager does ---
 
@@ -50,6 +62,9 @@ static uint64_t (*newHttpPluginConfig)(httpConfig*);
 static void (*destroyHttpPluginConfig)(uint64_t, int);
 static uint64_t (*mergeHttpPluginConfig)(uint64_t, uint64_t, uint64_t, uint64_t);
 static uint64_t (*onHttpHeader)(processState*, uint64_t, uint64_t, uint64_t);
+static uint64_t (*onHttpData)(processState*, uint64_t, uint64_t, uint64_t);
+static void (*onHttpLog)(httpRequest*, uint64_t, processState*, processState*, uint64_t, uint64_t, uint64_t,
+                         uint64_t, uint64_t, uint64_t, uint64_t, uint64_t);
 static void (*onHttpDestroy)(httpRequest*, uint64_t);
 static void (*cleanUp)(void);
 
@@ -73,10 +88,10 @@ static void load(const char* path) {
   mergeHttpPluginConfig = must_sym(lib, "envoyGoFilterMergeHttpPluginConfig");
   onHttpHeader = must_sym(lib, "envoyGoFilterOnHttpHeader");
   onHttpDestroy = must_sym(lib, "envoyGoFilterOnHttpDestroy");
+  onHttpData = must_sym(lib, "envoyGoFilterOnHttpData");
+  onHttpLog = must_sym(lib, "envoyGoFilterOnHttpLog");
   cleanUp = must_sym(lib, "envoyGoFilterCleanUp");
   // Envoy requires these too, though this host never calls them.
-  must_sym(lib, "envoyGoFilterOnHttpData");
-  must_sym(lib, "envoyGoFilterOnHttpLog");
   must_sym(lib, "envoyGoFilterOnHttpStreamComplete");
   must_sym(lib, "envoyGoRequestSemaDec");
 }
@@ -112,6 +127,7 @@ static const char plugin_name[] = "pubsub";
 typedef struct {
   httpRequest base; // must be first
   processState decoding;
+  processState encoding;
   int in_go;
   const char* cluster;
   header headers[MaxHeaders];
@@ -546,11 +562,9 @@ static void print_escaped(const char* s) {
   }
 }
 
-static void cmd_request(char** args, int nargs) {
-  if (nargs < 3) {
-    printf("ERROR request CONFIG CLUSTER WORKER [NAME=VALUE]...\n");
-    return;
-  }
+// new_request builds a stream for config ID args[0], routed to cluster
+// args[1] ("-": none), on worker args[2], with NAME=VALUE headers.
+static fake_request* new_request(char** args, int nargs, uint64_t* bytes) {
   fake_request* r = calloc(1, sizeof *r);
   r->base.plugin_name.data = plugin_name;
   r->base.plugin_name.len = strlen(plugin_name);
@@ -559,8 +573,11 @@ static void cmd_request(char** args, int nargs) {
   r->decoding.req = &r->base;
   r->decoding.is_encoding = 0;
   r->decoding.state = ProcessingHeader;
+  r->encoding.req = &r->base;
+  r->encoding.is_encoding = 1;
+  r->encoding.state = ProcessingHeader;
   r->cluster = strcmp(args[1], "-") == 0 ? NULL : strdup(args[1]);
-  uint64_t bytes = 0;
+  *bytes = 0;
   for (int i = 3; i < nargs; i++) {
     char* eq = strchr(args[i], '=');
     if (eq == NULL || eq == args[i]) {
@@ -568,15 +585,45 @@ static void cmd_request(char** args, int nargs) {
       continue;
     }
     add_header(r, args[i], (int)(eq - args[i]), eq + 1, (int)strlen(eq + 1));
-    bytes += strlen(args[i]) - 1;
+    *bytes += strlen(args[i]) - 1;
   }
   pthread_mutex_lock(&mu);
   requests_created++;
   pthread_mutex_unlock(&mu);
+  return r;
+}
 
-  __atomic_store_n(&r->in_go, 1, __ATOMIC_SEQ_CST);
-  uint64_t status = onHttpHeader(&r->decoding, 1, (uint64_t)r->nheaders, bytes);
-  __atomic_store_n(&r->in_go, 0, __ATOMIC_SEQ_CST);
+// call_go marks r as processed by Go around fn, as Envoy's ProcessorState
+// does, so that request-scoped calls back into the host are allowed.
+#define call_go(r, call)                              \
+  do {                                                \
+    __atomic_store_n(&(r)->in_go, 1, __ATOMIC_SEQ_CST); \
+    call;                                             \
+    __atomic_store_n(&(r)->in_go, 0, __ATOMIC_SEQ_CST); \
+  } while (0)
+
+static uint64_t decode_headers(fake_request* r, uint64_t bytes) {
+  uint64_t status;
+  call_go(r, status = onHttpHeader(&r->decoding, 1, (uint64_t)r->nheaders, bytes));
+  return status;
+}
+
+// Streams the library saw and Envoy has not destroyed yet, by number.
+static fake_request* streams[MaxStreams];
+static int nstreams;
+
+static void cmd_request(char** args, int nargs) {
+  if (nargs < 3) {
+    printf("ERROR request CONFIG CLUSTER WORKER [NAME=VALUE]...\n");
+    return;
+  }
+  if (nstreams == MaxStreams) {
+    printf("ERROR too many open streams\n");
+    return;
+  }
+  uint64_t bytes;
+  fake_request* r = new_request(args, nargs, &bytes);
+  uint64_t status = decode_headers(r, bytes);
 
   pthread_mutex_lock(&mu);
   printf("STATUS %llu\n", (unsigned long long)status);
@@ -600,10 +647,79 @@ static void cmd_request(char** args, int nargs) {
   for (int i = 0; i < r->nheaders; i++) {
     printf("HEADER %s %s\n", r->headers[i].key, r->headers[i].value);
   }
-  printf("END\n");
   pthread_mutex_unlock(&mu);
-  // The stream ends: Envoy tells Go, and Go's GC later finalizes r.
+  // The stream stays open until "end": an upgrade lives as long as its
+  // session, and a refused or failed one ends when Envoy is done with it.
+  int id = 0;
+  while (streams[id] != NULL) {
+    id++;
+  }
+  streams[id] = r;
+  nstreams++;
+  printf("END %d\n", id);
+}
+
+static void cmd_end(int id) {
+  if (id < 0 || id >= MaxStreams || streams[id] == NULL) {
+    printf("ERROR no open stream %d\n", id);
+    return;
+  }
+  fake_request* r = streams[id];
+  streams[id] = NULL;
+  nstreams--;
+  // Envoy's Filter::onDestroy; Go's GC later finalizes r.
   onHttpDestroy(&r->base, 0);
+  printf("ENDED %d\n", id);
+}
+
+static int64_t now_ns(void) {
+  struct timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
+}
+
+static void cmd_bench(char** args, int nargs) {
+  if (nargs < 4) {
+    printf("ERROR bench CONFIG CLUSTER REQUESTS CHUNKS [NAME=VALUE]...\n");
+    return;
+  }
+  long requests = atol(args[2]), chunks = atol(args[3]);
+  // new_request wants CONFIG CLUSTER WORKER headers...: worker 0.
+  char* rargs[MaxHeaders + 8];
+  int n = 0;
+  rargs[n++] = args[0];
+  rargs[n++] = args[1];
+  rargs[n++] = "0";
+  for (int i = 4; i < nargs && n < MaxHeaders + 8; i++) {
+    rargs[n++] = args[i];
+  }
+  char chunk[1024] = {0}; // stands in for Envoy's Buffer::Instance, which a pass-through never reads
+  int64_t request_ns = 0, chunk_ns = 0;
+  for (long i = 0; i < requests; i++) {
+    uint64_t bytes;
+    fake_request* r = new_request(rargs, n, &bytes);
+    int64_t t0 = now_ns();
+    uint64_t status = decode_headers(r, bytes);
+    // The response headers (the upgrade's 101) come before response data.
+    call_go(r, onHttpHeader(&r->encoding, 0, 0, 0));
+    int64_t t1 = now_ns();
+    if (status == 2) {
+      r->decoding.state = ProcessingData;
+      r->encoding.state = ProcessingData;
+      for (long c = 0; c < chunks; c++) {
+        call_go(r, onHttpData(&r->decoding, 0, (uint64_t)(uintptr_t)chunk, sizeof chunk));
+        call_go(r, onHttpData(&r->encoding, 0, (uint64_t)(uintptr_t)chunk, sizeof chunk));
+      }
+    }
+    int64_t t2 = now_ns();
+    onHttpLog(&r->base, AccessLogDownstreamEnd, &r->decoding, &r->encoding, (uint64_t)r->nheaders, bytes, 0, 0, 0,
+              0, 0, 0);
+    onHttpDestroy(&r->base, 0);
+    int64_t t3 = now_ns();
+    request_ns += (t1 - t0) + (t3 - t2);
+    chunk_ns += t2 - t1;
+  }
+  printf("BENCH %lld %lld\n", (long long)request_ns, (long long)chunk_ns);
 }
 
 static void cmd_stats(void) {
@@ -649,6 +765,10 @@ int main(int argc, char** argv) {
       printf("OK\n");
     } else if (strcmp(args[0], "request") == 0) {
       cmd_request(args + 1, n - 1);
+    } else if (strcmp(args[0], "end") == 0 && n == 2) {
+      cmd_end(atoi(args[1]));
+    } else if (strcmp(args[0], "bench") == 0) {
+      cmd_bench(args + 1, n - 1);
     } else if (strcmp(args[0], "stats") == 0) {
       cmd_stats();
     } else if (strcmp(args[0], "destroy") == 0 && n == 2) {
@@ -658,6 +778,13 @@ int main(int argc, char** argv) {
     }
   }
 
+  // Envoy destroys every stream it still has.
+  for (int id = 0; id < MaxStreams; id++) {
+    if (streams[id] != NULL) {
+      onHttpDestroy(&streams[id]->base, 0);
+      streams[id] = NULL;
+    }
+  }
   // Let Go's GC finalize what it holds, then report.
   for (int i = 0; i < 10; i++) {
     cleanUp();

@@ -9,9 +9,11 @@
 // through the plugin's own parser, and the wiring between the plugin and
 // Envoy is checked (kafka-scheme clusters, circuit breakers against
 // session.max_sessions, idle timeouts against session.ping_interval, routes,
-// secrets). It prints one line per problem, "FILE[#WHERE]: PROBLEM", and
-// exits with status 1 if there is any, 0 (printing "FILE: ok") otherwise,
-// and 2 on a usage error.
+// secrets, where the filter runs). It prints one line per problem,
+// "FILE[#WHERE]: PROBLEM", and exits with status 1 if there is any, 0
+// (printing "FILE: ok") otherwise, and 2 on a usage error. Warnings
+// ("FILE[#WHERE]: warning: ...", e.g. the filter running on routes that
+// need no Go) are printed but do not fail the check.
 package main
 
 import (
@@ -47,11 +49,12 @@ func run(args []string, stdout, stderr io.Writer) int {
 	opts := envoycheck.Options{LibraryPath: *libraryPath}
 	status := 0
 	for _, file := range flags.Args() {
-		problems := checkFile(file, opts)
-		for _, p := range problems {
-			fmt.Fprintln(stdout, oneLine(p))
+		failed := false
+		for _, p := range checkFile(file, opts) {
+			fmt.Fprintln(stdout, oneLine(p.text))
+			failed = failed || !p.warning
 		}
-		if len(problems) > 0 {
+		if failed {
 			status = 1
 			continue
 		}
@@ -60,24 +63,30 @@ func run(args []string, stdout, stderr io.Writer) int {
 	return status
 }
 
+// problem is one line of output.
+type problem struct {
+	text    string
+	warning bool
+}
+
 // checkFile returns the problems of every bootstrap in file, each prefixed
 // with the name of the bootstrap it was found in.
-func checkFile(file string, opts envoycheck.Options) []string {
+func checkFile(file string, opts envoycheck.Options) []problem {
 	data, err := os.ReadFile(file)
 	if err != nil {
-		return []string{err.Error()}
+		return []problem{{text: err.Error()}}
 	}
 	sources, err := envoycheck.Bootstraps(file, data)
 	if err != nil {
-		return []string{err.Error()}
+		return []problem{{text: err.Error()}}
 	}
 	if len(sources) == 0 {
-		return []string{file + ": no Envoy bootstrap (static_resources or dynamic_resources) found"}
+		return []problem{{text: file + ": no Envoy bootstrap (static_resources or dynamic_resources) found"}}
 	}
-	var out []string
+	var out []problem
 	for _, s := range sources {
 		for _, p := range envoycheck.Problems(s.YAML, opts) {
-			out = append(out, s.Name+": "+p.Error())
+			out = append(out, problem{text: s.Name + ": " + p.Error(), warning: envoycheck.IsWarning(p)})
 		}
 	}
 	return out

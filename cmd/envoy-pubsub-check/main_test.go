@@ -66,3 +66,27 @@ func TestUsageAndUnreadableFiles(t *testing.T) {
 		t.Errorf("file without a bootstrap: status %d, output %q", status, out.String())
 	}
 }
+
+func TestWarningsArePrintedWithoutFailing(t *testing.T) {
+	src, err := os.ReadFile(filepath.Join("..", "..", "envoy.yaml"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	warned := strings.Replace(string(src), "route: {cluster: kafka, timeout: 0s}\n                typed_per_filter_config:\n                  envoy.filters.http.golang:\n                    \"@type\": type.googleapis.com/envoy.config.route.v3.FilterConfig",
+		"route: {cluster: kafka}\n                typed_per_filter_config:\n                  envoy.filters.http.golang:\n                    \"@type\": type.googleapis.com/envoy.config.route.v3.FilterConfig", 1)
+	if warned == string(src) {
+		t.Fatal("envoy.yaml changed; update this test")
+	}
+	file := filepath.Join(t.TempDir(), "envoy.yaml")
+	if err := os.WriteFile(file, []byte(warned), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	var out, errOut bytes.Buffer
+	if status := run([]string{file}, &out, &errOut); status != 0 {
+		t.Fatalf("status %d, want 0 for warnings only; output:\n%s", status, out.String())
+	}
+	lines := strings.Split(strings.TrimSuffix(out.String(), "\n"), "\n")
+	if len(lines) != 2 || !strings.HasPrefix(lines[0], file+": warning: ") || !strings.Contains(lines[0], "timeout is 15s") || lines[1] != file+": ok" {
+		t.Errorf("output:\n%s\nwant the warning, then the ok line", out.String())
+	}
+}

@@ -83,6 +83,9 @@ func Validate(m proto.Message) []error {
 	var problems []error
 	validateOne(m, "", &problems)
 	walkAnys(m.ProtoReflect(), "", func(path string, a *anypb.Any) {
+		if isEmptyAny(a) && strings.HasSuffix(path, "<"+filterConfigType+">.config") {
+			return // FilterConfig{config: {}} enables a filter on a route
+		}
 		inner, err := a.UnmarshalNew()
 		if err != nil {
 			problems = append(problems, fmt.Errorf("%s: cannot unpack %s: %w", path, a.GetTypeUrl(), err))

@@ -1,6 +1,7 @@
 package envoycheck
 
 import (
+	"errors"
 	"fmt"
 	"os"
 	"path"
@@ -180,7 +181,45 @@ func TestBrokenBootstrapsAreRejected(t *testing.T) {
 		bootstrap: exampleBootstrap,
 		old:       "http_filters:\n",
 		new:       "http_filters:\n          - name: early.router\n            typed_config: {\"@type\": type.googleapis.com/envoy.extensions.filters.http.router.v3.Router}\n",
-		want:      []string{`"early.router": the router must be the last HTTP filter`},
+		want: []string{`"early.router": the router must be the last HTTP filter`,
+			`http_filters[1] "envoy.filters.http.golang": the pub-sub filter comes after the router (http_filters[0]); Envoy never runs it`},
+	}, {
+		name:      "filter running on every route",
+		bootstrap: exampleBootstrap,
+		old:       "            disabled: true\n",
+		new:       "",
+		want: []string{"warning: ", `routes[2] (prefix /): the pub-sub filter runs on a route to no kafka-scheme cluster`,
+			"FilterConfig, disabled: true"},
+	}, {
+		name:      "filter disabled by default and not enabled on a kafka route",
+		bootstrap: exampleBootstrap,
+		old:       "                typed_per_filter_config:\n                  envoy.filters.http.golang:\n                    \"@type\": type.googleapis.com/envoy.config.route.v3.FilterConfig\n                    config: {}\n",
+		new:       "",
+		want:      []string{`routes[1] (path_separated_prefix /kafka): routes to a kafka-scheme cluster but the pub-sub filter is disabled by default`},
+	}, {
+		name:      "filter disabled by default and disabled again on a kafka route",
+		bootstrap: kubernetesBootstrap,
+		old:       "\"@type\": type.googleapis.com/envoy.config.route.v3.FilterConfig\n                    config: {}",
+		new:       "\"@type\": type.googleapis.com/envoy.config.route.v3.FilterConfig\n                    disabled: true",
+		want:      []string{`routes[0] (path_separated_prefix /kafka): routes to a kafka-scheme cluster but the pub-sub filter is disabled by default`},
+	}, {
+		name:      "upgrade filter chain without the plugin",
+		bootstrap: exampleBootstrap,
+		old:       "          - upgrade_type: websocket\n",
+		new:       "          - upgrade_type: websocket\n            filters: [{name: envoy.filters.http.router, typed_config: {\"@type\": type.googleapis.com/envoy.extensions.filters.http.router.v3.Router}}]\n",
+		want:      []string{"upgrade_configs[0].filters replaces http_filters for WebSocket upgrades but has no pub-sub golang filter"},
+	}, {
+		name:      "kafka route with Envoy's default route timeout",
+		bootstrap: exampleBootstrap,
+		old:       "match: {path_separated_prefix: /kafka}\n                route: {cluster: kafka, timeout: 0s}",
+		new:       "match: {path_separated_prefix: /kafka}\n                route: {cluster: kafka}",
+		want:      []string{"warning: ", "routes[1] (path_separated_prefix /kafka): a kafka route's timeout is 15s (Envoy's default); set timeout: 0s"},
+	}, {
+		name:      "kafka route with a route timeout",
+		bootstrap: kubernetesBootstrap,
+		old:       "route: {cluster: kafka, timeout: 0s}",
+		new:       "route: {cluster: kafka, timeout: 60s}",
+		want:      []string{"warning: ", "routes[0] (path_separated_prefix /kafka): a kafka route's timeout is 1m0s"},
 	}, {
 		name:      "no router",
 		bootstrap: exampleBootstrap,
@@ -202,13 +241,13 @@ func TestBrokenBootstrapsAreRejected(t *testing.T) {
 	}, {
 		name:      "per-route config keyed by a filter that does not exist",
 		bootstrap: exampleBootstrap,
-		old:       "                typed_per_filter_config:\n                  envoy.filters.http.golang:",
-		new:       "                typed_per_filter_config:\n                  golang:",
+		old:       "                  envoy.filters.http.golang:\n                    \"@type\": type.googleapis.com/envoy.extensions.filters.http.golang.v3alpha.ConfigsPerRoute",
+		new:       "                  golang:\n                    \"@type\": type.googleapis.com/envoy.extensions.filters.http.golang.v3alpha.ConfigsPerRoute",
 		want:      []string{"typed_per_filter_config.golang: no HTTP filter of that name"},
 	}, {
 		name:      "narrowing on a route that is not kafka-scheme",
 		bootstrap: exampleBootstrap,
-		old:       "match: {path_separated_prefix: /kafka/public}\n                route: {cluster: kafka}",
+		old:       "match: {path_separated_prefix: /kafka/public}\n                route: {cluster: kafka, timeout: 0s}",
 		new:       "match: {path_separated_prefix: /kafka/public}\n                route: {cluster: echo}",
 		want:      []string{"narrows sessions on a route that routes to no kafka-scheme cluster"},
 	}, {
@@ -254,8 +293,8 @@ func TestBrokenBootstrapsAreRejected(t *testing.T) {
 	}, {
 		name:      "kafka route idle timeout not longer than the ping interval",
 		bootstrap: exampleBootstrap,
-		old:       "match: {path_separated_prefix: /kafka}\n                route: {cluster: kafka}",
-		new:       "match: {path_separated_prefix: /kafka}\n                route: {cluster: kafka, idle_timeout: 20s}",
+		old:       "match: {path_separated_prefix: /kafka}\n                route: {cluster: kafka, timeout: 0s}",
+		new:       "match: {path_separated_prefix: /kafka}\n                route: {cluster: kafka, timeout: 0s, idle_timeout: 20s}",
 		want:      []string{"routes[1] (path_separated_prefix /kafka): idle_timeout 20s is not longer than session.ping_interval 30s"},
 	}, {
 		name:      "upstream idle timeout not longer than the ping interval",
@@ -468,4 +507,48 @@ func atoi(t *testing.T, s string) int {
 		t.Fatal(err)
 	}
 	return n
+}
+
+// The other way to keep the filter off ordinary routes: enabled by default
+// and disabled per route. Both pass; warnings are reported as such.
+func TestPerRouteDisableIsAnAlternative(t *testing.T) {
+	src := string(repositoryBootstraps(t)[kubernetesBootstrap])
+	perRoute := strings.Replace(src, "            disabled: true\n", "", 1)
+	perRoute = strings.Replace(perRoute, "route: {cluster: app}",
+		"route: {cluster: app}\n                typed_per_filter_config: {envoy.filters.http.golang: {\"@type\": type.googleapis.com/envoy.config.route.v3.FilterConfig, disabled: true}}", 1)
+	if perRoute == src {
+		t.Fatal("the Kubernetes bootstrap changed; update this test")
+	}
+	if err := Check([]byte(perRoute)); err != nil {
+		t.Errorf("filter disabled on the app route only: %v", err)
+	}
+	everywhere := strings.Replace(src, "            disabled: true\n", "", 1)
+	problems := Problems([]byte(everywhere), Options{})
+	if len(problems) != 1 || !IsWarning(problems[0]) || IsWarning(errors.New("x")) {
+		t.Errorf("filter on every route: %v, want exactly one warning", problems)
+	}
+}
+
+// A golang filter configured through extension config discovery is refused
+// with a message that says why: its plugin_config cannot be checked here.
+func TestDiscoveredFilterConfigIsRefusedClearly(t *testing.T) {
+	var doc map[string]any
+	if err := yaml.Unmarshal(repositoryBootstraps(t)[exampleBootstrap], &doc); err != nil {
+		t.Fatal(err)
+	}
+	hcm := doc["static_resources"].(map[string]any)["listeners"].([]any)[0].(map[string]any)["filter_chains"].([]any)[0].(map[string]any)["filters"].([]any)[0].(map[string]any)["typed_config"].(map[string]any)
+	golang := hcm["http_filters"].([]any)[0].(map[string]any)
+	delete(golang, "typed_config")
+	golang["config_discovery"] = map[string]any{
+		"config_source": map[string]any{"path_config_source": map[string]any{"path": "/etc/envoy/pubsub-filter.yaml"}},
+		"type_urls":     []any{"type.googleapis.com/envoy.extensions.filters.http.golang.v3alpha.Config"},
+	}
+	b, err := yaml.Marshal(doc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	err = Check(b)
+	if err == nil || !strings.Contains(err.Error(), `http_filters[0] "envoy.filters.http.golang": the golang filter's config comes from config_discovery`) {
+		t.Fatalf("got %v", err)
+	}
 }

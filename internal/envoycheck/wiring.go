@@ -32,6 +32,9 @@ type connectionManager struct {
 	hcm        *hcmv3.HttpConnectionManager
 	filterName string           // name of the pub-sub golang filter in http_filters
 	plugin     *config.Document // nil without a (valid) pub-sub filter
+	// disabledByDefault: the pub-sub filter is marked disabled in
+	// http_filters and runs only where a route enables it.
+	disabledByDefault bool
 }
 
 // wiring is what the checks look across: the static clusters and secrets,
@@ -69,7 +72,12 @@ func (w *wiring) addf(format string, args ...any) {
 //     that is not longer than session.ping_interval, so that it would cut
 //     quiet sessions whose only traffic is the server's pings;
 //   - a route that takes its cluster from a request header (cluster_header)
-//     where the plugin runs: the client would choose the Kafka cluster.
+//     where the plugin runs: the client would choose the Kafka cluster;
+//   - the pub-sub filter after the router, or missing from a websocket
+//     upgrade_configs[].filters list that replaces http_filters;
+//   - a kafka route where the filter is disabled by default and not
+//     enabled; as warnings (scope.go): the filter running on a route to no
+//     kafka-scheme cluster, and a kafka route whose timeout is not 0.
 func checkWiring(b *bootstrapv3.Bootstrap, opts Options) []error {
 	w := &wiring{
 		libraryPath:   opts.LibraryPath,
@@ -122,11 +130,13 @@ func (w *wiring) checkPlugin(cm *connectionManager) {
 	if len(filters) == 0 || !filters[len(filters)-1].GetTypedConfig().MessageIs(&routerv3.Router{}) {
 		w.addf("%s: http_filters must end with the router", cm.where)
 	}
+	w.checkFilterOrder(cm.where, "http_filters", filters)
 	for i, hf := range filters {
 		where := fmt.Sprintf("%s: http_filters[%d] %q", cm.where, i, hf.GetName())
 		if hf.GetTypedConfig().MessageIs(&routerv3.Router{}) && i != len(filters)-1 {
 			w.addf("%s: the router must be the last HTTP filter", where)
 		}
+		w.checkDiscoveredFilter(where, hf)
 		golang := &golangv3alpha.Config{}
 		if !hf.GetTypedConfig().MessageIs(golang) || hf.GetTypedConfig().UnmarshalTo(golang) != nil {
 			continue
@@ -147,7 +157,8 @@ func (w *wiring) checkPlugin(cm *connectionManager) {
 			w.addf("%s: plugin_config: %v", where, err)
 			continue
 		}
-		cm.filterName, cm.plugin = hf.GetName(), doc
+		cm.filterName, cm.plugin, cm.disabledByDefault = hf.GetName(), doc, hf.GetDisabled()
+		w.checkUpgradeFilters(cm)
 		if !allowsWebSocket(cm.hcm) {
 			w.addf("%s: upgrade_configs has no enabled websocket upgrade; Envoy would refuse every session", cm.where)
 		}
@@ -341,6 +352,7 @@ func (w *wiring) checkRoutes(cm *connectionManager) {
 	}
 	for _, vh := range rc.GetVirtualHosts() {
 		vhWhere := fmt.Sprintf("%s: virtual host %q", cm.where, vh.GetName())
+		w.checkFilterScope(cm, rc, vh, vhWhere)
 		w.checkPerFilterConfigs(cm, vhWhere, filterNames, vh.GetTypedPerFilterConfig(), "")
 		for ri, r := range vh.GetRoutes() {
 			where := fmt.Sprintf("%s: routes[%d] (%s)", vhWhere, ri, describeMatch(r.GetMatch()))
@@ -361,6 +373,9 @@ func (w *wiring) checkRoutes(cm *connectionManager) {
 			}
 			if kafkaCluster != "" && cm.plugin == nil {
 				w.addf("%s: routes to kafka-scheme cluster %q but the pub-sub filter does not run in this connection manager; sessions would get no ticket (401)", where, kafkaCluster)
+			}
+			if kafkaCluster != "" && cm.plugin != nil {
+				w.checkKafkaRouteTimeout(where, r.GetRoute())
 			}
 			if d := r.GetRoute().GetIdleTimeout(); kafkaCluster != "" && cm.plugin != nil && d != nil {
 				if ping := cm.plugin.Session.PingInterval.Duration(); d.AsDuration() > 0 && d.AsDuration() <= ping {
@@ -475,8 +490,8 @@ func unwrapFilterConfig(a *anypb.Any) (*golangv3alpha.ConfigsPerRoute, bool, err
 		if err := a.UnmarshalTo(fc); err != nil {
 			return nil, false, err
 		}
-		if fc.GetConfig() == nil {
-			return nil, fc.GetDisabled(), nil
+		if fc.GetConfig() == nil || isEmptyAny(fc.GetConfig()) {
+			return nil, fc.GetDisabled(), nil // an empty config enables the filter explicitly
 		}
 		a = fc.GetConfig()
 	}

@@ -14,6 +14,7 @@ import (
 	"google.golang.org/protobuf/proto"
 
 	"github.com/envoy-pubsub/gateway/internal/wstest"
+	pb "github.com/envoy-pubsub/gateway/proto"
 )
 
 // TestIdleSessionsOverTCPHoldNoGoroutine opens sessions on loopback TCP
@@ -76,5 +77,35 @@ func TestParkedSessionEndsOnShutdown(t *testing.T) {
 	case <-ended:
 	case <-time.After(5 * time.Second):
 		t.Fatal("parked session did not end on shutdown")
+	}
+}
+
+// TestParkedSessionEndsWhenAWriteFails: a client that sends nothing and
+// stops reading what it is pushed has a parked reader; the write that times
+// out closes the connection and wakes the reader, which ends the session.
+func TestParkedSessionEndsWhenAWriteFails(t *testing.T) {
+	srv, cli := tcpPair(t)
+	defer cli.Close()
+	big := fetchPush(string(make([]byte, 60<<10)))
+	m := NewMux()
+	m.On(CmdKafkaFetch, HandlerFunc(func(ctx context.Context, req *Request) (*pb.PubSubResp, error) {
+		for {
+			if err := req.Push(ctx, proto.Clone(big).(*pb.PubSubResp)); err != nil {
+				return nil, nil
+			}
+		}
+	}))
+	ended := make(chan error, 1)
+	opts := Options{Logger: slog.New(slog.NewTextHandler(io.Discard, nil)), parkAfter: time.Millisecond,
+		WriteTimeout: 200 * time.Millisecond, PushStallTimeout: time.Minute, IdleTimeout: -1, PingInterval: -1}
+	Start(context.Background(), srv, m, opts, func(err error) { ended <- err })
+	req, _ := proto.Marshal(fetchReq(1, "t"))
+	if err := ws.WriteFrame(cli, ws.MaskFrame(ws.NewBinaryFrame(req))); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case <-ended:
+	case <-time.After(20 * time.Second):
+		t.Fatal("session whose write failed did not end")
 	}
 }

@@ -79,10 +79,33 @@ func (c *changeWaiters) wait(ch <-chan struct{}, set *waitSet) {
 	if c.byChan[ch] == set {
 		delete(c.byChan, ch)
 	}
-	fns := set.fns
+	fns := make([]*func(), 0, len(set.fns))
+	for fn := range set.fns {
+		fns = append(fns, fn)
+	}
 	set.fns = nil
 	c.mu.Unlock()
-	for fn := range fns {
+	// Many waiters share the cores: this goroutine runs the first
+	// wakeChunk, others the rest.
+	for len(fns) > wakeChunk {
+		go runAll(fns[len(fns)-wakeChunk:])
+		fns = fns[:len(fns)-wakeChunk]
+	}
+	runAll(fns)
+}
+
+// wakeChunk is how many parked functions one goroutine runs when their
+// channel closes.
+const wakeChunk = 128
+
+// runAll runs fns; a panic in one is logged and stops the rest of fns only.
+func runAll(fns []*func()) {
+	defer func() {
+		if p := recover(); p != nil {
+			slog.Error("kafka: panic waking parked subscriptions", "panic", p, "stack", string(debug.Stack()))
+		}
+	}()
+	for _, fn := range fns {
 		(*fn)()
 	}
 }

@@ -3,6 +3,7 @@ package pubsub
 import (
 	"net"
 	"syscall"
+	"time"
 
 	"github.com/gobwas/ws"
 )
@@ -10,6 +11,11 @@ import (
 // maxDirectPush bounds the pushes written at once by their pusher (larger
 // ones are queued and written without a copy).
 const maxDirectPush = 16 << 10
+
+// coalesceWindow is how long after a session's last push write a push is
+// queued rather than written at once: pushes that follow each other that
+// closely go out together, several in one write, from the push writer.
+const coalesceWindow = 300 * time.Microsecond
 
 // rawConnOf returns the descriptor access of a TCP or unix connection, for
 // writes that must not block; nil for other connections.
@@ -25,14 +31,16 @@ func rawConnOf(conn net.Conn) syscall.RawConn {
 }
 
 // writeNow writes push f at once, in the pusher's goroutine and without
-// blocking, when nothing else is being written or queued: a push to an
-// idle subscriber then costs one system call and no goroutine. ok false
+// blocking, when nothing else is being written or queued and the last
+// push write is more than coalesceWindow ago: a push to a subscriber fed
+// now and then costs one system call and no goroutine. ok false
 // means nothing was written (queue f). Otherwise rest, if not nil, holds
 // the bytes of the frame that the socket did not take, which must be
 // written next. Callers hold qmu with the push queue empty and no push
 // writer running.
 func (s *session) writeNow(f pushFrame) (rest *[]byte, ok bool) {
-	if s.raw == nil || f.size > maxDirectPush || !s.wmu.TryLock() {
+	now := time.Now().UnixNano()
+	if s.raw == nil || f.size > maxDirectPush || now-s.lastPushWrite.Load() < int64(coalesceWindow) || !s.wmu.TryLock() {
 		return nil, false
 	}
 	defer s.wmu.Unlock()
@@ -62,6 +70,7 @@ func (s *session) writeNow(f pushFrame) (rest *[]byte, ok bool) {
 	if n <= 0 {
 		return nil, false
 	}
+	s.lastPushWrite.Store(now)
 	if n < len(w.b) {
 		rest = getBuf()
 		*rest = append((*rest)[:0], w.b[n:]...)

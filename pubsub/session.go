@@ -140,15 +140,16 @@ type session struct {
 	// vectored is set when conn writes net.Buffers with one system call.
 	vectored bool
 	// raw, for TCP and unix sockets, writes pushes without blocking
-	// (writeNow).
-	raw      syscall.RawConn
-	handler  Handler
-	opts     Options
-	ctx      context.Context
-	cancel   context.CancelFunc
-	inflight chan struct{}
-	handlers sync.WaitGroup
-	hdr      [ws.MaxHeaderSize - 2]byte
+	// (writeNow); lastPushWrite is when pushes were last written (Unix ns).
+	raw           syscall.RawConn
+	lastPushWrite atomic.Int64
+	handler       Handler
+	opts          Options
+	ctx           context.Context
+	cancel        context.CancelFunc
+	inflight      chan struct{}
+	handlers      sync.WaitGroup
+	hdr           [ws.MaxHeaderSize - 2]byte
 	// in is the reader goroutine's view of conn.
 	in readAhead
 

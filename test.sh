@@ -2,7 +2,8 @@
 # Runs every test of the project: vet, the unit, integration, ABI and config
 # layers with the race detector, the benchmark module's own tests, the
 # TypeScript client's tests and the live page's tests in headless Chromium, and
-# a short fuzzing pass. Needs Go, gcc, Node 20+ and npm; installs protoc
+# a short fuzzing pass; first it fails when git tracks a non-source file over
+# 1 MB (.ci/large-files). Needs Go, gcc, Node 20+ and npm; installs protoc
 # (Debian's protobuf-compiler) and Chromium with apt when it can (as root), so
 # that the generated-code checks and the browser tests run too. The e2e layer
 # skips without a Docker engine.
@@ -24,6 +25,9 @@ if ! command -v chromium >/dev/null 2>&1 && can_apt; then
   echo "test.sh: installing chromium for the browser tests"
   apt_install chromium || echo "test.sh: could not install chromium; the browser tests will fail in CI"
 fi
+
+echo "test.sh: no large non-source file is tracked"
+.ci/large-files
 
 echo "test.sh: go vet"
 go vet ./...

@@ -206,3 +206,51 @@ func loadSession(tb testing.TB, e *fakeEnvoy, id uint64, sock string) interface 
 	tb.Cleanup(func() { c.Close() })
 	return c
 }
+
+// TestReplacedConfigsSessionsGet1001BeforeEnvoysDrainEnds: a listener
+// update makes Envoy parse the new filter config while the old one's
+// listener drains for --drain-time-s, then cut its connections (1006). With
+// session.drain_time set to that time, the library closes the old config's
+// sessions with 1001 shortly before; the new config's sessions run on.
+func TestReplacedConfigsSessionsGet1001BeforeEnvoysDrainEnds(t *testing.T) {
+	const drainTime = time.Second
+	session := map[string]any{"drain_time": drainTime.String()}
+	e, oldID, sock := startLibrary(t, map[string]any{"session": session})
+	oldStream := e.request(t, oldID, "kafka", 0, upgradeHeaders...)
+	drained, err := dial(sock, oldStream.headers["x-pubsub-ticket"][0])
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer drained.Close()
+	testkit.Ping(t, drained)
+
+	next := writeConfig(t, t.TempDir(), "next.pb", map[string]any{
+		"listener":       sock,
+		"kafka_clusters": map[string]any{"kafka": map[string]any{"brokers": []any{"127.0.0.1:1"}}},
+		"session":        session,
+	})
+	replaced := time.Now()
+	newID := e.config(t, "filter", next)
+	if newID == 0 {
+		t.Fatalf("config rejected; log:\n%s", e.log())
+	}
+	newStream := e.request(t, newID, "kafka", 1, upgradeHeaders...)
+	kept, err := dial(sock, newStream.headers["x-pubsub-ticket"][0])
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer kept.Close()
+
+	waitGoingAway(t, "the replaced config's session", drained)
+	if elapsed, least := time.Since(replaced), drainTime-drainTime/10; elapsed < least {
+		t.Errorf("the replaced config's session closed %v after the new config, before %v", elapsed, least)
+	}
+	testkit.Ping(t, kept)
+
+	e.end(t, oldStream)
+	e.end(t, newStream)
+	fin, violations := e.finish(t)
+	if fin[0] != fin[1] || violations != 0 {
+		t.Errorf("finalized %d of %d requests, %d ABI violations; log:\n%s", fin[0], fin[1], violations, e.log())
+	}
+}

@@ -46,6 +46,15 @@ type Options struct {
 	TLSConfig *tls.Config
 	// NetDial, if set, opens the connection (e.g. to a unix socket).
 	NetDial func(ctx context.Context, network, addr string) (net.Conn, error)
+	// PushBufferBytes is how many bytes of subscription pushes the client
+	// holds for readers that have not taken them before it stops reading
+	// the connection (only while no request waits for a reply: see
+	// Subscription.C). Default: 4 MiB.
+	PushBufferBytes int
+	// MaxPushBufferBytes bounds what the client holds while requests wait
+	// for replies, which may be behind pushes: past it, the connection ends
+	// with ErrPushBufferFull. Default: 64 MiB, at least PushBufferBytes.
+	MaxPushBufferBytes int
 	// PingInterval, if positive, makes the client send a WebSocket ping
 	// this often. A server that sends nothing within PongTimeout of a ping
 	// is taken for dead: the connection is closed and Err returns
@@ -54,6 +63,9 @@ type Options struct {
 	// PongTimeout is how long the client waits for the server after a ping.
 	// Default: PingInterval.
 	PongTimeout time.Duration
+	// Token, if set, is sent at the upgrade as Authorization: Bearer
+	// (replacing any Authorization of Header). Refresh it with Auth.
+	Token string
 }
 
 // ErrPingTimeout is the end of a connection whose server did not answer a
@@ -76,17 +88,20 @@ type Client struct {
 	err       error
 	done      chan struct{}
 	// heard counts the frames read from the server; delivering is set while
-	// the reader waits for a subscriber to take a push (and reads nothing).
+	// the reader pauses for subscription readers to take pushes (and reads
+	// nothing).
 	heard      atomic.Int64
 	delivering atomic.Bool
+	// pushes counts the bytes subscriptions hold for their readers.
+	pushes pushBuffer
 }
 
 // Dial connects to url (ws:// or wss://) and starts reading replies. A
 // refused upgrade is a *HandshakeError with the server's reason.
 func Dial(ctx context.Context, url string, opts Options) (*Client, error) {
 	d := ws.Dialer{TLSConfig: opts.TLSConfig, NetDial: opts.NetDial}
-	if opts.Header != nil {
-		d.Header = ws.HandshakeHeaderHTTP(opts.Header)
+	if h := upgradeHeader(opts); h != nil {
+		d.Header = ws.HandshakeHeaderHTTP(h)
 	}
 	var refused *HandshakeError
 	d.OnStatusError = func(status int, _ []byte, resp io.Reader) { refused = readRefusal(status, resp) }
@@ -97,7 +112,7 @@ func Dial(ctx context.Context, url string, opts Options) (*Client, error) {
 	if err != nil {
 		return nil, fmt.Errorf("client: dial %s: %w", url, err)
 	}
-	c := New(conn, br)
+	c := newClient(conn, br, opts)
 	if opts.PingInterval > 0 {
 		timeout := opts.PongTimeout
 		if timeout <= 0 {
@@ -144,7 +159,7 @@ func (c *Client) keepalive(interval, timeout time.Duration) {
 			case c.heard.Load() != heard:
 				deadline = nil
 			case c.delivering.Load():
-				// The reader waits for the application to take a push;
+				// The reader waits for the application to take pushes;
 				// it reads no pong meanwhile.
 				check.Reset(timeout)
 			default:
@@ -162,12 +177,17 @@ func (c *Client) fail(err error) {
 		c.err = err
 	}
 	c.mu.Unlock()
+	c.pushes.stop()
 	c.conn.Close()
 }
 
 // New runs a client on conn, which is past the handshake; br holds bytes the
-// handshake read beyond the response (it may be nil).
-func New(conn net.Conn, br *bufio.Reader) *Client {
+// handshake read beyond the response (it may be nil). The options of Dial
+// have their defaults.
+func New(conn net.Conn, br *bufio.Reader) *Client { return newClient(conn, br, Options{}) }
+
+// newClient is New with the push buffer of opts.
+func newClient(conn net.Conn, br *bufio.Reader, opts Options) *Client {
 	c := &Client{
 		conn:      conn,
 		rd:        conn,
@@ -176,6 +196,7 @@ func New(conn net.Conn, br *bufio.Reader) *Client {
 		unmatched: make(chan *pb.PubSubResp, 16),
 		done:      make(chan struct{}),
 	}
+	c.pushes.init(opts)
 	if br != nil && br.Buffered() > 0 {
 		c.rd = io.MultiReader(br, conn)
 	}
@@ -206,6 +227,7 @@ func (c *Client) do(ctx context.Context, req *pb.PubSubReq, sub *Subscription) (
 		c.subs[req.Sequence] = sub
 	}
 	c.mu.Unlock()
+	c.pushes.wake() // a reader that paused for a full push buffer reads on
 	defer func() {
 		c.mu.Lock()
 		delete(c.pending, req.Sequence)
@@ -266,6 +288,7 @@ func (c *Client) Close() error {
 	c.wmu.Lock()
 	wsutil.WriteClientMessage(c.conn, ws.OpClose, ws.NewCloseFrameBody(ws.StatusNormalClosure, ""))
 	c.wmu.Unlock()
+	c.pushes.stop()
 	err := c.conn.Close()
 	<-c.done
 	return err
@@ -383,9 +406,9 @@ func (c *Client) readLoop() {
 		case ch != nil:
 			ch <- resp
 		case sub != nil:
-			c.delivering.Store(true)
-			sub.deliver(resp)
-			c.delivering.Store(false)
+			if err = c.deliver(sub, resp, len(data)); err != nil {
+				return
+			}
 		default:
 			select {
 			case c.unmatched <- resp:

@@ -19,6 +19,12 @@ import (
 // on the other; cancel ends the session as a server shutdown does.
 func serve(t *testing.T, mux *pubsub.Mux) (c *Client, cancel context.CancelFunc) {
 	t.Helper()
+	return serveWith(t, mux, Options{})
+}
+
+// serveWith is serve with a client of opts.
+func serveWith(t *testing.T, mux *pubsub.Mux, opts Options) (c *Client, cancel context.CancelFunc) {
+	t.Helper()
 	srv, cli := net.Pipe()
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan struct{})
@@ -26,7 +32,7 @@ func serve(t *testing.T, mux *pubsub.Mux) (c *Client, cancel context.CancelFunc)
 		defer close(done)
 		pubsub.Serve(ctx, srv, mux, pubsub.Options{Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
 	}()
-	c = New(cli, nil)
+	c = newClient(cli, nil, opts)
 	t.Cleanup(func() {
 		cancel()
 		c.Close()

@@ -57,7 +57,8 @@ func (c *Client) Committed(ctx context.Context, group, topic string, partitions 
 
 // GroupHandler receives the pushes of a subscription, one at a time and in
 // order, in the goroutine that called Handle: it may call the client (for
-// example Commit) from its callbacks.
+// example Commit) from its callbacks, since the pushes that follow wait in
+// the subscription's queue while the connection reads the replies.
 type GroupHandler struct {
 	// OnRecords receives records of one partition.
 	OnRecords func(topic string, partition int32, msgs []*pb.KafkaMessage) error

@@ -16,19 +16,36 @@ type Subscription struct {
 	// Starts are the offsets each partition starts at.
 	Starts []*pb.KafkaPartitionOffset
 
-	c    *Client
-	ch   chan *pb.PubSubResp
-	stop chan struct{} // closed when Unsubscribe starts: pushes are dropped
-	once sync.Once
-	mu   sync.Mutex
-	done bool
+	c      *Client
+	ch     chan *pb.PubSubResp
+	ready  chan struct{} // a token wakes the pump: the queue grew or ended
+	stop   chan struct{} // closed when Unsubscribe starts: pushes are dropped
+	pumped chan struct{} // closed when the pump has closed ch
+	once   sync.Once
+
+	mu    sync.Mutex
+	queue []queuedPush // pushes the reader of C has not taken
+	ended bool         // no push follows the queued ones
+}
+
+// queuedPush is a push and its size on the wire.
+type queuedPush struct {
+	resp *pb.PubSubResp
+	size int
 }
 
 // Subscribe sends cmd and waits for the server's acknowledgement. Pushes
 // (kafka_fetch_resp with topic and partition set, or error_resp for a
 // partition that failed) arrive on C in order.
 func (c *Client) Subscribe(ctx context.Context, cmd *pb.CmdKafkaSubscribe) (*Subscription, error) {
-	sub := &Subscription{c: c, ch: make(chan *pb.PubSubResp, 64), stop: make(chan struct{})}
+	sub := &Subscription{
+		c:      c,
+		ch:     make(chan *pb.PubSubResp),
+		ready:  make(chan struct{}, 1),
+		stop:   make(chan struct{}),
+		pumped: make(chan struct{}),
+	}
+	go sub.pump()
 	resp, err := c.do(ctx, &pb.PubSubReq{Req: &pb.PubSubReq_CmdKafkaSubscribe{CmdKafkaSubscribe: cmd}}, sub)
 	if err != nil || resp.GetKafkaSubscribeResp() == nil {
 		c.forget(sub)
@@ -41,14 +58,23 @@ func (c *Client) Subscribe(ctx context.Context, cmd *pb.CmdKafkaSubscribe) (*Sub
 	return sub, nil
 }
 
-// C delivers the subscription's pushes; it is closed after Unsubscribe or
-// when the connection ends. A reader that stops reading C stalls the
-// connection, which the server ends as a slow consumer.
+// C delivers the subscription's pushes in order. It is closed after
+// Unsubscribe or Close, which drop the pushes not taken (so does a client
+// that ends the connection itself, as with ErrPingTimeout), or once the
+// connection ended otherwise and the pushes received before were taken. Pushes wait for the reader of C in a queue of their
+// own, so the connection reads on: requests, also those made between two
+// reads of C, get their replies. While the pushes of all subscriptions of
+// the connection that wait exceed Options.PushBufferBytes and no request
+// waits for a reply, the client stops reading the connection; a reader
+// that stays away longer than the server's push stall timeout has its
+// session ended as a slow consumer (close 4008).
 func (s *Subscription) C() <-chan *pb.PubSubResp { return s.ch }
 
-// Unsubscribe ends the subscription; pushes not yet read are dropped.
+// Unsubscribe ends the subscription: C is closed when it returns, and the
+// pushes it had not delivered are dropped.
 func (s *Subscription) Unsubscribe(ctx context.Context) error {
 	s.once.Do(func() { close(s.stop) })
+	<-s.pumped
 	_, err := s.c.Do(ctx, &pb.PubSubReq{Req: &pb.PubSubReq_CmdKafkaUnsubscribe{
 		CmdKafkaUnsubscribe: &pb.CmdKafkaUnsubscribe{Subscription: s.Sequence},
 	}})
@@ -56,27 +82,109 @@ func (s *Subscription) Unsubscribe(ctx context.Context) error {
 	return err
 }
 
-// deliver hands a push to the reader of C, unless Unsubscribe started.
-func (s *Subscription) deliver(resp *pb.PubSubResp) {
+// enqueue queues a push of size bytes for the reader of C; it reports
+// false, queueing nothing, once the subscription ended or Unsubscribe
+// started.
+func (s *Subscription) enqueue(resp *pb.PubSubResp, size int) bool {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if s.done {
-		return
-	}
 	select {
-	case s.ch <- resp:
 	case <-s.stop:
+		return false
+	default:
+	}
+	if s.ended {
+		return false
+	}
+	s.queue = append(s.queue, queuedPush{resp, size})
+	s.wake()
+	return true
+}
+
+// end says that no push follows the queued ones: C is closed once they
+// are taken.
+func (s *Subscription) end() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.ended = true
+	s.wake()
+}
+
+// wake makes the pump look at the queue again.
+func (s *Subscription) wake() {
+	select {
+	case s.ready <- struct{}{}:
+	default:
 	}
 }
 
-// end closes C once.
-func (s *Subscription) end() {
-	s.once.Do(func() { close(s.stop) })
+// pump hands the queued pushes to the reader of C one at a time, until
+// the subscription ended and its queue is empty, or Unsubscribe or Close
+// started; then it releases what is left and closes C.
+func (s *Subscription) pump() {
+	defer close(s.pumped)
+	defer close(s.ch)
+	defer s.drop()
+	defer func() {
+		if p := recover(); p != nil {
+			s.c.fail(fmt.Errorf("client: subscription panic: %v", p))
+		}
+	}()
+	for {
+		s.mu.Lock()
+		ended, empty := s.ended, len(s.queue) == 0
+		var next queuedPush
+		if !empty {
+			next = s.queue[0]
+		}
+		s.mu.Unlock()
+		if empty {
+			if ended {
+				return
+			}
+			select {
+			case <-s.ready:
+				continue
+			case <-s.stop:
+				return
+			case <-s.c.pushes.quit:
+				return
+			}
+		}
+		select {
+		case <-s.stop: // taken before a push when both are ready
+			return
+		case <-s.c.pushes.quit:
+			return
+		default:
+		}
+		select {
+		case s.ch <- next.resp:
+		case <-s.stop:
+			return
+		case <-s.c.pushes.quit:
+			return
+		}
+		s.mu.Lock()
+		s.queue[0] = queuedPush{}
+		s.queue = s.queue[1:]
+		s.mu.Unlock()
+		s.c.pushes.release(next.size)
+	}
+}
+
+// drop releases the pushes left in the queue.
+func (s *Subscription) drop() {
 	s.mu.Lock()
-	defer s.mu.Unlock()
-	if !s.done {
-		s.done = true
-		close(s.ch)
+	n := 0
+	for _, q := range s.queue {
+		n += q.size
+	}
+	s.queue = nil
+	s.ended = true
+	s.mu.Unlock()
+	if n > 0 {
+		s.c.pushes.release(n)
 	}
 }
 

@@ -62,6 +62,9 @@ type Document struct {
 	Tickets Tickets `json:"tickets"`
 	// Limits holds the bounds shared by all sessions of the process.
 	Limits Limits `json:"limits"`
+	// Identity says how a client's identity is verified; nil means
+	// clients are anonymous and access rules may not name claims.
+	Identity *Identity `json:"identity,omitempty"`
 }
 
 // Limits bound what all sessions of one process hold together.
@@ -104,6 +107,9 @@ type KafkaCluster struct {
 	// sessions of one partition that drift further apart than this decode
 	// the same batches again. Default 16 MiB.
 	WindowBytes int `json:"window_bytes,omitempty"`
+	// Access are identity-scoped rules on top of the allow-lists: where
+	// set, a command needs a rule of its kind that matches. See AccessRule.
+	Access []AccessRule `json:"access,omitempty"`
 	// CacheBytes bounds the decoded records the cluster's record cache
 	// keeps for all partitions together, counted as WindowBytes counts
 	// them; the oldest are evicted first. Every session reading a partition
@@ -134,18 +140,24 @@ const (
 	MechanismPlain       = "PLAIN"
 	MechanismScramSHA256 = "SCRAM-SHA-256"
 	MechanismScramSHA512 = "SCRAM-SHA-512"
+	// MechanismOAuthBearer and MechanismAWSMSKIAM are configured by the
+	// keys of SASLCloud (config/sasl.go).
+	MechanismOAuthBearer = "OAUTHBEARER"
+	MechanismAWSMSKIAM   = "AWS_MSK_IAM"
 )
 
 // SASL configures SASL authentication. Exactly one password source is used:
 // Password inline, PasswordFile, PasswordEnv (standalone server) or
-// PasswordSecret (an Envoy generic_secret read per request).
+// PasswordSecret (an Envoy generic_secret read per request). OAUTHBEARER
+// and AWS_MSK_IAM take the keys of SASLCloud instead.
 type SASL struct {
 	Mechanism      string `json:"mechanism"`
-	Username       string `json:"username"`
+	Username       string `json:"username,omitempty"`
 	Password       Secret `json:"password,omitempty"`
 	PasswordFile   string `json:"password_file,omitempty"`
 	PasswordEnv    string `json:"password_env,omitempty"`
 	PasswordSecret string `json:"password_secret,omitempty"`
+	SASLCloud
 }
 
 // Session limits.
@@ -190,6 +202,16 @@ type Session struct {
 	// ProduceBytesPerSecond bounds the record bytes one session produces
 	// per second; 0 (the default) means no bound.
 	ProduceBytesPerSecond int `json:"produce_bytes_per_second,omitempty"`
+	// DrainTime is how long Envoy keeps the connections of a listener it
+	// drains (its --drain-time-s), in Envoy only; 0 (the default) means
+	// unknown. When set, a newer filter-level configuration on the same
+	// listener socket is taken as the replacement of this one by a listener
+	// update, which drains this one's listener: the sessions this
+	// configuration admitted get close 1001 shortly before Envoy would close
+	// their connections (see sessionhost.DrainLead). Leave it 0 where a
+	// newer configuration does not drain the older one (the filter's config
+	// from extension config discovery, several listeners on one socket).
+	DrainTime Duration `json:"drain_time,omitempty"`
 }
 
 // Tickets controls the one-time tickets that hand an upgrade from the Envoy
@@ -210,6 +232,9 @@ type Route struct {
 	ProduceTopics []string `json:"produce_topics,omitempty"`
 	// Groups narrows the cluster's group allow-list for this route.
 	Groups []string `json:"groups,omitempty"`
+	// Access narrows what the cluster's access rules allow, as another
+	// level of rules that must also match.
+	Access []AccessRule `json:"access,omitempty"`
 }
 
 // Parse decodes a YAML or JSON document strictly (unknown keys are errors),
@@ -248,6 +273,11 @@ func ParseRoute(data []byte) (*Route, error) {
 		if err := validateTopics(key, list); err != nil {
 			return nil, err
 		}
+	}
+	// A route document does not know whether its listener has an identity:
+	// its rules may name claims, which match nothing without one.
+	if err := validateAccess("access", r.Access, true); err != nil {
+		return nil, err
 	}
 	return &r, nil
 }
@@ -324,6 +354,9 @@ func (d *Document) complete() error {
 	if err := defaultCount("session.max_produce_records", &s.MaxProduceRecords, DefaultMaxProduceRecords); err != nil {
 		return err
 	}
+	if s.DrainTime < 0 {
+		return fmt.Errorf("config: session.drain_time: must not be negative")
+	}
 	if s.ProduceBytesPerSecond < 0 {
 		return fmt.Errorf("config: session.produce_bytes_per_second: must not be negative")
 	}
@@ -339,12 +372,20 @@ func (d *Document) complete() error {
 	if err := defaultCount("tickets.max_outstanding", &d.Tickets.MaxOutstanding, DefaultMaxTickets); err != nil {
 		return err
 	}
+	if d.Identity != nil {
+		if err := d.Identity.complete("identity"); err != nil {
+			return err
+		}
+	}
 	for _, name := range d.ClusterNames() {
 		c := d.KafkaClusters[name]
 		if c == nil {
 			return fmt.Errorf("config: kafka_clusters.%s: must be an object", name)
 		}
 		if err := c.complete("kafka_clusters." + name); err != nil {
+			return err
+		}
+		if err := validateAccess("kafka_clusters."+name+".access", c.Access, d.Identity.Verifies()); err != nil {
 			return err
 		}
 	}
@@ -465,10 +506,15 @@ func (t *TLS) LoadFiles() (*TLSFiles, error) {
 func (s *SASL) validate(key string) error {
 	switch s.Mechanism {
 	case MechanismPlain, MechanismScramSHA256, MechanismScramSHA512:
+		if err := s.SASLCloud.absent(key); err != nil {
+			return err
+		}
+	case MechanismOAuthBearer, MechanismAWSMSKIAM:
+		return s.validateCloud(key)
 	case "":
-		return fmt.Errorf("config: %s.mechanism: required (PLAIN, SCRAM-SHA-256 or SCRAM-SHA-512)", key)
+		return fmt.Errorf("config: %s.mechanism: required (%s)", key, mechanismNames)
 	default:
-		return fmt.Errorf("config: %s.mechanism: %q is not PLAIN, SCRAM-SHA-256 or SCRAM-SHA-512", key, s.Mechanism)
+		return fmt.Errorf("config: %s.mechanism: %q is not %s", key, s.Mechanism, mechanismNames)
 	}
 	if s.Username == "" {
 		return fmt.Errorf("config: %s.username: required", key)
@@ -598,6 +644,9 @@ func (s Secret) Reveal() string { return string(s) }
 // generic secret password_secret read through lookup (nil where there is no
 // secret store). Errors name the key, never the value.
 func (s *SASL) ResolvePassword(lookup func(name string) (string, bool)) (*SASL, error) {
+	if s.Mechanism == MechanismOAuthBearer || s.Mechanism == MechanismAWSMSKIAM {
+		return s.resolveCloud(lookup)
+	}
 	r := *s
 	switch {
 	case s.Password != "":

@@ -83,6 +83,8 @@ func TestParseRejectsBadDocumentsNamingTheKey(t *testing.T) {
 		"kafka_clusters: [1]":                                                             "kafka_clusters",
 		"session: {ping_interval: -1s}":                                                   "session.ping_interval",
 		"session: {pong_timeout: -1s}":                                                    "session.pong_timeout",
+		"session: {drain_time: -1s}":                                                      "session.drain_time",
+		"session: {drain_tme: 20s}":                                                       `unknown key "drain_tme"`,
 		"session: {max_pending_bytes: -1}":                                                "session.max_pending_bytes",
 		"session: {produce_bytes_per_second: -1}":                                         "session.produce_bytes_per_second",
 		"limits: {max_memory_bytes: 1024}":                                                "limits.max_memory_bytes",

@@ -2,6 +2,7 @@ package filter
 
 import (
 	"fmt"
+	"maps"
 	"strings"
 	"sync"
 	"testing"
@@ -107,6 +108,8 @@ type callbacks struct {
 	secrets                   map[string]string
 	secretReads               []string
 	replies                   []localReply
+	// metadata is the request's dynamic metadata, by namespace.
+	metadata map[string]map[string]interface{}
 }
 
 func routedTo(cluster string) *callbacks {
@@ -122,7 +125,20 @@ type streamInfo struct {
 	c              *callbacks
 }
 
-func (s streamInfo) UpstreamClusterName() (string, bool) { return s.c.cluster, s.c.hasCluster }
+func (s streamInfo) UpstreamClusterName() (string, bool)  { return s.c.cluster, s.c.hasCluster }
+func (s streamInfo) DynamicMetadata() api.DynamicMetadata { return dynamicMetadata{s.c} }
+
+type dynamicMetadata struct {
+	*callbacks
+}
+
+// Get returns a copy of the namespace's metadata, as the SDK decodes a
+// fresh one from Envoy on every call.
+func (d dynamicMetadata) Get(namespace string) map[string]interface{} {
+	return maps.Clone(d.metadata[namespace])
+}
+
+func (d dynamicMetadata) Set(string, string, interface{}) { panic("the filter never writes metadata") }
 
 type secretManager struct {
 	*callbacks

@@ -20,6 +20,7 @@ import (
 	"google.golang.org/protobuf/types/known/anypb"
 
 	"github.com/envoy-pubsub/gateway/config"
+	"github.com/envoy-pubsub/gateway/identity"
 	"github.com/envoy-pubsub/gateway/server"
 	"github.com/envoy-pubsub/gateway/sessionhost"
 )
@@ -38,6 +39,8 @@ type filterConfig struct {
 	metrics     *metrics
 	host        *sessionhost.Host
 	credentials *credentials
+	// verifier checks the tokens of cmd_auth (identity.jwt); nil without.
+	verifier    *identity.Verifier
 	destroyOnce sync.Once
 }
 
@@ -48,6 +51,9 @@ func (c *filterConfig) Destroy() {
 	c.destroyOnce.Do(func() {
 		c.credentials.close()
 		processHosts().Release(c.host, c.metrics)
+		if c.verifier != nil {
+			c.verifier.Close()
+		}
 	})
 }
 
@@ -87,12 +93,21 @@ func (p *Parser) Parse(any *anypb.Any, callbacks api.ConfigCallbackHandler) (par
 	if err != nil {
 		return nil, err
 	}
+	var verifier *identity.Verifier
+	if doc.Identity != nil && doc.Identity.JWT != nil {
+		if verifier, err = identity.NewVerifier(doc.Identity.JWT, envoyLogger()); err != nil {
+			return nil, err
+		}
+	}
 	m := defineMetrics(callbacks)
 	host, err := processHosts().Acquire(doc, m)
 	if err != nil {
+		if verifier != nil {
+			verifier.Close()
+		}
 		return nil, fmt.Errorf("pubsub: session server: %w", err)
 	}
-	return &filterConfig{doc: doc, metrics: m, host: host, credentials: newCredentials(doc, passwordFilePoll)}, nil
+	return &filterConfig{doc: doc, metrics: m, host: host, credentials: newCredentials(doc, passwordFilePoll), verifier: verifier}, nil
 }
 
 func parseRoute(any *anypb.Any) (rc *routeConfig) {
@@ -202,13 +217,18 @@ func (f *filter) DecodeHeaders(headers api.RequestHeaderMap, endStream bool) api
 		api.LogErrorf("pubsub: refusing upgrade to cluster %s: route config is invalid: %v", cluster, f.routeInvalid)
 		return f.reply(http.StatusInternalServerError, bodyRouteInvalid, "pubsub_route_config_invalid", nil)
 	}
+	claims := f.claims()
+	if len(claims) == 0 && f.identityRequired() {
+		return f.reply(http.StatusUnauthorized, bodyIdentityRequired, "pubsub_identity_required", nil)
+	}
 	snapshot, err := f.cfg.credentials.snapshot(cluster, kc, f.secret)
 	if err != nil {
 		api.LogErrorf("pubsub: refusing upgrade to cluster %s: kafka_clusters.%s.%v", cluster, cluster, err)
 		return f.reply(http.StatusServiceUnavailable, bodyNoCredentials, "pubsub_credentials_unavailable", nil)
 	}
 	tickets := f.cfg.doc.Tickets
-	ticket, err := f.cfg.host.Issue(&sessionhost.Grant{Cluster: cluster, Kafka: snapshot, Routes: f.routes},
+	ticket, err := f.cfg.host.Issue(&sessionhost.Grant{Cluster: cluster, Kafka: snapshot, Routes: f.routes,
+		Claims: claims, Verifier: f.cfg.verifier, Issuer: f.cfg.doc},
 		tickets.TTL.Duration(), tickets.MaxOutstanding)
 	switch {
 	case errors.Is(err, sessionhost.ErrTicketsFull):

@@ -8,6 +8,8 @@ import (
 	"sync"
 
 	"github.com/envoyproxy/envoy/contrib/golang/common/go/api"
+
+	"github.com/envoy-pubsub/gateway/internal/ratelog"
 )
 
 // envoyLogger returns a slog.Logger that writes to Envoy's "golang" logger
@@ -24,7 +26,9 @@ func envoyLogger() *slog.Logger {
 			return a
 		},
 	})
-	return slog.New(h)
+	// A warning that repeats is logged once per interval, with the count
+	// held back.
+	return slog.New(ratelog.New(h, ratelog.DefaultInterval))
 }
 
 // envoyLogBuffer is the formatting buffer shared by a handler and the

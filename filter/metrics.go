@@ -45,6 +45,8 @@ type metrics struct {
 	commandErrors    api.CounterMetric
 	commandCounts    map[string]api.CounterMetric
 	commandErrCounts map[string]api.CounterMetric
+	// sink records the detailed events (sink.go).
+	sink *envoySink
 }
 
 // defineMetrics defines the plugin's stats; cb is the filter-level Parse's
@@ -63,6 +65,7 @@ func defineMetrics(cb api.ConfigCallbackHandler) *metrics {
 		commandErrors:    cb.DefineCounterMetric(statCommandErrors),
 		commandCounts:    make(map[string]api.CounterMetric, len(commandNames)),
 		commandErrCounts: make(map[string]api.CounterMetric, len(commandNames)),
+		sink:             defineSink(cb),
 	}
 	for _, c := range commandNames {
 		m.commandCounts[c] = cb.DefineCounterMetric(statCommandPrefix + c)

@@ -13,8 +13,7 @@ func TestEveryCommandIsCountedWithItsErrors(t *testing.T) {
 	commands := []string{
 		pubsub.CmdEmpty, pubsub.CmdPing, pubsub.CmdKafkaFetch, pubsub.CmdKafkaListOffset,
 		pubsub.CmdKafkaSubscribe, pubsub.CmdKafkaUnsubscribe,
-		pubsub.CmdKafkaProduce, pubsub.CmdKafkaCommit, pubsub.CmdKafkaCommitted,
-		"cmd_auth", // proto extension 105; pubsub has no constant for it yet
+		pubsub.CmdKafkaProduce, pubsub.CmdKafkaCommit, pubsub.CmdKafkaCommitted, pubsub.CmdAuth,
 	}
 	if got := pubsub.Commands(); len(got) != len(commands) {
 		t.Fatalf("the protocol has commands %v; add the new ones to this test", got)
@@ -33,5 +32,30 @@ func TestEveryCommandIsCountedWithItsErrors(t *testing.T) {
 	}
 	if n := stats.value(statCommandsTotal); n != int64(2*len(commands)) {
 		t.Errorf("%s = %d, want %d", statCommandsTotal, n, 2*len(commands))
+	}
+}
+
+func TestDetailedEventsReachEnvoyCountersUnderThePrometheusNames(t *testing.T) {
+	stats := newConfigCallbacks()
+	sink := defineMetrics(stats).Sink()
+	sink.BytesRead(10)
+	sink.BytesWritten(20)
+	sink.Pushed(3)
+	sink.BudgetWaited()
+	sink.SessionClosed(1000)
+	sink.SessionClosed(4008)
+	sink.SessionClosed(4401)
+	sink.CacheLookup(true)
+	sink.CacheLookup(false)
+	sink.CacheLookup(false)
+	sink.Delivered(7)
+	for name, want := range map[string]int64{
+		statBytesReceived: 10, statBytesSent: 20, statPushes: 3, statBudgetWaits: 1,
+		statSessionsClosed: 3, statSlowConsumer: 1, statTokenExpiries: 1,
+		statCacheHits: 1, statCacheMisses: 2, statDelivered: 7,
+	} {
+		if got := stats.value(name); got != want {
+			t.Errorf("%s = %d, want %d", name, got, want)
+		}
 	}
 }

@@ -13,8 +13,9 @@ import (
 
 // partitionInfo is what a command needs to know of a partition.
 type partitionInfo struct {
-	topicID [16]byte
-	leader  int32
+	topicID     [16]byte
+	leader      int32
+	leaderEpoch int32 // -1 when the broker reports none
 }
 
 // lookup finds topic/partition in (cached) metadata. fresh bypasses the
@@ -57,7 +58,7 @@ func (k *Cluster) lookup(ctx context.Context, topic string, partition int32, fre
 			if err := kerr.ErrorForCode(p.ErrorCode); err != nil && p.Leader < 0 {
 				return partitionInfo{}, k.cause(ctx, err)
 			}
-			return partitionInfo{topicID: t.TopicID, leader: p.Leader}, nil
+			return partitionInfo{topicID: t.TopicID, leader: p.Leader, leaderEpoch: p.LeaderEpoch}, nil
 		}
 		return partitionInfo{}, ErrPartitionNotFound
 	}
@@ -114,13 +115,25 @@ func (k *Cluster) ListOffset(ctx context.Context, topic string, partition int32,
 // fetchWait asks the partition's leader for the records from offset on,
 // waiting up to wait at the end of the log, decodes what out and a
 // read-ahead need into the record cache, and adds the records to out.
-// Records of transactions are read once committed (read_committed).
-func (k *Cluster) fetchWait(ctx context.Context, key readerKey, offset int64, wait time.Duration, out *reply) error {
+// Records of transactions are read once committed (read_committed). The
+// request names the topic's incarnation (its id) and the leader epoch
+// metadata knows, so that a deposed or lagging leader is fenced instead of
+// answering from a log that may be truncated; what it decodes is cached
+// under that incarnation and epoch. pinned reads only the incarnation
+// key.topicID: a subscription that began on a topic deleted and created
+// again since gets ErrTopicNotFound, not the new topic's records.
+func (k *Cluster) fetchWait(ctx context.Context, key cacheKey, pinned bool, offset int64, wait time.Duration, out *reply) error {
 	topic, partition := key.topic, key.partition
 	for attempt := 0; ; attempt++ {
 		info, err := k.lookup(ctx, topic, partition, attempt > 0)
 		if err != nil {
 			return err
+		}
+		if pinned && info.topicID != key.topicID {
+			if attempt == 0 {
+				continue // cached metadata may be stale: look again
+			}
+			return ErrTopicNotFound
 		}
 		req := kmsg.NewPtrFetchRequest()
 		req.ReplicaID = -1
@@ -138,6 +151,7 @@ func (k *Cluster) fetchWait(ctx context.Context, key readerKey, offset int64, wa
 		rp := kmsg.NewFetchRequestTopicPartition()
 		rp.Partition = partition
 		rp.FetchOffset = offset
+		rp.CurrentLeaderEpoch = info.leaderEpoch
 		rp.PartitionMaxBytes = k.cfg.FetchMaxBytes
 		rt.Partitions = []kmsg.FetchRequestTopicPartition{rp}
 		req.Topics = []kmsg.FetchRequestTopic{rt}
@@ -162,10 +176,10 @@ func (k *Cluster) fetchWait(ctx context.Context, key readerKey, offset int64, wa
 			}
 			return k.cause(ctx, err)
 		}
-		k.cache.bind(key, info.topicID)
-		k.cache.trimBefore(key, fp.LogStartOffset)
-		if err := k.decodeFetched(key, info.topicID, fp, offset, out); err != nil {
-			return k.cause(ctx, err)
+		ck := cacheKey{key.readerKey, info.topicID}
+		k.cache.trimBefore(ck, fp.LogStartOffset)
+		if err := k.decodeFetched(ck, info.leaderEpoch, fp, offset, out); err != nil {
+			return k.fetchCause(ctx, err)
 		}
 		return nil
 	}
@@ -178,6 +192,7 @@ func stale(err error) bool {
 		errors.Is(err, kerr.UnknownTopicOrPartition) ||
 		errors.Is(err, kerr.UnknownTopicID) ||
 		errors.Is(err, kerr.FencedLeaderEpoch) ||
+		errors.Is(err, kerr.UnknownLeaderEpoch) ||
 		errors.Is(err, kerr.LeaderNotAvailable) ||
 		errors.Is(err, kerr.InconsistentTopicID)
 }

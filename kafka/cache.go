@@ -5,6 +5,7 @@ import (
 	"slices"
 	"sort"
 	"sync"
+	"time"
 	"unsafe"
 
 	"github.com/twmb/franz-go/pkg/kgo"
@@ -23,6 +24,14 @@ import (
 // one ends; anything else goes to Kafka. Whatever the consumer does (a reset
 // after an unknown leader epoch skips records), a skipped offset is simply
 // not in the cache.
+//
+// Chunks are kept per incarnation of a topic: the topic id is part of the
+// key, and a chunk is only ever read under the id it was fetched with, so
+// the records of a topic deleted and created again under the same name can
+// never answer for the new one. Within an incarnation, chunks are kept per
+// leader epoch: when the partition's leader epoch moves on (a new leader,
+// which may have truncated the log after an unclean election), the chunks
+// cached under the older epoch are dropped.
 
 // Fixed costs counted with each record and chunk, so that the cache's bound
 // holds for many small records too.
@@ -39,17 +48,30 @@ type recordCache struct {
 
 	mu     sync.Mutex
 	bytes  int
-	parts  map[readerKey]*partitionCache
+	parts  map[cacheKey]*partitionCache
 	oldest list.List // of *chunk, in insertion order
 }
 
+// cacheKey names the records of one partition of one incarnation of a
+// topic: a topic deleted and created again has a new id. The zero id is the
+// key of brokers that report no topic ids.
+type cacheKey struct {
+	readerKey
+	topicID [16]byte
+}
+
+// unknownEpoch marks chunks whose leader epoch is not known (the shared
+// readers' consumer, which fences its own fetches and reports a truncation
+// as data loss).
+const unknownEpoch = -1
+
 // partitionCache holds the chunks of one partition.
 type partitionCache struct {
-	key     readerKey
-	topicID [16]byte  // the topic incarnation the chunks belong to, zero if unknown
-	chunks  []*chunk  // ordered by offset, disjoint
-	bytes   int       // the bytes of the chunks
-	oldest  list.List // of *chunk, in insertion order
+	key    cacheKey
+	epoch  int32     // the leader epoch the chunks were fetched or confirmed at, or unknownEpoch
+	chunks []*chunk  // ordered by offset, disjoint
+	bytes  int       // the bytes of the chunks
+	oldest list.List // of *chunk, in insertion order
 }
 
 // chunk is a run of offsets whose data records are all known.
@@ -57,13 +79,14 @@ type chunk struct {
 	first, next int64         // the run [first, next)
 	records     []*kgo.Record // every data record of the run, in offset order
 	bytes       int
+	cached      time.Time // when the chunk was fetched or last confirmed
 	part        *partitionCache
 	inCache     *list.Element // in recordCache.oldest
 	inPart      *list.Element // in partitionCache.oldest
 }
 
 func newRecordCache(maxBytes, maxPartBytes int) *recordCache {
-	return &recordCache{maxBytes: maxBytes, maxPartBytes: maxPartBytes, parts: make(map[readerKey]*partitionCache)}
+	return &recordCache{maxBytes: maxBytes, maxPartBytes: maxPartBytes, parts: make(map[cacheKey]*partitionCache)}
 }
 
 // Bytes returns the bytes the cache holds, as counted against its bounds.
@@ -82,19 +105,21 @@ type run struct {
 
 // insert records runs of key, all at once, so that no reader sees part of
 // one broker answer. Parts of a run the cache holds already are left as
-// they are. topicID is the topic's incarnation when known: chunks of
-// another incarnation are dropped.
-func (rc *recordCache) insert(key readerKey, topicID [16]byte, runs ...run) {
+// they are. epoch is the leader epoch the broker answered at (unknownEpoch
+// when not known): runs of an older epoch than the cache's are not kept,
+// and a newer epoch drops the chunks of the older one first.
+func (rc *recordCache) insert(key cacheKey, epoch int32, runs ...run) {
 	rc.mu.Lock()
 	defer rc.mu.Unlock()
 	p := rc.parts[key]
 	if p == nil {
-		p = &partitionCache{key: key}
+		p = &partitionCache{key: key, epoch: unknownEpoch}
+		rc.parts[key] = p
 	}
-	rc.bindLocked(p, topicID)
-	rc.parts[key] = p // binding may have unlisted it
-	for _, r := range runs {
-		rc.insertLocked(p, r)
+	if rc.atEpochLocked(p, epoch) {
+		for _, r := range runs {
+			rc.insertLocked(p, r)
+		}
 	}
 	for p.bytes > rc.maxPartBytes && p.oldest.Len() > 0 {
 		rc.removeLocked(p.oldest.Front().Value.(*chunk))
@@ -102,9 +127,30 @@ func (rc *recordCache) insert(key readerKey, topicID [16]byte, runs ...run) {
 	for rc.bytes > rc.maxBytes && rc.oldest.Len() > 0 {
 		rc.removeLocked(rc.oldest.Front().Value.(*chunk))
 	}
-	if len(p.chunks) == 0 && rc.parts[key] == p {
-		delete(rc.parts, key)
+	rc.unlistIfEmptyLocked(p)
+}
+
+// atEpochLocked moves p to leader epoch epoch: a newer epoch than p's drops
+// p's chunks (the new leader's log may differ after the offsets it shares
+// with the old one), an older one is refused. It reports whether records of
+// epoch may be kept. Callers hold mu.
+func (rc *recordCache) atEpochLocked(p *partitionCache, epoch int32) bool {
+	switch {
+	case epoch == unknownEpoch || epoch == p.epoch:
+		return true
+	case p.epoch == unknownEpoch:
+		// Chunks of the shared readers: their consumer fences its own
+		// fetches and reports a truncation under it as data loss.
+		p.epoch = epoch
+		return true
+	case epoch < p.epoch:
+		return false
 	}
+	for len(p.chunks) > 0 {
+		rc.removeLocked(p.chunks[0])
+	}
+	p.epoch = epoch
+	return true
 }
 
 // insertLocked adds the parts of r that p does not hold yet as chunks.
@@ -121,7 +167,14 @@ func (rc *recordCache) insertLocked(p *partitionCache, r run) {
 		if i < len(p.chunks) && p.chunks[i].first < end {
 			end = p.chunks[i].first
 		}
-		c := &chunk{first: at, next: end, records: recordsIn(r.records, at, end), part: p}
+		recs := recordsIn(r.records, at, end)
+		if len(recs) < len(r.records) {
+			// Records of one decoded batch share its buffer: a chunk
+			// that keeps only some of them gets copies, so that it pins
+			// no more than the bytes it counts.
+			recs = compactRecords(recs)
+		}
+		c := &chunk{first: at, next: end, records: recs, part: p, cached: time.Now()}
 		c.bytes = chunkOverhead
 		for _, rec := range c.records {
 			c.bytes += recordBytes(rec) + recordOverhead
@@ -152,58 +205,77 @@ func (rc *recordCache) removeLocked(c *chunk) {
 	p.oldest.Remove(c.inPart)
 	p.bytes -= c.bytes
 	rc.bytes -= c.bytes
-	if len(p.chunks) == 0 && rc.parts[p.key] == p {
+	rc.unlistIfEmptyLocked(p)
+}
+
+// unlistIfEmptyLocked forgets p once it holds no chunk, unless it knows its
+// leader epoch: that is kept, so that a late answer of a deposed leader is
+// still refused. Callers hold mu.
+func (rc *recordCache) unlistIfEmptyLocked(p *partitionCache) {
+	if len(p.chunks) == 0 && p.epoch == unknownEpoch && rc.parts[p.key] == p {
 		delete(rc.parts, p.key)
 	}
 }
 
-// bindLocked drops the chunks of p when they belong to another incarnation
-// of the topic than topicID (zero: unknown). Callers hold mu.
-func (rc *recordCache) bindLocked(p *partitionCache, topicID [16]byte) {
-	if topicID == ([16]byte{}) {
-		return
-	}
-	if p.topicID != topicID && p.topicID != ([16]byte{}) {
-		for len(p.chunks) > 0 {
-			rc.removeLocked(p.chunks[0])
-		}
-	}
-	p.topicID = topicID
-}
-
-// bind drops the chunks of key when they belong to another incarnation of
-// the topic than topicID.
-func (rc *recordCache) bind(key readerKey, topicID [16]byte) {
+// confirm records what a check of Kafka found for key: the topic's
+// current incarnation is key.topicID, its partition's leader epoch is epoch
+// and its log starts at logStart. Chunks of other incarnations of the topic,
+// of an older epoch, or before logStart are dropped.
+func (rc *recordCache) confirm(key cacheKey, epoch int32, logStart int64) {
 	rc.mu.Lock()
 	defer rc.mu.Unlock()
-	if p := rc.parts[key]; p != nil {
-		rc.bindLocked(p, topicID)
+	for k, p := range rc.parts {
+		if k.readerKey == key.readerKey && k.topicID != key.topicID {
+			for len(p.chunks) > 0 {
+				rc.removeLocked(p.chunks[0])
+			}
+			delete(rc.parts, k)
+		}
+	}
+	p := rc.parts[key]
+	if p == nil {
+		return
+	}
+	rc.atEpochLocked(p, epoch)
+	rc.trimBeforeLocked(p, logStart)
+	now := time.Now()
+	for _, c := range p.chunks {
+		c.cached = now
 	}
 }
 
 // trimBefore drops the chunks of key that begin before logStart: Kafka no
 // longer holds those records.
-func (rc *recordCache) trimBefore(key readerKey, logStart int64) {
+func (rc *recordCache) trimBefore(key cacheKey, logStart int64) {
 	rc.mu.Lock()
 	defer rc.mu.Unlock()
-	p := rc.parts[key]
-	for p != nil && len(p.chunks) > 0 && p.chunks[0].first < logStart {
+	if p := rc.parts[key]; p != nil {
+		rc.trimBeforeLocked(p, logStart)
+	}
+}
+
+// trimBeforeLocked drops the chunks of p that begin before logStart.
+// Callers hold mu.
+func (rc *recordCache) trimBeforeLocked(p *partitionCache, logStart int64) {
+	for len(p.chunks) > 0 && p.chunks[0].first < logStart {
 		rc.removeLocked(p.chunks[0])
 	}
 }
 
-// drop forgets every chunk of key: its log may have changed under them.
+// drop forgets every chunk of key, of every incarnation of its topic: its
+// log may have changed under them.
 func (rc *recordCache) drop(key readerKey) {
 	rc.mu.Lock()
 	defer rc.mu.Unlock()
-	p := rc.parts[key]
-	for p != nil && len(p.chunks) > 0 {
-		rc.removeLocked(p.chunks[0])
+	for k, p := range rc.parts {
+		for k.readerKey == key && len(p.chunks) > 0 {
+			rc.removeLocked(p.chunks[0])
+		}
 	}
 }
 
 // holds reports whether a chunk of key holds offset.
-func (rc *recordCache) holds(key readerKey, offset int64) bool {
+func (rc *recordCache) holds(key cacheKey, offset int64) bool {
 	rc.mu.Lock()
 	defer rc.mu.Unlock()
 	p := rc.parts[key]
@@ -214,9 +286,22 @@ func (rc *recordCache) holds(key readerKey, offset int64) bool {
 	return i < len(p.chunks) && p.chunks[i].first <= offset
 }
 
+// heldBefore reports whether a chunk of key that holds offset was fetched or
+// last confirmed before t.
+func (rc *recordCache) heldBefore(key cacheKey, offset int64, t time.Time) bool {
+	rc.mu.Lock()
+	defer rc.mu.Unlock()
+	p := rc.parts[key]
+	if p == nil {
+		return false
+	}
+	i := sort.Search(len(p.chunks), func(i int) bool { return p.chunks[i].next > offset })
+	return i < len(p.chunks) && p.chunks[i].first <= offset && p.chunks[i].cached.Before(t)
+}
+
 // read adds to out the records of key from offset on, following chunks while
 // they are contiguous. It reports false when no chunk holds offset.
-func (rc *recordCache) read(key readerKey, offset int64, out *reply) bool {
+func (rc *recordCache) read(key cacheKey, offset int64, out *reply) bool {
 	rc.mu.Lock()
 	defer rc.mu.Unlock()
 	p := rc.parts[key]
@@ -326,6 +411,38 @@ func (rp *reply) through(end int64) {
 	if !rp.full && end > rp.next {
 		rp.next = end
 	}
+}
+
+// compactRecords returns copies of recs whose keys, values and headers
+// share one new buffer of just their bytes.
+func compactRecords(recs []*kgo.Record) []*kgo.Record {
+	n := 0
+	for _, r := range recs {
+		n += recordBytes(r)
+	}
+	buf := make([]byte, 0, n)
+	clone := func(b []byte) []byte {
+		if b == nil {
+			return nil
+		}
+		buf = append(buf, b...)
+		return buf[len(buf)-len(b) : len(buf) : len(buf)]
+	}
+	out := make([]*kgo.Record, len(recs))
+	copies := make([]kgo.Record, len(recs))
+	for i, r := range recs {
+		c := &copies[i]
+		*c = *r
+		c.Key, c.Value = clone(r.Key), clone(r.Value)
+		if len(r.Headers) > 0 {
+			c.Headers = make([]kgo.RecordHeader, len(r.Headers))
+			for j, h := range r.Headers {
+				c.Headers[j] = kgo.RecordHeader{Key: h.Key, Value: clone(h.Value)}
+			}
+		}
+		out[i] = c
+	}
+	return out
 }
 
 func recordBytes(r *kgo.Record) int {

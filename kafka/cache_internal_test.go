@@ -27,19 +27,19 @@ func offsetsOf(recs []*kgo.Record) []int64 {
 }
 
 // readAll reads key from offset with room for everything.
-func readAll(rc *recordCache, key readerKey, offset int64) (offsets []int64, next int64, ok bool) {
+func readAll(rc *recordCache, key cacheKey, offset int64) (offsets []int64, next int64, ok bool) {
 	out := newReply(offset, 1000, 1<<20)
 	ok = rc.read(key, offset, out)
 	return offsetsOf(out.records), out.next, ok
 }
 
-var p0 = readerKey{"t", 0}
+var p0 = cacheKey{readerKey: readerKey{"t", 0}}
 
 func TestCacheReadsFollowOnlyContiguousRuns(t *testing.T) {
 	rc := newRecordCache(1<<20, 1<<20)
-	rc.insert(p0, [16]byte{}, run{0, 3, records(0, 1, 2)})
+	rc.insert(p0, unknownEpoch, run{0, 3, records(0, 1, 2)})
 	// The consumer jumped from 2 to 5: offsets 3 and 4 are not known.
-	rc.insert(p0, [16]byte{}, run{5, 8, records(5, 6, 7)})
+	rc.insert(p0, unknownEpoch, run{5, 8, records(5, 6, 7)})
 
 	if got, next, ok := readAll(rc, p0, 0); !ok || !slices.Equal(got, []int64{0, 1, 2}) || next != 3 {
 		t.Fatalf("read at 0: %v next %d ok %v; want [0 1 2] next 3", got, next, ok)
@@ -54,7 +54,7 @@ func TestCacheReadsFollowOnlyContiguousRuns(t *testing.T) {
 	}
 
 	// A broker answer proves 3 holds a control record and 4 an aborted one.
-	rc.insert(p0, [16]byte{}, run{3, 5, nil})
+	rc.insert(p0, unknownEpoch, run{3, 5, nil})
 	if got, next, _ := readAll(rc, p0, 1); !slices.Equal(got, []int64{1, 2, 5, 6, 7}) || next != 8 {
 		t.Fatalf("read at 1 across the proven run: %v next %d; want [1 2 5 6 7] next 8", got, next)
 	}
@@ -66,7 +66,7 @@ func TestCacheReadsFollowOnlyContiguousRuns(t *testing.T) {
 func TestCacheReplyLimitsAndNextOffset(t *testing.T) {
 	rc := newRecordCache(1<<20, 1<<20)
 	// A compacted batch: [10, 20) holds only 12, 15 and 19.
-	rc.insert(p0, [16]byte{}, run{10, 20, records(12, 15, 19)})
+	rc.insert(p0, unknownEpoch, run{10, 20, records(12, 15, 19)})
 	out := newReply(10, 2, 1<<20)
 	rc.read(p0, 10, out)
 	if got := offsetsOf(out.records); !slices.Equal(got, []int64{12, 15}) || out.next != 16 {
@@ -87,10 +87,10 @@ func TestCacheReplyLimitsAndNextOffset(t *testing.T) {
 
 func TestCacheKeepsWhatItHoldsWhenRunsOverlap(t *testing.T) {
 	rc := newRecordCache(1<<20, 1<<20)
-	rc.insert(p0, [16]byte{}, run{5, 8, records(5, 6, 7)})
+	rc.insert(p0, unknownEpoch, run{5, 8, records(5, 6, 7)})
 	before := rc.Bytes()
 	// A later answer covering [3, 10) adds only what is missing.
-	rc.insert(p0, [16]byte{}, run{3, 10, records(3, 4, 5, 6, 7, 8, 9)})
+	rc.insert(p0, unknownEpoch, run{3, 10, records(3, 4, 5, 6, 7, 8, 9)})
 	if got, next, _ := readAll(rc, p0, 3); !slices.Equal(got, []int64{3, 4, 5, 6, 7, 8, 9}) || next != 10 {
 		t.Fatalf("read at 3: %v next %d", got, next)
 	}
@@ -106,13 +106,13 @@ func TestCacheKeepsWhatItHoldsWhenRunsOverlap(t *testing.T) {
 func TestCacheStaysWithinItsBytesAndEvictsOldestFirst(t *testing.T) {
 	one := chunkOverhead + 10*(3+recordOverhead) // ten records "vNN"
 	rc := newRecordCache(5*one, 3*one)
-	p1 := readerKey{"t", 1}
-	insert := func(key readerKey, first int64) {
+	p1 := cacheKey{readerKey: readerKey{"t", 1}}
+	insert := func(key cacheKey, first int64) {
 		recs := make([]int64, 10)
 		for i := range recs {
 			recs[i] = first + int64(i)
 		}
-		rc.insert(key, [16]byte{}, run{first, first + 10, records(recs...)})
+		rc.insert(key, unknownEpoch, run{first, first + 10, records(recs...)})
 		if b := rc.Bytes(); b > 5*one {
 			t.Fatalf("cache holds %d bytes, bound %d", b, 5*one)
 		}
@@ -144,7 +144,7 @@ func TestCacheStaysWithinItsBytesAndEvictsOldestFirst(t *testing.T) {
 	// A chunk larger than the bounds is not kept at all.
 	big := records(100)
 	big[0].Value = make([]byte, 6*one)
-	rc.insert(p0, [16]byte{}, run{100, 101, big})
+	rc.insert(p0, unknownEpoch, run{100, 101, big})
 	if _, _, ok := readAll(rc, p0, 100); ok || rc.Bytes() > 5*one {
 		t.Fatalf("an oversized chunk stayed: %d bytes", rc.Bytes())
 	}
@@ -152,23 +152,90 @@ func TestCacheStaysWithinItsBytesAndEvictsOldestFirst(t *testing.T) {
 
 func TestCacheForgetsWhatKafkaNoLongerHolds(t *testing.T) {
 	rc := newRecordCache(1<<20, 1<<20)
-	first, second := [16]byte{1}, [16]byte{2}
-	rc.insert(p0, first, run{0, 3, records(0, 1, 2)})
-	rc.insert(p0, first, run{3, 6, records(3, 4, 5)})
-	rc.trimBefore(p0, 2) // the log start moved to 2
-	if _, _, ok := readAll(rc, p0, 1); ok {
+	first := cacheKey{p0.readerKey, [16]byte{1}}
+	second := cacheKey{p0.readerKey, [16]byte{2}}
+	rc.insert(first, 3, run{0, 3, records(0, 1, 2)})
+	rc.insert(first, 3, run{3, 6, records(3, 4, 5)})
+	rc.trimBefore(first, 2) // the log start moved to 2
+	if _, _, ok := readAll(rc, first, 1); ok {
 		t.Fatal("records before the log start are still served")
 	}
-	if got, _, _ := readAll(rc, p0, 3); !slices.Equal(got, []int64{3, 4, 5}) {
+	if got, _, _ := readAll(rc, first, 3); !slices.Equal(got, []int64{3, 4, 5}) {
 		t.Fatalf("read at 3: %v", got)
 	}
-	rc.bind(p0, second) // the topic was deleted and created again
-	if _, _, ok := readAll(rc, p0, 3); ok || rc.Bytes() != 0 {
-		t.Fatalf("records of the old topic are still served (%d bytes)", rc.Bytes())
+	// The topic was deleted and created again: the new incarnation's key
+	// holds nothing, whatever the old one holds.
+	if _, _, ok := readAll(rc, second, 3); ok {
+		t.Fatal("records of the old topic are served under the new topic id")
 	}
-	rc.insert(p0, second, run{0, 1, records(0)})
-	rc.drop(p0)
-	if _, _, ok := readAll(rc, p0, 0); ok || rc.Bytes() != 0 {
+	rc.confirm(second, 0, 0) // a check found the new incarnation
+	if _, _, ok := readAll(rc, first, 3); ok || rc.Bytes() != 0 {
+		t.Fatalf("records of the old topic are still kept (%d bytes)", rc.Bytes())
+	}
+	rc.insert(second, 0, run{0, 1, records(0)})
+	rc.drop(p0.readerKey)
+	if _, _, ok := readAll(rc, second, 0); ok || rc.Bytes() != 0 {
 		t.Fatalf("dropped records are still served (%d bytes)", rc.Bytes())
+	}
+}
+
+func TestCacheDropsRecordsOfAnOlderLeaderEpoch(t *testing.T) {
+	rc := newRecordCache(1<<20, 1<<20)
+	rc.insert(p0, 4, run{0, 3, records(0, 1, 2)})
+	rc.confirm(p0, 4, 0)
+	if got, _, _ := readAll(rc, p0, 0); !slices.Equal(got, []int64{0, 1, 2}) {
+		t.Fatalf("read at 0 under the same epoch: %v", got)
+	}
+	// A new leader (epoch 5) may have truncated the log after an unclean
+	// election: what was cached under epoch 4 may no longer be in it.
+	rc.confirm(p0, 5, 0)
+	if _, _, ok := readAll(rc, p0, 0); ok || rc.Bytes() != 0 {
+		t.Fatalf("records of epoch 4 are still served under epoch 5 (%d bytes)", rc.Bytes())
+	}
+	// An answer of the deposed leader that comes late is not kept; the
+	// new leader's is, and a newer epoch's answer replaces it.
+	rc.insert(p0, 4, run{0, 3, records(0, 1, 2)})
+	if _, _, ok := readAll(rc, p0, 0); ok {
+		t.Fatal("an answer of an older epoch was cached")
+	}
+	rc.insert(p0, 5, run{0, 2, records(0, 1)})
+	rc.insert(p0, 6, run{5, 6, records(5)})
+	if _, _, ok := readAll(rc, p0, 0); ok {
+		t.Fatal("records of epoch 5 survived an answer of epoch 6")
+	}
+	if got, _, _ := readAll(rc, p0, 5); !slices.Equal(got, []int64{5}) {
+		t.Fatalf("read at 5 under epoch 6: %v", got)
+	}
+	// The shared readers' records (epoch unknown) join what is there.
+	rc.insert(p0, unknownEpoch, run{6, 7, records(6)})
+	if got, _, _ := readAll(rc, p0, 5); !slices.Equal(got, []int64{5, 6}) {
+		t.Fatalf("read at 5 after a reader's record: %v", got)
+	}
+}
+
+func TestCachePartOfABatchKeepsOnlyItsOwnBytes(t *testing.T) {
+	rc := newRecordCache(1<<20, 1<<20)
+	// One decoded batch: its records share one buffer.
+	buf := make([]byte, 4000)
+	batch := make([]*kgo.Record, 4)
+	for i := range batch {
+		batch[i] = &kgo.Record{Offset: int64(i), Value: buf[i*1000 : (i+1)*1000 : (i+1)*1000]}
+	}
+	rc.insert(p0, unknownEpoch, run{0, 2, batch[:2]}) // two of them are held already
+	rc.insert(p0, unknownEpoch, run{0, 4, batch})
+	c := rc.parts[p0].chunks[1]
+	if c.first != 2 || len(c.records) != 2 {
+		t.Fatalf("second chunk [%d, %d) with %d records, want [2, 4) with 2", c.first, c.next, len(c.records))
+	}
+	for _, r := range c.records {
+		if cap(r.Value) != len(r.Value) || &r.Value[0] == &buf[r.Offset*1000] {
+			t.Fatalf("record %d of a partial chunk still points into the batch's buffer", r.Offset)
+		}
+		if string(r.Value) != string(batch[r.Offset].Value) {
+			t.Fatalf("record %d changed when copied", r.Offset)
+		}
+	}
+	if got, _, _ := readAll(rc, p0, 0); !slices.Equal(got, []int64{0, 1, 2, 3}) {
+		t.Fatalf("read at 0: %v", got)
 	}
 }

@@ -8,10 +8,11 @@ import (
 )
 
 // CacheCheckInterval bounds how stale the record cache may be: before it
-// answers a fetch, a check that began at most this long ago must have
+// answers a read, a check that began at most this long ago must have
 // confirmed that its records of the partition are still what Kafka holds
-// (the topic was not deleted and created again; the log start did not move
-// past them through DeleteRecords or retention). Every session reading a
+// (the topic's current incarnation, whose records are the only ones read;
+// the leader epoch they were cached at; the log start did not move past
+// them through DeleteRecords or retention). Every session reading a
 // partition shares one check, so a partition costs at most two small
 // requests per interval however many sessions read it.
 const CacheCheckInterval = 100 * time.Millisecond
@@ -26,7 +27,8 @@ type cacheChecks struct {
 // cacheCheck is one check of a partition's cached records.
 type cacheCheck struct {
 	started time.Time
-	done    chan struct{} // closed when err is set
+	done    chan struct{} // closed when topicID and err are set
+	topicID [16]byte      // the incarnation of the topic the check found
 	err     error
 }
 
@@ -63,14 +65,17 @@ func (cc *cacheChecks) forget(key readerKey, c *cacheCheck) {
 	}
 }
 
-// confirmCached makes sure, before the record cache answers a fetch of key,
-// that its records are still what Kafka holds (see CacheCheckInterval). A
+// confirmCached makes sure, before the record cache answers a read of key,
+// that its records are still what Kafka holds (see CacheCheckInterval), and
+// returns the topic's current incarnation: only its records may be read. A
 // check shared with another session that failed (its session may have
-// ended) is not taken for this one's answer: it checks on its own.
-func (k *Cluster) confirmCached(ctx context.Context, key readerKey) error {
+// ended) is not taken for this one's answer: it checks on its own. The
+// check is work of no session: it waits in the cluster's shared lane, not
+// behind the broker requests queued by the session that happens to run it.
+func (k *Cluster) confirmCached(ctx context.Context, key readerKey) ([16]byte, error) {
 	c, own := k.checks.join(key, time.Now())
 	if own {
-		c.err = k.checkCached(ctx, key)
+		c.topicID, c.err = k.checkCached(k.turns.withSharedLane(ctx), key)
 		close(c.done)
 		if c.err != nil {
 			k.checks.forget(key, c)
@@ -80,26 +85,26 @@ func (k *Cluster) confirmCached(ctx context.Context, key readerKey) error {
 				k.checks.forget(key, c)
 			})
 		}
-		return c.err
+		return c.topicID, c.err
 	}
 	select {
 	case <-c.done:
 	case <-ctx.Done():
-		return k.cause(ctx, ctx.Err())
+		return [16]byte{}, k.cause(ctx, ctx.Err())
 	}
 	if c.err != nil {
-		return k.checkCached(ctx, key)
+		return k.checkCached(k.turns.withSharedLane(ctx), key)
 	}
-	return nil
+	return c.topicID, nil
 }
 
 // checkCached asks Kafka whether the cached records of key are still what it
-// holds: the topic is the incarnation they came from (fresh metadata; a
-// topic deleted and created again has a new id) and the log still starts at
-// or before them. Records Kafka no longer holds are dropped, so that the
-// fetch asks Kafka. It costs two small requests at once, no fetch and no
+// holds: which incarnation of the topic is current (fresh metadata; a topic
+// deleted and created again has a new id), at which leader epoch, and where
+// the log starts. Records Kafka no longer holds are dropped, so that the
+// read asks Kafka. It costs two small requests at once, no fetch and no
 // decoding.
-func (k *Cluster) checkCached(ctx context.Context, key readerKey) error {
+func (k *Cluster) checkCached(ctx context.Context, key readerKey) ([16]byte, error) {
 	type answer struct {
 		info partitionInfo
 		err  error
@@ -114,12 +119,11 @@ func (k *Cluster) checkCached(ctx context.Context, key readerKey) error {
 	start, err := k.ListOffset(ctx, key.topic, key.partition, -2)
 	a := <-fresh
 	if a.err != nil {
-		return a.err
+		return [16]byte{}, a.err
 	}
 	if err != nil {
-		return err
+		return [16]byte{}, err
 	}
-	k.cache.bind(key, a.info.topicID)
-	k.cache.trimBefore(key, start)
-	return nil
+	k.cache.confirm(cacheKey{key, a.info.topicID}, a.info.leaderEpoch, start)
+	return a.info.topicID, nil
 }

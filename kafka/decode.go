@@ -18,8 +18,6 @@ import (
 // reply travels, as a consumer decodes one fetch while it waits for the
 // next; the next fetch waits for it rather than asking Kafka.
 
-var decompressor = kgo.DefaultDecompressor()
-
 // readAheadSlots bounds the broker answers a Cluster decodes in the
 // background at once; each holds at most fetch_max_bytes of answer and
 // decodes at most fetch_max_bytes of records into the (bounded) cache.
@@ -42,20 +40,21 @@ const (
 // batch metadata covers the offsets whose records were compacted away,
 // control records and aborted transactions.
 type batchDecoder struct {
-	key      readerKey
-	in       []byte // the batches not decoded yet
-	offset   int64  // the offset the answer was asked for
-	at       int64  // the first offset not decoded yet
-	logStart int64
-	aborted  []kmsg.FetchResponseTopicPartitionAbortedTransaction // ordered by first offset
+	key          readerKey
+	decompressor kgo.Decompressor
+	in           []byte // the batches not decoded yet
+	offset       int64  // the offset the answer was asked for
+	at           int64  // the first offset not decoded yet
+	logStart     int64
+	aborted      []kmsg.FetchResponseTopicPartitionAbortedTransaction // ordered by first offset
 }
 
-func newBatchDecoder(key readerKey, rp *kmsg.FetchResponseTopicPartition, offset int64) *batchDecoder {
+func newBatchDecoder(key readerKey, d kgo.Decompressor, rp *kmsg.FetchResponseTopicPartition, offset int64) *batchDecoder {
 	aborted := slices.Clone(rp.AbortedTransactions)
 	slices.SortFunc(aborted, func(a, b kmsg.FetchResponseTopicPartitionAbortedTransaction) int {
 		return int(min(max(a.FirstOffset-b.FirstOffset, -1), 1))
 	})
-	return &batchDecoder{key: key, in: rp.RecordBatches, offset: offset, at: offset, logStart: rp.LogStartOffset, aborted: aborted}
+	return &batchDecoder{key: key, decompressor: d, in: rp.RecordBatches, offset: offset, at: offset, logStart: rp.LogStartOffset, aborted: aborted}
 }
 
 // next decodes the next batch that ends after the decoded offsets into a
@@ -89,7 +88,7 @@ func (d *batchDecoder) next() (r run, ok bool, err error) {
 			IsolationLevel:     kgo.ReadCommitted(),
 			Topic:              d.key.topic,
 			Partition:          d.key.partition,
-		}, &one, decompressor, nil)
+		}, &one, d.decompressor, nil)
 		if fp.Err != nil {
 			d.in = nil
 			return run{}, false, fp.Err
@@ -117,8 +116,8 @@ func (d *batchDecoder) next() (r run, ok bool, err error) {
 // the cache and adds their data records to out; the read-ahead (maxBytes
 // more of records) follows in the background, or at once when no slot is
 // free. It reports an error only when the first batch cannot be decoded.
-func (k *Cluster) decodeFetched(key readerKey, topicID [16]byte, rp *kmsg.FetchResponseTopicPartition, offset int64, out *reply) error {
-	d := newBatchDecoder(key, rp, offset)
+func (k *Cluster) decodeFetched(key cacheKey, epoch int32, rp *kmsg.FetchResponseTopicPartition, offset int64, out *reply) error {
+	d := newBatchDecoder(key.readerKey, k.decompressor, rp, offset)
 	var runs []run
 	ahead := 0
 	for !out.full {
@@ -140,33 +139,33 @@ func (k *Cluster) decodeFetched(key readerKey, topicID [16]byte, rp *kmsg.FetchR
 		}
 		out.through(r.next)
 	}
-	k.cache.insert(key, topicID, runs...)
+	k.cache.insert(key, epoch, runs...)
 	if len(d.in) == 0 || ahead >= out.maxBytes {
 		return nil
 	}
 	select {
 	case k.readAheads <- struct{}{}:
 	default:
-		k.decodeAhead(d, topicID, out.maxBytes-ahead) // no slot: before the reply
+		k.decodeAhead(d, key, epoch, out.maxBytes-ahead) // no slot: before the reply
 		return nil
 	}
-	if _, first := k.fetching.begin(key, d.at); !first {
+	if _, first := k.fetching.begin(key.readerKey, d.at); !first {
 		<-k.readAheads // a fetch of those offsets runs already
 		return nil
 	}
 	at, budget := d.at, out.maxBytes-ahead
 	go func() {
 		defer func() { <-k.readAheads }()
-		defer k.fetching.end(key, at)
+		defer k.fetching.end(key.readerKey, at)
 		defer k.pool.recoverPanic("decoding ahead")
-		k.decodeAhead(d, topicID, budget)
+		k.decodeAhead(d, key, epoch, budget)
 	}()
 	return nil
 }
 
 // decodeAhead decodes the rest of d, up to maxBytes of data records, into
 // the record cache.
-func (k *Cluster) decodeAhead(d *batchDecoder, topicID [16]byte, maxBytes int) {
+func (k *Cluster) decodeAhead(d *batchDecoder, key cacheKey, epoch int32, maxBytes int) {
 	var runs []run
 	for n := 0; n < maxBytes; {
 		r, ok, _ := d.next()
@@ -178,7 +177,7 @@ func (k *Cluster) decodeAhead(d *batchDecoder, topicID [16]byte, maxBytes int) {
 			n += recordBytes(rec)
 		}
 	}
-	k.cache.insert(d.key, topicID, runs...)
+	k.cache.insert(key, epoch, runs...)
 }
 
 // closeAborted removes the aborted transaction of producer pid that an abort

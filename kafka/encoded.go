@@ -64,6 +64,8 @@ type encodedPush struct {
 	once sync.Once
 	e    *pubsub.EncodedReply // nil when the view sees none of the records
 	err  error
+	// records is the number of records e carries.
+	records int
 	// next is the offset the push goes on at.
 	next int64
 	// first is the first record read for the push.
@@ -109,6 +111,7 @@ func (p *encodedPushes) encode(topic string, partition int32, from int64, out *r
 		}
 		if len(recs) > 0 {
 			ep.e, ep.err = pubsub.EncodeReply(pushReply(topic, partition, recs, out.next))
+			ep.records = len(recs)
 		}
 		if ep.err != nil {
 			return

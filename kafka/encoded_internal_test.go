@@ -158,9 +158,9 @@ func TestScopedPushesHoldTheirRecordsAndAreFoundWhereTheyStart(t *testing.T) {
 func TestKeptPushIsTakenOnlyWhileTheCacheHoldsItsFirstRecord(t *testing.T) {
 	kafka, _ := oneBrokerKafka(t)
 	k, _ := testCluster(t, kafka, "")
-	key := readerKey{"t", 0}
+	key := cacheKey{readerKey: readerKey{"t", 0}}
 	recs := tenantRecords(10, "a", "b")
-	k.cache.insert(key, [16]byte{}, run{0, 10, recs})
+	k.cache.insert(key, unknownEpoch, run{0, 10, recs})
 	a := tenantView("a")
 	out := newReply(0, 100, 1<<20)
 	k.cache.read(key, 0, out)
@@ -169,7 +169,7 @@ func TestKeptPushIsTakenOnlyWhileTheCacheHoldsItsFirstRecord(t *testing.T) {
 		t.Fatal(err)
 	}
 	at := func(view keyedView, maxRecords int) *encodedPush {
-		return (&delivery{k: k, topic: "t", partition: 0, maxRecords: maxRecords, view: view}).keptPush(key)
+		return (&delivery{k: k, topic: "t", partition: 0, maxRecords: maxRecords, view: view, key: key}).keptPush()
 	}
 	if at(a, 100) != ep {
 		t.Fatal("a subscriber of the same view does not take the kept push")
@@ -177,13 +177,13 @@ func TestKeptPushIsTakenOnlyWhileTheCacheHoldsItsFirstRecord(t *testing.T) {
 	if at(a, 5) != nil || at(tenantView("b"), 100) != nil || at(keyedView{}, 100) != nil {
 		t.Fatal("a subscriber of another bound or view takes the kept push")
 	}
-	k.cache.drop(key) // the log changed under the cache
+	k.cache.drop(key.readerKey) // the log changed under the cache
 	again := make([]*kgo.Record, len(recs))
 	for i, r := range recs {
 		c := *r
 		again[i] = &c
 	}
-	k.cache.insert(key, [16]byte{}, run{0, 10, again})
+	k.cache.insert(key, unknownEpoch, run{0, 10, again})
 	if at(a, 100) != nil {
 		t.Fatal("a push of records the cache no longer holds is taken")
 	}

@@ -38,39 +38,121 @@ type causeError struct {
 func (e *causeError) Error() string { return e.text }
 func (e *causeError) Unwrap() error { return e.err }
 
+// Is matches the cause named by target's text too (ErrBatchTooLarge, say),
+// besides the original error Unwrap gives.
+func (e *causeError) Is(target error) bool { return target != nil && e.text == target.Error() }
+
 // cause turns a franz-go or network error into the cause clients see:
-// Kafka error names as Kafka spells them (by error code), or plain words.
+// Kafka error names as Kafka spells them (by error code), or plain words
+// (see PROTOCOL.md). Errors that are causes already pass unchanged.
 func (k *Cluster) cause(ctx context.Context, err error) error {
+	if text, ok := k.classify(ctx, err); ok {
+		return &causeError{text, err}
+	}
+	return err
+}
+
+// fetchCause is cause for the errors of decoding and consuming record
+// batches: franz-go reports a batch it cannot parse (a CRC mismatch, a
+// truncated batch) with an untyped error, named CORRUPT_MESSAGE here.
+func (k *Cluster) fetchCause(ctx context.Context, err error) error {
+	if text, ok := k.classify(ctx, err); ok {
+		return &causeError{text, err}
+	}
+	return &causeError{kerr.CorruptMessage.Message, err}
+}
+
+// franz-go's client-side errors that it does not export, by their text.
+var (
+	kgoUnreachable = []string{
+		"unknown broker", // a broker that left the cluster, or none is known
+		"the broker connection has died and the request will be retried on a new connection",
+		"correlation ID mismatch",
+	}
+	kgoUnsupported = []string{
+		"broker is too old; the broker has already indicated it will not know how to handle the request",
+		"request key is unknown",
+	}
+	kgoTooLarge = []string{
+		"response exceeds BrokerMaxReadBytes",
+	}
+)
+
+// classify names the cause of err, reporting false when err is not an error
+// it knows (a cause already, or an error of the gateway's own).
+func (k *Cluster) classify(ctx context.Context, err error) (string, bool) {
 	var (
-		ke *kerr.Error
-		te *TLSError
-		op *net.OpError
+		ke      *kerr.Error
+		te      *TLSError
+		op      *net.OpError
+		ce      *causeError
+		session *kgo.ErrGroupSession
 	)
 	switch {
+	case err == nil:
+		return "", false
+	case errors.As(err, &ce):
+		return ce.text, true
 	case errors.As(err, &ke):
 		if ke == kerr.SaslAuthenticationFailed {
-			return &causeError{ErrAuthentication.Error(), err}
+			return ErrAuthentication.Error(), true
 		}
-		return &causeError{ke.Message, err}
+		return ke.Message, true
+	case errors.As(err, &session) && session.Err != nil && session.Err != err:
+		return k.classify(ctx, session.Err)
+	case errors.Is(err, kgo.ErrMaxDecompress) || textIn(err, kgoTooLarge):
+		return ErrBatchTooLarge.Error(), true
+	case errors.Is(err, kgo.ErrRecordTimeout) || errors.Is(err, kgo.ErrMaxBuffered):
+		// A produce that did not finish in time; too many buffered
+		// records wait as long.
+		return ErrTimeout.Error(), true
+	case errors.Is(err, kgo.ErrRecordRetries):
+		return ErrBrokerUnreachable.Error(), true
+	case errors.Is(err, kgo.ErrAborting) || errors.Is(err, kgo.ErrClientClosed):
+		return ErrCanceled.Error(), true
+	case isDataLoss(err):
+		// The records at the reader's position are gone from the log.
+		return kerr.OffsetOutOfRange.Message, true
 	case errors.As(err, &te):
-		return &causeError{te.Error(), err}
+		return te.Error(), true
 	case errors.As(err, &op) && op.Op == "remote error":
 		// A TLS alert after the handshake: with TLS 1.3 a broker checks
 		// the client certificate only then.
-		return &causeError{"tls: broker refused the connection: " + op.Err.Error(), err}
+		return "tls: broker refused the connection: " + op.Err.Error(), true
 	case closedByBroker(err):
-		return &causeError{k.setup.closedCause(k, err).Error(), err}
-	case errors.As(err, &op) || errors.Is(err, net.ErrClosed):
-		return &causeError{ErrBrokerUnreachable.Error(), err}
+		return k.setup.closedCause(k, err).Error(), true
+	case errors.As(err, &op) || errors.Is(err, net.ErrClosed) || textIn(err, kgoUnreachable):
+		return ErrBrokerUnreachable.Error(), true
+	case textIn(err, kgoUnsupported):
+		return kerr.UnsupportedVersion.Message, true
 	case errors.Is(err, context.DeadlineExceeded):
 		if ctx.Err() != nil {
-			return &causeError{ErrTimeout.Error(), err}
+			return ErrTimeout.Error(), true
 		}
-		return &causeError{ErrBrokerUnreachable.Error(), err}
+		return ErrBrokerUnreachable.Error(), true
 	case errors.Is(err, context.Canceled):
-		return &causeError{"canceled", err}
+		return ErrCanceled.Error(), true
 	}
-	return err
+	return "", false
+}
+
+// isDataLoss reports whether err is franz-go's report that records were
+// lost under a consumer.
+func isDataLoss(err error) bool {
+	_, ok := errors.AsType[*kgo.ErrDataLoss](err)
+	return ok
+}
+
+// textIn reports whether err, or an error it wraps, reads as one of texts.
+func textIn(err error, texts []string) bool {
+	for e := err; e != nil; e = errors.Unwrap(e) {
+		for _, t := range texts {
+			if e.Error() == t {
+				return true
+			}
+		}
+	}
+	return false
 }
 
 // closedByBroker reports whether err means the broker closed or reset the
@@ -141,6 +223,13 @@ var (
 	ErrBrokerUnreachable = errors.New("broker unreachable")
 	ErrAuthentication    = errors.New("authentication failed")
 	ErrTimeout           = errors.New("request timed out")
+	// ErrBatchTooLarge is the cause when a record batch would decompress
+	// to more than the pool's MaxBatchBytes, or a broker answer exceeds
+	// franz-go's read bound: it is refused, not decoded.
+	ErrBatchTooLarge = errors.New("record batch too large")
+	// ErrCanceled is the cause when the gateway gave up a command: its
+	// session or client closed meanwhile.
+	ErrCanceled = errors.New("canceled")
 )
 
 // CommandError is a failed Kafka command. Its text is in APISIX's format,

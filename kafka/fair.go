@@ -81,6 +81,19 @@ func (t *brokerTurns) laneOf(ctx context.Context) *brokerLane {
 	if l, ok := ctx.Value(laneKey{}).(*brokerLane); ok && l.turns == t {
 		return l
 	}
+	return t.sharedLane()
+}
+
+// withSharedLane returns ctx whose broker requests wait in the cluster's
+// shared lane, whatever session's lane ctx had: work done for every session
+// must not queue behind one session's requests.
+func (t *brokerTurns) withSharedLane(ctx context.Context) context.Context {
+	return withLane(ctx, t.sharedLane())
+}
+
+// sharedLane returns the lane of work that belongs to no session, which only
+// the cluster bound limits.
+func (t *brokerTurns) sharedLane() *brokerLane {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	if t.shared == nil {

@@ -12,6 +12,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kgo"
 	"github.com/twmb/franz-go/pkg/kmsg"
 
+	"github.com/envoy-pubsub/gateway/metrics"
 	pb "github.com/envoy-pubsub/gateway/proto"
 	"github.com/envoy-pubsub/gateway/pubsub"
 )
@@ -98,6 +99,7 @@ func (ms *members) remove(m *member) {
 type member struct {
 	k          *Cluster
 	req        *pubsub.Request
+	tally      *metrics.Tally // the session's, for its log line
 	group      string
 	topic      string
 	maxRecords int
@@ -139,7 +141,7 @@ func (h *handlers) subscribeGroup(ctx context.Context, req *pubsub.Request) (*pb
 	if maxRecords <= 0 {
 		maxRecords = DefaultMaxRecords
 	}
-	m := &member{k: h.k, req: req, group: group, topic: topic, maxRecords: maxRecords,
+	m := &member{k: h.k, req: req, tally: tallyOf(ctx), group: group, topic: topic, maxRecords: maxRecords,
 		view:      View{Scope: h.policy.ReadScope(topic), Filter: MatchFilter(cmd.GetFilter())},
 		delivered: make(map[int32]int64), committed: make(map[int32]int64)}
 	if err := h.members.add(m); err != nil {
@@ -249,6 +251,7 @@ func (m *member) run(ctx context.Context, wg *sync.WaitGroup, release func(), fo
 		if ctx.Err() != nil || fetches.IsClientClosed() {
 			return
 		}
+		recreated := false
 		fetches.EachError(func(topic string, partition int32, err error) {
 			if errors.Is(err, context.Canceled) {
 				return
@@ -256,12 +259,24 @@ func (m *member) run(ctx context.Context, wg *sync.WaitGroup, release func(), fo
 			if topic == "" { // an error of the group, not of a partition
 				topic = m.topic
 			}
-			(&delivery{req: m.req, topic: topic, partition: partition}).fail(ctx, m.k.cause(ctx, err))
+			cause := m.k.cause(ctx, err)
+			if gone(err) {
+				cause, recreated = ErrTopicNotFound, true
+			}
+			(&delivery{req: m.req, topic: topic, partition: partition}).fail(ctx, cause)
 		})
+		if recreated {
+			// The topic was deleted (and perhaps created again): franz-go
+			// fails its old id until it is purged. The member forgets it
+			// and joins the topic of that name anew.
+			m.cl.PurgeTopicsFromConsuming(m.topic)
+			m.cl.AddConsumeTopics(m.topic)
+		}
 		live := true
 		fetches.EachPartition(func(p kgo.FetchTopicPartition) {
 			if live && len(p.Records) > 0 {
 				live = m.push(ctx, p.Partition, p.Records)
+				m.k.lagged(p.HighWatermark, p.Records[len(p.Records)-1].Offset+1)
 			}
 		})
 		m.cl.AllowRebalance()
@@ -284,7 +299,7 @@ func (m *member) push(ctx context.Context, partition int32, recs []*kgo.Record) 
 			return true
 		}
 	}
-	d := &delivery{k: m.k, req: m.req, topic: m.topic, partition: partition, cursor: recs[0].Offset, maxRecords: m.maxRecords}
+	d := &delivery{k: m.k, req: m.req, tally: m.tally, topic: m.topic, partition: partition, cursor: recs[0].Offset, maxRecords: m.maxRecords}
 	live := d.push(ctx, recs, next) // the member's own records: encoded for it alone
 	m.mu.Lock()
 	m.delivered[partition] = min(d.cursor, recs[len(recs)-1].Offset+1)
@@ -297,6 +312,9 @@ func (m *member) push(ctx context.Context, partition int32, recs []*kgo.Record) 
 func (m *member) assigned(partitions []int32) {
 	if len(partitions) == 0 {
 		return
+	}
+	for _, p := range partitions {
+		m.tally.Touch(m.topic, p)
 	}
 	m.pushAssignment(&pb.KafkaAssignment{Topic: m.topic, Assigned: sorted(partitions)})
 }

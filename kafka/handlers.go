@@ -2,6 +2,7 @@ package kafka
 
 import (
 	"context"
+	"time"
 
 	pb "github.com/envoy-pubsub/gateway/proto"
 	"github.com/envoy-pubsub/gateway/pubsub"
@@ -56,6 +57,7 @@ func (h *handlers) listOffset(ctx context.Context, req *pubsub.Request) (*pb.Pub
 }
 
 func (h *handlers) fetch(ctx context.Context, req *pubsub.Request) (*pb.PubSubResp, error) {
+	start := time.Now()
 	cmd := req.Msg.GetCmdKafkaFetch()
 	topic, partition := cmd.GetTopic(), cmd.GetPartition()
 	if err := h.policy.checkRead(topic); err != nil {
@@ -85,6 +87,10 @@ func (h *handlers) fetch(ctx context.Context, req *pubsub.Request) (*pb.PubSubRe
 		return nil, &CommandError{Op: opFetch, Topic: topic, Partition: partition, Cause: h.k.cause(ctx, err)}
 	}
 	req.AfterReply(slab.release)
+	tally := tallyOf(ctx)
+	tally.Touch(topic, partition)
+	h.k.sent(tally, len(out.records))
+	h.k.pool.metrics.FetchReply(time.Since(start))
 	return &pb.PubSubResp{Resp: &pb.PubSubResp_KafkaFetchResp{
 		KafkaFetchResp: &pb.KafkaFetchResp{Messages: slab.messagesOf(out.records), NextOffset: out.next},
 	}}, nil

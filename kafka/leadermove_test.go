@@ -17,7 +17,8 @@ package kafka_test
 // acknowledged: every offset exactly once, in order, with its value.
 //
 // By default one short run (a few seconds) takes part in `go test`. The long
-// mode is for local use:
+// mode is for local use; it also deletes and creates again a second topic
+// among the leader moves, read all along (see churn_test.go):
 //
 //	PUBSUB_STRESS=long            seeds 1..N, a minute each, on 4 partitions
 //	PUBSUB_STRESS_SEEDS=N         N in the long mode (default 10)
@@ -58,6 +59,7 @@ type stressPlan struct {
 	everyWrite time.Duration // the pause between two records of a partition
 	everyMove  time.Duration // the pause between two leader moves
 	catchUp    time.Duration // how long readers may take to reach the end afterwards
+	churn      bool          // delete and create again a second topic meanwhile
 	seeds      []int64
 }
 
@@ -66,7 +68,7 @@ func stressPlanFromEnv(t *testing.T) stressPlan {
 	plan := stressPlan{partitions: 3, produce: 4 * time.Second, everyWrite: 4 * time.Millisecond,
 		everyMove: 100 * time.Millisecond, catchUp: 15 * time.Second, seeds: []int64{time.Now().UnixNano() % 1e6}}
 	if os.Getenv("PUBSUB_STRESS") == "long" {
-		plan.partitions, plan.produce, plan.catchUp = 4, time.Minute, time.Minute
+		plan.partitions, plan.produce, plan.catchUp, plan.churn = 4, time.Minute, time.Minute, true
 		n := 10
 		if s := os.Getenv("PUBSUB_STRESS_SEEDS"); s != "" {
 			var err error
@@ -204,6 +206,11 @@ func runLeaderMoves(t *testing.T, plan stressPlan, seed int64) {
 	stopMoves := make(chan struct{})
 	go func() { moves <- run.moveLeaders(rand.New(rand.NewSource(seed)), stopMoves) }()
 	go func() { produced <- run.produce(ctx) }()
+	var churning *churn
+	stopChurn := make(chan struct{})
+	if plan.churn {
+		churning = run.startChurn(ctx, stopChurn)
+	}
 
 	// New sessions, started mid-run, while the paused readers stop.
 	third := time.NewTimer(plan.produce / 3)
@@ -219,6 +226,7 @@ func runLeaderMoves(t *testing.T, plan stressPlan, seed int64) {
 	run.fetchLoops(ctx, "new fetch loop from an offset", false, func(p int32) int64 { return mid[p] })
 	run.subscribe(ctx, "new subscription from earliest", false, earliest())
 	records := <-produced
+	close(stopChurn)
 	close(stopMoves)
 	movesDone := <-moves
 	run.ends = run.endOffsets(ctx)
@@ -235,6 +243,11 @@ func runLeaderMoves(t *testing.T, plan stressPlan, seed int64) {
 	}
 	t.Logf("seed %d: %d records acknowledged on %d partitions in %v (log ends %v); %s", seed, records, plan.partitions, plan.produce, run.ends, movesDone)
 	run.check(seed)
+	if churning != nil {
+		var problems problemList
+		t.Logf("seed %d: %s", seed, churning.check(&problems))
+		problems.report(t)
+	}
 }
 
 // produce writes a JSON event to every partition every plan.everyWrite for

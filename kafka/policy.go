@@ -4,6 +4,7 @@ import (
 	"path"
 
 	"github.com/envoy-pubsub/gateway/config"
+	"github.com/envoy-pubsub/gateway/identity"
 )
 
 // Policy is what one session may do: every allow-list that applies to it
@@ -27,6 +28,9 @@ type Policy struct {
 	// scope returns the records of a topic the session may see; nil means
 	// every record of every topic.
 	scope func(topic string) Scope
+	// access are the identity-scoped rules that apply, with the session's
+	// claims; nil where no access section applies.
+	access *access
 }
 
 // NewPolicy returns the policy of a session on cluster, narrowed by the
@@ -44,9 +48,16 @@ func NewPolicy(cluster *config.KafkaCluster, routes ...*config.Route) Policy {
 	if cluster.Topics != nil {
 		p.read = append(p.read, cluster.Topics)
 	}
+	var levels [][]accessRule
+	if cluster.Access != nil {
+		levels = append(levels, compileAccess(cluster.Access))
+	}
 	for _, r := range routes {
 		if r == nil {
 			continue
+		}
+		if r.Access != nil {
+			levels = append(levels, compileAccess(r.Access))
 		}
 		for _, l := range []struct {
 			lists *[][]string
@@ -57,7 +68,29 @@ func NewPolicy(cluster *config.KafkaCluster, routes ...*config.Route) Policy {
 			}
 		}
 	}
+	if levels != nil {
+		p = p.withAccess(&access{levels: levels})
+	}
 	return p
+}
+
+// WithClaims returns p for a session opened with claims (nil: anonymous):
+// the access rules that apply read them, and the session's read scope
+// follows from them.
+func (p Policy) WithClaims(claims identity.Claims) Policy {
+	if !p.access.set() {
+		return p
+	}
+	a := *p.access
+	a.claims = claims
+	return p.withAccess(&a)
+}
+
+// withAccess returns p checking a and seeing the records a's read rules
+// let it see.
+func (p Policy) withAccess(a *access) Policy {
+	p.access = a
+	return p.WithReadScope(a.readScope)
 }
 
 // WithLimits returns p with the produce limits of the session document s
@@ -96,12 +129,29 @@ func nonNil(list []string) []string {
 
 // checkRead returns ErrTopicNotAllowed unless topic may be read.
 func (p Policy) checkRead(topic string) error {
-	return checkLists(p.read, topic, ErrTopicNotAllowed)
+	if err := checkLists(p.read, topic, ErrTopicNotAllowed); err != nil {
+		return err
+	}
+	if p.access.set() && !p.access.allows(readPatterns, topic) {
+		return ErrTopicNotAllowed
+	}
+	return nil
 }
 
-// checkProduce returns ErrTopicNotAllowed unless topic may be written.
-func (p Policy) checkProduce(topic string) error {
-	return checkLists(p.produce, topic, ErrTopicNotAllowed)
+// produceStamps returns ErrTopicNotAllowed unless topic may be written, and
+// else what the access rules set on every record written to it.
+func (p Policy) produceStamps(topic string) ([]RecordMatch, error) {
+	if err := checkLists(p.produce, topic, ErrTopicNotAllowed); err != nil {
+		return nil, err
+	}
+	if !p.access.set() {
+		return nil, nil
+	}
+	stamps, ok := p.access.allowsProduce(topic)
+	if !ok {
+		return nil, ErrTopicNotAllowed
+	}
+	return stamps, nil
 }
 
 // checkGroup returns ErrGroupNotAllowed unless group may be used (an empty
@@ -110,7 +160,13 @@ func (p Policy) checkGroup(group string) error {
 	if group == "" {
 		return ErrGroupNotAllowed
 	}
-	return checkLists(p.groups, group, ErrGroupNotAllowed)
+	if err := checkLists(p.groups, group, ErrGroupNotAllowed); err != nil {
+		return err
+	}
+	if p.access.set() && !p.access.allows(groupPatterns, group) {
+		return ErrGroupNotAllowed
+	}
+	return nil
 }
 
 // checkLists returns denied unless name passes every list.

@@ -41,6 +41,7 @@ var policyCommands = map[string][]policyRequest{
 	pubsub.CmdEmpty:            nil,
 	pubsub.CmdPing:             nil,
 	pubsub.CmdKafkaUnsubscribe: nil,
+	pubsub.CmdAuth:             nil,
 	pubsub.CmdKafkaFetch: {{build: func(topic, _ string) *pb.PubSubReq {
 		return &pb.PubSubReq{Req: &pb.PubSubReq_CmdKafkaFetch{CmdKafkaFetch: &pb.CmdKafkaFetch{Topic: topic}}}
 	}}},

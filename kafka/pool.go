@@ -26,6 +26,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/envoy-pubsub/gateway/config"
+	"github.com/envoy-pubsub/gateway/metrics"
 )
 
 // idleClientTimeout is how long a client nobody uses stays open before it is
@@ -41,6 +42,19 @@ func ClientOptions(opts ...kgo.Opt) PoolOption {
 	return func(p *Pool) { p.extra = append(p.extra, opts...) }
 }
 
+// DefaultMaxBatchBytes is the default of MaxBatchBytes.
+const DefaultMaxBatchBytes = 16 << 20
+
+// MaxBatchBytes bounds the bytes one record batch may decompress to, in
+// every read of the pool's clients (fetches, subscriptions, group members).
+// A batch that would expand beyond it is refused with the cause
+// ErrBatchTooLarge instead of being decoded, so that a small compressed
+// batch cannot make the gateway allocate without bound. Default
+// DefaultMaxBatchBytes.
+func MaxBatchBytes(n int) PoolOption {
+	return func(p *Pool) { p.maxBatchBytes = n }
+}
+
 // Logger sets the logger of the pool's clients. Default slog.Default().
 func Logger(l *slog.Logger) PoolOption {
 	return func(p *Pool) { p.log = l }
@@ -50,16 +64,18 @@ func Logger(l *slog.Logger) PoolOption {
 // cluster configuration (brokers, TLS, SASL credentials and client tuning).
 // It is safe for concurrent use.
 type Pool struct {
-	extra   []kgo.Opt
-	log     *slog.Logger
-	mu      sync.Mutex
-	clients map[[32]byte]*Cluster
-	closed  bool
+	extra         []kgo.Opt
+	maxBatchBytes int
+	log           *slog.Logger
+	metrics       metrics.Kafka
+	mu            sync.Mutex
+	clients       map[[32]byte]*Cluster
+	closed        bool
 }
 
 // NewPool returns an empty Pool.
 func NewPool(opts ...PoolOption) *Pool {
-	p := &Pool{log: slog.Default(), clients: make(map[[32]byte]*Cluster)}
+	p := &Pool{log: slog.Default(), metrics: metrics.Nop{}, clients: make(map[[32]byte]*Cluster), maxBatchBytes: DefaultMaxBatchBytes}
 	for _, o := range opts {
 		o(p)
 	}
@@ -78,6 +94,9 @@ type Cluster struct {
 	timer *time.Timer
 	// opts are the franz-go options of the cluster's clients.
 	opts []kgo.Opt
+	// decompressor decodes the batches of the cluster's own fetches, with
+	// the clients' bound (MaxBatchBytes).
+	decompressor kgo.Decompressor
 	// readers are the shared partition readers of subscriptions.
 	readers readerSet
 	// cache holds the decoded records every session of the cluster reads.
@@ -195,6 +214,7 @@ func newCluster(p *Pool, key [32]byte, c *config.KafkaCluster) (*Cluster, error)
 		// copy that Config returns does not hold it.
 		s := *c.SASL
 		s.Password = ""
+		s.ClientSecret = ""
 		k.cfg.SASL = &s
 	}
 	opts := []kgo.Opt{
@@ -206,6 +226,7 @@ func newCluster(p *Pool, key [32]byte, c *config.KafkaCluster) (*Cluster, error)
 		kgo.RetryBackoffFn(func(tries int) time.Duration { return time.Duration(tries) * 50 * time.Millisecond }),
 		kgo.MetadataMinAge(time.Second),
 		kgo.WithLogger(kgoLogger{p.log}),
+		kgo.MaxDecompressBatchBytes(p.maxBatchBytes),
 	}
 	if c.TLS != nil && c.TLS.Enabled {
 		d, err := newTLSDialer(c.TLS, c.RequestTimeout.Duration(), p.log)
@@ -228,6 +249,14 @@ func newCluster(p *Pool, key [32]byte, c *config.KafkaCluster) (*Cluster, error)
 		return nil, fmt.Errorf("kafka: %w", err)
 	}
 	k.cl = cl
+	// franz-go builds its default decompressor with the bound; the
+	// cluster's own fetches decode with that one.
+	d, ok := cl.OptValue(kgo.WithDecompressor).(kgo.Decompressor)
+	if !ok {
+		cl.Close()
+		return nil, fmt.Errorf("kafka: franz-go has no bounded decompressor")
+	}
+	k.decompressor = d
 	return k, nil
 }
 
@@ -264,6 +293,11 @@ func fingerprint(c *config.KafkaCluster) [32]byte {
 		field(s.Mechanism)
 		field(s.Username)
 		field(s.Password.Reveal())
+		field(s.TokenFile)
+		field(s.TokenEndpoint)
+		field(s.ClientID)
+		field(s.ClientSecret.Reveal())
+		field(s.Scope)
 	}
 	field("|")
 	// Fetch limits live in the shared client's configuration, so clusters

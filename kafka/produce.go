@@ -51,7 +51,8 @@ func (h *handlers) produce(ctx context.Context, req *pubsub.Request) (*pb.PubSub
 	if err != nil {
 		return fail(partition, err)
 	}
-	if err := h.policy.checkProduce(topic); err != nil {
+	stamps, err := h.policy.produceStamps(topic)
+	if err != nil {
 		return fail(partition, err)
 	}
 	switch {
@@ -66,6 +67,9 @@ func (h *handlers) produce(ctx context.Context, req *pubsub.Request) (*pb.PubSub
 	size := 0
 	for i, r := range records {
 		krs[i] = toKgoRecord(topic, partition, r)
+		for _, s := range stamps {
+			s.stamp(krs[i]) // the access rule's records replace the client's
+		}
 		size += recordBytes(krs[i])
 	}
 	if err := h.writes.throttle.wait(ctx, size, h.policy.produceBytesPerSecond); err != nil {
@@ -90,6 +94,7 @@ func (h *handlers) produce(ctx context.Context, req *pubsub.Request) (*pb.PubSub
 		acked    = make(chan struct{}) // closed when every record is acknowledged or failed
 		firstErr error
 	)
+	handed := time.Now()
 	for _, r := range krs {
 		producer.Produce(ctx, r, func(r *kgo.Record, err error) {
 			// franz-go runs this in its own goroutine.
@@ -116,9 +121,12 @@ func (h *handlers) produce(ctx context.Context, req *pubsub.Request) (*pb.PubSub
 	if firstErr != nil {
 		return nil, firstErr
 	}
+	h.k.pool.metrics.ProduceAck(time.Since(handed))
+	tally := tallyOf(ctx)
 	offsets := make([]*pb.KafkaPartitionOffset, len(krs))
 	for i, r := range krs {
 		offsets[i] = &pb.KafkaPartitionOffset{Partition: r.Partition, Offset: r.Offset}
+		tally.Touch(topic, r.Partition)
 	}
 	return &pb.PubSubResp{Resp: &pb.PubSubResp_KafkaProduceResp{
 		KafkaProduceResp: &pb.KafkaProduceResp{Offsets: offsets},

@@ -21,9 +21,11 @@ func (k *Cluster) fetchReply(ctx context.Context, topic string, partition int32,
 	if err != nil {
 		return nil // the empty answer stands
 	}
-	changed, _, _ := r.state()
-	if k.cache.read(readerKey{topic, partition}, out.next, out) && len(out.records) > 0 {
-		return nil
+	changed, end, _ := r.state()
+	if end > out.next {
+		// Records came between the broker's empty answer and the
+		// reader's start, which waits only for later ones.
+		return k.readAt(ctx, topic, partition, out)
 	}
 	if !waitChange(ctx, changed, k.cfg.FetchMaxWait.Duration()) {
 		return nil
@@ -42,7 +44,7 @@ func (k *Cluster) waitAtTail(ctx context.Context, topic string, partition int32,
 		return false
 	}
 	changed, end, err := r.state()
-	if err != nil || offset != end || k.cache.holds(readerKey{topic, partition}, offset) {
+	if err != nil || offset != end || k.cache.holds(r.cacheKey(), offset) {
 		return false
 	}
 	waitChange(ctx, changed, k.cfg.FetchMaxWait.Duration())
@@ -53,22 +55,22 @@ func (k *Cluster) waitAtTail(ctx context.Context, topic string, partition int32,
 // cache while it holds the offsets, else from Kafka without waiting. The
 // first record is the one at out.next, unless that offset holds no data
 // record: a read that would add no record but moved past such offsets goes
-// on from there. Then out.next is the offset to ask for next.
+// on from there. Then out.next is the offset to ask for next. The cache
+// answers only under the topic incarnation a check confirmed.
 func (k *Cluster) readAt(ctx context.Context, topic string, partition int32, out *reply) error {
 	info, err := k.lookup(ctx, topic, partition, false)
 	if err != nil {
 		return err
 	}
-	key := readerKey{topic, partition}
-	k.cache.bind(key, info.topicID)
+	key := cacheKey{readerKey{topic, partition}, info.topicID}
 	if k.cache.holds(key, out.next) {
-		if err := k.confirmCached(ctx, key); err != nil {
+		if key.topicID, err = k.confirmCached(ctx, key.readerKey); err != nil {
 			return err
 		}
 	}
 	for {
 		at := out.next
-		if err := k.read(ctx, key, at, out); err != nil {
+		if err := k.read(ctx, key, false, at, out); err != nil {
 			return err
 		}
 		if len(out.records) > 0 || out.next == at {
@@ -80,26 +82,27 @@ func (k *Cluster) readAt(ctx context.Context, topic string, partition int32, out
 // read adds to out the records of key from offset on: from the record cache
 // if it holds offset, else from Kafka without waiting. A fetch of the same
 // offset that runs already is waited for, up to the cluster's fetch wait
-// (its session may wait for reply budget), and read from the cache.
-func (k *Cluster) read(ctx context.Context, key readerKey, offset int64, out *reply) error {
-	if k.cache.read(key, offset, out) {
+// (its session may wait for reply budget), and read from the cache. pinned
+// reads only the incarnation key names (see fetchWait).
+func (k *Cluster) read(ctx context.Context, key cacheKey, pinned bool, offset int64, out *reply) error {
+	if k.cacheRead(key, offset, out) {
 		return nil
 	}
-	done, first := k.fetching.begin(key, offset)
+	done, first := k.fetching.begin(key.readerKey, offset)
 	if !first {
 		if !waitChange(ctx, done, k.cfg.FetchMaxWait.Duration()) {
 			return k.cause(ctx, ctx.Err())
 		}
-		if k.cache.read(key, offset, out) {
+		if k.cacheRead(key, offset, out) {
 			return nil
 		}
-		return k.fetchWait(ctx, key, offset, 0, out) // it failed, is slow, or its records are gone
+		return k.fetchWait(ctx, key, pinned, offset, 0, out) // it failed, is slow, or its records are gone
 	}
-	defer k.fetching.end(key, offset)
-	if k.cache.read(key, offset, out) { // a fetch that ended since the first look
+	defer k.fetching.end(key.readerKey, offset)
+	if k.cacheRead(key, offset, out) { // a fetch that ended since the first look
 		return nil
 	}
-	return k.fetchWait(ctx, key, offset, 0, out)
+	return k.fetchWait(ctx, key, pinned, offset, 0, out)
 }
 
 // Fetch returns the records of topic/partition from offset on, as many as
@@ -113,7 +116,7 @@ func (k *Cluster) Fetch(ctx context.Context, topic string, partition int32, offs
 	if err := k.readAt(ctx, topic, partition, out); err != nil || len(out.records) > 0 {
 		return out.records, err
 	}
-	if err := k.fetchWait(ctx, readerKey{topic, partition}, out.next, k.cfg.FetchMaxWait.Duration(), out); err != nil {
+	if err := k.fetchWait(ctx, cacheKey{readerKey: readerKey{topic, partition}}, false, out.next, k.cfg.FetchMaxWait.Duration(), out); err != nil {
 		return nil, err
 	}
 	return out.records, nil

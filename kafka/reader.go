@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"maps"
 	"runtime/debug"
 	"slices"
 	"sync"
@@ -41,6 +42,7 @@ type readerKey struct {
 type readerSet struct {
 	mu       sync.Mutex
 	readers  map[readerKey]*partitionReader
+	topicIDs map[string][16]byte // the incarnation the consumer reads of each topic
 	consumer *kgo.Client
 	stop     context.CancelFunc
 	done     chan struct{}
@@ -50,9 +52,12 @@ type readerSet struct {
 // partitionReader tails one partition for every user of a Cluster: the
 // readers' consumer puts what it fetches into the record cache and wakes the
 // users waiting at the end of the log. It starts at the end of the log when
-// its first user comes and stops when its last one leaves.
+// its first user comes and stops when its last one leaves. It reads one
+// incarnation of its topic: a topic deleted and created again gets a new
+// reader.
 type partitionReader struct {
-	key readerKey
+	key     readerKey
+	topicID [16]byte // the topic's incarnation, from metadata when it started
 
 	// Guarded by the readerSet's mu.
 	refs      int
@@ -62,26 +67,29 @@ type partitionReader struct {
 	mu      sync.Mutex
 	end     int64         // the end of the readable log, as last seen
 	changed chan struct{} // closed and replaced when records came or end moved
-	err     error         // the partition is gone
+	err     error         // why the reader stopped: the partition is gone, or the consumer failed on it
 }
 
-// acquireReader returns the reader of topic/partition, starting one at the
-// end of the log if there is none. Each acquire is paired with
-// releaseReader.
+// cacheKey is the key of the reader's records in the record cache.
+func (r *partitionReader) cacheKey() cacheKey { return cacheKey{r.key, r.topicID} }
+
+// acquireReader returns the reader of the current incarnation of
+// topic/partition, starting one at the end of the log if there is none.
+// Each acquire is paired with releaseReader.
 func (k *Cluster) acquireReader(ctx context.Context, topic string, partition int32) (*partitionReader, error) {
 	rs := &k.readers
 	key := readerKey{topic, partition}
-	rs.mu.Lock()
-	if r := rs.readers[key]; r != nil && r.live() {
-		r.refs++
-		rs.mu.Unlock()
-		return r, nil
-	}
-	rs.mu.Unlock()
-
-	// Position before registering, without holding the lock over a request.
+	// Fresh metadata names the incarnation; positioning happens before
+	// registering, without holding the lock over a request.
 	ctx, cancel := context.WithTimeout(ctx, k.cfg.RequestTimeout.Duration())
 	defer cancel()
+	info, err := k.lookup(ctx, topic, partition, true)
+	if err != nil {
+		return nil, err
+	}
+	if r := rs.reuse(key, info.topicID); r != nil {
+		return r, nil
+	}
 	end, err := k.ListOffset(ctx, topic, partition, -1)
 	if err != nil {
 		return nil, err
@@ -92,25 +100,103 @@ func (k *Cluster) acquireReader(ctx context.Context, topic string, partition int
 	if rs.closed {
 		return nil, fmt.Errorf("kafka: cluster client closed")
 	}
-	if r := rs.readers[key]; r != nil && r.live() { // another user started it meanwhile
-		r.refs++
+	if r := rs.reuseLocked(key, info.topicID); r != nil { // another user started it meanwhile
 		return r, nil
 	}
 	if err := k.startConsumer(); err != nil {
 		return nil, err
 	}
-	if rs.readers[key] != nil {
-		// Its partition was gone: the topic has been created again. Its
-		// users see the failure; new users get a new reader.
-		rs.consumer.RemoveConsumePartitions(map[string][]int32{topic: {partition}})
+	if id, ok := rs.topicIDs[topic]; ok && id != info.topicID {
+		// The topic was deleted and created again. franz-go never adopts
+		// a new topic id (it fails the old one with UNKNOWN_TOPIC_ID until
+		// the topic is purged): the readers of the old one end, and the
+		// consumer forgets the topic before it reads the new one.
+		rs.retireTopicLocked(topic, ErrTopicNotFound)
+	} else if old := rs.readers[key]; old != nil {
+		rs.retireLocked(old, old.err)
 	}
-	r := &partitionReader{key: key, refs: 1, end: end, changed: make(chan struct{})}
+	r := &partitionReader{key: key, topicID: info.topicID, refs: 1, end: end, changed: make(chan struct{})}
 	if rs.readers == nil {
 		rs.readers = make(map[readerKey]*partitionReader)
+		rs.topicIDs = make(map[string][16]byte)
 	}
 	rs.readers[key] = r
+	rs.topicIDs[topic] = info.topicID
 	rs.consumer.AddConsumePartitions(map[string]map[int32]kgo.Offset{topic: {partition: kgo.NewOffset().At(end)}})
 	return r, nil
+}
+
+// reuse returns the running reader of key, with a new reference, if it
+// reads incarnation topicID and has not stopped.
+func (rs *readerSet) reuse(key readerKey, topicID [16]byte) *partitionReader {
+	rs.mu.Lock()
+	defer rs.mu.Unlock()
+	return rs.reuseLocked(key, topicID)
+}
+
+// reuseLocked is reuse for callers that hold mu.
+func (rs *readerSet) reuseLocked(key readerKey, topicID [16]byte) *partitionReader {
+	r := rs.readers[key]
+	if r == nil || r.topicID != topicID || !r.live() {
+		return nil
+	}
+	r.refs++
+	return r
+}
+
+// retire stops reader r with err (nil: it only stops being found) if it
+// still runs: its users are told, and new users get a new reader.
+func (rs *readerSet) retire(r *partitionReader, err error) {
+	rs.mu.Lock()
+	defer rs.mu.Unlock()
+	rs.retireLocked(r, err)
+}
+
+// retireLocked is retire for callers that hold mu.
+func (rs *readerSet) retireLocked(r *partitionReader, err error) {
+	if rs.readers[r.key] != r {
+		return
+	}
+	delete(rs.readers, r.key)
+	if rs.consumer != nil {
+		rs.consumer.RemoveConsumePartitions(map[string][]int32{r.key.topic: {r.key.partition}})
+	}
+	if err != nil {
+		r.fail(err)
+	}
+}
+
+// readIDs returns the incarnation the consumer reads of each topic.
+func (rs *readerSet) readIDs() map[string][16]byte {
+	rs.mu.Lock()
+	defer rs.mu.Unlock()
+	return maps.Clone(rs.topicIDs)
+}
+
+// retireTopic stops every reader of topic with err if they read
+// incarnation id (see retireTopicLocked).
+func (rs *readerSet) retireTopic(topic string, id [16]byte, err error) {
+	rs.mu.Lock()
+	defer rs.mu.Unlock()
+	if cur, ok := rs.topicIDs[topic]; ok && cur == id {
+		rs.retireTopicLocked(topic, err)
+	}
+}
+
+// retireTopicLocked stops every reader of topic with err and makes the
+// consumer forget the topic, so that it learns its incarnation afresh.
+// Callers hold mu.
+func (rs *readerSet) retireTopicLocked(topic string, err error) {
+	for key, r := range rs.readers {
+		if key.topic == topic {
+			delete(rs.readers, key)
+			r.fail(err)
+		}
+	}
+	delete(rs.topicIDs, topic)
+	if rs.consumer != nil {
+		rs.consumer.PurgeTopicsFromConsuming(topic)
+	}
 }
 
 // releaseReader gives back a reader; the last release stops it.
@@ -119,11 +205,8 @@ func (k *Cluster) releaseReader(r *partitionReader) {
 	rs.mu.Lock()
 	defer rs.mu.Unlock()
 	r.refs--
-	if r.refs == 0 && rs.readers[r.key] == r {
-		delete(rs.readers, r.key)
-		if rs.consumer != nil {
-			rs.consumer.RemoveConsumePartitions(map[string][]int32{r.key.topic: {r.key.partition}})
-		}
+	if r.refs == 0 {
+		rs.retireLocked(r, nil)
 	}
 }
 
@@ -216,50 +299,78 @@ func (k *Cluster) consume(ctx context.Context, cl *kgo.Client, done chan struct{
 	}
 }
 
-// deliverPoll puts one poll's records into the record cache, tells the
-// readers where the log ends, and marks the readers of partitions that are
-// gone. A data loss the consumer reports (its reset may have skipped
+// deliverPoll puts one poll's records into the record cache, under the
+// topic id the broker answered with, tells the readers where the log ends,
+// and stops the readers of partitions the consumer failed on: their users
+// hear why. A data loss the consumer reports (its reset may have skipped
 // records, or the log changed under it) drops the partition's cached
-// records.
+// records; a partition that is gone (its topic deleted, perhaps created
+// again) ends every reader of the topic.
 func (k *Cluster) deliverPoll(ctx context.Context, fetches kgo.Fetches, lastErr *string) {
 	defer func() {
 		if p := recover(); p != nil {
 			k.pool.log.Error("kafka: shared reader panic", "panic", p, "stack", string(debug.Stack()))
 		}
 	}()
+	rs := &k.readers
+	// A partition that is gone ends the readers of its topic, unless they
+	// read a newer incarnation than the one the poll failed on: one that
+	// started while the poll was handled.
+	var (
+		readIDs    map[string][16]byte
+		goneTopics []string
+	)
 	fetches.EachError(func(topic string, partition int32, err error) {
-		if ctx.Err() != nil {
+		if ctx.Err() != nil || errors.Is(err, context.Canceled) || errors.Is(err, kgo.ErrClientClosed) {
 			return
 		}
 		if err.Error() != *lastErr {
 			*lastErr = err.Error()
 			k.pool.log.Warn("kafka: shared reader", "topic", topic, "partition", partition, "err", err)
 		}
-		key := readerKey{topic, partition}
 		r := k.runningReader(topic, partition)
 		if lost, ok := errors.AsType[*kgo.ErrDataLoss](err); ok {
-			k.cache.drop(key)
+			k.cache.drop(readerKey{topic, partition})
 			if r != nil {
-				r.advance(lost.ResetTo)
+				r.reset(lost.ResetTo)
 			}
-		}
-		if gone(err) {
-			k.cache.drop(key)
-			if r != nil {
-				r.fail(ErrTopicNotFound)
-			}
-		}
-	})
-	fetches.EachPartition(func(p kgo.FetchTopicPartition) {
-		if len(p.Records) == 0 {
 			return
 		}
-		key := readerKey{p.Topic, p.Partition}
-		k.cache.trimBefore(key, p.LogStartOffset)
-		k.cacheConsumed(key, p.Records)
-		if r := k.runningReader(p.Topic, p.Partition); r != nil {
-			end := p.Records[len(p.Records)-1].Offset + 1
-			r.advance(max(end, p.LastStableOffset))
+		if gone(err) {
+			if readIDs == nil {
+				readIDs = rs.readIDs()
+			}
+			if !slices.Contains(goneTopics, topic) {
+				goneTopics = append(goneTopics, topic)
+			}
+			return
+		}
+		if r != nil {
+			rs.retire(r, k.fetchCause(ctx, err))
+		}
+	})
+	for _, topic := range goneTopics {
+		if id, ok := readIDs[topic]; ok {
+			rs.retireTopic(topic, id, ErrTopicNotFound)
+		}
+	}
+	fetches.EachTopic(func(t kgo.FetchTopic) {
+		for i := range t.Partitions {
+			p := &t.Partitions[i]
+			if len(p.Records) == 0 {
+				continue
+			}
+			key := cacheKey{readerKey{t.Topic, p.Partition}, t.TopicID}
+			k.cache.trimBefore(key, p.LogStartOffset)
+			k.cacheConsumed(key, p.Records)
+			r := k.runningReader(t.Topic, p.Partition)
+			// A broker that names no topic id in fetch answers (before
+			// Kafka 3.1) reads the incarnation the reader started on:
+			// franz-go does not read another under the same name.
+			if r != nil && (r.topicID == t.TopicID || t.TopicID == ([16]byte{})) {
+				end := p.Records[len(p.Records)-1].Offset + 1
+				r.advance(max(end, p.LastStableOffset))
+			}
 		}
 	})
 }
@@ -268,7 +379,7 @@ func (k *Cluster) deliverPoll(ctx context.Context, fetches kgo.Fetches, lastErr 
 // run of consecutive offsets is a chunk. Control records join runs but are
 // not data; a jump between two records (an aborted transaction, or a reset
 // of the consumer) is left out, for users to read from Kafka.
-func (k *Cluster) cacheConsumed(key readerKey, recs []*kgo.Record) {
+func (k *Cluster) cacheConsumed(key cacheKey, recs []*kgo.Record) {
 	var runs []run
 	for len(recs) > 0 {
 		n := 1
@@ -282,7 +393,7 @@ func (k *Cluster) cacheConsumed(key readerKey, recs []*kgo.Record) {
 		runs = append(runs, r)
 		recs = recs[n:]
 	}
-	k.cache.insert(key, [16]byte{}, runs...)
+	k.cache.insert(key, unknownEpoch, runs...)
 }
 
 func isControl(r *kgo.Record) bool { return r.Attrs.IsControl() }
@@ -301,8 +412,24 @@ func (rs *readerSet) close() {
 	<-done
 }
 
-// advance records where the readable log ends and wakes the waiting users.
+// advance records that the readable log ends at end or later and wakes the
+// waiting users. The end never moves back here: a poll that saw less than
+// the reader knows is stale.
 func (r *partitionReader) advance(end int64) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if end <= r.end {
+		return
+	}
+	r.end = end
+	close(r.changed)
+	r.changed = make(chan struct{})
+}
+
+// reset records where the consumer goes on after a data loss (the log was
+// truncated or deleted under it), even before the end last seen, and wakes
+// the waiting users.
+func (r *partitionReader) reset(end int64) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	r.end = end
@@ -319,17 +446,20 @@ func (r *partitionReader) live() bool {
 
 // state returns what a user needs to decide whether to wait: the channel
 // closed at the next change, the end of the readable log as last seen, and
-// whether the partition is gone.
+// why the reader stopped, if it did.
 func (r *partitionReader) state() (changed <-chan struct{}, end int64, err error) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	return r.changed, r.end, r.err
 }
 
-// fail records that the partition is gone and wakes the waiting users.
+// fail records why the reader stopped and wakes the waiting users.
 func (r *partitionReader) fail(err error) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
+	if r.err != nil {
+		return
+	}
 	r.err = err
 	close(r.changed)
 	r.changed = make(chan struct{})

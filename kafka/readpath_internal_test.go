@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"slices"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -101,7 +102,11 @@ func TestAConsumerJumpIsNeverServed(t *testing.T) {
 	}
 	k, fetches := testCluster(t, kafka, "")
 	all := consumeAll(t, kafka, "t", 8)
-	k.cacheConsumed(readerKey{"t", 0}, slices.Concat(all[:3], all[5:]))
+	info, err := k.lookup(ctx, "t", 0, true)
+	if err != nil {
+		t.Fatal(err)
+	}
+	k.cacheConsumed(cacheKey{readerKey{"t", 0}, info.topicID}, slices.Concat(all[:3], all[5:]))
 
 	before := fetches.n.Load()
 	got, err := k.Fetch(ctx, "t", 0, 0)
@@ -202,7 +207,7 @@ func TestCompressedBatchesAreDecodedLazilyAndShared(t *testing.T) {
 		t.Fatal(err)
 	}
 	var compressed int
-	answer, _ := kgo.ProcessFetchPartition(kgo.ProcessFetchPartitionOpts{}, &resp.(*kmsg.FetchResponse).Topics[0].Partitions[0], decompressor,
+	answer, _ := kgo.ProcessFetchPartition(kgo.ProcessFetchPartitionOpts{}, &resp.(*kmsg.FetchResponse).Topics[0].Partitions[0], k.decompressor,
 		func(m kgo.FetchBatchMetrics) {
 			if m.CompressionType == 2 { // snappy
 				compressed++
@@ -317,5 +322,89 @@ func TestSessionsInStepDecodeOnce(t *testing.T) {
 	t.Logf("ten readers in step made %d broker fetches; one reader alone makes %d", used, single)
 	if used > single {
 		t.Fatalf("ten readers in step made %d broker fetches, one alone %d", used, single)
+	}
+}
+
+// TestTheSharedCacheCheckWaitsInNoSessionsLane: the check of a partition's
+// cached records serves every session that joins it, so the session that
+// happens to run it must not make them all wait behind its own queued
+// broker requests.
+func TestTheSharedCacheCheckWaitsInNoSessionsLane(t *testing.T) {
+	kafka, _ := oneBrokerKafka(t)
+	k, _ := testCluster(t, kafka, "")
+	ctx := testContext(t)
+	lane := k.turns.newLane()
+	sessionCtx := withLane(ctx, lane)
+	release, err := k.turns.wait(sessionCtx) // the session's one turn is taken
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer release()
+	checkCtx, cancel := context.WithTimeout(sessionCtx, 5*time.Second)
+	defer cancel()
+	if _, err := k.confirmCached(checkCtx, readerKey{"t", 0}); err != nil {
+		t.Fatalf("the check waited behind the session's request: %v", err)
+	}
+}
+
+// TestARecordBeforeTheReaderStartsIsNotWaitedFor: a record written between
+// a fetch's empty broker answer and the start of the partition's shared
+// reader (which starts at the end of the log, after it) is returned at
+// once, not after fetch_max_wait.
+func TestARecordBeforeTheReaderStartsIsNotWaitedFor(t *testing.T) {
+	kafka, producer := oneBrokerKafka(t)
+	ctx := testContext(t)
+	if err := producer.ProduceSync(ctx, &kgo.Record{Value: []byte("v0")}).FirstErr(); err != nil {
+		t.Fatal(err)
+	}
+	k, _ := testCluster(t, kafka, "    fetch_max_wait: 5s\n    request_timeout: 10s\n")
+	var once sync.Once
+	kafka.ControlKey(int16(kmsg.ListOffsets), func(req kmsg.Request) (kmsg.Response, error, bool) {
+		if req.(*kmsg.ListOffsetsRequest).Topics[0].Partitions[0].Timestamp != -1 {
+			kafka.KeepControl()
+			return nil, nil, false
+		}
+		// The reader asks where the log ends: a record comes first.
+		once.Do(func() {
+			kafka.SleepControl(func() {
+				if err := producer.ProduceSync(ctx, &kgo.Record{Value: []byte("v1")}).FirstErr(); err != nil {
+					t.Error(err)
+				}
+			})
+		})
+		return nil, nil, false
+	})
+	start := time.Now()
+	out := newReply(1, DefaultMaxRecords, 1<<20)
+	if err := k.fetchReply(ctx, "t", 0, out); err != nil {
+		t.Fatal(err)
+	}
+	if got := offsetsOf(out.records); !slices.Equal(got, []int64{1}) {
+		t.Fatalf("fetch at the end: %v, want the record written meanwhile", got)
+	}
+	if d := time.Since(start); d > 2500*time.Millisecond {
+		t.Fatalf("the record came after %v, as if waited for with fetch_max_wait", d)
+	}
+}
+
+func TestAReaderNeverMovesTheEndBack(t *testing.T) {
+	r := &partitionReader{end: 10, changed: make(chan struct{})}
+	changed, _, _ := r.state()
+	r.advance(7) // a stale poll
+	if _, end, _ := r.state(); end != 10 {
+		t.Fatalf("end %d after a stale advance, want 10", end)
+	}
+	select {
+	case <-changed:
+		t.Fatal("a stale advance woke the users")
+	default:
+	}
+	r.advance(12)
+	if _, end, _ := r.state(); end != 12 {
+		t.Fatalf("end %d, want 12", end)
+	}
+	r.reset(4) // a data loss: the log was truncated
+	if _, end, _ := r.state(); end != 4 {
+		t.Fatalf("end %d after a reset, want 4", end)
 	}
 }

@@ -28,6 +28,12 @@ const TLSHandshakeTimeout = 2 * time.Second
 // saslMechanism builds the authenticator for s, whose password must be
 // resolved already.
 func saslMechanism(s *config.SASL) (sasl.Mechanism, error) {
+	switch s.Mechanism {
+	case config.MechanismOAuthBearer:
+		return oauthBearerMechanism(&s.SASLCloud)
+	case config.MechanismAWSMSKIAM:
+		return mskIAMMechanism()
+	}
 	if s.Password == "" {
 		return nil, errors.New("kafka: sasl password is not resolved")
 	}
@@ -48,6 +54,9 @@ func warnInsecure(log *slog.Logger, c *config.KafkaCluster) {
 	tlsOn := c.TLS != nil && c.TLS.Enabled
 	if !tlsOn && c.SASL != nil && c.SASL.Mechanism == config.MechanismPlain {
 		log.Warn("kafka: SASL PLAIN without TLS sends the password in clear text", "brokers", c.Brokers)
+	}
+	if !tlsOn && c.SASL != nil && c.SASL.Mechanism == config.MechanismOAuthBearer {
+		log.Warn("kafka: SASL OAUTHBEARER without TLS sends the token in clear text", "brokers", c.Brokers)
 	}
 	if tlsOn && !c.TLS.VerifyEnabled() {
 		log.Warn("kafka: tls.verify is false: broker certificates are not checked", "brokers", c.Brokers)

@@ -15,6 +15,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kgo"
 	"github.com/twmb/franz-go/pkg/kmsg"
 
+	"github.com/envoy-pubsub/gateway/metrics"
 	pb "github.com/envoy-pubsub/gateway/proto"
 	"github.com/envoy-pubsub/gateway/pubsub"
 )
@@ -108,8 +109,10 @@ func (h *handlers) subscribe(ctx context.Context, req *pubsub.Request) (*pb.PubS
 		maxRecords = DefaultMaxRecords
 	}
 	view := keyed(View{Scope: h.policy.ReadScope(topic), Filter: MatchFilter(cmd.GetFilter())})
+	tally := tallyOf(ctx)
 	for _, s := range starts {
-		d := &delivery{k: h.k, req: req, topic: topic, partition: s.Partition, cursor: s.Offset, maxRecords: maxRecords,
+		tally.Touch(topic, s.Partition)
+		d := &delivery{k: h.k, req: req, tally: tally, topic: topic, partition: s.Partition, cursor: s.Offset, maxRecords: maxRecords,
 			view: view, told: s.Offset, toldAt: time.Now()}
 		go d.run(sctx, &sub.wg, req.Hold())
 	}
@@ -196,10 +199,12 @@ func (k *Cluster) startOffset(ctx context.Context, topic string, p int32, cmd *p
 type delivery struct {
 	k          *Cluster
 	req        *pubsub.Request
+	tally      *metrics.Tally // the session's, for its log line
 	topic      string
 	partition  int32
 	cursor     int64 // the next offset to deliver
 	maxRecords int
+	key        cacheKey  // the partition and incarnation read, once the reader runs
 	view       keyedView // the records the session sees
 	// told is the offset the client was last told to go on from (the start
 	// or a push's next_offset), toldAt when; kept where view does not see
@@ -245,9 +250,7 @@ func (d *delivery) run(ctx context.Context, wg *sync.WaitGroup, release func()) 
 		}
 		r, err = d.k.acquireReader(ctx, d.topic, d.partition)
 	}
-	if info, err := d.k.lookup(ctx, d.topic, d.partition, true); err == nil {
-		d.k.cache.bind(readerKey{d.topic, d.partition}, info.topicID) // no records of an older topic of that name
-	}
+	d.key = r.cacheKey() // the incarnation of the topic the subscription reads
 	ended = false
 	d.ctx, d.r = ctx, r
 	d.done = func() {
@@ -344,14 +347,25 @@ func (d *delivery) loop(mayWait bool) {
 // the client its position).
 func (d *delivery) step(ctx context.Context, mayWait bool) (stepResult, <-chan struct{}) {
 	changed, end, gone := d.r.state()
-	key := readerKey{d.topic, d.partition}
-	if ep := d.keptPush(key); ep != nil {
-		return d.send(ctx, ep, mayWait), nil
+	if ep := d.keptPush(); ep != nil {
+		return d.lagged(end, d.send(ctx, ep, mayWait)), nil
 	}
 	out := newReply(d.cursor, d.maxRecords, int(d.k.cfg.FetchMaxBytes))
 	// The record cache first: at the end of the log it holds what came
 	// since state, and a catch-up needs a deadline only for Kafka.
-	if !d.k.cache.read(key, d.cursor, out) && d.cursor < end {
+	if !mayWait && d.cacheNeedsCheck() {
+		return stepWait, nil
+	}
+	if err := d.confirmCached(ctx); err != nil {
+		if terminal(err) {
+			d.fail(ctx, err)
+			return stepEnd, nil
+		}
+		d.log().Warn("kafka: subscription cannot check the record cache", "err", err)
+		sleep(ctx, readerBackoff)
+		return stepAgain, nil
+	}
+	if !d.k.cacheRead(d.key, d.cursor, out) && d.cursor < end {
 		if !mayWait {
 			return stepWait, nil
 		}
@@ -367,7 +381,7 @@ func (d *delivery) step(ctx context.Context, mayWait bool) (stepResult, <-chan s
 	}
 	switch {
 	case len(out.records) > 0:
-		return d.pushCached(ctx, out, mayWait), nil
+		return d.lagged(end, d.pushCached(ctx, out, mayWait)), nil
 	case out.next > d.cursor:
 		d.cursor = out.next // offsets that hold no data record
 		return stepAgain, nil
@@ -383,6 +397,15 @@ func (d *delivery) step(ctx context.Context, mayWait bool) (stepResult, <-chan s
 		return stepAgain, nil
 	}
 	return stepPark, changed
+}
+
+// lagged reports the delivery's lag behind end once a push moved its
+// cursor, and passes next on.
+func (d *delivery) lagged(end int64, next stepResult) stepResult {
+	if next == stepAgain {
+		d.k.lagged(end, d.cursor)
+	}
+	return next
 }
 
 // park leaves the delivery waiting for changed or its context with no
@@ -416,7 +439,31 @@ func (d *delivery) fail(ctx context.Context, cause error) {
 func (d *delivery) catchUp(ctx context.Context, out *reply) error {
 	ctx, cancel := context.WithTimeout(ctx, d.k.cfg.RequestTimeout.Duration())
 	defer cancel()
-	return d.k.read(ctx, readerKey{d.topic, d.partition}, d.cursor, out)
+	return d.k.read(ctx, d.key, true, d.cursor, out)
+}
+
+// cacheNeedsCheck reports whether the record cache holds the cursor since
+// before the last CacheCheckInterval, so that confirmCached asks Kafka.
+func (d *delivery) cacheNeedsCheck() bool {
+	return d.k.cache.heldBefore(d.key, d.cursor, time.Now().Add(-CacheCheckInterval))
+}
+
+// confirmCached makes sure, before the record cache answers at the cursor,
+// that what it holds there is still in Kafka: records the shared reader
+// cached within CacheCheckInterval are as fresh as a check; older ones (a
+// subscriber behind the end of the log) join the partition's check, so that
+// a DeleteRecords or a recreation of the topic since is seen at read time.
+func (d *delivery) confirmCached(ctx context.Context) error {
+	if !d.cacheNeedsCheck() {
+		return nil
+	}
+	ctx, cancel := context.WithTimeout(ctx, d.k.cfg.RequestTimeout.Duration())
+	defer cancel()
+	id, err := d.k.confirmCached(ctx, d.key.readerKey)
+	if err == nil && id != d.key.topicID {
+		err = ErrTopicNotFound // deleted and created again
+	}
+	return err
 }
 
 // push sends recs (data records of the partition, in offset order, none of
@@ -439,6 +486,7 @@ func (d *delivery) push(ctx context.Context, recs []*kgo.Record, next int64) boo
 		if err := d.req.Push(ctx, pushReply(d.topic, d.partition, out.records, out.next)); err != nil {
 			return false
 		}
+		d.k.sent(d.tally, len(out.records))
 		d.cursor = out.next
 	}
 	return true
@@ -462,12 +510,12 @@ func (d *delivery) pushCached(ctx context.Context, out *reply, mayWait bool) ste
 // keptPush returns the push that another subscriber of the session's view
 // read at the cursor, if it is kept and the record cache still holds its
 // first record there; nil for a view of every record.
-func (d *delivery) keptPush(key readerKey) *encodedPush {
+func (d *delivery) keptPush() *encodedPush {
 	if d.view.All() {
 		return nil
 	}
-	ep := d.k.pushes.startingAt(pushStart{key, d.cursor, d.view.key, d.maxRecords})
-	if ep == nil || d.k.cachedFirst(key, d.cursor) != ep.first {
+	ep := d.k.pushes.startingAt(pushStart{d.key.readerKey, d.cursor, d.view.key, d.maxRecords})
+	if ep == nil || d.k.cachedFirst(d.key, d.cursor) != ep.first {
 		return nil
 	}
 	return ep
@@ -499,6 +547,7 @@ func (d *delivery) send(ctx context.Context, ep *encodedPush, mayWait bool) step
 	} else if !queued {
 		return stepWait
 	}
+	d.k.sent(d.tally, ep.records)
 	d.cursor = ep.next
 	if !d.view.All() {
 		d.told, d.toldAt = d.cursor, time.Now()
@@ -536,9 +585,14 @@ func (d *delivery) tellPositionWhenIdle(ctx context.Context, changed <-chan stru
 }
 
 // terminal reports whether a catch-up failure ends the subscription of the
-// partition rather than being retried.
+// partition rather than being retried: a Kafka error that retrying does
+// not cure (OFFSET_OUT_OF_RANGE, TOPIC_AUTHORIZATION_FAILED, ...), a
+// partition that is gone, or a batch the gateway refuses to decode.
 func terminal(err error) bool {
-	return errors.Is(err, kerr.OffsetOutOfRange) || errors.Is(err, ErrTopicNotFound) || errors.Is(err, ErrPartitionNotFound)
+	if ke, ok := errors.AsType[*kerr.Error](err); ok {
+		return !ke.Retriable
+	}
+	return errors.Is(err, ErrTopicNotFound) || errors.Is(err, ErrPartitionNotFound) || errors.Is(err, ErrBatchTooLarge)
 }
 
 // topicPartitions lists the partitions of topic from (cached) metadata.

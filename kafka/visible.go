@@ -86,7 +86,7 @@ func (k *Cluster) atLogEnd(topic string, partition int32, offset int64) bool {
 
 // cachedFirst returns the first data record the record cache holds of key
 // from offset on, or nil when it does not hold offset.
-func (k *Cluster) cachedFirst(key readerKey, offset int64) *kgo.Record {
+func (k *Cluster) cachedFirst(key cacheKey, offset int64) *kgo.Record {
 	probe := reply{maxRecords: 1, next: offset}
 	if !k.cache.read(key, offset, &probe) || len(probe.records) == 0 {
 		return nil

@@ -13,17 +13,21 @@ import (
 // bytes come back the waiting sessions that hold the least go first, so the
 // sessions holding the most wait longest. One reservation larger than the
 // whole budget is let through once nothing else is held, so that a large
-// record is still delivered. It is safe for concurrent use.
+// record is still delivered (what the reserving request holds already does
+// not count). It is safe for concurrent use.
 type MemoryBudget struct {
 	max     int64
 	mu      sync.Mutex
 	used    int64
 	waiters []*budgetWaiter
+	// waits counts the reservations that waited.
+	waits int64
 }
 
 // budgetWaiter is a reservation waiting for room in a MemoryBudget.
 type budgetWaiter struct {
 	n       int64
+	own     int64         // what the reserving request holds already
 	held    *atomic.Int64 // what the waiting session holds: less goes first
 	ready   chan struct{} // closed when granted
 	granted bool
@@ -32,6 +36,13 @@ type budgetWaiter struct {
 // NewMemoryBudget returns a budget of maxBytes.
 func NewMemoryBudget(maxBytes int) *MemoryBudget {
 	return &MemoryBudget{max: int64(maxBytes)}
+}
+
+// Waits returns how many reservations have waited for room in the budget.
+func (b *MemoryBudget) Waits() int64 {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.waits
 }
 
 // Used returns the bytes held under the budget.
@@ -49,18 +60,20 @@ func (b *MemoryBudget) Full() bool {
 	return b.used >= b.max || len(b.waiters) > 0
 }
 
-// acquire takes n bytes, waiting while they do not fit; held is what the
-// caller's session holds, which orders the waiters. It fails with ctx's
-// error or ErrSessionClosed when ctx or session ends first.
-func (b *MemoryBudget) acquire(ctx context.Context, session <-chan struct{}, n int64, held *atomic.Int64) error {
+// acquire takes n more bytes for a request that holds own already, waiting
+// while they do not fit; held is what the caller's session holds, which
+// orders the waiters. It fails with ctx's error or ErrSessionClosed when
+// ctx or session ends first.
+func (b *MemoryBudget) acquire(ctx context.Context, session <-chan struct{}, n, own int64, held *atomic.Int64) error {
 	b.mu.Lock()
-	if len(b.waiters) == 0 && b.fits(n) {
+	if len(b.waiters) == 0 && b.fits(n, own) {
 		b.used += n
 		b.mu.Unlock()
 		return nil
 	}
-	w := &budgetWaiter{n: n, held: held, ready: make(chan struct{})}
+	w := &budgetWaiter{n: n, own: own, held: held, ready: make(chan struct{})}
 	b.waiters = append(b.waiters, w)
+	b.waits++
 	b.grantLocked()
 	b.mu.Unlock()
 	var err error
@@ -98,9 +111,11 @@ func (b *MemoryBudget) charge(n int64) {
 	}
 }
 
-// fits reports whether n more bytes fit. Callers hold mu.
-func (b *MemoryBudget) fits(n int64) bool {
-	return b.used == 0 || b.used+n <= b.max
+// fits reports whether n more bytes fit for a request that holds own of
+// them already: within the budget, or alone (nothing else is held). Callers
+// hold mu.
+func (b *MemoryBudget) fits(n, own int64) bool {
+	return b.used == own || b.used+n <= b.max
 }
 
 // grantLocked grants waiting reservations, those of the sessions holding
@@ -114,7 +129,7 @@ func (b *MemoryBudget) grantLocked() {
 			}
 		}
 		w := b.waiters[first]
-		if !b.fits(w.n) {
+		if !b.fits(w.n, w.own) {
 			return
 		}
 		b.used += w.n
@@ -154,18 +169,25 @@ func (p *pendingBytes) shrink(n int64) {
 	}
 }
 
-// reserve takes n reply bytes for the session, waiting until the session
-// holds nothing or n fits in MaxPendingBytes, then for the process budget.
-func (s *session) reserve(ctx context.Context, n int64) error {
+// reserve takes n more reply bytes for a request of the session that holds
+// own of them already, waiting until n fits in MaxPendingBytes or the
+// session holds nothing but own (so that a reply larger than the bound goes
+// through alone), then for the process budget.
+func (s *session) reserve(ctx context.Context, n, own int64) error {
 	max := int64(s.opts.MaxPendingBytes)
+	waited := false
 	for {
 		changed := s.pending.changed()
 		h := s.pending.held.Load()
-		if h == 0 || h+n <= max {
+		if h == own || h+n <= max {
 			if s.pending.held.CompareAndSwap(h, h+n) {
 				break
 			}
 			continue
+		}
+		if !waited {
+			waited = true
+			s.opts.Metrics.BudgetWaited()
 		}
 		select {
 		case <-changed:
@@ -178,7 +200,7 @@ func (s *session) reserve(ctx context.Context, n int64) error {
 	if s.opts.Memory == nil {
 		return nil
 	}
-	if err := s.opts.Memory.acquire(ctx, s.ctx.Done(), n, &s.pending.held); err != nil {
+	if err := s.opts.Memory.acquire(ctx, s.ctx.Done(), n, own, &s.pending.held); err != nil {
 		s.pending.shrink(n)
 		return err
 	}

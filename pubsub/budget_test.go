@@ -132,13 +132,13 @@ func TestMemoryBudgetServesTheSessionsHoldingLeastFirst(t *testing.T) {
 	ctx := context.Background()
 	got := make(chan string, 2)
 	go func() {
-		if mem.acquire(ctx, nil, 20, &big) == nil {
+		if mem.acquire(ctx, nil, 20, 0, &big) == nil {
 			got <- "big"
 		}
 	}()
 	eventually(t, "the first waiter", func() bool { return waiters(mem) == 1 })
 	go func() {
-		if mem.acquire(ctx, nil, 20, &small) == nil {
+		if mem.acquire(ctx, nil, 20, 0, &small) == nil {
 			got <- "small"
 		}
 	}()
@@ -159,16 +159,60 @@ func TestMemoryBudgetServesTheSessionsHoldingLeastFirst(t *testing.T) {
 func TestReservationLargerThanTheBudgetGoesThroughAlone(t *testing.T) {
 	mem := NewMemoryBudget(100)
 	var held atomic.Int64
-	if err := mem.acquire(context.Background(), nil, 500, &held); err != nil {
+	if err := mem.acquire(context.Background(), nil, 500, 0, &held); err != nil {
 		t.Fatal(err)
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 50*time.Millisecond)
 	defer cancel()
-	if err := mem.acquire(ctx, nil, 1, &held); err != context.DeadlineExceeded {
+	if err := mem.acquire(ctx, nil, 1, 0, &held); err != context.DeadlineExceeded {
 		t.Fatalf("second reservation: %v, want it to wait", err)
 	}
 	if waiters(mem) != 0 {
 		t.Fatal("a reservation that gave up still waits")
+	}
+}
+
+func TestARequestsOwnReservationDoesNotHoldUpItsGrowth(t *testing.T) {
+	// The request reserved what it asked Kafka for; the answer (a record
+	// larger than the bounds) needs more. Nothing else is held: it goes
+	// through alone, within the session's bound and the process budget.
+	const bound = 64 << 10
+	for _, tc := range []struct {
+		name string
+		opts Options
+	}{
+		{"session bound", Options{MaxPendingBytes: bound}},
+		{"process budget", Options{Memory: NewMemoryBudget(bound)}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			done := make(chan error, 1)
+			m := NewMux()
+			m.On(CmdKafkaFetch, HandlerFunc(func(ctx context.Context, req *Request) (*pb.PubSubResp, error) {
+				ctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+				defer cancel()
+				err := req.Reserve(ctx, bound/2)
+				if err == nil {
+					err = req.Reserve(ctx, 150<<10)
+				}
+				done <- err
+				return nil, err
+			}))
+			startSession(t, context.Background(), m, tc.opts).send(fetchReq(1, "t"))
+			if err := <-done; err != nil {
+				t.Fatalf("the request's growth past the bound: %v, want it to go through alone", err)
+			}
+		})
+	}
+}
+
+func TestAnotherRequestsReservationStillHoldsUpAnOverBoundOne(t *testing.T) {
+	mem := NewMemoryBudget(100)
+	var held atomic.Int64
+	mem.charge(30) // 20 of them this request's, 10 another's
+	ctx, cancel := context.WithTimeout(context.Background(), 50*time.Millisecond)
+	defer cancel()
+	if err := mem.acquire(ctx, nil, 500, 20, &held); err != context.DeadlineExceeded {
+		t.Fatalf("over-bound reservation beside another request's: %v, want it to wait", err)
 	}
 }
 

@@ -94,10 +94,11 @@ func (s *session) closeWith(code ws.StatusCode, reason string) {
 	if s.closing.Swap(true) {
 		return
 	}
+	s.closeCode, s.closeReason = code, reason
 	if s.werr == nil {
 		if s.bw == nil {
 			s.bw = writerPool.Get().(*bufio.Writer)
-			s.bw.Reset(s.conn)
+			s.bw.Reset(countedWriter{s})
 		}
 		s.conn.SetWriteDeadline(time.Now().Add(time.Second))
 		body := ws.NewCloseFrameBody(code, reason)

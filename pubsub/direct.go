@@ -71,6 +71,7 @@ func (s *session) writeNow(f pushFrame) (rest *[]byte, ok bool) {
 		return nil, false
 	}
 	s.lastPushWrite.Store(now)
+	s.countWritten(n)
 	if n < len(w.b) {
 		rest = getBuf()
 		*rest = append((*rest)[:0], w.b[n:]...)

@@ -210,7 +210,8 @@ func (s *session) writeVectored(frames []pushFrame) error {
 		}
 		bufs = append(bufs, w.b[start:len(w.b):len(w.b)], body)
 	}
-	_, err := bufs.WriteTo(s.conn)
+	n, err := bufs.WriteTo(s.conn)
+	s.countWritten(int(n))
 	return err
 }
 

@@ -31,6 +31,8 @@ const (
 	CmdKafkaProduce   = "cmd_kafka_produce"
 	CmdKafkaCommit    = "cmd_kafka_commit"
 	CmdKafkaCommitted = "cmd_kafka_committed"
+	// CmdAuth is this project's in-band credential refresh.
+	CmdAuth = "cmd_auth"
 )
 
 // Handler answers one command. It returns the reply to send (its sequence is

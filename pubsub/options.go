@@ -5,6 +5,7 @@ import (
 	"time"
 
 	"github.com/envoy-pubsub/gateway/config"
+	"github.com/envoy-pubsub/gateway/metrics"
 )
 
 // Options are the limits and hooks of a session. The zero value of a field
@@ -49,9 +50,17 @@ type Options struct {
 	PongTimeout time.Duration
 	// Logger receives session events; default slog.Default().
 	Logger *slog.Logger
+	// Deadline, if set, ends the session when it passes (see Deadline); it
+	// belongs to this one session. Default none.
+	Deadline *Deadline
 	// OnCommand, if set, is called after each command with its name and the
 	// handler's error (nil on success), for metrics.
 	OnCommand func(command string, err error)
+	// Metrics receives the session's traffic; default metrics.Nop.
+	Metrics metrics.Engine
+	// OnEnd, if set, is called once when the session has ended, with how it
+	// ended, for the session's log line and metrics.
+	OnEnd func(End)
 
 	// parkAfter is how long a reader waits for the client before it parks
 	// (tests shorten it); default defaultParkAfter.
@@ -90,6 +99,9 @@ func (o Options) withDefaults() Options {
 	}
 	if o.Logger == nil {
 		o.Logger = slog.Default()
+	}
+	if o.Metrics == nil {
+		o.Metrics = metrics.Nop{}
 	}
 	if o.parkAfter <= 0 {
 		o.parkAfter = defaultParkAfter

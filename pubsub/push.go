@@ -183,6 +183,9 @@ func (s *session) drainPushes() {
 		}
 		s.qmu.Unlock()
 		err := s.writeFrames(frames)
+		if err == nil {
+			s.opts.Metrics.Pushed(len(frames))
+		}
 		for _, f := range frames {
 			s.releaseFrame(f)
 		}

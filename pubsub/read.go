@@ -9,6 +9,8 @@ import (
 	"time"
 
 	"github.com/gobwas/ws"
+
+	"github.com/envoy-pubsub/gateway/metrics"
 )
 
 // readLoop reads frames until the session ends, or until it parks the
@@ -164,8 +166,11 @@ const readAheadSize = 128
 // the session's reader goroutine uses it.
 type readAhead struct {
 	conn     net.Conn
+	metrics  metrics.Engine // nil: none
 	buf      [readAheadSize]byte
 	pos, end int
+	// read counts the bytes read from conn.
+	read int64
 }
 
 // empty reports whether no read-ahead bytes are left.
@@ -175,6 +180,7 @@ func (r *readAhead) empty() bool { return r.pos == r.end }
 // that came with data shows again on the next read.
 func (r *readAhead) fill() error {
 	n, err := r.conn.Read(r.buf[:])
+	r.count(n)
 	if n == 0 {
 		if err == nil {
 			err = io.ErrNoProgress
@@ -192,9 +198,12 @@ func (r *readAhead) Read(p []byte) (int, error) {
 	}
 	if r.pos == r.end {
 		if len(p) >= len(r.buf) {
-			return r.conn.Read(p)
+			n, err := r.conn.Read(p)
+			r.count(n)
+			return n, err
 		}
 		n, err := r.conn.Read(r.buf[:])
+		r.count(n)
 		if n == 0 {
 			return 0, err
 		}
@@ -204,4 +213,13 @@ func (r *readAhead) Read(p []byte) (int, error) {
 	n := copy(p, r.buf[r.pos:r.end])
 	r.pos += n
 	return n, nil
+}
+
+func (r *readAhead) count(n int) {
+	if n > 0 {
+		r.read += int64(n)
+		if r.metrics != nil {
+			r.metrics.BytesRead(n)
+		}
+	}
 }

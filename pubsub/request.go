@@ -41,7 +41,7 @@ func (r *Request) Reserve(ctx context.Context, n int) error {
 	if more < 0 {
 		r.s.charge(more)
 	} else if more > 0 {
-		if err := r.s.reserve(ctx, more); err != nil {
+		if err := r.s.reserve(ctx, more, r.reserved); err != nil {
 			return err
 		}
 	}

@@ -45,7 +45,7 @@ func Start(ctx context.Context, conn net.Conn, h Handler, opts Options, onEnd fu
 		handler:  h,
 		opts:     o,
 		inflight: make(chan struct{}, o.MaxInFlight),
-		in:       readAhead{conn: conn},
+		in:       readAhead{conn: conn, metrics: o.Metrics},
 		vectored: writesVectors(conn),
 		raw:      rawConnOf(conn),
 		onEnd:    onEnd,
@@ -68,6 +68,9 @@ func Start(ctx context.Context, conn net.Conn, h Handler, opts Options, onEnd fu
 	s.active()
 	s.startIdleTimer()
 	s.startKeepalive()
+	if o.Deadline != nil {
+		s.unbindDeadline = o.Deadline.bind(s.closeAbandoning, s.logPanic("deadline"))
+	}
 	go s.read()
 }
 
@@ -93,8 +96,11 @@ func (s *session) read() {
 
 // finish ends a session whose reader returned err: it stops what the
 // session started, leaves the client time to answer a close frame, closes
-// the connection, waits for the handlers and calls onEnd.
+// the connection, waits for the handlers and reports the end.
 func (s *session) finish(err error) {
+	if s.unbindDeadline != nil {
+		s.unbindDeadline()
+	}
 	s.stopOnCancel()
 	s.stopKeepalive()
 	s.stopIdleTimer()
@@ -106,6 +112,7 @@ func (s *session) finish(err error) {
 	s.conn.Close()
 	s.stopPushes()
 	s.handlers.Wait()
+	s.reportEnd(err)
 	if s.onEnd != nil {
 		defer func() {
 			if p := recover(); p != nil {
@@ -131,10 +138,11 @@ type session struct {
 	// idleAt is when the session idles out (Unix ns; 0: never), which the
 	// reader moves with the client's messages; idleTimer enforces it while
 	// the reader is parked.
-	idleAt       atomic.Int64
-	idleTimer    *time.Timer
-	onEnd        func(error)
-	stopOnCancel func() bool
+	idleAt         atomic.Int64
+	idleTimer      *time.Timer
+	onEnd          func(error)
+	stopOnCancel   func() bool
+	unbindDeadline func()
 	// connFailed is set once a failed write closed the connection.
 	connFailed atomic.Bool
 	// vectored is set when conn writes net.Buffers with one system call.
@@ -185,6 +193,12 @@ type session struct {
 	// MaxPendingBytes) instead of reading the client's frames.
 	readerBlocked atomic.Bool
 	keepalive     keepalive
+
+	// closeCode and closeReason are those of the close frame sent (wmu);
+	// written counts the bytes written to conn (wmu).
+	closeCode   ws.StatusCode
+	closeReason string
+	written     int64
 }
 
 // Error replies the engine itself sends.

@@ -80,7 +80,7 @@ func (s *session) write(flushNow bool, put func() error) error {
 	}
 	if s.bw == nil {
 		s.bw = writerPool.Get().(*bufio.Writer)
-		s.bw.Reset(s.conn)
+		s.bw.Reset(countedWriter{s})
 	}
 	if s.opts.WriteTimeout > 0 {
 		s.conn.SetWriteDeadline(time.Now().Add(s.opts.WriteTimeout))

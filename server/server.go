@@ -21,7 +21,10 @@ import (
 	"time"
 
 	"github.com/envoy-pubsub/gateway/config"
+	"github.com/envoy-pubsub/gateway/identity"
 	"github.com/envoy-pubsub/gateway/kafka"
+	"github.com/envoy-pubsub/gateway/metrics"
+	pb "github.com/envoy-pubsub/gateway/proto"
 	"github.com/envoy-pubsub/gateway/pubsub"
 )
 
@@ -33,6 +36,31 @@ type Route struct {
 	Release func()
 	// Attrs are logged with the session's events (never secrets).
 	Attrs []slog.Attr
+	// Subject is the verified identity's subject, logged when the session
+	// ends; empty when the session has no identity. Never a token.
+	Subject string
+	// Deadline, if set, ends the session when it passes (its identity's
+	// token expiry).
+	Deadline *pubsub.Deadline
+	// Context, if set, ends the session with a 1001 close frame when it is
+	// canceled, as Shutdown does for every session.
+	Context context.Context
+}
+
+// WithIdentity returns r for a session of identity id: cmd_auth goes to
+// id, every other command to r's handler, and the session ends at the
+// expiry of id's token.
+func (r Route) WithIdentity(id *identity.Session) Route {
+	next := r.Handler
+	r.Handler = pubsub.HandlerFunc(func(ctx context.Context, req *pubsub.Request) (*pb.PubSubResp, error) {
+		if req.Command == pubsub.CmdAuth {
+			return id.ServePubSub(ctx, req)
+		}
+		return next.ServePubSub(ctx, req)
+	})
+	r.Deadline = id.Deadline()
+	r.Subject = id.Claims().Subject()
+	return r
 }
 
 // Resolver decides which session an upgrade request starts. It is called
@@ -52,6 +80,10 @@ type EndpointChecker interface {
 type Error struct {
 	Status  int
 	Message string
+	// Reason names the refusal in metrics: a short fixed word such as
+	// "ticket" (never built from the request). Empty means the status's
+	// name, e.g. "unauthorized".
+	Reason string
 }
 
 func (e *Error) Error() string { return fmt.Sprintf("%d %s", e.Status, e.Message) }
@@ -81,6 +113,14 @@ type Options struct {
 	// Only for a listener that nothing but Envoy reaches; default false,
 	// and a keyless upgrade then gets 400.
 	KeylessUpgrade bool
+	// Metrics receives the sessions' events; default metrics.Nop.
+	Metrics Sink
+}
+
+// Sink is what the server reports its sessions' events to.
+type Sink interface {
+	metrics.Server
+	metrics.Engine
 }
 
 // Server serves pub-sub sessions over WebSocket.
@@ -107,9 +147,13 @@ func New(resolver Resolver, opts Options) *Server {
 	if opts.Session.Logger == nil {
 		opts.Session.Logger = opts.Logger
 	}
-	if opts.Observer != nil && opts.Session.OnCommand == nil {
-		opts.Session.OnCommand = opts.Observer.Command
+	if opts.Metrics == nil {
+		opts.Metrics = metrics.Nop{}
 	}
+	if opts.Session.Metrics == nil {
+		opts.Session.Metrics = opts.Metrics
+	}
+	opts.Session.OnCommand = commandReporter(opts.Session.OnCommand, opts.Observer, opts.Metrics)
 	s := &Server{resolver: resolver, opts: opts, log: opts.Logger}
 	s.ctx, s.cancel = context.WithCancel(context.Background())
 	return s
@@ -178,7 +222,7 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		}
 	}()
 	if s.ctx.Err() != nil {
-		s.refuse(w, &Error{Status: http.StatusServiceUnavailable, Message: "server is shutting down"})
+		s.refuse(w, &Error{Status: http.StatusServiceUnavailable, Message: "server is shutting down", Reason: "shutting_down"})
 		return
 	}
 	if !IsUpgrade(r.Header) {
@@ -191,7 +235,7 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		}
 		w.Header().Set("Upgrade", "websocket")
 		w.Header().Set("Connection", "Upgrade")
-		s.refuse(w, &Error{Status: http.StatusUpgradeRequired, Message: "this endpoint speaks the pub-sub protocol over WebSocket: send an Upgrade: websocket request"})
+		s.refuse(w, &Error{Status: http.StatusUpgradeRequired, Message: "this endpoint speaks the pub-sub protocol over WebSocket: send an Upgrade: websocket request", Reason: "not_upgrade"})
 		return
 	}
 	route, err := s.resolver.Resolve(r)
@@ -206,13 +250,13 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	if s.active.Add(1) > int64(s.opts.MaxSessions) {
 		s.active.Add(-1)
 		release()
-		s.refuse(w, &Error{Status: http.StatusServiceUnavailable, Message: "too many sessions"})
+		s.refuse(w, &Error{Status: http.StatusServiceUnavailable, Message: "too many sessions", Reason: "too_many_sessions"})
 		return
 	}
 	if mem := s.opts.Session.Memory; mem != nil && mem.Full() {
 		s.active.Add(-1)
 		release()
-		s.refuse(w, &Error{Status: http.StatusServiceUnavailable, Message: "memory limit reached"})
+		s.refuse(w, &Error{Status: http.StatusServiceUnavailable, Message: "memory limit reached", Reason: "memory_limit"})
 		return
 	}
 	conn, rw, err := s.upgrade(r, w)
@@ -223,6 +267,7 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		if s.opts.Observer != nil {
 			s.opts.Observer.Refused(http.StatusBadRequest)
 		}
+		s.opts.Metrics.Refused(http.StatusBadRequest, "handshake")
 		return // the handshake answered 400 itself.
 	}
 	if rw != nil && rw.Reader.Buffered() > 0 {
@@ -242,26 +287,45 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	if s.opts.Observer != nil {
 		s.opts.Observer.SessionStarted()
 	}
+	s.opts.Metrics.SessionOpened()
 	log := withAttrs(s.log, route.Attrs)
 	log.Debug("server: session started", "remote", r.RemoteAddr)
-	s.start(conn, route.Handler, release, log)
+	s.start(conn, route, release, log, sessionStart{remote: r.RemoteAddr, path: r.URL.Path, at: time.Now()})
 }
 
 // start serves one upgraded connection; the session's end runs its
-// cleanup. No goroutine waits for the session: an idle one holds none.
-func (s *Server) start(conn net.Conn, h pubsub.Handler, release func(), log *slog.Logger) {
-	ended := func(err error) {
+// cleanup and logs the session's end. No goroutine waits for the session:
+// an idle one holds none.
+func (s *Server) start(conn net.Conn, route Route, release func(), log *slog.Logger, start sessionStart) {
+	end := pubsub.End{Code: int(pubsub.CloseAbnormal)}
+	tally := &metrics.Tally{}
+	ctx := s.ctx
+	stopRoute := func() {}
+	if route.Context != nil {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithCancel(ctx)
+		stopAfter := context.AfterFunc(route.Context, cancel)
+		stopRoute = func() {
+			stopAfter()
+			cancel()
+		}
+	}
+	ended := func(error) {
+		stopRoute()
 		release()
 		s.active.Add(-1)
 		if s.opts.Observer != nil {
 			s.opts.Observer.SessionEnded()
 		}
+		s.opts.Metrics.SessionClosed(end.Code)
+		logSessionEnd(log, route, start, end, tally)
 		s.sessions.Done()
-		log.Debug("server: session ended", "err", err)
 	}
 	opts := s.opts.Session
 	opts.Logger = log
-	pubsub.Start(s.ctx, conn, h, opts, ended)
+	opts.Deadline = route.Deadline
+	opts.OnEnd = func(e pubsub.End) { end = e }
+	pubsub.Start(metrics.WithTally(ctx, tally), conn, route.Handler, opts, ended)
 }
 
 func (s *Server) refuse(w http.ResponseWriter, err error) {
@@ -273,6 +337,7 @@ func (s *Server) refuse(w http.ResponseWriter, err error) {
 	if s.opts.Observer != nil {
 		s.opts.Observer.Refused(e.Status)
 	}
+	s.opts.Metrics.Refused(e.Status, e.reason())
 	w.Header().Set("Content-Type", "text/plain; charset=utf-8")
 	w.WriteHeader(e.Status)
 	io.WriteString(w, e.Message+"\n")
@@ -359,7 +424,7 @@ func KafkaRoute(pool *kafka.Pool, name string, c *config.KafkaCluster, policy ka
 	k, err := pool.Acquire(c)
 	if err != nil {
 		log.Error("pubsub: kafka client", "cluster", name, "err", err)
-		return Route{}, &Error{Status: http.StatusBadGateway, Message: "kafka cluster unavailable"}
+		return Route{}, &Error{Status: http.StatusBadGateway, Message: "kafka cluster unavailable", Reason: "cluster_unavailable"}
 	}
 	mux := pubsub.NewMux()
 	kafka.Register(mux, k, policy)

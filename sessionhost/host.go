@@ -4,7 +4,9 @@
 // those that carry a ticket the filter issued, and serving each as a pub-sub
 // session with the configuration snapshot the ticket holds. It keeps
 // sessions on the limits they started with when the configuration changes
-// (generations), hands its socket path over to a second process (hot
+// (generations), closes with 1001 the sessions of a configuration that a
+// listener update replaced shortly before Envoy would cut them
+// (session.drain_time), hands its socket path over to a second process (hot
 // restart) and drains in the background. It knows nothing of Envoy's API:
 // the filter feeds it configurations and stats, and tests run it alone.
 package sessionhost
@@ -21,6 +23,7 @@ import (
 	"time"
 
 	"github.com/envoy-pubsub/gateway/config"
+	"github.com/envoy-pubsub/gateway/identity"
 	"github.com/envoy-pubsub/gateway/kafka"
 	"github.com/envoy-pubsub/gateway/pubsub"
 	"github.com/envoy-pubsub/gateway/server"
@@ -29,6 +32,18 @@ import (
 // drainTimeout bounds how long a drain waits for sessions to take their
 // 1001 close frame and end.
 const drainTimeout = 2 * time.Second
+
+// maxDrainLead bounds DrainLead.
+const maxDrainLead = 5 * time.Second
+
+// DrainLead returns how long before the end of drainTime (a replaced
+// configuration's session.drain_time, counted from the arrival of the
+// configuration that replaced it) its sessions get close 1001: a tenth of
+// drainTime, at most 5s. Envoy starts draining a listener once its
+// replacement is built and warmed, so its own close comes later still.
+func DrainLead(drainTime time.Duration) time.Duration {
+	return min(drainTime/10, maxDrainLead)
+}
 
 // Why a host issues no ticket.
 var (
@@ -51,6 +66,8 @@ type Hosts struct {
 	detached slog.Handler // where released hosts log
 	poolLog  logGate
 	pool     *kafka.Pool
+	// sink takes the detailed events of every session and of the pool.
+	sink *forward
 
 	mu     sync.Mutex
 	byPath map[string]*Host
@@ -61,9 +78,10 @@ func NewHosts(log *slog.Logger) *Hosts {
 	hs := &Hosts{
 		log:      log,
 		detached: detachedHandler(),
+		sink:     &forward{},
 		byPath:   make(map[string]*Host),
 	}
-	hs.pool = kafka.NewPool(kafka.Logger(slog.New(&gatedHandler{gate: &hs.poolLog, live: log.Handler(), closed: hs.detached})))
+	hs.pool = kafka.NewPool(kafka.Logger(slog.New(&gatedHandler{gate: &hs.poolLog, live: log.Handler(), closed: hs.detached})), kafka.Metrics(hs.sink))
 	return hs
 }
 
@@ -84,7 +102,7 @@ type Host struct {
 	served  chan struct{} // closed when the accept loop returns
 	drained chan struct{} // closed when the drain has finished
 
-	holders []holder // the live configurations, newest last; guarded by hosts.mu
+	holders []*holder // the live configurations, newest last; guarded by hosts.mu
 
 	mu       sync.Mutex
 	current  generation
@@ -93,10 +111,26 @@ type Host struct {
 	inflight sync.WaitGroup // requests being handed to a generation; Add only under mu while !draining
 }
 
-// holder is a live configuration using a host.
+// holder is a live configuration using a host. Its fields but doc and
+// stats are guarded by hosts.mu.
 type holder struct {
 	doc   *config.Document
 	stats Stats
+	// sessions is canceled, closing with 1001 the sessions running under
+	// it, when the configuration's drain deadline nears; it is then
+	// replaced by a fresh one for sessions that start later.
+	sessions    context.Context
+	endSessions context.CancelFunc
+	// replaced fires DrainLead before the end of doc.Session.DrainTime
+	// after a newer configuration arrived; nil until one did, or when
+	// drain_time is 0.
+	replaced *time.Timer
+}
+
+func newHolder(doc *config.Document, stats Stats) *holder {
+	x := &holder{doc: doc, stats: stats}
+	x.sessions, x.endSessions = context.WithCancel(context.Background())
+	return x
 }
 
 // generation is a session server built for one set of session limits.
@@ -125,7 +159,10 @@ func (hs *Hosts) Acquire(doc *config.Document, stats Stats) (*Host, error) {
 		}
 		hs.byPath[doc.Listener] = h
 	}
-	h.holders = append(h.holders, holder{doc: doc, stats: stats})
+	for _, older := range h.holders {
+		h.scheduleDrainClose(older)
+	}
+	h.holders = append(h.holders, newHolder(doc, stats))
 	h.update(doc, stats)
 	hs.poolLog.set(true)
 	return h, nil
@@ -139,7 +176,15 @@ func (hs *Hosts) Release(h *Host, stats Stats) {
 	hs.mu.Lock()
 	defer hs.mu.Unlock()
 	held := len(h.holders)
-	h.holders = slices.DeleteFunc(h.holders, func(x holder) bool { return x.stats == stats })
+	h.holders = slices.DeleteFunc(h.holders, func(x *holder) bool {
+		if x.stats != stats {
+			return false
+		}
+		if x.replaced != nil {
+			x.replaced.Stop()
+		}
+		return true
+	})
 	if len(h.holders) == held {
 		return // not held by stats, or released already
 	}
@@ -155,11 +200,23 @@ func (hs *Hosts) Release(h *Host, stats Stats) {
 	// refuses them once it is destroyed): the draining sessions report to
 	// no one and log to stderr.
 	h.stats.use(nil)
+	hs.sink.drop(stats, hs.anyStats())
 	h.logGate.set(false)
 	if len(hs.byPath) == 0 {
 		hs.poolLog.set(false)
 	}
 	h.drain(drainTimeout)
+}
+
+// anyStats returns the stats of the newest configuration of some host, nil
+// when no host is held. Callers hold hs.mu.
+func (hs *Hosts) anyStats() Stats {
+	for _, h := range hs.byPath {
+		if n := len(h.holders); n > 0 {
+			return h.holders[n-1].stats
+		}
+	}
+	return nil
 }
 
 func (hs *Hosts) start(path string) (*Host, error) {
@@ -179,6 +236,58 @@ func (hs *Hosts) start(path string) (*Host, error) {
 	}
 	h.socket = sock
 	return h, nil
+}
+
+// scheduleDrainClose arms the drain close of older, which a newer
+// configuration has just replaced, if its session.drain_time says how long
+// Envoy drains its listener and it is not armed yet. Called under hosts.mu.
+func (h *Host) scheduleDrainClose(older *holder) {
+	drainTime := older.doc.Session.DrainTime.Duration()
+	if drainTime <= 0 || older.replaced != nil {
+		return
+	}
+	older.replaced = time.AfterFunc(drainTime-DrainLead(drainTime), func() {
+		defer func() {
+			if p := recover(); p != nil {
+				h.log.Error("pubsub: panic closing the sessions of a replaced configuration", "panic", p, "stack", string(debug.Stack()))
+			}
+		}()
+		h.endDrainedSessions(older)
+	})
+}
+
+// endDrainedSessions closes with 1001 the sessions of older, a replaced
+// configuration whose listener Envoy is about to stop draining: clients
+// resume at once instead of seeing their connection cut (1006). Sessions
+// older admits later keep running: Envoy closes them if they are on the
+// drained listener.
+func (h *Host) endDrainedSessions(older *holder) {
+	h.hosts.mu.Lock()
+	defer h.hosts.mu.Unlock()
+	if !slices.Contains(h.holders, older) {
+		return // released meanwhile: Envoy destroyed it, its streams have ended
+	}
+	end := older.endSessions
+	older.sessions, older.endSessions = context.WithCancel(context.Background())
+	end()
+	h.log.Info("pubsub: closing the sessions of a replaced configuration before Envoy's drain of its listener ends",
+		"drain_time", older.doc.Session.DrainTime.Duration().String())
+}
+
+// sessionsOf returns the context that ends the sessions issuer admits, nil
+// when issuer is no configuration this host holds.
+func (h *Host) sessionsOf(issuer *config.Document) context.Context {
+	if issuer == nil {
+		return nil
+	}
+	h.hosts.mu.Lock()
+	defer h.hosts.mu.Unlock()
+	for _, x := range h.holders {
+		if x.doc == issuer {
+			return x.sessions
+		}
+	}
+	return nil
 }
 
 // goSafe runs fn in a goroutine that recovers a panic: inside Envoy an
@@ -207,6 +316,7 @@ func (h *Host) serve(ln net.Listener) {
 // stats. Sessions already running keep their generation.
 func (h *Host) update(doc *config.Document, stats Stats) {
 	h.stats.use(stats)
+	h.hosts.sink.use(stats)
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	if h.current.srv != nil && h.current.limits == doc.Session && h.current.process == doc.Limits {
@@ -214,6 +324,7 @@ func (h *Host) update(doc *config.Document, stats Stats) {
 	}
 	opts := server.OptionsFrom(doc, h.log)
 	opts.Observer = &h.stats
+	opts.Metrics = h.hosts.sink
 	// Only Envoy reaches the socket, and it forwards HTTP/2 WebSockets
 	// without a key (server.Options.KeylessUpgrade).
 	opts.KeylessUpgrade = true
@@ -298,12 +409,18 @@ func (h *Host) Resolve(r *http.Request) (server.Route, error) {
 	if err != nil {
 		h.stats.ticketRejected()
 		h.log.Warn("pubsub: upgrade refused", "reason", err.Error(), "remote", r.RemoteAddr)
-		return server.Route{}, &server.Error{Status: http.StatusUnauthorized, Message: "missing, invalid, used or expired pub-sub ticket"}
+		return server.Route{}, &server.Error{Status: http.StatusUnauthorized, Message: "missing, invalid, used or expired pub-sub ticket", Reason: "ticket"}
 	}
 	h.mu.Lock()
 	limits := h.current.limits
 	h.mu.Unlock()
-	return server.KafkaRoute(h.hosts.pool, g.Cluster, g.Kafka, kafka.NewPolicy(g.Kafka, g.Routes...).WithLimits(limits), h.log)
+	policy := kafka.NewPolicy(g.Kafka, g.Routes...).WithLimits(limits).WithClaims(g.Claims)
+	route, err := server.KafkaRoute(h.hosts.pool, g.Cluster, g.Kafka, policy, h.log)
+	route.Context = h.sessionsOf(g.Issuer)
+	if err != nil || (g.Claims == nil && g.Verifier == nil) {
+		return route, err
+	}
+	return route.WithIdentity(identity.NewSession(g.Claims, g.Verifier, h.log)), nil
 }
 
 // drain stops accepting and gives the socket path up at once (a successor

@@ -447,3 +447,92 @@ func TestReleasedHostLogsOnlyToTheDetachedHandler(t *testing.T) {
 		t.Errorf("the released configuration's stats were told of %d active sessions after the release", stats.active)
 	}
 }
+
+// issueFor issues a ticket of h for a stream of the configuration issuer.
+func issueFor(t *testing.T, h *Host, issuer *config.Document) string {
+	t.Helper()
+	v, err := h.Issue(&Grant{Cluster: "kafka", Kafka: &config.KafkaCluster{Brokers: []string{"127.0.0.1:1"}}, Issuer: issuer}, 30*time.Second, 100)
+	if err != nil {
+		t.Fatalf("issue: %v", err)
+	}
+	return v
+}
+
+// A listener update replaces a configuration and Envoy drains the old
+// listener for session.drain_time, then cuts its connections (1006): the
+// sessions the replaced configuration admitted get 1001 DrainLead before
+// that, and no other session does.
+func TestReplacedConfigurationsSessionsGet1001BeforeTheDrainEnds(t *testing.T) {
+	const drainTime = time.Second
+	hs, logs := newHosts(t)
+	sock := socketPath(t)
+	old := document(t, sock)
+	old.Session.DrainTime = config.Duration(drainTime)
+	oldStats := newStats()
+	h, err := hs.Acquire(old, oldStats)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { hs.Release(h, oldStats) })
+	drained := session(t, sock, issueFor(t, h, old))
+	untied := session(t, sock, issueFor(t, h, nil))
+
+	replacedAt := time.Now()
+	next := document(t, sock)
+	next.Session.DrainTime = config.Duration(drainTime)
+	nextStats := newStats()
+	if _, err := hs.Acquire(next, nextStats); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { hs.Release(h, nextStats) })
+	kept := session(t, sock, issueFor(t, h, next))
+
+	if ce := testkit.WaitClosed(t, drained); ce.Code != ws.StatusGoingAway || ce.Reason != "server shutting down" {
+		t.Errorf("closed with %d %q, want 1001 \"server shutting down\"", ce.Code, ce.Reason)
+	}
+	if elapsed, want := time.Since(replacedAt), drainTime-DrainLead(drainTime); elapsed < want {
+		t.Errorf("closed %v after the replacement, before drain_time - DrainLead = %v", elapsed, want)
+	}
+	// Sessions of the newer configuration, sessions tied to none, and a
+	// session the replaced configuration admits after its close run on.
+	late := session(t, sock, issueFor(t, h, old))
+	for _, c := range []*client.Client{kept, untied, late} {
+		testkit.Ping(t, c)
+	}
+	if !strings.Contains(logs.String(), "closing the sessions of a replaced configuration") {
+		t.Errorf("the close is not logged: %s", logs)
+	}
+}
+
+// Without session.drain_time nothing says that a newer configuration
+// drains the older one (extension config discovery replaces a filter
+// config without draining): the older one's sessions run on, and a
+// configuration Envoy destroys before its drain close disarms it.
+func TestReplacedConfigurationWithoutDrainTimeKeepsItsSessions(t *testing.T) {
+	hs, _ := newHosts(t)
+	sock := socketPath(t)
+	h, _ := acquire(t, hs, sock)
+	first := h.holders[0]
+	c := session(t, sock, issueFor(t, h, first.doc))
+	acquire(t, hs, sock)
+	if first.replaced != nil {
+		t.Fatal("a drain close was armed without session.drain_time")
+	}
+
+	withDrain := document(t, sock)
+	withDrain.Session.DrainTime = config.Duration(time.Hour)
+	stats := newStats()
+	if _, err := hs.Acquire(withDrain, stats); err != nil {
+		t.Fatal(err)
+	}
+	x := h.holders[len(h.holders)-1]
+	acquire(t, hs, sock)
+	if x.replaced == nil {
+		t.Fatal("replacing a configuration with session.drain_time armed no drain close")
+	}
+	hs.Release(h, stats)
+	if x.replaced.Stop() {
+		t.Error("releasing the replaced configuration left its drain close armed")
+	}
+	testkit.Ping(t, c)
+}

@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/envoy-pubsub/gateway/config"
+	"github.com/envoy-pubsub/gateway/identity"
 )
 
 // TicketHeader carries the one-time ticket from the Envoy filter to the
@@ -38,6 +39,18 @@ type Grant struct {
 	// Routes are the route-level documents (virtual host, route, weighted
 	// cluster) whose allow-lists narrow the cluster's.
 	Routes []*config.Route
+	// Claims are the verified identity of the upgrade (jwt_authn's
+	// payload): empty for an anonymous session, nil where the listener has
+	// no identity section (the session then knows nothing of identities).
+	Claims identity.Claims
+	// Verifier checks the tokens of the session's cmd_auth; nil refuses
+	// them as not supported.
+	Verifier *identity.Verifier
+	// Issuer is the filter-level configuration whose stream issued the
+	// ticket, as given to Acquire: its session ends with 1001 when Envoy
+	// is about to close the connections of that configuration's listener
+	// (session.drain_time). Nil: the session is not tied to one.
+	Issuer *config.Document
 }
 
 // ticketEntry is an outstanding ticket (grant set) or the record of a

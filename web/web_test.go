@@ -1,12 +1,16 @@
 package web
 
 import (
+	"bytes"
+	"compress/gzip"
 	"encoding/json"
 	"io"
 	"net/http"
 	"net/http/httptest"
 	"strings"
 	"testing"
+
+	"github.com/envoy-pubsub/gateway/config"
 )
 
 func serve(t *testing.T, h http.Handler, method, path string, header http.Header) *http.Response {
@@ -77,5 +81,50 @@ func TestSiteWithoutClustersIsAnEmptyList(t *testing.T) {
 	body, _ := io.ReadAll(serve(t, h, "GET", AssetPrefix+"site.json", nil).Body)
 	if string(body) != `{"clusters":[]}` {
 		t.Fatalf("site.json: %s", body)
+	}
+}
+
+func TestAssetsCarryAnETagAndGoGzippedToClientsThatTakeIt(t *testing.T) {
+	h, err := Handler(Site{Clusters: []string{"kafka"}}, http.NotFoundHandler())
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, p := range []string{"/", AssetPrefix + "app.js", AssetPrefix + "style.css", AssetPrefix + "site.json"} {
+		plain := serve(t, h, "GET", p, nil)
+		body, _ := io.ReadAll(plain.Body)
+		etag := plain.Header.Get("ETag")
+		if plain.StatusCode != 200 || plain.Header.Get("Content-Encoding") != "" || !strings.HasPrefix(etag, `"`) || len(etag) < 10 {
+			t.Fatalf("GET %s: %d %v", p, plain.StatusCode, plain.Header)
+		}
+		zipped := serve(t, h, "GET", p, http.Header{"Accept-Encoding": {"br, gzip;q=0.8"}})
+		if p != AssetPrefix+"site.json" { // too small to gain from gzip
+			zr, err := gzip.NewReader(zipped.Body)
+			if err != nil || zipped.Header.Get("Content-Encoding") != "gzip" || zipped.Header.Get("ETag") != etag {
+				t.Fatalf("GET %s gzip: %v %v", p, zipped.Header, err)
+			}
+			unzipped, _ := io.ReadAll(zr)
+			if !bytes.Equal(unzipped, body) || zipped.Header.Get("Vary") != "Accept-Encoding" {
+				t.Fatalf("GET %s gzip: the body differs, or no Vary", p)
+			}
+		}
+		if r := serve(t, h, "GET", p, http.Header{"Accept-Encoding": {"gzip;q=0"}}); r.Header.Get("Content-Encoding") != "" {
+			t.Errorf("GET %s: gzip sent to a client that refused it", p)
+		}
+		notModified := serve(t, h, "GET", p, http.Header{"If-None-Match": {`"other", ` + etag}})
+		if b, _ := io.ReadAll(notModified.Body); notModified.StatusCode != http.StatusNotModified || len(b) != 0 {
+			t.Fatalf("GET %s If-None-Match: %d, %d bytes", p, notModified.StatusCode, len(b))
+		}
+	}
+}
+
+func TestSiteOfOffersTheTopicsAnAllowListNamesExactly(t *testing.T) {
+	doc := &config.Document{KafkaClusters: map[string]*config.KafkaCluster{
+		"kafka": {Topics: []string{"orders", "events-*", "audit", "log.[ab]"}},
+		"open":  {},
+	}}
+	site := SiteOf(doc)
+	got, _ := json.Marshal(site)
+	if want := `{"clusters":["kafka","open"],"topics":{"kafka":["orders","audit"]}}`; string(got) != want {
+		t.Fatalf("site: %s, want %s", got, want)
 	}
 }

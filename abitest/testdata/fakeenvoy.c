@@ -14,6 +14,8 @@
 //   config filter|route FILE      -> CONFIG ID        (ID 0: Parse failed)
 //   merge PARENT CHILD            -> MERGED ID
 //   secret NAME VALUE             -> OK
+//   metadata NAMESPACE FILE|-     -> OK   (the dynamic metadata of later requests: a
+//                                         serialized google.protobuf.Struct; "-": none)
 //   request CONFIG CLUSTER WORKER [NAME=VALUE]...     (CLUSTER "-": none)
 //        -> STATUS N, [REPLY CODE DETAILS BODY], [REPLYHEADER K V]...,
 //           [MUTATION set|add|remove K]..., HEADER K V..., END STREAM
@@ -152,6 +154,12 @@ static int nmetrics;
 
 static header secrets[MaxSecrets];
 static int nsecrets;
+
+// The dynamic metadata of the requests: one namespace's Struct, serialized
+// as Envoy's getDynamicMetadata hands it to Go.
+static char* metadata_namespace;
+static char* metadata_bytes;
+static size_t metadata_len;
 
 static char* dupn(const void* p, size_t n) {
   char* s = malloc(n + 1);
@@ -382,6 +390,26 @@ CAPIStatus envoyGoFilterHttpGetStringSecret(void* rp, void* key, int key_len, ui
         *value_len = (int)strlen(secrets[i].value);
       }
     }
+  }
+  pthread_mutex_unlock(&mu);
+  return st;
+}
+
+CAPIStatus envoyGoFilterHttpGetDynamicMetadata(void* rp, void* name_data, int name_len, uint64_t* buf_data,
+                                               int* buf_len) {
+  fake_request* r = rp;
+  pthread_mutex_lock(&mu);
+  CAPIStatus st = CAPIOK;
+  if (!in_go_request(r, "GetDynamicMetadata outside Go processing")) {
+    st = CAPINotInGo;
+  } else if (metadata_namespace != NULL && (int)strlen(metadata_namespace) == name_len &&
+             strncmp(metadata_namespace, name_data, name_len) == 0) {
+    *buf_data = (uint64_t)(uintptr_t)metadata_bytes;
+    *buf_len = (int)metadata_len;
+  } else {
+    // Envoy serializes an absent namespace as an empty Struct.
+    *buf_data = 0;
+    *buf_len = 0;
   }
   pthread_mutex_unlock(&mu);
   return st;
@@ -761,6 +789,17 @@ int main(int argc, char** argv) {
       secrets[nsecrets].key = strdup(args[1]);
       secrets[nsecrets].value = strdup(args[2]);
       nsecrets++;
+      pthread_mutex_unlock(&mu);
+      printf("OK\n");
+    } else if (strcmp(args[0], "metadata") == 0 && n == 3) {
+      size_t len = 0;
+      char* bytes = strcmp(args[2], "-") == 0 ? NULL : read_file(args[2], &len);
+      pthread_mutex_lock(&mu);
+      free(metadata_namespace);
+      free(metadata_bytes);
+      metadata_namespace = bytes == NULL ? NULL : strdup(args[1]);
+      metadata_bytes = bytes;
+      metadata_len = len;
       pthread_mutex_unlock(&mu);
       printf("OK\n");
     } else if (strcmp(args[0], "request") == 0) {

@@ -9,7 +9,11 @@
 // through the plugin's own parser, and the wiring between the plugin and
 // Envoy is checked (kafka-scheme clusters, circuit breakers against
 // session.max_sessions, idle timeouts against session.ping_interval, routes,
-// secrets, where the filter runs). It prints one line per problem,
+// secrets, where the filter runs). A filter whose config comes from extension
+// config discovery (config_discovery with a path_config_source) is checked
+// with the file of that base name beside the bootstrap, or the key of that
+// name in the bootstrap's ConfigMap; one served by a management server is
+// refused, as it cannot be checked offline. It prints one line per problem,
 // "FILE[#WHERE]: PROBLEM", and exits with status 1 if there is any, 0
 // (printing "FILE: ok") otherwise, and 2 on a usage error. Warnings
 // ("FILE[#WHERE]: warning: ...", e.g. the filter running on routes that
@@ -85,7 +89,7 @@ func checkFile(file string, opts envoycheck.Options) []problem {
 	}
 	var out []problem
 	for _, s := range sources {
-		for _, p := range envoycheck.Problems(s.YAML, opts) {
+		for _, p := range s.Problems(opts) {
 			out = append(out, problem{text: s.Name + ": " + p.Error(), warning: envoycheck.IsWarning(p)})
 		}
 	}

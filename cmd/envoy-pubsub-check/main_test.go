@@ -6,6 +6,8 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"sigs.k8s.io/yaml"
 )
 
 func TestRepositoryBootstrapsPass(t *testing.T) {
@@ -88,5 +90,46 @@ func TestWarningsArePrintedWithoutFailing(t *testing.T) {
 	lines := strings.Split(strings.TrimSuffix(out.String(), "\n"), "\n")
 	if len(lines) != 2 || !strings.HasPrefix(lines[0], file+": warning: ") || !strings.Contains(lines[0], "timeout is 15s") || lines[1] != file+": ok" {
 		t.Errorf("output:\n%s\nwant the warning, then the ok line", out.String())
+	}
+}
+
+// A bootstrap file whose golang filter config is discovered from a file
+// (path_config_source) is checked with the file of that name beside it.
+func TestDiscoveredConfigIsReadBesideTheBootstrap(t *testing.T) {
+	raw, err := os.ReadFile(filepath.Join("..", "..", "deploy", "kubernetes", "envoy-configmap.yaml"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var cm struct{ Data map[string]string }
+	if err := yaml.Unmarshal(raw, &cm); err != nil {
+		t.Fatal(err)
+	}
+	dir := t.TempDir()
+	bootstrap := filepath.Join(dir, "envoy.yaml")
+	write := func(name, text string) {
+		t.Helper()
+		if err := os.WriteFile(filepath.Join(dir, name), []byte(text), 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	write("envoy.yaml", cm.Data["envoy.yaml"])
+	write("pubsub-filter.yaml", cm.Data["pubsub-filter.yaml"])
+	var out, errOut bytes.Buffer
+	if status := run([]string{bootstrap}, &out, &errOut); status != 0 {
+		t.Fatalf("status %d, output:\n%s%s", status, out.String(), errOut.String())
+	}
+
+	write("pubsub-filter.yaml", strings.Replace(cm.Data["pubsub-filter.yaml"], "ping_interval: 30s", "ping_intervall: 30s", 1))
+	out.Reset()
+	if status := run([]string{bootstrap}, &out, &errOut); status != 1 || !strings.Contains(out.String(), `(config_discovery /etc/envoy-config/pubsub-filter.yaml): plugin_config: config: unknown key "ping_intervall"`) {
+		t.Errorf("status %d, output:\n%s", status, out.String())
+	}
+
+	if err := os.Remove(filepath.Join(dir, "pubsub-filter.yaml")); err != nil {
+		t.Fatal(err)
+	}
+	out.Reset()
+	if status := run([]string{bootstrap}, &out, &errOut); status != 1 || !strings.Contains(out.String(), "pubsub-filter.yaml: not found beside the bootstrap") {
+		t.Errorf("status %d, output:\n%s", status, out.String())
 	}
 }

@@ -18,6 +18,7 @@ import (
 	"time"
 
 	"github.com/envoy-pubsub/gateway/config"
+	"github.com/envoy-pubsub/gateway/internal/ratelog"
 	"github.com/envoy-pubsub/gateway/standalone"
 	"github.com/envoy-pubsub/gateway/web"
 )
@@ -32,6 +33,7 @@ func main() {
 func run() error {
 	configFile := flag.String("config", "", "configuration file (YAML or JSON); empty starts an embedded development Kafka")
 	listen := flag.String("listen", "127.0.0.1:9080", "HOST:PORT to serve WebSocket sessions on")
+	metricsListen := flag.String("metrics-listen", "127.0.0.1:9090", "HOST:PORT to serve /metrics, /healthz and /readyz on (apart from -listen); empty disables them")
 	logLevel := flag.String("log-level", "info", "debug, info, warn or error")
 	flag.Parse()
 
@@ -39,7 +41,9 @@ func run() error {
 	if err := level.UnmarshalText([]byte(*logLevel)); err != nil {
 		return fmt.Errorf("-log-level: %w", err)
 	}
-	log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: level}))
+	// A warning that repeats (a broker down, a client that keeps failing)
+	// is logged once per interval, with the count held back.
+	log := slog.New(ratelog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: level}), ratelog.DefaultInterval))
 	slog.SetDefault(log)
 
 	// Signals are taken before the server starts and says where it
@@ -70,11 +74,15 @@ func run() error {
 		doc = d
 		site.Topic = standalone.DemoTopic
 	}
-	site.Clusters = doc.ClusterNames()
+	site.Clusters, site.Topics = doc.ClusterNames(), web.SiteOf(doc).Topics
 
 	srv, err := standalone.Start(doc, *listen, standalone.Options{
-		Logger: log,
-		Front:  func(pubsub http.Handler) (http.Handler, error) { return web.Handler(site, pubsub) },
+		Logger:        log,
+		Front:         func(pubsub http.Handler) (http.Handler, error) { return web.Handler(site, pubsub) },
+		MetricsListen: *metricsListen,
+		// The default address may be taken by another server on the same
+		// host; one given on the command line must be served.
+		MetricsOptional: !flagGiven("metrics-listen"),
 	})
 	if err != nil {
 		return err
@@ -83,6 +91,9 @@ func run() error {
 		log.Info("serving", "cluster", name, "url", srv.URL(name))
 	}
 	log.Info("live page", "url", fmt.Sprintf("http://%s/", srv.Addr()))
+	if a := srv.MetricsAddr(); a != "" {
+		log.Info("metrics and health", "metrics", "http://"+a+"/metrics", "healthz", "http://"+a+"/healthz", "readyz", "http://"+a+"/readyz")
+	}
 	if *configFile == "" {
 		log.Info(fmt.Sprintf("try it: go run ./cmd/pubsub-client -url %s -topic %s", srv.URL("kafka"), standalone.DemoTopic))
 	}
@@ -96,6 +107,13 @@ func run() error {
 	sctx, cancel := context.WithTimeout(context.Background(), shutdownTimeout)
 	defer cancel()
 	return errors.Join(served, srv.Shutdown(sctx))
+}
+
+// flagGiven reports whether the command line set the flag name.
+func flagGiven(name string) bool {
+	given := false
+	flag.Visit(func(f *flag.Flag) { given = given || f.Name == name })
+	return given
 }
 
 // shutdownTimeout bounds how long the server waits for its sessions to take

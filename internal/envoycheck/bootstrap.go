@@ -4,7 +4,10 @@
 // API (on the bootstrap and on every Any inside it, which PGV does not descend
 // into), every plugin_config and per-route plugin config goes through the
 // plugin's own parser, and the wiring between the plugin and Envoy is checked
-// (see Check).
+// (see Check). An HTTP filter whose config comes from extension config
+// discovery is checked with the TypedExtensionConfig of its
+// path_config_source file, as if it were inline (Source.Problems reads the
+// file beside the bootstrap).
 package envoycheck
 
 import (
@@ -24,8 +27,10 @@ import (
 	_ "github.com/cncf/xds/go/xds/type/v3"
 	_ "github.com/envoyproxy/go-control-plane/contrib/envoy/extensions/filters/http/golang/v3alpha"
 	_ "github.com/envoyproxy/go-control-plane/envoy/extensions/access_loggers/stream/v3"
+	_ "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/http/jwt_authn/v3"
 	_ "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/http/router/v3"
 	_ "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/network/http_connection_manager/v3"
+	_ "github.com/envoyproxy/go-control-plane/envoy/extensions/transport_sockets/tls/v3"
 )
 
 // Options adjust the checks to a deployment.
@@ -33,6 +38,12 @@ type Options struct {
 	// LibraryPath is where the plugin's .so is installed; golang filters
 	// must load it from there. Default: the Docker image's LibraryPath.
 	LibraryPath string
+	// ReadDiscovered returns the text of the file at path, a
+	// path_config_source of a filter's config_discovery, as Envoy would
+	// read it (ErrNoDiscoveredFile if there is none). Source.Problems
+	// reads it beside the bootstrap. Default: nil, and such a filter is
+	// refused.
+	ReadDiscovered func(path string) ([]byte, error)
 }
 
 // Check parses doc (YAML or JSON) as an Envoy bootstrap and reports every
@@ -45,7 +56,8 @@ func Check(doc []byte) error {
 // problem found: proto schema errors, PGV validation errors at any depth,
 // plugin configurations the plugin's parser rejects, and wiring mistakes
 // between the plugin and Envoy (see checkWiring). Problems name the field
-// path they were found at.
+// path they were found at. Discovered filter configs are read with
+// opts.ReadDiscovered.
 func Problems(doc []byte, opts Options) []error {
 	if opts.LibraryPath == "" {
 		opts.LibraryPath = LibraryPath

@@ -11,6 +11,7 @@ import (
 	"strings"
 	"testing"
 
+	bootstrapv3 "github.com/envoyproxy/go-control-plane/envoy/config/bootstrap/v3"
 	"sigs.k8s.io/yaml"
 )
 
@@ -27,7 +28,9 @@ func moduleRoot(t *testing.T) string {
 	return root
 }
 
-// repositoryBootstraps returns the bootstraps of the repository by name.
+// repositoryBootstraps returns the text of the repository's bootstraps by
+// name, each followed by the files its config discovery reads beside it
+// (see withFiles), for the tests to edit as one text.
 func repositoryBootstraps(t *testing.T) map[string][]byte {
 	t.Helper()
 	sources, err := Find(moduleRoot(t))
@@ -36,9 +39,64 @@ func repositoryBootstraps(t *testing.T) map[string][]byte {
 	}
 	byName := map[string][]byte{}
 	for _, s := range sources {
-		byName[s.Name] = s.YAML
+		byName[s.Name] = []byte(withFiles(s))
 	}
 	return byName
+}
+
+// fileMarker starts a file appended to a bootstrap's text by withFiles.
+const fileMarker = "#>> file beside the bootstrap: "
+
+// withFiles returns s's text followed, for each file its config discovery
+// reads, by a line fileMarker + the file's base name and the file's text.
+func withFiles(s Source) string {
+	text := string(s.YAML)
+	s.Problems(Options{ReadDiscovered: func(p string) ([]byte, error) {
+		data, err := s.beside(path.Base(p))
+		if err == nil {
+			text += "\n" + fileMarker + path.Base(p) + "\n" + string(data)
+		}
+		return data, err
+	}})
+	return text
+}
+
+// splitFiles undoes withFiles: the bootstrap's text and Options that read
+// the files from the rest.
+func splitFiles(text string) ([]byte, Options) {
+	parts := strings.Split(text, "\n"+fileMarker)
+	files := map[string][]byte{}
+	for _, part := range parts[1:] {
+		name, body, _ := strings.Cut(part, "\n")
+		files[name] = []byte(body)
+	}
+	return []byte(parts[0]), Options{ReadDiscovered: func(p string) ([]byte, error) {
+		data, ok := files[path.Base(p)]
+		if !ok {
+			return nil, fmt.Errorf("%s: %w", path.Base(p), ErrNoDiscoveredFile)
+		}
+		return data, nil
+	}}
+}
+
+// problemsOf checks a text of repositoryBootstraps.
+func problemsOf(text []byte) []error {
+	b, opts := splitFiles(string(text))
+	return Problems(b, opts)
+}
+
+// check checks a text of repositoryBootstraps, joining the problems.
+func check(text []byte) error { return errors.Join(problemsOf(text)...) }
+
+// parseBootstrap parses the bootstrap of a text of repositoryBootstraps.
+func parseBootstrap(t *testing.T, text []byte) *bootstrapv3.Bootstrap {
+	t.Helper()
+	doc, _ := splitFiles(string(text))
+	b, err := ParseBootstrap(doc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b
 }
 
 const (
@@ -55,7 +113,7 @@ func TestRepositoryBootstrapsAreValid(t *testing.T) {
 	}
 	for _, name := range sortedKeys(bootstraps) {
 		t.Run(name, func(t *testing.T) {
-			if err := Check(bootstraps[name]); err != nil {
+			if err := check(bootstraps[name]); err != nil {
 				t.Errorf("%s:\n%v", name, err)
 			}
 		})
@@ -88,7 +146,7 @@ func TestBrokenBootstrapsAreRejected(t *testing.T) {
 		bootstrap: exampleBootstrap,
 		old:       "library_id: pubsub",
 		new:       `library_id: ""`,
-		want:      []string{"http_filters[0].typed_config", "golang.v3alpha.Config", "LibraryId"},
+		want:      []string{"http_filters[1].typed_config", "golang.v3alpha.Config", "LibraryId"},
 	}, {
 		name:      "PGV rule inside the connection manager's Any",
 		bootstrap: exampleBootstrap,
@@ -182,20 +240,20 @@ func TestBrokenBootstrapsAreRejected(t *testing.T) {
 		old:       "http_filters:\n",
 		new:       "http_filters:\n          - name: early.router\n            typed_config: {\"@type\": type.googleapis.com/envoy.extensions.filters.http.router.v3.Router}\n",
 		want: []string{`"early.router": the router must be the last HTTP filter`,
-			`http_filters[1] "envoy.filters.http.golang": the pub-sub filter comes after the router (http_filters[0]); Envoy never runs it`},
+			`http_filters[2] "envoy.filters.http.golang": the pub-sub filter comes after the router (http_filters[0]); Envoy never runs it`},
 	}, {
 		name:      "filter running on every route",
 		bootstrap: exampleBootstrap,
 		old:       "            disabled: true\n",
 		new:       "",
-		want: []string{"warning: ", `routes[2] (prefix /): the pub-sub filter runs on a route to no kafka-scheme cluster`,
+		want: []string{"warning: ", `routes[3] (prefix /): the pub-sub filter runs on a route to no kafka-scheme cluster`,
 			"FilterConfig, disabled: true"},
 	}, {
 		name:      "filter disabled by default and not enabled on a kafka route",
 		bootstrap: exampleBootstrap,
 		old:       "                typed_per_filter_config:\n                  envoy.filters.http.golang:\n                    \"@type\": type.googleapis.com/envoy.config.route.v3.FilterConfig\n                    config: {}\n",
 		new:       "",
-		want:      []string{`routes[1] (path_separated_prefix /kafka): routes to a kafka-scheme cluster but the pub-sub filter is disabled by default`},
+		want:      []string{`routes[2] (path_separated_prefix /kafka): routes to a kafka-scheme cluster but the pub-sub filter is disabled by default`},
 	}, {
 		name:      "filter disabled by default and disabled again on a kafka route",
 		bootstrap: kubernetesBootstrap,
@@ -213,7 +271,7 @@ func TestBrokenBootstrapsAreRejected(t *testing.T) {
 		bootstrap: exampleBootstrap,
 		old:       "match: {path_separated_prefix: /kafka}\n                route: {cluster: kafka, timeout: 0s}",
 		new:       "match: {path_separated_prefix: /kafka}\n                route: {cluster: kafka}",
-		want:      []string{"warning: ", "routes[1] (path_separated_prefix /kafka): a kafka route's timeout is 15s (Envoy's default); set timeout: 0s"},
+		want:      []string{"warning: ", "routes[2] (path_separated_prefix /kafka): a kafka route's timeout is 15s (Envoy's default); set timeout: 0s"},
 	}, {
 		name:      "kafka route with a route timeout",
 		bootstrap: kubernetesBootstrap,
@@ -235,14 +293,14 @@ func TestBrokenBootstrapsAreRejected(t *testing.T) {
 	}, {
 		name:      "per-route config for another plugin",
 		bootstrap: exampleBootstrap,
-		old:       "                      pubsub:\n                        config:",
-		new:       "                      pubsb:\n                        config:",
+		old:       "                      pubsub:\n                        config:\n                          \"@type\": type.googleapis.com/xds.type.v3.TypedStruct\n                          value:\n                            topics:",
+		new:       "                      pubsb:\n                        config:\n                          \"@type\": type.googleapis.com/xds.type.v3.TypedStruct\n                          value:\n                            topics:",
 		want:      []string{`the .so has no plugin "pubsb"`},
 	}, {
 		name:      "per-route config keyed by a filter that does not exist",
 		bootstrap: exampleBootstrap,
-		old:       "                  envoy.filters.http.golang:\n                    \"@type\": type.googleapis.com/envoy.extensions.filters.http.golang.v3alpha.ConfigsPerRoute",
-		new:       "                  golang:\n                    \"@type\": type.googleapis.com/envoy.extensions.filters.http.golang.v3alpha.ConfigsPerRoute",
+		old:       "/kafka/public}\n                route: {cluster: kafka, timeout: 0s}\n                typed_per_filter_config:\n                  envoy.filters.http.golang:",
+		new:       "/kafka/public}\n                route: {cluster: kafka, timeout: 0s}\n                typed_per_filter_config:\n                  golang:",
 		want:      []string{"typed_per_filter_config.golang: no HTTP filter of that name"},
 	}, {
 		name:      "narrowing on a route that is not kafka-scheme",
@@ -295,7 +353,7 @@ func TestBrokenBootstrapsAreRejected(t *testing.T) {
 		bootstrap: exampleBootstrap,
 		old:       "match: {path_separated_prefix: /kafka}\n                route: {cluster: kafka, timeout: 0s}",
 		new:       "match: {path_separated_prefix: /kafka}\n                route: {cluster: kafka, timeout: 0s, idle_timeout: 20s}",
-		want:      []string{"routes[1] (path_separated_prefix /kafka): idle_timeout 20s is not longer than session.ping_interval 30s"},
+		want:      []string{"routes[2] (path_separated_prefix /kafka): idle_timeout 20s is not longer than session.ping_interval 30s"},
 	}, {
 		name:      "upstream idle timeout not longer than the ping interval",
 		bootstrap: exampleBootstrap,
@@ -312,7 +370,7 @@ func TestBrokenBootstrapsAreRejected(t *testing.T) {
 		bootstrap: exampleBootstrap,
 		old:       "route: {cluster: echo}",
 		new:       "route: {cluster_header: x-backend}",
-		want:      []string{"routes[2] (prefix /): takes its cluster from a request header (cluster_header)"},
+		want:      []string{"routes[3] (prefix /): takes its cluster from a request header (cluster_header)"},
 	}, {
 		name:      "weighted cluster taken from a client header",
 		bootstrap: kubernetesBootstrap,
@@ -322,15 +380,75 @@ func TestBrokenBootstrapsAreRejected(t *testing.T) {
 	}, {
 		name:      "password_secret not declared on the filter",
 		bootstrap: kubernetesBootstrap,
-		old:       "generic_secrets:\n              - name: kafka-password",
-		new:       "generic_secrets:\n              - name: kafka-pass",
+		old:       "generic_secrets:\n    - name: kafka-password",
+		new:       "generic_secrets:\n    - name: kafka-pass",
 		want:      []string{`password_secret "kafka-password" is not listed in the filter's generic_secrets`, `"kafka-pass": no static generic_secret`},
+	}, {
+		name:      "OIDC client_secret_secret not declared on the filter",
+		bootstrap: kubernetesBootstrap,
+		old:       "mechanism: SCRAM-SHA-512\n                        username: orders-app\n                        password_secret: kafka-password",
+		new:       "mechanism: OAUTHBEARER\n                        token_endpoint: https://id.example.com/token\n                        client_id: orders-app\n                        client_secret_secret: kafka-oidc",
+		want:      []string{`client_secret_secret "kafka-oidc" is not listed in the filter's generic_secrets`},
 	}, {
 		name:      "SASL without a password source",
 		bootstrap: kubernetesBootstrap,
 		old:       "password_secret: kafka-password",
 		new:       "mechanism_typo: x",
 		want:      []string{"plugin_config", "mechanism_typo"},
+	}, {
+		name:      "discovered config file missing",
+		bootstrap: kubernetesBootstrap,
+		old:       "path: /etc/envoy-config/pubsub-filter.yaml",
+		new:       "path: /etc/envoy-config/filter.yaml",
+		want:      []string{`HTTP filter "envoy.filters.http.golang": config_discovery /etc/envoy-config/filter.yaml: filter.yaml: not found beside the bootstrap`},
+	}, {
+		name:      "discovered file that is no DiscoveryResponse",
+		bootstrap: kubernetesBootstrap,
+		old:       "\nresources:\n",
+		new:       "\nresourcez:\n",
+		want:      []string{"config_discovery /etc/envoy-config/pubsub-filter.yaml: not a DiscoveryResponse", "resourcez"},
+	}, {
+		name:      "discovered resource named unlike the filter",
+		bootstrap: kubernetesBootstrap,
+		old:       "\n  name: envoy.filters.http.golang\n",
+		new:       "\n  name: golang\n",
+		want:      []string{`resources[0] is named "golang"; Envoy takes only the resource named like the filter`},
+	}, {
+		name:      "discovered config of a type the filter does not take",
+		bootstrap: kubernetesBootstrap,
+		old:       "type_urls: [type.googleapis.com/envoy.extensions.filters.http.golang.v3alpha.Config]",
+		new:       "type_urls: [type.googleapis.com/envoy.extensions.filters.http.jwt_authn.v3.JwtAuthentication]",
+		want:      []string{"resources[0].typed_config is type.googleapis.com/envoy.extensions.filters.http.golang.v3alpha.Config, which type_urls"},
+	}, {
+		name:      "PGV rule inside the discovered config",
+		bootstrap: kubernetesBootstrap,
+		old:       "library_id: pubsub",
+		new:       `library_id: ""`,
+		want:      []string{"config_discovery /etc/envoy-config/pubsub-filter.yaml: resources[0]", "golang.v3alpha.Config", "LibraryId"},
+	}, {
+		name:      "drain time in a static listener",
+		bootstrap: exampleBootstrap,
+		old:       "pong_timeout: 15s",
+		new:       "pong_timeout: 15s\n                    drain_time: 600s",
+		want:      []string{"warning: ", "session.drain_time 10m0s: a static listener changes only by a restart"},
+	}, {
+		name:      "drain time in a discovered config",
+		bootstrap: kubernetesBootstrap,
+		old:       "ping_interval: 30s",
+		new:       "ping_interval: 30s\n          drain_time: 20s",
+		want:      []string{"warning: ", "(config_discovery /etc/envoy-config/pubsub-filter.yaml): session.drain_time 20s: a filter config from config_discovery is replaced without a drain"},
+	}, {
+		name:      "default config the plugin rejects",
+		bootstrap: kubernetesBootstrap,
+		old:       "              type_urls:",
+		new: "              default_config:\n" +
+			"                \"@type\": type.googleapis.com/envoy.extensions.filters.http.golang.v3alpha.Config\n" +
+			"                library_id: pubsub\n" +
+			"                library_path: /etc/envoy/envoy-pubsub.so\n" +
+			"                plugin_name: pubsub\n" +
+			"                plugin_config: {\"@type\": type.googleapis.com/xds.type.v3.TypedStruct, value: {sesion: {}}}\n" +
+			"              type_urls:",
+		want: []string{`HTTP filter "envoy.filters.http.golang": config_discovery: default_config.plugin_config`, `unknown key "sesion"`},
 	}}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
@@ -341,7 +459,7 @@ func TestBrokenBootstrapsAreRejected(t *testing.T) {
 			if n := strings.Count(src, tc.old); n != 1 {
 				t.Fatalf("%q occurs %d times in %s; the case must break exactly one place", tc.old, n, tc.bootstrap)
 			}
-			err := Check([]byte(strings.Replace(src, tc.old, tc.new, 1)))
+			err := check([]byte(strings.Replace(src, tc.old, tc.new, 1)))
 			if err == nil {
 				t.Fatal("accepted")
 			}
@@ -364,14 +482,14 @@ func TestIdleTimeoutDefaults(t *testing.T) {
 	if withoutTimeout == src {
 		t.Fatal("the example sets no stream_idle_timeout")
 	}
-	if err := Check([]byte(strings.Replace(withoutTimeout, "ping_interval: 30s", "max_in_flight: 16", 1))); err != nil {
+	if err := check([]byte(strings.Replace(withoutTimeout, "ping_interval: 30s", "max_in_flight: 16", 1))); err != nil {
 		t.Errorf("default stream_idle_timeout with the default ping interval: %v", err)
 	}
-	err := Check([]byte(strings.Replace(withoutTimeout, "ping_interval: 30s", "ping_interval: 5m", 1)))
+	err := check([]byte(strings.Replace(withoutTimeout, "ping_interval: 30s", "ping_interval: 5m", 1)))
 	if err == nil || !strings.Contains(err.Error(), "stream_idle_timeout 5m0s is not longer than session.ping_interval 5m0s") {
 		t.Errorf("default stream_idle_timeout with a 5m ping interval: %v", err)
 	}
-	if err := Check([]byte(strings.Replace(src, "stream_idle_timeout: 300s", "stream_idle_timeout: 0s", 1))); err != nil {
+	if err := check([]byte(strings.Replace(src, "stream_idle_timeout: 300s", "stream_idle_timeout: 0s", 1))); err != nil {
 		t.Errorf("disabled stream_idle_timeout: %v", err)
 	}
 }
@@ -473,10 +591,7 @@ func TestDeploymentsProvideWhatBootstrapsExpect(t *testing.T) {
 		t.Fatal(err)
 	}
 	dir := socketDir(string(bootstraps[kubernetesBootstrap]))
-	b, err := ParseBootstrap(bootstraps[kubernetesBootstrap])
-	if err != nil {
-		t.Fatal(err)
-	}
+	b := parseBootstrap(t, bootstraps[kubernetesBootstrap])
 	adminPort := b.GetAdmin().GetAddress().GetSocketAddress().GetPortValue()
 	for _, c := range deployment.Spec.Template.Spec.Containers {
 		if c.Name != "envoy" {
@@ -519,36 +634,113 @@ func TestPerRouteDisableIsAnAlternative(t *testing.T) {
 	if perRoute == src {
 		t.Fatal("the Kubernetes bootstrap changed; update this test")
 	}
-	if err := Check([]byte(perRoute)); err != nil {
+	if err := check([]byte(perRoute)); err != nil {
 		t.Errorf("filter disabled on the app route only: %v", err)
 	}
 	everywhere := strings.Replace(src, "            disabled: true\n", "", 1)
-	problems := Problems([]byte(everywhere), Options{})
+	problems := problemsOf([]byte(everywhere))
 	if len(problems) != 1 || !IsWarning(problems[0]) || IsWarning(errors.New("x")) {
 		t.Errorf("filter on every route: %v, want exactly one warning", problems)
 	}
 }
 
-// A golang filter configured through extension config discovery is refused
-// with a message that says why: its plugin_config cannot be checked here.
-func TestDiscoveredFilterConfigIsRefusedClearly(t *testing.T) {
-	var doc map[string]any
-	if err := yaml.Unmarshal(repositoryBootstraps(t)[exampleBootstrap], &doc); err != nil {
-		t.Fatal(err)
+// kubernetesFilterFile is the ConfigMap key holding the golang filter's
+// config, which the Kubernetes bootstrap discovers (config_discovery).
+const kubernetesFilterFile = "pubsub-filter.yaml"
+
+// inlined returns the Kubernetes bootstrap with the golang filter's
+// discovered config inline in http_filters instead.
+func inlined(t *testing.T, text string) string {
+	t.Helper()
+	bootstrap, file, ok := strings.Cut(text, "\n"+fileMarker+kubernetesFilterFile+"\n")
+	if !ok {
+		t.Fatalf("the Kubernetes bootstrap reads no %s", kubernetesFilterFile)
 	}
-	hcm := doc["static_resources"].(map[string]any)["listeners"].([]any)[0].(map[string]any)["filter_chains"].([]any)[0].(map[string]any)["filters"].([]any)[0].(map[string]any)["typed_config"].(map[string]any)
-	golang := hcm["http_filters"].([]any)[0].(map[string]any)
-	delete(golang, "typed_config")
-	golang["config_discovery"] = map[string]any{
-		"config_source": map[string]any{"path_config_source": map[string]any{"path": "/etc/envoy/pubsub-filter.yaml"}},
-		"type_urls":     []any{"type.googleapis.com/envoy.extensions.filters.http.golang.v3alpha.Config"},
+	_, typedConfig, ok := strings.Cut(file, "\n  typed_config:\n")
+	if !ok {
+		t.Fatalf("%s has no typed_config", kubernetesFilterFile)
 	}
-	b, err := yaml.Marshal(doc)
-	if err != nil {
-		t.Fatal(err)
+	start := strings.Index(bootstrap, "            config_discovery:\n")
+	end := strings.Index(bootstrap, "golang.v3alpha.Config]\n")
+	if start < 0 || end < start {
+		t.Fatal("the Kubernetes bootstrap's golang filter has no config_discovery")
 	}
-	err = Check(b)
-	if err == nil || !strings.Contains(err.Error(), `http_filters[0] "envoy.filters.http.golang": the golang filter's config comes from config_discovery`) {
+	var inline strings.Builder
+	inline.WriteString("            typed_config:\n")
+	for _, line := range strings.Split(strings.TrimRight(typedConfig, "\n"), "\n") {
+		inline.WriteString("          " + line + "\n")
+	}
+	return bootstrap[:start] + inline.String() + bootstrap[end+len("golang.v3alpha.Config]\n"):]
+}
+
+// TestInlineAndDiscoveredConfigsAreCheckedAlike breaks the Kubernetes
+// bootstrap, whose golang filter config is discovered, and the same
+// bootstrap with that config inline, in the same place each, and expects
+// the same problems (but for the discovered file's name).
+func TestInlineAndDiscoveredConfigsAreCheckedAlike(t *testing.T) {
+	discovered := string(repositoryBootstraps(t)[kubernetesBootstrap])
+	inline := inlined(t, discovered)
+	if strings.Contains(inline, fileMarker) || strings.Contains(inline, "config_discovery") {
+		t.Fatal("the inline form still discovers its config")
+	}
+	moveJWTAuthnAfterThePlugin := func(src string) string {
+		lineOf := func(s string) int { return strings.LastIndexByte(src[:strings.Index(src, s)], '\n') + 1 }
+		jwt, golang, router := lineOf("- name: envoy.filters.http.jwt_authn"), lineOf("- name: envoy.filters.http.golang"), lineOf("- name: envoy.filters.http.router")
+		return src[:jwt] + src[golang:router] + src[jwt:golang] + src[router:]
+	}
+	replace := func(old, new string) func(string) string {
+		return func(src string) string {
+			if strings.Count(src, old) != 1 {
+				t.Fatalf("%q does not occur exactly once", old)
+			}
+			return strings.Replace(src, old, new, 1)
+		}
+	}
+	routerFilter := `{name: envoy.filters.http.router, typed_config: {"@type": type.googleapis.com/envoy.extensions.filters.http.router.v3.Router}}`
+	for _, c := range []struct {
+		name string
+		edit func(string) string
+		want string
+	}{
+		{"as shipped", func(s string) string { return s }, ""},
+		{"unknown key in plugin_config", replace("password_secret: kafka-password", "mechanism_typo: x"), `unknown key "mechanism_typo"`},
+		{"ping interval above the stream idle timeout", replace("ping_interval: 30s", "ping_interval: 301s"), "stream_idle_timeout 5m0s is not longer than session.ping_interval 5m1s"},
+		{"identity without jwt_authn's payload", replace("payload_in_metadata: jwt_payload", "payload_in_metadata: claims"), `no jwt_authn provider sets payload_in_metadata "jwt_payload"`},
+		{"jwt_authn after the plugin", moveJWTAuthnAfterThePlugin, "jwt_authn runs after the pub-sub filter"},
+		{"router before the plugin", replace("http_filters:\n", "http_filters:\n          - "+routerFilter+"\n"), "the pub-sub filter comes after the router"},
+		{"upgrade filters without the plugin", replace("- upgrade_type: websocket\n", "- upgrade_type: websocket\n            filters: ["+routerFilter+"]\n"), "upgrade_configs[0].filters replaces http_filters for WebSocket upgrades but has no pub-sub golang filter"},
+		{"disabled on the kafka route", replace("config: {}", "disabled: true"), "disabled by default (http_filters"},
+		{"enabled on every route", replace("            disabled: true\n", ""), "warning: "},
+		{"token in the access log", replace("%PATH(NQ)%", "%PATH%"), `access_log[0] "envoy.access_loggers.stdout": the format has %PATH%`},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			fromFile := " (config_discovery /etc/envoy-config/" + kubernetesFilterFile + ")"
+			var got [2]string
+			for i, text := range []string{discovered, inline} {
+				got[i] = strings.ReplaceAll(fmt.Sprint(problemsOf([]byte(c.edit(text)))), fromFile, "")
+			}
+			if got[0] != got[1] {
+				t.Fatalf("discovered and inline configs check differently:\ndiscovered: %s\ninline:     %s", got[0], got[1])
+			}
+			if c.want == "" && got[0] != "[]" || !strings.Contains(got[0], c.want) {
+				t.Fatalf("problems %s, want %q", got[0], c.want)
+			}
+		})
+	}
+}
+
+// A golang filter configured from a management server is refused with a
+// message that says why: its plugin_config cannot be checked here.
+func TestConfigFromAManagementServerIsRefusedClearly(t *testing.T) {
+	src := string(repositoryBootstraps(t)[kubernetesBootstrap])
+	old := "path_config_source:\n"
+	start := strings.Index(src, old)
+	end := start + strings.Index(src[start:], "\n              type_urls:")
+	if start < 0 || end < start {
+		t.Fatal("the Kubernetes bootstrap has no path_config_source")
+	}
+	err := check([]byte(src[:start] + "ads: {}" + src[end:]))
+	if err == nil || !strings.Contains(err.Error(), `HTTP filter "envoy.filters.http.golang": config_discovery: the config comes from a management server`) {
 		t.Fatalf("got %v", err)
 	}
 }

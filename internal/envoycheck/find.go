@@ -1,9 +1,11 @@
 package envoycheck
 
 import (
+	"errors"
 	"fmt"
 	"io/fs"
 	"os"
+	"path"
 	"path/filepath"
 	"regexp"
 	"sort"
@@ -21,6 +23,31 @@ type Source struct {
 	Name string
 	// YAML is the bootstrap's text.
 	YAML []byte
+	// beside returns the text of the file called name that Envoy finds
+	// beside the bootstrap: in the same directory, or the key of the
+	// same ConfigMap (a ConfigMap's keys are files of one directory).
+	beside func(name string) ([]byte, error)
+}
+
+// Problems checks the bootstrap like Problems, reading the files of
+// path_config_source config discovery beside it, by their base names,
+// unless opts.ReadDiscovered is set.
+func (s Source) Problems(opts Options) []error {
+	if opts.ReadDiscovered == nil && s.beside != nil {
+		opts.ReadDiscovered = func(p string) ([]byte, error) { return s.beside(path.Base(p)) }
+	}
+	return Problems(s.YAML, opts)
+}
+
+// besideFile reads files of directory dir.
+func besideFile(dir string) func(string) ([]byte, error) {
+	return func(name string) ([]byte, error) {
+		data, err := os.ReadFile(filepath.Join(dir, name))
+		if errors.Is(err, fs.ErrNotExist) {
+			return nil, fmt.Errorf("%s: %w", name, ErrNoDiscoveredFile)
+		}
+		return data, err
+	}
 }
 
 // documentSeparator splits a multi-document YAML stream.
@@ -54,7 +81,7 @@ func Find(root string) ([]Source, error) {
 		if err != nil {
 			return err
 		}
-		sources, err := Bootstraps(filepath.ToSlash(rel), data)
+		sources, err := bootstraps(filepath.ToSlash(rel), filepath.Dir(path), data)
 		if err != nil {
 			return err
 		}
@@ -71,11 +98,16 @@ func Find(root string) ([]Source, error) {
 	return found, nil
 }
 
-// Bootstraps returns the Envoy bootstraps in the YAML text of a file called
-// name: its documents with static_resources or dynamic_resources at the top,
-// and those in the data of its Kubernetes ConfigMaps, named as Find names
-// them.
+// Bootstraps returns the Envoy bootstraps in the YAML text of the file at
+// path name: its documents with static_resources or dynamic_resources at
+// the top, and those in the data of its Kubernetes ConfigMaps, named as Find
+// names them.
 func Bootstraps(name string, data []byte) ([]Source, error) {
+	return bootstraps(name, filepath.Dir(name), data)
+}
+
+// bootstraps is Bootstraps for a file in directory dir.
+func bootstraps(name, dir string, data []byte) ([]Source, error) {
 	docs := documentSeparator.Split(string(data), -1)
 	var out []Source
 	for i, doc := range docs {
@@ -89,7 +121,7 @@ func Bootstraps(name string, data []byte) ([]Source, error) {
 		}
 		switch {
 		case isBootstrap(top):
-			out = append(out, Source{Name: docName, YAML: []byte(doc)})
+			out = append(out, Source{Name: docName, YAML: []byte(doc), beside: besideFile(dir)})
 		case top["kind"] == "ConfigMap":
 			embedded, err := bootstrapsInConfigMap(name, top)
 			if err != nil {
@@ -117,10 +149,21 @@ func bootstrapsInConfigMap(file string, cm map[string]any) ([]Source, error) {
 			return nil, fmt.Errorf("envoycheck: %s: %w", name, err)
 		}
 		if isBootstrap(top) {
-			out = append(out, Source{Name: name, YAML: []byte(text)})
+			out = append(out, Source{Name: name, YAML: []byte(text), beside: besideKey(data)})
 		}
 	}
 	return out, nil
+}
+
+// besideKey reads the keys of a ConfigMap's data.
+func besideKey(data map[string]any) func(string) ([]byte, error) {
+	return func(name string) ([]byte, error) {
+		text, ok := data[name].(string)
+		if !ok {
+			return nil, fmt.Errorf("ConfigMap key %s: %w", name, ErrNoDiscoveredFile)
+		}
+		return []byte(text), nil
+	}
 }
 
 func isBootstrap(top map[string]any) bool {

@@ -2,6 +2,7 @@ package envoycheck
 
 import (
 	"os"
+	"path"
 	"path/filepath"
 	"slices"
 	"strconv"
@@ -9,6 +10,7 @@ import (
 	"testing"
 
 	golangv3alpha "github.com/envoyproxy/go-control-plane/contrib/envoy/extensions/filters/http/golang/v3alpha"
+	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
 	"sigs.k8s.io/yaml"
 
 	"github.com/envoy-pubsub/gateway/filter"
@@ -40,17 +42,16 @@ const (
 // --concurrency and GOMAXPROCS agree.
 func TestKubernetesResourcesHoldWhatTheConfigAllows(t *testing.T) {
 	root := moduleRoot(t)
-	b, err := ParseBootstrap(repositoryBootstraps(t)[kubernetesBootstrap])
-	if err != nil {
-		t.Fatal(err)
-	}
+	text := repositoryBootstraps(t)[kubernetesBootstrap]
+	b := parseBootstrap(t, text)
+	_, opts := splitFiles(string(text))
 	listener := b.GetStaticResources().GetListeners()[0]
 	downstreamLimit := uint64(envoyDefaultBufferLimit)
 	if v := listener.GetPerConnectionBufferLimitBytes(); v != nil {
 		downstreamLimit = uint64(v.GetValue())
 	}
 	var plugin *golangv3alpha.Config
-	for _, cm := range (&wiring{}).connectionManagers(b) {
+	for _, cm := range (&wiring{readDiscovered: opts.ReadDiscovered}).connectionManagers(b) {
 		for _, hf := range cm.hcm.GetHttpFilters() {
 			if isPubSubFilter(hf) {
 				plugin = &golangv3alpha.Config{}
@@ -180,4 +181,72 @@ func quantity(t *testing.T, s string) uint64 {
 		t.Fatalf("quantity %q: %v", s, err)
 	}
 	return n
+}
+
+// TestKubernetesDiscoveredConfigIsMountedAndWatched: the golang filter's
+// discovered config is the ConfigMap key of its file name, in the directory
+// the Deployment mounts the ConfigMap at (where Envoy's -c bootstrap is), and
+// Envoy watches that directory, where Kubernetes swaps a symlink on every
+// ConfigMap update (a watch on the file alone would miss it).
+func TestKubernetesDiscoveredConfigIsMountedAndWatched(t *testing.T) {
+	b := parseBootstrap(t, repositoryBootstraps(t)[kubernetesBootstrap])
+	var source *corev3.PathConfigSource
+	for _, cm := range (&wiring{}).connectionManagers(b) {
+		for _, hf := range cm.hcm.GetHttpFilters() {
+			if hf.GetName() == "envoy.filters.http.golang" {
+				source = hf.GetConfigDiscovery().GetConfigSource().GetPathConfigSource()
+			}
+		}
+	}
+	if source == nil {
+		t.Fatal("the Kubernetes bootstrap's golang filter has no path_config_source")
+	}
+	if path.Base(source.GetPath()) != kubernetesFilterFile {
+		t.Errorf("path_config_source %s is not the ConfigMap key %s", source.GetPath(), kubernetesFilterFile)
+	}
+	dir := path.Dir(source.GetPath())
+	if got := source.GetWatchedDirectory().GetPath(); got != dir {
+		t.Errorf("watched_directory %q, want the ConfigMap's mount %s", got, dir)
+	}
+	var deployment struct {
+		Spec struct {
+			Template struct {
+				Spec struct {
+					Containers []struct {
+						Name         string
+						Args         []string
+						VolumeMounts []struct{ Name, MountPath string } `json:"volumeMounts"`
+					}
+					Volumes []struct {
+						Name      string
+						ConfigMap struct{ Name string } `json:"configMap"`
+					}
+				}
+			}
+		}
+	}
+	raw, err := os.ReadFile(filepath.Join(moduleRoot(t), "deploy", "kubernetes", "deployment.yaml"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := yaml.Unmarshal(raw, &deployment); err != nil {
+		t.Fatal(err)
+	}
+	spec := deployment.Spec.Template.Spec
+	for _, c := range spec.Containers {
+		if c.Name != "envoy" {
+			continue
+		}
+		if i := slices.Index(c.Args, "-c"); i < 0 || i+1 >= len(c.Args) || path.Dir(c.Args[i+1]) != dir {
+			t.Errorf("envoy's -c bootstrap (%v) is not in %s, beside the discovered config", c.Args, dir)
+		}
+		for _, m := range c.VolumeMounts {
+			for _, v := range spec.Volumes {
+				if m.MountPath == dir && v.Name == m.Name && v.ConfigMap.Name == "envoy-pubsub" {
+					return
+				}
+			}
+		}
+	}
+	t.Errorf("the envoy container mounts no ConfigMap envoy-pubsub at %s", dir)
 }

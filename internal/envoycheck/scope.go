@@ -3,7 +3,6 @@ package envoycheck
 import (
 	"errors"
 	"fmt"
-	"slices"
 
 	golangv3alpha "github.com/envoyproxy/go-control-plane/contrib/envoy/extensions/filters/http/golang/v3alpha"
 	routev3 "github.com/envoyproxy/go-control-plane/envoy/config/route/v3"
@@ -11,6 +10,7 @@ import (
 	hcmv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/network/http_connection_manager/v3"
 	"google.golang.org/protobuf/types/known/anypb"
 
+	"github.com/envoy-pubsub/gateway/config"
 	"github.com/envoy-pubsub/gateway/filter"
 )
 
@@ -139,12 +139,20 @@ func (w *wiring) checkKafkaRouteTimeout(where string, a *routev3.RouteAction) {
 	w.warnf("%s: a kafka route's timeout is %s; set timeout: 0s so that the route timeout never runs during a session", where, timeout)
 }
 
-// checkDiscoveredFilter refuses a golang filter whose config comes from
-// extension config discovery (config_discovery): its plugin_config is not
-// in the bootstrap, so none of the checks could run on it.
-func (w *wiring) checkDiscoveredFilter(where string, hf *hcmv3.HttpFilter) {
-	golangType := "type.googleapis.com/" + string((&golangv3alpha.Config{}).ProtoReflect().Descriptor().FullName())
-	if slices.Contains(hf.GetConfigDiscovery().GetTypeUrls(), golangType) {
-		w.addf("%s: the golang filter's config comes from config_discovery; envoy-pubsub-check checks plugin configs inline in the bootstrap only (check the discovered config inline in a copy)", where)
+// checkDrainTime warns about session.drain_time in a bootstrap's listener:
+// it says that a newer filter config on the socket replaces this one by a
+// listener update that drains it (LDS). Envoy updates a static listener
+// only by a restart, and a newer config that comes from extension config
+// discovery or another listener drains nothing: the older config's sessions
+// would get 1001 while Envoy would keep them.
+func (w *wiring) checkDrainTime(where string, doc *config.Document, discovered bool) {
+	d := doc.Session.DrainTime.Duration()
+	if d <= 0 {
+		return
 	}
+	why := "a static listener changes only by a restart"
+	if discovered {
+		why = "a filter config from config_discovery is replaced without a drain"
+	}
+	w.warnf("%s: session.drain_time %s: %s, so a newer config on the socket drains nothing and this config's sessions would get 1001 needlessly; set it only for listeners LDS replaces (docs/envoy-deployment.md, \"Restarts and shutdown\")", where, d, why)
 }

@@ -35,16 +35,20 @@ type connectionManager struct {
 	// disabledByDefault: the pub-sub filter is marked disabled in
 	// http_filters and runs only where a route enables it.
 	disabledByDefault bool
+	// discoveredFrom names the path_config_source file of each filter
+	// whose config_discovery resolveDiscovered replaced by its config.
+	discoveredFrom map[*hcmv3.HttpFilter]string
 }
 
 // wiring is what the checks look across: the static clusters and secrets,
 // and every cluster a plugin treats as kafka-scheme.
 type wiring struct {
-	libraryPath   string // where golang filters must load the .so from
-	clusters      map[string]*clusterv3.Cluster
-	staticSecrets map[string]bool // names of static generic secrets
-	kafkaScheme   map[string]bool
-	problems      []error
+	libraryPath    string // where golang filters must load the .so from
+	readDiscovered func(path string) ([]byte, error)
+	clusters       map[string]*clusterv3.Cluster
+	staticSecrets  map[string]bool // names of static generic secrets
+	kafkaScheme    map[string]bool
+	problems       []error
 }
 
 func (w *wiring) addf(format string, args ...any) {
@@ -77,13 +81,18 @@ func (w *wiring) addf(format string, args ...any) {
 //     upgrade_configs[].filters list that replaces http_filters;
 //   - a kafka route where the filter is disabled by default and not
 //     enabled; as warnings (scope.go): the filter running on a route to no
-//     kafka-scheme cluster, and a kafka route whose timeout is not 0.
+//     kafka-scheme cluster, a kafka route whose timeout is not 0, and
+//     session.drain_time in a bootstrap's listener;
+//   - a filter configured by config_discovery whose config cannot be read
+//     offline, or that Envoy would not take (discovered.go); a readable one
+//     is checked as if it were inline.
 func checkWiring(b *bootstrapv3.Bootstrap, opts Options) []error {
 	w := &wiring{
-		libraryPath:   opts.LibraryPath,
-		clusters:      map[string]*clusterv3.Cluster{},
-		staticSecrets: map[string]bool{},
-		kafkaScheme:   map[string]bool{},
+		libraryPath:    opts.LibraryPath,
+		readDiscovered: opts.ReadDiscovered,
+		clusters:       map[string]*clusterv3.Cluster{},
+		staticSecrets:  map[string]bool{},
+		kafkaScheme:    map[string]bool{},
 	}
 	for _, c := range b.GetStaticResources().GetClusters() {
 		w.clusters[c.GetName()] = c
@@ -107,7 +116,8 @@ func checkWiring(b *bootstrapv3.Bootstrap, opts Options) []error {
 }
 
 // connectionManagers returns every HTTP connection manager of the static
-// listeners with its pub-sub plugin parsed.
+// listeners, with the configs of discovered filters resolved
+// (resolveDiscovered).
 func (w *wiring) connectionManagers(b *bootstrapv3.Bootstrap) []*connectionManager {
 	var out []*connectionManager
 	for li, l := range b.GetStaticResources().GetListeners() {
@@ -116,7 +126,9 @@ func (w *wiring) connectionManagers(b *bootstrapv3.Bootstrap) []*connectionManag
 				hcm := &hcmv3.HttpConnectionManager{}
 				if f.GetTypedConfig().MessageIs(hcm) && f.GetTypedConfig().UnmarshalTo(hcm) == nil {
 					where := fmt.Sprintf("listener %q (static_resources.listeners[%d].filter_chains[%d].filters[%d])", l.GetName(), li, ci, fi)
-					out = append(out, &connectionManager{where: where, hcm: hcm})
+					cm := &connectionManager{where: where, hcm: hcm}
+					w.resolveDiscovered(cm)
+					out = append(out, cm)
 				}
 			}
 		}
@@ -136,7 +148,9 @@ func (w *wiring) checkPlugin(cm *connectionManager) {
 		if hf.GetTypedConfig().MessageIs(&routerv3.Router{}) && i != len(filters)-1 {
 			w.addf("%s: the router must be the last HTTP filter", where)
 		}
-		w.checkDiscoveredFilter(where, hf)
+		if file, ok := cm.discoveredFrom[hf]; ok {
+			where += " (config_discovery " + file + ")"
+		}
 		golang := &golangv3alpha.Config{}
 		if !hf.GetTypedConfig().MessageIs(golang) || hf.GetTypedConfig().UnmarshalTo(golang) != nil {
 			continue
@@ -162,9 +176,11 @@ func (w *wiring) checkPlugin(cm *connectionManager) {
 		if !allowsWebSocket(cm.hcm) {
 			w.addf("%s: upgrade_configs has no enabled websocket upgrade; Envoy would refuse every session", cm.where)
 		}
+		w.checkIdentity(cm, i, where)
 		w.checkSecrets(where, golang, doc)
 		w.checkKafkaClusters(where, doc)
 		w.checkStreamIdleTimeout(cm)
+		w.checkDrainTime(where, doc, cm.discoveredFrom[hf] != "")
 	}
 }
 
@@ -191,6 +207,9 @@ func (w *wiring) checkSecrets(where string, golang *golangv3alpha.Config, doc *c
 		sasl := doc.KafkaClusters[name].SASL
 		if sasl != nil && sasl.PasswordSecret != "" && !declared[sasl.PasswordSecret] {
 			w.addf("%s: kafka_clusters.%s.sasl.password_secret %q is not listed in the filter's generic_secrets; the plugin could not read it", where, name, sasl.PasswordSecret)
+		}
+		if sasl != nil && sasl.ClientSecretSecret != "" && !declared[sasl.ClientSecretSecret] {
+			w.addf("%s: kafka_clusters.%s.sasl.client_secret_secret %q is not listed in the filter's generic_secrets; the plugin could not read it", where, name, sasl.ClientSecretSecret)
 		}
 	}
 }
@@ -464,7 +483,10 @@ func (w *wiring) checkPerFilterConfigs(cm *connectionManager, where string, filt
 			if rp.GetConfig() == nil {
 				continue
 			}
-			if _, err := filter.ParseRouteConfig(rp.GetConfig()); err != nil {
+			route, err := filter.ParseRouteConfig(rp.GetConfig())
+			if err != nil {
+				w.addf("%s.config: %v", pluginWhere, err)
+			} else if err := config.CheckRouteAccess(route, cm.plugin.Identity); err != nil {
 				w.addf("%s.config: %v", pluginWhere, err)
 			}
 			if kafkaCluster == "" {

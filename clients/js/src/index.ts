@@ -8,6 +8,7 @@ export {
   type Bytes,
   type ConnectOptions,
   type ConnectionState,
+  type FetchOptions,
   type FetchResult,
   type OffsetQuery,
   type PartitionOffset,
@@ -20,12 +21,22 @@ export {
 export {
   Subscription,
   type Assignment,
+  type AutoOffsetReset,
   type PartitionError,
   type RecordBatch,
+  type RecordFilter,
   type StartPosition,
   type SubscribeOptions,
   type SubscriptionCallback,
+  type SubscriptionEnd,
   type SubscriptionEvent,
 } from "./subscription.js";
-export { AbortedError, ConnectionClosedError, PubSubError, RequestTimeoutError, ServerError } from "./errors.js";
-export type { KafkaHeader, KafkaMessage } from "./gen/pubsub_pb.js";
+export {
+  AbortedError,
+  ConnectionClosedError,
+  PubSubError,
+  RequestTimeoutError,
+  RequestTooLargeError,
+  ServerError,
+} from "./errors.js";
+export type { KafkaHeader, KafkaMessage } from "./gen/decode/pubsub.js";

@@ -7,9 +7,11 @@ import { writeFile, mkdtemp } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { test } from "node:test";
+import { setFlagsFromString } from "node:v8";
+import { runInNewContext } from "node:vm";
 import { WebSocket } from "ws";
-import { Client, ConnectionClosedError, ServerError, connect } from "../dist/index.js";
-import { clusterConfig, eventually, startKafka, startServer } from "./harness.mjs";
+import { Client, ConnectionClosedError, RequestTooLargeError, ServerError, connect } from "../dist/index.js";
+import { clusterConfig, eventually, startIssuer, startKafka, startServer } from "./harness.mjs";
 
 const decoder = new TextDecoder();
 
@@ -93,7 +95,7 @@ test("subscribe as an async iterator and with a callback; unsubscribe stops the 
   assert.ok(sub.ended);
 
   const events = [];
-  const cb = await c.subscribe({ topic: "orders", partitions: [1], start: "latest" }, (ev) => events.push(ev));
+  const cb = await c.subscribe({ topic: "orders", partitions: [1], start: "latest" }, (ev) => ev.kind === "records" && events.push(ev));
   await kafka.produce("orders", 1, 2, 3);
   await eventually(() => events.flatMap((e) => e.records).length === 2, 10_000, "callback records");
   assert.deepEqual(events.flatMap((e) => e.records.map((r) => JSON.parse(decoder.decode(r.value)).n)), [3, 4]);
@@ -118,6 +120,7 @@ test("a subscription resumes across a server restart with every record exactly o
   const got = new Map([[0, []], [1, []]]);
   const total = () => got.get(0).length + got.get(1).length;
   await c.subscribe({ topic: "orders", start: "earliest", maxRecords: 7 }, (ev) => {
+    if (ev.kind === "end") return; // when the test closes the client
     assert.equal(ev.kind, "records");
     got.get(ev.partition).push(...ev.records.map((r) => r.offset));
   });
@@ -203,7 +206,7 @@ async function setupGroups(t) {
 async function groupMember(c, group, topic) {
   const m = { processed: [], assignments: [], assigned: new Set(), outside: [], errors: [], stopped: false };
   m.sub = await c.subscribe({ topic, group, start: "earliest" }, (ev) => {
-    if (m.stopped) return;
+    if (m.stopped || ev.kind === "end") return;
     if (ev.kind === "error") {
       m.errors.push(ev.error);
       return;
@@ -302,4 +305,222 @@ test("a group subscription rejoins after a server restart and resumes from the c
   assert.deepEqual(records().slice(80).sort(), [0, 1, 2, 3].flatMap((p) => Array.from({ length: 10 }, (_, i) => `${p}/${15 + i}`)).sort());
   await sub.unsubscribe();
   await reading;
+});
+
+/** Starts Kafka with topics and a server that allows reading them (topics "name:partitions,..."). */
+async function setupTopics(t, topics) {
+  const kafka = await startKafka(t, topics);
+  const dir = await mkdtemp(join(tmpdir(), "pubsub-js-config-"));
+  const config = join(dir, "config.json");
+  await writeFile(config, clusterConfig(kafka.brokers, topics.split(",").map((s) => s.split(":")[0])));
+  const server = await startServer(t, ["-config", config]);
+  return { kafka, server };
+}
+
+/** A callback subscription's events, with the offsets it got per partition. */
+async function collect(c, options) {
+  const events = [];
+  const sub = await c.subscribe(options, (ev) => events.push(ev));
+  const offsets = (p) => events.filter((e) => e.kind === "records" && e.partition === p).flatMap((e) => e.records.map((r) => Number(r.offset)));
+  return { sub, events, offsets };
+}
+
+const range = (from, to) => Array.from({ length: to - from }, (_, i) => from + i);
+
+test("a resume refused because the topic was deleted ends the subscription with the error", async (t) => {
+  const { kafka, server } = await setup(t);
+  await kafka.produce("orders", 0, 3);
+  const c = await open(t, server.url(), { reconnect: { initialDelayMs: 50, maxDelayMs: 200 } });
+  const s = await collect(c, { topic: "orders", partitions: [0], start: "earliest" });
+  await eventually(() => s.offsets(0).length === 3, 10_000, "records");
+  await server.stop();
+  await kafka.deleteTopic("orders");
+  await server.restart();
+  const err = await s.sub.closed;
+  t.diagnostic(`ended with: ${err?.message}`);
+  assert.ok(err instanceof ServerError && err.op === "subscribe" && err.topic === "orders" && !err.retriable, String(err));
+  assert.deepEqual(s.events.at(-1), { kind: "end", error: err });
+  assert.equal(s.events.filter((e) => e.kind === "end").length, 1);
+  assert.equal(c.state.state, "connected");
+});
+
+test("a resume whose offset retention deleted follows autoOffsetReset per partition", async (t) => {
+  const { kafka, server } = await setupTopics(t, "r-earliest:2,r-latest:2,r-error:2");
+  const topics = ["r-earliest", "r-latest", "r-error"];
+  for (const topic of topics) await Promise.all([kafka.produce(topic, 0, 10), kafka.produce(topic, 1, 10)]);
+  const c = await open(t, server.url(), { reconnect: { initialDelayMs: 50, maxDelayMs: 200 } });
+  const subs = {};
+  for (const topic of topics) {
+    const autoOffsetReset = topic.slice(2);
+    subs[topic] = await collect(c, { topic, start: "earliest", ...(autoOffsetReset === "error" ? {} : { autoOffsetReset }) });
+  }
+  await eventually(() => topics.every((tp) => subs[tp].offsets(0).length === 10 && subs[tp].offsets(1).length === 10), 10_000, "records");
+
+  await server.stop();
+  for (const topic of topics) {
+    await Promise.all([kafka.produce(topic, 0, 10, 10), kafka.produce(topic, 1, 10, 10)]);
+    await kafka.deleteRecords(topic, 0, 15); // partition 0's next offset (10) is gone
+  }
+  await server.restart();
+  // latest: partition 0 goes on from the end of the log once resumed.
+  await eventually(() => subs["r-latest"].sub.positions.get(0) === 20n, 20_000, "the reset to latest");
+  for (const topic of topics) await kafka.produce(topic, 0, 1, 20);
+
+  // Partition 1 of every subscription goes on where it stopped.
+  await eventually(() => topics.every((tp) => subs[tp].offsets(1).length === 20), 20_000, "partition 1 after the restart");
+  // earliest: from the new log start; latest: from the end, so only the record written after the resume.
+  await eventually(() => subs["r-earliest"].offsets(0).length === 16 && subs["r-latest"].offsets(0).length === 11, 20_000, "partition 0 after the reset");
+  assert.deepEqual(subs["r-earliest"].offsets(0), [...range(0, 10), ...range(15, 21)]);
+  assert.deepEqual(subs["r-latest"].offsets(0), [...range(0, 10), 20]);
+  // error (the default): partition 0 stopped with the error, partition 1 goes on.
+  const errors = subs["r-error"].events.filter((e) => e.kind === "error");
+  assert.equal(errors.length, 1);
+  assert.deepEqual([errors[0].partition, errors[0].error.cause], [0, "OFFSET_OUT_OF_RANGE"]);
+  assert.deepEqual(subs["r-error"].offsets(0), range(0, 10));
+  assert.deepEqual([...subs["r-error"].sub.positions.keys()], [1]);
+  for (const topic of topics) {
+    assert.ok(!subs[topic].sub.ended, topic);
+    assert.deepEqual(subs[topic].offsets(1), range(0, 20), topic);
+  }
+});
+
+test("a never-read iterator over 200k records of 1 KiB holds bounded memory, then delivers every record once in order", { timeout: 240_000 }, async (t) => {
+  const { kafka, server } = await setup(t);
+  const total = 200_000, batch = 10_000;
+  for (let first = 0; first < total; first += batch) await kafka.produce("orders", 0, batch, first, 1024);
+  const c = await open(t, server.url());
+  // What the client holds: live heap and buffers after a full collection.
+  setFlagsFromString("--expose-gc");
+  const gc = runInNewContext("gc");
+  const memory = () => { gc(); const m = process.memoryUsage(); return m.heapUsed + m.arrayBuffers; };
+  const baseline = memory();
+  let peak = 0;
+  const sample = () => { peak = Math.max(peak, memory() - baseline); };
+
+  const sub = await c.subscribe({ topic: "orders", partitions: [0], start: "earliest" });
+  await eventually(() => sub.buffered >= 10_000, 60_000, "the queue filling");
+  // Past the limit the client stopped the server; what was on its way
+  // still arrives, then the queue stands still while nobody reads.
+  sample();
+  let last = -1, since = Date.now();
+  await eventually(() => {
+    if (sub.buffered !== last) [last, since] = [sub.buffered, Date.now()];
+    return Date.now() - since > 500;
+  }, 30_000, "the queue standing still");
+  const stood = sub.buffered;
+  await new Promise((r) => setTimeout(r, 1_000));
+  assert.equal(sub.buffered, stood);
+  assert.ok(stood < 30_000, `buffered ${stood}`); // the limit, and what the server and the sockets held
+  assert.equal(sub.positions.get(0), 0n);
+  sample();
+
+  let next = 0;
+  for await (const ev of sub) {
+    assert.equal(ev.kind, "records");
+    for (const r of ev.records) {
+      assert.equal(Number(r.offset), next);
+      assert.equal(r.value.length > 1024, true);
+      next++;
+    }
+    if (next % 10_000 < ev.records.length) sample();
+    if (next === total) break;
+  }
+  t.diagnostic(`peak memory over the baseline: ${(peak / 2 ** 20).toFixed(1)} MiB; queue stood at ${stood} records`);
+  assert.equal(next, total);
+  assert.ok(peak < 100 * 2 ** 20, `peak ${(peak / 2 ** 20).toFixed(1)} MiB`);
+});
+
+test("the first connect waits for a server that is not up yet", async (t) => {
+  const { server } = await setup(t);
+  await server.stop();
+  const states = [];
+  const connecting = connect(server.url(), { WebSocket, reconnect: { initialDelayMs: 20, maxDelayMs: 100 }, onStateChange: (s) => states.push(s) });
+  await eventually(() => states.filter((s) => s.state === "reconnecting").length >= 2, 10_000, "failed attempts");
+  await server.restart();
+  const c = await connecting;
+  t.after(() => c.close());
+  assert.equal(c.state.state, "connected");
+  assert.equal(decoder.decode(await c.ping(new TextEncoder().encode("up"))), "up");
+});
+
+test("a 2 MiB produce is refused locally with RequestTooLargeError and the client stays connected", async (t) => {
+  const { server } = await setup(t);
+  const c = await open(t, server.url());
+  await assert.rejects(c.produce("orders", 0, [{ value: new Uint8Array(2 << 20) }]),
+    (err) => err instanceof RequestTooLargeError && err.maxFrameBytes === 1 << 20 && err.name === "RequestTooLargeError");
+  assert.equal(c.state.state, "connected");
+  assert.deepEqual(await c.produce("orders", 0, [{ value: new Uint8Array(512 << 10) }]), [{ partition: 0, offset: 0n }]);
+});
+
+/** Kafka with topic "orders" (one partition) behind a server that requires a token of issuer. */
+async function setupIdentity(t) {
+  const kafka = await startKafka(t, "orders:1");
+  const issuer = await startIssuer();
+  const dir = await mkdtemp(join(tmpdir(), "pubsub-js-config-"));
+  const config = join(dir, "config.json");
+  await writeFile(config, clusterConfig(kafka.brokers, ["orders"], { access: [{ read: ["orders"] }] },
+    { identity: { required: true, jwt: { jwks_file: issuer.jwksFile } } }));
+  const server = await startServer(t, ["-config", config]);
+  return { kafka, issuer, server };
+}
+
+test("a token function refreshes the session with cmd_auth before the token expires, on the same connection", async (t) => {
+  const { issuer, server } = await setupIdentity(t);
+  await assert.rejects(connect(server.url(), { WebSocket, reconnect: false }), (err) => err instanceof ConnectionClosedError && /401/.test(err.reason));
+  let calls = 0;
+  const states = [];
+  const c = await open(t, server.url(), {
+    token: () => { calls++; return issuer.token({ sub: "u1" }, 3); },
+    onStateChange: (s) => states.push(s.state),
+  });
+  // Each 3 s token is refreshed halfway: past two lifetimes the first connection still serves.
+  await eventually(() => calls >= 5, 15_000, "refreshes");
+  assert.equal(decoder.decode(await c.ping(new TextEncoder().encode("alive"))), "alive");
+  assert.deepEqual(states, ["connected"]);
+});
+
+test("a session ended at token expiry (4401) reconnects with a fresh token and resumes with every record once", async (t) => {
+  const { kafka, issuer, server } = await setupIdentity(t);
+  await kafka.produce("orders", 0, 3);
+  let calls = 0;
+  const states = [];
+  // The refresh (the second call) names another subject: the server refuses it, and ends the session at exp.
+  const c = await open(t, server.url(), {
+    token: () => (++calls === 2 ? issuer.token({ sub: "someone-else" }, 600) : issuer.token({ sub: "u1" }, calls === 1 ? 2 : 600)),
+    reconnect: { initialDelayMs: 5_000 },
+    onStateChange: (s) => states.push(s),
+  });
+  const s = await collect(c, { topic: "orders", partitions: [0], start: "earliest" });
+  await eventually(() => s.offsets(0).length === 3, 10_000, "records before expiry");
+  await eventually(() => states.some((st) => st.state === "reconnecting"), 10_000, "the session's end");
+  const ended = states.find((st) => st.state === "reconnecting");
+  assert.deepEqual([ended.closeCode, ended.reason, ended.delayMs], [4401, "token expired", 0]);
+  await eventually(() => c.state.state === "connected", 10_000, "the reconnect");
+  await kafka.produce("orders", 0, 3, 3);
+  await eventually(() => s.offsets(0).length === 6, 10_000, "records after the reconnect");
+  assert.deepEqual(s.offsets(0), range(0, 6));
+  assert.equal(calls, 3);
+  assert.ok(!s.sub.ended);
+});
+
+test("record filters on fetch and subscribe, applied by the server", async (t) => {
+  const { server } = await setup(t);
+  const c = await open(t, server.url());
+  const written = (from, n) => Array.from({ length: n }, (_, k) => {
+    const i = from + k;
+    return { key: `u${i % 3}`, value: `v${i}`, headers: [{ key: "tenant", value: i % 2 === 0 ? "a" : "b" }] };
+  });
+  await c.produce("orders", 0, written(0, 6));
+  const offsets = (records) => records.map((r) => Number(r.offset));
+  const a = await c.fetch("orders", 0, 0, { filter: { headers: [{ key: "tenant", value: "a" }] } });
+  assert.deepEqual([offsets(a.records), a.nextOffset], [[0, 2, 4], 6n]);
+  const one = await c.fetch("orders", 0, 0, { filter: { key: "u1", headers: [{ key: "tenant", value: "b" }] } });
+  assert.deepEqual([offsets(one.records), one.nextOffset], [[1], 6n]);
+  const none = await c.fetch("orders", 0, 0, { filter: { key: "nobody" } });
+  assert.deepEqual([offsets(none.records), none.nextOffset], [[], 6n]);
+
+  const s = await collect(c, { topic: "orders", partitions: [0], start: "earliest", filter: { headers: [{ key: "tenant", value: "b" }] } });
+  await c.produce("orders", 0, written(6, 4));
+  await eventually(() => s.offsets(0).includes(9), 10_000, "filtered pushes");
+  assert.deepEqual(s.offsets(0), [1, 3, 5, 7, 9]);
 });

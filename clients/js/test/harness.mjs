@@ -2,7 +2,8 @@
 // pubsub-server binary and, for tests that restart it, an in-memory Kafka in a
 // process of its own (testkafka) that keeps its records across the restart.
 import { execFile, spawn } from "node:child_process";
-import { mkdtemp } from "node:fs/promises";
+import { generateKeyPairSync, sign } from "node:crypto";
+import { mkdtemp, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { createInterface } from "node:readline";
@@ -47,7 +48,8 @@ function waitForLine(lines, re, timeoutMs, what) {
 
 /**
  * Starts testkafka with topics ("orders:2,secret:1") and returns its brokers,
- * produce(topic, partition, count, first) -> offsets, and stop().
+ * produce(topic, partition, count, first, size) -> offsets, deleteRecords,
+ * deleteTopic and stop().
  */
 export async function startKafka(t, topics) {
   const bins = await buildBinaries();
@@ -73,28 +75,67 @@ export async function startKafka(t, topics) {
   t.after(stop);
   const { brokers } = await next();
   let queue = Promise.resolve();
+  /** Sends one request to testkafka and resolves with its reply, one at a time. */
+  const call = (req) => {
+    const result = queue.then(async () => {
+      proc.stdin.write(JSON.stringify(req) + "\n");
+      const reply = await next();
+      if (reply.error) throw new Error(`${req.op ?? "produce"}: ${reply.error}`);
+      return reply;
+    });
+    queue = result.catch(() => undefined);
+    return result;
+  };
   return {
     brokers,
-    /** Produces count records (JSON values, a header, snappy batches); resolves with their offsets. */
-    produce(topic, partition, count, first = 0) {
-      const result = queue.then(async () => {
-        proc.stdin.write(JSON.stringify({ topic, partition, count, first }) + "\n");
-        const reply = await next();
-        if (reply.error) throw new Error(`produce: ${reply.error}`);
-        return reply.offsets;
-      });
-      queue = result.catch(() => undefined);
-      return result;
+    /**
+     * Produces count records (JSON values padded to at least size bytes, a
+     * header, snappy batches); resolves with their offsets.
+     */
+    async produce(topic, partition, count, first = 0, size = 0) {
+      return (await call({ topic, partition, count, first, size })).offsets;
+    },
+    /** Moves a partition's log start to offset, as retention does. */
+    async deleteRecords(topic, partition, offset) {
+      await call({ op: "delete_records", topic, partition, offset });
+    },
+    /** Deletes a topic. */
+    async deleteTopic(topic) {
+      await call({ op: "delete_topic", topic });
     },
     stop,
   };
 }
 
-/** A pub-sub server configuration for cluster "kafka" of brokers, allowing topics (plus extra keys). */
-export function clusterConfig(brokers, topics, extra = {}) {
+/**
+ * A pub-sub server configuration for cluster "kafka" of brokers, allowing
+ * topics (plus extra keys of the cluster, and top-level keys such as identity).
+ */
+export function clusterConfig(brokers, topics, extra = {}, top = {}) {
   return JSON.stringify({
+    ...top,
     kafka_clusters: { kafka: { brokers, ...(topics ? { topics } : {}), ...extra } },
   });
+}
+
+/**
+ * An identity provider for tests: an Ed25519 key whose public half is in a
+ * JWK Set file (jwksFile, for identity.jwt.jwks_file), and token(claims,
+ * lifeSeconds) signing JWTs with it (Node's crypto).
+ */
+export async function startIssuer() {
+  const { privateKey, publicKey } = generateKeyPairSync("ed25519");
+  const dir = await mkdtemp(join(tmpdir(), "pubsub-js-jwks-"));
+  const jwksFile = join(dir, "jwks.json");
+  await writeFile(jwksFile, JSON.stringify({ keys: [{ ...publicKey.export({ format: "jwk" }), kid: "test", alg: "EdDSA", use: "sig" }] }));
+  const b64 = (v) => Buffer.from(typeof v === "string" ? v : JSON.stringify(v)).toString("base64url");
+  return {
+    jwksFile,
+    token(claims, lifeSeconds = 600) {
+      const input = `${b64({ alg: "EdDSA", typ: "JWT", kid: "test" })}.${b64({ exp: Math.floor(Date.now() / 1000) + lifeSeconds, ...claims })}`;
+      return `${input}.${sign(null, Buffer.from(input), privateKey).toString("base64url")}`;
+    },
+  };
 }
 
 /**
@@ -108,7 +149,8 @@ export async function startServer(t, args = []) {
   let addr = "127.0.0.1:0";
   const log = [];
   const launch = async () => {
-    proc = spawn(bins.server, ["-listen", addr, ...args], { stdio: ["ignore", "ignore", "pipe"] });
+    // Port 0 for the metrics listener too: test servers run side by side.
+    proc = spawn(bins.server, ["-listen", addr, "-metrics-listen", "127.0.0.1:0", ...args], { stdio: ["ignore", "ignore", "pipe"] });
     const lines = createInterface({ input: proc.stderr });
     lines.on("line", (l) => log.push(l));
     const exited = new Promise((resolve) => proc.once("exit", (code, signal) => resolve(code ?? signal)));

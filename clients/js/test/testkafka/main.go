@@ -3,13 +3,18 @@
 // the pub-sub server can be restarted while Kafka keeps its records.
 //
 // It prints {"brokers": [...]} on its first line, then reads one JSON
-// produce request per line on stdin,
+// request per line on stdin and answers each with one line. A produce
+// request,
 //
-//	{"topic": "orders", "partition": 0, "count": 100, "first": 0}
+//	{"topic": "orders", "partition": 0, "count": 100, "first": 0, "size": 0}
 //
-// writes count records (key "k<first+i>", a JSON value, a header) with the
-// producer's default snappy compression, and prints {"offsets": [...]}, or
-// {"error": "..."}. It exits when stdin closes.
+// writes count records (key "k<first+i>", a JSON value padded to at least
+// size bytes, a header) with the producer's default snappy compression, and
+// prints {"offsets": [...]}. {"op": "delete_records", "topic": T,
+// "partition": P, "offset": O} moves the partition's log start to O (as
+// retention does), and {"op": "delete_topic", "topic": T} deletes a topic;
+// both print {}. A failure prints {"error": "..."}. It exits when stdin
+// closes.
 package main
 
 import (
@@ -28,11 +33,14 @@ import (
 	"github.com/twmb/franz-go/pkg/kgo"
 )
 
-type produceRequest struct {
+type request struct {
+	Op        string `json:"op"` // "" (produce), "delete_records" or "delete_topic"
 	Topic     string `json:"topic"`
 	Partition int32  `json:"partition"`
 	Count     int    `json:"count"`
 	First     int    `json:"first"`
+	Size      int    `json:"size"`
+	Offset    int64  `json:"offset"`
 }
 
 type produceReply struct {
@@ -80,12 +88,12 @@ func run(topics string) error {
 	}
 	sc := bufio.NewScanner(os.Stdin)
 	for sc.Scan() {
-		var req produceRequest
+		var req request
 		var reply produceReply
 		if err := json.Unmarshal(sc.Bytes(), &req); err != nil {
 			reply.Error = err.Error()
 		} else {
-			reply = produce(cl, req)
+			reply = handle(c, cl, req)
 		}
 		if err := out.Encode(reply); err != nil {
 			return err
@@ -94,19 +102,42 @@ func run(topics string) error {
 	return sc.Err()
 }
 
-// produce writes one request's records and reports their offsets.
-func produce(cl *kgo.Client, req produceRequest) (reply produceReply) {
+// handle carries out one request.
+func handle(c *kfake.Cluster, cl *kgo.Client, req request) (reply produceReply) {
 	defer func() {
 		if p := recover(); p != nil {
 			reply = produceReply{Error: fmt.Sprintf("panic: %v\n%s", p, debug.Stack())}
 		}
 	}()
+	var err error
+	switch req.Op {
+	case "":
+		return produce(cl, req)
+	case "delete_records":
+		err = c.DeleteRecords(req.Topic, req.Partition, req.Offset)
+	case "delete_topic":
+		err = c.DeleteTopic(req.Topic)
+	default:
+		err = fmt.Errorf("unknown op %q", req.Op)
+	}
+	if err != nil {
+		reply.Error = err.Error()
+	}
+	return reply
+}
+
+// produce writes one request's records and reports their offsets.
+func produce(cl *kgo.Client, req request) (reply produceReply) {
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	recs := make([]*kgo.Record, req.Count)
 	for i := range recs {
 		n := req.First + i
-		value, _ := json.Marshal(map[string]any{"n": n, "topic": req.Topic, "note": "record " + strconv.Itoa(n)})
+		fields := map[string]any{"n": n, "topic": req.Topic, "note": "record " + strconv.Itoa(n)}
+		if req.Size > 0 {
+			fields["pad"] = strings.Repeat("x", req.Size)
+		}
+		value, _ := json.Marshal(fields)
 		recs[i] = &kgo.Record{
 			Topic:     req.Topic,
 			Partition: req.Partition,

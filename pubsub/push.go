@@ -111,8 +111,10 @@ func (s *session) enqueue(ctx context.Context, size int, wait bool, build func()
 			}
 			if rest == nil {
 				s.qmu.Unlock()
+				s.opts.Metrics.Pushed(1)
 				return nil
 			}
+			// The push writer counts the push once it writes the rest.
 			f = pushFrame{own: rest, size: len(*rest), rest: true}
 		}
 	}

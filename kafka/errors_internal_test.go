@@ -128,3 +128,30 @@ func TestABatchFranzGoCannotParseIsCorrupt(t *testing.T) {
 		t.Fatalf("a batch over the bound: %v", got)
 	}
 }
+
+// TestEveryCauseOfTheGatewayIsInTheProtocol: each cause the gateway gives
+// itself, before or instead of Kafka's answer, is listed in PROTOCOL.md
+// word for word.
+func TestEveryCauseOfTheGatewayIsInTheProtocol(t *testing.T) {
+	doc, err := os.ReadFile("../PROTOCOL.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, cause := range []error{
+		ErrTopicNotAllowed, ErrGroupNotAllowed, ErrTopicNotFound, ErrPartitionNotFound,
+		ErrBrokerUnreachable, ErrAuthentication, ErrTimeout, ErrBatchTooLarge, ErrCanceled,
+		ErrTLSRequired, ErrNoRecords, ErrInvalidPartition, ErrTooManySubscriptions,
+		ErrDuplicateSubscription, ErrUnknownSubscription, ErrGroupAssigns, ErrAlreadyMember,
+		ErrTooManyGroups, errMemberClientFailed,
+	} {
+		if !strings.Contains(string(doc), "`"+cause.Error()+"`") {
+			t.Errorf("PROTOCOL.md does not list the cause %q", cause)
+		}
+	}
+	// tooManyRecords names its numbers; PROTOCOL.md writes N and M.
+	want := tooManyRecords(1001, 1000).Error()
+	want = strings.Replace(strings.Replace(want, "1001", "N", 1), "1000", "M", 1)
+	if !strings.Contains(string(doc), "`"+want+"`") {
+		t.Errorf("PROTOCOL.md does not list the cause %q", want)
+	}
+}

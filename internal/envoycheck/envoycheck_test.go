@@ -386,8 +386,8 @@ func TestBrokenBootstrapsAreRejected(t *testing.T) {
 	}, {
 		name:      "OIDC client_secret_secret not declared on the filter",
 		bootstrap: kubernetesBootstrap,
-		old:       "mechanism: SCRAM-SHA-512\n                        username: orders-app\n                        password_secret: kafka-password",
-		new:       "mechanism: OAUTHBEARER\n                        token_endpoint: https://id.example.com/token\n                        client_id: orders-app\n                        client_secret_secret: kafka-oidc",
+		old:       "mechanism: SCRAM-SHA-512\n              username: orders-app\n              password_secret: kafka-password",
+		new:       "mechanism: OAUTHBEARER\n              token_endpoint: https://id.example.com/token\n              client_id: orders-app\n              client_secret_secret: kafka-oidc",
 		want:      []string{`client_secret_secret "kafka-oidc" is not listed in the filter's generic_secrets`},
 	}, {
 		name:      "SASL without a password source",

@@ -62,8 +62,11 @@ func TestRunMeasuresEverythingOnATinyScale(t *testing.T) {
 	if f := res.Fanout; f.Delivered != 90 || f.FetchRequests == 0 || f.BytesPerRecord <= 0 {
 		t.Errorf("fan-out %+v: want 3 sessions x 30 records delivered and counted fetches", f)
 	}
-	if s := res.Sessions; len(s.Steps) != 2 || s.Steps[1].Sessions != 10 || s.Steps[1].Goroutines < 10 || s.HandshakesPerS <= 0 {
+	if s := res.Sessions; len(s.Steps) != 2 || s.Steps[1].Sessions != 10 || s.Steps[1].Heap == 0 || s.HandshakesPerS <= 0 {
 		t.Errorf("sessions %+v", s)
+	}
+	if s := res.Sessions.Subscribed; len(s) != 2 || s[1].Sessions != 10 || s[1].Heap == 0 {
+		t.Errorf("subscribed idle sessions %+v", s)
 	}
 	if len(res.RealData) != 1 || len(res.RealData[0].Rows) != 2 {
 		t.Fatalf("real data %+v, want one codec read by 1 and 2 readers", res.RealData)
@@ -105,12 +108,18 @@ func TestRunMeasuresEverythingOnATinyScale(t *testing.T) {
 }
 
 func TestRawClientSpeaksTheProtocol(t *testing.T) {
+	for _, kind := range []string{ClientRaw, ClientProto} {
+		t.Run(kind, func(t *testing.T) { testClientSpeaksTheProtocol(t, kind) })
+	}
+}
+
+func testClientSpeaksTheProtocol(t *testing.T, kind string) {
 	k := testkit.Kafka(t, kfake.SeedTopics(1, "t"))
 	testkit.Produce(t, k.ListenAddrs(), "t", 0, testkit.Numbered(3))
 	srv := testkit.StartServer(t, testkit.ClusterYAML(k.ListenAddrs(), "", ""), nil)
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancel()
-	c, err := dialRaw(ctx, srv.URL("kafka"))
+	c, err := dialSession(ctx, kind, srv.URL("kafka"))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -262,6 +271,23 @@ func TestEventsAreVariedJSONOfAFewHundredBytes(t *testing.T) {
 	}
 	if a, b := newEventSource(7).next(), newEventSource(7).next(); !bytes.Equal(a, b) {
 		t.Error("the same seed gave different events")
+	}
+}
+
+func TestCompactEventsAreJSONOfAboutAHundredBytes(t *testing.T) {
+	events := newEventSource(1)
+	var total int
+	const n = 1000
+	for range n {
+		v := events.nextCompact()
+		var e compactEvent
+		if err := json.Unmarshal(v, &e); err != nil || e.ID == "" || e.User == "" {
+			t.Fatalf("%s: %+v, %v", v, e, err)
+		}
+		total += len(v)
+	}
+	if mean := total / n; mean < SmallEventBytes*8/10 || mean > SmallEventBytes*12/10 {
+		t.Errorf("mean value %d B, want about %d", mean, SmallEventBytes)
 	}
 }
 

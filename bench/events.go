@@ -113,6 +113,42 @@ func (s *eventSource) next() []byte {
 	return b
 }
 
+// Sizes of the two kinds of events, about (Config.EventBytes).
+const (
+	SmallEventBytes = 100
+	LargeEventBytes = 450
+)
+
+// compactEvent is a small event (about SmallEventBytes of JSON): the kind
+// of value a telemetry or click stream carries, where the cost per record,
+// not per byte, decides the rate.
+type compactEvent struct {
+	ID      string  `json:"id"`
+	Type    string  `json:"type"`
+	User    string  `json:"user"`
+	Time    int64   `json:"ts"`
+	Country string  `json:"country"`
+	Latency float64 `json:"ms"`
+}
+
+// nextCompact returns the JSON encoding of the next compact event.
+func (s *eventSource) nextCompact() []byte {
+	r := s.rng
+	s.seq++
+	b, err := json.Marshal(compactEvent{
+		ID:      s.hex(12),
+		Type:    pick(r, eventTypes),
+		User:    fmt.Sprintf("u-%07d", r.IntN(5_000_000)),
+		Time:    s.start.Add(time.Duration(s.seq) * time.Millisecond).UnixMilli(),
+		Country: pick(r, countries),
+		Latency: float64(r.IntN(250_000)) / 1000,
+	})
+	if err != nil {
+		panic(err) // the type above always encodes
+	}
+	return b
+}
+
 // hex returns n random lower-case hexadecimal digits.
 func (s *eventSource) hex(n int) string {
 	const digits = "0123456789abcdef"

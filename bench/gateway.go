@@ -214,6 +214,12 @@ func runGateway(args []string) (err error) {
 	cache := newCacheWatch(cluster.CachedBytes, log)
 	defer cache.stop()
 	return serveCommands(gatewayReady{Addr: srv.Addr()}, func(command string) (any, error) {
+		if name, ok := strings.CutPrefix(command, heapCommand); ok {
+			if *memProfile == "" {
+				return nil, nil
+			}
+			return nil, writeInuseProfile(*memProfile + "." + name)
+		}
 		switch command {
 		case "stats":
 			return GatewayStats{
@@ -236,6 +242,21 @@ func runGateway(args []string) (err error) {
 		}
 		return nil, errUnknownCommand
 	})
+}
+
+// heapCommand, followed by a name, makes a gateway run with -memprofile
+// write its heap in use to the profile's path with the name appended.
+const heapCommand = "heap "
+
+// writeInuseProfile writes the heap in use after a collection to path.
+func writeInuseProfile(path string) error {
+	f, err := os.Create(path)
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	runtime.GC()
+	return pprof.Lookup("heap").WriteTo(f, 0)
 }
 
 func writeHeapProfile(path string) error {

@@ -10,8 +10,10 @@ import (
 
 	"github.com/gobwas/ws"
 	"google.golang.org/protobuf/encoding/protowire"
+	"google.golang.org/protobuf/proto"
 
 	"github.com/envoy-pubsub/gateway/client"
+	pb "github.com/envoy-pubsub/gateway/proto"
 )
 
 // rawClient is a lean APISIX-style client for measuring the gateway: one
@@ -254,14 +256,26 @@ type sessionClient interface {
 
 // Clients the benchmark can drive sessions with.
 const (
+	// ClientProto decodes every reply with the generated protobuf code
+	// into a new PubSubResp, as an application does (the default).
+	ClientProto = "proto"
+	// ClientRaw walks replies with protowire into reused buffers: the
+	// least a client can do, which shows the gateway's own limit.
 	ClientRaw = "raw"
-	ClientGo  = "go"
+	// ClientGo is the project's client package.
+	ClientGo = "go"
 )
 
 // dialSession opens one session with the client kind.
 func dialSession(ctx context.Context, kind, url string) (sessionClient, error) {
 	switch kind {
-	case ClientRaw, "":
+	case ClientProto, "":
+		c, err := dialRaw(ctx, url)
+		if err != nil {
+			return nil, err
+		}
+		return &protoClient{c}, nil
+	case ClientRaw:
 		return dialRaw(ctx, url)
 	case ClientGo:
 		c, err := client.Dial(ctx, url, client.Options{})
@@ -270,7 +284,29 @@ func dialSession(ctx context.Context, kind, url string) (sessionClient, error) {
 		}
 		return &goClient{ctx: ctx, c: c}, nil
 	}
-	return nil, fmt.Errorf("unknown client %q (want %s or %s)", kind, ClientRaw, ClientGo)
+	return nil, fmt.Errorf("unknown client %q (want %s, %s or %s)", kind, ClientProto, ClientRaw, ClientGo)
+}
+
+// protoClient is the raw client's framing with every fetch reply decoded
+// by the generated protobuf code into a new message, values copied, as an
+// application decodes what it receives.
+type protoClient struct{ *rawClient }
+
+func (c *protoClient) fetch(topic string, partition int32, offset int64, record func(offset int64, value []byte) error) error {
+	cmd := appendPartitionCmd(nil, topic, partition, offset)
+	if _, err := c.roundTrip(fieldCmdKafkaFetch, cmd, fieldKafkaFetchResp); err != nil {
+		return err
+	}
+	resp := &pb.PubSubResp{}
+	if err := proto.Unmarshal(c.resp, resp); err != nil {
+		return fmt.Errorf("decode fetch reply: %w", err)
+	}
+	for _, m := range resp.GetKafkaFetchResp().GetMessages() {
+		if err := record(m.GetOffset(), m.GetValue()); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 // goClient drives a session with the project's client package.

@@ -61,8 +61,12 @@ type SharedRow struct {
 	// WarmPerS is the gateway's rate when the same number of sessions read
 	// the partition again, at once after the first read, and WarmOfDirect
 	// its ratio to DirectPerS: what a record cache gives later readers.
-	WarmPerS     float64 `json:"gateway_warm_records_per_s"`
-	WarmOfDirect float64 `json:"warm_of_direct"`
+	WarmPerS float64 `json:"gateway_warm_records_per_s"`
+	// DirectSeconds and GatewaySeconds are how long the fastest read of
+	// each lasted: a figure means something only over a read of seconds.
+	DirectSeconds  float64 `json:"direct_seconds"`
+	GatewaySeconds float64 `json:"gateway_seconds"`
+	WarmOfDirect   float64 `json:"warm_of_direct"`
 	// FetchBytesPerRecord is the gateway's Kafka fetch response bytes per
 	// record it delivered: above the compressed size of a record, the
 	// gateway fetched the same batches more than once.
@@ -87,13 +91,17 @@ func isJSONObject(value []byte) error {
 // topic with a franz-go producer configured as applications leave it
 // (10 ms linger, 1 MB batches) except for its batch compression, and
 // returns what the producer reported of its batches, per partition.
-func produceEvents(ctx context.Context, brokers []string, topic, codec string, n, partitions int) (RealDataRun, error) {
+func produceEvents(ctx context.Context, brokers []string, topic, codec string, n, partitions int, compact bool) (RealDataRun, error) {
 	run := RealDataRun{Codec: codec, Records: n}
 	events := newEventSource(1)
 	values := make([][]byte, n)
 	var valueBytes int64
 	for i := range values {
-		values[i] = events.next()
+		if compact {
+			values[i] = events.nextCompact()
+		} else {
+			values[i] = events.next()
+		}
 		valueBytes += int64(len(values[i]))
 	}
 	batches := &batchCounter{}
@@ -125,9 +133,9 @@ func measureRealData(ctx context.Context, g *gatewayProcess, brokers []string, c
 	var runs []RealDataRun
 	for _, codec := range cfg.Codecs {
 		topic := realDataTopic(codec)
-		n := max(1, int(cfg.EventMB*1e6/approxEventBytes))
+		n := max(1, int(cfg.EventMB*1e6/float64(eventBytes(cfg))))
 		logf("real data, %s: producing %d JSON events to each of %d partitions", codec, n, realDataPartitions(cfg))
-		run, err := produceEvents(ctx, brokers, topic, codec, n, realDataPartitions(cfg))
+		run, err := produceEvents(ctx, brokers, topic, codec, n, realDataPartitions(cfg), cfg.EventBytes == SmallEventBytes)
 		if err != nil {
 			return runs, err
 		}
@@ -176,8 +184,9 @@ func measureRealData(ctx context.Context, g *gatewayProcess, brokers []string, c
 			r.OfDirect = r.GatewayPerS / r.DirectPerS
 			r.WarmPerS = float64(readers*n) / warm[i].Seconds()
 			r.WarmOfDirect = r.WarmPerS / r.DirectPerS
-			logf("real data, %s, %d readers: direct %.0f records/s, gateway %.0f records/s (%.0f%%), %.2f us gateway CPU per record; read again %.0f records/s (%.0f%%)",
-				codec, readers, r.DirectPerS, r.GatewayPerS, 100*r.OfDirect, r.Cost.CPUPerRecord, r.WarmPerS, 100*r.WarmOfDirect)
+			r.DirectSeconds, r.GatewaySeconds = direct[i].Seconds(), gateway[i].Seconds()
+			logf("real data, %s, %d readers: direct %.0f records/s (%.2f s), gateway %.0f records/s (%.2f s, %.0f%%), %.2f us gateway CPU per record; read again %.0f records/s (%.0f%%)",
+				codec, readers, r.DirectPerS, r.DirectSeconds, r.GatewayPerS, r.GatewaySeconds, 100*r.OfDirect, r.Cost.CPUPerRecord, r.WarmPerS, 100*r.WarmOfDirect)
 		}
 		runs = append(runs, run)
 	}
@@ -188,9 +197,14 @@ func measureRealData(ctx context.Context, g *gatewayProcess, brokers []string, c
 // one per round and reader count.
 func realDataPartitions(cfg Config) int { return max(cfg.Runs, 1) * len(cfg.SharedSessions) }
 
-// approxEventBytes is about the mean size of a generated event, to turn
+// eventBytes is about the mean size of the events cfg asks for, to turn
 // megabytes into a record count.
-const approxEventBytes = 450
+func eventBytes(cfg Config) int {
+	if cfg.EventBytes == SmallEventBytes {
+		return SmallEventBytes
+	}
+	return LargeEventBytes
+}
 
 // ParseCodecs checks a comma-separated list of names of Codecs.
 func ParseCodecs(list string) ([]string, error) {

@@ -68,9 +68,17 @@ func Markdown(res Results, baseline *Results) string {
 	p("#### Idle sessions: growth of the gateway process")
 	p("")
 	p("| idle sessions | heap + stacks per session | of which stacks | RSS per session | gateway goroutines |")
-	p("|---:|---:|---:|---:|---:|")
-	for _, s := range res.Sessions.Steps {
-		p("| %d | %s | %s | %s | %d |", s.Sessions, kib(s.HeapPerSession), kib(s.StackPerSession), kib(s.RSSPerSession), s.Goroutines)
+	p("|---|---:|---:|---:|---:|")
+	for _, set := range []struct {
+		name  string
+		steps []IdleStep
+	}{{"", res.Sessions.Steps}, {" subscribed", res.Sessions.Subscribed}} {
+		for _, s := range set.steps {
+			p("| %d%s | %s | %s | %s | %d |", s.Sessions, set.name, kib(s.HeapPerSession), kib(s.StackPerSession), kib(s.RSSPerSession), s.Goroutines)
+		}
+		if heap, rss, ok := Slope(set.steps, slopeFrom, slopeTo); ok {
+			p("| slope %d to %d%s | %s | | %s | |", slopeFrom, slopeTo, set.name, kib(heap), kib(rss))
+		}
 	}
 	p("")
 	p("Handshakes: %.0f/s with %d concurrent dialers.", res.Sessions.HandshakesPerS, handshakeConcurrency)
@@ -244,8 +252,8 @@ func realData(p func(string, ...any), runs []RealDataRun) {
 	p("")
 	p("Every partition holds the same JSON events, produced by a franz-go producer with its default batching (10 ms linger, 1 MB batches) and the codec. For each reader count N, in each round, a partition of its own: N direct franz-go consumers each read the whole partition, then N gateway sessions each do (the APISIX fetch loop: `cmd_kafka_fetch` from offset 0, then at last + 1), the gateway meeting the partition for the first time; then N sessions read it again (\"read again\": what a record cache gives later readers). Records/s count the deliveries to all readers together. Gateway CPU is the gateway process's CPU time over the records of the first read; Kafka fetch bytes per record above the compressed size mean the gateway fetched the same batches more than once.")
 	p("")
-	p("| codec | events | mean value | compressed | readers | direct records/s | gateway records/s | of direct | gateway CPU per record | Kafka fetch bytes per record | gateway peak RSS | peak decoded cache | read again: records/s | of direct |")
-	p("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
+	p("| codec | events | mean value | compressed | readers | direct records/s | gateway records/s | of direct | reads lasted (direct / gateway) | gateway CPU per record | Kafka fetch bytes per record | gateway peak RSS | peak decoded cache | read again: records/s | of direct |")
+	p("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
 	for _, run := range runs {
 		compressed := "-"
 		if run.CompressedBytes > 0 {
@@ -256,7 +264,7 @@ func realData(p func(string, ...any), runs []RealDataRun) {
 			if r.WarmPerS > 0 {
 				again = fmt.Sprintf("%.0f | %.0f%%", r.WarmPerS, 100*r.WarmOfDirect)
 			}
-			p("| %s | %d | %.0f B | %s | %d | %.0f | %.0f | %.0f%% | %s | %.0f B | %s | %s | %s |", run.Codec, run.Records, run.ValueBytes, compressed, r.Readers, r.DirectPerS, r.GatewayPerS, 100*r.OfDirect, micros(r.Cost.CPUPerRecord), r.FetchBytesPerRecord, mib(r.Cost.PeakRSS), cacheFigure(r.Cost), again)
+			p("| %s | %d | %.0f B | %s | %d | %.0f | %.0f | %.0f%% | %.2f s / %.2f s | %s | %.0f B | %s | %s | %s |", run.Codec, run.Records, run.ValueBytes, compressed, r.Readers, r.DirectPerS, r.GatewayPerS, 100*r.OfDirect, r.DirectSeconds, r.GatewaySeconds, micros(r.Cost.CPUPerRecord), r.FetchBytesPerRecord, mib(r.Cost.PeakRSS), cacheFigure(r.Cost), again)
 		}
 	}
 	p("")
@@ -412,6 +420,10 @@ func sizeName(n int) string {
 	}
 	return fmt.Sprintf("%d B", n)
 }
+
+// slopeFrom and slopeTo are the idle steps between which the cost of one
+// more session is read (Slope).
+const slopeFrom, slopeTo = 1000, 4000
 
 func kib(n float64) string { return fmt.Sprintf("%.1f KiB", n/1024) }
 

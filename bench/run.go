@@ -39,6 +39,10 @@ type Config struct {
 	// EventMB is how many megabytes (10^6 B) of JSON events each codec's
 	// partition holds.
 	EventMB float64 `json:"event_mb"`
+	// EventBytes chooses the events by their approximate size:
+	// SmallEventBytes (compact events) or LargeEventBytes (0 too: the
+	// events of earlier runs, with nested objects and free text).
+	EventBytes int `json:"event_bytes,omitempty"`
 	// SharedSessions are the reader counts of the real-data runs: as many
 	// direct consumers, then as many gateway sessions, each read the whole
 	// partition.
@@ -49,8 +53,8 @@ type Config struct {
 	PushSessions []int   `json:"push_sessions"`
 	PushRecords  int     `json:"push_records"`
 	PushRate     float64 `json:"push_rate"`
-	// Client is the client the sessions use: ClientRaw (default), a lean
-	// frame-level client, or ClientGo, the project's client package.
+	// Client is the client of the throughput and real-data sessions:
+	// ClientProto (the default, also ""), ClientRaw or ClientGo.
 	Client string `json:"client"`
 	// CacheBytes and WindowBytes, if not 0, set the gateway cluster's
 	// record cache bounds (cache_bytes, window_bytes); 0 keeps the defaults.
@@ -120,8 +124,12 @@ func Run(ctx context.Context, cfg Config, progress io.Writer) (res Results, err 
 	// Idle sessions first, while the gateway's resident memory holds no
 	// pages freed by earlier work that new sessions could reuse unseen.
 	logf("idle sessions: %v", cfg.IdleSessions)
-	if res.Sessions, err = measureIdleSessions(ctx, gateway, cfg.IdleSessions); err != nil {
+	if res.Sessions.Steps, res.Sessions.HandshakesPerS, err = measureIdleSessions(ctx, gateway, cfg.IdleSessions, ""); err != nil {
 		return res, fmt.Errorf("idle sessions: %w", err)
+	}
+	logf("idle subscribed sessions: %v", cfg.IdleSessions)
+	if res.Sessions.Subscribed, _, err = measureIdleSessions(ctx, gateway, cfg.IdleSessions, subscribeTopic); err != nil {
+		return res, fmt.Errorf("idle subscribed sessions: %w", err)
 	}
 
 	for _, size := range cfg.ValueSizes {

@@ -1,6 +1,7 @@
 package bench
 
 import (
+	"bufio"
 	"context"
 	"fmt"
 	"net"
@@ -26,11 +27,18 @@ type IdleStep struct {
 	RSSPerSession float64 `json:"rss_bytes_per_session"`
 	// Goroutines is the gateway's goroutine count.
 	Goroutines int `json:"goroutines"`
+	// Heap and RSS are the gateway's heap and stacks in use and its
+	// resident memory at this step, for slopes between steps.
+	Heap uint64 `json:"heap_bytes"`
+	RSS  uint64 `json:"rss_bytes"`
 }
 
 // SessionsResult is the cost of idle sessions and of opening them.
 type SessionsResult struct {
 	Steps []IdleStep `json:"steps"`
+	// Subscribed are the same steps with every session subscribed to the
+	// end of one partition that receives nothing.
+	Subscribed []IdleStep `json:"subscribed_steps,omitempty"`
 	// HandshakesPerS is the upgrade rate while opening the sessions, with
 	// handshakeConcurrency dialers.
 	HandshakesPerS float64 `json:"handshakes_per_s"`
@@ -39,13 +47,40 @@ type SessionsResult struct {
 // handshakeConcurrency is the number of concurrent dialers.
 const handshakeConcurrency = 16
 
+// Slope returns the growth of the gateway's heap and stacks, and of its
+// resident memory, per session between the steps of from and to sessions
+// (ok false when steps lacks either): the cost of one more session, without
+// what the first sessions' pools and maps take once.
+func Slope(steps []IdleStep, from, to int) (heap, rss float64, ok bool) {
+	i := slices.IndexFunc(steps, func(s IdleStep) bool { return s.Sessions == from })
+	j := slices.IndexFunc(steps, func(s IdleStep) bool { return s.Sessions == to })
+	if i < 0 || j < 0 || to <= from {
+		return 0, 0, false
+	}
+	n := float64(to - from)
+	return (float64(steps[j].Heap) - float64(steps[i].Heap)) / n, (float64(steps[j].RSS) - float64(steps[i].RSS)) / n, true
+}
+
+// idleSettle is how long the sessions are left alone before each reading:
+// longer than the engine waits before it stops reading an idle session
+// with a goroutine, so that the reading shows idle sessions.
+const idleSettle = 2 * time.Second
+
 // measureIdleSessions opens idle sessions up to each of steps (ascending)
-// and reads the gateway's memory at each. The client ends are bare sockets
-// in this process, so nothing of them is counted.
-func measureIdleSessions(ctx context.Context, g *gatewayProcess, steps []int) (res SessionsResult, err error) {
+// and reads the gateway's memory at each; with a topic, each session
+// subscribes to the end of its partition 0 (which receives nothing) once
+// open. The client ends are bare sockets in this process, so nothing of
+// them is counted.
+func measureIdleSessions(ctx context.Context, g *gatewayProcess, steps []int, topic string) (res []IdleStep, handshakesPerS float64, err error) {
 	base, err := g.stats()
 	if err != nil {
-		return res, err
+		return nil, 0, err
+	}
+	end := int64(-1)
+	if topic != "" {
+		if end, err = endOffset(ctx, g.target.url, topic); err != nil {
+			return nil, 0, err
+		}
 	}
 	var conns []net.Conn
 	defer func() {
@@ -59,31 +94,54 @@ func measureIdleSessions(ctx context.Context, g *gatewayProcess, steps []int) (r
 	var dialing time.Duration
 	for _, n := range steps {
 		start := time.Now()
-		opened, err := dialIdle(ctx, g.target.url, n-len(conns))
+		opened, err := dialIdle(ctx, g.target.url, n-len(conns), topic, end)
 		conns = append(conns, opened...)
 		if err != nil {
-			return res, fmt.Errorf("with %d sessions open: %w", len(conns), err)
+			return nil, 0, fmt.Errorf("with %d sessions open: %w", len(conns), err)
 		}
 		dialing += time.Since(start)
-		s, err := awaitSessions(g, n)
-		if err != nil {
-			return res, err
+		if _, err := awaitSessions(g, n); err != nil {
+			return nil, 0, err
 		}
-		res.Steps = append(res.Steps, IdleStep{
+		time.Sleep(idleSettle)
+		s, err := g.stats()
+		if err != nil {
+			return nil, 0, err
+		}
+		res = append(res, IdleStep{
 			Sessions:        n,
 			HeapPerSession:  (float64(s.Heap()) - float64(base.Heap())) / float64(n),
 			StackPerSession: (float64(s.StackInuse) - float64(base.StackInuse)) / float64(n),
 			RSSPerSession:   (float64(s.RSS) - float64(base.RSS)) / float64(n),
 			Goroutines:      s.Goroutines,
+			Heap:            s.Heap(),
+			RSS:             s.RSS,
 		})
 	}
-	res.HandshakesPerS = float64(len(conns)) / dialing.Seconds()
-	return res, nil
+	name := "idle"
+	if topic != "" {
+		name = "idle-subscribed"
+	}
+	if err := g.call(heapCommand+name, nil); err != nil {
+		return nil, 0, err
+	}
+	return res, float64(len(conns)) / dialing.Seconds(), nil
+}
+
+// endOffset returns the end offset of partition 0 of topic.
+func endOffset(ctx context.Context, url, topic string) (int64, error) {
+	c, err := dialRaw(ctx, url)
+	if err != nil {
+		return 0, err
+	}
+	defer c.Close()
+	return c.listOffset(topic, 0, -1)
 }
 
 // dialIdle opens n sessions that send nothing, with handshakeConcurrency
-// dialers. On failure it returns the sessions it opened and the first error.
-func dialIdle(ctx context.Context, url string, n int) ([]net.Conn, error) {
+// dialers; with a topic, each first subscribes to its partition 0 from
+// offset. On failure it returns the sessions it opened and the first error.
+func dialIdle(ctx context.Context, url string, n int, topic string, offset int64) ([]net.Conn, error) {
 	conns := make([]net.Conn, n)
 	errs := make(chan error, handshakeConcurrency)
 	var claimed atomic.Int64
@@ -95,6 +153,13 @@ func dialIdle(ctx context.Context, url string, n int) ([]net.Conn, error) {
 					return err
 				}
 				conns[i] = conn
+				if topic != "" {
+					// A small read buffer: the client holds only the ack.
+					c := &rawClient{conn: conn, in: bufio.NewReaderSize(conn, 512)}
+					if err := c.subscribe(topic, 0, offset); err != nil {
+						return err
+					}
+				}
 			}
 			return nil
 		})

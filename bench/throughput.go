@@ -256,7 +256,7 @@ func readPartition(c sessionClient, topic string, partition int32, n int64, chec
 // gatewayTarget is where and with which client sessions are opened.
 type gatewayTarget struct {
 	url    string
-	client string // ClientRaw or ClientGo
+	client string // ClientProto, ClientRaw or ClientGo
 }
 
 // dialSessions opens n sessions.

@@ -4,9 +4,11 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"runtime/debug"
 	"slices"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/twmb/franz-go/pkg/kerr"
@@ -209,93 +211,219 @@ type delivery struct {
 	// every record, so that the cursor may pass records without a push.
 	told   int64
 	toldAt time.Time
+
+	// Set by run for the deliveries it runs.
+	ctx     context.Context
+	r       *partitionReader
+	done    func() // ends the delivery: gives back what run took
+	stopCtx func() bool
+	// parked is set while the delivery waits, with no goroutine, for its
+	// reader's change channel parkedOn (or its context) to wake it.
+	parked   atomic.Bool
+	parkedOn <-chan struct{}
+	wake     func()
 }
 
 // run delivers from the record cache, which the shared reader fills at the
 // end of the log, and from Kafka where the cache does not hold the cursor,
-// until ctx ends or the session stops taking pushes.
+// until ctx ends or the session stops taking pushes. While the cursor is at
+// the end of the log the delivery parks: it holds no goroutine until the
+// reader has more.
 func (d *delivery) run(ctx context.Context, wg *sync.WaitGroup, release func()) {
-	defer wg.Done()
-	defer release() // the session may idle out once no delivery is live
-	log := d.k.pool.log.With("topic", d.topic, "partition", d.partition)
+	ended := true
 	defer func() {
-		if p := recover(); p != nil {
-			log.Error("kafka: subscription panic", "panic", p, "stack", string(debug.Stack()))
-			d.fail(ctx, errors.New("internal error"))
+		if ended {
+			release() // the session may idle out once no delivery is live
+			wg.Done()
 		}
 	}()
+	defer d.recoverPanic(ctx)
 	r, err := d.k.acquireReader(ctx, d.topic, d.partition, true)
 	for err != nil {
 		if terminal(err) {
 			d.fail(ctx, err)
 			return
 		}
-		log.Warn("kafka: subscription cannot start its reader", "err", err)
+		d.log().Warn("kafka: subscription cannot start its reader", "err", err)
 		if !sleep(ctx, readerBackoff) {
 			return
 		}
 		r, err = d.k.acquireReader(ctx, d.topic, d.partition, true)
 	}
-	defer d.k.releaseReader(r)
 	d.key = r.cacheKey() // the incarnation of the topic the subscription reads
+	ended = false
+	d.ctx, d.r = ctx, r
+	d.done = func() {
+		d.stopCtx()
+		d.k.releaseReader(r)
+		release()
+		wg.Done()
+	}
+	d.wake = d.resumeHere
+	d.stopCtx = context.AfterFunc(ctx, d.resume)
+	d.deliver()
+}
+
+// log returns the delivery's logger.
+func (d *delivery) log() *slog.Logger {
+	return d.k.pool.log.With("topic", d.topic, "partition", d.partition)
+}
+
+// recoverPanic logs a panic of the delivery and tells the client.
+func (d *delivery) recoverPanic(ctx context.Context) {
+	if p := recover(); p != nil {
+		d.log().Error("kafka: subscription panic", "panic", p, "stack", string(debug.Stack()))
+		d.fail(ctx, errors.New("internal error"))
+	}
+}
+
+// resume continues a parked delivery with a goroutine of its own: its
+// context ended.
+func (d *delivery) resume() {
+	if d.parked.CompareAndSwap(true, false) {
+		go d.deliver()
+	}
+}
+
+// resumeHere continues a parked delivery on the calling goroutine, that of
+// its reader's change channel, until it parks again or would wait (then a
+// goroutine of its own takes over): a record reaches the subscribers of a
+// partition one after the other on one goroutine, without one wake-up each.
+func (d *delivery) resumeHere() {
+	if d.parked.CompareAndSwap(true, false) {
+		d.loop(false)
+	}
+}
+
+// deliver runs the delivery on its own goroutine until it parks or ends.
+func (d *delivery) deliver() { d.loop(true) }
+
+// stepResult is what a delivery does after one step.
+type stepResult int
+
+const (
+	stepAgain stepResult = iota // the cursor moved: step again
+	stepPark                    // at the end of the log: wait for a change
+	stepEnd                     // the subscription is over
+	stepWait                    // the step must wait, which only a goroutine of the delivery's own may
+)
+
+// loop steps the delivery until it parks or ends; unless mayWait, it hands
+// over to a goroutine of its own at the first step that must wait.
+func (d *delivery) loop(mayWait bool) {
+	ctx := d.ctx
+	if d.parkedOn != nil {
+		parked.remove(d.parkedOn, &d.wake) // woken by ctx: leave the channel's set
+		d.parkedOn = nil
+	}
+	ended := true
+	defer func() {
+		if ended {
+			d.done()
+		}
+	}()
+	defer d.recoverPanic(ctx)
 	for ctx.Err() == nil {
-		changed, end, gone := r.state()
-		if ep := d.keptPush(); ep != nil {
-			if !d.send(ctx, ep) {
-				return
-			}
-			d.k.lagged(end, d.cursor)
-			continue
-		}
-		out := newReply(d.cursor, d.maxRecords, int(d.k.cfg.FetchMaxBytes))
-		// The record cache first: at the end of the log it holds what came
-		// since state, and a catch-up needs a deadline only for Kafka.
-		if err := d.confirmCached(ctx); err != nil {
-			if terminal(err) {
-				d.fail(ctx, err)
-				return
-			}
-			log.Warn("kafka: subscription cannot check the record cache", "err", err)
-			sleep(ctx, readerBackoff)
-			continue
-		}
-		if !d.k.cacheRead(d.key, d.cursor, out) && d.cursor < end {
-			if err := d.catchUp(ctx, out); err != nil {
-				if terminal(err) {
-					d.fail(ctx, err)
-					return
-				}
-				log.Warn("kafka: subscription catch-up failed", "err", err)
-				sleep(ctx, readerBackoff)
-				continue
-			}
-		}
-		if len(out.records) > 0 {
-			if !d.pushCached(ctx, out) {
-				return
-			}
-			d.k.lagged(end, d.cursor)
-			continue
-		}
-		if out.next > d.cursor {
-			d.cursor = out.next // offsets that hold no data record
-			continue
-		}
-		if gone != nil {
-			d.fail(ctx, gone)
+		next, changed := d.step(ctx, mayWait)
+		switch next {
+		case stepEnd:
 			return
-		}
-		if d.cursor > d.told && !d.view.All() {
-			if !d.tellPositionWhenIdle(ctx, changed) {
+		case stepWait:
+			ended = false
+			go d.deliver()
+			return
+		case stepPark:
+			if d.park(changed) {
+				ended = false
 				return
 			}
-			continue
-		}
-		select {
-		case <-changed:
-		case <-ctx.Done():
 		}
 	}
+}
+
+// step pushes what the record cache, or with mayWait Kafka, holds at the
+// cursor; without mayWait it returns stepWait instead of waiting (for
+// Kafka, a backoff, room in the session's push queue or the time to tell
+// the client its position).
+func (d *delivery) step(ctx context.Context, mayWait bool) (stepResult, <-chan struct{}) {
+	changed, end, gone := d.r.state()
+	if ep := d.keptPush(); ep != nil {
+		return d.lagged(end, d.send(ctx, ep, mayWait)), nil
+	}
+	out := newReply(d.cursor, d.maxRecords, int(d.k.cfg.FetchMaxBytes))
+	// The record cache first: at the end of the log it holds what came
+	// since state, and a catch-up needs a deadline only for Kafka.
+	if !mayWait && d.cacheNeedsCheck() {
+		return stepWait, nil
+	}
+	if err := d.confirmCached(ctx); err != nil {
+		if terminal(err) {
+			d.fail(ctx, err)
+			return stepEnd, nil
+		}
+		d.log().Warn("kafka: subscription cannot check the record cache", "err", err)
+		sleep(ctx, readerBackoff)
+		return stepAgain, nil
+	}
+	if !d.k.cacheRead(d.key, d.cursor, out) && d.cursor < end {
+		if !mayWait {
+			return stepWait, nil
+		}
+		if err := d.catchUp(ctx, out); err != nil {
+			if terminal(err) {
+				d.fail(ctx, err)
+				return stepEnd, nil
+			}
+			d.log().Warn("kafka: subscription catch-up failed", "err", err)
+			sleep(ctx, readerBackoff)
+			return stepAgain, nil
+		}
+	}
+	switch {
+	case len(out.records) > 0:
+		return d.lagged(end, d.pushCached(ctx, out, mayWait)), nil
+	case out.next > d.cursor:
+		d.cursor = out.next // offsets that hold no data record
+		return stepAgain, nil
+	case (gone != nil || (d.cursor > d.told && !d.view.All())) && !mayWait:
+		return stepWait, nil // telling the client may wait
+	case gone != nil:
+		d.fail(ctx, gone)
+		return stepEnd, nil
+	case d.cursor > d.told && !d.view.All():
+		if !d.tellPositionWhenIdle(ctx, changed) {
+			return stepEnd, nil
+		}
+		return stepAgain, nil
+	}
+	return stepPark, changed
+}
+
+// lagged reports the delivery's lag behind end once a push moved its
+// cursor, and passes next on.
+func (d *delivery) lagged(end int64, next stepResult) stepResult {
+	if next == stepAgain {
+		d.k.lagged(end, d.cursor)
+	}
+	return next
+}
+
+// park leaves the delivery waiting for changed or its context with no
+// goroutine; it reports false when the delivery must go on with the
+// calling goroutine (its context ended meanwhile).
+func (d *delivery) park(changed <-chan struct{}) bool {
+	d.parkedOn = changed
+	d.parked.Store(true)
+	parked.add(changed, &d.wake)
+	// A context that ended before the delivery was parked found nothing
+	// to wake: either this check sees it, or the wake sees the delivery
+	// parked.
+	if d.ctx.Err() == nil || !d.parked.CompareAndSwap(true, false) {
+		return true
+	}
+	parked.remove(changed, &d.wake)
+	d.parkedOn = nil
+	return false
 }
 
 // fail tells the client that the partition's delivery ends, and why.
@@ -314,13 +442,19 @@ func (d *delivery) catchUp(ctx context.Context, out *reply) error {
 	return d.k.read(ctx, d.key, true, d.cursor, out)
 }
 
+// cacheNeedsCheck reports whether the record cache holds the cursor since
+// before the last CacheCheckInterval, so that confirmCached asks Kafka.
+func (d *delivery) cacheNeedsCheck() bool {
+	return d.k.cache.heldBefore(d.key, d.cursor, time.Now().Add(-CacheCheckInterval))
+}
+
 // confirmCached makes sure, before the record cache answers at the cursor,
 // that what it holds there is still in Kafka: records the shared reader
 // cached within CacheCheckInterval are as fresh as a check; older ones (a
 // subscriber behind the end of the log) join the partition's check, so that
 // a DeleteRecords or a recreation of the topic since is seen at read time.
 func (d *delivery) confirmCached(ctx context.Context) error {
-	if !d.k.cache.heldBefore(d.key, d.cursor, time.Now().Add(-CacheCheckInterval)) {
+	if !d.cacheNeedsCheck() {
 		return nil
 	}
 	ctx, cancel := context.WithTimeout(ctx, d.k.cfg.RequestTimeout.Duration())
@@ -361,12 +495,16 @@ func (d *delivery) push(ctx context.Context, recs []*kgo.Record, next int64) boo
 // pushCached sends the records of out, records of the record cache, that
 // the session sees, in one push encoded once for every subscriber of the
 // same view that pushes the same records, and moves the cursor to the
-// offset to ask for next; it reports whether the session still takes
-// pushes. Records the session does not see move the cursor without a push,
-// but for one that carries the position now and then.
-func (d *delivery) pushCached(ctx context.Context, out *reply) bool {
+// offset to ask for next. Records the session does not see move the cursor
+// without a push, but for one that carries the position now and then.
+// Unless mayWait, it returns stepWait rather than wait for room in the
+// session's push queue.
+func (d *delivery) pushCached(ctx context.Context, out *reply, mayWait bool) stepResult {
 	ep, err := d.k.pushes.encode(d.topic, d.partition, d.cursor, out, d.view, d.k.cfg.WindowBytes)
-	return err == nil && d.send(ctx, ep)
+	if err != nil {
+		return stepEnd
+	}
+	return d.send(ctx, ep, mayWait)
 }
 
 // keptPush returns the push that another subscriber of the session's view
@@ -385,25 +523,36 @@ func (d *delivery) keptPush() *encodedPush {
 
 // send pushes ep, encoded for the session's view, and moves the cursor to
 // its next_offset; when the view sees none of its records, it only moves
-// the cursor, but for a push of the position now and then. It reports
-// whether the session still takes pushes.
-func (d *delivery) send(ctx context.Context, ep *encodedPush) bool {
+// the cursor, but for a push of the position now and then. Unless mayWait,
+// it returns stepWait, having done nothing, where it would wait for room
+// in the session's push queue.
+func (d *delivery) send(ctx context.Context, ep *encodedPush, mayWait bool) stepResult {
 	if ep.e == nil {
-		d.cursor = ep.next
-		if time.Since(d.toldAt) < positionPushInterval {
-			return true
+		due := time.Since(d.toldAt) >= positionPushInterval
+		if due && !mayWait {
+			return stepWait
 		}
-		return d.tellPosition(ctx)
+		d.cursor = ep.next
+		if due && !d.tellPosition(ctx) {
+			return stepEnd
+		}
+		return stepAgain
 	}
-	if err := d.req.PushEncoded(ctx, ep.e); err != nil {
-		return false
+	if mayWait {
+		if err := d.req.PushEncoded(ctx, ep.e); err != nil {
+			return stepEnd
+		}
+	} else if queued, err := d.req.TryPushEncoded(ep.e); err != nil {
+		return stepEnd
+	} else if !queued {
+		return stepWait
 	}
 	d.k.sent(d.tally, ep.records)
 	d.cursor = ep.next
 	if !d.view.All() {
 		d.told, d.toldAt = d.cursor, time.Now()
 	}
-	return true
+	return stepAgain
 }
 
 // tellPosition pushes the cursor as next_offset, without records; it

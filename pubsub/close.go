@@ -113,4 +113,5 @@ func (s *session) closeWith(code ws.StatusCode, reason string) {
 	}
 	s.cancel()
 	s.conn.SetReadDeadline(time.Now().Add(closeLinger))
+	s.wakeReader() // a parked reader reads the client's answer
 }

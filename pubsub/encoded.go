@@ -49,8 +49,24 @@ func (e *EncodedReply) Len() int { return len(e.body) }
 // receives exactly what Push of the same reply would send. It blocks and
 // fails as Push does.
 func (r *Request) PushEncoded(ctx context.Context, e *EncodedReply) error {
+	return r.pushEncoded(ctx, e, true)
+}
+
+// TryPushEncoded is PushEncoded without waiting: when the session's push
+// queue has no room for e now, it queues nothing and reports false. A
+// fan-out that serves many sessions from one goroutine uses it, and leaves
+// the sessions without room to goroutines of their own.
+func (r *Request) TryPushEncoded(e *EncodedReply) (queued bool, err error) {
+	err = r.pushEncoded(r.s.ctx, e, false)
+	if errors.Is(err, errNoRoom) {
+		return false, nil
+	}
+	return err == nil, err
+}
+
+func (r *Request) pushEncoded(ctx context.Context, e *EncodedReply, wait bool) error {
 	seq := r.Msg.GetSequence()
-	return r.s.enqueue(ctx, sequenceSize(seq)+len(e.body), func() (pushFrame, error) {
+	return r.s.enqueue(ctx, sequenceSize(seq)+len(e.body), wait, func() (pushFrame, error) {
 		return pushFrame{shared: e, seq: seq}, nil
 	})
 }
@@ -83,10 +99,17 @@ type pushFrame struct {
 	shared *EncodedReply
 	seq    int64
 	size   int // the frame's payload
+	// rest marks own as the end of a frame whose start writeNow wrote:
+	// raw bytes, no header.
+	rest bool
 }
 
 // putPush buffers one push frame. Callers hold wmu.
 func (s *session) putPush(f pushFrame) error {
+	if f.rest {
+		_, err := s.bw.Write(*f.own)
+		return err
+	}
 	if f.shared == nil {
 		return s.putFrame(ws.OpBinary, *f.own)
 	}
@@ -169,6 +192,10 @@ func (s *session) writeVectored(frames []pushFrame) error {
 	var scratch [ws.MaxHeaderSize]byte
 	bufs := make(net.Buffers, 0, 2*len(frames))
 	for _, f := range frames {
+		if f.rest {
+			bufs = append(bufs, *f.own)
+			continue
+		}
 		start := len(w.b)
 		body := f.shared.bodyOr(f.own)
 		prefix := 0

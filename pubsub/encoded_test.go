@@ -8,6 +8,7 @@ import (
 	"io"
 	"log/slog"
 	"net"
+	"strings"
 	"testing"
 	"time"
 
@@ -170,5 +171,48 @@ func TestQueuedPushesGoOutVectoredOverTCP(t *testing.T) {
 	conn.Close()
 	if err := <-served; err != nil && !errors.Is(err, net.ErrClosed) {
 		t.Logf("session ended: %v", err)
+	}
+}
+
+// TestTryPushEncodedQueuesOnlyWhatFits: TryPushEncoded queues while the
+// push queue has room and then reports false at once instead of waiting
+// for a client that does not read.
+func TestTryPushEncodedQueuesOnlyWhatFits(t *testing.T) {
+	e, err := EncodeReply(fetchPush(strings.Repeat("x", 3000)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	queued := make(chan int, 1)
+	m := NewMux()
+	m.On(CmdKafkaFetch, HandlerFunc(func(ctx context.Context, req *Request) (*pb.PubSubResp, error) {
+		n := 0
+		for ; n < 100; n++ {
+			ok, err := req.TryPushEncoded(e)
+			if err != nil {
+				return nil, err
+			}
+			if !ok {
+				break
+			}
+		}
+		queued <- n
+		return nil, nil
+	}))
+	p := startSession(t, context.Background(), m, Options{PushQueueBytes: 4 << 10})
+	p.send(fetchReq(1, "t"))
+	var n int
+	select {
+	case n = <-queued:
+	case <-time.After(5 * time.Second):
+		t.Fatal("TryPushEncoded waited for a client that does not read")
+	}
+	if n == 0 || n == 100 {
+		t.Fatalf("%d pushes queued in a queue of 4 KiB, want some and then no room", n)
+	}
+	for i := range n {
+		var resp pb.PubSubResp
+		if err := proto.Unmarshal(p.readFrame().Payload, &resp); err != nil || resp.GetSequence() != 1 {
+			t.Fatalf("push %d: %v, %v", i, &resp, err)
+		}
 	}
 }

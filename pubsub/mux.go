@@ -70,12 +70,24 @@ func Commands() []string {
 // Mux answers cmd_ping; every other command needs a handler. Register all
 // handlers before serving; a Mux is read-only while sessions use it.
 type Mux struct {
-	handlers map[protoreflect.Name]Handler
+	// handlers are by the command's position in the oneof: a session's
+	// Mux is a few words, not a map.
+	handlers []Handler
 }
+
+// commandPositions maps each command to its position in the oneof.
+var commandPositions = func() map[protoreflect.Name]int {
+	fields := reqOneof.Fields()
+	m := make(map[protoreflect.Name]int, fields.Len())
+	for i := range fields.Len() {
+		m[fields.Get(i).Name()] = i
+	}
+	return m
+}()
 
 // NewMux returns a Mux that answers cmd_ping.
 func NewMux() *Mux {
-	m := &Mux{handlers: make(map[protoreflect.Name]Handler, 4)}
+	m := &Mux{handlers: make([]Handler, len(commandPositions))}
 	m.On(CmdPing, HandlerFunc(pong))
 	return m
 }
@@ -84,10 +96,11 @@ func NewMux() *Mux {
 // (e.g. "cmd_kafka_fetch"). It panics if the command does not exist in the
 // schema, which is a programming error.
 func (m *Mux) On(command string, h Handler) {
-	if reqOneof.Fields().ByName(protoreflect.Name(command)) == nil {
+	i, ok := commandPositions[protoreflect.Name(command)]
+	if !ok {
 		panic(fmt.Sprintf("pubsub: %q is not a PubSubReq command", command))
 	}
-	m.handlers[protoreflect.Name(command)] = h
+	m.handlers[i] = h
 }
 
 // ErrUnknownCommand answers a command that has no handler.
@@ -95,11 +108,11 @@ var ErrUnknownCommand = errors.New("unknown command")
 
 // ServePubSub dispatches req to the handler of its command.
 func (m *Mux) ServePubSub(ctx context.Context, req *Request) (*pb.PubSubResp, error) {
-	h := m.handlers[protoreflect.Name(req.Command)]
-	if h == nil {
+	i, ok := commandPositions[protoreflect.Name(req.Command)]
+	if !ok || m.handlers[i] == nil {
 		return nil, ErrUnknownCommand
 	}
-	return h.ServePubSub(ctx, req)
+	return m.handlers[i].ServePubSub(ctx, req)
 }
 
 func pong(_ context.Context, req *Request) (*pb.PubSubResp, error) {

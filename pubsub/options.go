@@ -61,6 +61,10 @@ type Options struct {
 	// OnEnd, if set, is called once when the session has ended, with how it
 	// ended, for the session's log line and metrics.
 	OnEnd func(End)
+
+	// parkAfter is how long a reader waits for the client before it parks
+	// (tests shorten it); default defaultParkAfter.
+	parkAfter time.Duration
 }
 
 // withDefaults fills in the zero fields with config's defaults, the one
@@ -98,6 +102,9 @@ func (o Options) withDefaults() Options {
 	}
 	if o.Metrics == nil {
 		o.Metrics = metrics.Nop{}
+	}
+	if o.parkAfter <= 0 {
+		o.parkAfter = defaultParkAfter
 	}
 	return o
 }

@@ -39,7 +39,7 @@ type pushQueue struct {
 // enqueuePush waits while the queue is full, then encodes resp and queues it
 // for writing: a paused push holds no encoded bytes.
 func (s *session) enqueuePush(ctx context.Context, resp *pb.PubSubResp) error {
-	return s.enqueue(ctx, proto.Size(resp), func() (pushFrame, error) {
+	return s.enqueue(ctx, proto.Size(resp), true, func() (pushFrame, error) {
 		// The size was just computed on resp, which nothing changed since.
 		buf := getBuf()
 		b, err := proto.MarshalOptions{UseCachedSize: true}.MarshalAppend((*buf)[:0], resp)
@@ -52,16 +52,25 @@ func (s *session) enqueuePush(ctx context.Context, resp *pb.PubSubResp) error {
 	})
 }
 
-// enqueue waits while the queue has no room for a push of size bytes, then
-// builds it and queues it for writing. Queued pushes count as the
-// session's pending reply bytes until written.
-func (s *session) enqueue(ctx context.Context, size int, build func() (pushFrame, error)) error {
+// errNoRoom is enqueue's answer, when told not to wait, for a push that
+// does not fit the queue now.
+var errNoRoom = errors.New("pubsub: push queue full")
+
+// enqueue waits while the queue has no room for a push of size bytes (or,
+// unless wait, fails with errNoRoom at once), then builds it and queues it
+// for writing. Queued pushes count as the session's pending reply bytes
+// until written.
+func (s *session) enqueue(ctx context.Context, size int, wait bool, build func() (pushFrame, error)) error {
 	var stall <-chan time.Time
 	s.qmu.Lock()
 	for s.queue.bytes > 0 && s.queue.bytes+size > s.opts.PushQueueBytes {
 		if s.queue.stopped || s.closing.Load() {
 			s.qmu.Unlock()
 			return s.pushClosedErr()
+		}
+		if !wait {
+			s.qmu.Unlock()
+			return errNoRoom
 		}
 		if s.queue.space == nil {
 			s.queue.space = make(chan struct{})
@@ -95,8 +104,22 @@ func (s *session) enqueue(ctx context.Context, size int, build func() (pushFrame
 		return err
 	}
 	f.size = size
+	if !s.queue.running {
+		if rest, ok := s.writeNow(f); ok {
+			if f.shared == nil {
+				putBuf(f.own)
+			}
+			if rest == nil {
+				s.qmu.Unlock()
+				s.opts.Metrics.Pushed(1)
+				return nil
+			}
+			// The push writer counts the push once it writes the rest.
+			f = pushFrame{own: rest, size: len(*rest), rest: true}
+		}
+	}
 	s.queue.frames = append(s.queue.frames, f)
-	s.queue.bytes += size
+	s.queue.bytes += f.size
 	s.holdFrame(f)
 	start := !s.queue.running
 	s.queue.running = true
@@ -189,6 +212,7 @@ func (s *session) drainPushes() {
 // exitDrain releases.
 func (s *session) exitDrain(frames []pushFrame) {
 	s.queue.running = false
+	s.lastPushWrite.Store(time.Now().UnixNano())
 	s.queue.bytes = 0
 	if s.queue.exited != nil {
 		close(s.queue.exited)

@@ -13,8 +13,10 @@ import (
 	"github.com/envoy-pubsub/gateway/metrics"
 )
 
-// readLoop reads frames until the session ends.
-func (s *session) readLoop() error {
+// readLoop reads frames until the session ends, or until it parks the
+// session (parked true): a session with a watch whose client sent nothing
+// for parkAfter, between two messages, is left to the poller.
+func (s *session) readLoop() (parked bool, err error) {
 	var msg *[]byte // reassembly buffer of the message being read
 	defer func() {
 		if msg != nil {
@@ -22,26 +24,32 @@ func (s *session) readLoop() error {
 		}
 	}()
 	fragmented := false
-	// The idle deadline moves with the client's messages and pings, not
-	// with its pongs: answering the server's pings keeps no session open.
-	var idle time.Time
-	active := func() {
-		if s.opts.IdleTimeout > 0 {
-			idle = time.Now().Add(s.opts.IdleTimeout)
-		}
-	}
-	active()
 	for {
+		if msg == nil && s.watch != nil && s.in.empty() && !s.closing.Load() {
+			idle, err := s.awaitInput()
+			if err == nil && idle {
+				if s.park() {
+					return true, nil
+				}
+				continue
+			}
+			if err != nil {
+				return false, s.readFailed(err)
+			}
+		}
+		// The idle deadline moves with the client's messages and pings,
+		// not with its pongs: answering the server's pings keeps no
+		// session open.
 		if s.opts.IdleTimeout > 0 && !s.closing.Load() {
-			s.conn.SetReadDeadline(idle)
+			s.conn.SetReadDeadline(time.Unix(0, s.idleAt.Load()))
 		}
 		h, err := ws.ReadHeaderBuffer(&s.in, s.hdr[:])
 		if err != nil {
 			if errors.Is(err, os.ErrDeadlineExceeded) && s.streams.Load() > 0 && !s.closing.Load() {
-				active()
+				s.active()
 				continue // a client whose streams are live has no need to speak
 			}
-			return s.readFailed(err)
+			return false, s.readFailed(err)
 		}
 		state := ws.StateServerSide
 		if fragmented {
@@ -50,21 +58,21 @@ func (s *session) readLoop() error {
 		if err := ws.CheckHeader(h, state); err != nil {
 			s.unread = -1
 			s.closeWith(CloseProtocolError, err.Error())
-			return err
+			return false, err
 		}
 		if h.OpCode.IsControl() {
 			if h.OpCode == ws.OpPing {
-				active()
+				s.active()
 			}
 			if done, err := s.control(h); done {
-				return err
+				return false, err
 			}
 			continue
 		}
 		if h.OpCode == ws.OpText {
 			s.unread = h.Length
 			s.closeWith(CloseUnsupportedData, "text frames are not supported; send binary protobuf")
-			return errors.New("pubsub: text frame")
+			return false, errors.New("pubsub: text frame")
 		}
 		size := int64(0)
 		if msg != nil {
@@ -73,7 +81,7 @@ func (s *session) readLoop() error {
 		if size+h.Length > int64(s.opts.MaxFrameBytes) {
 			s.unread = h.Length
 			s.closeWith(CloseMessageTooBig, fmt.Sprintf("message exceeds %d bytes", s.opts.MaxFrameBytes))
-			return errors.New("pubsub: message too big")
+			return false, errors.New("pubsub: message too big")
 		}
 		if msg == nil {
 			msg = getBuf()
@@ -81,7 +89,7 @@ func (s *session) readLoop() error {
 		start := len(*msg)
 		*msg = grow(*msg, int(h.Length))
 		if _, err := io.ReadFull(&s.in, (*msg)[start:]); err != nil {
-			return s.readFailed(err)
+			return false, s.readFailed(err)
 		}
 		ws.Cipher((*msg)[start:], h.Mask, 0)
 		if !h.Fin {
@@ -96,11 +104,11 @@ func (s *session) readLoop() error {
 			continue
 		}
 		if !s.dispatch(*msg) {
-			return s.ctx.Err()
+			return false, s.ctx.Err()
 		}
 		putBuf(msg)
 		msg = nil
-		active()
+		s.active()
 	}
 }
 
@@ -163,6 +171,24 @@ type readAhead struct {
 	pos, end int
 	// read counts the bytes read from conn.
 	read int64
+}
+
+// empty reports whether no read-ahead bytes are left.
+func (r *readAhead) empty() bool { return r.pos == r.end }
+
+// fill reads what the client sent into the empty read-ahead. A read error
+// that came with data shows again on the next read.
+func (r *readAhead) fill() error {
+	n, err := r.conn.Read(r.buf[:])
+	r.count(n)
+	if n == 0 {
+		if err == nil {
+			err = io.ErrNoProgress
+		}
+		return err
+	}
+	r.pos, r.end = 0, n
+	return nil
 }
 
 // Read implements io.Reader, serving read-ahead bytes first.

@@ -9,12 +9,15 @@ import (
 	"runtime/debug"
 	"sync"
 	"sync/atomic"
+	"syscall"
+	"time"
 
 	"github.com/gobwas/ws"
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/reflect/protoreflect"
 
 	pb "github.com/envoy-pubsub/gateway/proto"
+	"github.com/envoy-pubsub/gateway/pubsub/internal/netpoll"
 )
 
 // Serve runs one session on conn, which must be past the WebSocket handshake,
@@ -22,7 +25,20 @@ import (
 // ends: the client closed, a protocol violation or limit closed it, or ctx was
 // canceled (the client then gets a 1001 close frame). conn is closed on
 // return. Serve never panics.
-func Serve(ctx context.Context, conn net.Conn, h Handler, opts Options) (err error) {
+func Serve(ctx context.Context, conn net.Conn, h Handler, opts Options) error {
+	ended := make(chan error, 1)
+	Start(ctx, conn, h, opts, func(err error) { ended <- err })
+	return <-ended
+}
+
+// Start runs one session on conn as Serve does, but returns at once; onEnd
+// (if not nil) is called with what Serve would return once the session has
+// ended and conn is closed. A session whose client sends nothing holds no
+// goroutine when conn has a file descriptor (TCP and unix sockets, on
+// Linux): the poller of package netpoll starts its reader when the client
+// sends again. Other connections (net.Pipe, TLS) are read by a goroutine of
+// their own for the whole session.
+func Start(ctx context.Context, conn net.Conn, h Handler, opts Options, onEnd func(error)) {
 	o := opts.withDefaults()
 	s := &session{
 		conn:     conn,
@@ -31,9 +47,14 @@ func Serve(ctx context.Context, conn net.Conn, h Handler, opts Options) (err err
 		inflight: make(chan struct{}, o.MaxInFlight),
 		in:       readAhead{conn: conn, metrics: o.Metrics},
 		vectored: writesVectors(conn),
+		raw:      rawConnOf(conn),
+		onEnd:    onEnd,
+	}
+	if w, err := netpoll.New(conn, s.onReadable); err == nil {
+		s.watch = w
 	}
 	s.ctx, s.cancel = context.WithCancel(ctx)
-	stop := context.AfterFunc(ctx, func() {
+	s.stopOnCancel = context.AfterFunc(ctx, func() {
 		defer func() {
 			if p := recover(); p != nil {
 				o.Logger.Error("pubsub: shutdown close panic", "panic", p, "stack", string(debug.Stack()))
@@ -44,42 +65,99 @@ func Serve(ctx context.Context, conn net.Conn, h Handler, opts Options) (err err
 		s.abandonWrites(closeLinger)
 		s.closeWith(CloseGoingAway, closeReasonShutdown)
 	})
-	defer func() {
-		if p := recover(); p != nil {
-			o.Logger.Error("pubsub: session panic", "panic", p, "stack", string(debug.Stack()))
-			s.closeWith(CloseInternalError, errMsgInternalFailure)
-			err = fmt.Errorf("pubsub: session panic: %v", p)
-		}
-		stop()
-		s.stopKeepalive()
-		s.cancel()
-		s.awaitPeerClose()
-		s.conn.Close()
-		s.stopPushes()
-		s.handlers.Wait()
-		s.reportEnd(err)
-	}()
+	s.active()
+	s.startIdleTimer()
 	s.startKeepalive()
 	if o.Deadline != nil {
-		defer o.Deadline.bind(s.closeAbandoning, s.logPanic("deadline"))()
+		s.unbindDeadline = o.Deadline.bind(s.closeAbandoning, s.logPanic("deadline"))
 	}
-	return s.readLoop()
+	go s.read()
+}
+
+// read runs the session's reader until it ends the session, or parks it
+// (the poller starts read again when the client sends).
+func (s *session) read() {
+	var (
+		parked bool
+		err    error
+	)
+	defer func() {
+		if p := recover(); p != nil {
+			s.opts.Logger.Error("pubsub: session panic", "panic", p, "stack", string(debug.Stack()))
+			s.closeWith(CloseInternalError, errMsgInternalFailure)
+			parked, err = false, fmt.Errorf("pubsub: session panic: %v", p)
+		}
+		if !parked { // a parked session is another reader's from now on
+			s.finish(err)
+		}
+	}()
+	parked, err = s.readLoop()
+}
+
+// finish ends a session whose reader returned err: it stops what the
+// session started, leaves the client time to answer a close frame, closes
+// the connection, waits for the handlers and reports the end.
+func (s *session) finish(err error) {
+	if s.unbindDeadline != nil {
+		s.unbindDeadline()
+	}
+	s.stopOnCancel()
+	s.stopKeepalive()
+	s.stopIdleTimer()
+	s.cancel()
+	s.awaitPeerClose()
+	if s.watch != nil {
+		s.watch.Close()
+	}
+	s.conn.Close()
+	s.stopPushes()
+	s.handlers.Wait()
+	s.reportEnd(err)
+	if s.onEnd != nil {
+		defer func() {
+			if p := recover(); p != nil {
+				s.opts.Logger.Error("pubsub: session end callback panic", "panic", p, "stack", string(debug.Stack()))
+			}
+		}()
+		s.onEnd(err)
+	}
 }
 
 // session is the state of one served connection. An idle session holds only
-// this struct, its reader goroutine and the socket: read buffers are taken
-// per message and write buffers per burst of replies.
+// this struct, its timers and the socket (and, without a poller, its reader
+// goroutine): read buffers are taken per message and write buffers per
+// burst of replies.
 type session struct {
 	conn net.Conn
+	// watch, if the connection has a file descriptor, starts the reader
+	// when the client sends to a session whose reader parked.
+	watch *netpoll.Watch
+	// readState is readRunning while a goroutine reads the client, or
+	// readParked while the watch waits for its input.
+	readState atomic.Int32
+	// idleAt is when the session idles out (Unix ns; 0: never), which the
+	// reader moves with the client's messages; idleTimer enforces it while
+	// the reader is parked.
+	idleAt         atomic.Int64
+	idleTimer      *time.Timer
+	onEnd          func(error)
+	stopOnCancel   func() bool
+	unbindDeadline func()
+	// connFailed is set once a failed write closed the connection.
+	connFailed atomic.Bool
 	// vectored is set when conn writes net.Buffers with one system call.
 	vectored bool
-	handler  Handler
-	opts     Options
-	ctx      context.Context
-	cancel   context.CancelFunc
-	inflight chan struct{}
-	handlers sync.WaitGroup
-	hdr      [ws.MaxHeaderSize - 2]byte
+	// raw, for TCP and unix sockets, writes pushes without blocking
+	// (writeNow); lastPushWrite is when pushes were last written (Unix ns).
+	raw           syscall.RawConn
+	lastPushWrite atomic.Int64
+	handler       Handler
+	opts          Options
+	ctx           context.Context
+	cancel        context.CancelFunc
+	inflight      chan struct{}
+	handlers      sync.WaitGroup
+	hdr           [ws.MaxHeaderSize - 2]byte
 	// in is the reader goroutine's view of conn.
 	in readAhead
 

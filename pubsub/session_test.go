@@ -27,10 +27,42 @@ type peer struct {
 	done chan error
 }
 
-// startSession serves h on one end of a pipe and returns the other end.
+// overTCP makes startSession serve on loopback TCP, where an idle session's
+// reader parks (after a millisecond) and the poller restarts it, instead of
+// on net.Pipe. TestSessionsOverTCP sets it; no test runs in parallel.
+var overTCP bool
+
+// tcpPair returns the two ends of a loopback TCP connection.
+func tcpPair(t testing.TB) (srv, cli net.Conn) {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	accepted := make(chan net.Conn, 1)
+	go func() {
+		c, _ := ln.Accept()
+		accepted <- c
+	}()
+	if cli, err = net.Dial("tcp", ln.Addr().String()); err != nil {
+		t.Fatal(err)
+	}
+	if srv = <-accepted; srv == nil {
+		t.Fatal("accept failed")
+	}
+	return srv, cli
+}
+
+// startSession serves h on one end of a pipe (or, overTCP, a TCP
+// connection) and returns the other end.
 func startSession(t *testing.T, ctx context.Context, h Handler, opts Options) *peer {
 	t.Helper()
 	srv, cli := net.Pipe()
+	if overTCP {
+		srv, cli = tcpPair(t)
+		opts.parkAfter = time.Millisecond
+	}
 	if opts.Logger == nil {
 		opts.Logger = slog.New(slog.NewTextHandler(io.Discard, nil))
 	}
@@ -456,5 +488,33 @@ func TestSlowConsumerIsPausedThenClosedWith4008(t *testing.T) {
 			t.Fatalf("push %d arrived as %d", next, got)
 		}
 		next++
+	}
+}
+
+// TestSessionsOverTCP runs the session tests that do not rely on net.Pipe's
+// lack of buffering on loopback TCP, where readers park between messages:
+// the poller must restart them, and idle timeouts, pings, closes and
+// shutdown must work the same on parked sessions.
+func TestSessionsOverTCP(t *testing.T) {
+	overTCP = true
+	defer func() { overTCP = false }()
+	for name, test := range map[string]func(*testing.T){
+		"ping":           TestPingEchoesStateAndSequence,
+		"bad requests":   TestBadRequestsGetErrorsAndKeepTheSessionUsable,
+		"handler error":  TestHandlerErrorBecomesErrorResp,
+		"handler panic":  TestHandlerPanicIsRecovered,
+		"close codes":    TestCloseCodes,
+		"fragments":      TestFragmentedMessageIsReassembledAroundControlFrames,
+		"pipelined":      TestPipelinedRequestsRunConcurrentlyUpToTheBound,
+		"push":           TestPushSendsRepliesWithTheRequestSequence,
+		"order":          TestOrderCountsRequestsPerCommand,
+		"after reply":    TestAfterReplyRunsOnceTheReplyIsWritten,
+		"pings":          TestServerPingsWithinTheInterval,
+		"pongs":          TestPeerThatAnswersPingsStays,
+		"silent peer":    TestSilentPeerIsClosedWithPingTimeout,
+		"pongs and idle": TestPongsDoNotKeepAnIdleSessionOpen,
+		"push encoded":   TestPushEncodedSendsWhatPushSends,
+	} {
+		t.Run(name, test)
 	}
 }

@@ -129,6 +129,8 @@ func (s *session) failWrites(err error) {
 		s.bw = nil
 	}
 	s.conn.Close()
+	s.connFailed.Store(true)
+	s.wakeReader()
 	if errors.Is(err, os.ErrDeadlineExceeded) && s.abandonAt.Load() == 0 {
 		s.opts.Logger.Warn("pubsub: closing session: client does not read its replies", "remote", s.conn.RemoteAddr())
 	}

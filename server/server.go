@@ -288,21 +288,30 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		s.opts.Observer.SessionStarted()
 	}
 	s.opts.Metrics.SessionOpened()
-	log := s.log.With(attrsToArgs(route.Attrs)...)
+	log := withAttrs(s.log, route.Attrs)
 	log.Debug("server: session started", "remote", r.RemoteAddr)
-	go s.run(conn, route, release, log, sessionStart{remote: r.RemoteAddr, path: r.URL.Path, at: time.Now()})
+	s.start(conn, route, release, log, sessionStart{remote: r.RemoteAddr, path: r.URL.Path, at: time.Now()})
 }
 
-// run serves one upgraded connection; it owns its cleanup and logs the
-// session's end.
-func (s *Server) run(conn net.Conn, route Route, release func(), log *slog.Logger, start sessionStart) {
+// start serves one upgraded connection; the session's end runs its
+// cleanup and logs the session's end. No goroutine waits for the session:
+// an idle one holds none.
+func (s *Server) start(conn net.Conn, route Route, release func(), log *slog.Logger, start sessionStart) {
 	end := pubsub.End{Code: int(pubsub.CloseAbnormal)}
 	tally := &metrics.Tally{}
-	defer func() {
-		if p := recover(); p != nil {
-			log.Error("server: session panic", "panic", p, "stack", string(debug.Stack()))
-			conn.Close()
+	ctx := s.ctx
+	stopRoute := func() {}
+	if route.Context != nil {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithCancel(ctx)
+		stopAfter := context.AfterFunc(route.Context, cancel)
+		stopRoute = func() {
+			stopAfter()
+			cancel()
 		}
+	}
+	ended := func(error) {
+		stopRoute()
 		release()
 		s.active.Add(-1)
 		if s.opts.Observer != nil {
@@ -311,19 +320,12 @@ func (s *Server) run(conn net.Conn, route Route, release func(), log *slog.Logge
 		s.opts.Metrics.SessionClosed(end.Code)
 		logSessionEnd(log, route, start, end, tally)
 		s.sessions.Done()
-	}()
+	}
 	opts := s.opts.Session
 	opts.Logger = log
 	opts.Deadline = route.Deadline
 	opts.OnEnd = func(e pubsub.End) { end = e }
-	ctx := s.ctx
-	if route.Context != nil {
-		var cancel context.CancelFunc
-		ctx, cancel = context.WithCancel(ctx)
-		defer cancel()
-		defer context.AfterFunc(route.Context, cancel)()
-	}
-	pubsub.Serve(metrics.WithTally(ctx, tally), conn, route.Handler, opts)
+	pubsub.Start(metrics.WithTally(ctx, tally), conn, route.Handler, opts, ended)
 }
 
 func (s *Server) refuse(w http.ResponseWriter, err error) {
@@ -370,14 +372,6 @@ func NamesWebSocket(upgrade string) bool {
 		}
 	}
 	return false
-}
-
-func attrsToArgs(attrs []slog.Attr) []any {
-	args := make([]any, len(attrs))
-	for i, a := range attrs {
-		args[i] = a
-	}
-	return args
 }
 
 // prefixedConn is a connection whose first bytes were already buffered by

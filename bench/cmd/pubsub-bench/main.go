@@ -42,23 +42,24 @@ func run() error {
 	quick := flag.Bool("quick", false, "small sizes that finish in under a minute; results go to a temporary directory and BENCHMARKS.md is left alone")
 	sizes := flag.String("sizes", "100,1024", "record value sizes of the throughput runs, bytes")
 	mb := flag.Float64("mb", 100, "megabytes of values read per size and reader")
-	runs := flag.Int("runs", 5, "rounds of throughput runs, each running every reader once; each reader keeps its fastest")
+	runs := flag.Int("runs", 3, "rounds of throughput runs, each running every reader once; each reader keeps its fastest")
 	sessions := flag.String("sessions", "1,10,100", "concurrent session counts read through the gateway")
-	idle := flag.String("idle", "1000,10000", "idle session counts whose gateway memory is measured")
+	idle := flag.String("idle", "1000,2000,4000,10000", "idle session counts whose gateway memory is measured")
 	latency := flag.Int("latency-samples", 5000, "round trips per latency figure")
 	fanoutSessions := flag.Int("fanout-sessions", 100, "sessions tailing one partition in the fan-out run")
 	fanoutRecords := flag.Int("fanout-records", 5000, "records produced in the fan-out run")
 	subscribeSessions := flag.String("subscribe-sessions", "1,100,1000", "session counts subscribed to one partition in the subscription runs; empty skips them (code without subscriptions)")
 	subscribeRecords := flag.Int("subscribe-records", 20000, "records produced in each subscription run")
-	codecs := flag.String("codecs", "none,snappy,lz4,zstd", "batch compressions of the real-data runs ("+strings.Join(bench.CodecNames(), ", ")+"); empty skips them")
-	eventMB := flag.Float64("event-mb", 10, "megabytes of JSON events in each codec's partition")
-	sharedSessions := flag.String("shared-sessions", "1,10,100", "reader counts of the real-data runs: as many direct consumers and as many sessions each read the whole partition")
+	codecs := flag.String("codecs", "none,snappy,zstd", "batch compressions of the real-data runs ("+strings.Join(bench.CodecNames(), ", ")+"); empty skips them")
+	eventMB := flag.Float64("event-mb", 100, "megabytes of JSON events in each codec's partition")
+	eventBytes := flag.Int("event-bytes", bench.SmallEventBytes, fmt.Sprintf("kind of JSON events by size: %d (compact events) or %d (events with nested objects and text)", bench.SmallEventBytes, bench.LargeEventBytes))
+	sharedSessions := flag.String("shared-sessions", "1,10", "reader counts of the real-data runs: as many direct consumers and as many sessions each read the whole partition")
 	pushSessions := flag.String("push-sessions", "1,100,1000", "subscriber counts of the push latency runs; empty skips them")
 	pushRecords := flag.Int("push-records", 3000, "records produced in each push latency run")
 	pushRate := flag.Float64("push-rate", 1000, "records per second produced in the push latency runs")
 	cacheBytes := flag.Int("cache-bytes", 0, "the gateway cluster's cache_bytes (its decoded-record cache); 0 keeps the gateway's default")
 	windowBytes := flag.Int("window-bytes", 0, "the gateway cluster's window_bytes (the cache's share for one partition); 0 keeps the gateway's default")
-	clientKind := flag.String("client", bench.ClientRaw, "client of the sessions: raw (a lean frame-level client) or go (the project's client package)")
+	clientKind := flag.String("client", bench.ClientProto, "client of the sessions: proto (replies decoded by the generated protobuf code, as applications do), raw (a lean frame-level client) or go (the project's client package)")
 	out := flag.String("out", "results", "directory of the result files (the default is relative to the bench module, where the command runs)")
 	doc := flag.String("doc", filepath.Join("..", "BENCHMARKS.md"), "Markdown file whose results section is replaced; empty leaves it")
 	compare := flag.String("compare", "", "results.json of an earlier run to compare with (before/after table)")
@@ -77,6 +78,7 @@ func run() error {
 		FanoutRecords:    *fanoutRecords,
 		SubscribeRecords: *subscribeRecords,
 		EventMB:          *eventMB,
+		EventBytes:       *eventBytes,
 		CacheBytes:       *cacheBytes,
 		WindowBytes:      *windowBytes,
 		PushRecords:      *pushRecords,
@@ -84,8 +86,8 @@ func run() error {
 		CPUProfile:       absolute(*cpuProfile),
 		MemProfile:       absolute(*memProfile),
 	}
-	if cfg.Client != bench.ClientRaw && cfg.Client != bench.ClientGo {
-		return fmt.Errorf("-client: %q is neither %s nor %s", cfg.Client, bench.ClientRaw, bench.ClientGo)
+	if cfg.Client != bench.ClientProto && cfg.Client != bench.ClientRaw && cfg.Client != bench.ClientGo {
+		return fmt.Errorf("-client: %q is none of %s, %s, %s", cfg.Client, bench.ClientProto, bench.ClientRaw, bench.ClientGo)
 	}
 	var err error
 	if cfg.ValueSizes, err = ints("sizes", *sizes); err != nil {
@@ -114,6 +116,9 @@ func run() error {
 		if cfg.PushSessions, err = ints("push-sessions", *pushSessions); err != nil {
 			return err
 		}
+	}
+	if cfg.EventBytes != bench.SmallEventBytes && cfg.EventBytes != bench.LargeEventBytes {
+		return fmt.Errorf("-event-bytes: %d is neither %d nor %d", cfg.EventBytes, bench.SmallEventBytes, bench.LargeEventBytes)
 	}
 	if cfg.PushRate <= 0 || cfg.PushRecords <= 0 || cfg.EventMB <= 0 {
 		return fmt.Errorf("-push-rate, -push-records and -event-mb must be positive")

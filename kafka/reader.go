@@ -136,7 +136,41 @@ func (k *Cluster) acquireReader(ctx context.Context, topic string, partition int
 	rs.readers[key] = r
 	rs.topicIDs[topic] = info.topicID
 	rs.consumer.AddConsumePartitions(map[string]map[int32]kgo.Offset{topic: {partition: kgo.NewOffset().At(end)}})
+	go k.confirmIncarnation(r, rs.consumer)
 	return r, nil
+}
+
+// confirmIncarnation makes sure that the consumer reads the incarnation of
+// the topic that reader r started on, or ends r. franz-go retries without a
+// word a topic its metadata does not find: a topic deleted (or created
+// again) between the metadata request that started r and the consumer's
+// first would leave r's users waiting for ever, with no fetch to fail.
+// Once the consumer has loaded r's partition, or failed to, a fresh
+// metadata request still naming r's incarnation shows that the consumer
+// loaded that one (a later deletion fails its fetches); one naming none or
+// another ends the readers of the incarnation. It returns when r stops.
+func (k *Cluster) confirmIncarnation(r *partitionReader, consumer *kgo.Client) {
+	defer k.pool.recoverPanic("confirming a reader's incarnation")
+	for {
+		time.Sleep(readerBackoff)
+		if !k.readers.runs(r) {
+			return
+		}
+		leader, _, loadErr := consumer.PartitionLeader(r.key.topic, r.key.partition)
+		if leader < 0 && loadErr == nil {
+			continue // the consumer has not loaded the partition yet
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), k.cfg.RequestTimeout.Duration())
+		info, err := k.lookup(ctx, r.key.topic, r.key.partition, true)
+		cancel()
+		switch {
+		case errors.Is(err, ErrTopicNotFound) || errors.Is(err, ErrPartitionNotFound) || (err == nil && info.topicID != r.topicID):
+			k.readers.retireTopic(r.key.topic, r.topicID, ErrTopicNotFound)
+			return
+		case err == nil && loadErr == nil:
+			return
+		}
+	}
 }
 
 // reuse returns the running reader of key, with a new reference, if it
@@ -258,6 +292,14 @@ func (k *Cluster) leaseReader(ctx context.Context, topic string, partition int32
 	}
 	time.AfterFunc(readerLinger, expire)
 	return r, nil
+}
+
+// runs reports whether reader r still runs: it was not stopped, nor the
+// consumer closed.
+func (rs *readerSet) runs(r *partitionReader) bool {
+	rs.mu.Lock()
+	defer rs.mu.Unlock()
+	return !rs.closed && rs.readers[r.key] == r
 }
 
 // runningReader returns the reader of topic/partition if one runs.

@@ -27,11 +27,11 @@ const DefaultInterval = 10 * time.Second
 const maxKeys = 1024
 
 // keyAttrs are the record attributes that, with the level and the message,
-// key the limit: they name things of the configuration, so they take few
-// values. Every other attribute (a client's address, an error, a stack)
+// key the limit: they name things of the configuration or a reason from a
+// fixed set, so they take few values. Every other attribute (a client's address, an error, a stack)
 // varies freely and is left out, so that it neither defeats the limit nor
 // grows the memory.
-var keyAttrs = []string{"cluster", "broker", "brokers", "jwks_uri"}
+var keyAttrs = []string{"cluster", "broker", "brokers", "jwks_uri", "reason"}
 
 // SuppressedKey is the attribute that counts the records held back since
 // the last one of the same message.

@@ -103,3 +103,24 @@ func TestKeysRemainBounded(t *testing.T) {
 		t.Errorf("%d keys remembered, want at most %d", n, maxKeys)
 	}
 }
+
+// TestEachRefusalReasonPasses: warnings of one message with different
+// reasons (a fixed set: why an upgrade was refused) pass each, so an
+// operator sees every kind of refusal, while the clients' addresses still
+// do not tell them apart.
+func TestEachRefusalReasonPasses(t *testing.T) {
+	var out bytes.Buffer
+	h := New(slog.NewTextHandler(&out, nil), time.Second)
+	t0 := time.Unix(1000, 0)
+	for i, reason := range []string{"unknown ticket", "no ticket", "unknown ticket", "ticket expired"} {
+		r := slog.NewRecord(t0.Add(time.Duration(i)*time.Millisecond), slog.LevelWarn, "upgrade refused", 0)
+		r.AddAttrs(slog.String("reason", reason), slog.String("remote", fmt.Sprintf("127.0.0.1:%d", 40000+i)))
+		h.Handle(context.Background(), r)
+	}
+	got := out.String()
+	for _, reason := range []string{`reason="unknown ticket"`, `reason="no ticket"`, `reason="ticket expired"`} {
+		if strings.Count(got, reason) != 1 {
+			t.Errorf("%s logged %d times, want once:\n%s", reason, strings.Count(got, reason), got)
+		}
+	}
+}

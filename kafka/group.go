@@ -265,13 +265,6 @@ func (m *member) run(ctx context.Context, wg *sync.WaitGroup, release func(), fo
 			}
 			(&delivery{req: m.req, topic: topic, partition: partition}).fail(ctx, cause)
 		})
-		if recreated {
-			// The topic was deleted (and perhaps created again): franz-go
-			// fails its old id until it is purged. The member forgets it
-			// and joins the topic of that name anew.
-			m.cl.PurgeTopicsFromConsuming(m.topic)
-			m.cl.AddConsumeTopics(m.topic)
-		}
 		live := true
 		fetches.EachPartition(func(p kgo.FetchTopicPartition) {
 			if live && len(p.Records) > 0 {
@@ -279,6 +272,19 @@ func (m *member) run(ctx context.Context, wg *sync.WaitGroup, release func(), fo
 				m.k.lagged(p.HighWatermark, p.Records[len(p.Records)-1].Offset+1)
 			}
 		})
+		if recreated {
+			// The topic was deleted (and perhaps created again): franz-go
+			// fails its old id until it is purged. The member forgets it
+			// and joins the topic of that name anew. The revocation this
+			// causes does not wait for the client to commit what it was
+			// sent: those offsets were of the deleted topic, and a commit
+			// of them could only skip records of the new one.
+			m.mu.Lock()
+			clear(m.delivered)
+			m.mu.Unlock()
+			m.cl.PurgeTopicsFromConsuming(m.topic)
+			m.cl.AddConsumeTopics(m.topic)
+		}
 		m.cl.AllowRebalance()
 		if !live {
 			return

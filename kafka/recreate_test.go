@@ -12,6 +12,7 @@ import (
 
 	"github.com/envoy-pubsub/gateway/client"
 	"github.com/envoy-pubsub/gateway/internal/testkit"
+	"github.com/envoy-pubsub/gateway/kafka"
 	pb "github.com/envoy-pubsub/gateway/proto"
 )
 
@@ -240,6 +241,9 @@ func TestRecreatedTopicUnderAGroupMember(t *testing.T) {
 	t.Logf("error after %v", time.Since(start))
 	pushes.await(t, "the new records", func(values, _ []string) bool { return len(values) >= 15 })
 	t.Logf("records after %v", time.Since(start))
+	if d := time.Since(start); d >= kafka.RevokeCommitTimeout {
+		t.Fatalf("the new records came after %v: the member waited for commits of the deleted topic", d)
+	}
 	pushes.mu.Lock()
 	defer pushes.mu.Unlock()
 	if got := pushes.values[10:]; !slices.Equal(got, []string{"new-0", "new-1", "new-2", "new-3", "new-4"}) {

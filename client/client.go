@@ -193,7 +193,7 @@ func newClient(conn net.Conn, br *bufio.Reader, opts Options) *Client {
 		rd:        conn,
 		pending:   make(map[int64]chan *pb.PubSubResp),
 		subs:      make(map[int64]*Subscription),
-		unmatched: make(chan *pb.PubSubResp, 16),
+		unmatched: make(chan *pb.PubSubResp, unmatchedBuffer),
 		done:      make(chan struct{}),
 	}
 	c.pushes.init(opts)
@@ -269,7 +269,12 @@ func (c *Client) SendRaw(op ws.OpCode, payload []byte) error {
 	return nil
 }
 
-// Unmatched returns replies that answer no pending request of this client.
+// unmatchedBuffer is how many replies Unmatched holds unread; further ones
+// are dropped, since the connection's reader never waits for them.
+const unmatchedBuffer = 64
+
+// Unmatched returns replies that answer no pending request of this client
+// (up to 64 unread ones are held; more are dropped).
 func (c *Client) Unmatched() <-chan *pb.PubSubResp { return c.unmatched }
 
 // Done is closed when the connection ends; Err then says why.

@@ -316,3 +316,52 @@ func TestCloseReturnsWhileASubscriptionIsNotRead(t *testing.T) {
 		t.Fatalf("%d bytes held after Close", got)
 	}
 }
+
+// TestAPushWithNothingBeforeItIsOnCAtOnce: a push handed over while no
+// push waits before it is in C's buffer when deliver returns, so a push the
+// server sent before a reply is on C by the time the reply is returned
+// (the group revocation before an unsubscribe reply); past C's buffer,
+// pushes wait in the queue, counted, and all arrive in order.
+func TestAPushWithNothingBeforeItIsOnCAtOnce(t *testing.T) {
+	c := &Client{}
+	c.pushes.init(Options{})
+	sub := &Subscription{
+		c:      c,
+		ch:     make(chan *pb.PubSubResp, subscriptionBuffer),
+		ready:  make(chan struct{}, 1),
+		stop:   make(chan struct{}),
+		pumped: make(chan struct{}),
+	}
+	if err := c.deliver(sub, partition0(0), 100); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case resp := <-sub.C():
+		if off := resp.GetKafkaFetchResp().GetMessages()[0].GetOffset(); off != 0 {
+			t.Fatalf("push at offset %d, want 0", off)
+		}
+	default:
+		t.Fatal("the push is not on C when deliver returns")
+	}
+	if n := held(c); n != 0 {
+		t.Errorf("%d bytes held for a push already on C", n)
+	}
+	for i := 1; i <= subscriptionBuffer+10; i++ {
+		if err := c.deliver(sub, partition0(i), 100); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if n := held(c); n != 10*100 {
+		t.Errorf("%d bytes held, want the 10 pushes past C's buffer (1000)", n)
+	}
+	go sub.pump()
+	for i := 1; i <= subscriptionBuffer+10; i++ {
+		resp := <-sub.C()
+		if off := resp.GetKafkaFetchResp().GetMessages()[0].GetOffset(); off != int64(i) {
+			t.Fatalf("push at offset %d, want %d", off, i)
+		}
+	}
+	waitFor(t, "the queue's bytes released", func() bool { return held(c) == 0 })
+	sub.once.Do(func() { close(sub.stop) })
+	<-sub.pumped
+}

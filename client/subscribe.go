@@ -28,6 +28,11 @@ type Subscription struct {
 	ended bool         // no push follows the queued ones
 }
 
+// subscriptionBuffer is how many pushes C holds for its reader; the
+// pushes after them wait in the subscription's queue, counted against
+// Options.PushBufferBytes.
+const subscriptionBuffer = 64
+
 // queuedPush is a push and its size on the wire.
 type queuedPush struct {
 	resp *pb.PubSubResp
@@ -40,7 +45,7 @@ type queuedPush struct {
 func (c *Client) Subscribe(ctx context.Context, cmd *pb.CmdKafkaSubscribe) (*Subscription, error) {
 	sub := &Subscription{
 		c:      c,
-		ch:     make(chan *pb.PubSubResp),
+		ch:     make(chan *pb.PubSubResp, subscriptionBuffer),
 		ready:  make(chan struct{}, 1),
 		stop:   make(chan struct{}),
 		pumped: make(chan struct{}),
@@ -61,8 +66,9 @@ func (c *Client) Subscribe(ctx context.Context, cmd *pb.CmdKafkaSubscribe) (*Sub
 // C delivers the subscription's pushes in order. It is closed after
 // Unsubscribe or Close, which drop the pushes not taken (so does a client
 // that ends the connection itself, as with ErrPingTimeout), or once the
-// connection ended otherwise and the pushes received before were taken. Pushes wait for the reader of C in a queue of their
-// own, so the connection reads on: requests, also those made between two
+// connection ended otherwise and the pushes received before were taken. C holds up to 64 pushes; the
+// pushes after them wait for the reader of C in a queue of their own, so
+// the connection reads on: requests, also those made between two
 // reads of C, get their replies. While the pushes of all subscriptions of
 // the connection that wait exceed Options.PushBufferBytes and no request
 // waits for a reply, the client stops reading the connection; a reader
@@ -82,9 +88,12 @@ func (s *Subscription) Unsubscribe(ctx context.Context) error {
 	return err
 }
 
-// enqueue queues a push of size bytes for the reader of C; it reports
-// false, queueing nothing, once the subscription ended or Unsubscribe
-// started.
+// enqueue hands a push of size bytes to the reader of C, through C's
+// buffer when nothing is queued before it and there is room, else through
+// the queue; it reports false, queueing nothing, once the subscription
+// ended or Unsubscribe started. It holds s.mu while it sends, and the pump
+// closes C only after drop has marked the subscription ended under s.mu,
+// so it never sends on a closed C.
 func (s *Subscription) enqueue(resp *pb.PubSubResp, size int) bool {
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -95,6 +104,17 @@ func (s *Subscription) enqueue(resp *pb.PubSubResp, size int) bool {
 	}
 	if s.ended {
 		return false
+	}
+	if len(s.queue) == 0 {
+		// Nothing waits before it: C's buffer takes it at once when it has
+		// room, so a push received before a reply is on C by the time the
+		// reply is.
+		select {
+		case s.ch <- resp:
+			s.c.pushes.release(size)
+			return true
+		default:
+		}
 	}
 	s.queue = append(s.queue, queuedPush{resp, size})
 	s.wake()
@@ -124,7 +144,8 @@ func (s *Subscription) wake() {
 func (s *Subscription) pump() {
 	defer close(s.pumped)
 	defer close(s.ch)
-	defer s.drop()
+	discard := true // Unsubscribe or Close: what C's buffer holds is dropped too
+	defer func() { s.drop(discard) }()
 	defer func() {
 		if p := recover(); p != nil {
 			s.c.fail(fmt.Errorf("client: subscription panic: %v", p))
@@ -140,6 +161,7 @@ func (s *Subscription) pump() {
 		s.mu.Unlock()
 		if empty {
 			if ended {
+				discard = false // the reader of C takes what its buffer holds
 				return
 			}
 			select {
@@ -173,8 +195,9 @@ func (s *Subscription) pump() {
 	}
 }
 
-// drop releases the pushes left in the queue.
-func (s *Subscription) drop() {
+// drop releases the pushes left in the queue and marks the subscription
+// ended; with discard it also empties C's buffer.
+func (s *Subscription) drop(discard bool) {
 	s.mu.Lock()
 	n := 0
 	for _, q := range s.queue {
@@ -182,6 +205,14 @@ func (s *Subscription) drop() {
 	}
 	s.queue = nil
 	s.ended = true
+	for discard {
+		select {
+		case <-s.ch: // its bytes were released when it went in
+			continue
+		default:
+		}
+		break
+	}
 	s.mu.Unlock()
 	if n > 0 {
 		s.c.pushes.release(n)

@@ -87,22 +87,5 @@ func TestPushesWrittenAtOnceStayWholeAndInOrder(t *testing.T) {
 
 // unixPair returns the two ends of a unix socket connection.
 func unixPair(t *testing.T) (srv, cli net.Conn) {
-	t.Helper()
-	ln, err := net.Listen("unix", filepath.Join(t.TempDir(), "s"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	accepted := make(chan net.Conn, 1)
-	go func() {
-		c, _ := ln.Accept()
-		accepted <- c
-	}()
-	if cli, err = net.Dial("unix", ln.Addr().String()); err != nil {
-		t.Fatal(err)
-	}
-	if srv = <-accepted; srv == nil {
-		t.Fatal("accept failed")
-	}
-	return srv, cli
+	return connPair(t, "unix", filepath.Join(t.TempDir(), "s"))
 }

@@ -33,9 +33,13 @@ type peer struct {
 var overTCP bool
 
 // tcpPair returns the two ends of a loopback TCP connection.
-func tcpPair(t testing.TB) (srv, cli net.Conn) {
+func tcpPair(t testing.TB) (srv, cli net.Conn) { return connPair(t, "tcp", "127.0.0.1:0") }
+
+// connPair returns the two ends of a connection on network, listening at
+// addr.
+func connPair(t testing.TB, network, addr string) (srv, cli net.Conn) {
 	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	ln, err := net.Listen(network, addr)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -45,7 +49,7 @@ func tcpPair(t testing.TB) (srv, cli net.Conn) {
 		c, _ := ln.Accept()
 		accepted <- c
 	}()
-	if cli, err = net.Dial("tcp", ln.Addr().String()); err != nil {
+	if cli, err = net.Dial(network, ln.Addr().String()); err != nil {
 		t.Fatal(err)
 	}
 	if srv = <-accepted; srv == nil {

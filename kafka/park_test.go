@@ -3,6 +3,7 @@ package kafka_test
 import (
 	"net"
 	"runtime"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -12,6 +13,8 @@ import (
 
 	"github.com/envoy-pubsub/gateway/internal/testkit"
 	"github.com/envoy-pubsub/gateway/internal/wstest"
+	"github.com/envoy-pubsub/gateway/kafka"
+	"github.com/envoy-pubsub/gateway/metrics"
 	pb "github.com/envoy-pubsub/gateway/proto"
 )
 
@@ -92,5 +95,40 @@ func TestIdleSubscribersHoldNoGoroutine(t *testing.T) {
 	}
 	if got := settledGoroutines(t); got > base+slack {
 		t.Fatalf("%d goroutines once %d subscribers took a record, %d with one idle", got, n+1, base)
+	}
+}
+
+// cacheLookups counts the record cache's hits and misses.
+type cacheLookups struct {
+	metrics.Nop
+	hits, misses atomic.Int64
+}
+
+func (c *cacheLookups) CacheLookup(hit bool) {
+	if hit {
+		c.hits.Add(1)
+	} else {
+		c.misses.Add(1)
+	}
+}
+
+// TestTailPushReadsTheCacheOnce: a subscriber at the end of the log that
+// is pushed a record waits for the next one at once, without reading the
+// record cache again only to find nothing there.
+func TestTailPushReadsTheCacheOnce(t *testing.T) {
+	k := testkit.Kafka(t, kfake.SeedTopics(1, "t"))
+	lookups := &cacheLookups{}
+	srv := testkit.StartServer(t, testkit.ClusterYAML(k.ListenAddrs(), "", ""), nil, kafka.Metrics(lookups))
+	conn := rawSubscribe(t, srv.URL("kafka"), "t")
+	const records = 20
+	for i := range int64(records) {
+		testkit.Produce(t, k.ListenAddrs(), "t", 0, testkit.Numbered(1))
+		if fr := readResp(t, conn).GetKafkaFetchResp(); len(fr.GetMessages()) != 1 || fr.GetMessages()[0].GetOffset() != i {
+			t.Fatalf("push %d is %v, want record %d", i, fr, i)
+		}
+	}
+	// A record may come while its delivery still reads the one before.
+	if hits, misses := lookups.hits.Load(), lookups.misses.Load(); hits < records || misses > records/4 {
+		t.Fatalf("%d records pushed with %d cache hits and %d misses", records, hits, misses)
 	}
 }

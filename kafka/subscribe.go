@@ -291,6 +291,7 @@ func (d *delivery) resume() {
 // partition one after the other on one goroutine, without one wake-up each.
 func (d *delivery) resumeHere() {
 	if d.parked.CompareAndSwap(true, false) {
+		d.parkedOn = nil // the channel's set ran: nothing to leave
 		d.loop(false)
 	}
 }
@@ -348,15 +349,16 @@ func (d *delivery) loop(mayWait bool) {
 func (d *delivery) step(ctx context.Context, mayWait bool) (stepResult, <-chan struct{}) {
 	changed, end, gone := d.r.state()
 	if ep := d.keptPush(); ep != nil {
-		return d.lagged(end, d.send(ctx, ep, mayWait)), nil
+		return d.caughtUp(d.lagged(end, d.send(ctx, ep, mayWait)), changed, end, gone)
 	}
 	out := newReply(d.cursor, d.maxRecords, int(d.k.cfg.FetchMaxBytes))
 	// The record cache first: at the end of the log it holds what came
 	// since state, and a catch-up needs a deadline only for Kafka.
-	if !mayWait && d.cacheNeedsCheck() {
+	check := d.cacheNeedsCheck()
+	if check && !mayWait {
 		return stepWait, nil
 	}
-	if err := d.confirmCached(ctx); err != nil {
+	if err := d.confirmCached(ctx, check); err != nil {
 		if terminal(err) {
 			d.fail(ctx, err)
 			return stepEnd, nil
@@ -381,7 +383,7 @@ func (d *delivery) step(ctx context.Context, mayWait bool) (stepResult, <-chan s
 	}
 	switch {
 	case len(out.records) > 0:
-		return d.lagged(end, d.pushCached(ctx, out, mayWait)), nil
+		return d.caughtUp(d.lagged(end, d.pushCached(ctx, out, mayWait)), changed, end, gone)
 	case out.next > d.cursor:
 		d.cursor = out.next // offsets that hold no data record
 		return stepAgain, nil
@@ -399,6 +401,17 @@ func (d *delivery) step(ctx context.Context, mayWait bool) (stepResult, <-chan s
 	return stepPark, changed
 }
 
+// caughtUp turns next, the result of a push, into parking on changed when
+// the push took the cursor to end, the end of the log as seen with changed:
+// the step that would follow could only find that out again. Records that
+// came since closed changed, which wakes the delivery at once.
+func (d *delivery) caughtUp(next stepResult, changed <-chan struct{}, end int64, gone error) (stepResult, <-chan struct{}) {
+	if next == stepAgain && d.cursor >= end && gone == nil && (d.cursor <= d.told || d.view.All()) {
+		return stepPark, changed
+	}
+	return next, nil
+}
+
 // lagged reports the delivery's lag behind end once a push moved its
 // cursor, and passes next on.
 func (d *delivery) lagged(end int64, next stepResult) stepResult {
@@ -412,6 +425,11 @@ func (d *delivery) lagged(end int64, next stepResult) stepResult {
 // goroutine; it reports false when the delivery must go on with the
 // calling goroutine (its context ended meanwhile).
 func (d *delivery) park(changed <-chan struct{}) bool {
+	select {
+	case <-changed:
+		return false // records came already: go on here
+	default:
+	}
 	d.parkedOn = changed
 	d.parked.Store(true)
 	parked.add(changed, &d.wake)
@@ -451,10 +469,11 @@ func (d *delivery) cacheNeedsCheck() bool {
 // confirmCached makes sure, before the record cache answers at the cursor,
 // that what it holds there is still in Kafka: records the shared reader
 // cached within CacheCheckInterval are as fresh as a check; older ones (a
-// subscriber behind the end of the log) join the partition's check, so that
-// a DeleteRecords or a recreation of the topic since is seen at read time.
-func (d *delivery) confirmCached(ctx context.Context) error {
-	if !d.cacheNeedsCheck() {
+// subscriber behind the end of the log; check, from cacheNeedsCheck) join
+// the partition's check, so that a DeleteRecords or a recreation of the
+// topic since is seen at read time.
+func (d *delivery) confirmCached(ctx context.Context, check bool) error {
+	if !check {
 		return nil
 	}
 	ctx, cancel := context.WithTimeout(ctx, d.k.cfg.RequestTimeout.Duration())

@@ -212,3 +212,38 @@ func memInUse() uint64 {
 	runtime.ReadMemStats(&m)
 	return m.HeapInuse + m.StackInuse
 }
+
+// BenchmarkPushWrittenAtOnce is a push of a reply encoded once for many
+// sessions (one record of 100 B), written at once by its pusher: frame it
+// and make one non-blocking write to a loopback TCP socket, whose other
+// end a goroutine drains. This is the path of a record pushed to a
+// subscriber at the end of its partition.
+func BenchmarkPushWrittenAtOnce(b *testing.B) {
+	srv, cli := tcpPair(b)
+	defer srv.Close()
+	defer cli.Close()
+	go io.Copy(io.Discard, cli)
+	s := &session{conn: srv, raw: rawConnOf(srv), opts: Options{}.withDefaults()}
+	resp := fetchReply(1, 100)
+	resp.Sequence = 0
+	e, err := EncodeReply(resp)
+	if err != nil {
+		b.Fatal(err)
+	}
+	f := pushFrame{shared: e, seq: 7, size: sequenceSize(7) + e.Len()}
+	b.ReportAllocs()
+	for b.Loop() {
+		s.lastPushWrite.Store(0) // no push written within coalesceWindow
+		rest, ok := s.writeNow(f)
+		for !ok { // the socket is full: the reader catches up
+			runtime.Gosched()
+			rest, ok = s.writeNow(f)
+		}
+		if rest != nil {
+			if _, err := srv.Write(*rest); err != nil {
+				b.Fatal(err)
+			}
+			putBuf(rest)
+		}
+	}
+}

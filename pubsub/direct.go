@@ -2,6 +2,7 @@ package pubsub
 
 import (
 	"net"
+	"sync"
 	"syscall"
 	"time"
 
@@ -16,6 +17,13 @@ const maxDirectPush = 16 << 10
 // queued rather than written at once: pushes that follow each other that
 // closely go out together, several in one write, from the push writer.
 const coalesceWindow = 300 * time.Microsecond
+
+// clockStart is what monoNow counts from.
+var clockStart = time.Now()
+
+// monoNow returns the monotonic clock in nanoseconds: one clock read,
+// where time.Now takes two (wall and monotonic), on every push.
+func monoNow() int64 { return int64(time.Since(clockStart)) }
 
 // rawConnOf returns the descriptor access of a TCP or unix connection, for
 // writes that must not block; nil for other connections.
@@ -39,7 +47,7 @@ func rawConnOf(conn net.Conn) syscall.RawConn {
 // written next. Callers hold qmu with the push queue empty and no push
 // writer running.
 func (s *session) writeNow(f pushFrame) (rest *[]byte, ok bool) {
-	now := time.Now().UnixNano()
+	now := monoNow()
 	if s.raw == nil || f.size > maxDirectPush || now-s.lastPushWrite.Load() < int64(coalesceWindow) || !s.wmu.TryLock() {
 		return nil, false
 	}
@@ -49,24 +57,22 @@ func (s *session) writeNow(f pushFrame) (rest *[]byte, ok bool) {
 	if s.bw != nil || s.pendingWrites.Load() > 0 || s.werr != nil || s.closing.Load() || s.abandonAt.Load() != 0 {
 		return nil, false
 	}
-	buf := getBuf()
-	defer putBuf(buf)
-	w := appendWriter{b: (*buf)[:0]}
-	var scratch [ws.MaxHeaderSize]byte
+	w := directWrites.Get().(*directWrite)
+	defer directWrites.Put(w)
+	w.b = w.b[:0]
 	prefix := 0
 	if f.shared != nil {
 		prefix = sequenceSize(f.seq)
 	}
 	body := f.shared.bodyOr(f.own)
-	if ws.WriteHeaderBuffer(&w, ws.Header{Fin: true, OpCode: ws.OpBinary, Length: int64(prefix + len(body))}, scratch[:]) != nil {
+	if ws.WriteHeaderBuffer(&w.appendWriter, ws.Header{Fin: true, OpCode: ws.OpBinary, Length: int64(prefix + len(body))}, w.scratch[:]) != nil {
 		return nil, false
 	}
 	if f.shared != nil {
 		w.b = appendSequence(w.b, f.seq)
 	}
 	w.b = append(w.b, body...)
-	*buf = w.b
-	n := writeNonBlocking(s.raw, w.b)
+	n := writeNonBlocking(s.raw, w)
 	if n <= 0 {
 		return nil, false
 	}
@@ -78,3 +84,16 @@ func (s *session) writeNow(f pushFrame) (rest *[]byte, ok bool) {
 	}
 	return rest, true
 }
+
+// directWrite is a push written at once: its frame, and what writing it
+// needs, pooled so that a write allocates nothing.
+type directWrite struct {
+	appendWriter // the frame: header, sequence and body
+	scratch      [ws.MaxHeaderSize]byte
+	took         int                   // the bytes the socket took
+	write        func(fd uintptr) bool // writes the frame; set on first use
+}
+
+// directWrites pools directWrite values: their frames are at most
+// maxDirectPush and a little more.
+var directWrites = sync.Pool{New: func() any { return new(directWrite) }}

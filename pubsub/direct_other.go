@@ -6,4 +6,4 @@ import "syscall"
 
 // writeNonBlocking writes nothing where writes cannot be made without
 // waiting: pushes are queued.
-func writeNonBlocking(syscall.RawConn, []byte) int { return 0 }
+func writeNonBlocking(syscall.RawConn, *directWrite) int { return 0 }

@@ -212,7 +212,7 @@ func (s *session) drainPushes() {
 // exitDrain releases.
 func (s *session) exitDrain(frames []pushFrame) {
 	s.queue.running = false
-	s.lastPushWrite.Store(time.Now().UnixNano())
+	s.lastPushWrite.Store(monoNow())
 	s.queue.bytes = 0
 	if s.queue.exited != nil {
 		close(s.queue.exited)

@@ -148,7 +148,7 @@ type session struct {
 	// vectored is set when conn writes net.Buffers with one system call.
 	vectored bool
 	// raw, for TCP and unix sockets, writes pushes without blocking
-	// (writeNow); lastPushWrite is when pushes were last written (Unix ns).
+	// (writeNow); lastPushWrite is when pushes were last written (monoNow).
 	raw           syscall.RawConn
 	lastPushWrite atomic.Int64
 	handler       Handler

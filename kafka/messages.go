@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"sync"
 	"unicode/utf8"
 
@@ -68,6 +69,16 @@ type recordsReply struct {
 	next      int64
 	// size is that of the kafka_fetch_resp message.
 	size int
+	// messages are what set measured of each record's KafkaMessage, for
+	// AppendBody.
+	messages []messageHead
+}
+
+// messageHead is what the KafkaMessage of a record starts with: its size
+// and its timestamp in milliseconds.
+type messageHead struct {
+	size      int
+	timestamp int64
 }
 
 // set makes r the reply of records of topic/partition that goes on at
@@ -78,13 +89,19 @@ func (r *recordsReply) set(topic string, partition int32, records []*kgo.Record,
 		return fmt.Errorf("topic: %w", errNotUTF8)
 	}
 	n := sizeLen(fieldTopic, topic) + sizeVarint(fieldPartition, uint64(int64(partition))) + sizeVarint(fieldNextOffset, uint64(next))
+	r.messages = slices.Grow(r.messages[:0], len(records))
 	for _, rec := range records {
+		m := messageHead{timestamp: rec.Timestamp.UnixMilli()}
+		m.size = sizeVarint(fieldOffset, uint64(rec.Offset)) + sizeVarint(fieldTimestamp, uint64(m.timestamp)) +
+			sizeLen(fieldKey, rec.Key) + sizeLen(fieldValue, rec.Value)
 		for _, h := range rec.Headers {
 			if !utf8.ValidString(h.Key) {
 				return fmt.Errorf("record at offset %d: header key: %w", rec.Offset, errNotUTF8)
 			}
+			m.size += sizeTagHeaders + protowire.SizeBytes(headerSize(h))
 		}
-		n += sizeTagMessages + protowire.SizeBytes(messageSize(rec))
+		r.messages = append(r.messages, m)
+		n += sizeTagMessages + protowire.SizeBytes(m.size)
 	}
 	r.size = n
 	return nil
@@ -99,11 +116,12 @@ func (r *recordsReply) BodySize() int {
 func (r *recordsReply) AppendBody(b []byte) []byte {
 	b = protowire.AppendTag(b, fieldFetchResp, protowire.BytesType)
 	b = protowire.AppendVarint(b, uint64(r.size))
-	for _, rec := range r.records {
+	for i, rec := range r.records {
+		m := r.messages[i]
 		b = protowire.AppendTag(b, fieldMessages, protowire.BytesType)
-		b = protowire.AppendVarint(b, uint64(messageSize(rec)))
+		b = protowire.AppendVarint(b, uint64(m.size))
 		b = appendVarint(b, fieldOffset, uint64(rec.Offset))
-		b = appendVarint(b, fieldTimestamp, uint64(rec.Timestamp.UnixMilli()))
+		b = appendVarint(b, fieldTimestamp, uint64(m.timestamp))
 		b = appendBytes(b, fieldKey, rec.Key)
 		b = appendBytes(b, fieldValue, rec.Value)
 		for _, h := range rec.Headers {
@@ -116,17 +134,6 @@ func (r *recordsReply) AppendBody(b []byte) []byte {
 	b = appendString(b, fieldTopic, r.topic)
 	b = appendVarint(b, fieldPartition, uint64(int64(r.partition)))
 	return appendVarint(b, fieldNextOffset, uint64(r.next))
-}
-
-// messageSize is the size of the KafkaMessage of rec.
-func messageSize(rec *kgo.Record) int {
-	n := sizeVarint(fieldOffset, uint64(rec.Offset)) +
-		sizeVarint(fieldTimestamp, uint64(rec.Timestamp.UnixMilli())) +
-		sizeLen(fieldKey, rec.Key) + sizeLen(fieldValue, rec.Value)
-	for _, h := range rec.Headers {
-		n += sizeTagHeaders + protowire.SizeBytes(headerSize(h))
-	}
-	return n
 }
 
 // headerSize is the size of the KafkaHeader of h.
@@ -205,6 +212,6 @@ var recordsReplies = sync.Pool{New: func() any { return new(recordsReply) }}
 // (pubsub.Request.AfterReply).
 func (r *recordsReply) release() {
 	clear(r.records)
-	*r = recordsReply{records: r.records[:0]}
+	*r = recordsReply{records: r.records[:0], messages: r.messages[:0]}
 	recordsReplies.Put(r)
 }

@@ -147,8 +147,8 @@ func TestRecordsReplyRefusesHeaderKeysNotUTF8(t *testing.T) {
 
 // fuzzRecords reads records from data: per record a flag byte, an offset
 // and a time (8 bytes each), a key (nil, or a length byte and bytes), a
-// value (nil, or a length of 2 bytes and one byte repeated) and up to 3
-// headers (a key and a value each, read as the key).
+// value (nil, or a length of 2 bytes and one byte repeated, 64 KiB at most
+// in all) and up to 3 headers (a key and a value each, read as the key).
 func fuzzRecords(data []byte) []*kgo.Record {
 	take := func(n int) []byte {
 		n = min(n, len(data))
@@ -175,6 +175,7 @@ func fuzzRecords(data []byte) []*kgo.Record {
 		return take(int(n))
 	}
 	var recs []*kgo.Record
+	values := 64 << 10
 	for len(data) > 0 && len(recs) < 100 {
 		flags := u8()
 		r := &kgo.Record{Offset: int64(u64())}
@@ -186,7 +187,8 @@ func fuzzRecords(data []byte) []*kgo.Record {
 		}
 		r.Key = field()
 		if flags&0x10 != 0 {
-			n := int(u8()) | int(u8())<<8
+			n := min(int(u8())|int(u8())<<8, values)
+			values -= n
 			r.Value = bytes.Repeat([]byte{u8()}, n)
 		}
 		for range (flags >> 5) % 4 {

@@ -44,3 +44,4 @@ echo "test.sh: TypeScript client and browser tests (clients/js)"
 echo "test.sh: fuzzing"
 go test -run '^$' -fuzz '^FuzzRequest$' -fuzztime 10s ./pubsub/
 go test -run '^$' -fuzz '^FuzzFrameStream$' -fuzztime 10s ./pubsub/
+go test -run '^$' -fuzz '^FuzzRecordsReply$' -fuzztime 10s ./kafka/

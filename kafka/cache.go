@@ -304,6 +304,34 @@ func (p *partitionCache) holding(offset int64) int {
 	return i
 }
 
+// heldFrom follows the chunks of key that run on without a gap from offset,
+// for at most want bytes of records (keys, values and headers) and at most
+// most bytes as the cache counts them. It returns the offset after the last
+// chunk it followed (offset when no chunk holds it) and whether it reached
+// either bound: whether the cache holds enough from offset on.
+func (rc *recordCache) heldFrom(key cacheKey, offset int64, want, most int) (end int64, enough bool) {
+	rc.mu.Lock()
+	defer rc.mu.Unlock()
+	p := rc.parts[key]
+	i := p.holding(offset)
+	if i < 0 {
+		return offset, false
+	}
+	records, counted := 0, 0
+	for end = offset; i < len(p.chunks) && p.chunks[i].first <= end; i++ {
+		c := p.chunks[i]
+		for _, r := range recordsIn(c.records, end, c.next) {
+			records += recordBytes(r)
+		}
+		counted += c.bytes
+		end = c.next
+		if records >= want || counted >= most {
+			return end, true
+		}
+	}
+	return end, false
+}
+
 // read adds to out the records of key from offset on, following chunks while
 // they are contiguous. It reports false when no chunk holds offset.
 func (rc *recordCache) read(key cacheKey, offset int64, out *reply) bool {

@@ -5,7 +5,6 @@ import (
 
 	"github.com/twmb/franz-go/pkg/kgo"
 
-	pb "github.com/envoy-pubsub/gateway/proto"
 	"github.com/envoy-pubsub/gateway/pubsub"
 )
 
@@ -76,17 +75,6 @@ type encodedPush struct {
 	start *pushStart
 }
 
-// pushReply is the push of records of topic/partition to a subscriber,
-// which goes on at next.
-func pushReply(topic string, partition int32, records []*kgo.Record, next int64) *pb.PubSubResp {
-	return &pb.PubSubResp{Resp: &pb.PubSubResp_KafkaFetchResp{KafkaFetchResp: &pb.KafkaFetchResp{
-		Messages:   messagesOf(records),
-		Topic:      topic,
-		Partition:  partition,
-		NextOffset: next,
-	}}}
-}
-
 // encode returns the push of the records of out (at least one), read from
 // offset from, that view sees, encoding it on first use and keeping at
 // most maxEncodedPushes of maxBytes in all. Its reply is nil when view sees
@@ -110,8 +98,11 @@ func (p *encodedPushes) encode(topic string, partition int32, from int64, out *r
 			recs = visibleOf(view.View, recs)
 		}
 		if len(recs) > 0 {
-			ep.e, ep.err = pubsub.EncodeReply(pushReply(topic, partition, recs, out.next))
-			ep.records = len(recs)
+			var body recordsReply
+			if ep.err = body.set(topic, partition, recs, out.next); ep.err == nil {
+				ep.e = pubsub.EncodeBody(&body)
+				ep.records = len(recs)
+			}
 		}
 		if ep.err != nil {
 			return

@@ -40,7 +40,7 @@ func TestWindowPushIsEncodedOnceAndDecodesToItsRecords(t *testing.T) {
 	if c, _ := p.encode("t", 2, 0, &reply{records: recs, next: 9}, keyedView{}, 1<<20); c == a {
 		t.Fatal("a push with another next_offset shares the encoding")
 	}
-	want, _ := proto.Marshal(pushReply("t", 2, recs, 3))
+	want, _ := proto.Marshal(new(messageReply).of("t", 2, recs, 3))
 	var resp pb.PubSubResp
 	if err := proto.Unmarshal(want, &resp); err != nil || len(resp.GetKafkaFetchResp().GetMessages()) != 3 {
 		t.Fatalf("reference push: %v", err)
@@ -125,7 +125,7 @@ func TestScopedPushesHoldTheirRecordsAndAreFoundWhereTheyStart(t *testing.T) {
 		t.Fatalf("push of tenant a: %v", err)
 	}
 	// The end-to-end tests read the pushes; here their size tells them apart.
-	want, _ := proto.Marshal(pushReply("t", 0, []*kgo.Record{recs[0], recs[2], recs[4]}, 6))
+	want, _ := proto.Marshal(new(messageReply).of("t", 0, []*kgo.Record{recs[0], recs[2], recs[4]}, 6))
 	if ep.e.Len() != len(want) || ep.next != 6 {
 		t.Fatalf("tenant a's push has %d bytes and next %d; its records 0, 2 and 4 have %d, next 6", ep.e.Len(), ep.next, len(want))
 	}

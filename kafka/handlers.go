@@ -69,30 +69,33 @@ func (h *handlers) fetch(ctx context.Context, req *pubsub.Request) (*pb.PubSubRe
 	ctx, cancel := context.WithTimeout(withReply(withLane(ctx, h.lane), req), h.k.cfg.RequestTimeout.Duration())
 	defer cancel()
 	view := View{Scope: h.policy.ReadScope(topic), Filter: MatchFilter(cmd.GetFilter())}
-	slab := messageSlabs.Get().(*messageSlab)
+	body := recordsReplies.Get().(*recordsReply)
 	out := newReply(cmd.GetOffset(), DefaultMaxRecords, int(h.k.cfg.FetchMaxBytes))
-	out.records = slab.records[:0]
+	out.records = body.records[:0]
 	err := h.k.fetchReply(ctx, topic, partition, out)
 	if err == nil && !view.All() {
 		h.k.readVisible(ctx, topic, partition, view, cmd.GetOffset(), out)
 	}
-	slab.records = out.records
+	body.records = out.records
+	if err == nil {
+		err = body.set("", 0, out.records, out.next)
+	}
 	if err != nil {
-		slab.release()
+		body.release()
 		return nil, &CommandError{Op: opFetch, Topic: topic, Partition: partition, Cause: err}
 	}
-	// Records of the cache are in memory already; the reply built of
+	// Records of the cache are in memory already; the reply encoded from
 	// them is not, until its bytes are reserved.
 	if err := req.Reserve(ctx, recordsBytes(out.records)); err != nil {
-		slab.release()
+		body.release()
 		return nil, &CommandError{Op: opFetch, Topic: topic, Partition: partition, Cause: h.k.cause(ctx, err)}
 	}
-	req.AfterReply(slab.release)
+	// The records must stay in the reply until it is written.
+	req.AfterReply(body.release)
 	tally := metrics.TallyFrom(ctx)
 	tally.Touch(topic, partition)
 	h.k.sent(tally, len(out.records))
 	h.k.pool.metrics.FetchReply(time.Since(start))
-	return &pb.PubSubResp{Resp: &pb.PubSubResp_KafkaFetchResp{
-		KafkaFetchResp: &pb.KafkaFetchResp{Messages: slab.messagesOf(out.records), NextOffset: out.next},
-	}}, nil
+	req.ReplyWith(body)
+	return nil, nil
 }

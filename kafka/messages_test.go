@@ -1,9 +1,12 @@
 package kafka_test
 
 import (
+	"context"
 	"fmt"
+	"strings"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/twmb/franz-go/pkg/kgo"
 
@@ -83,4 +86,26 @@ func checkHeaders(hs []*pb.KafkaHeader, offset int64, value string) error {
 		return fmt.Errorf("headers %v, want i=%s and j", hs, value)
 	}
 	return nil
+}
+
+// TestFetchOfAHeaderKeyNotUTF8AnswersAnError: a record whose header key is
+// not valid UTF-8 cannot be carried by a KafkaHeader (a protocol string);
+// the fetch that would return it gets an error_resp at once, naming the
+// record, and the records after it are fetched as usual.
+func TestFetchOfAHeaderKeyNotUTF8AnswersAnError(t *testing.T) {
+	f := newFixture(t, "")
+	testkit.Produce(t, f.kafka.ListenAddrs(), "t", 0, []testkit.Record{
+		{Value: "bad", Headers: []kgo.RecordHeader{{Key: "\xff", Value: []byte("v")}}},
+		{Value: "good", Headers: []kgo.RecordHeader{{Key: "ü", Value: []byte("v")}}},
+	})
+	c, cancel := context.WithTimeout(ctx(t), 10*time.Second)
+	defer cancel()
+	_, err := f.c.Fetch(c, "t", 0, 0)
+	if msg := serverError(t, err); !strings.Contains(msg, "offset 0") || !strings.Contains(msg, "not valid UTF-8") {
+		t.Fatalf("error_resp %q, want the record's offset and why", msg)
+	}
+	msgs, err := f.c.Fetch(ctx(t), "t", 0, 1)
+	if err != nil || len(msgs) != 1 || string(msgs[0].GetValue()) != "good" || msgs[0].GetHeaders()[0].GetKey() != "ü" {
+		t.Fatalf("fetch after the record: %v, %v", msgs, err)
+	}
 }

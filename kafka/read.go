@@ -15,6 +15,9 @@ import (
 func (k *Cluster) fetchReply(ctx context.Context, topic string, partition int32, out *reply) error {
 	waited := k.waitAtTail(ctx, topic, partition, out.next)
 	if err := k.readAt(ctx, topic, partition, out); err != nil || len(out.records) > 0 || waited {
+		if err == nil && (out.full || 2*out.bytes >= out.maxBytes) {
+			k.keepAhead(ctx, topic, partition, out.next)
+		}
 		return err
 	}
 	r, err := k.leaseReader(ctx, topic, partition)
@@ -31,6 +34,50 @@ func (k *Cluster) fetchReply(ctx context.Context, topic string, partition int32,
 		return nil
 	}
 	return k.readAt(ctx, topic, partition, out)
+}
+
+// keepAhead keeps the record cache a reply ahead of a client that reads a
+// partition fetch after fetch (the APISIX fetch loop): after a reply of at
+// least half its bytes (a reply that small at the end of the log is not
+// read ahead), which the client follows with a fetch at next, the records
+// from next on
+// that the cache does not hold yet are fetched and decoded in the
+// background, while the reply travels and the client decodes it, as a Kafka
+// consumer fetches while its application works. The broker request waits in
+// the session's lane, so one fast reader takes no more of the brokers than
+// its fair share; it runs only with a free read-ahead slot and when no
+// fetch of that offset runs already, and reads no further than a quarter of
+// the partition's window, so that what other sessions read stays cached.
+func (k *Cluster) keepAhead(ctx context.Context, topic string, partition int32, next int64) {
+	info, err := k.lookup(ctx, topic, partition, false)
+	if err != nil {
+		return
+	}
+	key := cacheKey{readerKey{topic, partition}, info.topicID}
+	at, ahead := k.cache.heldFrom(key, next, int(k.cfg.FetchMaxBytes), k.cache.maxPartBytes/4)
+	if ahead {
+		return
+	}
+	select {
+	case k.readAheads <- struct{}{}:
+	default:
+		return
+	}
+	if _, first := k.fetching.begin(key.readerKey, at); !first {
+		<-k.readAheads
+		return
+	}
+	lane := k.turns.laneOf(ctx)
+	go func() {
+		defer func() { <-k.readAheads }()
+		defer k.fetching.end(key.readerKey, at)
+		defer k.pool.recoverPanic("reading ahead of a fetch loop")
+		ctx, cancel := context.WithTimeout(withLane(context.Background(), lane), k.cfg.RequestTimeout.Duration())
+		defer cancel()
+		// The records go into the cache; an error is the next fetch's
+		// to report.
+		_ = k.fetchWait(ctx, key, true, at, 0, newReply(at, DefaultMaxRecords, int(k.cfg.FetchMaxBytes)))
+	}()
 }
 
 // waitAtTail waits, up to the cluster's fetch wait, when the partition's

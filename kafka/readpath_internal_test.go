@@ -408,3 +408,76 @@ func TestAReaderNeverMovesTheEndBack(t *testing.T) {
 		t.Fatalf("end %d after a reset, want 4", end)
 	}
 }
+
+// TestAFetchLoopIsReadAhead reads a partition with the fetch loop, one
+// fetch at the last offset + 1 after the other: once the cache holds less
+// than a reply after what a full reply returned, the records that follow
+// are fetched from Kafka in the background, so the client's next fetches
+// are answered from the cache without a broker round trip of their own.
+func TestAFetchLoopIsReadAhead(t *testing.T) {
+	kafka, producer := oneBrokerKafka(t)
+	ctx := testContext(t)
+	const perBatch, valueBytes = 100, 100
+	for i := 0; i < 3*perBatch; i += perBatch {
+		batch := make([]*kgo.Record, perBatch)
+		for j := range batch {
+			batch[j] = &kgo.Record{Value: fmt.Appendf(nil, "%0*d", valueBytes, i+j)}
+		}
+		if err := producer.ProduceSync(ctx, batch...).FirstErr(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	const replyBytes = 40 * valueBytes
+	k, fetches := testCluster(t, kafka, fmt.Sprintf("    fetch_max_bytes: %d\n", replyBytes))
+	info, err := k.lookup(ctx, "t", 0, false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	key := cacheKey{readerKey{"t", 0}, info.topicID}
+
+	fetch := func(offset int64) *reply {
+		t.Helper()
+		out := newReply(offset, DefaultMaxRecords, replyBytes)
+		if err := k.fetchReply(ctx, "t", 0, out); err != nil {
+			t.Fatalf("fetch at %d: %v", offset, err)
+		}
+		for i, r := range out.records {
+			if r.Offset != offset+int64(i) || string(r.Value) != fmt.Sprintf("%0*d", valueBytes, r.Offset) {
+				t.Fatalf("fetch at %d: record %d is offset %d %q", offset, i, r.Offset, r.Value)
+			}
+		}
+		return out
+	}
+	// The first answer holds the first batch, which the cache keeps whole:
+	// 60 records after the first reply, enough for the next.
+	if out := fetch(0); out.next != 40 || !out.full {
+		t.Fatalf("first reply ends at %d (full %v), want 40", out.next, out.full)
+	}
+	awaitReadAheads(k)
+	if k.cache.holds(key, perBatch) {
+		t.Fatal("the second batch was read ahead while the cache held more than a reply after the first")
+	}
+	// After the second reply only 20 records are left in the cache: the
+	// second batch is read ahead, with no fetch of the client waiting.
+	if out := fetch(40); out.next != 80 {
+		t.Fatalf("second reply ends at %d, want 80", out.next)
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	for !k.cache.holds(key, perBatch) {
+		if time.Now().After(deadline) {
+			t.Fatal("the records after the cached ones were not read ahead of the fetch loop")
+		}
+		time.Sleep(time.Millisecond)
+	}
+	awaitReadAheads(k)
+	before := fetches.n.Load()
+	for offset := int64(80); offset < 2*perBatch; {
+		offset = fetch(offset).next
+	}
+	awaitReadAheads(k)
+	if n := fetches.n.Load() - before; n != 1 {
+		// The replies up to the third batch come from the cache; the one
+		// that leaves less than a reply cached reads the third ahead.
+		t.Fatalf("the fetch loop through the read-ahead batch sent %d broker fetches, want the one read-ahead of the third batch", n)
+	}
+}

@@ -502,7 +502,7 @@ func (d *delivery) push(ctx context.Context, recs []*kgo.Record, next int64) boo
 		if len(recs) == 0 {
 			out.next = max(out.next, next)
 		}
-		if err := d.req.Push(ctx, pushReply(d.topic, d.partition, out.records, out.next)); err != nil {
+		if err := d.pushRecords(ctx, out.records, out.next); err != nil {
 			return false
 		}
 		d.k.sent(d.tally, len(out.records))
@@ -577,7 +577,7 @@ func (d *delivery) send(ctx context.Context, ep *encodedPush, mayWait bool) step
 // tellPosition pushes the cursor as next_offset, without records; it
 // reports whether the session still takes pushes.
 func (d *delivery) tellPosition(ctx context.Context) bool {
-	if err := d.req.Push(ctx, pushReply(d.topic, d.partition, nil, d.cursor)); err != nil {
+	if err := d.pushRecords(ctx, nil, d.cursor); err != nil {
 		return false
 	}
 	d.told, d.toldAt = d.cursor, time.Now()

@@ -50,10 +50,7 @@ func TestPushesWrittenAtOnceStayWholeAndInOrder(t *testing.T) {
 			if i%3 == 0 {
 				err = req.Push(ctx, push(i))
 			} else {
-				var e *EncodedReply
-				if e, err = EncodeReply(push(i)); err == nil {
-					err = req.PushEncoded(ctx, e)
-				}
+				err = req.PushEncoded(ctx, EncodeBody(marshalled{push(i)}))
 			}
 			if err != nil {
 				return nil, err

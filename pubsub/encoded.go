@@ -4,20 +4,38 @@ import (
 	"context"
 	"encoding/binary"
 	"errors"
-	"fmt"
 	"net"
+	"slices"
 	"sync/atomic"
 
 	"github.com/gobwas/ws"
 	"google.golang.org/protobuf/encoding/protowire"
-	"google.golang.org/protobuf/proto"
 
 	pb "github.com/envoy-pubsub/gateway/proto"
 )
 
+// ReplyBody is a reply that a handler encodes itself, straight from its own
+// data, instead of building a *pb.PubSubResp for the engine to marshal: a
+// reply of many small parts (the records of a fetch) then costs no message
+// per part and no reflection. The engine knows its size before it encodes
+// it, so the reply budgets count it as they count a marshalled reply. A
+// handler answers with one through Request.ReplyWith, pushes one with
+// Request.PushBody, or encodes one for many sessions with EncodeBody.
+type ReplyBody interface {
+	// BodySize returns the number of bytes AppendBody appends; the reply
+	// budgets count the reply as that size.
+	BodySize() int
+	// AppendBody appends to b the PubSubResp the body stands for, without
+	// its sequence (which the engine writes before it), exactly as
+	// proto.Marshal encodes that PubSubResp with sequence 0, and returns
+	// the extended slice. It must not fail: a body that cannot be encoded
+	// is refused when it is made, before the handler answers with it.
+	AppendBody(b []byte) []byte
+}
+
 // EncodedReply is a reply encoded once for many sessions. A streaming
 // command whose pushes many sessions receive (the records of a partition,
-// to all its subscribers) encodes each push once with EncodeReply and pushes
+// to all its subscribers) encodes each push once with EncodeBody and pushes
 // it to every session with Request.PushEncoded: a session adds only its
 // sequence and frame header, and no session copies the body. An
 // EncodedReply is read-only and safe for concurrent use.
@@ -29,23 +47,15 @@ type EncodedReply struct {
 	queued atomic.Int64
 }
 
-// EncodeReply encodes resp, which must carry no sequence (each session adds
-// its own).
-func EncodeReply(resp *pb.PubSubResp) (*EncodedReply, error) {
-	if resp.GetSequence() != 0 {
-		return nil, errors.New("pubsub: an encoded reply carries no sequence")
-	}
-	b, err := proto.Marshal(resp)
-	if err != nil {
-		return nil, fmt.Errorf("pubsub: encode reply: %w", err)
-	}
-	return &EncodedReply{body: b}, nil
+// EncodeBody encodes body once, for pushes to many sessions.
+func EncodeBody(body ReplyBody) *EncodedReply {
+	return &EncodedReply{body: body.AppendBody(make([]byte, 0, body.BodySize()))}
 }
 
 // Len returns the encoded size of the reply without its sequence.
 func (e *EncodedReply) Len() int { return len(e.body) }
 
-// PushEncoded is Push for a reply encoded once with EncodeReply: the client
+// PushEncoded is Push for a reply encoded once with EncodeBody: the client
 // receives exactly what Push of the same reply would send. It blocks and
 // fails as Push does.
 func (r *Request) PushEncoded(ctx context.Context, e *EncodedReply) error {
@@ -69,6 +79,27 @@ func (r *Request) pushEncoded(ctx context.Context, e *EncodedReply, wait bool) e
 	return r.s.enqueue(ctx, sequenceSize(seq)+len(e.body), wait, func() (pushFrame, error) {
 		return pushFrame{shared: e, seq: seq}, nil
 	})
+}
+
+// PushBody is Push for a body the handler encodes itself: the body is
+// encoded into a pooled buffer once the session's push queue has room for
+// it, before PushBody returns, so that the data it is encoded from may be
+// reused then. It blocks and fails as Push does.
+func (r *Request) PushBody(ctx context.Context, body ReplyBody) error {
+	seq := r.Msg.GetSequence()
+	size := sequenceSize(seq) + body.BodySize()
+	return r.s.enqueue(ctx, size, true, func() (pushFrame, error) {
+		return pushFrame{own: encodeBody(seq, body, size)}, nil
+	})
+}
+
+// encodeBody encodes the reply of sequence seq whose body is body, of size
+// bytes in all, into a pooled buffer.
+func encodeBody(seq int64, body ReplyBody, size int) *[]byte {
+	buf := getBuf()
+	b := slices.Grow((*buf)[:0], size)
+	*buf = body.AppendBody(appendSequence(b, seq))
+	return buf
 }
 
 // sequenceField is the field number of PubSubResp.sequence.

@@ -26,13 +26,24 @@ func fetchPush(values ...string) *pb.PubSubResp {
 	return &pb.PubSubResp{Resp: &pb.PubSubResp_KafkaFetchResp{KafkaFetchResp: resp}}
 }
 
+// marshalled is a ReplyBody that proto marshals, as the engine marshals a
+// reply a handler returns.
+type marshalled struct{ resp *pb.PubSubResp }
+
+func (m marshalled) BodySize() int { return proto.Size(m.resp) }
+
+func (m marshalled) AppendBody(b []byte) []byte {
+	b, err := proto.MarshalOptions{UseCachedSize: true}.MarshalAppend(b, m.resp)
+	if err != nil {
+		panic(err) // the tests' replies are valid
+	}
+	return b
+}
+
 // TestPushEncodedSendsWhatPushSends: a reply encoded once reaches sessions
 // of any sequence (0, small, large) byte for byte as Push sends it.
 func TestPushEncodedSendsWhatPushSends(t *testing.T) {
-	shared, err := EncodeReply(fetchPush(`{"a":1}`, `{"b":2}`))
-	if err != nil {
-		t.Fatal(err)
-	}
+	shared := EncodeBody(marshalled{fetchPush(`{"a":1}`, `{"b":2}`)})
 	for _, seq := range []int64{0, 1, 300, 1 << 40} {
 		m := NewMux()
 		m.On(CmdKafkaFetch, HandlerFunc(func(ctx context.Context, req *Request) (*pb.PubSubResp, error) {
@@ -54,22 +65,11 @@ func TestPushEncodedSendsWhatPushSends(t *testing.T) {
 	}
 }
 
-func TestEncodeReplyRefusesASequence(t *testing.T) {
-	resp := fetchPush("x")
-	resp.Sequence = 7
-	if _, err := EncodeReply(resp); err == nil {
-		t.Fatal("EncodeReply accepted a reply with a sequence")
-	}
-}
-
 // TestSharedPushCountsOnceUnderTheMemoryBudget: sessions that queue the
 // same encoded reply hold its bytes once in the process's budget, each its
 // full size in its own.
 func TestSharedPushCountsOnceUnderTheMemoryBudget(t *testing.T) {
-	shared, err := EncodeReply(fetchPush(string(make([]byte, 10000))))
-	if err != nil {
-		t.Fatal(err)
-	}
+	shared := EncodeBody(marshalled{fetchPush(string(make([]byte, 10000)))})
 	mem := NewMemoryBudget(1 << 20)
 	queued := make(chan struct{}, 3)
 	m := NewMux()
@@ -119,10 +119,7 @@ func TestQueuedPushesGoOutVectoredOverTCP(t *testing.T) {
 		for i := range pushes {
 			var err error
 			if i%2 == 0 {
-				var e *EncodedReply
-				if e, err = EncodeReply(fetchPush(value, fmt.Sprint(i))); err == nil {
-					err = req.PushEncoded(ctx, e)
-				}
+				err = req.PushEncoded(ctx, EncodeBody(marshalled{fetchPush(value, fmt.Sprint(i))}))
 			} else {
 				err = req.Push(ctx, fetchPush(value, fmt.Sprint(i)))
 			}
@@ -178,10 +175,7 @@ func TestQueuedPushesGoOutVectoredOverTCP(t *testing.T) {
 // push queue has room and then reports false at once instead of waiting
 // for a client that does not read.
 func TestTryPushEncodedQueuesOnlyWhatFits(t *testing.T) {
-	e, err := EncodeReply(fetchPush(strings.Repeat("x", 3000)))
-	if err != nil {
-		t.Fatal(err)
-	}
+	e := EncodeBody(marshalled{fetchPush(strings.Repeat("x", 3000))})
 	queued := make(chan int, 1)
 	m := NewMux()
 	m.On(CmdKafkaFetch, HandlerFunc(func(ctx context.Context, req *Request) (*pb.PubSubResp, error) {
@@ -214,5 +208,111 @@ func TestTryPushEncodedQueuesOnlyWhatFits(t *testing.T) {
 		if err := proto.Unmarshal(p.readFrame().Payload, &resp); err != nil || resp.GetSequence() != 1 {
 			t.Fatalf("push %d: %v, %v", i, &resp, err)
 		}
+	}
+}
+
+// TestReplyWithAndPushBodySendWhatAReturnedReplySends: a body the handler
+// encodes itself reaches the client, as a reply and as a push, byte for
+// byte as the same reply returned or pushed, for any sequence.
+func TestReplyWithAndPushBodySendWhatAReturnedReplySends(t *testing.T) {
+	for _, seq := range []int64{0, 1, 300, 1 << 40} {
+		m := NewMux()
+		m.On(CmdKafkaFetch, HandlerFunc(func(ctx context.Context, req *Request) (*pb.PubSubResp, error) {
+			if err := req.PushBody(ctx, marshalled{fetchPush(`{"a":1}`, "")}); err != nil {
+				return nil, err
+			}
+			req.ReplyWith(marshalled{fetchPush(`{"b":2}`)})
+			return nil, nil
+		}))
+		p := startSession(t, context.Background(), m, Options{})
+		p.send(fetchReq(seq, "t"))
+		// A reply does not wait behind pushes: the two come in any order.
+		want := map[string]bool{}
+		for _, resp := range []*pb.PubSubResp{fetchPush(`{"a":1}`, ""), fetchPush(`{"b":2}`)} {
+			resp.Sequence = seq
+			b, err := proto.Marshal(resp)
+			if err != nil {
+				t.Fatal(err)
+			}
+			want[string(b)] = true
+		}
+		for range 2 {
+			got := p.readFrame().Payload
+			if !want[string(got)] {
+				t.Fatalf("sequence %d: frame %x is not one of the replies still due", seq, got)
+			}
+			delete(want, string(got))
+		}
+	}
+}
+
+// TestReplyWithEncodesBeforeAfterReplyRuns: a body encoded from pooled
+// memory is encoded and written before the AfterReply hooks give that
+// memory back.
+func TestReplyWithEncodesBeforeAfterReplyRuns(t *testing.T) {
+	ran := make(chan struct{}, 1)
+	m := NewMux()
+	m.On(CmdPing, HandlerFunc(func(_ context.Context, req *Request) (*pb.PubSubResp, error) {
+		pooled := []byte(req.Msg.GetCmdPing().GetState())
+		req.AfterReply(func() {
+			defer func() { ran <- struct{}{} }()
+			for i := range pooled {
+				pooled[i] = 'x'
+			}
+		})
+		req.ReplyWith(marshalled{&pb.PubSubResp{Resp: &pb.PubSubResp_PongResp{PongResp: &pb.PongResp{State: pooled}}}})
+		return nil, nil
+	}))
+	p := startSession(t, context.Background(), m, Options{})
+	for seq := int64(1); seq <= 3; seq++ {
+		p.send(ping(seq, "original"))
+		resp := p.recv()
+		if got := string(resp.GetPongResp().GetState()); got != "original" || resp.GetSequence() != seq {
+			t.Fatalf("reply %d: state %q, sequence %d; the hook ran before the body was encoded", seq, got, resp.GetSequence())
+		}
+		select {
+		case <-ran:
+		case <-time.After(5 * time.Second):
+			t.Fatalf("hook of request %d did not run", seq)
+		}
+	}
+}
+
+// TestReplyWithCountsItsBytesUntilWritten: a body larger than what its
+// request reserved holds its whole size under the memory budget until it is
+// written, and gives it all back then; a returned reply or error wins over
+// the body.
+func TestReplyWithCountsItsBytesUntilWritten(t *testing.T) {
+	mem := NewMemoryBudget(1 << 20)
+	body := marshalled{fetchPush(string(make([]byte, 48<<10)))}
+	m := NewMux()
+	m.On(CmdKafkaFetch, HandlerFunc(func(ctx context.Context, req *Request) (*pb.PubSubResp, error) {
+		if err := req.Reserve(ctx, 1000); err != nil {
+			return nil, err
+		}
+		req.ReplyWith(body)
+		switch req.Msg.GetCmdKafkaFetch().GetTopic() {
+		case "error":
+			return nil, errors.New("refused")
+		case "reply":
+			return fetchPush("returned"), nil
+		}
+		return nil, nil
+	}))
+	p := startSession(t, context.Background(), m, Options{Memory: mem})
+	p.send(fetchReq(1, "t")) // the pipe takes no byte until the client reads
+	size := sequenceSize(1) + body.BodySize()
+	eventually(t, "the body's bytes to be held", func() bool { return mem.Used() == size })
+	if got := p.readFrame().Payload; len(got) != size {
+		t.Fatalf("reply of %d bytes, want %d", len(got), size)
+	}
+	eventually(t, "the bytes to be given back", func() bool { return mem.Used() == 0 })
+	p.send(fetchReq(2, "error"))
+	if msg := errorOf(t, p.recv()); msg != "refused" {
+		t.Fatalf("error_resp %q, want the handler's error", msg)
+	}
+	p.send(fetchReq(3, "reply"))
+	if resp := p.recv(); len(resp.GetKafkaFetchResp().GetMessages()) != 1 {
+		t.Fatalf("%v, want the returned reply", resp)
 	}
 }

@@ -39,7 +39,8 @@ const (
 // filled in by the engine) or an error, which the client receives as an
 // error_resp whose message is the error's text. A handler may also send
 // further replies with Request.Push (streaming commands); it may return a nil
-// reply and nil error to send nothing more.
+// reply and nil error to send nothing more, or to send the body it set with
+// Request.ReplyWith (a reply it encodes itself).
 type Handler interface {
 	ServePubSub(ctx context.Context, req *Request) (*pb.PubSubResp, error)
 }

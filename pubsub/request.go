@@ -25,6 +25,8 @@ type Request struct {
 	afterReply []func()
 	// reserved are the reply bytes taken with Reserve.
 	reserved int64
+	// body is the reply set with ReplyWith.
+	body ReplyBody
 }
 
 // Reserve makes the request hold n bytes of the session's and the
@@ -55,6 +57,15 @@ func (r *Request) Reserve(ctx context.Context, n int) error {
 // calls it before it returns; pushed replies are encoded when pushed and
 // need no such hook.
 func (r *Request) AfterReply(f func()) { r.afterReply = append(r.afterReply, f) }
+
+// ReplyWith makes body the request's reply: a handler that encodes its
+// reply itself calls it and returns a nil reply and a nil error. The engine
+// encodes body after the handler returns, with the request's sequence, as
+// it would encode a returned reply: counted under the reply budgets as
+// BodySize bytes beyond what the request reserved, written, and then the
+// AfterReply functions run (so body may be encoded from pooled memory they
+// give back). A reply or an error the handler returns is sent instead.
+func (r *Request) ReplyWith(body ReplyBody) { r.body = body }
 
 // Order returns the request's position among the requests of the same
 // command that the session read before it (0 for the first). Handlers run

@@ -262,6 +262,8 @@ func (s *session) serve(req *Request) {
 	case resp != nil:
 		resp.Sequence = req.Sequence()
 		s.writeReply(resp, req.reserved)
+	case req.body != nil:
+		s.writeBody(req.Sequence(), req.body, req.reserved)
 	}
 }
 

@@ -35,11 +35,31 @@ func (s *session) writeReply(resp *pb.PubSubResp, reserved int64) error {
 		return fmt.Errorf("pubsub: encode reply: %w", err)
 	}
 	*buf = b
-	if extra := int64(len(b)) - reserved; extra > 0 {
-		s.charge(extra)
-		defer s.charge(-extra)
-	}
+	extra := s.chargeBeyond(len(b), reserved)
+	defer s.charge(-extra)
 	return s.writeFrame(ws.OpBinary, b)
+}
+
+// writeBody is writeReply for a body the handler encodes itself: the reply
+// of sequence seq is counted as the session's pending bytes before it is
+// encoded, then encoded into a pooled buffer and written.
+func (s *session) writeBody(seq int64, body ReplyBody, reserved int64) error {
+	size := sequenceSize(seq) + body.BodySize()
+	extra := s.chargeBeyond(size, reserved)
+	defer s.charge(-extra)
+	buf := encodeBody(seq, body, size)
+	defer putBuf(buf)
+	return s.writeFrame(ws.OpBinary, *buf)
+}
+
+// chargeBeyond counts the bytes of a reply of size bytes beyond the
+// reserved bytes its handler holds as the session's pending reply bytes,
+// without waiting (its data is in memory already), and returns how many it
+// counted, to give back once the reply is written.
+func (s *session) chargeBeyond(size int, reserved int64) (extra int64) {
+	extra = max(int64(size)-reserved, 0)
+	s.charge(extra)
+	return extra
 }
 
 // writeFrame writes one unfragmented frame. Writers are serialised; replies

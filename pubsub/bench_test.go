@@ -226,10 +226,7 @@ func BenchmarkPushWrittenAtOnce(b *testing.B) {
 	s := &session{conn: srv, raw: rawConnOf(srv), opts: Options{}.withDefaults()}
 	resp := fetchReply(1, 100)
 	resp.Sequence = 0
-	e, err := EncodeReply(resp)
-	if err != nil {
-		b.Fatal(err)
-	}
+	e := EncodeBody(marshalled{resp})
 	f := pushFrame{shared: e, seq: 7, size: sequenceSize(7) + e.Len()}
 	b.ReportAllocs()
 	for b.Loop() {

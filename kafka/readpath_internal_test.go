@@ -158,7 +158,7 @@ func cachedRecords(rc *recordCache) int {
 	n := 0
 	for _, p := range rc.parts {
 		for _, c := range p.chunks {
-			n += len(c.records)
+			n += c.count()
 		}
 	}
 	return n

@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"image/png"
+	"math"
 	"os"
 	"path/filepath"
 	"strings"
@@ -35,8 +36,9 @@ func TestRunMeasuresEverythingOnATinyScale(t *testing.T) {
 	if testing.Short() {
 		t.Skip("starts child processes")
 	}
+	// Two rounds, so that the real-data ratios are a median of paired rounds.
 	cfg := Config{
-		ValueSizes: []int{100}, MBPerSize: 0.02, Runs: 1, Sessions: []int{1, 2},
+		ValueSizes: []int{100}, MBPerSize: 0.02, Runs: 2, Sessions: []int{1, 2},
 		IdleSessions: []int{5, 10}, LatencySamples: 20, FanoutSessions: 3, FanoutRecords: 30,
 		Codecs: []string{"snappy"}, EventMB: 0.05, SharedSessions: []int{1, 2},
 		PushSessions: []int{2}, PushRecords: 20, PushRate: 2000, CacheBytes: 16 << 20, WindowBytes: 1 << 20,
@@ -81,6 +83,11 @@ func TestRunMeasuresEverythingOnATinyScale(t *testing.T) {
 		}
 		if r.WarmPerS <= 0 || r.WarmOfDirect <= 0 {
 			t.Errorf("real data row %+v: no second read", r)
+		}
+		for _, ratio := range [][3]float64{{r.OfDirectMin, r.OfDirect, r.OfDirectMax}, {r.WarmOfDirectMin, r.WarmOfDirect, r.WarmOfDirectMax}} {
+			if lo, median, hi := ratio[0], ratio[1], ratio[2]; lo <= 0 || lo > hi || math.Abs(median-(lo+hi)/2) > 1e-9*hi {
+				t.Errorf("real data row %+v: ratios %v, want the median of two rounds between their min and max", r, ratio)
+			}
 		}
 		if i == 0 && r.FetchBytesPerRecord <= 0 {
 			t.Errorf("real data row %+v: the gateway's first read of the topic fetched nothing from Kafka", r)
@@ -235,11 +242,13 @@ func TestBestKeepsEachFiguresBestRun(t *testing.T) {
 	if best.Latency.Fetch.P99 != 1 || best.Latency.Fetch.P50 != 0.5 || best.Sessions.Steps[0].HeapPerSession != 6000 {
 		t.Errorf("latency %+v, sessions %+v: want the second run's", best.Latency.Fetch, best.Sessions)
 	}
-	shared := func(ofDirect float64) Results {
-		return Results{RealData: []RealDataRun{{Codec: "zstd", Rows: []SharedRow{{Readers: 10, OfDirect: ofDirect}}}}}
+	shared := func(ofDirect, lo, hi float64) Results {
+		return Results{RealData: []RealDataRun{{Codec: "zstd", Rows: []SharedRow{{Readers: 10, OfDirect: ofDirect, OfDirectMin: lo, OfDirectMax: hi}}}}}
 	}
-	if best, _ := Best(shared(0.4), shared(0.6), shared(0.5)); best.RealData[0].Rows[0].OfDirect != 0.6 {
-		t.Errorf("real data %+v: want the highest ratio", best.RealData)
+	// The second run's largest round is the highest of all, its median is not.
+	best, _ = Best(shared(0.4, 0.3, 0.5), shared(0.5, 0.45, 0.9), shared(0.6, 0.55, 0.65))
+	if r := best.RealData[0].Rows[0]; r.OfDirect != 0.6 || r.OfDirectMin != 0.55 || r.OfDirectMax != 0.65 {
+		t.Errorf("real data %+v: want the row of the highest median, whole", best.RealData)
 	}
 	if _, err := Best(); err == nil {
 		t.Error("nothing to combine was accepted")

@@ -9,8 +9,9 @@ import (
 // that keeps, for each figure, its best run: the fastest throughput per
 // reader, the latency set with the lowest p99, the idle-session set with
 // the least memory, the fan-out run with the least Kafka traffic, the
-// real-data row with the highest ratio to direct (each ratio measured within
-// one run), the push latency run with the lowest p99. A loaded
+// real-data row with the highest median ratio to direct (kept whole: its
+// spread and fastest reads are those of the same run, each ratio paired
+// within one round of it), the push latency run with the lowest p99. A loaded
 // machine only ever makes figures worse, so the best of several runs is the
 // most faithful; apply it to both sides of a comparison alike.
 func Best(runs ...Results) (Results, error) {

@@ -50,28 +50,41 @@ type RealDataRun struct {
 }
 
 // SharedRow is N readers each reading the whole partition: N direct
-// franz-go consumers against N gateway sessions (the APISIX fetch loop).
+// franz-go consumers against N gateway sessions (the APISIX fetch loop),
+// over the rounds of a run. The rates and durations are those of the
+// fastest read of each kind; the ratios to direct are paired per round
+// (see sharedRounds) and given as the median over the rounds with the
+// smallest and the largest round. With one round all three are its ratio.
 type SharedRow struct {
 	Readers int `json:"readers"`
 	// DirectPerS and GatewayPerS are records delivered per second to all
-	// readers together.
+	// readers together by the fastest direct and gateway read.
 	DirectPerS  float64 `json:"direct_records_per_s"`
 	GatewayPerS float64 `json:"gateway_records_per_s"`
+	// OfDirect is the median over the rounds of the gateway's rate over
+	// the direct rate of the same round; OfDirectMin and OfDirectMax are
+	// the smallest and largest of those ratios.
 	OfDirect    float64 `json:"of_direct"`
-	// WarmPerS is the gateway's rate when the same number of sessions read
-	// the partition again, at once after the first read, and WarmOfDirect
-	// its ratio to DirectPerS: what a record cache gives later readers.
-	WarmPerS float64 `json:"gateway_warm_records_per_s"`
+	OfDirectMin float64 `json:"of_direct_min"`
+	OfDirectMax float64 `json:"of_direct_max"`
+	// WarmPerS is the gateway's fastest rate when the same number of
+	// sessions read the partition again, at once after the first read: what
+	// a record cache gives later readers. WarmOfDirect, WarmOfDirectMin
+	// and WarmOfDirectMax are its per-round ratios to the direct rate of
+	// the same round, as OfDirect's.
+	WarmPerS        float64 `json:"gateway_warm_records_per_s"`
+	WarmOfDirect    float64 `json:"warm_of_direct"`
+	WarmOfDirectMin float64 `json:"warm_of_direct_min"`
+	WarmOfDirectMax float64 `json:"warm_of_direct_max"`
 	// DirectSeconds and GatewaySeconds are how long the fastest read of
 	// each lasted: a figure means something only over a read of seconds.
 	DirectSeconds  float64 `json:"direct_seconds"`
 	GatewaySeconds float64 `json:"gateway_seconds"`
-	WarmOfDirect   float64 `json:"warm_of_direct"`
 	// FetchBytesPerRecord is the gateway's Kafka fetch response bytes per
-	// record it delivered: above the compressed size of a record, the
-	// gateway fetched the same batches more than once.
+	// record it delivered in its fastest first read: above the compressed
+	// size of a record, the gateway fetched the same batches more than once.
 	FetchBytesPerRecord float64 `json:"fetch_bytes_per_delivered_record"`
-	// Cost is that of the gateway's fastest round.
+	// Cost is that of the gateway's fastest first read.
 	Cost gatewayCost `json:"gateway"`
 }
 
@@ -127,8 +140,9 @@ func (b *batchCounter) OnProduceBatchWritten(_ kgo.BrokerMetadata, _ string, _ i
 
 // measureRealData fills a topic per codec with JSON events, a partition per
 // round and reader count, and reads each partition with as many direct
-// consumers and then as many gateway sessions, twice (first read, then
-// warm), in rounds as measureThroughput does.
+// consumers and then, at once after, as many gateway sessions, twice (first
+// read, then warm), in rounds as measureThroughput does. Each round's
+// gateway reads are set against that round's direct read (sharedRounds).
 func measureRealData(ctx context.Context, g *gatewayProcess, brokers []string, cfg Config, logf func(string, ...any)) ([]RealDataRun, error) {
 	var runs []RealDataRun
 	for _, codec := range cfg.Codecs {
@@ -140,53 +154,40 @@ func measureRealData(ctx context.Context, g *gatewayProcess, brokers []string, c
 			return runs, err
 		}
 		logf("real data, %s: %.0f B per event, batches %.1f MB, compressed %.1f MB", codec, run.ValueBytes, float64(run.BatchBytes)/1e6, float64(run.CompressedBytes)/1e6)
-		direct := make([]time.Duration, len(cfg.SharedSessions))
-		gateway := make([]time.Duration, len(cfg.SharedSessions))
-		warm := make([]time.Duration, len(cfg.SharedSessions))
-		run.Rows = make([]SharedRow, len(cfg.SharedSessions))
+		rounds := make([]sharedRounds, len(cfg.SharedSessions))
+		for i, readers := range cfg.SharedSessions {
+			rounds[i].deliveries = readers * n
+		}
 		for round := range max(cfg.Runs, 1) {
 			for i, readers := range cfg.SharedSessions {
 				partition := []int32{int32(round*len(cfg.SharedSessions) + i)}
-				d, err := readDirect(ctx, brokers, topic, partition, n, readers, isJSONObject)
+				direct, err := readDirect(ctx, brokers, topic, partition, n, readers, isJSONObject)
 				if err != nil {
 					return runs, fmt.Errorf("%s, %d direct consumers: %w", codec, readers, err)
 				}
-				if round == 0 || d < direct[i] {
-					direct[i] = d
-				}
-				var took time.Duration
+				var gateway time.Duration
 				cost, fetchBytes, err := g.measureCost(func() (int64, error) {
-					took, err = readGateway(ctx, g.target, topic, partition, n, readers, everyPartition, isJSONObject)
+					gateway, err = readGateway(ctx, g.target, topic, partition, n, readers, everyPartition, isJSONObject)
 					return int64(readers * n), err
 				})
 				if err != nil {
 					return runs, fmt.Errorf("%s, %d sessions: %w", codec, readers, err)
 				}
-				if round == 0 || took < gateway[i] {
-					gateway[i] = took
-					run.Rows[i].Cost = cost
-					run.Rows[i].FetchBytesPerRecord = float64(fetchBytes) / float64(readers*n)
-				}
-				again, err := readGateway(ctx, g.target, topic, partition, n, readers, everyPartition, isJSONObject)
+				warm, err := readGateway(ctx, g.target, topic, partition, n, readers, everyPartition, isJSONObject)
 				if err != nil {
 					return runs, fmt.Errorf("%s, %d sessions reading again: %w", codec, readers, err)
 				}
-				if round == 0 || again < warm[i] {
-					warm[i] = again
-				}
+				rounds[i].add(direct, gateway, warm, cost, fetchBytes)
+				logf("real data, %s, %d readers, round %d: direct %.2f s, gateway %.2f s (%.0f%%), read again %.2f s (%.0f%%)",
+					codec, readers, round+1, direct.Seconds(), gateway.Seconds(), 100*direct.Seconds()/gateway.Seconds(), warm.Seconds(), 100*direct.Seconds()/warm.Seconds())
 			}
 		}
+		run.Rows = make([]SharedRow, len(cfg.SharedSessions))
 		for i, readers := range cfg.SharedSessions {
-			r := &run.Rows[i]
-			r.Readers = readers
-			r.DirectPerS = float64(readers*n) / direct[i].Seconds()
-			r.GatewayPerS = float64(readers*n) / gateway[i].Seconds()
-			r.OfDirect = r.GatewayPerS / r.DirectPerS
-			r.WarmPerS = float64(readers*n) / warm[i].Seconds()
-			r.WarmOfDirect = r.WarmPerS / r.DirectPerS
-			r.DirectSeconds, r.GatewaySeconds = direct[i].Seconds(), gateway[i].Seconds()
-			logf("real data, %s, %d readers: direct %.0f records/s (%.2f s), gateway %.0f records/s (%.2f s, %.0f%%), %.2f us gateway CPU per record; read again %.0f records/s (%.0f%%)",
-				codec, readers, r.DirectPerS, r.DirectSeconds, r.GatewayPerS, r.GatewaySeconds, 100*r.OfDirect, r.Cost.CPUPerRecord, r.WarmPerS, 100*r.WarmOfDirect)
+			r := rounds[i].row(readers)
+			run.Rows[i] = r
+			logf("real data, %s, %d readers: fastest direct %.0f records/s (%.2f s), fastest gateway %.0f records/s (%.2f s), of direct per round %s, %.2f us gateway CPU per record; read again %.0f records/s, of direct per round %s",
+				codec, readers, r.DirectPerS, r.DirectSeconds, r.GatewayPerS, r.GatewaySeconds, percentSpread(r.OfDirect, r.OfDirectMin, r.OfDirectMax), r.Cost.CPUPerRecord, r.WarmPerS, percentSpread(r.WarmOfDirect, r.WarmOfDirectMin, r.WarmOfDirectMax))
 		}
 		runs = append(runs, run)
 	}

@@ -94,7 +94,7 @@ func Markdown(res Results, baseline *Results) string {
 		subscriptions(p, sub, res.Latency.ProduceToClient)
 	}
 	if len(res.RealData) > 0 {
-		realData(p, res.RealData)
+		realData(p, res.RealData, max(res.Config.Runs, 1))
 	}
 	if len(res.Push) > 0 {
 		pushLatencies(p, res.Push)
@@ -183,7 +183,7 @@ func comparison(res, base Results) string {
 				for _, or := range o.Rows {
 					if or.Readers == r.Readers {
 						name := fmt.Sprintf("JSON %s, %d reader%s of one partition", run.Codec, r.Readers, plural(r.Readers))
-						row(name+", of direct", 100*or.OfDirect, 100*r.OfDirect, "%.0f%%", true)
+						row(name+", of direct (median of rounds)", 100*or.OfDirect, 100*r.OfDirect, "%.0f%%", true)
 						row(name+", gateway CPU per record", or.Cost.CPUPerRecord, r.Cost.CPUPerRecord, "%.2f us", false)
 					}
 				}
@@ -246,13 +246,13 @@ func subscriptions(p func(string, ...any), sub SubscribeResult, polling Percenti
 	p("")
 }
 
-// realData renders the JSON-event runs.
-func realData(p func(string, ...any), runs []RealDataRun) {
+// realData renders the JSON-event runs, measured in rounds rounds.
+func realData(p func(string, ...any), runs []RealDataRun, rounds int) {
 	p("#### Real data: compressed JSON events, N readers of one partition")
 	p("")
-	p("Every partition holds the same JSON events, produced by a franz-go producer with its default batching (10 ms linger, 1 MB batches) and the codec. For each reader count N, in each round, a partition of its own: N direct franz-go consumers each read the whole partition, then N gateway sessions each do (the APISIX fetch loop: `cmd_kafka_fetch` from offset 0, then at last + 1), the gateway meeting the partition for the first time; then N sessions read it again (\"read again\": what a record cache gives later readers). Records/s count the deliveries to all readers together. Gateway CPU is the gateway process's CPU time over the records of the first read; Kafka fetch bytes per record above the compressed size mean the gateway fetched the same batches more than once.")
+	p("Every partition holds the same JSON events, produced by a franz-go producer with its default batching (10 ms linger, 1 MB batches) and the codec. For each reader count N, in each round, a partition of its own: N direct franz-go consumers each read the whole partition, then N gateway sessions each do (the APISIX fetch loop: `cmd_kafka_fetch` from offset 0, then at last + 1), the gateway meeting the partition for the first time; then N sessions read it again (\"read again\": what a record cache gives later readers). Records/s count the deliveries to all readers together; records/s and durations are those of the fastest of %d rounds of each read. \"Of direct\" is paired within a round: the gateway's rate over the direct rate of the same round, the two reads run back to back under the same load of the machine; the figure is the median of the %d rounds' ratios, with the smallest and the largest in brackets (the spread within the run). Gateway CPU and Kafka fetch bytes are those of the gateway's fastest first read: CPU is the gateway process's CPU time over its records; fetch bytes per record above the compressed size mean the gateway fetched the same batches more than once.", rounds, rounds)
 	p("")
-	p("| codec | events | mean value | compressed | readers | direct records/s | gateway records/s | of direct | reads lasted (direct / gateway) | gateway CPU per record | Kafka fetch bytes per record | gateway peak RSS | peak decoded cache | read again: records/s | of direct |")
+	p("| codec | events | mean value | compressed | readers | direct records/s (fastest) | gateway records/s (fastest) | of direct: median of rounds (min–max) | fastest reads lasted (direct / gateway) | gateway CPU per record | Kafka fetch bytes per record | gateway peak RSS | peak decoded cache | read again: records/s (fastest) | of direct: median of rounds (min–max) |")
 	p("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
 	for _, run := range runs {
 		compressed := "-"
@@ -262,9 +262,9 @@ func realData(p func(string, ...any), runs []RealDataRun) {
 		for _, r := range run.Rows {
 			again := "- | -"
 			if r.WarmPerS > 0 {
-				again = fmt.Sprintf("%.0f | %.0f%%", r.WarmPerS, 100*r.WarmOfDirect)
+				again = fmt.Sprintf("%.0f | %s", r.WarmPerS, percentSpread(r.WarmOfDirect, r.WarmOfDirectMin, r.WarmOfDirectMax))
 			}
-			p("| %s | %d | %.0f B | %s | %d | %.0f | %.0f | %.0f%% | %.2f s / %.2f s | %s | %.0f B | %s | %s | %s |", run.Codec, run.Records, run.ValueBytes, compressed, r.Readers, r.DirectPerS, r.GatewayPerS, 100*r.OfDirect, r.DirectSeconds, r.GatewaySeconds, micros(r.Cost.CPUPerRecord), r.FetchBytesPerRecord, mib(r.Cost.PeakRSS), cacheFigure(r.Cost), again)
+			p("| %s | %d | %.0f B | %s | %d | %.0f | %.0f | %s | %.2f s / %.2f s | %s | %.0f B | %s | %s | %s |", run.Codec, run.Records, run.ValueBytes, compressed, r.Readers, r.DirectPerS, r.GatewayPerS, percentSpread(r.OfDirect, r.OfDirectMin, r.OfDirectMax), r.DirectSeconds, r.GatewaySeconds, micros(r.Cost.CPUPerRecord), r.FetchBytesPerRecord, mib(r.Cost.PeakRSS), cacheFigure(r.Cost), again)
 		}
 	}
 	p("")
@@ -354,7 +354,8 @@ func cacheFigure(c gatewayCost) string {
 }
 
 // sharedOfDirect lists the real-data ratios of readers sessions, of the
-// compressed codecs or of the uncompressed one.
+// compressed codecs or of the uncompressed one: each the median of the
+// rounds with their spread.
 func sharedOfDirect(runs []RealDataRun, readers int, compressed bool) string {
 	var parts []string
 	for _, run := range runs {
@@ -363,7 +364,7 @@ func sharedOfDirect(runs []RealDataRun, readers int, compressed bool) string {
 		}
 		for _, r := range run.Rows {
 			if r.Readers == readers {
-				parts = append(parts, fmt.Sprintf("%.0f%% (%s)", 100*r.OfDirect, run.Codec))
+				parts = append(parts, fmt.Sprintf("%s %s", run.Codec, percentSpread(r.OfDirect, r.OfDirectMin, r.OfDirectMax)))
 			}
 		}
 	}
@@ -371,6 +372,17 @@ func sharedOfDirect(runs []RealDataRun, readers int, compressed bool) string {
 		return "not measured"
 	}
 	return strings.Join(parts, ", ")
+}
+
+// percentSpread renders a ratio measured per round as a percentage, its
+// median, followed by the smallest and largest round in brackets when they
+// differ ("70% (66–73%)"). Results written before the spread was kept have
+// no extremes and show the median alone.
+func percentSpread(median, lo, hi float64) string {
+	if lo == hi {
+		return fmt.Sprintf("%.0f%%", 100*median)
+	}
+	return fmt.Sprintf("%.0f%% (%.0f–%.0f%%)", 100*median, 100*lo, 100*hi)
 }
 
 func micros(us float64) string {

@@ -181,6 +181,11 @@ func (k *Cluster) fetchWait(ctx context.Context, key cacheKey, pinned bool, offs
 		if err := k.decodeFetched(ck, info.leaderEpoch, fp, offset, out); err != nil {
 			return k.fetchCause(ctx, err)
 		}
+		end := fp.HighWatermark
+		if fp.LastStableOffset >= 0 {
+			end = fp.LastStableOffset // what read_committed reads
+		}
+		k.cache.sawLogEnd(ck, end)
 		return nil
 	}
 }

@@ -69,6 +69,7 @@ const unknownEpoch = -1
 type partitionCache struct {
 	key    cacheKey
 	epoch  int32     // the leader epoch the chunks were fetched or confirmed at, or unknownEpoch
+	logEnd int64     // the end of the log (of what read_committed reads) a broker fetch last saw, or 0
 	chunks []*chunk  // ordered by offset, disjoint
 	bytes  int       // the bytes of the chunks
 	oldest list.List // of *chunk, in insertion order
@@ -76,13 +77,22 @@ type partitionCache struct {
 
 // chunk is a run of offsets whose data records are all known.
 type chunk struct {
-	first, next int64         // the run [first, next)
-	records     []*kgo.Record // every data record of the run, in offset order
-	bytes       int
-	cached      time.Time // when the chunk was fetched or last confirmed
-	part        *partitionCache
-	inCache     *list.Element // in recordCache.oldest
-	inPart      *list.Element // in partitionCache.oldest
+	first, next int64 // the run [first, next)
+	// Every data record of the run, in offset order, in one form or both:
+	// records (as the shared readers' consumer hands them, or unpacked for
+	// readers of records) and packed (as fetch loops read them from Kafka,
+	// or packed for their replies). A form a reader needs is made from the
+	// other on first use, kept and counted. packed may end before records
+	// do, at a record that a reply cannot carry (see packRecords).
+	records []*kgo.Record
+	packed  *packedRecords
+	// unpacked marks records made from packed, whose bytes are packed's.
+	unpacked bool
+	bytes    int
+	cached   time.Time // when the chunk was fetched or last confirmed
+	part     *partitionCache
+	inCache  *list.Element // in recordCache.oldest
+	inPart   *list.Element // in partitionCache.oldest
 }
 
 func newRecordCache(maxBytes, maxPartBytes int) *recordCache {
@@ -97,10 +107,71 @@ func (rc *recordCache) Bytes() int {
 }
 
 // run is a range of offsets [first, next) of a partition and exactly the
-// data records in it, in offset order.
+// data records in it, in offset order: records, or packed when packed
+// holds them all.
 type run struct {
 	first, next int64
 	records     []*kgo.Record
+	packed      *packedRecords
+}
+
+// packed returns r with its records packed, and without them when packed
+// holds them all.
+func (r run) pack() run {
+	p, n := packRecords(r.records)
+	r.packed = p
+	if n == len(r.records) {
+		r.records = nil
+	}
+	return r
+}
+
+// part returns a chunk of the records of r in [from, to): copies when that
+// is not all of r, so that it pins no more than the bytes it counts.
+func (r run) part(from, to int64) *chunk {
+	c := &chunk{first: from, next: to}
+	if r.records != nil {
+		recs := recordsIn(r.records, from, to)
+		if len(recs) < len(r.records) {
+			// Records of one decoded batch share its buffer.
+			recs = compactRecords(recs)
+		}
+		c.records = recs
+	}
+	if p := r.packed; p != nil {
+		i, j := p.search(from), p.search(to)
+		if i > 0 || j < p.len() {
+			p = p.slice(i, j)
+		}
+		c.packed = p
+	}
+	c.bytes = c.cost()
+	return c
+}
+
+// count returns the number of data records of c.
+func (c *chunk) count() int {
+	if c.records != nil {
+		return len(c.records)
+	}
+	return c.packed.len()
+}
+
+// cost is what c counts against the cache's bounds.
+func (c *chunk) cost() int {
+	n := chunkOverhead
+	if c.packed != nil {
+		n += c.packed.cost()
+	}
+	for _, r := range c.records {
+		n += recordOverhead
+		if c.unpacked {
+			n += len(r.Headers) * int(unsafe.Sizeof(kgo.RecordHeader{}))
+		} else {
+			n += recordBytes(r)
+		}
+	}
+	return n
 }
 
 // insert records runs of key, all at once, so that no reader sees part of
@@ -121,6 +192,12 @@ func (rc *recordCache) insert(key cacheKey, epoch int32, runs ...run) {
 			rc.insertLocked(p, r)
 		}
 	}
+	rc.boundLocked(p)
+}
+
+// boundLocked evicts the oldest chunks of p, then of the cache, while they
+// count more than their bounds. Callers hold mu.
+func (rc *recordCache) boundLocked(p *partitionCache) {
 	for p.bytes > rc.maxPartBytes && p.oldest.Len() > 0 {
 		rc.removeLocked(p.oldest.Front().Value.(*chunk))
 	}
@@ -128,6 +205,35 @@ func (rc *recordCache) insert(key cacheKey, epoch int32, runs ...run) {
 		rc.removeLocked(rc.oldest.Front().Value.(*chunk))
 	}
 	rc.unlistIfEmptyLocked(p)
+}
+
+// recordsLocked returns the records of c, unpacking them on first use.
+// Callers hold mu.
+func (rc *recordCache) recordsLocked(c *chunk) []*kgo.Record {
+	if c.records == nil && c.packed.len() > 0 {
+		c.records, c.unpacked = c.packed.unpack(c.part.key.topic, c.part.key.partition), true
+		rc.recountLocked(c)
+	}
+	return c.records
+}
+
+// packedLocked returns the packed records of c, packing them on first use.
+// Callers hold mu.
+func (rc *recordCache) packedLocked(c *chunk) *packedRecords {
+	if c.packed == nil {
+		c.packed, _ = packRecords(c.records)
+		rc.recountLocked(c)
+	}
+	return c.packed
+}
+
+// recountLocked counts c anew after a form of its records was made.
+// Callers hold mu.
+func (rc *recordCache) recountLocked(c *chunk) {
+	n := c.cost()
+	c.part.bytes += n - c.bytes
+	rc.bytes += n - c.bytes
+	c.bytes = n
 }
 
 // atEpochLocked moves p to leader epoch epoch: a newer epoch than p's drops
@@ -167,18 +273,8 @@ func (rc *recordCache) insertLocked(p *partitionCache, r run) {
 		if i < len(p.chunks) && p.chunks[i].first < end {
 			end = p.chunks[i].first
 		}
-		recs := recordsIn(r.records, at, end)
-		if len(recs) < len(r.records) {
-			// Records of one decoded batch share its buffer: a chunk
-			// that keeps only some of them gets copies, so that it pins
-			// no more than the bytes it counts.
-			recs = compactRecords(recs)
-		}
-		c := &chunk{first: at, next: end, records: recs, part: p, cached: time.Now()}
-		c.bytes = chunkOverhead
-		for _, rec := range c.records {
-			c.bytes += recordBytes(rec) + recordOverhead
-		}
+		c := r.part(at, end)
+		c.part, c.cached = p, time.Now()
 		p.chunks = slices.Insert(p.chunks, i, c)
 		c.inCache = rc.oldest.PushBack(c)
 		c.inPart = p.oldest.PushBack(c)
@@ -307,29 +403,48 @@ func (p *partitionCache) holding(offset int64) int {
 // heldFrom follows the chunks of key that run on without a gap from offset,
 // for at most want bytes of records (keys, values and headers) and at most
 // most bytes as the cache counts them. It returns the offset after the last
-// chunk it followed (offset when no chunk holds it) and whether it reached
-// either bound: whether the cache holds enough from offset on.
+// chunk it followed (offset when no chunk holds it) and whether the cache
+// holds enough from offset on: either bound, or the end of the log as the
+// last broker fetch saw it.
 func (rc *recordCache) heldFrom(key cacheKey, offset int64, want, most int) (end int64, enough bool) {
 	rc.mu.Lock()
 	defer rc.mu.Unlock()
 	p := rc.parts[key]
-	i := p.holding(offset)
-	if i < 0 {
-		return offset, false
-	}
 	records, counted := 0, 0
-	for end = offset; i < len(p.chunks) && p.chunks[i].first <= end; i++ {
+	end = offset
+	for i := p.holding(offset); i >= 0 && i < len(p.chunks) && p.chunks[i].first <= end; i++ {
 		c := p.chunks[i]
-		for _, r := range recordsIn(c.records, end, c.next) {
-			records += recordBytes(r)
-		}
+		records += c.bytesFrom(end)
 		counted += c.bytes
 		end = c.next
 		if records >= want || counted >= most {
 			return end, true
 		}
 	}
-	return end, false
+	return end, p != nil && p.logEnd > 0 && end >= p.logEnd
+}
+
+// sawLogEnd records end, the end of the log of key that a broker fetch
+// answered with.
+func (rc *recordCache) sawLogEnd(key cacheKey, end int64) {
+	rc.mu.Lock()
+	defer rc.mu.Unlock()
+	if p := rc.parts[key]; p != nil {
+		p.logEnd = end
+	}
+}
+
+// bytesFrom returns the bytes of the keys, values and headers of c's
+// records from offset on.
+func (c *chunk) bytesFrom(offset int64) int {
+	n := 0
+	if c.records == nil && c.packed != nil {
+		return c.packed.bytesFrom(c.packed.search(offset))
+	}
+	for _, r := range recordsIn(c.records, offset, c.next) {
+		n += recordBytes(r)
+	}
+	return n
 }
 
 // read adds to out the records of key from offset on, following chunks while
@@ -342,18 +457,35 @@ func (rc *recordCache) read(key cacheKey, offset int64, out *reply) bool {
 	if i < 0 {
 		return false
 	}
+	// Forms made for this read count from now on: the bounds hold again
+	// once it is done (its reply keeps what it read).
+	defer rc.boundLocked(p)
 	for start := i; i < len(p.chunks); i++ {
 		c := p.chunks[i]
 		if i > start && c.first != out.next {
 			break // a gap: what lies in it is not known here
 		}
-		recs := c.records
+		from := c.first
 		if i == start {
-			recs = recordsIn(recs, offset, c.next)
+			from = offset
 		}
-		for _, r := range recs {
-			if !out.add(r) {
+		if out.packed {
+			pk := rc.packedLocked(c)
+			k := pk.search(from)
+			if j := out.addPacked(pk, k); j < pk.len() {
+				return true // full
+			}
+			if pk.len() < c.count() {
+				// A record a reply cannot carry: the reply ends before
+				// it, and a reply that has none goes by records.
+				out.unpackable = out.n == 0
 				return true
+			}
+		} else {
+			for _, r := range recordsIn(rc.recordsLocked(c), from, c.next) {
+				if !out.add(r) {
+					return true
+				}
 			}
 		}
 		out.through(c.next)
@@ -404,9 +536,17 @@ func (g *fetchGroup) end(key readerKey, offset int64) {
 
 // reply collects the records of one reply (a fetch answer or a push):
 // at most maxRecords and maxBytes of keys, values and headers, but at least
-// one record, so that a large record is still delivered.
+// one record, so that a large record is still delivered. A packed reply
+// collects runs of packed records instead of records (see packed.go).
 type reply struct {
-	records    []*kgo.Record
+	records []*kgo.Record
+	packed  bool
+	parts   []packedPart
+	// unpackable marks a packed reply that found no record but one it
+	// cannot carry packed: it must be read again by records.
+	unpackable bool
+	n          int      // the records collected
+	key        cacheKey // the partition incarnation a read (readAt) read
 	maxRecords int
 	maxBytes   int
 	bytes      int
@@ -425,14 +565,44 @@ func (rp *reply) add(r *kgo.Record) bool {
 		return false
 	}
 	n := recordBytes(r)
-	if len(rp.records) > 0 && (len(rp.records) >= rp.maxRecords || rp.bytes+n > rp.maxBytes) {
-		rp.full = true
+	if !rp.fits(n) {
 		return false
 	}
 	rp.records = append(rp.records, r)
 	rp.bytes += n
+	rp.n++
 	rp.next = r.Offset + 1
 	return true
+}
+
+// fits reports whether a record of n bytes fits the reply, and marks it
+// full when it does not.
+func (rp *reply) fits(n int) bool {
+	if rp.n > 0 && (rp.n >= rp.maxRecords || rp.bytes+n > rp.maxBytes) {
+		rp.full = true
+	}
+	return !rp.full
+}
+
+// packedPart is the packed records [i, j) of p in a reply.
+type packedPart struct {
+	p    *packedRecords
+	i, j int
+}
+
+// addPacked appends the records of p from index i on while they fit, and
+// returns the index of the first it did not append.
+func (rp *reply) addPacked(p *packedRecords, i int) int {
+	j := i
+	for ; j < p.len() && rp.fits(int(p.sizes[j])); j++ {
+		rp.bytes += int(p.sizes[j])
+		rp.n++
+	}
+	if j > i {
+		rp.parts = append(rp.parts, packedPart{p, i, j})
+		rp.next = p.offsets[j-1] + 1
+	}
+	return j
 }
 
 // through records that every data record before end has been offered, so

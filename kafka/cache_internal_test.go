@@ -38,9 +38,9 @@ var p0 = cacheKey{readerKey: readerKey{"t", 0}}
 
 func TestCacheReadsFollowOnlyContiguousRuns(t *testing.T) {
 	rc := newRecordCache(1<<20, 1<<20)
-	rc.insert(p0, unknownEpoch, run{0, 3, records(0, 1, 2)})
+	rc.insert(p0, unknownEpoch, run{first: 0, next: 3, records: records(0, 1, 2)})
 	// The consumer jumped from 2 to 5: offsets 3 and 4 are not known.
-	rc.insert(p0, unknownEpoch, run{5, 8, records(5, 6, 7)})
+	rc.insert(p0, unknownEpoch, run{first: 5, next: 8, records: records(5, 6, 7)})
 
 	if got, next, ok := readAll(rc, p0, 0); !ok || !slices.Equal(got, []int64{0, 1, 2}) || next != 3 {
 		t.Fatalf("read at 0: %v next %d ok %v; want [0 1 2] next 3", got, next, ok)
@@ -55,7 +55,7 @@ func TestCacheReadsFollowOnlyContiguousRuns(t *testing.T) {
 	}
 
 	// A broker answer proves 3 holds a control record and 4 an aborted one.
-	rc.insert(p0, unknownEpoch, run{3, 5, nil})
+	rc.insert(p0, unknownEpoch, run{first: 3, next: 5})
 	if got, next, _ := readAll(rc, p0, 1); !slices.Equal(got, []int64{1, 2, 5, 6, 7}) || next != 8 {
 		t.Fatalf("read at 1 across the proven run: %v next %d; want [1 2 5 6 7] next 8", got, next)
 	}
@@ -70,8 +70,8 @@ func TestCacheReadsFollowOnlyContiguousRuns(t *testing.T) {
 func TestCacheHoldsExactlyWhatItReads(t *testing.T) {
 	rc := newRecordCache(1<<20, 1<<20)
 	before := time.Now()
-	rc.insert(p0, unknownEpoch, run{2, 4, records(2, 3)})
-	rc.insert(p0, unknownEpoch, run{6, 7, records(6)})
+	rc.insert(p0, unknownEpoch, run{first: 2, next: 4, records: records(2, 3)})
+	rc.insert(p0, unknownEpoch, run{first: 6, next: 7, records: records(6)})
 	after := time.Now().Add(time.Second)
 	for at := int64(0); at <= 8; at++ {
 		_, _, read := readAll(rc, p0, at)
@@ -94,7 +94,7 @@ func TestCacheHoldsExactlyWhatItReads(t *testing.T) {
 func TestCacheReplyLimitsAndNextOffset(t *testing.T) {
 	rc := newRecordCache(1<<20, 1<<20)
 	// A compacted batch: [10, 20) holds only 12, 15 and 19.
-	rc.insert(p0, unknownEpoch, run{10, 20, records(12, 15, 19)})
+	rc.insert(p0, unknownEpoch, run{first: 10, next: 20, records: records(12, 15, 19)})
 	out := newReply(10, 2, 1<<20)
 	rc.read(p0, 10, out)
 	if got := offsetsOf(out.records); !slices.Equal(got, []int64{12, 15}) || out.next != 16 {
@@ -115,10 +115,10 @@ func TestCacheReplyLimitsAndNextOffset(t *testing.T) {
 
 func TestCacheKeepsWhatItHoldsWhenRunsOverlap(t *testing.T) {
 	rc := newRecordCache(1<<20, 1<<20)
-	rc.insert(p0, unknownEpoch, run{5, 8, records(5, 6, 7)})
+	rc.insert(p0, unknownEpoch, run{first: 5, next: 8, records: records(5, 6, 7)})
 	before := rc.Bytes()
 	// A later answer covering [3, 10) adds only what is missing.
-	rc.insert(p0, unknownEpoch, run{3, 10, records(3, 4, 5, 6, 7, 8, 9)})
+	rc.insert(p0, unknownEpoch, run{first: 3, next: 10, records: records(3, 4, 5, 6, 7, 8, 9)})
 	if got, next, _ := readAll(rc, p0, 3); !slices.Equal(got, []int64{3, 4, 5, 6, 7, 8, 9}) || next != 10 {
 		t.Fatalf("read at 3: %v next %d", got, next)
 	}
@@ -140,7 +140,7 @@ func TestCacheStaysWithinItsBytesAndEvictsOldestFirst(t *testing.T) {
 		for i := range recs {
 			recs[i] = first + int64(i)
 		}
-		rc.insert(key, unknownEpoch, run{first, first + 10, records(recs...)})
+		rc.insert(key, unknownEpoch, run{first: first, next: first + 10, records: records(recs...)})
 		if b := rc.Bytes(); b > 5*one {
 			t.Fatalf("cache holds %d bytes, bound %d", b, 5*one)
 		}
@@ -172,7 +172,7 @@ func TestCacheStaysWithinItsBytesAndEvictsOldestFirst(t *testing.T) {
 	// A chunk larger than the bounds is not kept at all.
 	big := records(100)
 	big[0].Value = make([]byte, 6*one)
-	rc.insert(p0, unknownEpoch, run{100, 101, big})
+	rc.insert(p0, unknownEpoch, run{first: 100, next: 101, records: big})
 	if _, _, ok := readAll(rc, p0, 100); ok || rc.Bytes() > 5*one {
 		t.Fatalf("an oversized chunk stayed: %d bytes", rc.Bytes())
 	}
@@ -182,8 +182,8 @@ func TestCacheForgetsWhatKafkaNoLongerHolds(t *testing.T) {
 	rc := newRecordCache(1<<20, 1<<20)
 	first := cacheKey{p0.readerKey, [16]byte{1}}
 	second := cacheKey{p0.readerKey, [16]byte{2}}
-	rc.insert(first, 3, run{0, 3, records(0, 1, 2)})
-	rc.insert(first, 3, run{3, 6, records(3, 4, 5)})
+	rc.insert(first, 3, run{first: 0, next: 3, records: records(0, 1, 2)})
+	rc.insert(first, 3, run{first: 3, next: 6, records: records(3, 4, 5)})
 	rc.trimBefore(first, 2) // the log start moved to 2
 	if _, _, ok := readAll(rc, first, 1); ok {
 		t.Fatal("records before the log start are still served")
@@ -200,7 +200,7 @@ func TestCacheForgetsWhatKafkaNoLongerHolds(t *testing.T) {
 	if _, _, ok := readAll(rc, first, 3); ok || rc.Bytes() != 0 {
 		t.Fatalf("records of the old topic are still kept (%d bytes)", rc.Bytes())
 	}
-	rc.insert(second, 0, run{0, 1, records(0)})
+	rc.insert(second, 0, run{first: 0, next: 1, records: records(0)})
 	rc.drop(p0.readerKey)
 	if _, _, ok := readAll(rc, second, 0); ok || rc.Bytes() != 0 {
 		t.Fatalf("dropped records are still served (%d bytes)", rc.Bytes())
@@ -209,7 +209,7 @@ func TestCacheForgetsWhatKafkaNoLongerHolds(t *testing.T) {
 
 func TestCacheDropsRecordsOfAnOlderLeaderEpoch(t *testing.T) {
 	rc := newRecordCache(1<<20, 1<<20)
-	rc.insert(p0, 4, run{0, 3, records(0, 1, 2)})
+	rc.insert(p0, 4, run{first: 0, next: 3, records: records(0, 1, 2)})
 	rc.confirm(p0, 4, 0)
 	if got, _, _ := readAll(rc, p0, 0); !slices.Equal(got, []int64{0, 1, 2}) {
 		t.Fatalf("read at 0 under the same epoch: %v", got)
@@ -222,12 +222,12 @@ func TestCacheDropsRecordsOfAnOlderLeaderEpoch(t *testing.T) {
 	}
 	// An answer of the deposed leader that comes late is not kept; the
 	// new leader's is, and a newer epoch's answer replaces it.
-	rc.insert(p0, 4, run{0, 3, records(0, 1, 2)})
+	rc.insert(p0, 4, run{first: 0, next: 3, records: records(0, 1, 2)})
 	if _, _, ok := readAll(rc, p0, 0); ok {
 		t.Fatal("an answer of an older epoch was cached")
 	}
-	rc.insert(p0, 5, run{0, 2, records(0, 1)})
-	rc.insert(p0, 6, run{5, 6, records(5)})
+	rc.insert(p0, 5, run{first: 0, next: 2, records: records(0, 1)})
+	rc.insert(p0, 6, run{first: 5, next: 6, records: records(5)})
 	if _, _, ok := readAll(rc, p0, 0); ok {
 		t.Fatal("records of epoch 5 survived an answer of epoch 6")
 	}
@@ -235,7 +235,7 @@ func TestCacheDropsRecordsOfAnOlderLeaderEpoch(t *testing.T) {
 		t.Fatalf("read at 5 under epoch 6: %v", got)
 	}
 	// The shared readers' records (epoch unknown) join what is there.
-	rc.insert(p0, unknownEpoch, run{6, 7, records(6)})
+	rc.insert(p0, unknownEpoch, run{first: 6, next: 7, records: records(6)})
 	if got, _, _ := readAll(rc, p0, 5); !slices.Equal(got, []int64{5, 6}) {
 		t.Fatalf("read at 5 after a reader's record: %v", got)
 	}
@@ -249,8 +249,8 @@ func TestCachePartOfABatchKeepsOnlyItsOwnBytes(t *testing.T) {
 	for i := range batch {
 		batch[i] = &kgo.Record{Offset: int64(i), Value: buf[i*1000 : (i+1)*1000 : (i+1)*1000]}
 	}
-	rc.insert(p0, unknownEpoch, run{0, 2, batch[:2]}) // two of them are held already
-	rc.insert(p0, unknownEpoch, run{0, 4, batch})
+	rc.insert(p0, unknownEpoch, run{first: 0, next: 2, records: batch[:2]}) // two of them are held already
+	rc.insert(p0, unknownEpoch, run{first: 0, next: 4, records: batch})
 	c := rc.parts[p0].chunks[1]
 	if c.first != 2 || len(c.records) != 2 {
 		t.Fatalf("second chunk [%d, %d) with %d records, want [2, 4) with 2", c.first, c.next, len(c.records))

@@ -106,7 +106,7 @@ func (d *batchDecoder) next() (r run, ok bool, err error) {
 			data = slices.DeleteFunc(data, isControl)
 		}
 		d.at = end
-		return run{from, end, data}, true, nil
+		return run{first: from, next: end, records: data}, true, nil
 	}
 	d.in = nil
 	return run{}, false, nil
@@ -128,53 +128,69 @@ func (k *Cluster) decodeFetched(key cacheKey, epoch int32, rp *kmsg.FetchRespons
 		if !ok {
 			break // the end, or a batch that failed: the next fetch reports it
 		}
+		if out.packed {
+			r = r.pack()
+		}
 		runs = append(runs, r)
-		for _, rec := range r.records {
-			if rec.Offset < offset {
-				continue // cached for others, before this reply
+		if !out.packed {
+			for _, rec := range r.records {
+				if rec.Offset < offset {
+					continue // cached for others, before this reply
+				}
+				if !out.add(rec) {
+					ahead += recordBytes(rec)
+				}
 			}
-			if !out.add(rec) {
-				ahead += recordBytes(rec)
-			}
+		} else if j := out.addPacked(r.packed, r.packed.search(offset)); r.records != nil && j == r.packed.len() && !out.full {
+			// A record the reply cannot carry packed ends it.
+			out.unpackable = out.n == 0
+			break
+		} else {
+			ahead += r.packed.bytesFrom(j)
 		}
 		out.through(r.next)
 	}
 	k.cache.insert(key, epoch, runs...)
-	if len(d.in) == 0 || ahead >= out.maxBytes {
+	if len(d.in) == 0 || ahead >= out.maxBytes || out.unpackable {
 		return nil
 	}
 	select {
 	case k.readAheads <- struct{}{}:
 	default:
-		k.decodeAhead(d, key, epoch, out.maxBytes-ahead) // no slot: before the reply
+		k.decodeAhead(d, key, epoch, out.packed, out.maxBytes-ahead) // no slot: before the reply
 		return nil
 	}
 	if _, first := k.fetching.begin(key.readerKey, d.at); !first {
 		<-k.readAheads // a fetch of those offsets runs already
 		return nil
 	}
-	at, budget := d.at, out.maxBytes-ahead
+	at, budget, packed := d.at, out.maxBytes-ahead, out.packed
 	go func() {
 		defer func() { <-k.readAheads }()
 		defer k.fetching.end(key.readerKey, at)
 		defer k.pool.recoverPanic("decoding ahead")
-		k.decodeAhead(d, key, epoch, budget)
+		k.decodeAhead(d, key, epoch, packed, budget)
 	}()
 	return nil
 }
 
 // decodeAhead decodes the rest of d, up to maxBytes of data records, into
-// the record cache.
-func (k *Cluster) decodeAhead(d *batchDecoder, key cacheKey, epoch int32, maxBytes int) {
+// the record cache, packed for a fetch loop's packed replies.
+func (k *Cluster) decodeAhead(d *batchDecoder, key cacheKey, epoch int32, packed bool, maxBytes int) {
 	var runs []run
 	for n := 0; n < maxBytes; {
 		r, ok, _ := d.next()
 		if !ok {
 			break
 		}
+		if packed {
+			r = r.pack()
+		}
 		runs = append(runs, r)
-		for _, rec := range r.records {
-			n += recordBytes(rec)
+		if r.records == nil {
+			n += r.packed.bytesFrom(0)
+		} else {
+			n += recordsBytes(r.records)
 		}
 	}
 	k.cache.insert(key, epoch, runs...)

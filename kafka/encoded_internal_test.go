@@ -160,7 +160,7 @@ func TestKeptPushIsTakenOnlyWhileTheCacheHoldsItsFirstRecord(t *testing.T) {
 	k, _ := testCluster(t, kafka, "")
 	key := cacheKey{readerKey: readerKey{"t", 0}}
 	recs := tenantRecords(10, "a", "b")
-	k.cache.insert(key, unknownEpoch, run{0, 10, recs})
+	k.cache.insert(key, unknownEpoch, run{first: 0, next: 10, records: recs})
 	a := tenantView("a")
 	out := newReply(0, 100, 1<<20)
 	k.cache.read(key, 0, out)
@@ -183,7 +183,7 @@ func TestKeptPushIsTakenOnlyWhileTheCacheHoldsItsFirstRecord(t *testing.T) {
 		c := *r
 		again[i] = &c
 	}
-	k.cache.insert(key, unknownEpoch, run{0, 10, again})
+	k.cache.insert(key, unknownEpoch, run{first: 0, next: 10, records: again})
 	if at(a, 100) != nil {
 		t.Fatal("a push of records the cache no longer holds is taken")
 	}

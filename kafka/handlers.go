@@ -70,15 +70,24 @@ func (h *handlers) fetch(ctx context.Context, req *pubsub.Request) (*pb.PubSubRe
 	defer cancel()
 	view := View{Scope: h.policy.ReadScope(topic), Filter: MatchFilter(cmd.GetFilter())}
 	body := recordsReplies.Get().(*recordsReply)
-	out := newReply(cmd.GetOffset(), DefaultMaxRecords, int(h.k.cfg.FetchMaxBytes))
-	out.records = body.records[:0]
+	out := body.newReply(cmd.GetOffset(), int(h.k.cfg.FetchMaxBytes), view.All())
 	err := h.k.fetchReply(ctx, topic, partition, out)
+	if err == nil && out.unpackable {
+		// A record the reply cannot carry packed: its records tell why.
+		out = body.newReply(cmd.GetOffset(), int(h.k.cfg.FetchMaxBytes), false)
+		err = h.k.fetchReply(ctx, topic, partition, out)
+	}
 	if err == nil && !view.All() {
 		h.k.readVisible(ctx, topic, partition, view, cmd.GetOffset(), out)
 	}
-	body.records = out.records
+	records, bytes := len(out.records), recordsBytes(out.records)
 	if err == nil {
-		err = body.set("", 0, out.records, out.next)
+		if out.packed {
+			body.setPacked(out.parts, out.next)
+			records, bytes = out.n, out.bytes
+		} else {
+			err = body.set("", 0, out.records, out.next)
+		}
 	}
 	if err != nil {
 		body.release()
@@ -86,7 +95,7 @@ func (h *handlers) fetch(ctx context.Context, req *pubsub.Request) (*pb.PubSubRe
 	}
 	// Records of the cache are in memory already; the reply encoded from
 	// them is not, until its bytes are reserved.
-	if err := req.Reserve(ctx, recordsBytes(out.records)); err != nil {
+	if err := req.Reserve(ctx, bytes); err != nil {
 		body.release()
 		return nil, &CommandError{Op: opFetch, Topic: topic, Partition: partition, Cause: h.k.cause(ctx, err)}
 	}
@@ -94,7 +103,7 @@ func (h *handlers) fetch(ctx context.Context, req *pubsub.Request) (*pb.PubSubRe
 	req.AfterReply(body.release)
 	tally := metrics.TallyFrom(ctx)
 	tally.Touch(topic, partition)
-	h.k.sent(tally, len(out.records))
+	h.k.sent(tally, records)
 	h.k.pool.metrics.FetchReply(time.Since(start))
 	req.ReplyWith(body)
 	return nil, nil

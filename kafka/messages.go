@@ -64,7 +64,8 @@ var errNotUTF8 = errors.New("not valid UTF-8")
 // of small records holds thousands of them.
 type recordsReply struct {
 	records   []*kgo.Record
-	topic     string // left out when empty (a fetch reply)
+	parts     []packedPart // packed records, after records
+	topic     string       // left out when empty (a fetch reply)
 	partition int32
 	next      int64
 	// size is that of the kafka_fetch_resp message.
@@ -84,6 +85,7 @@ type messageHead struct {
 // set makes r the reply of records of topic/partition that goes on at
 // next, or fails with errNotUTF8 when it cannot be encoded.
 func (r *recordsReply) set(topic string, partition int32, records []*kgo.Record, next int64) error {
+	r.parts = r.parts[:0]
 	r.records, r.topic, r.partition, r.next = records, topic, partition, next
 	if !utf8.ValidString(topic) {
 		return fmt.Errorf("topic: %w", errNotUTF8)
@@ -91,20 +93,51 @@ func (r *recordsReply) set(topic string, partition int32, records []*kgo.Record,
 	n := sizeLen(fieldTopic, topic) + sizeVarint(fieldPartition, uint64(int64(partition))) + sizeVarint(fieldNextOffset, uint64(next))
 	r.messages = slices.Grow(r.messages[:0], len(records))
 	for _, rec := range records {
-		m := messageHead{timestamp: rec.Timestamp.UnixMilli()}
-		m.size = sizeVarint(fieldOffset, uint64(rec.Offset)) + sizeVarint(fieldTimestamp, uint64(m.timestamp)) +
-			sizeLen(fieldKey, rec.Key) + sizeLen(fieldValue, rec.Value)
-		for _, h := range rec.Headers {
-			if !utf8.ValidString(h.Key) {
-				return fmt.Errorf("record at offset %d: header key: %w", rec.Offset, errNotUTF8)
-			}
-			m.size += sizeTagHeaders + protowire.SizeBytes(headerSize(h))
+		m, ok := headOf(rec)
+		if !ok {
+			return fmt.Errorf("record at offset %d: header key: %w", rec.Offset, errNotUTF8)
 		}
 		r.messages = append(r.messages, m)
 		n += sizeTagMessages + protowire.SizeBytes(m.size)
 	}
 	r.size = n
 	return nil
+}
+
+// headOf measures the KafkaMessage of rec; ok is false when a reply cannot
+// carry rec (a header key that is not UTF-8).
+func headOf(rec *kgo.Record) (m messageHead, ok bool) {
+	m.timestamp = rec.Timestamp.UnixMilli()
+	m.size = sizeVarint(fieldOffset, uint64(rec.Offset)) + sizeVarint(fieldTimestamp, uint64(m.timestamp)) +
+		sizeLen(fieldKey, rec.Key) + sizeLen(fieldValue, rec.Value)
+	for _, h := range rec.Headers {
+		if !utf8.ValidString(h.Key) {
+			return m, false
+		}
+		m.size += sizeTagHeaders + protowire.SizeBytes(headerSize(h))
+	}
+	return m, true
+}
+
+// newReply starts a fetch reply at offset of at most maxBytes, packed or
+// by records, which keeps its records (or packed parts) in r's slices:
+// r must take them back (set or setPacked) before it is released.
+func (r *recordsReply) newReply(offset int64, maxBytes int, packed bool) *reply {
+	out := newReply(offset, DefaultMaxRecords, maxBytes)
+	out.records, out.parts, out.packed = r.records[:0], r.parts[:0], packed
+	return out
+}
+
+// setPacked makes r the fetch reply of the packed records of parts that
+// goes on at next. Packed records are encodable.
+func (r *recordsReply) setPacked(parts []packedPart, next int64) {
+	r.records = r.records[:0]
+	r.parts, r.next = parts, next
+	n := sizeVarint(fieldNextOffset, uint64(next))
+	for _, part := range parts {
+		n += int(part.p.start(part.j) - part.p.start(part.i))
+	}
+	r.size = n
 }
 
 // BodySize implements pubsub.ReplyBody.
@@ -117,23 +150,32 @@ func (r *recordsReply) AppendBody(b []byte) []byte {
 	b = protowire.AppendTag(b, fieldFetchResp, protowire.BytesType)
 	b = protowire.AppendVarint(b, uint64(r.size))
 	for i, rec := range r.records {
-		m := r.messages[i]
-		b = protowire.AppendTag(b, fieldMessages, protowire.BytesType)
-		b = protowire.AppendVarint(b, uint64(m.size))
-		b = appendVarint(b, fieldOffset, uint64(rec.Offset))
-		b = appendVarint(b, fieldTimestamp, uint64(m.timestamp))
-		b = appendBytes(b, fieldKey, rec.Key)
-		b = appendBytes(b, fieldValue, rec.Value)
-		for _, h := range rec.Headers {
-			b = protowire.AppendTag(b, fieldHeaders, protowire.BytesType)
-			b = protowire.AppendVarint(b, uint64(headerSize(h)))
-			b = appendString(b, fieldHeaderKey, h.Key)
-			b = appendBytes(b, fieldHeaderValue, h.Value)
-		}
+		b = appendMessage(b, rec, r.messages[i])
+	}
+	for _, part := range r.parts {
+		b = append(b, part.p.enc[part.p.start(part.i):part.p.start(part.j)]...)
 	}
 	b = appendString(b, fieldTopic, r.topic)
 	b = appendVarint(b, fieldPartition, uint64(int64(r.partition)))
 	return appendVarint(b, fieldNextOffset, uint64(r.next))
+}
+
+// appendMessage appends rec, of head m, as an entry of a KafkaFetchResp's
+// messages: its tag, its length and its KafkaMessage.
+func appendMessage(b []byte, rec *kgo.Record, m messageHead) []byte {
+	b = protowire.AppendTag(b, fieldMessages, protowire.BytesType)
+	b = protowire.AppendVarint(b, uint64(m.size))
+	b = appendVarint(b, fieldOffset, uint64(rec.Offset))
+	b = appendVarint(b, fieldTimestamp, uint64(m.timestamp))
+	b = appendBytes(b, fieldKey, rec.Key)
+	b = appendBytes(b, fieldValue, rec.Value)
+	for _, h := range rec.Headers {
+		b = protowire.AppendTag(b, fieldHeaders, protowire.BytesType)
+		b = protowire.AppendVarint(b, uint64(headerSize(h)))
+		b = appendString(b, fieldHeaderKey, h.Key)
+		b = appendBytes(b, fieldHeaderValue, h.Value)
+	}
+	return b
 }
 
 // headerSize is the size of the KafkaHeader of h.
@@ -212,6 +254,7 @@ var recordsReplies = sync.Pool{New: func() any { return new(recordsReply) }}
 // (pubsub.Request.AfterReply).
 func (r *recordsReply) release() {
 	clear(r.records)
-	*r = recordsReply{records: r.records[:0], messages: r.messages[:0]}
+	clear(r.parts)
+	*r = recordsReply{records: r.records[:0], messages: r.messages[:0], parts: r.parts[:0]}
 	recordsReplies.Put(r)
 }

@@ -14,9 +14,9 @@ import (
 // has the last word, which also reports a broker that went away.
 func (k *Cluster) fetchReply(ctx context.Context, topic string, partition int32, out *reply) error {
 	waited := k.waitAtTail(ctx, topic, partition, out.next)
-	if err := k.readAt(ctx, topic, partition, out); err != nil || len(out.records) > 0 || waited {
+	if err := k.readAt(ctx, topic, partition, out); err != nil || out.n > 0 || waited {
 		if err == nil && (out.full || 2*out.bytes >= out.maxBytes) {
-			k.keepAhead(ctx, topic, partition, out.next)
+			k.keepAhead(ctx, out)
 		}
 		return err
 	}
@@ -42,19 +42,15 @@ func (k *Cluster) fetchReply(ctx context.Context, topic string, partition int32,
 // read ahead), which the client follows with a fetch at next, the records
 // from next on
 // that the cache does not hold yet are fetched and decoded in the
-// background, while the reply travels and the client decodes it, as a Kafka
+// background (packed for a packed reply), while the reply travels and the client decodes it, as a Kafka
 // consumer fetches while its application works. The broker request waits in
 // the session's lane, so one fast reader takes no more of the brokers than
 // its fair share; it runs only with a free read-ahead slot and when no
 // fetch of that offset runs already, and reads no further than a quarter of
 // the partition's window, so that what other sessions read stays cached.
-func (k *Cluster) keepAhead(ctx context.Context, topic string, partition int32, next int64) {
-	info, err := k.lookup(ctx, topic, partition, false)
-	if err != nil {
-		return
-	}
-	key := cacheKey{readerKey{topic, partition}, info.topicID}
-	at, ahead := k.cache.heldFrom(key, next, int(k.cfg.FetchMaxBytes), k.cache.maxPartBytes/4)
+func (k *Cluster) keepAhead(ctx context.Context, out *reply) {
+	key, packed := out.key, out.packed
+	at, ahead := k.cache.heldFrom(key, out.next, int(k.cfg.FetchMaxBytes), k.cache.maxPartBytes/4)
 	if ahead {
 		return
 	}
@@ -76,7 +72,9 @@ func (k *Cluster) keepAhead(ctx context.Context, topic string, partition int32, 
 		defer cancel()
 		// The records go into the cache; an error is the next fetch's
 		// to report.
-		_ = k.fetchWait(ctx, key, true, at, 0, newReply(at, DefaultMaxRecords, int(k.cfg.FetchMaxBytes)))
+		ahead := newReply(at, DefaultMaxRecords, int(k.cfg.FetchMaxBytes))
+		ahead.packed = packed
+		_ = k.fetchWait(ctx, key, true, at, 0, ahead)
 	}()
 }
 
@@ -115,12 +113,13 @@ func (k *Cluster) readAt(ctx context.Context, topic string, partition int32, out
 			return err
 		}
 	}
+	out.key = key
 	for {
 		at := out.next
 		if err := k.read(ctx, key, false, at, out); err != nil {
 			return err
 		}
-		if len(out.records) > 0 || out.next == at {
+		if out.n > 0 || out.next == at {
 			return nil
 		}
 	}

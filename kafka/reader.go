@@ -443,7 +443,7 @@ func (k *Cluster) cacheConsumed(key cacheKey, recs []*kgo.Record) {
 		for n < len(recs) && recs[n].Offset == recs[n-1].Offset+1 {
 			n++
 		}
-		r := run{recs[0].Offset, recs[n-1].Offset + 1, recs[:n]}
+		r := run{first: recs[0].Offset, next: recs[n-1].Offset + 1, records: recs[:n]}
 		if slices.ContainsFunc(r.records, isControl) {
 			r.records = slices.DeleteFunc(slices.Clone(r.records), isControl)
 		}

@@ -158,7 +158,7 @@ func cachedRecords(rc *recordCache) int {
 	n := 0
 	for _, p := range rc.parts {
 		for _, c := range p.chunks {
-			n += len(c.records)
+			n += c.count()
 		}
 	}
 	return n
@@ -413,7 +413,8 @@ func TestAReaderNeverMovesTheEndBack(t *testing.T) {
 // fetch at the last offset + 1 after the other: once the cache holds less
 // than a reply after what a full reply returned, the records that follow
 // are fetched from Kafka in the background, so the client's next fetches
-// are answered from the cache without a broker round trip of their own.
+// are answered from the cache without a broker round trip of their own;
+// nothing is read ahead of the end of the log.
 func TestAFetchLoopIsReadAhead(t *testing.T) {
 	kafka, producer := oneBrokerKafka(t)
 	ctx := testContext(t)
@@ -479,5 +480,15 @@ func TestAFetchLoopIsReadAhead(t *testing.T) {
 		// The replies up to the third batch come from the cache; the one
 		// that leaves less than a reply cached reads the third ahead.
 		t.Fatalf("the fetch loop through the read-ahead batch sent %d broker fetches, want the one read-ahead of the third batch", n)
+	}
+	// The third batch ends the log, as the read-ahead's answer said: the
+	// replies up to there read nothing ahead.
+	before = fetches.n.Load()
+	for offset := int64(2 * perBatch); offset < 3*perBatch; {
+		offset = fetch(offset).next
+	}
+	awaitReadAheads(k)
+	if n := fetches.n.Load() - before; n != 0 {
+		t.Fatalf("the fetch loop up to the end of the log sent %d broker fetches, want none", n)
 	}
 }

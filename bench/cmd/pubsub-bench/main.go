@@ -42,7 +42,7 @@ func run() error {
 	quick := flag.Bool("quick", false, "small sizes that finish in under a minute; results go to a temporary directory and BENCHMARKS.md is left alone")
 	sizes := flag.String("sizes", "100,1024", "record value sizes of the throughput runs, bytes")
 	mb := flag.Float64("mb", 100, "megabytes of values read per size and reader")
-	runs := flag.Int("runs", 3, "rounds of throughput runs, each running every reader once; each reader keeps its fastest")
+	runs := flag.Int("runs", 3, "rounds of throughput and real-data runs, each running every reader once; each reader keeps its fastest, and a real-data ratio to direct is the median of the rounds' ratios (paired within a round)")
 	sessions := flag.String("sessions", "1,10,100", "concurrent session counts read through the gateway")
 	idle := flag.String("idle", "1000,2000,4000,10000", "idle session counts whose gateway memory is measured")
 	latency := flag.Int("latency-samples", 5000, "round trips per latency figure")

@@ -38,7 +38,7 @@ const (
 
 	DefaultFetchMaxBytes    = 1 << 20
 	DefaultFetchMaxWait     = 100 * time.Millisecond
-	DefaultWindowBytes      = 16 << 20
+	DefaultWindowBytes      = 32 << 20
 	DefaultCacheBytes       = 64 << 20
 	DefaultRequestTimeout   = 5 * time.Second
 	DefaultListenerSocket   = "/var/run/envoy-pubsub/pubsub.sock"
@@ -101,11 +101,13 @@ type KafkaCluster struct {
 	// RequestTimeout bounds one command's Kafka work, retries included.
 	// Default 5s.
 	RequestTimeout Duration `json:"request_timeout,omitempty"`
-	// WindowBytes bounds the decoded records the cluster's record cache
-	// keeps for one partition (keys, values, headers and a fixed cost per
-	// record), so that one busy partition cannot take the whole cache;
-	// sessions of one partition that drift further apart than this decode
-	// the same batches again. Default 16 MiB.
+	// WindowBytes bounds the records the cluster's record cache keeps for
+	// one partition (as the cache counts them: packed or decoded, with a
+	// fixed cost per record), so that one busy partition cannot take the
+	// whole cache; sessions of one partition that drift further apart than
+	// this decode the same batches again. Default 32 MiB, half the default
+	// cache (BENCHMARKS.md measures ten sessions of one partition with 16
+	// and 32 MiB).
 	WindowBytes int `json:"window_bytes,omitempty"`
 	// Access are identity-scoped rules on top of the allow-lists: where
 	// set, a command needs a rule of its kind that matches. See AccessRule.

@@ -127,8 +127,11 @@ func TestTailPushReadsTheCacheOnce(t *testing.T) {
 			t.Fatalf("push %d is %v, want record %d", i, fr, i)
 		}
 	}
-	// A record may come while its delivery still reads the one before.
-	if hits, misses := lookups.hits.Load(), lookups.misses.Load(); hits < records || misses > records/4 {
+	// One cache read per record (the old code read it again after each
+	// push, and missed). A record may come while its delivery still reads
+	// the one before, or be read from Kafka when it was not cached yet:
+	// either costs a miss now and then.
+	if hits, misses := lookups.hits.Load(), lookups.misses.Load(); hits+misses > records+records/4 || misses > records/4 {
 		t.Fatalf("%d records pushed with %d cache hits and %d misses", records, hits, misses)
 	}
 }

@@ -175,8 +175,9 @@ type session struct {
 	// close, or -1 when the client's stream cannot be parsed (reader only).
 	unread int64
 	// commandsRead counts the requests read per command, for
-	// Request.Order (reader only; made on first use).
-	commandsRead map[protoreflect.Name]uint64
+	// Request.Order (reader only): a session uses a few of the protocol's
+	// commands, and a slice of them costs an idle session less than a map.
+	commandsRead []commandCount
 
 	// abandonAt, once set, is the write deadline (Unix ns) of a session
 	// being closed: a write still blocked then is abandoned.
@@ -231,15 +232,30 @@ func (s *session) dispatch(data []byte) bool {
 		return false
 	}
 	s.handlers.Add(1)
-	if s.commandsRead == nil {
-		s.commandsRead = make(map[protoreflect.Name]uint64, 4)
-	}
-	order := s.commandsRead[cmd]
-	s.commandsRead[cmd] = order + 1
+	order := s.countCommand(cmd)
 	go s.serve(&Request{Msg: req, Command: string(cmd), s: s, order: order})
 	// The next request is read only once the session's replies leave room
 	// under MaxPendingBytes.
 	return s.waitForPendingRoom()
+}
+
+// commandCount is how many requests of one command a session read.
+type commandCount struct {
+	command protoreflect.Name
+	read    uint64
+}
+
+// countCommand counts a request of cmd read and returns how many were read
+// before it.
+func (s *session) countCommand(cmd protoreflect.Name) uint64 {
+	for i := range s.commandsRead {
+		if c := &s.commandsRead[i]; c.command == cmd {
+			c.read++
+			return c.read - 1
+		}
+	}
+	s.commandsRead = append(s.commandsRead, commandCount{cmd, 1})
+	return 0
 }
 
 // serve runs one handler and writes its reply.

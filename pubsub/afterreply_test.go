@@ -12,6 +12,15 @@ import (
 // TestAfterReplyRunsOnceTheReplyIsWritten pins the contract pooled replies
 // rely on: the reply is encoded before the hook reuses its memory.
 func TestAfterReplyRunsOnceTheReplyIsWritten(t *testing.T) {
+	hookRunsAfterEncoding(t, func(_ *Request, resp *pb.PubSubResp) (*pb.PubSubResp, error) { return resp, nil })
+}
+
+// hookRunsAfterEncoding answers pings whose pong state is pooled memory
+// that an AfterReply hook overwrites, with answer (which returns the reply
+// or answers with it otherwise), and checks that every reply carries the
+// state as it was: encoded and written before the hook ran.
+func hookRunsAfterEncoding(t *testing.T, answer func(req *Request, resp *pb.PubSubResp) (*pb.PubSubResp, error)) {
+	t.Helper()
 	ran := make(chan struct{}, 1)
 	m := NewMux()
 	m.On(CmdPing, HandlerFunc(func(_ context.Context, req *Request) (*pb.PubSubResp, error) {
@@ -22,7 +31,7 @@ func TestAfterReplyRunsOnceTheReplyIsWritten(t *testing.T) {
 				pooled[i] = 'x' // the memory goes back to a pool and is reused
 			}
 		})
-		return &pb.PubSubResp{Resp: &pb.PubSubResp_PongResp{PongResp: &pb.PongResp{State: pooled}}}, nil
+		return answer(req, &pb.PubSubResp{Resp: &pb.PubSubResp_PongResp{PongResp: &pb.PongResp{State: pooled}}})
 	}))
 	p := startSession(t, context.Background(), m, Options{})
 	for seq := int64(1); seq <= 3; seq++ {

@@ -36,22 +36,29 @@ func (k *Cluster) fetchReply(ctx context.Context, topic string, partition int32,
 	return k.readAt(ctx, topic, partition, out)
 }
 
-// keepAhead keeps the record cache a reply ahead of a client that reads a
-// partition fetch after fetch (the APISIX fetch loop): after a reply of at
-// least half its bytes (a reply that small at the end of the log is not
-// read ahead), which the client follows with a fetch at next, the records
-// from next on
-// that the cache does not hold yet are fetched and decoded in the
-// background (packed for a packed reply), while the reply travels and the client decodes it, as a Kafka
-// consumer fetches while its application works. The broker request waits in
-// the session's lane, so one fast reader takes no more of the brokers than
-// its fair share; it runs only with a free read-ahead slot and when no
-// fetch of that offset runs already, and reads no further than a quarter of
-// the partition's window, so that what other sessions read stays cached.
+// readAheadReplies is how many replies' worth of records the record cache
+// is kept ahead of a fetch loop: with two, the broker fetch and decoding of
+// the next goes on while the client reads one from the cache, as a Kafka
+// consumer fetches while its application works.
+const readAheadReplies = 2
+
+// keepAhead keeps the record cache readAheadReplies replies ahead of a
+// client that reads a partition fetch after fetch (the APISIX fetch loop):
+// after a reply of at least half its bytes (a reply that small at the end
+// of the log is not read ahead), which the client follows with a fetch at
+// next, the records from next on that the cache does not hold yet are
+// fetched and decoded in the background (packed for a packed reply), one
+// broker fetch after the other, while the reply travels and the client
+// decodes it. The broker requests wait in the session's lane, so one fast
+// reader takes no more of the brokers than its fair share; they run only
+// with a free read-ahead slot and when no fetch of that offset runs
+// already, and read no further than a quarter of the partition's window,
+// so that what other sessions read stays cached, nor past the end of the
+// log the last broker answer gave.
 func (k *Cluster) keepAhead(ctx context.Context, out *reply) {
-	key, packed := out.key, out.packed
-	at, ahead := k.cache.heldFrom(key, out.next, int(k.cfg.FetchMaxBytes), k.cache.maxPartBytes/4)
-	if ahead {
+	key, packed, from := out.key, out.packed, out.next
+	want, most := readAheadReplies*int(k.cfg.FetchMaxBytes), k.cache.maxPartBytes/4
+	if _, ahead := k.cache.heldFrom(key, from, want, most); ahead {
 		return
 	}
 	select {
@@ -59,22 +66,41 @@ func (k *Cluster) keepAhead(ctx context.Context, out *reply) {
 	default:
 		return
 	}
-	if _, first := k.fetching.begin(key.readerKey, at); !first {
-		<-k.readAheads
-		return
-	}
 	lane := k.turns.laneOf(ctx)
-	go func() {
-		defer func() { <-k.readAheads }()
+	// fetchAt fetches and decodes the records from at on into the cache,
+	// which at was marked as fetching for; it reports whether that worked.
+	fetchAt := func(at int64) bool {
 		defer k.fetching.end(key.readerKey, at)
-		defer k.pool.recoverPanic("reading ahead of a fetch loop")
 		ctx, cancel := context.WithTimeout(withLane(context.Background(), lane), k.cfg.RequestTimeout.Duration())
 		defer cancel()
 		// The records go into the cache; an error is the next fetch's
 		// to report.
 		ahead := newReply(at, DefaultMaxRecords, int(k.cfg.FetchMaxBytes))
 		ahead.packed = packed
-		_ = k.fetchWait(ctx, key, true, at, 0, ahead)
+		return k.fetchWait(ctx, key, true, at, 0, ahead) == nil
+	}
+	go func() {
+		defer func() { <-k.readAheads }()
+		defer k.pool.recoverPanic("reading ahead of a fetch loop")
+		for last := int64(-1); ; {
+			at, enough := k.cache.heldFrom(key, from, want, most)
+			if enough || at == last {
+				return // read ahead, or no further for the last step
+			}
+			last = at
+			if done, first := k.fetching.begin(key.readerKey, at); !first {
+				// Another fetch of those records runs (a decoding ahead
+				// of its answer's rest, another session's): its records
+				// are the next step's.
+				if !waitChange(context.Background(), done, k.cfg.RequestTimeout.Duration()) {
+					return
+				}
+				continue
+			}
+			if !fetchAt(at) {
+				return
+			}
+		}
 	}()
 }
 

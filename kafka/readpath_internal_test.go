@@ -409,17 +409,19 @@ func TestAReaderNeverMovesTheEndBack(t *testing.T) {
 	}
 }
 
-// TestAFetchLoopIsReadAhead reads a partition with the fetch loop, one
-// fetch at the last offset + 1 after the other: once the cache holds less
-// than a reply after what a full reply returned, the records that follow
-// are fetched from Kafka in the background, so the client's next fetches
-// are answered from the cache without a broker round trip of their own;
-// nothing is read ahead of the end of the log.
+// TestAFetchLoopIsReadAhead has a client read a partition with one fetch
+// at the last offset + 1 after the other: after each reply the records of
+// the next two replies are fetched from Kafka in the background, one broker
+// fetch after the other when one answer is not enough, so that the
+// client's next fetches are answered from the cache without a broker round
+// trip of their own; the read-ahead goes no further than those two
+// replies, and nothing is read ahead of the end of the log.
 func TestAFetchLoopIsReadAhead(t *testing.T) {
 	kafka, producer := oneBrokerKafka(t)
 	ctx := testContext(t)
-	const perBatch, valueBytes = 100, 100
-	for i := 0; i < 3*perBatch; i += perBatch {
+	const perBatch, batches, valueBytes = 30, 10, 100
+	const total = perBatch * batches
+	for i := 0; i < total; i += perBatch {
 		batch := make([]*kgo.Record, perBatch)
 		for j := range batch {
 			batch[j] = &kgo.Record{Value: fmt.Appendf(nil, "%0*d", valueBytes, i+j)}
@@ -428,6 +430,8 @@ func TestAFetchLoopIsReadAhead(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
+	// A broker answer of at most one reply's bytes holds one or two
+	// batches: reading two replies ahead takes more than one.
 	const replyBytes = 40 * valueBytes
 	k, fetches := testCluster(t, kafka, fmt.Sprintf("    fetch_max_bytes: %d\n", replyBytes))
 	info, err := k.lookup(ctx, "t", 0, false)
@@ -449,43 +453,26 @@ func TestAFetchLoopIsReadAhead(t *testing.T) {
 		}
 		return out
 	}
-	// The first answer holds the first batch, which the cache keeps whole:
-	// 60 records after the first reply, enough for the next.
-	if out := fetch(0); out.next != 40 || !out.full {
-		t.Fatalf("first reply ends at %d (full %v), want 40", out.next, out.full)
-	}
+	out := fetch(0)
 	awaitReadAheads(k)
-	if k.cache.holds(key, perBatch) {
-		t.Fatal("the second batch was read ahead while the cache held more than a reply after the first")
+	// Two replies after offset 40 end before 120; a broker answer at
+	// most that far on decodes at most two replies (and the rest of a
+	// batch) more, so nothing from 240 on is read.
+	if k.cache.holds(key, 8*perBatch) {
+		t.Fatal("the fetch loop was read ahead by more than two replies")
 	}
-	// After the second reply only 20 records are left in the cache: the
-	// second batch is read ahead, with no fetch of the client waiting.
-	if out := fetch(40); out.next != 80 {
-		t.Fatalf("second reply ends at %d, want 80", out.next)
-	}
-	deadline := time.Now().Add(10 * time.Second)
-	for !k.cache.holds(key, perBatch) {
-		if time.Now().After(deadline) {
-			t.Fatal("the records after the cached ones were not read ahead of the fetch loop")
+	for !k.cache.holds(key, total-1) {
+		if _, enough := k.cache.heldFrom(key, out.next, readAheadReplies*replyBytes, 1<<30); !enough {
+			t.Fatalf("after the reply ending at %d the cache does not hold the next %d replies", out.next, readAheadReplies)
 		}
-		time.Sleep(time.Millisecond)
+		out = fetch(out.next) // from the cache, which holds its offset
+		awaitReadAheads(k)
 	}
-	awaitReadAheads(k)
-	before := fetches.n.Load()
-	for offset := int64(80); offset < 2*perBatch; {
-		offset = fetch(offset).next
-	}
-	awaitReadAheads(k)
-	if n := fetches.n.Load() - before; n != 1 {
-		// The replies up to the third batch come from the cache; the one
-		// that leaves less than a reply cached reads the third ahead.
-		t.Fatalf("the fetch loop through the read-ahead batch sent %d broker fetches, want the one read-ahead of the third batch", n)
-	}
-	// The third batch ends the log, as the read-ahead's answer said: the
+	// The end of the log is cached, as a read-ahead's answer said: the
 	// replies up to there read nothing ahead.
-	before = fetches.n.Load()
-	for offset := int64(2 * perBatch); offset < 3*perBatch; {
-		offset = fetch(offset).next
+	before := fetches.n.Load()
+	for out.next < total {
+		out = fetch(out.next)
 	}
 	awaitReadAheads(k)
 	if n := fetches.n.Load() - before; n != 0 {

@@ -411,6 +411,16 @@ func (k *Cluster) deliverPoll(ctx context.Context, fetches kgo.Fetches, lastErr 
 			rs.retireTopic(topic, id, ErrTopicNotFound)
 		}
 	}
+	// The subscribers parked on the last partition that changed are woken
+	// on this goroutine once the poll is handled: a record reaches them
+	// with no goroutine hand-off. Those of other partitions are woken on
+	// wakers, so that partitions are served side by side.
+	var changed <-chan struct{}
+	defer func() {
+		if changed != nil {
+			parked.fire(changed)
+		}
+	}()
 	fetches.EachTopic(func(t kgo.FetchTopic) {
 		for i := range t.Partitions {
 			p := &t.Partitions[i]
@@ -426,7 +436,12 @@ func (k *Cluster) deliverPoll(ctx context.Context, fetches kgo.Fetches, lastErr 
 			// franz-go does not read another under the same name.
 			if r != nil && (r.topicID == t.TopicID || t.TopicID == ([16]byte{})) {
 				end := p.Records[len(p.Records)-1].Offset + 1
-				r.advance(max(end, p.LastStableOffset))
+				if ch := r.advance(max(end, p.LastStableOffset)); ch != nil {
+					if changed != nil {
+						parked.fireLater(changed)
+					}
+					changed = ch
+				}
 			}
 		}
 	})
@@ -470,17 +485,17 @@ func (rs *readerSet) close() {
 }
 
 // advance records that the readable log ends at end or later and wakes the
-// waiting users. The end never moves back here: a poll that saw less than
-// the reader knows is stale.
-func (r *partitionReader) advance(end int64) {
+// waiting users but those parked on the change channel, which it returns
+// (nil if the end did not move) for its caller to fire. The end never
+// moves back here: a poll that saw less than the reader knows is stale.
+func (r *partitionReader) advance(end int64) (changed <-chan struct{}) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	if end <= r.end {
-		return
+		return nil
 	}
 	r.end = end
-	close(r.changed)
-	r.changed = make(chan struct{})
+	return r.nextChange()
 }
 
 // reset records where the consumer goes on after a data loss (the log was
@@ -490,8 +505,17 @@ func (r *partitionReader) reset(end int64) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	r.end = end
-	close(r.changed)
+	parked.fireLater(r.nextChange())
+}
+
+// nextChange closes the change channel and makes the next one; it returns
+// the closed one, whose parked functions its caller fires. Callers hold
+// mu.
+func (r *partitionReader) nextChange() <-chan struct{} {
+	closed := r.changed
+	close(closed)
 	r.changed = make(chan struct{})
+	return closed
 }
 
 // live reports whether the reader's partition still exists.
@@ -518,8 +542,7 @@ func (r *partitionReader) fail(err error) {
 		return
 	}
 	r.err = err
-	close(r.changed)
-	r.changed = make(chan struct{})
+	parked.fireLater(r.nextChange())
 }
 
 // gone reports whether a fetch error means the partition no longer exists.

@@ -423,25 +423,33 @@ func (d *delivery) lagged(end int64, next stepResult) stepResult {
 
 // park leaves the delivery waiting for changed or its context with no
 // goroutine; it reports false when the delivery must go on with the
-// calling goroutine (its context ended meanwhile).
+// calling goroutine (records came or its context ended meanwhile).
 func (d *delivery) park(changed <-chan struct{}) bool {
-	select {
-	case <-changed:
+	if isClosed(changed) {
 		return false // records came already: go on here
-	default:
 	}
 	d.parkedOn = changed
 	d.parked.Store(true)
 	parked.add(changed, &d.wake)
-	// A context that ended before the delivery was parked found nothing
-	// to wake: either this check sees it, or the wake sees the delivery
-	// parked.
-	if d.ctx.Err() == nil || !d.parked.CompareAndSwap(true, false) {
+	// A context that ended, or a change fired, before the delivery was
+	// parked found nothing to wake: either these checks see it, or the
+	// wake sees the delivery parked.
+	if (d.ctx.Err() == nil && !isClosed(changed)) || !d.parked.CompareAndSwap(true, false) {
 		return true
 	}
 	parked.remove(changed, &d.wake)
 	d.parkedOn = nil
 	return false
+}
+
+// isClosed reports whether ch is closed.
+func isClosed(ch <-chan struct{}) bool {
+	select {
+	case <-ch:
+		return true
+	default:
+		return false
+	}
 }
 
 // fail tells the client that the partition's delivery ends, and why.

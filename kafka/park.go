@@ -105,18 +105,43 @@ func (c *changeWaiters) take(ch <-chan struct{}) []*func() {
 }
 
 // fire runs the functions parked on ch, which its caller closed: the
-// first wakeChunk on the calling goroutine, the rest on wakers. The
-// caller must hold no lock that a parked function takes.
-func (c *changeWaiters) fire(ch <-chan struct{}) {
+// first wakeChunk on the calling goroutine, the rest on wakers. When
+// wanted reports true (it is asked after every handOffEvery functions),
+// the caller has other work (the shared reader, records of the next
+// change) and hands the functions not run yet to a waker. The caller must
+// hold no lock that a parked function takes.
+func (c *changeWaiters) fire(ch <-chan struct{}, wanted func() bool) {
 	fns := c.take(ch)
 	if len(fns) == 0 {
 		return
 	}
 	first, shared := c.share(fns)
-	runAll(first)
+	if rest := runUntil(first, wanted); len(rest) > 0 {
+		c.start(wakeJob{fns: rest}) // a part of first: not recycled
+		return
+	}
 	if !shared {
 		recycle(first)
 	}
+}
+
+// handOffEvery is how many functions fire runs between two questions
+// whether its caller is wanted elsewhere.
+const handOffEvery = 8
+
+// runUntil runs fns until wanted reports true, asked after every
+// handOffEvery of them, and returns those it did not run. A panic in one
+// is logged and stops the rest of fns.
+func runUntil(fns []*func(), wanted func() bool) (rest []*func()) {
+	for len(fns) > 0 {
+		n := min(len(fns), handOffEvery)
+		runAll(fns[:n])
+		fns = fns[n:]
+		if len(fns) > 0 && wanted() {
+			return fns
+		}
+	}
+	return nil
 }
 
 // fireLater hands the functions parked on ch, which its caller closed, to

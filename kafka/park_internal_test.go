@@ -3,6 +3,7 @@ package kafka
 import (
 	"bytes"
 	"runtime"
+	"slices"
 	"strconv"
 	"sync"
 	"sync/atomic"
@@ -12,6 +13,14 @@ import (
 
 // newWaiters returns a registry of its own, apart from the process's.
 func newWaiters() *changeWaiters { return &changeWaiters{idle: make(chan wakeJob)} }
+
+// notWanted is fire's question for a caller that has nothing else to do.
+func notWanted() bool { return false }
+
+// fireHere returns c.fire for a caller that has nothing else to do.
+func fireHere(c *changeWaiters) func(<-chan struct{}) {
+	return func(ch <-chan struct{}) { c.fire(ch, notWanted) }
+}
 
 // goroutineID returns the id of the calling goroutine, from its stack
 // trace's first line ("goroutine 42 [running]:").
@@ -47,7 +56,7 @@ func TestParkedFunctionsRunOnceWhenTheirChannelCloses(t *testing.T) {
 		t.Fatal("a function was removed twice")
 	}
 	close(ch)
-	c.fire(ch)
+	c.fire(ch, notWanted)
 	waitFor(t, func() bool { // the shares beyond wakeChunk run on wakers
 		for i := range runs {
 			if i != 7 && i != n-1 && runs[i].Load() == 0 {
@@ -166,7 +175,7 @@ func parkChain(t *testing.T, c *changeWaiters, fire func(<-chan struct{}), n, ch
 func TestAChangeRunsOnTheGoroutineThatFiresIt(t *testing.T) {
 	c := newWaiters()
 	const changes = 20
-	runners, _ := parkChain(t, c, c.fire, wakeChunk, changes)
+	runners, _ := parkChain(t, c, fireHere(c), wakeChunk, changes)
 	self := goroutineID(t)
 	if len(runners) != 1 || runners[self] != wakeChunk*changes {
 		t.Fatalf("%d changes of %d functions ran on goroutines %v (run counts), want all on the firing goroutine %d", changes, wakeChunk, runners, self)
@@ -186,7 +195,7 @@ func TestChangesAreRunByWakersThatLast(t *testing.T) {
 		fire func(*changeWaiters) func(<-chan struct{})
 	}{
 		{"fireLater", 10, func(c *changeWaiters) func(<-chan struct{}) { return c.fireLater }},
-		{"fire, shares", 2*wakeChunk + 5, func(c *changeWaiters) func(<-chan struct{}) { return c.fire }},
+		{"fire, shares", 2*wakeChunk + 5, fireHere},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			c := newWaiters()
@@ -205,12 +214,60 @@ func TestChangesAreRunByWakersThatLast(t *testing.T) {
 // first parked would always be served first, the last always last).
 func TestEveryParkedFunctionGetsTurnsFirst(t *testing.T) {
 	c := newWaiters()
-	_, firsts := parkChain(t, c, c.fire, 10, 40)
+	_, firsts := parkChain(t, c, fireHere(c), 10, 40)
 	distinct := map[int]bool{}
 	for _, i := range firsts {
 		distinct[i] = true
 	}
 	if len(distinct) < 3 {
 		t.Fatalf("over 40 changes only functions %v ran first", firsts)
+	}
+}
+
+// TestAFiringGoroutineThatIsWantedHandsTheRestToAWaker: once fire's
+// caller is wanted elsewhere (the shared reader has records of the next
+// poll), the functions it did not run yet run on a waker, each once.
+func TestAFiringGoroutineThatIsWantedHandsTheRestToAWaker(t *testing.T) {
+	c := newWaiters()
+	ch := make(chan struct{})
+	const n = 5 * handOffEvery
+	var (
+		mu      sync.Mutex
+		runners = make([]uint64, n)
+		runs    = make([]int, n)
+	)
+	for i := range n {
+		f := func() {
+			id := goroutineID(t)
+			mu.Lock()
+			runners[i] = id
+			runs[i]++
+			mu.Unlock()
+		}
+		c.add(ch, &f)
+	}
+	asked := 0
+	close(ch)
+	c.fire(ch, func() bool { asked++; return asked == 2 }) // wanted at the second question
+	waitFor(t, func() bool {
+		mu.Lock()
+		defer mu.Unlock()
+		return !slices.Contains(runs, 0)
+	})
+	time.Sleep(10 * time.Millisecond) // room for a wrong second run
+	self := goroutineID(t)
+	mu.Lock()
+	defer mu.Unlock()
+	here := 0
+	for i := range n {
+		if runs[i] != 1 {
+			t.Errorf("function %d ran %d times", i, runs[i])
+		}
+		if runners[i] == self {
+			here++
+		}
+	}
+	if here != 2*handOffEvery {
+		t.Errorf("%d of %d functions ran on the firing goroutine, want the %d before it was wanted", here, n, 2*handOffEvery)
 	}
 }

@@ -351,8 +351,11 @@ func (k *Cluster) startConsumer() error {
 func (k *Cluster) consume(ctx context.Context, cl *kgo.Client, done chan struct{}) {
 	defer close(done)
 	var lastErr string
+	// A poll's subscribers are woken on this goroutine until records of
+	// the next poll wait (see deliverPoll).
+	pending := func() bool { return cl.BufferedFetchRecords() > 0 }
 	for ctx.Err() == nil {
-		k.deliverPoll(ctx, cl.PollFetches(ctx), &lastErr)
+		k.deliverPoll(ctx, cl.PollFetches(ctx), pending, &lastErr)
 	}
 }
 
@@ -362,8 +365,10 @@ func (k *Cluster) consume(ctx context.Context, cl *kgo.Client, done chan struct{
 // hear why. A data loss the consumer reports (its reset may have skipped
 // records, or the log changed under it) drops the partition's cached
 // records; a partition that is gone (its topic deleted, perhaps created
-// again) ends every reader of the topic.
-func (k *Cluster) deliverPoll(ctx context.Context, fetches kgo.Fetches, lastErr *string) {
+// again) ends every reader of the topic. The subscribers parked on the
+// last partition that changed run on the calling goroutine until pending
+// reports records of the next poll.
+func (k *Cluster) deliverPoll(ctx context.Context, fetches kgo.Fetches, pending func() bool, lastErr *string) {
 	defer func() {
 		if p := recover(); p != nil {
 			k.pool.log.Error("kafka: shared reader panic", "panic", p, "stack", string(debug.Stack()))
@@ -414,11 +419,14 @@ func (k *Cluster) deliverPoll(ctx context.Context, fetches kgo.Fetches, lastErr 
 	// The subscribers parked on the last partition that changed are woken
 	// on this goroutine once the poll is handled: a record reaches them
 	// with no goroutine hand-off. Those of other partitions are woken on
-	// wakers, so that partitions are served side by side.
+	// wakers, so that partitions are served side by side, and so are the
+	// rest of them once records of the next poll are pending: a fan-out
+	// slower than the records arrive (a busy machine) does not hold the
+	// next one up.
 	var changed <-chan struct{}
 	defer func() {
 		if changed != nil {
-			parked.fire(changed)
+			parked.fire(changed, pending)
 		}
 	}()
 	fetches.EachTopic(func(t kgo.FetchTopic) {

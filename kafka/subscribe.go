@@ -352,6 +352,9 @@ func (d *delivery) step(ctx context.Context, mayWait bool) (stepResult, <-chan s
 		return d.caughtUp(d.lagged(end, d.send(ctx, ep, mayWait)), changed, end, gone)
 	}
 	out := newReply(d.cursor, d.maxRecords, int(d.k.cfg.FetchMaxBytes))
+	list := stepLists.Get().(*[]*kgo.Record)
+	out.records = (*list)[:0]
+	defer recycleStepList(list, out)
 	// The record cache first: at the end of the log it holds what came
 	// since state, and a catch-up needs a deadline only for Kafka.
 	check := d.cacheNeedsCheck()
@@ -399,6 +402,29 @@ func (d *delivery) step(ctx context.Context, mayWait bool) (stepResult, <-chan s
 		return stepAgain, nil
 	}
 	return stepPark, changed
+}
+
+// stepLists pools the record lists of the replies that delivery steps
+// fill and push at once: a push of one record to each of many subscribers
+// allocates no list per subscriber. Lists that grew beyond
+// maxPooledStepList are left to the collector.
+var stepLists = sync.Pool{New: func() any { return new([]*kgo.Record) }}
+
+// maxPooledStepList bounds the lists stepLists keeps.
+const maxPooledStepList = 64
+
+// recycleStepList gives list, taken from stepLists for out, back with the
+// records of out once its step pushed them (the push is encoded by then,
+// and keeps no record list); out holds no list afterwards.
+func recycleStepList(list *[]*kgo.Record, out *reply) {
+	recs := out.records
+	out.records = nil
+	if cap(recs) > maxPooledStepList {
+		return
+	}
+	clear(recs)
+	*list = recs[:0]
+	stepLists.Put(list)
 }
 
 // caughtUp turns next, the result of a push, into parking on changed when

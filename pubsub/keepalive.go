@@ -19,10 +19,10 @@ type keepalive struct {
 	mu      sync.Mutex
 	timer   *time.Timer // nil when pings are off
 	waiting bool        // a ping is out: the timer is its pong deadline
-	sentAt  time.Time
 	stopped bool
 	// pong is set by the reader when a pong arrives.
-	pong atomic.Bool
+	pong   atomic.Bool
+	sentAt int64 // when the ping that is out was written (monoNow)
 }
 
 // startKeepalive arms the first ping.
@@ -66,10 +66,10 @@ func (s *session) keepaliveTick() {
 		k.waiting = false
 	}
 	if k.waiting {
-		deadline := k.sentAt.Add(s.opts.PongTimeout)
+		left := time.Duration(k.sentAt-monoNow()) + s.opts.PongTimeout
 		switch {
-		case time.Now().Before(deadline):
-			k.timer.Reset(time.Until(deadline))
+		case left > 0:
+			k.timer.Reset(left)
 		case s.readerBlocked.Load():
 			// The reader waits for the client to take its replies and
 			// reads no pong meanwhile; write_timeout judges that client.
@@ -95,6 +95,6 @@ func (s *session) keepaliveTick() {
 		return
 	}
 	k.waiting = true
-	k.sentAt = time.Now()
+	k.sentAt = monoNow()
 	k.timer.Reset(min(s.opts.PingInterval, s.opts.PongTimeout))
 }

@@ -62,6 +62,7 @@ func (s *session) awaitInput() (silent bool, err error) {
 // the calling reader must go on reading instead (the connection failed or
 // the session is closing, and no other reader took over).
 func (s *session) park() bool {
+	s.in.release() // taken again by the next reader
 	s.readState.Store(readParked)
 	if s.idleTimer != nil {
 		s.idleTimer.Reset(time.Until(time.Unix(0, s.idleAt.Load())))

@@ -12,14 +12,39 @@ import (
 // Register binds the Kafka commands of mux to the shared client k, for a
 // session that may do what policy allows.
 func Register(mux *pubsub.Mux, k *Cluster, policy Policy) {
+	// One handler for every command: the session's Mux refers to it
+	// rather than to a function value per command.
 	h := &handlers{k: k, policy: policy, lane: k.turns.newLane()}
-	mux.On(pubsub.CmdKafkaListOffset, pubsub.HandlerFunc(h.listOffset))
-	mux.On(pubsub.CmdKafkaFetch, pubsub.HandlerFunc(h.fetch))
-	mux.On(pubsub.CmdKafkaSubscribe, pubsub.HandlerFunc(h.subscribe))
-	mux.On(pubsub.CmdKafkaUnsubscribe, pubsub.HandlerFunc(h.unsubscribe))
-	mux.On(pubsub.CmdKafkaProduce, pubsub.HandlerFunc(h.produce))
-	mux.On(pubsub.CmdKafkaCommit, pubsub.HandlerFunc(h.commit))
-	mux.On(pubsub.CmdKafkaCommitted, pubsub.HandlerFunc(h.committed))
+	for _, cmd := range commands {
+		mux.On(cmd, h)
+	}
+}
+
+// commands are the commands handlers serve.
+var commands = []string{
+	pubsub.CmdKafkaListOffset, pubsub.CmdKafkaFetch, pubsub.CmdKafkaSubscribe, pubsub.CmdKafkaUnsubscribe,
+	pubsub.CmdKafkaProduce, pubsub.CmdKafkaCommit, pubsub.CmdKafkaCommitted,
+}
+
+// ServePubSub serves one of the commands Register binds.
+func (h *handlers) ServePubSub(ctx context.Context, req *pubsub.Request) (*pb.PubSubResp, error) {
+	switch req.Command {
+	case pubsub.CmdKafkaListOffset:
+		return h.listOffset(ctx, req)
+	case pubsub.CmdKafkaFetch:
+		return h.fetch(ctx, req)
+	case pubsub.CmdKafkaSubscribe:
+		return h.subscribe(ctx, req)
+	case pubsub.CmdKafkaUnsubscribe:
+		return h.unsubscribe(ctx, req)
+	case pubsub.CmdKafkaProduce:
+		return h.produce(ctx, req)
+	case pubsub.CmdKafkaCommit:
+		return h.commit(ctx, req)
+	case pubsub.CmdKafkaCommitted:
+		return h.committed(ctx, req)
+	}
+	return nil, pubsub.ErrUnknownCommand
 }
 
 // handlers serve one session's Kafka commands.

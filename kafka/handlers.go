@@ -9,24 +9,20 @@ import (
 	"github.com/envoy-pubsub/gateway/pubsub"
 )
 
-// Register binds the Kafka commands of mux to the shared client k, for a
-// session that may do what policy allows.
-func Register(mux *pubsub.Mux, k *Cluster, policy Policy) {
-	// One handler for every command: the session's Mux refers to it
-	// rather than to a function value per command.
-	h := &handlers{k: k, policy: policy, lane: k.turns.newLane()}
-	for _, cmd := range commands {
-		mux.On(cmd, h)
-	}
+// NewHandler returns the handler of one session's commands on the shared
+// client k, for a session that may do what policy allows: it serves the
+// Kafka commands and answers cmd_ping, and any other command gets
+// pubsub.ErrUnknownCommand. It is the session's whole handler state: no Mux
+// or function value per command is made for it.
+func NewHandler(k *Cluster, policy Policy) pubsub.Handler {
+	return &handlers{k: k, policy: policy, lane: k.turns.newLane()}
 }
 
-// commands are the commands handlers serve.
-var commands = []string{
-	pubsub.CmdKafkaListOffset, pubsub.CmdKafkaFetch, pubsub.CmdKafkaSubscribe, pubsub.CmdKafkaUnsubscribe,
-	pubsub.CmdKafkaProduce, pubsub.CmdKafkaCommit, pubsub.CmdKafkaCommitted,
-}
+// otherCommands answers the commands that are not Kafka's (cmd_ping); it
+// is shared by every session and never changed.
+var otherCommands = pubsub.NewMux()
 
-// ServePubSub serves one of the commands Register binds.
+// ServePubSub serves one command of the session.
 func (h *handlers) ServePubSub(ctx context.Context, req *pubsub.Request) (*pb.PubSubResp, error) {
 	switch req.Command {
 	case pubsub.CmdKafkaListOffset:
@@ -44,7 +40,7 @@ func (h *handlers) ServePubSub(ctx context.Context, req *pubsub.Request) (*pb.Pu
 	case pubsub.CmdKafkaCommitted:
 		return h.committed(ctx, req)
 	}
-	return nil, pubsub.ErrUnknownCommand
+	return otherCommands.ServePubSub(ctx, req)
 }
 
 // handlers serve one session's Kafka commands.

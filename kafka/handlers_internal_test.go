@@ -1,20 +1,39 @@
 package kafka
 
 import (
+	"context"
 	"errors"
 	"testing"
 
+	pb "github.com/envoy-pubsub/gateway/proto"
 	"github.com/envoy-pubsub/gateway/pubsub"
 )
 
-// TestRegisterAllocatesOnlyTheSessionsState: binding a session's Kafka
-// commands allocates its handlers and its broker lane, and nothing per
-// command (a function value per command cost every session 112 bytes).
-func TestRegisterAllocatesOnlyTheSessionsState(t *testing.T) {
+// TestNewHandlerAllocatesOnlyTheSessionsState: a session's handler is its
+// handlers and its broker lane, nothing per command (a Mux of function
+// values per command cost every session about 300 bytes).
+func TestNewHandlerAllocatesOnlyTheSessionsState(t *testing.T) {
 	k := &Cluster{}
-	mux := pubsub.NewMux()
-	if n := testing.AllocsPerRun(100, func() { Register(mux, k, Policy{}) }); n != 2 {
-		t.Fatalf("Register allocates %v times, want 2 (handlers and lane)", n)
+	var h pubsub.Handler
+	n := testing.AllocsPerRun(100, func() { h = NewHandler(k, Policy{}) })
+	if h == nil || n != 2 {
+		t.Fatalf("NewHandler allocates %v times, want 2 (handlers and lane)", n)
+	}
+}
+
+// TestHandlerAnswersPingAndRefusesUnknownCommands: the session's handler
+// answers cmd_ping as a Mux does, and a command it does not serve gets
+// pubsub.ErrUnknownCommand.
+func TestHandlerAnswersPingAndRefusesUnknownCommands(t *testing.T) {
+	h := NewHandler(&Cluster{}, Policy{})
+	ping := &pb.PubSubReq{Sequence: 3, Req: &pb.PubSubReq_CmdPing{CmdPing: &pb.CmdPing{State: []byte("s")}}}
+	resp, err := h.ServePubSub(context.Background(), &pubsub.Request{Msg: ping, Command: pubsub.CmdPing})
+	if err != nil || string(resp.GetPongResp().GetState()) != "s" {
+		t.Fatalf("ping: %v, %v; want a pong of state s", resp, err)
+	}
+	auth := &pb.PubSubReq{Sequence: 4, Req: &pb.PubSubReq_CmdAuth{CmdAuth: &pb.CmdAuth{}}}
+	if _, err := h.ServePubSub(context.Background(), &pubsub.Request{Msg: auth, Command: pubsub.CmdAuth}); !errors.Is(err, pubsub.ErrUnknownCommand) {
+		t.Fatalf("cmd_auth: %v, want %v", err, pubsub.ErrUnknownCommand)
 	}
 }
 

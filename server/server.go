@@ -134,6 +134,7 @@ type Server struct {
 	sessions sync.WaitGroup
 	mu       sync.Mutex
 	https    []*http.Server
+	loggers  routeLoggers
 }
 
 // New returns a Server that starts the sessions resolver picks.
@@ -288,7 +289,7 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		s.opts.Observer.SessionStarted()
 	}
 	s.opts.Metrics.SessionOpened()
-	log := withAttrs(s.log, route.Attrs)
+	log := s.loggers.get(s.log, route.Attrs)
 	log.Debug("server: session started", "remote", r.RemoteAddr)
 	s.start(conn, route, release, log, sessionStart{remote: r.RemoteAddr, path: r.URL.Path, at: time.Now()})
 }
@@ -447,7 +448,5 @@ func KafkaRoute(pool *kafka.Pool, name string, c *config.KafkaCluster, policy ka
 		log.Error("pubsub: kafka client", "cluster", name, "err", err)
 		return Route{}, &Error{Status: http.StatusBadGateway, Message: "kafka cluster unavailable", Reason: "cluster_unavailable"}
 	}
-	mux := pubsub.NewMux()
-	kafka.Register(mux, k, policy)
-	return Route{Handler: mux, Release: k.Release, Attrs: []slog.Attr{slog.String("cluster", name)}}, nil
+	return Route{Handler: kafka.NewHandler(k, policy), Release: k.Release, Attrs: []slog.Attr{slog.String("cluster", name)}}, nil
 }

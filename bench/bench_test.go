@@ -96,8 +96,10 @@ func TestRunMeasuresEverythingOnATinyScale(t *testing.T) {
 			t.Errorf("real data row %+v: want the decoded cache seen holding records, within the configured 16 MiB", r)
 		}
 	}
-	if len(res.Push) != 1 || res.Push[0].Latency.Samples != 40 || res.Push[0].Cost.CPUPerRecord <= 0 {
-		t.Errorf("push %+v, want 2 subscribers x 20 records timed", res.Push)
+	if len(res.Push) != 1 || res.Push[0].Rounds != 2 || res.Push[0].Latency.Samples != 80 || res.Push[0].Cost.CPUPerRecord <= 0 {
+		t.Errorf("push %+v, want 2 rounds of 2 subscribers x 20 records timed", res.Push)
+	} else if r := res.Push[0]; !validSpread(r.P50) || !validSpread(r.P99) || !validSpread(r.CPUPerRecord) || r.P99.Median < r.P50.Median {
+		t.Errorf("push %+v, want each round's p50, p99 and CPU, a p99 above the p50", r)
 	}
 	dir := t.TempDir()
 	if err := Write(dir, res, &res); err != nil {
@@ -310,4 +312,9 @@ func TestParseCodecs(t *testing.T) {
 			t.Errorf("%q accepted", bad)
 		}
 	}
+}
+
+// validSpread reports whether s holds positive figures in order.
+func validSpread(s Spread) bool {
+	return 0 < s.Min && s.Min <= s.Median && s.Median <= s.Max
 }

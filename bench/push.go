@@ -11,42 +11,97 @@ import (
 )
 
 // PushRow is the produce-to-client latency of subscribers of one partition
-// while JSON events arrive at a steady rate.
+// while JSON events arrive at a steady rate, measured in rounds: each
+// round subscribes its sessions anew and times its own records.
 type PushRow struct {
 	Sessions int     `json:"sessions"`
 	Records  int     `json:"records"`
 	Rate     float64 `json:"records_per_s"`
+	Rounds   int     `json:"rounds"`
 	// Latency counts every record at every subscriber, from the producer's
-	// send to the subscriber's read.
+	// send to the subscriber's read, over all rounds.
 	Latency Percentiles `json:"latency"`
-	// Cost is the gateway's CPU per delivered record and peak memory.
+	// P50, P99 and CPUPerRecord are each round's median and 99th
+	// percentile latency (ms) and gateway CPU per delivered record (us):
+	// their median over the rounds and their extremes.
+	P50          Spread `json:"p50_ms_rounds"`
+	P99          Spread `json:"p99_ms_rounds"`
+	CPUPerRecord Spread `json:"cpu_us_per_record_rounds"`
+	// Cost is the gateway's CPU per delivered record and peak memory over
+	// all rounds.
 	Cost gatewayCost `json:"gateway"`
 }
 
-// measurePush runs pushLatency for each subscriber count.
+// Spread is a figure measured once per round: the median over the rounds,
+// and the smallest and largest round.
+type Spread struct {
+	Median float64 `json:"median"`
+	Min    float64 `json:"min"`
+	Max    float64 `json:"max"`
+}
+
+// spreadFigure is the Spread of figures measured once per round.
+func spreadFigure(figures []float64) Spread {
+	s := spreadOf(figures)
+	return Spread{Median: s.median, Min: s.min, Max: s.max}
+}
+
+// measurePush runs cfg.Runs rounds of pushLatency for each subscriber
+// count.
 func measurePush(ctx context.Context, g *gatewayProcess, brokers []string, topic string, cfg Config, logf func(string, ...any)) ([]PushRow, error) {
 	var rows []PushRow
+	rounds := max(cfg.Runs, 1)
 	for _, n := range cfg.PushSessions {
-		logf("push latency: %d subscribers, %d records at %.0f/s", n, cfg.PushRecords, cfg.PushRate)
-		row, err := pushLatency(ctx, g, brokers, topic, n, cfg.PushRecords, cfg.PushRate)
-		if err != nil {
-			return rows, fmt.Errorf("push latency to %d subscribers: %w", n, err)
+		row := PushRow{Sessions: n, Records: cfg.PushRecords, Rate: cfg.PushRate, Rounds: rounds}
+		var all []time.Duration
+		var p50, p99, cpu []float64
+		var delivered int64
+		var cpuTime time.Duration
+		for round := range rounds {
+			logf("push latency: %d subscribers, round %d: %d records at %.0f/s", n, round+1, cfg.PushRecords, cfg.PushRate)
+			ds, cost, err := pushLatency(ctx, g, brokers, topic, n, cfg.PushRecords, cfg.PushRate)
+			if err != nil {
+				return rows, fmt.Errorf("push latency to %d subscribers: %w", n, err)
+			}
+			l := percentilesOf(ds)
+			all = append(all, ds...)
+			p50, p99, cpu = append(p50, l.P50), append(p99, l.P99), append(cpu, cost.CPUPerRecord)
+			deliveries := int64(n) * int64(cfg.PushRecords+subscribeWarmup)
+			delivered += deliveries
+			cpuTime += time.Duration(cost.CPUPerRecord * float64(deliveries) * float64(time.Microsecond))
+			row.Cost.PeakRSS = max(row.Cost.PeakRSS, cost.PeakRSS)
+			row.Cost.PeakCacheBytes = max(row.Cost.PeakCacheBytes, cost.PeakCacheBytes)
+			row.Cost.CacheLimit = max(row.Cost.CacheLimit, cost.CacheLimit)
+			logf("push latency: %d subscribers, round %d: p50 %.3f ms, p99 %.3f ms, %.2f us gateway CPU per delivery", n, round+1, l.P50, l.P99, cost.CPUPerRecord)
 		}
-		logf("push latency: %d subscribers: p50 %.3f ms, p99 %.3f ms, %.2f us gateway CPU per delivery", n, row.Latency.P50, row.Latency.P99, row.Cost.CPUPerRecord)
+		row.Latency = percentilesOf(all)
+		row.P50, row.P99, row.CPUPerRecord = spreadFigure(p50), spreadFigure(p99), spreadFigure(cpu)
+		row.Cost.CPUPerRecord = float64(cpuTime) / float64(time.Microsecond) / float64(delivered)
+		logf("push latency: %d subscribers over %d rounds: p50 %s ms, p99 %s ms, %s us gateway CPU per delivery", n, rounds, row.P50.format("%.3f"), row.P99.format("%.3f"), row.CPUPerRecord.format("%.2f"))
 		rows = append(rows, row)
 	}
 	return rows, nil
 }
 
+// format renders s as its median, followed by the smallest and largest
+// round in brackets when they differ, each with verb.
+func (s Spread) format(verb string) string {
+	if s.Min == s.Max {
+		return fmt.Sprintf(verb, s.Median)
+	}
+	return fmt.Sprintf(verb+" ("+verb+"–"+verb+")", s.Median, s.Min, s.Max)
+}
+
 // pushLatency subscribes sessions to the end of topic while records JSON
 // events, each prefixed with its send time, are produced at rate per
-// second after subscribeWarmup events that are not counted.
-func pushLatency(ctx context.Context, g *gatewayProcess, brokers []string, topic string, sessions, records int, rate float64) (PushRow, error) {
-	row := PushRow{Sessions: sessions, Records: records, Rate: rate}
+// second after subscribeWarmup events that are not timed. It returns the
+// latency of every timed record at every subscriber and the gateway's
+// cost over all records.
+func pushLatency(ctx context.Context, g *gatewayProcess, brokers []string, topic string, sessions, records int, rate float64) ([]time.Duration, gatewayCost, error) {
 	clients, end, err := subscribeAtEnd(ctx, g.target.url, topic, sessions)
 	defer closeAll(clients)
 	if err != nil {
-		return row, err
+		return nil, gatewayCost{}, err
 	}
 	total := int64(records + subscribeWarmup)
 	var all []time.Duration
@@ -82,10 +137,9 @@ func pushLatency(ctx context.Context, g *gatewayProcess, brokers []string, topic
 		return int64(sessions) * total, err
 	})
 	if err != nil {
-		return row, err
+		return nil, cost, err
 	}
-	row.Latency, row.Cost = percentilesOf(all), cost
-	return row, nil
+	return all, cost, nil
 }
 
 // produceSteadily produces n JSON events to partition 0 of topic at rate

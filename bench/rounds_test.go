@@ -80,3 +80,20 @@ func TestRealDataReportShowsTheSpreadOfTheRounds(t *testing.T) {
 		}
 	}
 }
+
+// TestPushFiguresAreTheMedianOfTheRounds: a push figure is shown as the
+// median of the rounds with their extremes, and a row written before push
+// runs had rounds shows its one figure.
+func TestPushFiguresAreTheMedianOfTheRounds(t *testing.T) {
+	s := spreadFigure([]float64{2.5, 1.25, 9})
+	if s != (Spread{Median: 2.5, Min: 1.25, Max: 9}) {
+		t.Fatalf("spread %+v", s)
+	}
+	if got := s.format("%.2f"); got != "2.50 (1.25–9.00)" {
+		t.Fatalf("formatted %q", got)
+	}
+	old := PushRow{Latency: Percentiles{P99: 3}}
+	if got := old.roundsOr(old.P99, old.Latency.P99).format("%.1f"); got != "3.0" {
+		t.Fatalf("a row without rounds shows %q", got)
+	}
+}

@@ -17,9 +17,10 @@ type Config struct {
 	// MBPerSize is how many megabytes (10^6 B) of values each throughput
 	// run reads; the record count is MBPerSize / size.
 	MBPerSize float64 `json:"mb_per_size"`
-	// Runs is how many rounds of throughput and real-data runs are made,
-	// each running every reader once; each reader keeps its fastest round,
-	// and a real-data ratio to direct is the median of the rounds' ratios.
+	// Runs is how many rounds of throughput, real-data and push runs are
+	// made, each running every reader once; each reader keeps its fastest
+	// round, a real-data ratio to direct is the median of the rounds'
+	// ratios, and a push figure the median of the rounds' figures.
 	Runs int `json:"runs"`
 	// Sessions are the concurrent session counts read through the gateway.
 	Sessions []int `json:"sessions"`

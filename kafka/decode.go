@@ -47,19 +47,21 @@ type batchDecoder struct {
 	at           int64  // the first offset not decoded yet
 	logStart     int64
 	aborted      []kmsg.FetchResponseTopicPartitionAbortedTransaction // ordered by first offset
+	// packed: runs are packed for a fetch loop's packed replies.
+	packed bool
 }
 
-func newBatchDecoder(key readerKey, d kgo.Decompressor, rp *kmsg.FetchResponseTopicPartition, offset int64) *batchDecoder {
+func newBatchDecoder(key readerKey, d kgo.Decompressor, rp *kmsg.FetchResponseTopicPartition, offset int64, packed bool) *batchDecoder {
 	aborted := slices.Clone(rp.AbortedTransactions)
 	slices.SortFunc(aborted, func(a, b kmsg.FetchResponseTopicPartitionAbortedTransaction) int {
 		return int(min(max(a.FirstOffset-b.FirstOffset, -1), 1))
 	})
-	return &batchDecoder{key: key, decompressor: d, in: rp.RecordBatches, offset: offset, at: offset, logStart: rp.LogStartOffset, aborted: aborted}
+	return &batchDecoder{key: key, decompressor: d, in: rp.RecordBatches, offset: offset, at: offset, logStart: rp.LogStartOffset, aborted: aborted, packed: packed}
 }
 
 // next decodes the next batch that ends after the decoded offsets into a
-// run of its data records; ok is false at the end of the answer (a partial
-// batch ends it).
+// run of its data records, packed when d is; ok is false at the end of the
+// answer (a partial batch ends it).
 func (d *batchDecoder) next() (r run, ok bool, err error) {
 	for len(d.in) > batchHeaderBytes {
 		length := int(int32(binary.BigEndian.Uint32(d.in[batchLengthAt:]))) + batchLengthAt + 4
@@ -68,9 +70,11 @@ func (d *batchDecoder) next() (r run, ok bool, err error) {
 		}
 		raw := d.in[:length:length]
 		d.in = d.in[length:]
-		if raw[batchMagicAt] == 2 && binary.BigEndian.Uint16(raw[batchAttributesAt:])&0x7 == 0 {
-			// Records of an uncompressed batch point into it: a copy
-			// keeps the rest of the answer from staying in memory.
+		// Records of an uncompressed batch point into it; packing copies
+		// them, and records kept go by a copy too, which keeps the rest of
+		// the answer from staying in memory.
+		pointsIn := raw[batchMagicAt] == 2 && binary.BigEndian.Uint16(raw[batchAttributesAt:])&0x7 == 0
+		if pointsIn && !d.packed {
 			raw = bytes.Clone(raw)
 		}
 		from := d.at
@@ -106,7 +110,13 @@ func (d *batchDecoder) next() (r run, ok bool, err error) {
 			data = slices.DeleteFunc(data, isControl)
 		}
 		d.at = end
-		return run{first: from, next: end, records: data}, true, nil
+		r := run{first: from, next: end, records: data}
+		if d.packed {
+			if r = r.pack(); r.records != nil && pointsIn {
+				r.records = compactRecords(r.records)
+			}
+		}
+		return r, true, nil
 	}
 	d.in = nil
 	return run{}, false, nil
@@ -117,7 +127,7 @@ func (d *batchDecoder) next() (r run, ok bool, err error) {
 // more of records) follows in the background, or at once when no slot is
 // free. It reports an error only when the first batch cannot be decoded.
 func (k *Cluster) decodeFetched(key cacheKey, epoch int32, rp *kmsg.FetchResponseTopicPartition, offset int64, out *reply) error {
-	d := newBatchDecoder(key.readerKey, k.decompressor, rp, offset)
+	d := newBatchDecoder(key.readerKey, k.decompressor, rp, offset, out.packed)
 	var runs []run
 	ahead := 0
 	for !out.full {
@@ -127,9 +137,6 @@ func (k *Cluster) decodeFetched(key cacheKey, epoch int32, rp *kmsg.FetchRespons
 		}
 		if !ok {
 			break // the end, or a batch that failed: the next fetch reports it
-		}
-		if out.packed {
-			r = r.pack()
 		}
 		runs = append(runs, r)
 		if !out.packed {
@@ -157,34 +164,31 @@ func (k *Cluster) decodeFetched(key cacheKey, epoch int32, rp *kmsg.FetchRespons
 	select {
 	case k.readAheads <- struct{}{}:
 	default:
-		k.decodeAhead(d, key, epoch, out.packed, out.maxBytes-ahead) // no slot: before the reply
+		k.decodeAhead(d, key, epoch, out.maxBytes-ahead) // no slot: before the reply
 		return nil
 	}
 	if _, first := k.fetching.begin(key.readerKey, d.at); !first {
 		<-k.readAheads // a fetch of those offsets runs already
 		return nil
 	}
-	at, budget, packed := d.at, out.maxBytes-ahead, out.packed
+	at, budget := d.at, out.maxBytes-ahead
 	go func() {
 		defer func() { <-k.readAheads }()
 		defer k.fetching.end(key.readerKey, at)
 		defer k.pool.recoverPanic("decoding ahead")
-		k.decodeAhead(d, key, epoch, packed, budget)
+		k.decodeAhead(d, key, epoch, budget)
 	}()
 	return nil
 }
 
 // decodeAhead decodes the rest of d, up to maxBytes of data records, into
-// the record cache, packed for a fetch loop's packed replies.
-func (k *Cluster) decodeAhead(d *batchDecoder, key cacheKey, epoch int32, packed bool, maxBytes int) {
+// the record cache.
+func (k *Cluster) decodeAhead(d *batchDecoder, key cacheKey, epoch int32, maxBytes int) {
 	var runs []run
 	for n := 0; n < maxBytes; {
 		r, ok, _ := d.next()
 		if !ok {
 			break
-		}
-		if packed {
-			r = r.pack()
 		}
 		runs = append(runs, r)
 		if r.records == nil {

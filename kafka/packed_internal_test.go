@@ -2,7 +2,9 @@ package kafka
 
 import (
 	"bytes"
+	"encoding/binary"
 	"fmt"
+	"hash/crc32"
 	"math"
 	"math/rand/v2"
 	"slices"
@@ -10,6 +12,7 @@ import (
 	"time"
 
 	"github.com/twmb/franz-go/pkg/kgo"
+	"github.com/twmb/franz-go/pkg/kmsg"
 )
 
 // variedRecords are records of every shape a reply carries: no key, empty
@@ -208,5 +211,125 @@ func TestAChunkIsPackedAndUnpackedOnce(t *testing.T) {
 	}
 	if out.n != 6 {
 		t.Fatalf("the read that went over the bound got %d records, want all 6", out.n)
+	}
+}
+
+// recordBatch encodes recs, their offsets from base on, as one record batch
+// (magic 2) with a valid CRC, compressed by c (uncompressed when nil).
+func recordBatch(base int64, recs []*kgo.Record, c kgo.Compressor) []byte {
+	var raw []byte
+	for i, r := range recs {
+		kr := kmsg.NewRecord()
+		kr.OffsetDelta = int32(i)
+		kr.Key, kr.Value = r.Key, r.Value
+		for _, h := range r.Headers {
+			kr.Headers = append(kr.Headers, kmsg.Header{Key: h.Key, Value: h.Value})
+		}
+		body := kr.AppendTo(nil)
+		kr.Length = int32(len(body) - 1) // AppendTo wrote a zero length: one byte
+		raw = kr.AppendTo(raw)
+	}
+	b := kmsg.RecordBatch{
+		FirstOffset: base, Magic: 2, LastOffsetDelta: int32(len(recs) - 1),
+		ProducerID: -1, ProducerEpoch: -1, FirstSequence: -1,
+		NumRecords: int32(len(recs)), Records: raw,
+	}
+	if c != nil {
+		var codec kgo.CompressionCodecType
+		b.Records, codec = c.Compress(new(bytes.Buffer), raw)
+		b.Attributes = int16(codec)
+	}
+	out := b.AppendTo(nil)
+	binary.BigEndian.PutUint32(out[batchLengthAt:], uint32(len(out)-batchLengthAt-4))
+	binary.BigEndian.PutUint32(out[17:], crc32.Checksum(out[21:], crc32.MakeTable(crc32.Castagnoli)))
+	return out
+}
+
+// TestPackedDecodingKeepsNothingOfTheAnswer: a fetch loop's decoder packs
+// uncompressed batches straight from the broker's answer, without copying
+// them first; what it returns, packed or kept as records (a record packing
+// cannot carry), holds none of the answer's memory.
+func TestPackedDecodingKeepsNothingOfTheAnswer(t *testing.T) {
+	first, second := records(0, 1, 2), records(3, 4)
+	first[1].Headers = []kgo.RecordHeader{{Key: "\xff", Value: []byte("h")}}
+	answer := slices.Concat(recordBatch(0, first, nil), recordBatch(3, second, nil))
+	rp := &kmsg.FetchResponseTopicPartition{RecordBatches: answer, HighWatermark: 5}
+	d := newBatchDecoder(readerKey{topic: "t"}, kgo.DefaultDecompressor(), rp, 0, true)
+	var runs []run
+	for {
+		r, ok, err := d.next()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !ok {
+			break
+		}
+		runs = append(runs, r)
+	}
+	if len(runs) != 2 || len(runs[0].records) != 3 || runs[0].packed.len() != 1 || runs[1].records != nil || runs[1].packed.len() != 2 {
+		t.Fatalf("runs %+v: want 3 records kept and 1 packed, then 2 packed", runs)
+	}
+	for i := range answer {
+		answer[i] = 0xee
+	}
+	got := slices.Concat(runs[0].records, runs[0].packed.unpack("t", 0), runs[1].packed.unpack("t", 0))
+	want := slices.Concat(first, first[:1], second)
+	for i, r := range got {
+		if r.Offset != want[i].Offset || !bytes.Equal(r.Value, want[i].Value) {
+			t.Fatalf("record %d after the answer changed: offset %d value %q, want %d %q", i, r.Offset, r.Value, want[i].Offset, want[i].Value)
+		}
+	}
+	if h := runs[0].records[1].Headers; len(h) != 1 || string(h[0].Value) != "h" {
+		t.Fatalf("headers of the record kept after the answer changed: %+v", h)
+	}
+}
+
+// BenchmarkDecodePacked decodes a broker answer of 1 MiB of JSON events
+// of about 100 B, in batches of 16 KiB, as a fetch loop's decoder does:
+// into packed runs.
+func BenchmarkDecodePacked(b *testing.B) {
+	for _, codec := range []struct {
+		name string
+		c    kgo.CompressionCodec
+	}{{"none", kgo.NoCompression()}, {"snappy", kgo.SnappyCompression()}, {"zstd", kgo.ZstdCompression()}} {
+		b.Run(codec.name, func(b *testing.B) {
+			var c kgo.Compressor
+			if codec.name != "none" {
+				var err error
+				if c, err = kgo.DefaultCompressor(codec.c); err != nil {
+					b.Fatal(err)
+				}
+			}
+			var answer []byte
+			n := 0
+			for len(answer) < 1<<20 {
+				var batch []*kgo.Record
+				for size := 0; size < 16<<10; size += len(batch[len(batch)-1].Value) {
+					batch = append(batch, &kgo.Record{Value: jsonEvent(n + len(batch))})
+				}
+				answer = append(answer, recordBatch(int64(n), batch, c)...)
+				n += len(batch)
+			}
+			d := kgo.DefaultDecompressor()
+			b.ReportAllocs()
+			for b.Loop() {
+				dec := newBatchDecoder(readerKey{topic: "t"}, d, &kmsg.FetchResponseTopicPartition{RecordBatches: answer}, 0, true)
+				got := 0
+				for {
+					r, ok, err := dec.next()
+					if err != nil {
+						b.Fatal(err)
+					}
+					if !ok {
+						break
+					}
+					got += r.packed.len()
+				}
+				if got != n {
+					b.Fatalf("decoded %d records, want %d", got, n)
+				}
+			}
+			b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N*n), "ns/record")
+		})
 	}
 }

@@ -7,6 +7,8 @@ import (
 	"testing"
 	"time"
 	"unsafe"
+
+	"github.com/gobwas/ws"
 )
 
 // TestAParkedSessionHoldsNoReadBuffer: a session's reader takes its
@@ -59,4 +61,42 @@ func TestASessionIsAtMostHalfAKilobyte(t *testing.T) {
 	if n := unsafe.Sizeof(session{}); n > 512 {
 		t.Fatalf("a session is %d bytes, want at most 512", n)
 	}
+}
+
+// TestTheSessionTimerServesPingsAndIdleTimeoutAlone: a parked session's one
+// timer idles it out when it does not ping, and pings it when it does not
+// idle out.
+func TestTheSessionTimerServesPingsAndIdleTimeoutAlone(t *testing.T) {
+	logger := slog.New(slog.NewTextHandler(io.Discard, nil))
+	t.Run("idle timeout without pings", func(t *testing.T) {
+		srv, cli := tcpPair(t)
+		defer cli.Close()
+		const idle = 150 * time.Millisecond
+		opened := time.Now()
+		start(context.Background(), srv, NewMux(), Options{Logger: logger, parkAfter: time.Millisecond, PingInterval: -1, IdleTimeout: idle}, nil)
+		p := &peer{t: t, conn: cli}
+		f := p.readFrame() // no ping comes first
+		if code, reason := ws.ParseCloseFrameData(f.Payload); f.Header.OpCode != ws.OpClose || code != CloseNormal || reason != closeReasonIdle {
+			t.Fatalf("got opcode %v (%d %q), want close 1000 %q", f.Header.OpCode, code, reason, closeReasonIdle)
+		}
+		if d := time.Since(opened); d < idle {
+			t.Fatalf("idled out after %v, before %v", d, idle)
+		}
+	})
+	t.Run("pings without idle timeout", func(t *testing.T) {
+		srv, cli := tcpPair(t)
+		defer cli.Close()
+		s := start(context.Background(), srv, NewMux(), Options{Logger: logger, parkAfter: time.Millisecond, PingInterval: 20 * time.Millisecond, IdleTimeout: -1}, nil)
+		p := &peer{t: t, conn: cli}
+		for range 5 {
+			f := p.readFrame()
+			if f.Header.OpCode != ws.OpPing {
+				t.Fatalf("got opcode %v, want a ping", f.Header.OpCode)
+			}
+			p.writeFrame(ws.MaskFrame(ws.NewPongFrame(f.Payload)))
+		}
+		if held := parkedReadBuffers(t, s); held != nil {
+			t.Fatal("the parked session holds its read buffers")
+		}
+	})
 }

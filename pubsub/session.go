@@ -10,7 +10,6 @@ import (
 	"sync"
 	"sync/atomic"
 	"syscall"
-	"time"
 
 	"github.com/gobwas/ws"
 	"google.golang.org/protobuf/proto"
@@ -70,8 +69,7 @@ func start(ctx context.Context, conn net.Conn, h Handler, opts Options, onEnd fu
 		s.closeWith(CloseGoingAway, closeReasonShutdown)
 	})
 	s.active()
-	s.startIdleTimer()
-	s.startKeepalive()
+	s.startTimer()
 	if o.Deadline != nil {
 		s.unbindDeadline = o.Deadline.bind(s.closeAbandoning, s.logPanic("deadline"))
 	}
@@ -107,8 +105,7 @@ func (s *session) finish(err error) {
 		s.unbindDeadline()
 	}
 	s.stopOnCancel()
-	s.stopKeepalive()
-	s.stopIdleTimer()
+	s.stopTimer()
 	s.cancel()
 	s.awaitPeerClose()
 	s.in.release()
@@ -142,10 +139,9 @@ type session struct {
 	// readParked while the watch waits for its input.
 	readState atomic.Int32
 	// idleAt is when the session idles out (Unix ns; 0: never), which the
-	// reader moves with the client's messages; idleTimer enforces it while
-	// the reader is parked.
+	// reader moves with the client's messages; the keepalive's timer
+	// enforces it while the reader is parked.
 	idleAt         atomic.Int64
-	idleTimer      *time.Timer
 	onEnd          func(error)
 	stopOnCancel   func() bool
 	unbindDeadline func()

@@ -50,7 +50,7 @@ func TestSessionsOfARouteShareItsLogger(t *testing.T) {
 		t.Fatal("routes of other attributes share a logger")
 	}
 	anyValue := []slog.Attr{slog.Any("cluster", struct{ name string }{"east"})}
-	if c.get(base, anyValue) == c.get(base, anyValue) {
+	if first := c.get(base, anyValue); c.get(base, anyValue) == first {
 		t.Fatal("a logger of an Any value was cached")
 	}
 	east.Info("one")

@@ -285,7 +285,11 @@ func TestSessionsInStepDecodeOnce(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	k, fetches := testCluster(t, kafka, "    fetch_max_bytes: 65536\n")
+	// A reader waits for another's fetch of the same offset up to the
+	// fetch wait, then fetches itself: a wait longer than any fetch under
+	// load keeps the count to what sharing does.
+	const config = "    fetch_max_bytes: 65536\n    fetch_max_wait: 3s\n"
+	k, fetches := testCluster(t, kafka, config)
 	before := fetches.n.Load()
 	errs := make(chan error, 10)
 	for range 10 {
@@ -310,7 +314,7 @@ func TestSessionsInStepDecodeOnce(t *testing.T) {
 		}
 	}
 	used := fetches.n.Load() - before
-	alone, aloneFetches := testCluster(t, kafka, "    fetch_max_bytes: 65536\n")
+	alone, aloneFetches := testCluster(t, kafka, config)
 	for next := int64(0); next < total; {
 		recs, err := alone.Fetch(ctx, "t", 0, next)
 		if err != nil {

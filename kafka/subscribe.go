@@ -38,9 +38,18 @@ var (
 
 // subscriptions are the live subscriptions of one session.
 type subscriptions struct {
-	mu         sync.Mutex
-	bySeq      map[int64]*subscription
+	mu sync.Mutex
+	// live are in the order they were made: a session has a few (at most
+	// MaxSubscribedPartitions), and a slice of them costs it less than a
+	// map.
+	live       []liveSubscription
 	partitions int
+}
+
+// liveSubscription is a subscription by the sequence of its request.
+type liveSubscription struct {
+	seq int64
+	sub *subscription
 }
 
 // subscription delivers one cmd_kafka_subscribe: a goroutine per partition.
@@ -138,16 +147,13 @@ func (h *handlers) unsubscribe(ctx context.Context, req *pubsub.Request) (*pb.Pu
 func (s *subscriptions) add(seq int64, sub *subscription) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if s.bySeq[seq] != nil {
+	if s.find(seq) >= 0 {
 		return ErrDuplicateSubscription
 	}
 	if s.partitions+sub.partitions > MaxSubscribedPartitions {
 		return ErrTooManySubscriptions
 	}
-	if s.bySeq == nil {
-		s.bySeq = make(map[int64]*subscription)
-	}
-	s.bySeq[seq] = sub
+	s.live = append(s.live, liveSubscription{seq, sub})
 	s.partitions += sub.partitions
 	return nil
 }
@@ -155,12 +161,20 @@ func (s *subscriptions) add(seq int64, sub *subscription) error {
 func (s *subscriptions) remove(seq int64) *subscription {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	sub := s.bySeq[seq]
-	if sub != nil {
-		delete(s.bySeq, seq)
-		s.partitions -= sub.partitions
+	i := s.find(seq)
+	if i < 0 {
+		return nil
 	}
+	sub := s.live[i].sub
+	s.live = slices.Delete(s.live, i, i+1)
+	s.partitions -= sub.partitions
 	return sub
+}
+
+// find returns the index of the subscription of seq in live, -1 if none.
+// Callers hold mu.
+func (s *subscriptions) find(seq int64) int {
+	return slices.IndexFunc(s.live, func(l liveSubscription) bool { return l.seq == seq })
 }
 
 // startOffset resolves where a subscription starts in partition p: an

@@ -2,6 +2,7 @@ package kafka
 
 import (
 	"container/list"
+	"math"
 	"slices"
 	"sort"
 	"sync"
@@ -73,7 +74,20 @@ type partitionCache struct {
 	chunks []*chunk  // ordered by offset, disjoint
 	bytes  int       // the bytes of the chunks
 	oldest list.List // of *chunk, in insertion order
+	// readers are the offsets that sessions reading p were last seen
+	// reading at, by their broker lane (see reading).
+	readers map[*brokerLane]readerAt
 }
+
+// readerAt is where a reader of a partition was seen reading, and when.
+type readerAt struct {
+	offset int64
+	seen   time.Time
+}
+
+// readerTTL is how long a reader of a partition counts after its last read:
+// a session reading fetch after fetch reads far more often.
+const readerTTL = 2 * time.Second
 
 // chunk is a run of offsets whose data records are all known.
 type chunk struct {
@@ -195,9 +209,17 @@ func (rc *recordCache) insert(key cacheKey, epoch int32, runs ...run) {
 	rc.boundLocked(p)
 }
 
-// boundLocked evicts the oldest chunks of p, then of the cache, while they
-// count more than their bounds. Callers hold mu.
+// boundLocked evicts chunks of p while they count more than the partition's
+// bound: first those that every reader of p has passed, lowest first, then
+// the oldest; then the oldest of the cache while it counts more than its
+// bound. Callers hold mu.
 func (rc *recordCache) boundLocked(p *partitionCache) {
+	if p.bytes > rc.maxPartBytes {
+		passed := p.lowWaterLocked(time.Now())
+		for p.bytes > rc.maxPartBytes && len(p.chunks) > 0 && p.chunks[0].next <= passed {
+			rc.removeLocked(p.chunks[0])
+		}
+	}
 	for p.bytes > rc.maxPartBytes && p.oldest.Len() > 0 {
 		rc.removeLocked(p.oldest.Front().Value.(*chunk))
 	}
@@ -398,6 +420,43 @@ func (p *partitionCache) holding(offset int64) int {
 		return -1
 	}
 	return i
+}
+
+// reading notes that the reader of lane reads key from offset on. Sessions
+// reading one partition fetch after fetch drift apart; the chunks behind
+// all of them are the ones evicted first, so that one that fell behind
+// reads on from what the others left in the cache instead of fetching and
+// decoding it again, and the chunks it fetched again do not push out those
+// the others read next (eviction by age alone made holes there).
+func (rc *recordCache) reading(key cacheKey, lane *brokerLane, offset int64) {
+	rc.mu.Lock()
+	defer rc.mu.Unlock()
+	p := rc.parts[key]
+	if p == nil {
+		return
+	}
+	if p.readers == nil {
+		p.readers = make(map[*brokerLane]readerAt)
+	}
+	p.readers[lane] = readerAt{offset: offset, seen: time.Now()}
+}
+
+// lowWaterLocked returns the lowest offset a reader of p seen within
+// readerTTL of now reads at (none: math.MinInt64), and forgets the others.
+// Callers hold mu.
+func (p *partitionCache) lowWaterLocked(now time.Time) int64 {
+	low := int64(math.MaxInt64)
+	for lane, r := range p.readers {
+		if now.Sub(r.seen) > readerTTL {
+			delete(p.readers, lane)
+			continue
+		}
+		low = min(low, r.offset)
+	}
+	if low == math.MaxInt64 {
+		return math.MinInt64
+	}
+	return low
 }
 
 // heldFrom follows the chunks of key that run on without a gap from offset,

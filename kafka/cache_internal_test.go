@@ -178,6 +178,59 @@ func TestCacheStaysWithinItsBytesAndEvictsOldestFirst(t *testing.T) {
 	}
 }
 
+// TestChunksBehindEveryReaderAreEvictedFirst: of a partition over its
+// bound, the chunks that every reader seen lately has passed go first; a
+// reader that fell behind and fetched its chunks again therefore finds the
+// chunks after them, which the others left, still cached (eviction by age
+// alone pushed those out instead, a hole at every step). A reader not seen
+// for readerTTL holds nothing back.
+func TestChunksBehindEveryReaderAreEvictedFirst(t *testing.T) {
+	one := chunkOverhead + 10*(3+recordOverhead) // ten records "vNN"
+	rc := newRecordCache(1<<20, 3*one)
+	insert := func(first int64) {
+		recs := make([]int64, 10)
+		for i := range recs {
+			recs[i] = first + int64(i)
+		}
+		rc.insert(p0, unknownEpoch, run{first: first, next: first + 10, records: records(recs...)})
+	}
+	held := func() (firsts []int64) {
+		for _, c := range rc.parts[p0].chunks {
+			firsts = append(firsts, c.first)
+		}
+		return firsts
+	}
+	leader, laggard := new(brokerLane), new(brokerLane)
+	for _, first := range []int64{20, 30, 40} {
+		insert(first)
+		rc.reading(p0, leader, first)
+	}
+	// The laggard, at 10, fetches its chunk again: the cache cannot hold
+	// all four, and nothing is behind it, so the oldest goes (20).
+	rc.reading(p0, laggard, 10)
+	insert(10)
+	if got := held(); !slices.Equal(got, []int64{10, 30, 40}) {
+		t.Fatalf("chunks %v after the laggard's fetch at 10, want [10 30 40]", got)
+	}
+	// At 20 it fetches again; the chunk at 10 is behind everyone now and
+	// goes, not the one at 30, which it reads next.
+	rc.reading(p0, laggard, 20)
+	insert(20)
+	if got := held(); !slices.Equal(got, []int64{20, 30, 40}) {
+		t.Fatalf("chunks %v after the laggard's fetch at 20, want [20 30 40]", got)
+	}
+	// Readers not seen for readerTTL hold nothing back: eviction by age.
+	p := rc.parts[p0]
+	for lane, r := range p.readers {
+		r.seen = r.seen.Add(-readerTTL - time.Second)
+		p.readers[lane] = r
+	}
+	insert(50)
+	if got := held(); !slices.Equal(got, []int64{20, 40, 50}) || len(p.readers) != 0 {
+		t.Fatalf("chunks %v and %d readers after readers went quiet, want [20 40 50] by age and none", got, len(p.readers))
+	}
+}
+
 func TestCacheForgetsWhatKafkaNoLongerHolds(t *testing.T) {
 	rc := newRecordCache(1<<20, 1<<20)
 	first := cacheKey{p0.readerKey, [16]byte{1}}

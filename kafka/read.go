@@ -131,6 +131,7 @@ func (k *Cluster) readAt(ctx context.Context, topic string, partition int32, out
 // (its session may wait for reply budget), and read from the cache. pinned
 // reads only the incarnation key names (see fetchWait).
 func (k *Cluster) read(ctx context.Context, key cacheKey, pinned bool, offset int64, out *reply) error {
+	k.cache.reading(key, k.turns.laneOf(ctx), offset)
 	if k.cacheRead(key, offset, out) {
 		return nil
 	}

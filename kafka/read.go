@@ -51,7 +51,7 @@ func (k *Cluster) fetchReply(ctx context.Context, topic string, partition int32,
 func (k *Cluster) keepAhead(ctx context.Context, out *reply) {
 	key, packed := out.key, out.packed
 	at, ahead := k.cache.heldFrom(key, out.next, int(k.cfg.FetchMaxBytes), k.cache.maxPartBytes/4)
-	if ahead {
+	if ahead || !k.cache.roomAhead(key, 2*int(k.cfg.FetchMaxBytes)) {
 		return
 	}
 	select {
@@ -131,6 +131,8 @@ func (k *Cluster) readAt(ctx context.Context, topic string, partition int32, out
 // (its session may wait for reply budget), and read from the cache. pinned
 // reads only the incarnation key names (see fetchWait).
 func (k *Cluster) read(ctx context.Context, key cacheKey, pinned bool, offset int64, out *reply) error {
+	out.reader = k.turns.laneOf(ctx)
+	k.cache.reading(key, out) // at out.next, which is offset, while it reads
 	if k.cacheRead(key, offset, out) {
 		return nil
 	}

@@ -105,7 +105,8 @@ type KafkaCluster struct {
 	// one partition (as the cache counts them: packed or decoded, with a
 	// fixed cost per record), so that one busy partition cannot take the
 	// whole cache; sessions of one partition that drift further apart than
-	// this decode the same batches again. Default 32 MiB, half the default
+	// this decode the same batches again (a session ahead holds back its
+	// read-ahead while the others still read the partition's chunks). Default 32 MiB, half the default
 	// cache (BENCHMARKS.md measures ten sessions of one partition with 16
 	// and 32 MiB).
 	WindowBytes int `json:"window_bytes,omitempty"`

@@ -2,6 +2,7 @@ package kafka
 
 import (
 	"container/list"
+	"math"
 	"slices"
 	"sort"
 	"sync"
@@ -73,7 +74,20 @@ type partitionCache struct {
 	chunks []*chunk  // ordered by offset, disjoint
 	bytes  int       // the bytes of the chunks
 	oldest list.List // of *chunk, in insertion order
+	// readers are the offsets that sessions reading p were last seen
+	// reading at, by their broker lane (see reading).
+	readers map[*brokerLane]readerAt
 }
+
+// readerAt is where a reader of a partition was seen reading, and when.
+type readerAt struct {
+	offset int64
+	seen   time.Time
+}
+
+// readerTTL is how long a reader of a partition counts after its last read:
+// a session reading fetch after fetch reads far more often.
+const readerTTL = 2 * time.Second
 
 // chunk is a run of offsets whose data records are all known.
 type chunk struct {
@@ -195,9 +209,17 @@ func (rc *recordCache) insert(key cacheKey, epoch int32, runs ...run) {
 	rc.boundLocked(p)
 }
 
-// boundLocked evicts the oldest chunks of p, then of the cache, while they
-// count more than their bounds. Callers hold mu.
+// boundLocked evicts chunks of p while they count more than the partition's
+// bound: first those that every reader of p has passed, lowest first, then
+// the oldest; then the oldest of the cache while it counts more than its
+// bound. Callers hold mu.
 func (rc *recordCache) boundLocked(p *partitionCache) {
+	if p.bytes > rc.maxPartBytes {
+		passed := p.lowWaterLocked(time.Now())
+		for p.bytes > rc.maxPartBytes && len(p.chunks) > 0 && p.chunks[0].next <= passed {
+			rc.removeLocked(p.chunks[0])
+		}
+	}
 	for p.bytes > rc.maxPartBytes && p.oldest.Len() > 0 {
 		rc.removeLocked(p.oldest.Front().Value.(*chunk))
 	}
@@ -400,6 +422,73 @@ func (p *partitionCache) holding(offset int64) int {
 	return i
 }
 
+// reading notes where the reader of out reads key next: where out ends.
+// Sessions reading one partition fetch after fetch drift apart; so that one
+// behind the others reads what they left in the cache instead of fetching
+// and decoding it again, the chunks behind all readers are evicted first
+// (by age alone, the chunks a session fetched again pushed out those it
+// read next), and a session ahead holds back its read-ahead (see
+// roomAhead).
+func (rc *recordCache) reading(key cacheKey, out *reply) {
+	rc.mu.Lock()
+	defer rc.mu.Unlock()
+	rc.parts[key].readingLocked(out)
+}
+
+// readingLocked is reading for p. Callers hold mu.
+func (p *partitionCache) readingLocked(out *reply) {
+	if p == nil || out.reader == nil {
+		return
+	}
+	if p.readers == nil {
+		p.readers = make(map[*brokerLane]readerAt)
+	}
+	p.readers[out.reader] = readerAt{offset: out.next, seen: time.Now()}
+}
+
+// lowWaterLocked returns the lowest offset that a reader of p seen within
+// readerTTL of now reads at, of the readers that are not behind all of p's
+// chunks (those fetch from Kafka anyway), or math.MinInt64 when there is
+// none; it forgets the readers not seen within readerTTL. Callers hold mu.
+func (p *partitionCache) lowWaterLocked(now time.Time) int64 {
+	low := int64(math.MaxInt64)
+	for lane, r := range p.readers {
+		switch {
+		case now.Sub(r.seen) > readerTTL:
+			delete(p.readers, lane)
+		case len(p.chunks) > 0 && r.offset >= p.chunks[0].first:
+			low = min(low, r.offset)
+		}
+	}
+	if low == math.MaxInt64 {
+		return math.MinInt64
+	}
+	return low
+}
+
+// roomAhead reports whether the partition of key has room for want more
+// bytes without evicting a chunk that a reader of it, seen lately and not
+// behind all its chunks, has not passed yet. A session that reads ahead of
+// the others holds back its read-ahead while it has not: its own fetches go
+// on, without read-ahead, so that the others, reading what it left in the
+// cache, catch up instead of falling out of the window and decoding the
+// same batches again.
+func (rc *recordCache) roomAhead(key cacheKey, want int) bool {
+	rc.mu.Lock()
+	defer rc.mu.Unlock()
+	p := rc.parts[key]
+	if p == nil {
+		return true
+	}
+	passed, needed := p.lowWaterLocked(time.Now()), 0
+	for _, c := range p.chunks {
+		if c.next > passed {
+			needed += c.bytes
+		}
+	}
+	return needed+want <= rc.maxPartBytes
+}
+
 // heldFrom follows the chunks of key that run on without a gap from offset,
 // for at most want bytes of records (keys, values and headers) and at most
 // most bytes as the cache counts them. It returns the offset after the last
@@ -458,8 +547,10 @@ func (rc *recordCache) read(key cacheKey, offset int64, out *reply) bool {
 		return false
 	}
 	// Forms made for this read count from now on: the bounds hold again
-	// once it is done (its reply keeps what it read).
+	// once it is done (its reply keeps what it read), and its reader is
+	// where the reply ends.
 	defer rc.boundLocked(p)
+	defer p.readingLocked(out)
 	for start := i; i < len(p.chunks); i++ {
 		c := p.chunks[i]
 		if i > start && c.first != out.next {
@@ -547,6 +638,10 @@ type reply struct {
 	unpackable bool
 	n          int      // the records collected
 	key        cacheKey // the partition incarnation a read (readAt) read
+	// reader is the broker lane of the session that reads the reply (nil
+	// for a read-ahead): where it reads next is noted for the cache's
+	// eviction (see reading).
+	reader     *brokerLane
 	maxRecords int
 	maxBytes   int
 	bytes      int

@@ -178,6 +178,77 @@ func TestCacheStaysWithinItsBytesAndEvictsOldestFirst(t *testing.T) {
 	}
 }
 
+// TestChunksBehindEveryReaderAreEvictedFirst: of a partition over its
+// bound, the chunks that every reader seen lately has passed go first, so
+// that a reader that fell behind and fetched a chunk again does not push
+// out the chunks after it (eviction by age alone did, a hole at every
+// step); a reader behind all the chunks, or not seen for readerTTL, holds
+// nothing back. A session ahead has room to read ahead only for what the
+// chunks no reader needs any more make.
+func TestChunksBehindEveryReaderAreEvictedFirst(t *testing.T) {
+	one := chunkOverhead + 10*(3+recordOverhead) // ten records "vNN"
+	rc := newRecordCache(1<<20, 3*one)
+	insert := func(first int64) {
+		recs := make([]int64, 10)
+		for i := range recs {
+			recs[i] = first + int64(i)
+		}
+		rc.insert(p0, unknownEpoch, run{first: first, next: first + 10, records: records(recs...)})
+	}
+	held := func() (firsts []int64) {
+		for _, c := range rc.parts[p0].chunks {
+			firsts = append(firsts, c.first)
+		}
+		return firsts
+	}
+	leader, laggard := new(brokerLane), new(brokerLane)
+	// reads notes that lane reads on at next, as a read or a fetch that
+	// ends there does.
+	reads := func(lane *brokerLane, next int64) { rc.reading(p0, &reply{reader: lane, next: next}) }
+	for _, first := range []int64{20, 30, 40} {
+		reads(leader, first+10)
+		insert(first)
+	}
+	// The laggard, behind every chunk, fetches the chunk at 10 again and
+	// reads on at 20: its chunk is behind every reader and goes first (by
+	// age, the chunk at 20 would go: a hole where it reads next).
+	reads(laggard, 20)
+	insert(10)
+	if got := held(); !slices.Equal(got, []int64{20, 30, 40}) {
+		t.Fatalf("chunks %v after the laggard's fetch at 10, want [20 30 40]", got)
+	}
+	// The leader has no room to read ahead: that would push out what the
+	// laggard reads next.
+	if rc.roomAhead(p0, one) {
+		t.Fatal("room to read ahead while every chunk is still to be read")
+	}
+	reads(laggard, 30) // the chunk at 20 is behind everyone now
+	if !rc.roomAhead(p0, one) || rc.roomAhead(p0, 2*one) {
+		t.Fatal("want room for one chunk, the one behind every reader")
+	}
+	insert(50)
+	if got := held(); !slices.Equal(got, []int64{30, 40, 50}) {
+		t.Fatalf("chunks %v, want [30 40 50]", got)
+	}
+	// A reader behind every chunk holds nothing back.
+	reads(laggard, 5)
+	if !rc.roomAhead(p0, 2*one) {
+		t.Fatal("a reader behind every chunk holds back the read-ahead")
+	}
+	// Readers not seen for readerTTL hold nothing back.
+	p := rc.parts[p0]
+	for lane, r := range p.readers {
+		r.seen = r.seen.Add(-readerTTL - time.Second)
+		p.readers[lane] = r
+	}
+	if rc.roomAhead(p0, one) {
+		t.Fatal("room to read ahead in a full partition whose readers went quiet")
+	}
+	if len(p.readers) != 0 {
+		t.Fatalf("%d readers remembered after they went quiet", len(p.readers))
+	}
+}
+
 func TestCacheForgetsWhatKafkaNoLongerHolds(t *testing.T) {
 	rc := newRecordCache(1<<20, 1<<20)
 	first := cacheKey{p0.readerKey, [16]byte{1}}

@@ -157,6 +157,9 @@ func (k *Cluster) decodeFetched(key cacheKey, epoch int32, rp *kmsg.FetchRespons
 		}
 		out.through(r.next)
 	}
+	// The reader reads on where its reply ends: the runs before are
+	// behind it.
+	k.cache.reading(key, out)
 	k.cache.insert(key, epoch, runs...)
 	if len(d.in) == 0 || ahead >= out.maxBytes || out.unpackable {
 		return nil

@@ -9,17 +9,38 @@ import (
 	"github.com/envoy-pubsub/gateway/pubsub"
 )
 
-// Register binds the Kafka commands of mux to the shared client k, for a
-// session that may do what policy allows.
-func Register(mux *pubsub.Mux, k *Cluster, policy Policy) {
-	h := &handlers{k: k, policy: policy, lane: k.turns.newLane()}
-	mux.On(pubsub.CmdKafkaListOffset, pubsub.HandlerFunc(h.listOffset))
-	mux.On(pubsub.CmdKafkaFetch, pubsub.HandlerFunc(h.fetch))
-	mux.On(pubsub.CmdKafkaSubscribe, pubsub.HandlerFunc(h.subscribe))
-	mux.On(pubsub.CmdKafkaUnsubscribe, pubsub.HandlerFunc(h.unsubscribe))
-	mux.On(pubsub.CmdKafkaProduce, pubsub.HandlerFunc(h.produce))
-	mux.On(pubsub.CmdKafkaCommit, pubsub.HandlerFunc(h.commit))
-	mux.On(pubsub.CmdKafkaCommitted, pubsub.HandlerFunc(h.committed))
+// NewHandler returns the handler of one session's commands on the shared
+// client k, for a session that may do what policy allows: it serves the
+// Kafka commands and answers cmd_ping, and any other command gets
+// pubsub.ErrUnknownCommand. It is the session's whole handler state: no Mux
+// or function value per command is made for it.
+func NewHandler(k *Cluster, policy Policy) pubsub.Handler {
+	return &handlers{k: k, policy: policy, lane: k.turns.newLane()}
+}
+
+// otherCommands answers the commands that are not Kafka's (cmd_ping); it
+// is shared by every session and never changed.
+var otherCommands = pubsub.NewMux()
+
+// ServePubSub serves one command of the session.
+func (h *handlers) ServePubSub(ctx context.Context, req *pubsub.Request) (*pb.PubSubResp, error) {
+	switch req.Command {
+	case pubsub.CmdKafkaListOffset:
+		return h.listOffset(ctx, req)
+	case pubsub.CmdKafkaFetch:
+		return h.fetch(ctx, req)
+	case pubsub.CmdKafkaSubscribe:
+		return h.subscribe(ctx, req)
+	case pubsub.CmdKafkaUnsubscribe:
+		return h.unsubscribe(ctx, req)
+	case pubsub.CmdKafkaProduce:
+		return h.produce(ctx, req)
+	case pubsub.CmdKafkaCommit:
+		return h.commit(ctx, req)
+	case pubsub.CmdKafkaCommitted:
+		return h.committed(ctx, req)
+	}
+	return otherCommands.ServePubSub(ctx, req)
 }
 
 // handlers serve one session's Kafka commands.

@@ -9,35 +9,34 @@ import (
 	"time"
 )
 
-// changeWaiters runs the functions parked on a channel when it closes, with
-// one goroutine per channel however many wait on it: the subscribers of a
-// partition that are all at the end of its log wait on its reader's one
-// change channel, not with a goroutine (and its stack) each.
+// changeWaiters holds the functions parked on change channels, with no
+// goroutine waiting for them: the subscribers of a partition that are all
+// at the end of its log park on its reader's one change channel, and the
+// reader, which closes the channel, runs them (fire) or hands them to a
+// waker (fireLater). A channel closed by anything else would leave its
+// functions parked: every closer of a channel that functions park on
+// fires it.
 //
-// The goroutines are wakers that take the next job when they are done
-// with one, rather than one new goroutine per channel: the subscribers of
-// a partition park again on its next change channel while its waker still
-// runs them, and another waker, idle since it ran the change before, waits
-// for it. A new goroutine would grow its stack (copying it) on every
-// change; a waker ends when it had nothing to do for wakerLinger.
+// fire runs a change's functions on the closer's own goroutine: a record
+// reaches the parked subscribers of its partition without a goroutine
+// hand-off (a futex wake-up and a trip through the scheduler, tens of
+// microseconds on a busy machine). Wakers run what is not run there: the
+// shares of a set larger than wakeChunk, and fireLater's sets. They are
+// goroutines that take the next job when they are done with one, rather
+// than one new goroutine per job, whose stack would grow again (by
+// copying) on every change; a waker ends when it had nothing to do for
+// wakerLinger.
 type changeWaiters struct {
 	mu     sync.Mutex
-	byChan map[<-chan struct{}]*waitSet
-	idle   chan wakeJob // idle wakers receive their next job
+	byChan map[<-chan struct{}][]*func() // in the order they were parked
+	idle   chan wakeJob                  // idle wakers receive their next job
 }
 
-// waitSet is the functions parked on one channel.
-type waitSet struct {
-	fns  []*func()     // in the order they were parked
-	gone chan struct{} // closed when the last function was removed
-}
-
-// wakeJob is a waker's work: wait for ch and run set's functions, or, when
-// set is nil, run fns (a share of a large set).
+// wakeJob is a waker's work: run fns, and give the list back to wakeLists
+// if recycle.
 type wakeJob struct {
-	ch  <-chan struct{}
-	set *waitSet
-	fns []*func()
+	fns     []*func()
+	recycle bool
 }
 
 // parked is the process's registry: the channels it keys on are unique.
@@ -47,28 +46,125 @@ var parked = changeWaiters{idle: make(chan wakeJob)}
 // before it ends.
 const wakerLinger = 100 * time.Millisecond
 
-// wakeLists keeps the function lists of waits that ran, for the sets of
-// the channels that follow: the subscribers of a partition park again on
-// its next change channel, as many as before, so a set takes a list of the
+// wakeLists keeps the function lists of changes that ran, for the channels
+// that follow: the subscribers of a partition park again on its next
+// change channel, as many as before, so a channel takes a list of the
 // right size rather than growing one for every change.
 var wakeLists = sync.Pool{New: func() any { return new([]*func()) }}
 
-// add parks fn on ch: it runs once, on a waker, when ch closes, unless
+// add parks fn on ch: it runs once when ch's closer fires ch, unless
 // remove takes it back first. fn must return quickly (it starts a
-// goroutine to do its work).
+// goroutine to do work that waits). A caller that may have missed the
+// fire (ch was closed before add) checks ch after add and takes fn back.
 func (c *changeWaiters) add(ch <-chan struct{}, fn *func()) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	set := c.byChan[ch]
-	if set == nil {
+	fns, ok := c.byChan[ch]
+	if !ok {
 		if c.byChan == nil {
-			c.byChan = make(map[<-chan struct{}]*waitSet)
+			c.byChan = make(map[<-chan struct{}][]*func())
 		}
-		set = &waitSet{fns: *wakeLists.Get().(*[]*func()), gone: make(chan struct{})}
-		c.byChan[ch] = set
-		c.start(wakeJob{ch: ch, set: set})
+		fns = *wakeLists.Get().(*[]*func())
 	}
-	set.fns = append(set.fns, fn)
+	c.byChan[ch] = append(fns, fn)
+}
+
+// remove takes fn back from ch; it reports whether fn was still parked
+// (false: it ran or is about to).
+func (c *changeWaiters) remove(ch <-chan struct{}, fn *func()) bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	fns := c.byChan[ch]
+	i := slices.Index(fns, fn)
+	if i < 0 {
+		return false
+	}
+	fns = slices.Delete(fns, i, i+1)
+	if len(fns) == 0 {
+		delete(c.byChan, ch)
+		recycle(fns)
+		return true
+	}
+	c.byChan[ch] = fns
+	return true
+}
+
+// take removes and returns the functions parked on ch, in a random turn:
+// those parked first would always run first (each parks again as soon as
+// it ran), so the turn starts at a random one, and no subscriber is
+// always served last.
+func (c *changeWaiters) take(ch <-chan struct{}) []*func() {
+	c.mu.Lock()
+	fns := c.byChan[ch]
+	delete(c.byChan, ch)
+	c.mu.Unlock()
+	if len(fns) > 1 {
+		rotate(fns, rand.IntN(len(fns)))
+	}
+	return fns
+}
+
+// fire runs the functions parked on ch, which its caller closed: the
+// first wakeChunk on the calling goroutine, the rest on wakers. When
+// wanted reports true (it is asked after every handOffEvery functions),
+// the caller has other work (the shared reader, records of the next
+// change) and hands the functions not run yet to a waker. The caller must
+// hold no lock that a parked function takes.
+func (c *changeWaiters) fire(ch <-chan struct{}, wanted func() bool) {
+	fns := c.take(ch)
+	if len(fns) == 0 {
+		return
+	}
+	first, shared := c.share(fns)
+	if rest := runUntil(first, wanted); len(rest) > 0 {
+		c.start(wakeJob{fns: rest}) // a part of first: not recycled
+		return
+	}
+	if !shared {
+		recycle(first)
+	}
+}
+
+// handOffEvery is how many functions fire runs between two questions
+// whether its caller is wanted elsewhere.
+const handOffEvery = 8
+
+// runUntil runs fns until wanted reports true, asked after every
+// handOffEvery of them, and returns those it did not run. A panic in one
+// is logged and stops the rest of fns.
+func runUntil(fns []*func(), wanted func() bool) (rest []*func()) {
+	for len(fns) > 0 {
+		n := min(len(fns), handOffEvery)
+		runAll(fns[:n])
+		fns = fns[n:]
+		if len(fns) > 0 && wanted() {
+			return fns
+		}
+	}
+	return nil
+}
+
+// fireLater hands the functions parked on ch, which its caller closed, to
+// wakers, without waiting: for callers that hold locks.
+func (c *changeWaiters) fireLater(ch <-chan struct{}) {
+	fns := c.take(ch)
+	if len(fns) == 0 {
+		return
+	}
+	first, shared := c.share(fns)
+	c.start(wakeJob{fns: first, recycle: !shared})
+}
+
+// share starts wakers for all of fns but the first wakeChunk, which it
+// returns: many waiters share the cores. shared reports whether it
+// started any (then the list must not be recycled: they still read it).
+func (c *changeWaiters) share(fns []*func()) (first []*func(), shared bool) {
+	shared = len(fns) > wakeChunk
+	for len(fns) > wakeChunk {
+		c.start(wakeJob{fns: fns[len(fns)-wakeChunk:]})
+		fns = fns[:len(fns)-wakeChunk]
+	}
+	return fns, shared
 }
 
 // start gives job to an idle waker, or to a new one.
@@ -85,7 +181,10 @@ func (c *changeWaiters) start(job wakeJob) {
 func (c *changeWaiters) waker(job wakeJob) {
 	var linger *time.Timer
 	for {
-		c.do(job)
+		runAll(job.fns)
+		if job.recycle {
+			recycle(job.fns)
+		}
 		if linger == nil {
 			linger = time.NewTimer(wakerLinger)
 		} else {
@@ -99,77 +198,12 @@ func (c *changeWaiters) waker(job wakeJob) {
 	}
 }
 
-// do runs one job; a panic is logged and ends the job only.
-func (c *changeWaiters) do(job wakeJob) {
-	defer func() {
-		if p := recover(); p != nil {
-			slog.Error("kafka: panic waking parked subscriptions", "panic", p, "stack", string(debug.Stack()))
-		}
-	}()
-	if job.set == nil {
-		runAll(job.fns)
-		return
-	}
-	c.wait(job.ch, job.set)
-}
-
-// remove takes fn back from ch; it reports whether fn was still parked
-// (false: it ran or is about to).
-func (c *changeWaiters) remove(ch <-chan struct{}, fn *func()) bool {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	set := c.byChan[ch]
-	if set == nil {
-		return false
-	}
-	i := slices.Index(set.fns, fn)
-	if i < 0 {
-		return false
-	}
-	set.fns = slices.Delete(set.fns, i, i+1)
-	if len(set.fns) == 0 {
-		delete(c.byChan, ch)
-		close(set.gone)
-	}
-	return true
-}
-
-// wait runs the functions of set when ch closes; it returns without
-// running them when all were removed (a channel that may never close).
-func (c *changeWaiters) wait(ch <-chan struct{}, set *waitSet) {
-	select {
-	case <-ch:
-	case <-set.gone:
-		return
-	}
-	c.mu.Lock()
-	if c.byChan[ch] == set {
-		delete(c.byChan, ch)
-	}
-	fns := set.fns
-	set.fns = nil
-	c.mu.Unlock()
-	if len(fns) == 0 {
-		return // all were removed as ch closed
-	}
-	// The functions run in turn: those parked first would always run
-	// first (each parks again as soon as it ran), so the turn starts at
-	// a random one, and no subscriber is always served last.
-	rotate(fns, rand.IntN(len(fns)))
-	// Many waiters share the cores: this waker runs the first wakeChunk,
-	// others the rest.
-	shared := len(fns) > wakeChunk
-	for len(fns) > wakeChunk {
-		c.start(wakeJob{fns: fns[len(fns)-wakeChunk:]})
-		fns = fns[:len(fns)-wakeChunk]
-	}
-	runAll(fns)
-	if !shared {
-		// Nothing refers to the list any more: the next set takes it.
-		clear(fns)
-		fns = fns[:0]
-		wakeLists.Put(&fns)
-	}
+// recycle gives a list that nothing refers to any more to the next
+// channel.
+func recycle(fns []*func()) {
+	clear(fns)
+	fns = fns[:0]
+	wakeLists.Put(&fns)
 }
 
 // rotate moves the first k elements of s to its end, in order.
@@ -180,7 +214,7 @@ func rotate[E any](s []E, k int) {
 }
 
 // wakeChunk is how many parked functions one goroutine runs when their
-// channel closes.
+// channel is fired.
 const wakeChunk = 128
 
 // runAll runs fns; a panic in one is logged and stops the rest of fns only.

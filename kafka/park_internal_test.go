@@ -3,6 +3,7 @@ package kafka
 import (
 	"bytes"
 	"runtime"
+	"slices"
 	"strconv"
 	"sync"
 	"sync/atomic"
@@ -12,6 +13,14 @@ import (
 
 // newWaiters returns a registry of its own, apart from the process's.
 func newWaiters() *changeWaiters { return &changeWaiters{idle: make(chan wakeJob)} }
+
+// notWanted is fire's question for a caller that has nothing else to do.
+func notWanted() bool { return false }
+
+// fireHere returns c.fire for a caller that has nothing else to do.
+func fireHere(c *changeWaiters) func(<-chan struct{}) {
+	return func(ch <-chan struct{}) { c.fire(ch, notWanted) }
+}
 
 // goroutineID returns the id of the calling goroutine, from its stack
 // trace's first line ("goroutine 42 [running]:").
@@ -47,7 +56,8 @@ func TestParkedFunctionsRunOnceWhenTheirChannelCloses(t *testing.T) {
 		t.Fatal("a function was removed twice")
 	}
 	close(ch)
-	waitFor(t, func() bool {
+	c.fire(ch, notWanted)
+	waitFor(t, func() bool { // the shares beyond wakeChunk run on wakers
 		for i := range runs {
 			if i != 7 && i != n-1 && runs[i].Load() == 0 {
 				return false
@@ -71,8 +81,8 @@ func TestParkedFunctionsRunOnceWhenTheirChannelCloses(t *testing.T) {
 }
 
 // TestAChannelWhoseFunctionsWereAllRemovedIsForgotten: a channel that never
-// closes holds nothing once its functions were taken back, and its waker is
-// free for other channels.
+// closes holds nothing once its functions were taken back, and functions
+// parked on other channels still run.
 func TestAChannelWhoseFunctionsWereAllRemovedIsForgotten(t *testing.T) {
 	c := newWaiters()
 	never := make(chan struct{})
@@ -92,6 +102,7 @@ func TestAChannelWhoseFunctionsWereAllRemovedIsForgotten(t *testing.T) {
 	g := func() { close(ran) }
 	c.add(ch, &g)
 	close(ch)
+	c.fireLater(ch)
 	select {
 	case <-ran:
 	case <-time.After(10 * time.Second):
@@ -102,14 +113,17 @@ func TestAChannelWhoseFunctionsWereAllRemovedIsForgotten(t *testing.T) {
 // parkChain parks n functions that, like subscriptions at the end of a
 // partition's log, park again on the next change channel each time they
 // run; it closes changes channels one after the other, each once every
-// function parked on it, and returns the ids of the goroutines that ran
-// each change's first function, and the index of that function.
-func parkChain(t *testing.T, c *changeWaiters, n, changes int) (runners []uint64, firsts []int) {
+// function parked on it ran, and fires each with fire (c.fire or
+// c.fireLater). It returns the ids of the goroutines that ran the
+// functions, with the number of runs of each, and the index of each
+// change's first function.
+func parkChain(t *testing.T, c *changeWaiters, fire func(<-chan struct{}), n, changes int) (runners map[uint64]int, firsts []int) {
 	var (
 		mu    sync.Mutex
 		chans = []chan struct{}{make(chan struct{})}
 		ran   = make([]int, changes) // functions run per change
 	)
+	runners = map[uint64]int{}
 	current := func() (chan struct{}, int) {
 		mu.Lock()
 		defer mu.Unlock()
@@ -119,12 +133,13 @@ func parkChain(t *testing.T, c *changeWaiters, n, changes int) (runners []uint64
 	for i := range fns {
 		f := func() {
 			_, change := current()
+			id := goroutineID(t)
 			mu.Lock()
 			if ran[change-1] == 0 {
-				runners = append(runners, goroutineID(t))
 				firsts = append(firsts, i)
 			}
 			ran[change-1]++
+			runners[id]++
 			mu.Unlock()
 			next, _ := current()
 			c.add(next, fns[i])
@@ -138,6 +153,7 @@ func parkChain(t *testing.T, c *changeWaiters, n, changes int) (runners []uint64
 		chans = append(chans, make(chan struct{}))
 		mu.Unlock()
 		close(closing)
+		fire(closing)
 		waitFor(t, func() bool {
 			mu.Lock()
 			defer mu.Unlock()
@@ -151,21 +167,45 @@ func parkChain(t *testing.T, c *changeWaiters, n, changes int) (runners []uint64
 	return runners, firsts
 }
 
-// TestChangesAreRunByWakersThatLast: subscriptions that park again at once
-// are woken change after change by the same few goroutines (a new
-// goroutine per change grows its stack anew, copying it), not by one new
-// goroutine per change.
+// TestAChangeRunsOnTheGoroutineThatFiresIt: the functions parked on a
+// change channel, up to wakeChunk of them, run on the goroutine that fires
+// it (the shared reader's, for subscriptions at the end of its partition),
+// with no goroutine hand-off; before, a waker goroutine waiting for the
+// channel ran them.
+func TestAChangeRunsOnTheGoroutineThatFiresIt(t *testing.T) {
+	c := newWaiters()
+	const changes = 20
+	runners, _ := parkChain(t, c, fireHere(c), wakeChunk, changes)
+	self := goroutineID(t)
+	if len(runners) != 1 || runners[self] != wakeChunk*changes {
+		t.Fatalf("%d changes of %d functions ran on goroutines %v (run counts), want all on the firing goroutine %d", changes, wakeChunk, runners, self)
+	}
+}
+
+// TestChangesAreRunByWakersThatLast: what runs on wakers (changes handed
+// over with fireLater, and the shares of a change larger than wakeChunk)
+// runs change after change on the same few goroutines (a new goroutine
+// per change grows its stack anew, copying it), not on new goroutines per
+// change.
 func TestChangesAreRunByWakersThatLast(t *testing.T) {
 	const changes = 40
-	runners, _ := parkChain(t, newWaiters(), 10, changes)
-	distinct := map[uint64]bool{}
-	for _, id := range runners {
-		distinct[id] = true
-	}
-	// Two wakers take turns; a waker that lingered too long on a busy
-	// machine ends and a new one takes over, rarely.
-	if len(distinct) > changes/4 {
-		t.Fatalf("%d changes were run by %d goroutines", changes, len(distinct))
+	for _, tc := range []struct {
+		name string
+		n    int
+		fire func(*changeWaiters) func(<-chan struct{})
+	}{
+		{"fireLater", 10, func(c *changeWaiters) func(<-chan struct{}) { return c.fireLater }},
+		{"fire, shares", 2*wakeChunk + 5, fireHere},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			c := newWaiters()
+			runners, _ := parkChain(t, c, tc.fire(c), tc.n, changes)
+			// A few wakers take turns; a waker that lingered too long on a
+			// busy machine ends and a new one takes over, rarely.
+			if len(runners) > changes/4 {
+				t.Fatalf("%d changes were run by %d goroutines", changes, len(runners))
+			}
+		})
 	}
 }
 
@@ -173,12 +213,61 @@ func TestChangesAreRunByWakersThatLast(t *testing.T) {
 // order they ran are not run in that same order at every change (the
 // first parked would always be served first, the last always last).
 func TestEveryParkedFunctionGetsTurnsFirst(t *testing.T) {
-	_, firsts := parkChain(t, newWaiters(), 10, 40)
+	c := newWaiters()
+	_, firsts := parkChain(t, c, fireHere(c), 10, 40)
 	distinct := map[int]bool{}
 	for _, i := range firsts {
 		distinct[i] = true
 	}
 	if len(distinct) < 3 {
 		t.Fatalf("over 40 changes only functions %v ran first", firsts)
+	}
+}
+
+// TestAFiringGoroutineThatIsWantedHandsTheRestToAWaker: once fire's
+// caller is wanted elsewhere (the shared reader has records of the next
+// poll), the functions it did not run yet run on a waker, each once.
+func TestAFiringGoroutineThatIsWantedHandsTheRestToAWaker(t *testing.T) {
+	c := newWaiters()
+	ch := make(chan struct{})
+	const n = 5 * handOffEvery
+	var (
+		mu      sync.Mutex
+		runners = make([]uint64, n)
+		runs    = make([]int, n)
+	)
+	for i := range n {
+		f := func() {
+			id := goroutineID(t)
+			mu.Lock()
+			runners[i] = id
+			runs[i]++
+			mu.Unlock()
+		}
+		c.add(ch, &f)
+	}
+	asked := 0
+	close(ch)
+	c.fire(ch, func() bool { asked++; return asked == 2 }) // wanted at the second question
+	waitFor(t, func() bool {
+		mu.Lock()
+		defer mu.Unlock()
+		return !slices.Contains(runs, 0)
+	})
+	time.Sleep(10 * time.Millisecond) // room for a wrong second run
+	self := goroutineID(t)
+	mu.Lock()
+	defer mu.Unlock()
+	here := 0
+	for i := range n {
+		if runs[i] != 1 {
+			t.Errorf("function %d ran %d times", i, runs[i])
+		}
+		if runners[i] == self {
+			here++
+		}
+	}
+	if here != 2*handOffEvery {
+		t.Errorf("%d of %d functions ran on the firing goroutine, want the %d before it was wanted", here, n, 2*handOffEvery)
 	}
 }

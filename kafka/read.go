@@ -54,11 +54,14 @@ const readAheadReplies = 2
 // with a free read-ahead slot and when no fetch of that offset runs
 // already, and read no further than a quarter of the partition's window,
 // so that what other sessions read stays cached, nor past the end of the
-// log the last broker answer gave.
+// log the last broker answer gave, nor while the partition has no room for
+// them (see recordCache.roomAhead).
 func (k *Cluster) keepAhead(ctx context.Context, out *reply) {
 	key, packed, from := out.key, out.packed, out.next
 	want, most := readAheadReplies*int(k.cfg.FetchMaxBytes), k.cache.maxPartBytes/4
-	if _, ahead := k.cache.heldFrom(key, from, want, most); ahead {
+	// A step fetches a reply's worth, and may decode as much again.
+	room := func() bool { return k.cache.roomAhead(key, 2*int(k.cfg.FetchMaxBytes)) }
+	if _, ahead := k.cache.heldFrom(key, from, want, most); ahead || !room() {
 		return
 	}
 	select {
@@ -84,8 +87,8 @@ func (k *Cluster) keepAhead(ctx context.Context, out *reply) {
 		defer k.pool.recoverPanic("reading ahead of a fetch loop")
 		for last := int64(-1); ; {
 			at, enough := k.cache.heldFrom(key, from, want, most)
-			if enough || at == last {
-				return // read ahead, or no further for the last step
+			if enough || at == last || !room() {
+				return // read ahead, no further for the last step, or no room
 			}
 			last = at
 			if done, first := k.fetching.begin(key.readerKey, at); !first {
@@ -157,6 +160,8 @@ func (k *Cluster) readAt(ctx context.Context, topic string, partition int32, out
 // (its session may wait for reply budget), and read from the cache. pinned
 // reads only the incarnation key names (see fetchWait).
 func (k *Cluster) read(ctx context.Context, key cacheKey, pinned bool, offset int64, out *reply) error {
+	out.reader = k.turns.laneOf(ctx)
+	k.cache.reading(key, out) // at out.next, which is offset, while it reads
 	if k.cacheRead(key, offset, out) {
 		return nil
 	}

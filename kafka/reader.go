@@ -351,8 +351,11 @@ func (k *Cluster) startConsumer() error {
 func (k *Cluster) consume(ctx context.Context, cl *kgo.Client, done chan struct{}) {
 	defer close(done)
 	var lastErr string
+	// A poll's subscribers are woken on this goroutine until records of
+	// the next poll wait (see deliverPoll).
+	pending := func() bool { return cl.BufferedFetchRecords() > 0 }
 	for ctx.Err() == nil {
-		k.deliverPoll(ctx, cl.PollFetches(ctx), &lastErr)
+		k.deliverPoll(ctx, cl.PollFetches(ctx), pending, &lastErr)
 	}
 }
 
@@ -362,8 +365,10 @@ func (k *Cluster) consume(ctx context.Context, cl *kgo.Client, done chan struct{
 // hear why. A data loss the consumer reports (its reset may have skipped
 // records, or the log changed under it) drops the partition's cached
 // records; a partition that is gone (its topic deleted, perhaps created
-// again) ends every reader of the topic.
-func (k *Cluster) deliverPoll(ctx context.Context, fetches kgo.Fetches, lastErr *string) {
+// again) ends every reader of the topic. The subscribers parked on the
+// last partition that changed run on the calling goroutine until pending
+// reports records of the next poll.
+func (k *Cluster) deliverPoll(ctx context.Context, fetches kgo.Fetches, pending func() bool, lastErr *string) {
 	defer func() {
 		if p := recover(); p != nil {
 			k.pool.log.Error("kafka: shared reader panic", "panic", p, "stack", string(debug.Stack()))
@@ -411,6 +416,19 @@ func (k *Cluster) deliverPoll(ctx context.Context, fetches kgo.Fetches, lastErr 
 			rs.retireTopic(topic, id, ErrTopicNotFound)
 		}
 	}
+	// The subscribers parked on the last partition that changed are woken
+	// on this goroutine once the poll is handled: a record reaches them
+	// with no goroutine hand-off. Those of other partitions are woken on
+	// wakers, so that partitions are served side by side, and so are the
+	// rest of them once records of the next poll are pending: a fan-out
+	// slower than the records arrive (a busy machine) does not hold the
+	// next one up.
+	var changed <-chan struct{}
+	defer func() {
+		if changed != nil {
+			parked.fire(changed, pending)
+		}
+	}()
 	fetches.EachTopic(func(t kgo.FetchTopic) {
 		for i := range t.Partitions {
 			p := &t.Partitions[i]
@@ -426,7 +444,12 @@ func (k *Cluster) deliverPoll(ctx context.Context, fetches kgo.Fetches, lastErr 
 			// franz-go does not read another under the same name.
 			if r != nil && (r.topicID == t.TopicID || t.TopicID == ([16]byte{})) {
 				end := p.Records[len(p.Records)-1].Offset + 1
-				r.advance(max(end, p.LastStableOffset))
+				if ch := r.advance(max(end, p.LastStableOffset)); ch != nil {
+					if changed != nil {
+						parked.fireLater(changed)
+					}
+					changed = ch
+				}
 			}
 		}
 	})
@@ -470,17 +493,17 @@ func (rs *readerSet) close() {
 }
 
 // advance records that the readable log ends at end or later and wakes the
-// waiting users. The end never moves back here: a poll that saw less than
-// the reader knows is stale.
-func (r *partitionReader) advance(end int64) {
+// waiting users but those parked on the change channel, which it returns
+// (nil if the end did not move) for its caller to fire. The end never
+// moves back here: a poll that saw less than the reader knows is stale.
+func (r *partitionReader) advance(end int64) (changed <-chan struct{}) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	if end <= r.end {
-		return
+		return nil
 	}
 	r.end = end
-	close(r.changed)
-	r.changed = make(chan struct{})
+	return r.nextChange()
 }
 
 // reset records where the consumer goes on after a data loss (the log was
@@ -490,8 +513,17 @@ func (r *partitionReader) reset(end int64) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	r.end = end
-	close(r.changed)
+	parked.fireLater(r.nextChange())
+}
+
+// nextChange closes the change channel and makes the next one; it returns
+// the closed one, whose parked functions its caller fires. Callers hold
+// mu.
+func (r *partitionReader) nextChange() <-chan struct{} {
+	closed := r.changed
+	close(closed)
 	r.changed = make(chan struct{})
+	return closed
 }
 
 // live reports whether the reader's partition still exists.
@@ -518,8 +550,7 @@ func (r *partitionReader) fail(err error) {
 		return
 	}
 	r.err = err
-	close(r.changed)
-	r.changed = make(chan struct{})
+	parked.fireLater(r.nextChange())
 }
 
 // gone reports whether a fetch error means the partition no longer exists.

@@ -3,6 +3,7 @@ package kafka
 import (
 	"context"
 	"fmt"
+	"math/rand/v2"
 	"slices"
 	"sync"
 	"sync/atomic"
@@ -285,7 +286,11 @@ func TestSessionsInStepDecodeOnce(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	k, fetches := testCluster(t, kafka, "    fetch_max_bytes: 65536\n")
+	// A reader waits for another's fetch of the same offset up to the
+	// fetch wait, then fetches itself: a wait longer than any fetch under
+	// load keeps the count to what sharing does.
+	const config = "    fetch_max_bytes: 65536\n    fetch_max_wait: 3s\n"
+	k, fetches := testCluster(t, kafka, config)
 	before := fetches.n.Load()
 	errs := make(chan error, 10)
 	for range 10 {
@@ -310,7 +315,7 @@ func TestSessionsInStepDecodeOnce(t *testing.T) {
 		}
 	}
 	used := fetches.n.Load() - before
-	alone, aloneFetches := testCluster(t, kafka, "    fetch_max_bytes: 65536\n")
+	alone, aloneFetches := testCluster(t, kafka, config)
 	for next := int64(0); next < total; {
 		recs, err := alone.Fetch(ctx, "t", 0, next)
 		if err != nil {
@@ -477,5 +482,67 @@ func TestAFetchLoopIsReadAhead(t *testing.T) {
 	awaitReadAheads(k)
 	if n := fetches.n.Load() - before; n != 0 {
 		t.Fatalf("the fetch loop up to the end of the log sent %d broker fetches, want none", n)
+	}
+}
+
+// TestSessionsThatDriftApartDecodeOnce has ten sessions read a partition
+// fetch after fetch, each pausing for a random 0 to 8 ms after a reply (an
+// application at work), so that they drift apart, in a window of a few
+// replies: the one ahead holds back its read-ahead while the others still
+// read the cache, and they catch up instead of falling out of the window,
+// so that the ten make about as many broker fetches as one session alone
+// (by age alone, the chunks fetched again pushed out those read next, and
+// the ten made ten times as many).
+func TestSessionsThatDriftApartDecodeOnce(t *testing.T) {
+	kafka, _ := oneBrokerKafka(t)
+	ctx := testContext(t)
+	producer, err := kgo.NewClient(kgo.SeedBrokers(kafka.ListenAddrs()...), kgo.DefaultProduceTopic("t"),
+		kgo.ProducerBatchCompression(kgo.ZstdCompression()), kgo.ProducerBatchMaxBytes(1<<20))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer producer.Close()
+	const total = 150000
+	for i := 0; i < total; i += 1000 {
+		batch := make([]*kgo.Record, 1000)
+		for j := range batch {
+			batch[j] = &kgo.Record{Value: jsonEvent(i + j)}
+		}
+		if err := producer.ProduceSync(ctx, batch...).FirstErr(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	const config = "    fetch_max_bytes: 262144\n    window_bytes: 4194304\n"
+	read := func(sessions int) int64 {
+		k, fetches := testCluster(t, kafka, config)
+		errs := make(chan error, sessions)
+		for i := range sessions {
+			go func() {
+				lane := withLane(ctx, k.turns.newLane())
+				pause := rand.New(rand.NewPCG(uint64(i), 22))
+				for next := int64(0); next < total; {
+					out := newReply(next, DefaultMaxRecords, 256<<10)
+					out.packed = true
+					if err := k.fetchReply(lane, "t", 0, out); err != nil || out.n == 0 {
+						errs <- fmt.Errorf("fetch at %d: %d records, %v", next, out.n, err)
+						return
+					}
+					next = out.next
+					time.Sleep(time.Duration(pause.IntN(8000)) * time.Microsecond)
+				}
+				errs <- nil
+			}()
+		}
+		for range sessions {
+			if err := <-errs; err != nil {
+				t.Fatal(err)
+			}
+		}
+		return fetches.n.Load()
+	}
+	alone, ten := read(1), read(10)
+	t.Logf("one session made %d broker fetches, ten made %d", alone, ten)
+	if ten > 2*alone {
+		t.Fatalf("ten sessions made %d broker fetches, one alone %d", ten, alone)
 	}
 }

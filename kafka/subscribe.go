@@ -38,9 +38,18 @@ var (
 
 // subscriptions are the live subscriptions of one session.
 type subscriptions struct {
-	mu         sync.Mutex
-	bySeq      map[int64]*subscription
+	mu sync.Mutex
+	// live are in the order they were made: a session has a few (at most
+	// MaxSubscribedPartitions), and a slice of them costs it less than a
+	// map.
+	live       []liveSubscription
 	partitions int
+}
+
+// liveSubscription is a subscription by the sequence of its request.
+type liveSubscription struct {
+	seq int64
+	sub *subscription
 }
 
 // subscription delivers one cmd_kafka_subscribe: a goroutine per partition.
@@ -138,16 +147,13 @@ func (h *handlers) unsubscribe(ctx context.Context, req *pubsub.Request) (*pb.Pu
 func (s *subscriptions) add(seq int64, sub *subscription) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if s.bySeq[seq] != nil {
+	if s.find(seq) >= 0 {
 		return ErrDuplicateSubscription
 	}
 	if s.partitions+sub.partitions > MaxSubscribedPartitions {
 		return ErrTooManySubscriptions
 	}
-	if s.bySeq == nil {
-		s.bySeq = make(map[int64]*subscription)
-	}
-	s.bySeq[seq] = sub
+	s.live = append(s.live, liveSubscription{seq, sub})
 	s.partitions += sub.partitions
 	return nil
 }
@@ -155,12 +161,20 @@ func (s *subscriptions) add(seq int64, sub *subscription) error {
 func (s *subscriptions) remove(seq int64) *subscription {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	sub := s.bySeq[seq]
-	if sub != nil {
-		delete(s.bySeq, seq)
-		s.partitions -= sub.partitions
+	i := s.find(seq)
+	if i < 0 {
+		return nil
 	}
+	sub := s.live[i].sub
+	s.live = slices.Delete(s.live, i, i+1)
+	s.partitions -= sub.partitions
 	return sub
+}
+
+// find returns the index of the subscription of seq in live, -1 if none.
+// Callers hold mu.
+func (s *subscriptions) find(seq int64) int {
+	return slices.IndexFunc(s.live, func(l liveSubscription) bool { return l.seq == seq })
 }
 
 // startOffset resolves where a subscription starts in partition p: an
@@ -352,6 +366,9 @@ func (d *delivery) step(ctx context.Context, mayWait bool) (stepResult, <-chan s
 		return d.caughtUp(d.lagged(end, d.send(ctx, ep, mayWait)), changed, end, gone)
 	}
 	out := newReply(d.cursor, d.maxRecords, int(d.k.cfg.FetchMaxBytes))
+	list := stepLists.Get().(*[]*kgo.Record)
+	out.records = (*list)[:0]
+	defer recycleStepList(list, out)
 	// The record cache first: at the end of the log it holds what came
 	// since state, and a catch-up needs a deadline only for Kafka.
 	check := d.cacheNeedsCheck()
@@ -401,6 +418,29 @@ func (d *delivery) step(ctx context.Context, mayWait bool) (stepResult, <-chan s
 	return stepPark, changed
 }
 
+// stepLists pools the record lists of the replies that delivery steps
+// fill and push at once: a push of one record to each of many subscribers
+// allocates no list per subscriber. Lists that grew beyond
+// maxPooledStepList are left to the collector.
+var stepLists = sync.Pool{New: func() any { return new([]*kgo.Record) }}
+
+// maxPooledStepList bounds the lists stepLists keeps.
+const maxPooledStepList = 64
+
+// recycleStepList gives list, taken from stepLists for out, back with the
+// records of out once its step pushed them (the push is encoded by then,
+// and keeps no record list); out holds no list afterwards.
+func recycleStepList(list *[]*kgo.Record, out *reply) {
+	recs := out.records
+	out.records = nil
+	if cap(recs) > maxPooledStepList {
+		return
+	}
+	clear(recs)
+	*list = recs[:0]
+	stepLists.Put(list)
+}
+
 // caughtUp turns next, the result of a push, into parking on changed when
 // the push took the cursor to end, the end of the log as seen with changed:
 // the step that would follow could only find that out again. Records that
@@ -423,25 +463,33 @@ func (d *delivery) lagged(end int64, next stepResult) stepResult {
 
 // park leaves the delivery waiting for changed or its context with no
 // goroutine; it reports false when the delivery must go on with the
-// calling goroutine (its context ended meanwhile).
+// calling goroutine (records came or its context ended meanwhile).
 func (d *delivery) park(changed <-chan struct{}) bool {
-	select {
-	case <-changed:
+	if isClosed(changed) {
 		return false // records came already: go on here
-	default:
 	}
 	d.parkedOn = changed
 	d.parked.Store(true)
 	parked.add(changed, &d.wake)
-	// A context that ended before the delivery was parked found nothing
-	// to wake: either this check sees it, or the wake sees the delivery
-	// parked.
-	if d.ctx.Err() == nil || !d.parked.CompareAndSwap(true, false) {
+	// A context that ended, or a change fired, before the delivery was
+	// parked found nothing to wake: either these checks see it, or the
+	// wake sees the delivery parked.
+	if (d.ctx.Err() == nil && !isClosed(changed)) || !d.parked.CompareAndSwap(true, false) {
 		return true
 	}
 	parked.remove(changed, &d.wake)
 	d.parkedOn = nil
 	return false
+}
+
+// isClosed reports whether ch is closed.
+func isClosed(ch <-chan struct{}) bool {
+	select {
+	case <-ch:
+		return true
+	default:
+		return false
+	}
 }
 
 // fail tells the client that the partition's delivery ends, and why.

@@ -82,7 +82,7 @@ func (discardConn) Close() error                     { return nil }
 func BenchmarkWriteReply(b *testing.B) {
 	for _, shape := range replyShapes {
 		b.Run(fmt.Sprintf("%dx%dB", shape.records, shape.size), func(b *testing.B) {
-			s := &session{conn: discardConn{}, opts: Options{}.withDefaults()}
+			s := &session{conn: discardConn{}, opts: new(Options{}.withDefaults())}
 			resp := fetchReply(shape.records, shape.size)
 			b.SetBytes(int64(proto.Size(resp)))
 			b.ReportAllocs()
@@ -223,7 +223,7 @@ func BenchmarkPushWrittenAtOnce(b *testing.B) {
 	defer srv.Close()
 	defer cli.Close()
 	go io.Copy(io.Discard, cli)
-	s := &session{conn: srv, raw: rawConnOf(srv), opts: Options{}.withDefaults()}
+	s := &session{conn: srv, raw: rawConnOf(srv), opts: new(Options{}.withDefaults())}
 	resp := fetchReply(1, 100)
 	resp.Sequence = 0
 	e := EncodeBody(marshalled{resp})

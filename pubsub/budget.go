@@ -232,6 +232,9 @@ func (s *session) atPendingBound() bool {
 // MaxPendingBytes, so that a client that does not read its replies sends no
 // more requests; it returns false once the session is over.
 func (s *session) waitForPendingRoom() bool {
+	if !s.atPendingBound() {
+		return true // without making the channel of changed
+	}
 	for {
 		changed := s.pending.changed()
 		if !s.atPendingBound() {

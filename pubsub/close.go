@@ -44,7 +44,7 @@ func (s *session) awaitPeerClose() {
 		return
 	}
 	for {
-		h, err := ws.ReadHeaderBuffer(&s.in, s.hdr[:])
+		h, err := ws.ReadHeaderBuffer(&s.in, s.in.headerScratch())
 		if err != nil || h.OpCode == ws.OpClose {
 			return
 		}

@@ -3,7 +3,6 @@ package pubsub
 import (
 	"errors"
 	"os"
-	"runtime/debug"
 	"time"
 )
 
@@ -62,9 +61,10 @@ func (s *session) awaitInput() (silent bool, err error) {
 // the calling reader must go on reading instead (the connection failed or
 // the session is closing, and no other reader took over).
 func (s *session) park() bool {
+	s.in.release() // taken again by the next reader
 	s.readState.Store(readParked)
-	if s.idleTimer != nil {
-		s.idleTimer.Reset(time.Until(time.Unix(0, s.idleAt.Load())))
+	if s.idlesWhileParked() {
+		s.rearmTimer() // to the idle deadline, if it comes first
 	}
 	// A closing session or failed connection is noticed either here or by
 	// wakeReader, which sees the reader parked.
@@ -86,44 +86,18 @@ func (s *session) wakeReader() {
 // something.
 func (s *session) onReadable() { s.wakeReader() }
 
-// startIdleTimer makes the timer that idles out a session whose reader
-// parked (a running reader has its read deadline).
-func (s *session) startIdleTimer() {
-	if s.watch == nil || s.opts.IdleTimeout <= 0 {
-		return
-	}
-	s.idleTimer = time.AfterFunc(s.opts.IdleTimeout, s.idleTimerFired)
-	s.idleTimer.Stop() // armed when the reader parks
-}
-
-// idleTimerFired closes a parked session whose idle deadline passed, unless
-// its streams are live (the deadline then moves).
-func (s *session) idleTimerFired() {
-	defer func() {
-		if p := recover(); p != nil {
-			s.opts.Logger.Error("pubsub: idle timer panic", "panic", p, "stack", string(debug.Stack()))
-		}
-	}()
-	if s.readState.Load() != readParked {
-		return
-	}
-	if left := time.Until(time.Unix(0, s.idleAt.Load())); left > 0 {
-		s.idleTimer.Reset(left)
+// idleCheck closes a parked session whose idle deadline passed, unless its
+// streams are live (the deadline then moves); it runs on the session's
+// timer.
+func (s *session) idleCheck() {
+	if s.readState.Load() != readParked || time.Now().UnixNano() < s.idleAt.Load() {
 		return
 	}
 	if s.streams.Load() > 0 && !s.closing.Load() {
 		s.active()
-		s.idleTimer.Reset(s.opts.IdleTimeout)
 		return
 	}
 	if s.readState.CompareAndSwap(readParked, readRunning) {
 		s.read() // its deadline has passed: it closes the session as idle
-	}
-}
-
-// stopIdleTimer stops the idle timer of an ending session.
-func (s *session) stopIdleTimer() {
-	if s.idleTimer != nil {
-		s.idleTimer.Stop()
 	}
 }

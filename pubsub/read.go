@@ -6,6 +6,7 @@ import (
 	"io"
 	"net"
 	"os"
+	"sync"
 	"time"
 
 	"github.com/gobwas/ws"
@@ -43,7 +44,7 @@ func (s *session) readLoop() (parked bool, err error) {
 		if s.opts.IdleTimeout > 0 && !s.closing.Load() {
 			s.conn.SetReadDeadline(time.Unix(0, s.idleAt.Load()))
 		}
-		h, err := ws.ReadHeaderBuffer(&s.in, s.hdr[:])
+		h, err := ws.ReadHeaderBuffer(&s.in, s.in.headerScratch())
 		if err != nil {
 			if errors.Is(err, os.ErrDeadlineExceeded) && s.streams.Load() > 0 && !s.closing.Load() {
 				s.active()
@@ -160,17 +161,53 @@ func (s *session) control(h ws.Header) (done bool, err error) {
 // header and a fetch command of a few dozen bytes) arrives in one read.
 const readAheadSize = 128
 
+// readBuffers are the buffers of a session's reader: its read-ahead and
+// the scratch space of a frame header. A session takes them from
+// readBufferPool while a reader runs and gives them back when its reader
+// parks or the session ends, so that an idle session holds none.
+type readBuffers struct {
+	ahead [readAheadSize]byte
+	hdr   [ws.MaxHeaderSize - 2]byte
+}
+
+var readBufferPool = sync.Pool{New: func() any { return new(readBuffers) }}
+
 // readAhead reads the client's bytes in chunks of readAheadSize, so that a
 // small request costs one read system call rather than one per frame header
 // part and payload. Large payloads are read straight into their buffer. Only
 // the session's reader goroutine uses it.
 type readAhead struct {
-	conn     net.Conn
-	metrics  metrics.Engine // nil: none
-	buf      [readAheadSize]byte
+	conn    net.Conn
+	metrics metrics.Engine // nil: none
+	// buf is taken from readBufferPool when first needed; nil after
+	// release.
+	buf      *readBuffers
 	pos, end int
 	// read counts the bytes read from conn.
 	read int64
+}
+
+// buffers returns the reader's buffers, taking them from the pool when
+// it holds none.
+func (r *readAhead) buffers() *readBuffers {
+	if r.buf == nil {
+		r.buf = readBufferPool.Get().(*readBuffers)
+	}
+	return r.buf
+}
+
+// headerScratch returns the space ws.ReadHeaderBuffer reads a frame header
+// into.
+func (r *readAhead) headerScratch() []byte { return r.buffers().hdr[:] }
+
+// release gives the buffers back to the pool; the read-ahead must be
+// empty (a reader about to park, or a session that ended).
+func (r *readAhead) release() {
+	if r.buf != nil {
+		readBufferPool.Put(r.buf)
+		r.buf = nil
+	}
+	r.pos, r.end = 0, 0
 }
 
 // empty reports whether no read-ahead bytes are left.
@@ -179,7 +216,7 @@ func (r *readAhead) empty() bool { return r.pos == r.end }
 // fill reads what the client sent into the empty read-ahead. A read error
 // that came with data shows again on the next read.
 func (r *readAhead) fill() error {
-	n, err := r.conn.Read(r.buf[:])
+	n, err := r.conn.Read(r.buffers().ahead[:])
 	r.count(n)
 	if n == 0 {
 		if err == nil {
@@ -197,12 +234,12 @@ func (r *readAhead) Read(p []byte) (int, error) {
 		return 0, nil // never block for nothing
 	}
 	if r.pos == r.end {
-		if len(p) >= len(r.buf) {
+		if len(p) >= readAheadSize {
 			n, err := r.conn.Read(p)
 			r.count(n)
 			return n, err
 		}
-		n, err := r.conn.Read(r.buf[:])
+		n, err := r.conn.Read(r.buffers().ahead[:])
 		r.count(n)
 		if n == 0 {
 			return 0, err
@@ -210,7 +247,7 @@ func (r *readAhead) Read(p []byte) (int, error) {
 		// A read error that came with data shows again on the next read.
 		r.pos, r.end = 0, n
 	}
-	n := copy(p, r.buf[r.pos:r.end])
+	n := copy(p, r.buf.ahead[r.pos:r.end])
 	r.pos += n
 	return n, nil
 }

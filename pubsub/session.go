@@ -10,7 +10,6 @@ import (
 	"sync"
 	"sync/atomic"
 	"syscall"
-	"time"
 
 	"github.com/gobwas/ws"
 	"google.golang.org/protobuf/proto"
@@ -39,12 +38,16 @@ func Serve(ctx context.Context, conn net.Conn, h Handler, opts Options) error {
 // sends again. Other connections (net.Pipe, TLS) are read by a goroutine of
 // their own for the whole session.
 func Start(ctx context.Context, conn net.Conn, h Handler, opts Options, onEnd func(error)) {
+	start(ctx, conn, h, opts, onEnd)
+}
+
+// start starts the session Start serves and returns it.
+func start(ctx context.Context, conn net.Conn, h Handler, opts Options, onEnd func(error)) *session {
 	o := opts.withDefaults()
 	s := &session{
 		conn:     conn,
 		handler:  h,
-		opts:     o,
-		inflight: make(chan struct{}, o.MaxInFlight),
+		opts:     &o,
 		in:       readAhead{conn: conn, metrics: o.Metrics},
 		vectored: writesVectors(conn),
 		raw:      rawConnOf(conn),
@@ -66,12 +69,12 @@ func Start(ctx context.Context, conn net.Conn, h Handler, opts Options, onEnd fu
 		s.closeWith(CloseGoingAway, closeReasonShutdown)
 	})
 	s.active()
-	s.startIdleTimer()
-	s.startKeepalive()
+	s.startTimer()
 	if o.Deadline != nil {
 		s.unbindDeadline = o.Deadline.bind(s.closeAbandoning, s.logPanic("deadline"))
 	}
 	go s.read()
+	return s
 }
 
 // read runs the session's reader until it ends the session, or parks it
@@ -102,10 +105,10 @@ func (s *session) finish(err error) {
 		s.unbindDeadline()
 	}
 	s.stopOnCancel()
-	s.stopKeepalive()
-	s.stopIdleTimer()
+	s.stopTimer()
 	s.cancel()
 	s.awaitPeerClose()
+	s.in.release()
 	if s.watch != nil {
 		s.watch.Close()
 	}
@@ -125,8 +128,8 @@ func (s *session) finish(err error) {
 
 // session is the state of one served connection. An idle session holds only
 // this struct, its timers and the socket (and, without a poller, its reader
-// goroutine): read buffers are taken per message and write buffers per
-// burst of replies.
+// goroutine): the read-ahead is taken while a reader runs, message buffers
+// per message and write buffers per burst of replies.
 type session struct {
 	conn net.Conn
 	// watch, if the connection has a file descriptor, starts the reader
@@ -136,10 +139,9 @@ type session struct {
 	// readParked while the watch waits for its input.
 	readState atomic.Int32
 	// idleAt is when the session idles out (Unix ns; 0: never), which the
-	// reader moves with the client's messages; idleTimer enforces it while
-	// the reader is parked.
+	// reader moves with the client's messages; the keepalive's timer
+	// enforces it while the reader is parked.
 	idleAt         atomic.Int64
-	idleTimer      *time.Timer
 	onEnd          func(error)
 	stopOnCancel   func() bool
 	unbindDeadline func()
@@ -152,12 +154,15 @@ type session struct {
 	raw           syscall.RawConn
 	lastPushWrite atomic.Int64
 	handler       Handler
-	opts          Options
-	ctx           context.Context
-	cancel        context.CancelFunc
-	inflight      chan struct{}
-	handlers      sync.WaitGroup
-	hdr           [ws.MaxHeaderSize - 2]byte
+	// opts are the session's options with their defaults filled in; they
+	// do not change.
+	opts   *Options
+	ctx    context.Context
+	cancel context.CancelFunc
+	// inflight holds a token per running handler (MaxInFlight); the reader
+	// makes it when it reads the first request.
+	inflight chan struct{}
+	handlers sync.WaitGroup
 	// in is the reader goroutine's view of conn.
 	in readAhead
 
@@ -224,12 +229,21 @@ func (s *session) dispatch(data []byte) bool {
 		s.reportCommand("", errors.New(errMsgNoCommand))
 		return s.writeError(req.GetSequence(), errMsgNoCommand) == nil
 	}
+	if s.inflight == nil {
+		s.inflight = make(chan struct{}, s.opts.MaxInFlight)
+	}
 	s.readerBlocked.Store(true)
 	defer s.readerBlocked.Store(false)
 	select {
 	case s.inflight <- struct{}{}:
-	case <-s.ctx.Done():
-		return false
+	default:
+		// At MaxInFlight. (Done is asked for only here: a context makes
+		// its channel when first asked.)
+		select {
+		case s.inflight <- struct{}{}:
+		case <-s.ctx.Done():
+			return false
+		}
 	}
 	s.handlers.Add(1)
 	order := s.countCommand(cmd)

@@ -134,6 +134,7 @@ type Server struct {
 	sessions sync.WaitGroup
 	mu       sync.Mutex
 	https    []*http.Server
+	loggers  routeLoggers
 }
 
 // New returns a Server that starts the sessions resolver picks.
@@ -288,7 +289,7 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		s.opts.Observer.SessionStarted()
 	}
 	s.opts.Metrics.SessionOpened()
-	log := withAttrs(s.log, route.Attrs)
+	log := s.loggers.get(s.log, route.Attrs)
 	log.Debug("server: session started", "remote", r.RemoteAddr)
 	s.start(conn, route, release, log, sessionStart{remote: r.RemoteAddr, path: r.URL.Path, at: time.Now()})
 }
@@ -297,35 +298,56 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 // cleanup and logs the session's end. No goroutine waits for the session:
 // an idle one holds none.
 func (s *Server) start(conn net.Conn, route Route, release func(), log *slog.Logger, start sessionStart) {
-	end := pubsub.End{Code: int(pubsub.CloseAbnormal)}
-	tally := &metrics.Tally{}
+	ss := &served{srv: s, subject: route.Subject, release: release, log: log, start: start,
+		end: pubsub.End{Code: int(pubsub.CloseAbnormal)}}
 	ctx := s.ctx
-	stopRoute := func() {}
 	if route.Context != nil {
 		var cancel context.CancelFunc
 		ctx, cancel = context.WithCancel(ctx)
 		stopAfter := context.AfterFunc(route.Context, cancel)
-		stopRoute = func() {
+		ss.stopRoute = func() {
 			stopAfter()
 			cancel()
 		}
 	}
-	ended := func(error) {
-		stopRoute()
-		release()
-		s.active.Add(-1)
-		if s.opts.Observer != nil {
-			s.opts.Observer.SessionEnded()
-		}
-		s.opts.Metrics.SessionClosed(end.Code)
-		logSessionEnd(log, route, start, end, tally)
-		s.sessions.Done()
-	}
 	opts := s.opts.Session
 	opts.Logger = log
 	opts.Deadline = route.Deadline
-	opts.OnEnd = func(e pubsub.End) { end = e }
-	pubsub.Start(metrics.WithTally(ctx, tally), conn, route.Handler, opts, ended)
+	opts.OnEnd = ss.recordEnd
+	pubsub.Start(metrics.WithTally(ctx, &ss.tally), conn, route.Handler, opts, ss.ended)
+}
+
+// served is what the server keeps of a session it serves, for its end:
+// one allocation rather than a closure and a variable each.
+type served struct {
+	srv     *Server
+	subject string
+	release func()
+	log     *slog.Logger
+	start   sessionStart
+	end     pubsub.End
+	tally   metrics.Tally
+	// stopRoute, if the route has a context, stops following it.
+	stopRoute func()
+}
+
+// recordEnd keeps how the session ended (its Options.OnEnd).
+func (ss *served) recordEnd(e pubsub.End) { ss.end = e }
+
+// ended cleans up after the session and logs its end.
+func (ss *served) ended(error) {
+	s := ss.srv
+	if ss.stopRoute != nil {
+		ss.stopRoute()
+	}
+	ss.release()
+	s.active.Add(-1)
+	if s.opts.Observer != nil {
+		s.opts.Observer.SessionEnded()
+	}
+	s.opts.Metrics.SessionClosed(ss.end.Code)
+	logSessionEnd(ss.log, ss.subject, ss.start, ss.end, &ss.tally)
+	s.sessions.Done()
 }
 
 func (s *Server) refuse(w http.ResponseWriter, err error) {
@@ -426,7 +448,5 @@ func KafkaRoute(pool *kafka.Pool, name string, c *config.KafkaCluster, policy ka
 		log.Error("pubsub: kafka client", "cluster", name, "err", err)
 		return Route{}, &Error{Status: http.StatusBadGateway, Message: "kafka cluster unavailable", Reason: "cluster_unavailable"}
 	}
-	mux := pubsub.NewMux()
-	kafka.Register(mux, k, policy)
-	return Route{Handler: mux, Release: k.Release, Attrs: []slog.Attr{slog.String("cluster", name)}}, nil
+	return Route{Handler: kafka.NewHandler(k, policy), Release: k.Release, Attrs: []slog.Attr{slog.String("cluster", name)}}, nil
 }

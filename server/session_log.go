@@ -24,12 +24,12 @@ const SessionEndMessage = "session ended"
 // logSessionEnd logs the one line of a session's end: its route and
 // subject, what it read and was sent, how long it lasted and how it closed
 // (the route's attributes, such as the cluster, come with log).
-func logSessionEnd(log *slog.Logger, route Route, start sessionStart, end pubsub.End, tally *metrics.Tally) {
+func logSessionEnd(log *slog.Logger, subject string, start sessionStart, end pubsub.End, tally *metrics.Tally) {
 	partitions, more := tally.Partitions()
 	attrs := make([]slog.Attr, 0, 12)
 	attrs = append(attrs, slog.String("route", start.path))
-	if route.Subject != "" {
-		attrs = append(attrs, slog.String("subject", route.Subject))
+	if subject != "" {
+		attrs = append(attrs, slog.String("subject", subject))
 	}
 	attrs = append(attrs,
 		slog.String("remote", start.remote),

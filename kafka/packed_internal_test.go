@@ -245,6 +245,20 @@ func recordBatch(base int64, recs []*kgo.Record, c kgo.Compressor) []byte {
 	return out
 }
 
+// decodePacked decodes every batch of rp from offset 0 on, as a fetch
+// loop's decoder does.
+func decodePacked(d kgo.Decompressor, rp *kmsg.FetchResponseTopicPartition) ([]run, error) {
+	dec := newBatchDecoder(readerKey{topic: "t"}, d, rp, 0, true)
+	var runs []run
+	for {
+		r, ok, err := dec.next()
+		if err != nil || !ok {
+			return runs, err
+		}
+		runs = append(runs, r)
+	}
+}
+
 // TestPackedDecodingKeepsNothingOfTheAnswer: a fetch loop's decoder packs
 // uncompressed batches straight from the broker's answer, without copying
 // them first; what it returns, packed or kept as records (a record packing
@@ -254,17 +268,9 @@ func TestPackedDecodingKeepsNothingOfTheAnswer(t *testing.T) {
 	first[1].Headers = []kgo.RecordHeader{{Key: "\xff", Value: []byte("h")}}
 	answer := slices.Concat(recordBatch(0, first, nil), recordBatch(3, second, nil))
 	rp := &kmsg.FetchResponseTopicPartition{RecordBatches: answer, HighWatermark: 5}
-	d := newBatchDecoder(readerKey{topic: "t"}, kgo.DefaultDecompressor(), rp, 0, true)
-	var runs []run
-	for {
-		r, ok, err := d.next()
-		if err != nil {
-			t.Fatal(err)
-		}
-		if !ok {
-			break
-		}
-		runs = append(runs, r)
+	runs, err := decodePacked(kgo.DefaultDecompressor(), rp)
+	if err != nil {
+		t.Fatal(err)
 	}
 	if len(runs) != 2 || len(runs[0].records) != 3 || runs[0].packed.len() != 1 || runs[1].records != nil || runs[1].packed.len() != 2 {
 		t.Fatalf("runs %+v: want 3 records kept and 1 packed, then 2 packed", runs)
@@ -313,16 +319,12 @@ func BenchmarkDecodePacked(b *testing.B) {
 			d := kgo.DefaultDecompressor()
 			b.ReportAllocs()
 			for b.Loop() {
-				dec := newBatchDecoder(readerKey{topic: "t"}, d, &kmsg.FetchResponseTopicPartition{RecordBatches: answer}, 0, true)
+				runs, err := decodePacked(d, &kmsg.FetchResponseTopicPartition{RecordBatches: answer})
+				if err != nil {
+					b.Fatal(err)
+				}
 				got := 0
-				for {
-					r, ok, err := dec.next()
-					if err != nil {
-						b.Fatal(err)
-					}
-					if !ok {
-						break
-					}
+				for _, r := range runs {
 					got += r.packed.len()
 				}
 				if got != n {

@@ -152,6 +152,21 @@ func jsonEvent(i int) []byte {
 		i, i%977, i*7919%0xffffff, i%5003, i%101, i/60%60, i%60, i%1000, []string{"DE", "FR", "US", "JP", "BR"}[i%5], i%300, i%100)
 }
 
+// produceJSONEvents produces total jsonEvents to partition 0 of producer's
+// topic, perBatch to a batch.
+func produceJSONEvents(ctx context.Context, t *testing.T, producer *kgo.Client, total, perBatch int) {
+	t.Helper()
+	for i := 0; i < total; i += perBatch {
+		batch := make([]*kgo.Record, perBatch)
+		for j := range batch {
+			batch[j] = &kgo.Record{Value: jsonEvent(i + j)}
+		}
+		if err := producer.ProduceSync(ctx, batch...).FirstErr(); err != nil {
+			t.Fatal(err)
+		}
+	}
+}
+
 // cachedRecords counts the records the cache holds.
 func cachedRecords(rc *recordCache) int {
 	rc.mu.Lock()
@@ -177,15 +192,7 @@ func TestCompressedBatchesAreDecodedLazilyAndShared(t *testing.T) {
 	// Batches of 100 events, as a producer lingering a few ms writes them
 	// at a moderate rate: about 30 KiB decoded, 5 KiB compressed each.
 	const total, perBatch = 20000, 100
-	for i := 0; i < total; i += perBatch {
-		batch := make([]*kgo.Record, perBatch)
-		for j := range batch {
-			batch[j] = &kgo.Record{Value: jsonEvent(i + j)}
-		}
-		if err := producer.ProduceSync(ctx, batch...).FirstErr(); err != nil {
-			t.Fatal(err)
-		}
-	}
+	produceJSONEvents(ctx, t, producer, total, perBatch)
 
 	const fetchMax = 64 << 10
 	k, fetches := testCluster(t, kafka, fmt.Sprintf("    fetch_max_bytes: %d\n    window_bytes: %d\n", fetchMax, 32<<20))
@@ -277,15 +284,7 @@ func TestSessionsInStepDecodeOnce(t *testing.T) {
 	kafka, producer := oneBrokerKafka(t)
 	ctx := testContext(t)
 	const total = 3000
-	for i := 0; i < total; i += 100 {
-		batch := make([]*kgo.Record, 100)
-		for j := range batch {
-			batch[j] = &kgo.Record{Value: jsonEvent(i + j)}
-		}
-		if err := producer.ProduceSync(ctx, batch...).FirstErr(); err != nil {
-			t.Fatal(err)
-		}
-	}
+	produceJSONEvents(ctx, t, producer, total, 100)
 	// A reader waits for another's fetch of the same offset up to the
 	// fetch wait, then fetches itself: a wait longer than any fetch under
 	// load keeps the count to what sharing does.
@@ -503,15 +502,7 @@ func TestSessionsThatDriftApartDecodeOnce(t *testing.T) {
 	}
 	defer producer.Close()
 	const total = 150000
-	for i := 0; i < total; i += 1000 {
-		batch := make([]*kgo.Record, 1000)
-		for j := range batch {
-			batch[j] = &kgo.Record{Value: jsonEvent(i + j)}
-		}
-		if err := producer.ProduceSync(ctx, batch...).FirstErr(); err != nil {
-			t.Fatal(err)
-		}
-	}
+	produceJSONEvents(ctx, t, producer, total, 1000)
 	const config = "    fetch_max_bytes: 262144\n    window_bytes: 4194304\n"
 	read := func(sessions int) int64 {
 		k, fetches := testCluster(t, kafka, config)

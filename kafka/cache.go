@@ -467,22 +467,28 @@ func (p *partitionCache) lowWaterLocked(now time.Time) int64 {
 }
 
 // roomAhead reports whether the partition of key has room for want more
-// bytes without evicting a chunk that a reader of it, seen lately and not
-// behind all its chunks, has not passed yet. A session that reads ahead of
-// the others holds back its read-ahead while it has not: its own fetches go
-// on, without read-ahead, so that the others, reading what it left in the
-// cache, catch up instead of falling out of the window and decoding the
-// same batches again.
-func (rc *recordCache) roomAhead(key cacheKey, want int) bool {
+// bytes, read ahead from offset at, besides the chunks before at that a
+// reader of it, seen lately and not behind all its chunks, has not passed
+// yet. A session that reads ahead of the others holds back its read-ahead
+// while it has not: its own fetches go on, without read-ahead, so that the
+// others, reading what it left in the cache, catch up instead of falling
+// out of the window and decoding the same batches again. Chunks from at on
+// (the live end of a partition that subscribers read, say) do not hold a
+// read-ahead back.
+func (rc *recordCache) roomAhead(key cacheKey, at int64, want int) bool {
 	rc.mu.Lock()
 	defer rc.mu.Unlock()
 	p := rc.parts[key]
 	if p == nil {
 		return true
 	}
-	passed, needed := p.lowWaterLocked(time.Now()), 0
+	passed := p.lowWaterLocked(time.Now())
+	if passed == math.MinInt64 {
+		return true // no reader to keep chunks for
+	}
+	needed := 0
 	for _, c := range p.chunks {
-		if c.next > passed {
+		if c.next > passed && c.first < at {
 			needed += c.bytes
 		}
 	}

@@ -183,8 +183,8 @@ func TestCacheStaysWithinItsBytesAndEvictsOldestFirst(t *testing.T) {
 // that a reader that fell behind and fetched a chunk again does not push
 // out the chunks after it (eviction by age alone did, a hole at every
 // step); a reader behind all the chunks, or not seen for readerTTL, holds
-// nothing back. A session ahead has room to read ahead only for what the
-// chunks no reader needs any more make.
+// nothing back. A session ahead has room to read ahead only beside the
+// chunks before the read-ahead that a reader still needs.
 func TestChunksBehindEveryReaderAreEvictedFirst(t *testing.T) {
 	one := chunkOverhead + 10*(3+recordOverhead) // ten records "vNN"
 	rc := newRecordCache(1<<20, 3*one)
@@ -219,11 +219,11 @@ func TestChunksBehindEveryReaderAreEvictedFirst(t *testing.T) {
 	}
 	// The leader has no room to read ahead: that would push out what the
 	// laggard reads next.
-	if rc.roomAhead(p0, one) {
+	if rc.roomAhead(p0, 50, one) {
 		t.Fatal("room to read ahead while every chunk is still to be read")
 	}
 	reads(laggard, 30) // the chunk at 20 is behind everyone now
-	if !rc.roomAhead(p0, one) || rc.roomAhead(p0, 2*one) {
+	if !rc.roomAhead(p0, 50, one) || rc.roomAhead(p0, 50, 2*one) {
 		t.Fatal("want room for one chunk, the one behind every reader")
 	}
 	insert(50)
@@ -232,8 +232,14 @@ func TestChunksBehindEveryReaderAreEvictedFirst(t *testing.T) {
 	}
 	// A reader behind every chunk holds nothing back.
 	reads(laggard, 5)
-	if !rc.roomAhead(p0, 2*one) {
+	if !rc.roomAhead(p0, 60, 2*one) {
 		t.Fatal("a reader behind every chunk holds back the read-ahead")
+	}
+	// Chunks after where the read-ahead starts (a live end that others
+	// read) do not hold it back: from 40, only the chunk at 30 counts.
+	reads(laggard, 30)
+	if !rc.roomAhead(p0, 40, 2*one) || rc.roomAhead(p0, 60, 2*one) {
+		t.Fatal("want room for two chunks ahead from 40, not from 60")
 	}
 	// Readers not seen for readerTTL hold nothing back.
 	p := rc.parts[p0]
@@ -241,8 +247,8 @@ func TestChunksBehindEveryReaderAreEvictedFirst(t *testing.T) {
 		r.seen = r.seen.Add(-readerTTL - time.Second)
 		p.readers[lane] = r
 	}
-	if rc.roomAhead(p0, one) {
-		t.Fatal("room to read ahead in a full partition whose readers went quiet")
+	if !rc.roomAhead(p0, 60, 3*one) {
+		t.Fatal("readers that went quiet hold back the read-ahead")
 	}
 	if len(p.readers) != 0 {
 		t.Fatalf("%d readers remembered after they went quiet", len(p.readers))

@@ -60,8 +60,8 @@ func (k *Cluster) keepAhead(ctx context.Context, out *reply) {
 	key, packed, from := out.key, out.packed, out.next
 	want, most := readAheadReplies*int(k.cfg.FetchMaxBytes), k.cache.maxPartBytes/4
 	// A step fetches a reply's worth, and may decode as much again.
-	room := func() bool { return k.cache.roomAhead(key, 2*int(k.cfg.FetchMaxBytes)) }
-	if _, ahead := k.cache.heldFrom(key, from, want, most); ahead || !room() {
+	room := func(at int64) bool { return k.cache.roomAhead(key, at, 2*int(k.cfg.FetchMaxBytes)) }
+	if at, ahead := k.cache.heldFrom(key, from, want, most); ahead || !room(at) {
 		return
 	}
 	select {
@@ -87,7 +87,7 @@ func (k *Cluster) keepAhead(ctx context.Context, out *reply) {
 		defer k.pool.recoverPanic("reading ahead of a fetch loop")
 		for last := int64(-1); ; {
 			at, enough := k.cache.heldFrom(key, from, want, most)
-			if enough || at == last || !room() {
+			if enough || at == last || !room(at) {
 				return // read ahead, no further for the last step, or no room
 			}
 			last = at

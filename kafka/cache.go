@@ -76,18 +76,8 @@ type partitionCache struct {
 	oldest list.List // of *chunk, in insertion order
 	// readers are the offsets that sessions reading p were last seen
 	// reading at, by their broker lane (see reading).
-	readers map[*brokerLane]readerAt
+	readers readerIndex
 }
-
-// readerAt is where a reader of a partition was seen reading, and when.
-type readerAt struct {
-	offset int64
-	seen   time.Time
-}
-
-// readerTTL is how long a reader of a partition counts after its last read:
-// a session reading fetch after fetch reads far more often.
-const readerTTL = 2 * time.Second
 
 // chunk is a run of offsets whose data records are all known.
 type chunk struct {
@@ -440,10 +430,7 @@ func (p *partitionCache) readingLocked(out *reply) {
 	if p == nil || out.reader == nil {
 		return
 	}
-	if p.readers == nil {
-		p.readers = make(map[*brokerLane]readerAt)
-	}
-	p.readers[out.reader] = readerAt{offset: out.next, seen: time.Now()}
+	p.readers.note(out.reader, out.next, time.Now())
 }
 
 // lowWaterLocked returns the lowest offset that a reader of p seen within
@@ -451,16 +438,11 @@ func (p *partitionCache) readingLocked(out *reply) {
 // chunks (those fetch from Kafka anyway), or math.MinInt64 when there is
 // none; it forgets the readers not seen within readerTTL. Callers hold mu.
 func (p *partitionCache) lowWaterLocked(now time.Time) int64 {
-	low := int64(math.MaxInt64)
-	for lane, r := range p.readers {
-		switch {
-		case now.Sub(r.seen) > readerTTL:
-			delete(p.readers, lane)
-		case len(p.chunks) > 0 && r.offset >= p.chunks[0].first:
-			low = min(low, r.offset)
-		}
+	if len(p.chunks) == 0 {
+		return math.MinInt64
 	}
-	if low == math.MaxInt64 {
+	low, ok := p.readers.lowestFrom(p.chunks[0].first, now)
+	if !ok {
 		return math.MinInt64
 	}
 	return low

@@ -243,15 +243,14 @@ func TestChunksBehindEveryReaderAreEvictedFirst(t *testing.T) {
 	}
 	// Readers not seen for readerTTL hold nothing back.
 	p := rc.parts[p0]
-	for lane, r := range p.readers {
+	for _, r := range p.readers.byLane {
 		r.seen = r.seen.Add(-readerTTL - time.Second)
-		p.readers[lane] = r
 	}
 	if !rc.roomAhead(p0, 60, 3*one) {
 		t.Fatal("readers that went quiet hold back the read-ahead")
 	}
-	if len(p.readers) != 0 {
-		t.Fatalf("%d readers remembered after they went quiet", len(p.readers))
+	if n := p.readers.len(); n != 0 {
+		t.Fatalf("%d readers remembered after they went quiet", n)
 	}
 }
 
@@ -344,3 +343,4 @@ func TestCachePartOfABatchKeepsOnlyItsOwnBytes(t *testing.T) {
 		t.Fatalf("read at 0: %v", got)
 	}
 }
+

@@ -304,11 +304,18 @@ func recordsIn(recs []*kgo.Record, from, to int64) []*kgo.Record {
 	return recs[i:j:j]
 }
 
-// removeLocked drops chunk c. Callers hold mu.
+// removeLocked drops chunk c. The first chunk, which eviction drops most
+// (a window full of small batches at the live end holds 100,000 chunks),
+// is sliced off without moving the others. Callers hold mu.
 func (rc *recordCache) removeLocked(c *chunk) {
 	p := c.part
 	i := sort.Search(len(p.chunks), func(i int) bool { return p.chunks[i].first >= c.first })
-	p.chunks = slices.Delete(p.chunks, i, i+1)
+	if i == 0 {
+		p.chunks[0] = nil // the array keeps no dropped chunk alive
+		p.chunks = p.chunks[1:]
+	} else {
+		p.chunks = slices.Delete(p.chunks, i, i+1)
+	}
 	rc.oldest.Remove(c.inCache)
 	p.oldest.Remove(c.inPart)
 	p.bytes -= c.bytes
@@ -468,13 +475,14 @@ func (rc *recordCache) roomAhead(key cacheKey, at int64, want int) bool {
 	if passed == math.MinInt64 {
 		return true // no reader to keep chunks for
 	}
-	needed := 0
-	for _, c := range p.chunks {
-		if c.next > passed && c.first < at {
-			needed += c.bytes
+	needed := want
+	i := sort.Search(len(p.chunks), func(i int) bool { return p.chunks[i].next > passed })
+	for ; i < len(p.chunks) && p.chunks[i].first < at; i++ {
+		if needed += p.chunks[i].bytes; needed > rc.maxPartBytes {
+			return false
 		}
 	}
-	return needed+want <= rc.maxPartBytes
+	return needed <= rc.maxPartBytes
 }
 
 // heldFrom follows the chunks of key that run on without a gap from offset,

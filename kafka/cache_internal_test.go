@@ -2,9 +2,11 @@ package kafka
 
 import (
 	"fmt"
+	"runtime"
 	"slices"
 	"testing"
 	"time"
+	"weak"
 
 	"github.com/twmb/franz-go/pkg/kgo"
 )
@@ -252,6 +254,59 @@ func TestChunksBehindEveryReaderAreEvictedFirst(t *testing.T) {
 	if n := p.readers.len(); n != 0 {
 		t.Fatalf("%d readers remembered after they went quiet", n)
 	}
+}
+
+// TestEvictedChunksAreNotKeptAlive: a chunk evicted from the front of a
+// partition's chunks, as the oldest at its live end is, leaves nothing of
+// it reachable: its records are collected while the partition holds the
+// chunks after it (in the array that held it too: the fourth chunk fits
+// the array the first three grew, and nothing is inserted after the
+// eviction).
+func TestEvictedChunksAreNotKeptAlive(t *testing.T) {
+	one := chunkOverhead + 10*(3+recordOverhead) // ten records "vNN"
+	rc := newRecordCache(1<<20, 3*one)
+	var evicted weak.Pointer[kgo.Record]
+	for _, at := range []int64{10, 20, 30, 40} { // the fourth evicts the first
+		recs := records(at, at+1, at+2, at+3, at+4, at+5, at+6, at+7, at+8, at+9)
+		if at == 10 {
+			evicted = weak.Make(recs[0])
+		}
+		rc.insert(p0, unknownEpoch, run{first: at, next: at + 10, records: recs})
+	}
+	if got, _, _ := readAll(rc, p0, 20); len(got) != 30 {
+		t.Fatalf("read at 20: %d records, want the last three chunks' 30", len(got))
+	}
+	collected := false
+	for i := 0; i < 10 && !collected; i++ { // a collection or two frees what nothing reaches
+		runtime.GC()
+		collected = evicted.Value() == nil
+	}
+	if !collected {
+		t.Fatal("the records of the evicted chunk are still reachable")
+	}
+	if n := len(rc.parts[p0].chunks); n != 3 { // and the cache was alive all along
+		t.Fatalf("%d chunks held, want 3", n)
+	}
+}
+
+// BenchmarkInsertIntoAFullWindow: the cost of caching one more small batch
+// of a partition whose 32 MiB window is full of small batches (the live end
+// of a topic written a record at a time: some 90,000 chunks), which evicts
+// the oldest.
+func BenchmarkInsertIntoAFullWindow(b *testing.B) {
+	rc := newRecordCache(1<<30, 32<<20)
+	next := int64(0)
+	insertOne := func() {
+		rc.insert(p0, unknownEpoch, run{first: next, next: next + 1, records: records(next)})
+		next++
+	}
+	for rc.parts[p0] == nil || rc.parts[p0].bytes+chunkOverhead+recordOverhead < 32<<20 {
+		insertOne()
+	}
+	for b.Loop() {
+		insertOne()
+	}
+	b.ReportMetric(float64(len(rc.parts[p0].chunks)), "chunks")
 }
 
 func TestCacheForgetsWhatKafkaNoLongerHolds(t *testing.T) {

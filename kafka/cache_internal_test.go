@@ -309,6 +309,23 @@ func BenchmarkInsertIntoAFullWindow(b *testing.B) {
 	b.ReportMetric(float64(len(rc.parts[p0].chunks)), "chunks")
 }
 
+// BenchmarkDropAFullWindow: the cost of forgetting every chunk of a
+// partition whose 32 MiB window is full of one-record batches, as a
+// deleted topic, a new leader epoch or a truncated log makes the cache do.
+func BenchmarkDropAFullWindow(b *testing.B) {
+	rc := newRecordCache(1<<30, 32<<20)
+	next := int64(0)
+	for b.Loop() {
+		b.StopTimer()
+		for rc.parts[p0] == nil || rc.parts[p0].bytes+chunkOverhead+recordOverhead < 32<<20 {
+			rc.insert(p0, unknownEpoch, run{first: next, next: next + 1, records: records(next)})
+			next++
+		}
+		b.StartTimer()
+		rc.drop(p0.readerKey)
+	}
+}
+
 func TestCacheForgetsWhatKafkaNoLongerHolds(t *testing.T) {
 	rc := newRecordCache(1<<20, 1<<20)
 	first := cacheKey{p0.readerKey, [16]byte{1}}

@@ -10,6 +10,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -17,6 +18,7 @@ import (
 	"github.com/prometheus/common/expfmt"
 	"github.com/prometheus/common/model"
 	"github.com/twmb/franz-go/pkg/kfake"
+	"github.com/twmb/franz-go/pkg/kmsg"
 
 	"github.com/envoy-pubsub/gateway/client"
 	"github.com/envoy-pubsub/gateway/config"
@@ -104,16 +106,19 @@ func hasLabels(m *dto.Metric, labels []string) bool {
 }
 
 func TestScrapeAfterAScriptedSessionSeesEveryFamilyMove(t *testing.T) {
-	k := testkit.Kafka(t, kfake.SeedTopics(2, "t"))
+	k := testkit.Kafka(t, kfake.SeedTopics(2, "t"), kfake.SeedTopics(3, "u"))
 	value := strings.Repeat("v", 4<<10)
 	recs := make([]testkit.Record, 16)
 	for i := range recs {
 		recs[i] = testkit.Record{Value: value}
 	}
 	testkit.Produce(t, k.ListenAddrs(), "t", 1, recs)
+	for partition := range int32(3) {
+		testkit.Produce(t, k.ListenAddrs(), "u", partition, []testkit.Record{{Value: "u"}})
+	}
 	var logs testkit.LogBuffer
 	srv := startWithMetrics(t, testkit.ClusterYAML(k.ListenAddrs(), "    produce_topics: [t]\n    fetch_max_bytes: 8192\n",
-		"session: {max_pending_bytes: 16384}\nlimits: {max_memory_bytes: 16384}\n"), &logs)
+		"session: {max_pending_bytes: 12288}\nlimits: {max_memory_bytes: 12288}\n"), &logs)
 
 	// A plain request is refused with 426.
 	if resp, err := http.Get("http://" + srv.Addr() + "/kafka"); err != nil {
@@ -152,38 +157,61 @@ func TestScrapeAfterAScriptedSessionSeesEveryFamilyMove(t *testing.T) {
 	case <-ctx.Done():
 		t.Fatal("no push")
 	}
-	// Fetches of 8 KiB each, side by side, in two sessions that may hold
-	// 16 KiB each and together: some reservations wait for others, in
-	// their session and in the process.
-	other, err := client.Dial(ctx, srv.URL("kafka"), client.Options{})
-	if err != nil {
-		t.Fatal(err)
+	// Fetches of 8 KiB each in two more sessions that may hold 12 KiB each
+	// and together, while the brokers hold every fetch: of two fetches in
+	// one session, one holds its 8 KiB and the other waits for the
+	// session's budget; a fetch of a third session then waits for the
+	// process's.
+	armed, release := atomic.Bool{}, make(chan struct{})
+	k.ControlKey(int16(kmsg.Fetch), func(kmsg.Request) (kmsg.Response, error, bool) {
+		k.KeepControl()
+		if armed.Load() {
+			k.SleepControl(func() { <-release })
+		}
+		return nil, nil, false
+	})
+	armed.Store(true)
+	dial := func() *client.Client {
+		cl, err := client.Dial(ctx, srv.URL("kafka"), client.Options{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return cl
 	}
-	for fams := scrape(t, srv); sample(fams, "pubsub_session_budget_waits_total") == 0 || sample(fams, "pubsub_memory_budget_waits_total") == 0; fams = scrape(t, srv) {
-		var wg sync.WaitGroup
-		for _, cl := range []*client.Client{c, other} {
-			for off := range int64(8) {
-				wg.Go(func() {
-					if _, err := cl.Fetch(ctx, "t", 1, off); err != nil {
-						t.Errorf("fetch at %d: %v", off, err)
-					}
-				})
+	other, third := dial(), dial()
+	var wg sync.WaitGroup
+	fetch := func(cl *client.Client, partition int32) {
+		wg.Go(func() {
+			if msgs, err := cl.Fetch(ctx, "u", partition, 0); err != nil || len(msgs) == 0 {
+				t.Errorf("fetch of u/%d: %d records, %v", partition, len(msgs), err)
 			}
-		}
-		wg.Wait()
-		if ctx.Err() != nil || t.Failed() {
-			t.Fatal("no reservation waited")
-		}
+		})
 	}
-	// One after the other, so that the scripted session's line is the last.
-	for i, cl := range []*client.Client{other, c} {
+	fams := scrape(t, srv)
+	sessionWaits, memoryWaits := sample(fams, "pubsub_session_budget_waits_total"), sample(fams, "pubsub_memory_budget_waits_total")
+	fetch(other, 0)
+	fetch(other, 1)
+	testkit.Eventually(t, "a reservation waited for the session's budget", func() bool {
+		return sample(scrape(t, srv), "pubsub_session_budget_waits_total") > sessionWaits
+	})
+	fetch(third, 2)
+	testkit.Eventually(t, "a reservation waited for the process's budget", func() bool {
+		return sample(scrape(t, srv), "pubsub_memory_budget_waits_total") > memoryWaits
+	})
+	armed.Store(false)
+	close(release)
+	wg.Wait()
+	// One after the other, so that the scripted session's line is the last
+	// (the session's end is counted before it is logged).
+	for i, cl := range []*client.Client{other, third, c} {
 		cl.Close()
-		testkit.Eventually(t, "the session's end is counted", func() bool {
-			return sample(scrape(t, srv), "pubsub_sessions_closed_total", "code", "1000") == float64(i+1)
+		testkit.Eventually(t, "the session's end counted and logged", func() bool {
+			return sample(scrape(t, srv), "pubsub_sessions_closed_total", "code", "1000") == float64(i+1) &&
+				strings.Count(logs.String(), `"msg":"`+server.SessionEndMessage+`"`) == i+1
 		})
 	}
 
-	fams := scrape(t, srv)
+	fams = scrape(t, srv)
 	for _, want := range []struct {
 		name   string
 		labels []string

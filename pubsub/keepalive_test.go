@@ -25,9 +25,14 @@ func TestServerPingsWithinTheInterval(t *testing.T) {
 	}
 }
 
+// TestPeerThatAnswersPingsStays: a peer that answers every ping is kept
+// for four pong timeouts, in which a server that ignored pongs would have
+// closed it (the timeout is long enough that a loaded machine's pauses do
+// not count as a missing pong).
 func TestPeerThatAnswersPingsStays(t *testing.T) {
-	p := startSession(t, context.Background(), NewMux(), Options{PingInterval: 20 * time.Millisecond, PongTimeout: 20 * time.Millisecond})
-	for range 5 {
+	const pongTimeout = 250 * time.Millisecond
+	p := startSession(t, context.Background(), NewMux(), Options{PingInterval: 20 * time.Millisecond, PongTimeout: pongTimeout})
+	for until := time.Now().Add(4 * pongTimeout); time.Now().Before(until); {
 		f := p.readFrame()
 		if f.Header.OpCode != ws.OpPing {
 			t.Fatalf("got opcode %v, want a ping", f.Header.OpCode)

@@ -68,9 +68,10 @@ func TestClientReportsADeadServer(t *testing.T) {
 }
 
 // TestClientPingsKeepAnIdleSessionOpen: the server answers the client's
-// pings, and they count as activity for its idle timeout.
+// pings, and they count as activity for its idle timeout (long enough that
+// a loaded machine's pauses do not idle the session out).
 func TestClientPingsKeepAnIdleSessionOpen(t *testing.T) {
-	const idle = 300 * time.Millisecond
+	const idle = 600 * time.Millisecond
 	url := serveSessions(t, pubsub.Options{IdleTimeout: idle})
 	c, err := Dial(testCtx(t), url, Options{PingInterval: idle / 6, PongTimeout: idle})
 	if err != nil {
@@ -87,11 +88,13 @@ func TestClientPingsKeepAnIdleSessionOpen(t *testing.T) {
 	}
 }
 
-// TestClientAnswersServerPings: a session whose server pings often and
-// gives little time for the pong lives on.
+// TestClientAnswersServerPings: a session whose server pings often lives on
+// for four pong timeouts, in which a client that answered no ping would
+// have been closed (the timeout is long enough that a loaded machine's
+// pauses do not count as a missing pong).
 func TestClientAnswersServerPings(t *testing.T) {
-	const interval = 30 * time.Millisecond
-	url := serveSessions(t, pubsub.Options{PingInterval: interval, PongTimeout: 3 * interval})
+	const interval, pongTimeout = 30 * time.Millisecond, 250 * time.Millisecond
+	url := serveSessions(t, pubsub.Options{PingInterval: interval, PongTimeout: pongTimeout})
 	c, err := Dial(testCtx(t), url, Options{})
 	if err != nil {
 		t.Fatal(err)
@@ -100,7 +103,7 @@ func TestClientAnswersServerPings(t *testing.T) {
 	select {
 	case <-c.Done():
 		t.Fatalf("session ended: %v", c.Err())
-	case <-time.After(20 * interval):
+	case <-time.After(4 * pongTimeout):
 	}
 	if _, err := c.Ping(testCtx(t), nil); err != nil {
 		t.Fatal(err)

@@ -82,7 +82,7 @@ func idleCuttingProxy(t *testing.T, target string, idle time.Duration) string {
 // outlives an idle timeout of the proxy in front that is shorter than its
 // life; without them the proxy cuts it.
 func TestQuietSubscriptionOutlivesAProxyIdleTimeout(t *testing.T) {
-	const idle = 400 * time.Millisecond
+	const idle = 800 * time.Millisecond // pings every 100 ms: a pause of 700 ms would be needed to miss it
 	for _, tc := range []struct {
 		pingInterval string
 		survives     bool

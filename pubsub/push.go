@@ -209,8 +209,13 @@ func (s *session) drainPushes() {
 }
 
 // exitDrain ends the push writer, dropping frames. Callers hold qmu, which
-// exitDrain releases.
+// exitDrain releases. The frames' bytes are given back first (under qmu,
+// as holdFrame counted them), so that once stopPushes returns the session
+// holds none of them.
 func (s *session) exitDrain(frames []pushFrame) {
+	for _, f := range frames {
+		s.releaseFrame(f)
+	}
 	s.queue.running = false
 	s.lastPushWrite.Store(monoNow())
 	s.queue.bytes = 0
@@ -223,7 +228,4 @@ func (s *session) exitDrain(frames []pushFrame) {
 		s.queue.space = nil
 	}
 	s.qmu.Unlock()
-	for _, f := range frames {
-		s.releaseFrame(f)
-	}
 }

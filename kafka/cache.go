@@ -305,7 +305,7 @@ func recordsIn(recs []*kgo.Record, from, to int64) []*kgo.Record {
 }
 
 // removeLocked drops chunk c. The first chunk, which eviction drops most
-// (a window full of small batches at the live end holds 100,000 chunks),
+// (a window full of one-record batches at the live end holds some 90,000),
 // is sliced off without moving the others. Callers hold mu.
 func (rc *recordCache) removeLocked(c *chunk) {
 	p := c.part
@@ -443,7 +443,8 @@ func (p *partitionCache) readingLocked(out *reply) {
 // lowWaterLocked returns the lowest offset that a reader of p seen within
 // readerTTL of now reads at, of the readers that are not behind all of p's
 // chunks (those fetch from Kafka anyway), or math.MinInt64 when there is
-// none; it forgets the readers not seen within readerTTL. Callers hold mu.
+// none (see readerIndex.lowestFrom, which forgets the readers not seen
+// within readerTTL). Callers hold mu.
 func (p *partitionCache) lowWaterLocked(now time.Time) int64 {
 	if len(p.chunks) == 0 {
 		return math.MinInt64

@@ -415,4 +415,3 @@ func TestCachePartOfABatchKeepsOnlyItsOwnBytes(t *testing.T) {
 		t.Fatalf("read at 0: %v", got)
 	}
 }
-

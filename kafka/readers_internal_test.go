@@ -88,10 +88,25 @@ func BenchmarkRoomAheadWithManyReaders(b *testing.B) {
 				}
 				rc.insert(p0, unknownEpoch, run{first: first, next: first + 10, records: records(recs...)})
 			}
-			for i := range readers {
-				rc.reading(p0, &reply{reader: new(brokerLane), next: int64(i % 320)})
+			lanes := make([]*brokerLane, readers)
+			// read notes every reader anew, so that none goes quiet
+			// however long the benchmark runs.
+			read := func() {
+				for i, lane := range lanes {
+					rc.reading(p0, &reply{reader: lane, next: int64(i % 320)})
+				}
 			}
+			for i := range lanes {
+				lanes[i] = new(brokerLane)
+			}
+			read()
+			asked := 0
 			for b.Loop() {
+				if asked++; asked%1000 == 0 {
+					b.StopTimer()
+					read()
+					b.StartTimer()
+				}
 				rc.roomAhead(p0, 320, 1<<20)
 			}
 		})
